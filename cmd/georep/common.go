@@ -1,0 +1,64 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// logOptions are the logging flags every long-running command takes.
+type logOptions struct {
+	level string
+	json  bool
+}
+
+func (o *logOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.level, "log-level", "info", "log level: trace, debug, info, warn, error")
+	fs.BoolVar(&o.json, "log-json", false, "log JSON lines")
+}
+
+func (o *logOptions) logger(name string, w io.Writer) (hclog.Logger, error) {
+	lvl := hclog.LevelFromString(o.level)
+	if lvl == hclog.NoLevel {
+		return nil, usageErr("unknown log level %q", o.level)
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: lvl, Output: w, JSONFormat: o.json}), nil
+}
+
+// defaultStateDir picks a state directory for a role and a key (the root,
+// or root and slave): under /var/lib/georep when root, else under the
+// user's state directory.
+func defaultStateDir(role string, key ...string) string {
+	h := sha256.New()
+	for _, k := range key {
+		if abs, err := filepath.Abs(k); err == nil && role != "" && k != "" && k[0] != ':' {
+			k = abs
+		}
+		fmt.Fprintf(h, "%s\x00", k)
+	}
+	name := role + "-" + hex.EncodeToString(h.Sum(nil))[:16]
+	if os.Geteuid() == 0 {
+		return filepath.Join("/var/lib/georep", name)
+	}
+	base := os.Getenv("XDG_STATE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return filepath.Join(os.TempDir(), "georep-"+name)
+		}
+		base = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(base, "georep", name)
+}
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("georep "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}

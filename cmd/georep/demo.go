@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/georep/georep/internal/testtree"
+	"github.com/georep/georep/internal/treecmp"
+	"github.com/georep/georep/slave"
+)
+
+type demoOptions struct {
+	dir  string
+	keep bool
+}
+
+func runDemoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o demoOptions
+	fs := newFlagSet("demo", stderr)
+	fs.StringVar(&o.dir, "dir", "", "work directory (default: a new temp dir, removed afterwards)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the work directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return runDemo(ctx, o, stdout, stderr)
+}
+
+// runDemo starts a slave and runs one-shot masters against it on temp
+// dirs: a sample tree, a sync, a change, another sync, each checked with an
+// entry-by-entry comparison.
+func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
+	if o.dir == "" {
+		d, err := os.MkdirTemp("", "georep-demo-")
+		if err != nil {
+			return err
+		}
+		o.dir = d
+		if !o.keep {
+			defer os.RemoveAll(d)
+		}
+	}
+	masterRoot := filepath.Join(o.dir, "master")
+	slaveRoot := filepath.Join(o.dir, "slave")
+	for _, d := range []string{masterRoot, slaveRoot} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "== building a sample tree in %s\n", masterRoot)
+	if err := testtree.Build(masterRoot, testtree.Options{BigFileSize: 8 << 20, Seed: 1}); err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ready := make(chan string, 1)
+	slaveErr := make(chan error, 1)
+	logs := io.Discard
+	if os.Getenv("GEOREP_DEMO_LOGS") != "" {
+		logs = stderr
+	}
+	go func() {
+		slaveErr <- runSlave(ctx, slaveOptions{
+			root: slaveRoot, listen: "127.0.0.1:0", stateDir: filepath.Join(o.dir, "slave-state"),
+			log: logOptions{level: "warn"}, ready: func(a string) { ready <- a },
+		}, logs)
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-slaveErr:
+		return fmt.Errorf("slave: %w", err)
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("slave did not start")
+	}
+	defer func() {
+		cancel()
+		<-slaveErr
+	}()
+	fmt.Fprintf(stdout, "== slave serving %s on %s\n", slaveRoot, addr)
+
+	mo := masterOptions{root: masterRoot, slave: addr, stateDir: filepath.Join(o.dir, "master-state"),
+		oneshot: true, syncJobs: 3, retries: 3, log: logOptions{level: "warn"}}
+	cmpOpt := treecmp.Options{IgnoreTop: []string{slave.ReservedName}, IgnoreXattrPrefixes: []string{"trusted.georep.", "user.georep."}}
+	check := func() error {
+		diffs, err := treecmp.Compare(masterRoot, slaveRoot, cmpOpt)
+		if err != nil {
+			return err
+		}
+		if len(diffs) > 0 {
+			for _, d := range diffs[:min(10, len(diffs))] {
+				fmt.Fprintf(stdout, "   DIFF %s\n", d)
+			}
+			return fmt.Errorf("the slave differs from the master in %d places", len(diffs))
+		}
+		fmt.Fprintln(stdout, "== compared entry by entry (types, content, modes, owners, mtimes, symlinks, hardlinks, xattrs): identical")
+		return nil
+	}
+	steps := []struct {
+		title  string
+		before func() error
+	}{
+		{"first one-shot sync", nil},
+		{"second one-shot sync of the unchanged tree (nothing to send)", nil},
+		{"changing the master (create, modify, truncate, rename, hardlink, chmod, delete), then syncing", func() error {
+			return testtree.Mutate(masterRoot, testtree.Options{Seed: 1})
+		}},
+	}
+	for _, s := range steps {
+		if s.before != nil {
+			if err := s.before(); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(stdout, "\n== %s\n", s.title)
+		if _, err := runMasterOnce(ctx, mo, stdout, logs); err != nil {
+			return err
+		}
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "\n== the slave tree (top level)\n")
+	entries, err := os.ReadDir(slaveRoot)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, e := range entries {
+		n := fmt.Sprintf("%q", e.Name())
+		if e.IsDir() {
+			n += "/"
+		}
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintf(stdout, "   %s\n", strings.Join(names, "  "))
+	if o.keep {
+		fmt.Fprintf(stdout, "\nwork directory kept: %s\n", o.dir)
+	}
+	return nil
+}

@@ -1,0 +1,90 @@
+// Command georep replicates a directory tree from a master to a slave.
+//
+//	georep slave  --root DIR --listen HOST:PORT [--state-dir DIR]
+//	georep master --root DIR --slave HOST:PORT [--state-dir DIR] [--oneshot] [--sync-jobs N]
+//	georep demo
+//
+// Each subcommand lives in its own file: an options struct, its flags, and
+// a run function that tests call directly.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// errUsage marks a command-line mistake (exit status 2).
+var errUsage = errors.New("usage")
+
+type command struct {
+	name  string
+	short string
+	run   func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"slave", "serve a slave root to one master", runSlaveCmd},
+		{"master", "replicate a master root to a slave", runMasterCmd},
+		{"demo", "replicate a sample tree between temp dirs and show the result", runDemoCmd},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: georep <command> [flags]")
+	fmt.Fprintln(w)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.short)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run 'georep <command> -h' for a command's flags.")
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command line and returns the exit status: 0 success,
+// 1 failure (with a one-line reason on stderr), 2 usage error.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, args[1:], stdout, stderr)
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			fmt.Fprintf(stderr, "georep %s: %v\n", c.name, err)
+			return 2
+		}
+		fmt.Fprintf(stderr, "georep %s: %v\n", c.name, err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "georep: unknown command %q\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func usageErr(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
+}

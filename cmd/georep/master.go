@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/georep/georep/master"
+)
+
+type masterOptions struct {
+	root           string
+	slave          string
+	stateDir       string
+	oneshot        bool
+	changeDetector string
+	syncJobs       int
+	ignoreDeletes  bool
+	retries        int
+	log            logOptions
+}
+
+func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o masterOptions
+	fs := newFlagSet("master", stderr)
+	fs.StringVar(&o.root, "root", "", "master root directory (required)")
+	fs.StringVar(&o.slave, "slave", "", "slave address HOST:PORT (required)")
+	fs.StringVar(&o.stateDir, "state-dir", "", "state directory (default: derived from root and slave under /var/lib/georep or ~/.local/state/georep)")
+	fs.BoolVar(&o.oneshot, "oneshot", false, "crawl once, sync everything found, advance the marks and exit")
+	fs.StringVar(&o.changeDetector, "change-detector", "xsync", "how changes are found: xsync (crawl)")
+	fs.IntVar(&o.syncJobs, "sync-jobs", master.DefaultSyncJobs, "data workers, each shipping one box of files per stream")
+	fs.BoolVar(&o.ignoreDeletes, "ignore-deletes", false, "keep on the slave what was deleted on the master")
+	fs.IntVar(&o.retries, "retries", master.DefaultRetries, "attempts at a failing batch before a one-shot run gives up")
+	o.log.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErr("unexpected argument %q", fs.Arg(0))
+	}
+	if o.root == "" || o.slave == "" {
+		return usageErr("--root and --slave are required")
+	}
+	if o.changeDetector != "xsync" {
+		return usageErr("--change-detector %q is not available yet (only xsync)", o.changeDetector)
+	}
+	if !o.oneshot {
+		return usageErr("continuous replication is not available yet: use --oneshot")
+	}
+	if o.syncJobs < 1 || o.syncJobs > 64 {
+		return usageErr("--sync-jobs must be between 1 and 64")
+	}
+	_, err := runMasterOnce(ctx, o, stdout, stderr)
+	return err
+}
+
+func runMasterOnce(ctx context.Context, o masterOptions, stdout, stderr io.Writer) (*master.Summary, error) {
+	log, err := o.log.logger("master", stderr)
+	if err != nil {
+		return nil, err
+	}
+	if o.stateDir == "" {
+		o.stateDir = defaultStateDir("master", o.root, ":"+o.slave)
+	}
+	m, err := master.New(master.Config{
+		Root: o.root, Slave: o.slave, StateDir: o.stateDir, SyncJobs: o.syncJobs,
+		IgnoreDeletes: o.ignoreDeletes, Retries: o.retries, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	sum, err := m.RunOnce(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b := sum.Batch
+	fmt.Fprintf(stdout, "georep: slave in sync as of %s (took %s)\n", sum.Stime.Format(time.RFC3339Nano), sum.Duration.Round(time.Millisecond))
+	fmt.Fprintf(stdout, "  crawled   %d dirs, %d files (%d bytes), %d symlinks, %d others\n",
+		sum.Crawl.Dirs, sum.Crawl.Files, sum.Crawl.Bytes, sum.Crawl.Symlinks, sum.Crawl.Others)
+	fmt.Fprintf(stdout, "  entries   %d applied, %d already there, %d conflicts resolved, %d directories purged\n",
+		b.EntryOps, b.EntryNoops, b.Conflicts, b.Purged)
+	fmt.Fprintf(stdout, "  data      %d files sent (%d bytes), %d already current, %d vanished\n",
+		b.Files, b.BytesSent, b.FilesUnchanged, b.Vanished)
+	fmt.Fprintf(stdout, "  metadata  %d applied, %d already current\n", b.MetaOps, b.MetaNoops)
+	if len(b.Partial) > 0 {
+		fmt.Fprintf(stdout, "  partial   %d ops applied in part (see the log), e.g. %s\n", len(b.Partial), b.Partial[0])
+	}
+	return sum, nil
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/georep/georep/master"
+	"github.com/georep/georep/slave"
+)
+
+type slaveOptions struct {
+	root     string
+	listen   string
+	stateDir string
+	lease    time.Duration
+	log      logOptions
+	// ready, when set, receives the listening address (tests, demo).
+	ready func(addr string)
+}
+
+func runSlaveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o slaveOptions
+	fs := newFlagSet("slave", stderr)
+	fs.StringVar(&o.root, "root", "", "slave root directory (required)")
+	fs.StringVar(&o.listen, "listen", "", "address to serve on, HOST:PORT (required; a loopback address until TLS is configured)")
+	fs.StringVar(&o.stateDir, "state-dir", "", "state directory (default: derived from the root under /var/lib/georep or ~/.local/state/georep)")
+	fs.DurationVar(&o.lease, "timeout", slave.DefaultLease, "drop a master session silent for this long")
+	o.log.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErr("unexpected argument %q", fs.Arg(0))
+	}
+	if o.root == "" || o.listen == "" {
+		return usageErr("--root and --listen are required")
+	}
+	return runSlave(ctx, o, stderr)
+}
+
+func runSlave(ctx context.Context, o slaveOptions, stderr io.Writer) error {
+	if !master.IsLoopback(o.listen) {
+		return fmt.Errorf("refusing to serve plaintext on %s: without TLS the slave listens on a loopback address only", o.listen)
+	}
+	log, err := o.log.logger("slave", stderr)
+	if err != nil {
+		return err
+	}
+	if o.stateDir == "" {
+		o.stateDir = defaultStateDir("slave", o.root)
+	}
+	s, err := slave.New(slave.Config{Root: o.root, StateDir: o.stateDir, Lease: o.lease, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	lis, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", o.listen, err)
+	}
+	log.Info("serving", "root", o.root, "listen", lis.Addr().String(), "state_dir", o.stateDir, "privileged", s.Privileged())
+	if o.ready != nil {
+		o.ready(lis.Addr().String())
+	}
+	return s.Serve(ctx, lis, nil)
+}

@@ -1,0 +1,118 @@
+// Package beneath confines file access to a directory tree. A Root is an
+// open directory; every path handed to it is resolved with openat2(2) and
+// RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS, so that "..",
+// absolute paths and symlinks anywhere on the way are refused by the
+// kernel, not by string checks that a concurrent rename could outwit. Final
+// names are single components checked by changelog.ValidName and used with
+// *at(2) calls on the parent's descriptor, never followed.
+package beneath
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/changelog"
+)
+
+// ErrEscape says a path would leave the root or pass through a symlink.
+var ErrEscape = errors.New("beneath: path escapes the root or passes through a symlink")
+
+// ErrInvalid says a name or path is malformed.
+var ErrInvalid = errors.New("beneath: invalid name")
+
+// Root is an open directory that confines every operation made through it.
+type Root struct {
+	fd   int
+	path string
+}
+
+// Open opens dir as a Root.
+func Open(dir string) (*Root, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("beneath: opening root %s: %w", dir, err)
+	}
+	return &Root{fd: fd, path: dir}, nil
+}
+
+// Close closes the root's descriptor.
+func (r *Root) Close() error { return unix.Close(r.fd) }
+
+// FD is the root directory's descriptor; it stays owned by r.
+func (r *Root) FD() int { return r.fd }
+
+// Path is the root's path, for messages.
+func (r *Root) Path() string { return r.path }
+
+// CheckRel validates a relative slash-separated path: "." or components
+// that are each a valid name.
+func CheckRel(rel string) error {
+	if rel == "." {
+		return nil
+	}
+	if rel == "" || strings.HasPrefix(rel, "/") {
+		return fmt.Errorf("%w: path %q is not relative", ErrInvalid, rel)
+	}
+	for _, c := range strings.Split(rel, "/") {
+		if err := changelog.ValidName(c); err != nil {
+			return fmt.Errorf("%w: path %q: %v", ErrInvalid, rel, err)
+		}
+	}
+	return nil
+}
+
+func classify(err error, what string) error {
+	if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ELOOP) {
+		return fmt.Errorf("%s: %w (%v)", what, ErrEscape, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// OpenDir opens the directory at rel beneath the root and returns its
+// descriptor (the caller closes it).
+func (r *Root) OpenDir(rel string) (int, error) {
+	return r.Open(rel, unix.O_RDONLY|unix.O_DIRECTORY)
+}
+
+// Open opens rel beneath the root with flags (O_CLOEXEC and O_NOFOLLOW are
+// added) and returns the descriptor.
+func (r *Root) Open(rel string, flags int) (int, error) {
+	if err := CheckRel(rel); err != nil {
+		return -1, err
+	}
+	how := unix.OpenHow{
+		Flags:   uint64(flags | unix.O_CLOEXEC | unix.O_NOFOLLOW),
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	for {
+		fd, err := unix.Openat2(r.fd, rel, &how)
+		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		if err != nil {
+			return -1, classify(err, fmt.Sprintf("beneath: opening %q", rel))
+		}
+		return fd, nil
+	}
+}
+
+// ProcPath names entry name of the open directory dirfd through /proc, for
+// the l*xattr calls that have no *at form. The final component is not
+// followed by those calls; the directory is the one dirfd holds.
+func ProcPath(dirfd int, name string) string {
+	return "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + name
+}
+
+// FDPath names an open file through /proc.
+func FDPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+
+// Lstat stats name in dirfd without following it.
+func Lstat(dirfd int, name string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	return st, err
+}

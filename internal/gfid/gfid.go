@@ -1,0 +1,171 @@
+// Package gfid is the stable identity of a replicated inode: a 16-byte value
+// kept in an xattr on the inode, shared by all of its hardlinks, and the
+// same on the master and the slave. It also names georep's xattrs, which live
+// under trusted.georep.* when privileged and user.georep.* otherwise.
+package gfid
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// GFID is an inode's identity.
+type GFID [16]byte
+
+// Root is the fixed gfid of the root directory of every replicated tree (the
+// same value GlusterFS uses), so the two roots match without a handshake.
+var Root = GFID{15: 1}
+
+// Zero is the absent gfid.
+var Zero GFID
+
+// ErrNoGFID says an inode carries no gfid xattr.
+var ErrNoGFID = errors.New("gfid: no gfid on inode")
+
+// New returns a random (version 4 style) gfid.
+func New() (GFID, error) {
+	var g GFID
+	if _, err := rand.Read(g[:]); err != nil {
+		return Zero, fmt.Errorf("gfid: random: %w", err)
+	}
+	g[6] = (g[6] & 0x0f) | 0x40
+	g[8] = (g[8] & 0x3f) | 0x80
+	return g, nil
+}
+
+// String formats g as a canonical UUID (8-4-4-4-12 lower-case hex).
+func (g GFID) String() string {
+	var b [36]byte
+	hex.Encode(b[0:8], g[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], g[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], g[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], g[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:], g[10:])
+	return string(b[:])
+}
+
+// IsZero reports whether g is the absent gfid.
+func (g GFID) IsZero() bool { return g == Zero }
+
+// Parse reads the canonical UUID form written by String.
+func Parse(s string) (GFID, error) {
+	var g GFID
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return Zero, fmt.Errorf("gfid: malformed %q", s)
+	}
+	h := s[0:8] + s[9:13] + s[14:18] + s[19:23] + s[24:]
+	if strings.ToLower(h) != h {
+		return Zero, fmt.Errorf("gfid: malformed %q: upper-case hex", s)
+	}
+	if _, err := hex.Decode(g[:], []byte(h)); err != nil {
+		return Zero, fmt.Errorf("gfid: malformed %q: %w", s, err)
+	}
+	return g, nil
+}
+
+// FromBytes converts a wire value; it must be exactly 16 bytes and not zero.
+func FromBytes(b []byte) (GFID, error) {
+	var g GFID
+	if len(b) != len(g) {
+		return Zero, fmt.Errorf("gfid: %d bytes, want %d", len(b), len(g))
+	}
+	copy(g[:], b)
+	if g.IsZero() {
+		return Zero, errors.New("gfid: zero gfid")
+	}
+	return g, nil
+}
+
+// Bytes returns a copy of g as a slice, for the wire.
+func (g GFID) Bytes() []byte { return append([]byte(nil), g[:]...) }
+
+// Namespace names georep's xattrs for one process: trusted.georep.* when the
+// process may use the trusted namespace (root), user.georep.* otherwise.
+// user.* xattrs cannot be set on symlinks and device nodes; see Attrs.
+type Namespace struct {
+	prefix string
+}
+
+// NewNamespace picks the namespace for a process with (or without) privilege.
+func NewNamespace(privileged bool) Namespace {
+	if privileged {
+		return Namespace{prefix: "trusted.georep."}
+	}
+	return Namespace{prefix: "user.georep."}
+}
+
+// DefaultNamespace picks the namespace for the current process.
+func DefaultNamespace() Namespace { return NewNamespace(os.Geteuid() == 0) }
+
+// Prefix is the xattr name prefix of every georep xattr in this namespace.
+func (n Namespace) Prefix() string { return n.prefix }
+
+// Name returns the xattr name for key ("gfid", "<session>.stime", ...).
+func (n Namespace) Name(key string) string { return n.prefix + key }
+
+// GFIDAttr is the xattr that holds the gfid.
+func (n Namespace) GFIDAttr() string { return n.prefix + "gfid" }
+
+// Owns reports whether xattr name is one of georep's (in either namespace),
+// so that it is never replicated as user data.
+func Owns(name string) bool {
+	return strings.HasPrefix(name, "trusted.georep.") || strings.HasPrefix(name, "user.georep.")
+}
+
+// Get reads the gfid of the inode at path without following a final symlink.
+func (n Namespace) Get(path string) (GFID, error) {
+	var g GFID
+	sz, err := unix.Lgetxattr(path, n.GFIDAttr(), g[:])
+	if err != nil {
+		if errors.Is(err, unix.ENODATA) {
+			return Zero, ErrNoGFID
+		}
+		return Zero, fmt.Errorf("gfid: reading %q: %w", path, err)
+	}
+	if sz != len(g) || g.IsZero() {
+		return Zero, fmt.Errorf("gfid: %q carries a malformed gfid (%d bytes)", path, sz)
+	}
+	return g, nil
+}
+
+// FGet reads the gfid of an open file.
+func (n Namespace) FGet(fd int) (GFID, error) {
+	var g GFID
+	sz, err := unix.Fgetxattr(fd, n.GFIDAttr(), g[:])
+	if err != nil {
+		if errors.Is(err, unix.ENODATA) {
+			return Zero, ErrNoGFID
+		}
+		return Zero, fmt.Errorf("gfid: reading fd %d: %w", fd, err)
+	}
+	if sz != len(g) || g.IsZero() {
+		return Zero, fmt.Errorf("gfid: fd %d carries a malformed gfid (%d bytes)", fd, sz)
+	}
+	return g, nil
+}
+
+// Set stores g on the inode at path without following a final symlink.
+func (n Namespace) Set(path string, g GFID) error {
+	if err := unix.Lsetxattr(path, n.GFIDAttr(), g[:], 0); err != nil {
+		return fmt.Errorf("gfid: setting on %q: %w", path, err)
+	}
+	return nil
+}
+
+// FSet stores g on an open file.
+func (n Namespace) FSet(fd int, g GFID) error {
+	if err := unix.Fsetxattr(fd, n.GFIDAttr(), g[:], 0); err != nil {
+		return fmt.Errorf("gfid: setting on fd %d: %w", fd, err)
+	}
+	return nil
+}

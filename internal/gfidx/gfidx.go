@@ -1,0 +1,336 @@
+// Package gfidx is the gfid index: for every gfid, the (parent gfid, name)
+// links it has in a tree. The master and the slave each keep one, in an
+// embedded transactional store (bbolt), to turn a gfid into a path.
+//
+// The index is a cache of what the tree's gfid xattrs say: whoever resolves
+// a gfid through it must check the gfid xattr of what it opened, and a
+// mismatch means "moved or gone", never "write here". A lost or stale index
+// is rebuilt from the tree (Rebuild).
+package gfidx
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/georep/georep/internal/gfid"
+)
+
+var (
+	bucketLinks = []byte("links")
+	bucketMeta  = []byte("meta")
+	keyClean    = []byte("clean")
+	keyVersion  = []byte("version")
+)
+
+const formatVersion = "1"
+
+// ErrNotFound says the index knows no link for a gfid.
+var ErrNotFound = errors.New("gfidx: gfid not in index")
+
+// maxDepth bounds path resolution, so that a corrupt index with a cycle
+// yields an error rather than a loop.
+const maxDepth = 4096
+
+// Link is one name of an inode.
+type Link struct {
+	Parent gfid.GFID
+	Name   string
+}
+
+// Index is a gfid index backed by one bbolt file. It is safe for concurrent
+// use: bbolt allows one writer and many readers at a time.
+type Index struct {
+	db *bolt.DB
+}
+
+// Open opens (creating if needed) the index at path. Writes are not synced
+// one by one: callers call Sync at their durability points (a batch's end),
+// which is where a per-transaction fsync would otherwise cost one fsync per
+// RPC. After an unclean stop the index may lag the tree; Clean reports it.
+func Open(path string) (*Index, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: true, NoFreelistSync: true})
+	if err != nil {
+		return nil, fmt.Errorf("gfidx: opening %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if _, err := tx.CreateBucketIfNotExists(bucketLinks); err != nil {
+			return err
+		}
+		m, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if v := m.Get(keyVersion); v != nil && string(v) != formatVersion {
+			return fmt.Errorf("format version %q, want %q", v, formatVersion)
+		}
+		return m.Put(keyVersion, []byte(formatVersion))
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("gfidx: initialising %s: %w", path, err)
+	}
+	return &Index{db: db}, nil
+}
+
+// Close closes the store.
+func (ix *Index) Close() error { return ix.db.Close() }
+
+// Sync flushes every committed transaction to disk.
+func (ix *Index) Sync() error {
+	if err := ix.db.Sync(); err != nil {
+		return fmt.Errorf("gfidx: sync: %w", err)
+	}
+	return nil
+}
+
+// Clean reports whether the index was marked clean (in step with the tree)
+// and has not been written since.
+func (ix *Index) Clean() bool {
+	clean := false
+	_ = ix.db.View(func(tx *bolt.Tx) error {
+		clean = string(tx.Bucket(bucketMeta).Get(keyClean)) == "1"
+		return nil
+	})
+	return clean
+}
+
+// SetClean records whether the index is in step with the tree. Owners mark
+// it unclean before they change the tree and clean after a Sync at a quiet
+// point, so that a crash in between is detected on the next Open.
+func (ix *Index) SetClean(clean bool) error {
+	v := "0"
+	if clean {
+		v = "1"
+	}
+	err := ix.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyClean, []byte(v)) })
+	if err != nil {
+		return fmt.Errorf("gfidx: marking clean=%v: %w", clean, err)
+	}
+	if clean {
+		return ix.Sync()
+	}
+	return nil
+}
+
+// Update runs fn in a write transaction; fn's changes commit together.
+func (ix *Index) Update(fn func(*Tx) error) error {
+	return ix.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{b: tx.Bucket(bucketLinks)}) })
+}
+
+// View runs fn in a read transaction.
+func (ix *Index) View(fn func(*Tx) error) error {
+	return ix.db.View(func(tx *bolt.Tx) error { return fn(&Tx{b: tx.Bucket(bucketLinks)}) })
+}
+
+// Tx is a transaction on the index. It must not be used after the function
+// given to Update or View returns.
+type Tx struct {
+	b *bolt.Bucket
+}
+
+func key(g gfid.GFID, l Link) []byte {
+	k := make([]byte, 0, 32+len(l.Name))
+	k = append(k, g[:]...)
+	k = append(k, l.Parent[:]...)
+	return append(k, l.Name...)
+}
+
+// Links returns every link of g, in key order (so the first is stable).
+func (t *Tx) Links(g gfid.GFID) []Link {
+	var out []Link
+	c := t.b.Cursor()
+	for k, _ := c.Seek(g[:]); k != nil && bytes.HasPrefix(k, g[:]); k, _ = c.Next() {
+		if len(k) < 33 {
+			continue
+		}
+		var l Link
+		copy(l.Parent[:], k[16:32])
+		l.Name = string(k[32:])
+		out = append(out, l)
+	}
+	return out
+}
+
+// HasLink reports whether g has link l.
+func (t *Tx) HasLink(g gfid.GFID, l Link) bool { return t.b.Get(key(g, l)) != nil }
+
+// AddLink records that g is named l. Adding a link twice is harmless.
+func (t *Tx) AddLink(g gfid.GFID, l Link) error {
+	if l.Name == "" {
+		return fmt.Errorf("gfidx: empty name for %s", g)
+	}
+	if err := t.b.Put(key(g, l), nil); err != nil {
+		return fmt.Errorf("gfidx: adding link %s: %w", g, err)
+	}
+	return nil
+}
+
+// RemoveLink forgets that g is named l. Removing an absent link is harmless.
+func (t *Tx) RemoveLink(g gfid.GFID, l Link) error {
+	if err := t.b.Delete(key(g, l)); err != nil {
+		return fmt.Errorf("gfidx: removing link %s: %w", g, err)
+	}
+	return nil
+}
+
+// RemoveAll forgets every link of g.
+func (t *Tx) RemoveAll(g gfid.GFID) error {
+	for _, l := range t.Links(g) {
+		if err := t.RemoveLink(g, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Path resolves g to a slash-separated path relative to the tree root ("."
+// for the root) through each gfid's first link. The result names what the
+// index believes; the caller verifies the gfid xattr of what it opens.
+func (t *Tx) Path(g gfid.GFID) (string, error) {
+	if g == gfid.Root {
+		return ".", nil
+	}
+	var parts []string
+	cur := g
+	for depth := 0; cur != gfid.Root; depth++ {
+		if depth > maxDepth {
+			return "", fmt.Errorf("gfidx: resolving %s: deeper than %d (cycle?)", g, maxDepth)
+		}
+		links := t.Links(cur)
+		if len(links) == 0 {
+			if cur == g {
+				return "", fmt.Errorf("gfidx: %s: %w", g, ErrNotFound)
+			}
+			return "", fmt.Errorf("gfidx: resolving %s: ancestor %s: %w", g, cur, ErrNotFound)
+		}
+		parts = append(parts, links[0].Name)
+		cur = links[0].Parent
+	}
+	for i, j := 0, len(parts)-1; i < j; i, j = i+1, j-1 {
+		parts[i], parts[j] = parts[j], parts[i]
+	}
+	return strings.Join(parts, "/"), nil
+}
+
+// Rebuild empties the index and refills it from the gfid xattrs found under
+// root, skipping the names in skipTop at the top level. It never follows
+// symlinks. Entries without a gfid are left out (and reported in the count).
+func (ix *Index) Rebuild(root string, ns gfid.Namespace, skipTop []string) (indexed, missing int, err error) {
+	err = ix.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bucketLinks); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucket(bucketLinks)
+		return err
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("gfidx: clearing for rebuild: %w", err)
+	}
+	type pending struct {
+		g gfid.GFID
+		l Link
+	}
+	var batch []pending
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := ix.Update(func(tx *Tx) error {
+			for _, p := range batch {
+				if err := tx.AddLink(p.g, p.l); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		batch = batch[:0]
+		return err
+	}
+	dirGFID := map[string]gfid.GFID{".": gfid.Root}
+	walkErr := filepath.WalkDir(root, func(p string, d fs.DirEntry, werr error) error {
+		if werr != nil {
+			return werr
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		if rel == "." {
+			return nil
+		}
+		dir, name := filepath.Split(rel)
+		dir = filepath.Clean(dir)
+		if dir == "." {
+			for _, s := range skipTop {
+				if name == s {
+					if d.IsDir() {
+						return filepath.SkipDir
+					}
+					return nil
+				}
+			}
+		}
+		parent, ok := dirGFID[dir]
+		if !ok {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		g, err := ns.Get(p)
+		if err != nil {
+			missing++
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			dirGFID[rel] = g
+		}
+		batch = append(batch, pending{g, Link{Parent: parent, Name: name}})
+		indexed++
+		if len(batch) >= 10000 {
+			return flush()
+		}
+		return nil
+	})
+	if walkErr != nil {
+		return indexed, missing, fmt.Errorf("gfidx: rebuilding from %s: %w", root, walkErr)
+	}
+	if err := flush(); err != nil {
+		return indexed, missing, fmt.Errorf("gfidx: rebuilding from %s: %w", root, err)
+	}
+	return indexed, missing, nil
+}
+
+// Remove deletes the index file at path (for a rebuild after corruption).
+func Remove(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("gfidx: removing %s: %w", path, err)
+	}
+	return nil
+}
+
+// Reset empties the index (before a full crawl refills it).
+func (ix *Index) Reset() error {
+	err := ix.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bucketLinks); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucket(bucketLinks)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("gfidx: reset: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,573 @@
+// Package treecmp compares two directory trees entry by entry and reports
+// every difference a replicator could have introduced: missing or extra
+// entries, file types, permission bits (including setuid, setgid and
+// sticky), numeric owners, sizes and contents, nanosecond mtimes, symlink
+// targets, device numbers, extended attributes and hardlink groups.
+//
+// It is meant for tests that replicate a tree and then check that the
+// replica is exact. Trees are walked with lstat, symlinks are never
+// followed and names are handled as raw bytes (Go strings that may hold
+// any byte but NUL and '/'); nothing is normalised.
+//
+// Paths in results are relative to the compared roots, with "/" as the
+// separator; the roots themselves are reported as ".".
+package treecmp
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// RootPath is the relative path under which the roots themselves are
+// reported in a Diff and keyed in a Snapshot.
+const RootPath = "."
+
+// Options tunes what Compare and Snapshot look at.
+type Options struct {
+	// IgnoreTop lists names directly under the slave root that are not
+	// compared (e.g. ".georep", georep's reserved dir on the slave). The
+	// names are skipped directly under both roots, together with
+	// everything below them; the same names deeper in the tree are
+	// compared normally.
+	IgnoreTop []string
+	// IgnoreXattrPrefixes lists xattr name prefixes left out of the
+	// comparison (georep's own marks: "trusted.georep.", "user.georep.").
+	IgnoreXattrPrefixes []string
+	// SkipRootMeta: do not compare the root directories' own
+	// mode/owner/times. Their xattrs and their contents are still
+	// compared.
+	SkipRootMeta bool
+	// SkipDirMtime: do not compare directory mtimes.
+	SkipDirMtime bool
+}
+
+// Diff is one difference found by Compare.
+type Diff struct {
+	// Path is relative to the compared roots, as raw bytes in a string;
+	// "." for the roots themselves.
+	Path string
+	// What describes the difference; "a" is the first tree given to
+	// Compare, "b" the second.
+	What string
+}
+
+// String renders the difference with the path quoted by %q so that
+// newlines, tabs and non-UTF-8 bytes are visible.
+func (d Diff) String() string {
+	return fmt.Sprintf("%q: %s", d.Path, d.What)
+}
+
+// entry is what the walk records about one path.
+type entry struct {
+	abs    string
+	st     unix.Stat_t
+	link   string            // symlink target, raw bytes
+	xattrs map[string][]byte // filtered xattrs (nil when none)
+}
+
+func (e *entry) typ() uint32 { return e.st.Mode & unix.S_IFMT }
+
+func (e *entry) isDir() bool { return e.typ() == unix.S_IFDIR }
+
+// inode identifies a file across the tree (for hardlink groups).
+type inode struct {
+	dev uint64
+	ino uint64
+}
+
+func (e *entry) inode() inode { return inode{dev: e.st.Dev, ino: e.st.Ino} }
+
+// tree is the result of walking one side.
+type tree struct {
+	entries map[string]*entry
+	// groups maps the inode of every non-directory with nlink > 1 to the
+	// sorted relative paths sharing it inside the tree.
+	groups map[inode][]string
+}
+
+// walker holds the state of one walk.
+type walker struct {
+	opt     Options
+	xattrs  bool // read xattrs
+	trusted bool // include trusted.* xattrs
+}
+
+// Compare walks the trees rooted at a and b and returns their differences
+// sorted by path (several differences of one path keep a fixed order).
+// Entries below a path that is missing on one side, or whose type differs,
+// are not reported individually. An error is returned only when a tree
+// cannot be walked or read (contents of equal-sized regular files are
+// read, so trees with unreadable files need root). Numeric nlink is
+// compared for non-directories only.
+func Compare(a, b string, opt Options) ([]Diff, error) {
+	w := &walker{opt: opt, xattrs: true, trusted: os.Geteuid() == 0}
+	ta, err := w.walk(a)
+	if err != nil {
+		return nil, fmt.Errorf("treecmp: walk %q: %w", a, err)
+	}
+	tb, err := w.walk(b)
+	if err != nil {
+		return nil, fmt.Errorf("treecmp: walk %q: %w", b, err)
+	}
+
+	paths := make([]string, 0, len(ta.entries)+len(tb.entries))
+	for p := range ta.entries {
+		paths = append(paths, p)
+	}
+	for p := range tb.entries {
+		if _, ok := ta.entries[p]; !ok {
+			paths = append(paths, p)
+		}
+	}
+	sort.Strings(paths)
+
+	var diffs []Diff
+	add := func(p, format string, args ...any) {
+		diffs = append(diffs, Diff{Path: displayPath(p), What: fmt.Sprintf(format, args...)})
+	}
+	// pruned holds paths (as "p/") under which nothing more is reported.
+	pruned := map[string]bool{}
+	isPruned := func(p string) bool {
+		for i := len(p) - 1; i > 0; i-- {
+			if p[i] == '/' && pruned[p[:i+1]] {
+				return true
+			}
+		}
+		return false
+	}
+
+	for _, p := range paths {
+		if isPruned(p) {
+			continue
+		}
+		ea, eb := ta.entries[p], tb.entries[p]
+		switch {
+		case eb == nil:
+			add(p, "only in a (%s)", typeName(ea.typ()))
+			pruned[p+"/"] = true
+			continue
+		case ea == nil:
+			add(p, "only in b (%s)", typeName(eb.typ()))
+			pruned[p+"/"] = true
+			continue
+		}
+		if ea.typ() != eb.typ() {
+			add(p, "type: a=%s b=%s", typeName(ea.typ()), typeName(eb.typ()))
+			pruned[p+"/"] = true
+			continue
+		}
+		if err := compareEntry(p, ea, eb, ta, tb, opt, add); err != nil {
+			return nil, err
+		}
+	}
+	return diffs, nil
+}
+
+// compareEntry compares two entries of the same type at relative path p.
+func compareEntry(p string, ea, eb *entry, ta, tb *tree, opt Options, add func(p, format string, args ...any)) error {
+	isRoot := p == ""
+	meta := !(isRoot && opt.SkipRootMeta)
+	typ := ea.typ()
+
+	if meta {
+		if pa, pb := ea.st.Mode&07777, eb.st.Mode&07777; pa != pb {
+			add(p, "mode: a=%#o b=%#o", pa, pb)
+		}
+		if ea.st.Uid != eb.st.Uid || ea.st.Gid != eb.st.Gid {
+			add(p, "owner: a=%d:%d b=%d:%d", ea.st.Uid, ea.st.Gid, eb.st.Uid, eb.st.Gid)
+		}
+	}
+	if typ != unix.S_IFDIR && ea.st.Nlink != eb.st.Nlink {
+		add(p, "nlink: a=%d b=%d", ea.st.Nlink, eb.st.Nlink)
+	}
+	switch typ {
+	case unix.S_IFREG:
+		if ea.st.Size != eb.st.Size {
+			add(p, "size: a=%d b=%d", ea.st.Size, eb.st.Size)
+		} else if ea.st.Size > 0 && ea.inode() != eb.inode() {
+			off, same, err := sameContent(ea.abs, eb.abs)
+			if err != nil {
+				return err
+			}
+			if !same {
+				add(p, "content differs at offset %d", off)
+			}
+		}
+	case unix.S_IFLNK:
+		if ea.link != eb.link {
+			add(p, "symlink target: a=%q b=%q", ea.link, eb.link)
+		}
+	case unix.S_IFCHR, unix.S_IFBLK:
+		if ea.st.Rdev != eb.st.Rdev {
+			add(p, "rdev: a=%d:%d b=%d:%d",
+				unix.Major(ea.st.Rdev), unix.Minor(ea.st.Rdev),
+				unix.Major(eb.st.Rdev), unix.Minor(eb.st.Rdev))
+		}
+	}
+	if meta && (typ != unix.S_IFDIR || !opt.SkipDirMtime) {
+		if ea.st.Mtim != eb.st.Mtim {
+			add(p, "mtime: a=%s b=%s", fmtTime(ea.st.Mtim), fmtTime(eb.st.Mtim))
+		}
+	}
+	compareXattrs(p, ea.xattrs, eb.xattrs, add)
+
+	if typ != unix.S_IFDIR && (ea.st.Nlink > 1 || eb.st.Nlink > 1) {
+		ga, gb := ta.group(p, ea), tb.group(p, eb)
+		if !slices.Equal(ga, gb) {
+			add(p, "hardlink group: a=%s b=%s", fmtGroup(ga), fmtGroup(gb))
+		}
+	}
+	return nil
+}
+
+// group returns the sorted paths in t sharing e's inode (just p when e is
+// not hardlinked inside the tree).
+func (t *tree) group(p string, e *entry) []string {
+	if g, ok := t.groups[e.inode()]; ok {
+		return g
+	}
+	return []string{p}
+}
+
+func compareXattrs(p string, xa, xb map[string][]byte, add func(p, format string, args ...any)) {
+	names := make([]string, 0, len(xa)+len(xb))
+	for n := range xa {
+		names = append(names, n)
+	}
+	for n := range xb {
+		if _, ok := xa[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		va, oka := xa[n]
+		vb, okb := xb[n]
+		switch {
+		case !okb:
+			add(p, "xattr %q: only in a", n)
+		case !oka:
+			add(p, "xattr %q: only in b", n)
+		case !bytes.Equal(va, vb):
+			add(p, "xattr %q: value differs: a=%s b=%s", n, fmtValue(va), fmtValue(vb))
+		}
+	}
+}
+
+// sameContent compares two files byte by byte. When they differ it returns
+// the offset of the first differing byte.
+func sameContent(a, b string) (int64, bool, error) {
+	fa, err := os.Open(a)
+	if err != nil {
+		return 0, false, fmt.Errorf("treecmp: %w", err)
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		return 0, false, fmt.Errorf("treecmp: %w", err)
+	}
+	defer fb.Close()
+
+	const chunk = 256 << 10
+	ba, bb := make([]byte, chunk), make([]byte, chunk)
+	var off int64
+	for {
+		na, erra := io.ReadFull(fa, ba)
+		if erra != nil && erra != io.EOF && erra != io.ErrUnexpectedEOF {
+			return 0, false, fmt.Errorf("treecmp: read %q: %w", a, erra)
+		}
+		nb, errb := io.ReadFull(fb, bb)
+		if errb != nil && errb != io.EOF && errb != io.ErrUnexpectedEOF {
+			return 0, false, fmt.Errorf("treecmp: read %q: %w", b, errb)
+		}
+		n := min(na, nb)
+		for i := 0; i < n; i++ {
+			if ba[i] != bb[i] {
+				return off + int64(i), false, nil
+			}
+		}
+		if na != nb {
+			// The sizes matched at lstat time: the files are being changed.
+			return off + int64(n), false, nil
+		}
+		if na < chunk {
+			return 0, true, nil
+		}
+		off += int64(n)
+	}
+}
+
+// walk records every entry under root.
+func (w *walker) walk(root string) (*tree, error) {
+	t := &tree{entries: map[string]*entry{}, groups: map[inode][]string{}}
+	if err := w.walkEntry(t, root, ""); err != nil {
+		return nil, err
+	}
+	for p, e := range t.entries {
+		if !e.isDir() && e.st.Nlink > 1 {
+			t.groups[e.inode()] = append(t.groups[e.inode()], p)
+		}
+	}
+	for k, g := range t.groups {
+		if len(g) < 2 {
+			delete(t.groups, k)
+			continue
+		}
+		sort.Strings(g)
+	}
+	return t, nil
+}
+
+func (w *walker) walkEntry(t *tree, abs, rel string) error {
+	e := &entry{abs: abs}
+	if err := unix.Lstat(abs, &e.st); err != nil {
+		return &os.PathError{Op: "lstat", Path: abs, Err: err}
+	}
+	if e.typ() == unix.S_IFLNK {
+		target, err := os.Readlink(abs)
+		if err != nil {
+			return err
+		}
+		e.link = target
+	}
+	if w.xattrs {
+		x, err := readXattrs(abs, w.trusted, w.opt.IgnoreXattrPrefixes)
+		if err != nil {
+			return err
+		}
+		e.xattrs = x
+	}
+	t.entries[rel] = e
+	if !e.isDir() {
+		return nil
+	}
+	names, err := readDirNames(abs)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if rel == "" && slices.Contains(w.opt.IgnoreTop, name) {
+			continue
+		}
+		childRel := name
+		if rel != "" {
+			childRel = rel + "/" + name
+		}
+		if err := w.walkEntry(t, abs+"/"+name, childRel); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readDirNames returns the raw names in directory dir, sorted.
+func readDirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("readdir %q: %w", dir, err)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// readXattrs returns the user.* (and, when trusted, trusted.*) xattrs of
+// path, without following symlinks, minus the ignored prefixes. Entries
+// that cannot carry xattrs yield none.
+func readXattrs(path string, trusted bool, ignore []string) (map[string][]byte, error) {
+	names, err := listXattrs(path)
+	if err != nil {
+		return nil, err
+	}
+	var out map[string][]byte
+	for _, n := range names {
+		if !strings.HasPrefix(n, "user.") && !(trusted && strings.HasPrefix(n, "trusted.")) {
+			continue
+		}
+		if slices.ContainsFunc(ignore, func(p string) bool { return strings.HasPrefix(n, p) }) {
+			continue
+		}
+		v, ok, err := getXattr(path, n)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		if out == nil {
+			out = map[string][]byte{}
+		}
+		out[n] = v
+	}
+	return out, nil
+}
+
+func noXattrs(err error) bool {
+	return errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EPERM)
+}
+
+func listXattrs(path string) ([]string, error) {
+	for {
+		sz, err := unix.Llistxattr(path, nil)
+		if err != nil {
+			if noXattrs(err) {
+				return nil, nil
+			}
+			return nil, &os.PathError{Op: "llistxattr", Path: path, Err: err}
+		}
+		if sz == 0 {
+			return nil, nil
+		}
+		buf := make([]byte, sz)
+		n, err := unix.Llistxattr(path, buf)
+		if errors.Is(err, unix.ERANGE) {
+			continue // grew in between
+		}
+		if err != nil {
+			if noXattrs(err) {
+				return nil, nil
+			}
+			return nil, &os.PathError{Op: "llistxattr", Path: path, Err: err}
+		}
+		var names []string
+		for _, n := range bytes.Split(buf[:n], []byte{0}) {
+			if len(n) > 0 {
+				names = append(names, string(n))
+			}
+		}
+		return names, nil
+	}
+}
+
+// getXattr reads one xattr; ok is false when it vanished meanwhile.
+func getXattr(path, name string) ([]byte, bool, error) {
+	for {
+		sz, err := unix.Lgetxattr(path, name, nil)
+		if errors.Is(err, unix.ENODATA) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, &os.PathError{Op: "lgetxattr " + name, Path: path, Err: err}
+		}
+		buf := make([]byte, sz)
+		if sz == 0 {
+			return buf, true, nil
+		}
+		n, err := unix.Lgetxattr(path, name, buf)
+		switch {
+		case errors.Is(err, unix.ERANGE):
+			continue
+		case errors.Is(err, unix.ENODATA):
+			return nil, false, nil
+		case err != nil:
+			return nil, false, &os.PathError{Op: "lgetxattr " + name, Path: path, Err: err}
+		}
+		return buf[:n], true, nil
+	}
+}
+
+func displayPath(rel string) string {
+	if rel == "" {
+		return RootPath
+	}
+	return rel
+}
+
+func typeName(t uint32) string {
+	switch t {
+	case unix.S_IFREG:
+		return "file"
+	case unix.S_IFDIR:
+		return "dir"
+	case unix.S_IFLNK:
+		return "symlink"
+	case unix.S_IFIFO:
+		return "fifo"
+	case unix.S_IFCHR:
+		return "chardev"
+	case unix.S_IFBLK:
+		return "blockdev"
+	case unix.S_IFSOCK:
+		return "socket"
+	}
+	return fmt.Sprintf("type(%#o)", t)
+}
+
+func fmtTime(ts unix.Timespec) string {
+	return fmt.Sprintf("%d.%09d", ts.Sec, ts.Nsec)
+}
+
+func fmtGroup(g []string) string {
+	q := make([]string, len(g))
+	for i, p := range g {
+		q[i] = fmt.Sprintf("%q", p)
+	}
+	return "[" + strings.Join(q, " ") + "]"
+}
+
+func fmtValue(v []byte) string {
+	const max = 64
+	if len(v) > max {
+		return fmt.Sprintf("%q...(%d bytes)", v[:max], len(v))
+	}
+	return fmt.Sprintf("%q", v)
+}
+
+// Stamp is what Snapshot records about one entry.
+type Stamp struct {
+	Ino   uint64
+	Ctime int64 // ns since the epoch
+	Mtime int64 // ns since the epoch
+	Size  int64
+}
+
+// Snapshot records ctime (ns), inode and mtime of every entry under root
+// (relative path -> Stamp; the root itself is "."), to prove later that
+// nothing was rewritten. Options.IgnoreTop applies; xattrs are not read.
+func Snapshot(root string, opt Options) (map[string]Stamp, error) {
+	w := &walker{opt: opt}
+	t, err := w.walk(root)
+	if err != nil {
+		return nil, fmt.Errorf("treecmp: snapshot %q: %w", root, err)
+	}
+	out := make(map[string]Stamp, len(t.entries))
+	for p, e := range t.entries {
+		out[displayPath(p)] = Stamp{
+			Ino:   e.st.Ino,
+			Ctime: e.st.Ctim.Nano(),
+			Mtime: e.st.Mtim.Nano(),
+			Size:  e.st.Size,
+		}
+	}
+	return out, nil
+}
+
+// Changed lists, sorted, the paths whose Stamp differs between two
+// snapshots, plus paths only in one of them.
+func Changed(before, after map[string]Stamp) []string {
+	var out []string
+	for p, s := range before {
+		if t, ok := after[p]; !ok || t != s {
+			out = append(out, p)
+		}
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok {
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,443 @@
+// Package master is the master side of a georep session: it finds what
+// changed in the master tree (an xsync crawl here; the changelog later),
+// turns it into batches, and applies each batch to the slave in order:
+// entry ops, then data through the syncer's PostBoxes, then metadata, and
+// only when all of that succeeded advances the marks, so that the marks
+// never claim more than the slave really has.
+package master
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/georep/georep/changelog"
+	"github.com/georep/georep/internal/atomicfile"
+	"github.com/georep/georep/internal/beneath"
+	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/internal/marks"
+	pb "github.com/georep/georep/proto/georep/v1"
+	"github.com/georep/georep/slave"
+	"github.com/georep/georep/syncer"
+)
+
+// Defaults, with their reasons.
+const (
+	// DefaultSyncJobs is the number of data workers: gsyncd's default,
+	// enough to keep a link busy while one worker reads files.
+	DefaultSyncJobs = 3
+	// DefaultRetries is how many times a failed batch is retried in a
+	// one-shot run before giving up (a live session never gives up).
+	DefaultRetries = 3
+	// connectAttempts bounds the handshake retries when the slave is not
+	// reachable: about 6 seconds in all.
+	connectAttempts = 6
+)
+
+// Config configures a Master.
+type Config struct {
+	Root     string
+	Slave    string // host:port
+	StateDir string
+	SyncJobs int
+	// IgnoreDeletes keeps on the slave what the master deleted.
+	IgnoreDeletes bool
+	// Creds secures the link; nil means plaintext, allowed only to a
+	// loopback address.
+	Creds   credentials.TransportCredentials
+	Retries int
+	Logger  hclog.Logger
+}
+
+// Master runs one session.
+type Master struct {
+	cfg   Config
+	log   hclog.Logger
+	tree  *tree
+	marks *marks.Store
+
+	sess     sessionState
+	conn     *grpc.ClientConn
+	client   pb.SlaveServiceClient
+	volumeID []byte
+}
+
+// sessionState is persisted in the state directory.
+type sessionState struct {
+	SessionID     string `json:"session_id"`
+	Slave         string `json:"slave"`
+	SlaveVolumeID string `json:"slave_volume_id,omitempty"`
+}
+
+// Summary is the outcome of a one-shot run.
+type Summary struct {
+	Crawl    CrawlStats
+	Batch    BatchStats
+	Stime    time.Time
+	Duration time.Duration
+}
+
+// New checks the root and the state directory and opens the gfid index.
+func New(cfg Config) (*Master, error) {
+	if cfg.SyncJobs <= 0 {
+		cfg.SyncJobs = DefaultSyncJobs
+	}
+	if cfg.Retries <= 0 {
+		cfg.Retries = DefaultRetries
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	abs, err := filepath.Abs(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("master root %s: %w", cfg.Root, err)
+	}
+	cfg.Root = abs
+	st, err := os.Stat(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("master root: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("master root %s is not a directory", cfg.Root)
+	}
+	root, err := beneath.Open(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("master root: %w", err)
+	}
+	if _, err := listDir(root.FD()); err != nil {
+		root.Close()
+		return nil, fmt.Errorf("master root %s is not readable: %w", cfg.Root, err)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		root.Close()
+		return nil, fmt.Errorf("master state dir: %w", err)
+	}
+	ns := gfid.DefaultNamespace()
+	idx, err := gfidx.Open(filepath.Join(cfg.StateDir, "gfid.db"))
+	if err != nil {
+		root.Close()
+		return nil, err
+	}
+	m := &Master{cfg: cfg, log: log, tree: &tree{root: root, ns: ns, idx: idx}}
+	m.marks = marks.NewStore(cfg.Root, ns, filepath.Join(cfg.StateDir, "marks.json"))
+	if m.volumeID, err = m.marks.VolumeID(true); err != nil {
+		m.Close()
+		return nil, err
+	}
+	if err := m.loadSession(); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Close releases everything.
+func (m *Master) Close() error {
+	var errs []error
+	if m.conn != nil {
+		errs = append(errs, m.conn.Close())
+	}
+	if m.tree.idx != nil {
+		errs = append(errs, m.tree.idx.Sync(), m.tree.idx.Close())
+	}
+	errs = append(errs, m.tree.root.Close())
+	return errors.Join(errs...)
+}
+
+func (m *Master) sessionFile() string { return filepath.Join(m.cfg.StateDir, "session.json") }
+
+func (m *Master) loadSession() error {
+	data, err := os.ReadFile(m.sessionFile())
+	if err == nil {
+		if err := json.Unmarshal(data, &m.sess); err != nil {
+			return fmt.Errorf("session file %s is corrupt (%v); remove it to start a new session (a full crawl)", m.sessionFile(), err)
+		}
+		if b, err := hex.DecodeString(m.sess.SessionID); err != nil || len(b) != 16 {
+			return fmt.Errorf("session file %s holds a malformed session id", m.sessionFile())
+		}
+		if m.sess.Slave != m.cfg.Slave {
+			m.log.Info("slave address changed since the last run", "was", m.sess.Slave, "now", m.cfg.Slave)
+			m.sess.Slave = m.cfg.Slave
+		}
+		return nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("reading session file: %w", err)
+	}
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return fmt.Errorf("session id: %w", err)
+	}
+	m.sess = sessionState{SessionID: hex.EncodeToString(id), Slave: m.cfg.Slave}
+	return m.saveSession()
+}
+
+func (m *Master) saveSession() error {
+	data, err := json.MarshalIndent(m.sess, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(m.sessionFile(), append(data, '\n'), 0o600)
+}
+
+func (m *Master) sessionID() []byte {
+	b, _ := hex.DecodeString(m.sess.SessionID)
+	return b
+}
+
+// IsLoopback reports whether host:port names a loopback address.
+func IsLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ErrUnreachable says the slave could not be reached.
+var ErrUnreachable = errors.New("slave unreachable")
+
+// connect dials the slave and opens the session, retrying a few times.
+func (m *Master) connect(ctx context.Context) (*pb.HandshakeResponse, error) {
+	creds := m.cfg.Creds
+	if creds == nil {
+		if !IsLoopback(m.cfg.Slave) {
+			return nil, fmt.Errorf("refusing plaintext to %s: without TLS the slave must be on a loopback address", m.cfg.Slave)
+		}
+		creds = insecure.NewCredentials()
+	}
+	conn, err := grpc.NewClient(m.cfg.Slave,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(slave.MaxMessage), grpc.MaxCallSendMsgSize(slave.MaxMessage)))
+	if err != nil {
+		return nil, fmt.Errorf("slave %s: %w", m.cfg.Slave, err)
+	}
+	m.conn = conn
+	m.client = pb.NewSlaveServiceClient(conn)
+	host, _ := os.Hostname()
+	req := &pb.HandshakeRequest{
+		ProtocolVersion: slave.ProtocolVersion, SessionId: m.sessionID(),
+		MasterVolumeId: m.volumeID, MasterHost: host, MasterRoot: m.cfg.Root,
+	}
+	delay := 200 * time.Millisecond
+	var last error
+	for attempt := 1; attempt <= connectAttempts; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := m.client.Handshake(cctx, req, grpc.WaitForReady(false))
+		cancel()
+		if err == nil {
+			return resp, nil
+		}
+		last = err
+		if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
+			return nil, fmt.Errorf("slave %s refused the session: %s", m.cfg.Slave, status.Convert(err).Message())
+		}
+		m.log.Debug("slave not reachable yet", "attempt", attempt, "error", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+	return nil, fmt.Errorf("%w: %s after %d attempts: %s", ErrUnreachable, m.cfg.Slave, connectAttempts, status.Convert(last).Message())
+}
+
+// keepAlive renews the session lease every lease/3 until ctx is done. A
+// slave that stays silent for a whole lease cancels the run through fail.
+func (m *Master) keepAlive(ctx context.Context, lease time.Duration, fail func(error)) {
+	every := max(lease/3, 100*time.Millisecond)
+	last := time.Now()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, every)
+		_, err := m.client.KeepAlive(cctx, &pb.KeepAliveRequest{SessionId: m.sessionID()})
+		cancel()
+		if err == nil {
+			last = time.Now()
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		m.log.Warn("keep-alive failed", "error", err)
+		if time.Since(last) > lease {
+			fail(fmt.Errorf("slave silent for %s (keep-alive: %v)", time.Since(last).Round(time.Second), err))
+			return
+		}
+	}
+}
+
+// RunOnce does one xsync crawl of the whole tree, applies it to the slave,
+// and advances the marks: `georep master --oneshot`.
+func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
+	t0 := time.Now()
+	hs, err := m.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if vid := hex.EncodeToString(hs.GetSlaveVolumeId()); vid != m.sess.SlaveVolumeID {
+		if m.sess.SlaveVolumeID != "" {
+			m.log.Warn("the slave tree is not the one this session synced before (its volume id changed); syncing it from scratch",
+				"was", m.sess.SlaveVolumeID, "now", vid)
+		}
+		m.sess.SlaveVolumeID = vid
+		if err := m.saveSession(); err != nil {
+			return nil, err
+		}
+	}
+	m.log.Info("session open", "slave", m.cfg.Slave, "slave_root", hs.GetSlaveRoot(), "privileged_slave", hs.GetPrivileged())
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel(nil)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.keepAlive(ctx, time.Duration(hs.GetLeaseMs())*time.Millisecond, func(err error) { cancel(err) })
+	}()
+
+	sender := &syncer.Sender{Client: m.client, Session: m.sessionID(), Source: m.tree}
+	syn := syncer.New(m.cfg.SyncJobs, sender.Ship)
+	synCtx, stopSyncer := context.WithCancel(ctx)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		syn.Run(synCtx)
+	}()
+	defer stopSyncer()
+
+	sum := &Summary{}
+	var lastErr error
+	for attempt := 1; attempt <= m.cfg.Retries; attempt++ {
+		if attempt > 1 {
+			m.log.Warn("batch incomplete, retrying it whole", "attempt", attempt, "error", lastErr)
+			select {
+			case <-ctx.Done():
+				return nil, context.Cause(ctx)
+			case <-time.After(time.Duration(attempt-1) * 500 * time.Millisecond):
+			}
+		}
+		stime := time.Now()
+		crawl, journal, err := m.crawl(stime)
+		if err != nil {
+			return nil, err
+		}
+		sum.Crawl = crawl
+		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: syn, dir: dirFDs{t: m.tree}}
+		err = p.run(ctx, journal)
+		sum.Batch.Add(p.stats)
+		if err == nil {
+			if err := m.advance(ctx, stime); err != nil {
+				return nil, err
+			}
+			os.Remove(journal)
+			sum.Stime = stime
+			sum.Duration = time.Since(t0)
+			return sum, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w (%v)", context.Cause(ctx), err)
+		}
+		lastErr = err
+		var opErr *OpError
+		if !errors.As(err, &opErr) && status.Code(err) == codes.FailedPrecondition {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("sync incomplete after %d attempts: %w", m.cfg.Retries, lastErr)
+}
+
+// crawl runs an xsync crawl into a new journal and returns its path.
+func (m *Master) crawl(stime time.Time) (CrawlStats, string, error) {
+	dir := filepath.Join(m.cfg.StateDir, "xsync")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return CrawlStats{}, "", fmt.Errorf("xsync dir: %w", err)
+	}
+	path := filepath.Join(dir, "XSYNC-CHANGELOG."+strconv.FormatInt(stime.UnixNano(), 10))
+	w, err := changelog.Create(path, changelog.Header{Type: changelog.TypeXsync, StartNS: stime.UnixNano()})
+	if err != nil {
+		return CrawlStats{}, "", err
+	}
+	x := &xsync{t: m.tree, w: w, log: m.log, seen: map[gfid.GFID]bool{}, ino: map[gfid.GFID]uint64{}}
+	// A full crawl sees every entry: rebuild the index from it so that
+	// links of entries renamed or removed since the last crawl go away.
+	if err := m.tree.idx.Reset(); err != nil {
+		w.Abort()
+		return CrawlStats{}, "", err
+	}
+	t0 := time.Now()
+	if err := x.crawlRoot(); err != nil {
+		w.Abort()
+		return CrawlStats{}, "", err
+	}
+	if err := w.Commit(); err != nil {
+		return CrawlStats{}, "", err
+	}
+	m.log.Info("xsync crawl done", "dirs", x.stats.Dirs, "files", x.stats.Files, "bytes", x.stats.Bytes,
+		"symlinks", x.stats.Symlinks, "others", x.stats.Others, "records", w.Len(), "took", time.Since(t0))
+	return x.stats, path, nil
+}
+
+// advance records that the slave has everything up to stime: first on the
+// slave (which makes its tree durable first), then the session's stime and
+// entry stime on the master root.
+func (m *Master) advance(ctx context.Context, stime time.Time) error {
+	ns := stime.UnixNano()
+	if _, err := m.client.SetMark(ctx, &pb.SetMarkRequest{SessionId: m.sessionID(), StimeNs: ns}); err != nil {
+		return fmt.Errorf("setting the slave mark: %w", err)
+	}
+	if err := m.marks.SetTime(marks.EntryStime(m.sessionID()), ns); err != nil {
+		return err
+	}
+	if err := m.marks.SetTime(marks.Stime(m.sessionID()), ns); err != nil {
+		return err
+	}
+	if err := m.tree.idx.Sync(); err != nil {
+		return err
+	}
+	return unix.Fsync(m.tree.root.FD())
+}
+
+// Stime returns the session's stime on the master root (zero if none).
+func (m *Master) Stime() (time.Time, error) {
+	ns, err := m.marks.GetTime(marks.Stime(m.sessionID()))
+	if errors.Is(err, marks.ErrNoMark) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.Unix(0, ns), nil
+}

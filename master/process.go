@@ -1,0 +1,529 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/changelog"
+	"github.com/georep/georep/internal/beneath"
+	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/gfidx"
+	pb "github.com/georep/georep/proto/georep/v1"
+	"github.com/georep/georep/slave"
+	"github.com/georep/georep/syncer"
+)
+
+// BatchStats counts what one batch did.
+type BatchStats struct {
+	EntryOps, EntryNoops, Conflicts int64
+	MetaOps, MetaNoops              int64
+	Files, FilesUnchanged           int64 // files shipped with data / found current on the slave
+	Vanished                        int64 // files gone before they could be read
+	BytesSent                       int64
+	Purged                          int64 // PURGE ops that removed something
+	Skipped                         int64 // records whose entry was gone on the master
+	Partial                         []string
+}
+
+// Add accumulates o into s.
+func (s *BatchStats) Add(o BatchStats) {
+	s.EntryOps += o.EntryOps
+	s.EntryNoops += o.EntryNoops
+	s.Conflicts += o.Conflicts
+	s.MetaOps += o.MetaOps
+	s.MetaNoops += o.MetaNoops
+	s.Files += o.Files
+	s.FilesUnchanged += o.FilesUnchanged
+	s.Vanished += o.Vanished
+	s.BytesSent += o.BytesSent
+	s.Purged += o.Purged
+	s.Skipped += o.Skipped
+	s.Partial = append(s.Partial, o.Partial...)
+}
+
+// OpError is a batch failure: ops the slave refused or could not apply.
+type OpError struct {
+	Failures []string
+}
+
+func (e *OpError) Error() string {
+	const show = 5
+	msg := strings.Join(e.Failures[:min(show, len(e.Failures))], "; ")
+	if len(e.Failures) > show {
+		msg += fmt.Sprintf("; and %d more", len(e.Failures)-show)
+	}
+	return fmt.Sprintf("%d op(s) failed: %s", len(e.Failures), msg)
+}
+
+// Chunk sizes: ops per EntryOps/MetaOps call, and PURGE names per call.
+// Each call is one bbolt transaction and one round trip on the slave, so
+// larger is cheaper, up to the message limit.
+const (
+	opsPerCall   = 4096
+	namesPerCall = 200000
+)
+
+// processor applies one journal to the slave.
+type processor struct {
+	m       *Master
+	session []byte
+	client  pb.SlaveServiceClient
+	sync    *syncer.Syncer[*syncer.File]
+
+	stats    BatchStats
+	failures []string
+
+	// What the journal asks for beyond entry ops, in first-seen order.
+	data    []gfid.GFID
+	dataSet map[gfid.GFID]bool
+	meta    []gfid.GFID
+	metaSet map[gfid.GFID]bool
+	purges  []gfid.GFID
+
+	ops []*pb.EntryOp
+	dir dirFDs
+}
+
+// dirFDs caches a few master directory descriptors by gfid while records
+// of the same directory follow each other (as xsync writes them).
+type dirFDs struct {
+	t  *tree
+	fd map[gfid.GFID]int
+}
+
+const dirCacheSize = 64
+
+func (d *dirFDs) get(tx *gfidx.Tx, g gfid.GFID) (int, error) {
+	if fd, ok := d.fd[g]; ok {
+		return fd, nil
+	}
+	if len(d.fd) >= dirCacheSize {
+		d.close()
+	}
+	fd, err := d.t.openDir(tx, g)
+	if err != nil {
+		return -1, err
+	}
+	if d.fd == nil {
+		d.fd = map[gfid.GFID]int{}
+	}
+	d.fd[g] = fd
+	return fd, nil
+}
+
+func (d *dirFDs) close() {
+	for _, fd := range d.fd {
+		unix.Close(fd)
+	}
+	d.fd = nil
+}
+
+func (p *processor) fail(format string, a ...any) {
+	p.failures = append(p.failures, fmt.Sprintf(format, a...))
+}
+
+// run processes the journal at path: entry ops, then data, then metadata.
+// It returns an *OpError when any op failed, and another error when the
+// batch could not be carried out at all (the link failed).
+func (p *processor) run(ctx context.Context, path string) error {
+	p.dataSet = map[gfid.GFID]bool{}
+	p.metaSet = map[gfid.GFID]bool{}
+	defer p.dir.close()
+	// 1. Entry ops, in journal order, many per call.
+	_, err := changelog.ReadFile(path, func(r changelog.Record) error {
+		switch r.Kind {
+		case changelog.KindData:
+			if !p.dataSet[r.GFID] {
+				p.dataSet[r.GFID] = true
+				p.data = append(p.data, r.GFID)
+			}
+			return nil
+		case changelog.KindMeta:
+			if !p.metaSet[r.GFID] {
+				p.metaSet[r.GFID] = true
+				p.meta = append(p.meta, r.GFID)
+			}
+			return nil
+		}
+		if p.m.cfg.IgnoreDeletes && (r.Op == changelog.OpPurge || r.Op == changelog.OpUnlink || r.Op == changelog.OpRmdir) {
+			return nil
+		}
+		if r.Op == changelog.OpPurge {
+			// Purges wait for every create of the batch, so that an entry
+			// that moved between directories is moved, not deleted and
+			// sent again.
+			p.purges = append(p.purges, r.GFID)
+			return nil
+		}
+		if err := p.entry(&r); err != nil {
+			return err
+		}
+		if len(p.ops) >= opsPerCall {
+			return p.flushEntries(ctx)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := p.flushEntries(ctx); err != nil {
+		return err
+	}
+	if err := p.purge(ctx); err != nil {
+		return err
+	}
+	if len(p.failures) > 0 {
+		// Data and metadata of entries that failed would fail too; the
+		// batch is retried as a whole.
+		return &OpError{Failures: p.failures}
+	}
+	// 2. Data, through the syncer's PostBoxes.
+	if err := p.syncData(ctx); err != nil {
+		return err
+	}
+	// 3. Metadata, last: data renames touch directories' mtimes.
+	if err := p.syncMeta(ctx); err != nil {
+		return err
+	}
+	if len(p.failures) > 0 {
+		return &OpError{Failures: p.failures}
+	}
+	return nil
+}
+
+// entry turns an E record into an EntryOp from the master's current state.
+func (p *processor) entry(r *changelog.Record) error {
+	return p.m.tree.idx.View(func(tx *gfidx.Tx) error {
+		op := &pb.EntryOp{Gfid: r.GFID.Bytes(), Pargfid: r.Parent.Bytes(), Name: []byte(r.Name)}
+		switch r.Op {
+		case changelog.OpUnlink, changelog.OpRmdir:
+			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_UNLINK
+			if r.Op == changelog.OpRmdir {
+				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_RMDIR
+			}
+			p.ops = append(p.ops, op)
+			return nil
+		}
+		dirfd, err := p.dir.get(tx, r.Parent)
+		if r.Op == changelog.OpRename {
+			// The entry is looked for at its new name.
+			dirfd, err = p.dir.get(tx, r.Parent2)
+		}
+		name := r.Name
+		if r.Op == changelog.OpRename {
+			name = r.Name2
+		}
+		var st unix.Stat_t
+		if err == nil {
+			st, err = p.m.tree.lookup(dirfd, name, r.GFID)
+		}
+		if errors.Is(err, errGone) {
+			if r.Op == changelog.OpRename {
+				// Renamed and then removed: remove the old name.
+				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_UNLINK
+				p.ops = append(p.ops, op)
+			}
+			p.stats.Skipped++
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		op.Mode, op.Uid, op.Gid, op.Rdev = st.Mode, st.Uid, st.Gid, st.Rdev
+		switch r.Op {
+		case changelog.OpCreate:
+			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_CREATE
+		case changelog.OpMkdir:
+			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKDIR
+		case changelog.OpMknod:
+			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKNOD
+		case changelog.OpLink:
+			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_LINK
+		case changelog.OpSymlink:
+			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK
+			buf := make([]byte, 4096)
+			n, err := unix.Readlinkat(dirfd, name, buf)
+			if err != nil {
+				p.stats.Skipped++
+				return nil
+			}
+			op.Target = buf[:n]
+		case changelog.OpRename:
+			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_RENAME
+			op.Pargfid2, op.Name2 = r.Parent2.Bytes(), []byte(r.Name2)
+		default:
+			return fmt.Errorf("master: entry op %s not handled", r.Op)
+		}
+		p.ops = append(p.ops, op)
+		return nil
+	})
+}
+
+func describe(op *pb.EntryOp) string {
+	g, _ := gfid.FromBytes(op.GetGfid())
+	if op.GetType() == pb.EntryOpType_ENTRY_OP_TYPE_PURGE {
+		return fmt.Sprintf("PURGE %s", g)
+	}
+	return fmt.Sprintf("%s %q (%s)", strings.TrimPrefix(op.GetType().String(), "ENTRY_OP_TYPE_"), op.GetName(), g)
+}
+
+// flushEntries sends the queued entry ops in one call.
+func (p *processor) flushEntries(ctx context.Context) error {
+	if len(p.ops) == 0 {
+		return nil
+	}
+	ops := p.ops
+	p.ops = nil
+	resp, err := p.client.EntryOps(ctx, &pb.EntryOpsRequest{SessionId: p.session, Ops: ops})
+	if err != nil {
+		return fmt.Errorf("master: entry ops: %w", err)
+	}
+	if len(resp.GetResults()) != len(ops) {
+		return fmt.Errorf("master: slave answered %d results for %d entry ops", len(resp.GetResults()), len(ops))
+	}
+	for i, r := range resp.GetResults() {
+		p.tally(describe(ops[i]), r, &p.stats.EntryOps, &p.stats.EntryNoops)
+		if ops[i].GetType() == pb.EntryOpType_ENTRY_OP_TYPE_PURGE && r.GetStatus() == pb.OpStatus_OP_STATUS_OK {
+			p.stats.Purged++
+		}
+	}
+	return nil
+}
+
+func (p *processor) tally(what string, r *pb.OpResult, applied, noops *int64) {
+	switch r.GetStatus() {
+	case pb.OpStatus_OP_STATUS_OK:
+		*applied++
+	case pb.OpStatus_OP_STATUS_NOOP:
+		*noops++
+	case pb.OpStatus_OP_STATUS_RESOLVED:
+		*applied++
+		p.stats.Conflicts++
+		p.m.log.Info("conflict resolved on the slave", "op", what)
+	case pb.OpStatus_OP_STATUS_PARTIAL:
+		*applied++
+		p.stats.Partial = append(p.stats.Partial, what+": "+r.GetError())
+		p.m.log.Warn("applied in part on the slave", "op", what, "error", r.GetError())
+	default:
+		p.fail("%s: %s (%s)", what, r.GetError(), strings.TrimPrefix(r.GetCode().String(), "ERROR_CODE_"))
+	}
+}
+
+// purge sends one PURGE per directory crawled, naming what the master's
+// directory holds now.
+func (p *processor) purge(ctx context.Context) error {
+	names := 0
+	for _, g := range p.purges {
+		var keep [][]byte
+		err := p.m.tree.idx.View(func(tx *gfidx.Tx) error {
+			fd, err := p.m.tree.openDir(tx, g)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			list, err := listDir(fd)
+			if err != nil {
+				return err
+			}
+			keep = make([][]byte, 0, len(list))
+			for _, n := range list {
+				if g == gfid.Root && n == slave.ReservedName {
+					continue
+				}
+				keep = append(keep, []byte(n))
+			}
+			return nil
+		})
+		if errors.Is(err, errGone) {
+			continue // the directory itself went; its removal is recorded
+		}
+		if err != nil {
+			return err
+		}
+		p.ops = append(p.ops, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_PURGE, Gfid: g.Bytes(), KeepNames: keep})
+		names += len(keep)
+		if len(p.ops) >= opsPerCall || names >= namesPerCall {
+			if err := p.flushEntries(ctx); err != nil {
+				return err
+			}
+			names = 0
+		}
+	}
+	return p.flushEntries(ctx)
+}
+
+// maxDataRounds bounds how often a file that keeps changing while it is
+// read is sent again within one batch.
+const maxDataRounds = 3
+
+// syncData posts every data gfid to the syncer and waits for the boxes.
+func (p *processor) syncData(ctx context.Context) error {
+	todo := p.data
+	for round := 1; len(todo) > 0; round++ {
+		files := make([]*syncer.File, len(todo))
+		boxes := map[*syncer.PostBox[*syncer.File]]bool{}
+		for i, g := range todo {
+			files[i] = &syncer.File{GFID: g}
+			boxes[p.sync.Add(files[i])] = true
+		}
+		for b := range boxes {
+			if err := b.Wait(ctx); err != nil {
+				return fmt.Errorf("master: data: %w", err)
+			}
+		}
+		todo = todo[:0:0]
+		for _, f := range files {
+			p.stats.BytesSent += f.Sent
+			switch {
+			case f.Vanished:
+				p.stats.Vanished++
+			case f.Changed && round < maxDataRounds:
+				todo = append(todo, f.GFID)
+			case f.Changed:
+				p.fail("data of %s: kept changing while being read (%d tries)", f.GFID, round)
+			case f.Status == pb.OpStatus_OP_STATUS_NOOP:
+				p.stats.FilesUnchanged++
+			case f.OK():
+				p.stats.Files++
+			case f.Status == pb.OpStatus_OP_STATUS_PARTIAL:
+				p.stats.Files++
+				p.stats.Partial = append(p.stats.Partial, fmt.Sprintf("data of %s: %v", f.GFID, f.Err))
+			default:
+				p.fail("data of %s: %v (%s)", f.GFID, f.Err, strings.TrimPrefix(f.Code.String(), "ERROR_CODE_"))
+			}
+		}
+	}
+	return nil
+}
+
+// syncMeta sends the metadata of every M gfid, read from the master now.
+func (p *processor) syncMeta(ctx context.Context) error {
+	var ops []*pb.MetaOp
+	flush := func() error {
+		if len(ops) == 0 {
+			return nil
+		}
+		resp, err := p.client.MetaOps(ctx, &pb.MetaOpsRequest{SessionId: p.session, Ops: ops})
+		if err != nil {
+			return fmt.Errorf("master: metadata ops: %w", err)
+		}
+		if len(resp.GetResults()) != len(ops) {
+			return fmt.Errorf("master: slave answered %d results for %d metadata ops", len(resp.GetResults()), len(ops))
+		}
+		for i, r := range resp.GetResults() {
+			g, _ := gfid.FromBytes(ops[i].GetGfid())
+			p.tally("metadata of "+g.String(), r, &p.stats.MetaOps, &p.stats.MetaNoops)
+		}
+		ops = ops[:0]
+		return nil
+	}
+	for _, g := range p.meta {
+		op, err := p.metaOp(g)
+		if errors.Is(err, errGone) {
+			p.stats.Skipped++
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		ops = append(ops, op)
+		if len(ops) >= opsPerCall {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// metaOp reads g's metadata on the master.
+func (p *processor) metaOp(g gfid.GFID) (*pb.MetaOp, error) {
+	var op *pb.MetaOp
+	err := p.m.tree.idx.View(func(tx *gfidx.Tx) error {
+		var st unix.Stat_t
+		var xpath string
+		follow := false
+		if g == gfid.Root {
+			if err := unix.Fstat(p.m.tree.root.FD(), &st); err != nil {
+				return fmt.Errorf("master: stat root: %w", err)
+			}
+			xpath, follow = beneath.FDPath(p.m.tree.root.FD()), true
+		} else {
+			e, err := p.m.tree.find(tx, g)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(e.dirfd)
+			st = e.st
+			xpath = beneath.ProcPath(e.dirfd, e.name)
+		}
+		op = &pb.MetaOp{
+			Gfid: g.Bytes(), Mode: st.Mode, Uid: st.Uid, Gid: st.Gid,
+			AtimeNs: st.Atim.Nano(), MtimeNs: st.Mtim.Nano(),
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG, unix.S_IFDIR:
+			xs, err := readXattrs(xpath, follow, os.Geteuid() == 0)
+			if err != nil {
+				return fmt.Errorf("master: xattrs of %s: %w", g, err)
+			}
+			op.SyncXattrs = true
+			op.Xattrs = xs
+		}
+		return nil
+	})
+	return op, err
+}
+
+// readXattrs returns the replicated xattrs at path.
+func readXattrs(path string, follow, privileged bool) ([]*pb.Xattr, error) {
+	list, get := unix.Llistxattr, unix.Lgetxattr
+	if follow {
+		list, get = unix.Listxattr, unix.Getxattr
+	}
+	buf := make([]byte, 1024)
+	var n int
+	var err error
+	for {
+		n, err = list(path, buf)
+		if errors.Is(err, unix.ERANGE) {
+			buf = make([]byte, len(buf)*4)
+			continue
+		}
+		break
+	}
+	if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*pb.Xattr
+	for _, name := range strings.Split(string(buf[:n]), "\x00") {
+		if name == "" || !slave.Replicated(name, privileged) {
+			continue
+		}
+		vbuf := make([]byte, 256)
+		for {
+			vn, err := get(path, name, vbuf)
+			if errors.Is(err, unix.ERANGE) {
+				vbuf = make([]byte, len(vbuf)*8)
+				continue
+			}
+			if errors.Is(err, unix.ENODATA) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("reading xattr %q: %w", name, err)
+			}
+			out = append(out, &pb.Xattr{Name: []byte(name), Value: append([]byte(nil), vbuf[:vn]...)})
+			break
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,245 @@
+package master
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/changelog"
+	"github.com/georep/georep/internal/beneath"
+	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/slave"
+)
+
+// CrawlStats counts what a crawl found.
+type CrawlStats struct {
+	Dirs, Files, Symlinks, Others int64
+	Bytes                         int64 // sum of regular file sizes
+	Skipped                       int64 // entries that vanished or could not be read
+}
+
+// xsync walks the master tree and writes what it finds as an XSYNC journal:
+// every entry as an E record keyed by gfid (assigning gfids to inodes that
+// have none), a D record per regular file, an M record per inode, and a
+// PURGE per directory so that the slave drops what the master no longer
+// has. It also refills the master's gfid index.
+type xsync struct {
+	t   *tree
+	w   *changelog.Writer
+	log hclog.Logger
+	// ino maps each gfid met in this crawl to its inode: a second inode
+	// with the same gfid (a copy made with xattrs, e.g. cp -a as root) is
+	// given a fresh gfid instead of being mistaken for a hardlink.
+	ino  map[gfid.GFID]uint64
+	seen map[gfid.GFID]bool // hardlinked inodes already written
+	// pending index links, flushed in large transactions.
+	links []pendingLink
+	stats CrawlStats
+}
+
+type pendingLink struct {
+	g gfid.GFID
+	l gfidx.Link
+}
+
+// linkBatch is how many index links go into one transaction: one commit
+// per directory entry would dominate the crawl.
+const linkBatch = 20000
+
+func (x *xsync) add(r *changelog.Record) error {
+	if err := x.w.Add(r); err != nil {
+		return fmt.Errorf("master: writing xsync journal: %w", err)
+	}
+	return nil
+}
+
+func (x *xsync) index(g gfid.GFID, parent gfid.GFID, name string) error {
+	x.links = append(x.links, pendingLink{g, gfidx.Link{Parent: parent, Name: name}})
+	if len(x.links) >= linkBatch {
+		return x.flush()
+	}
+	return nil
+}
+
+func (x *xsync) flush() error {
+	if len(x.links) == 0 {
+		return nil
+	}
+	err := x.t.idx.Update(func(tx *gfidx.Tx) error {
+		for _, p := range x.links {
+			if err := tx.AddLink(p.g, p.l); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	x.links = x.links[:0]
+	if err != nil {
+		return fmt.Errorf("master: indexing: %w", err)
+	}
+	return nil
+}
+
+// crawlRoot walks the whole tree from the root.
+func (x *xsync) crawlRoot() error {
+	fd, err := unix.Dup(x.t.root.FD())
+	if err != nil {
+		return fmt.Errorf("master: %w", err)
+	}
+	if err := x.add(&changelog.Record{Kind: changelog.KindMeta, GFID: gfid.Root, Op: changelog.OpSetattr}); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	if err := x.crawlDir(fd, gfid.Root, true); err != nil {
+		return err
+	}
+	return x.flush()
+}
+
+// crawlDir writes the records of directory dirfd (gfid g) and below; it
+// closes dirfd.
+func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
+	names, err := listDir(dirfd)
+	if err != nil {
+		unix.Close(dirfd)
+		return err
+	}
+	sort.Strings(names)
+	type sub struct {
+		name string
+		g    gfid.GFID
+	}
+	var subdirs []sub
+	for _, name := range names {
+		if isRoot && name == slave.ReservedName {
+			x.log.Warn("not replicating the top-level entry reserved for the slave's own use", "name", name)
+			continue
+		}
+		if err := changelog.ValidName(name); err != nil {
+			x.log.Warn("skipping an entry with an invalid name", "name", fmt.Sprintf("%q", name), "error", err)
+			x.stats.Skipped++
+			continue
+		}
+		st, err := lstatAt(dirfd, name)
+		if errors.Is(err, unix.ENOENT) {
+			continue // removed while we looked
+		}
+		if err != nil {
+			unix.Close(dirfd)
+			return fmt.Errorf("master: stat %q: %w", name, err)
+		}
+		eg, _, err := x.t.ensureGFID(dirfd, name, &st)
+		if err != nil {
+			if _, serr := lstatAt(dirfd, name); errors.Is(serr, unix.ENOENT) {
+				continue
+			}
+			unix.Close(dirfd)
+			return err
+		}
+		if prev, ok := x.ino[eg]; ok && prev != st.Ino {
+			fresh, err := gfid.New()
+			if err == nil {
+				err = x.t.ns.Set(beneath.ProcPath(dirfd, name), fresh)
+			}
+			if err != nil {
+				unix.Close(dirfd)
+				return fmt.Errorf("master: re-identifying %q: %w", name, err)
+			}
+			x.log.Info("entry carried another inode's gfid (copied with its xattrs); gave it its own", "name", fmt.Sprintf("%q", name), "old", eg, "new", fresh)
+			eg = fresh
+		}
+		x.ino[eg] = st.Ino
+		if err := x.index(eg, g, name); err != nil {
+			unix.Close(dirfd)
+			return err
+		}
+		rec := changelog.Record{Kind: changelog.KindEntry, GFID: eg, Parent: g, Name: name, Mode: st.Mode, UID: st.Uid, GID: st.Gid}
+		first := true
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			rec.Op = changelog.OpMkdir
+			x.stats.Dirs++
+			subdirs = append(subdirs, sub{name, eg})
+		case unix.S_IFREG:
+			rec.Op = changelog.OpCreate
+			if st.Nlink > 1 {
+				if x.seen[eg] {
+					rec = changelog.Record{Kind: changelog.KindEntry, Op: changelog.OpLink, GFID: eg, Parent: g, Name: name}
+					first = false
+				}
+				x.seen[eg] = true
+			}
+			if first {
+				x.stats.Files++
+				x.stats.Bytes += st.Size
+			}
+		case unix.S_IFLNK:
+			rec = changelog.Record{Kind: changelog.KindEntry, Op: changelog.OpSymlink, GFID: eg, Parent: g, Name: name}
+			x.stats.Symlinks++
+		default:
+			rec.Op = changelog.OpMknod
+			x.stats.Others++
+		}
+		if err := x.add(&rec); err != nil {
+			unix.Close(dirfd)
+			return err
+		}
+		if first && st.Mode&unix.S_IFMT == unix.S_IFREG {
+			if err := x.add(&changelog.Record{Kind: changelog.KindData, GFID: eg}); err != nil {
+				unix.Close(dirfd)
+				return err
+			}
+		}
+		if first {
+			if err := x.add(&changelog.Record{Kind: changelog.KindMeta, GFID: eg, Op: changelog.OpSetattr}); err != nil {
+				unix.Close(dirfd)
+				return err
+			}
+		}
+	}
+	for _, s := range subdirs {
+		fd, err := unix.Openat(dirfd, s.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+			continue // removed or replaced while we crawled
+		}
+		if err != nil {
+			unix.Close(dirfd)
+			return fmt.Errorf("master: opening directory %q: %w", s.name, err)
+		}
+		if err := x.crawlDir(fd, s.g, false); err != nil {
+			unix.Close(dirfd)
+			return err
+		}
+	}
+	unix.Close(dirfd)
+	return x.add(&changelog.Record{Kind: changelog.KindEntry, GFID: g, Op: changelog.OpPurge})
+}
+
+func lstatAt(dirfd int, name string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	return st, err
+}
+
+// listDir lists a directory through a duplicate of dirfd.
+func listDir(dirfd int) ([]string, error) {
+	dup, err := unix.Dup(dirfd)
+	if err != nil {
+		return nil, fmt.Errorf("master: dup: %w", err)
+	}
+	f := os.NewFile(uintptr(dup), "dir")
+	defer f.Close()
+	if _, err := f.Seek(0, 0); err != nil {
+		return nil, fmt.Errorf("master: rewinding directory: %w", err)
+	}
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("master: listing directory: %w", err)
+	}
+	return names, nil
+}

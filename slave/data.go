@@ -1,0 +1,336 @@
+package slave
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/internal/beneath"
+	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/gfidx"
+	pb "github.com/georep/georep/proto/georep/v1"
+)
+
+// maxChunk bounds one FileChunk's data; the master sends 256 KiB.
+const maxChunk = 4 << 20
+
+// incoming is a file whose data is arriving.
+type incoming struct {
+	hdr     *pb.FileHeader
+	g       gfid.GFID
+	dirfd   int    // dup of the target's directory; owned
+	name    string // the target's name in dirfd
+	tmp     string // temp name in dirfd; "" when patching in place
+	fd      int
+	written int64
+	err     error // first failure; later chunks are dropped
+}
+
+func (in *incoming) close() {
+	if in.fd >= 0 {
+		unix.Close(in.fd)
+		in.fd = -1
+	}
+	if in.tmp != "" {
+		unix.Unlinkat(in.dirfd, in.tmp, 0)
+		in.tmp = ""
+	}
+	if in.dirfd >= 0 {
+		unix.Close(in.dirfd)
+		in.dirfd = -1
+	}
+}
+
+// dataStream is the slave's half of one SyncData stream.
+type dataStream struct {
+	s      *Slave
+	files  map[uint64]*incoming
+	stream pb.SlaveService_SyncDataServer
+}
+
+func (s *Slave) serveData(stream pb.SlaveService_SyncDataServer) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	open := first.GetOpen()
+	if open == nil {
+		return statusInvalid("SyncData must start with DataOpen")
+	}
+	if err := s.checkSession(open.GetSessionId()); err != nil {
+		return err
+	}
+	s.nsLock.RLock()
+	defer s.nsLock.RUnlock()
+	ds := &dataStream{s: s, files: map[uint64]*incoming{}, stream: stream}
+	defer func() {
+		for _, in := range ds.files {
+			in.close()
+		}
+	}()
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		s.touch()
+		switch m := msg.GetMsg().(type) {
+		case *pb.SyncDataRequest_Header:
+			err = ds.header(m.Header)
+		case *pb.SyncDataRequest_Chunk:
+			err = ds.chunk(m.Chunk)
+		case *pb.SyncDataRequest_End:
+			err = ds.end(m.End)
+		default:
+			err = statusInvalid("unexpected message in SyncData")
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for id, in := range ds.files {
+		in.close()
+		if err := ds.result(id, failed(fmt.Errorf("stream ended before the data of %s", in.g)), 0); err != nil {
+			return err
+		}
+	}
+	ds.files = map[uint64]*incoming{}
+	return stream.Send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Commit{Commit: &pb.DataCommit{}}})
+}
+
+func (ds *dataStream) result(id uint64, o outcome, written int64) error {
+	return ds.stream.Send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Result{Result: &pb.FileResult{Id: id, Result: o.result(), BytesWritten: written}}})
+}
+
+func (ds *dataStream) want(id uint64, send bool) error {
+	return ds.stream.Send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Want{Want: &pb.FileWant{Id: id, Send: send}}})
+}
+
+// header answers a file announcement: skip it when the slave's copy already
+// has its size and mtime (rsync's quick check), else get ready to receive.
+func (ds *dataStream) header(h *pb.FileHeader) error {
+	if _, dup := ds.files[h.GetId()]; dup {
+		return statusInvalid(fmt.Sprintf("file id %d announced twice", h.GetId()))
+	}
+	refuse := func(o outcome) error {
+		if err := ds.want(h.GetId(), false); err != nil {
+			return err
+		}
+		return ds.result(h.GetId(), o, 0)
+	}
+	g, err := gfid.FromBytes(h.GetGfid())
+	if err != nil || isReserved(g) || g == gfid.Root {
+		return refuse(failed(invalidf("file gfid: %v", err)))
+	}
+	if h.GetSize() < 0 {
+		return refuse(failed(invalidf("size %d", h.GetSize())))
+	}
+	in := &incoming{hdr: h, g: g, dirfd: -1, fd: -1}
+	var st unix.Stat_t
+	err = ds.s.tree.idx.View(func(tx *gfidx.Tx) error {
+		c := ds.s.tree.newDirCache(tx)
+		defer c.close()
+		hd, hst, err := c.find(g)
+		if err != nil {
+			return err
+		}
+		st = hst
+		in.dirfd, err = unix.Dup(hd.dirfd)
+		in.name = hd.name
+		return err
+	})
+	if err != nil {
+		return refuse(failed(err))
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		in.close()
+		return refuse(failed(invalidf("%s is not a regular file on the slave", g)))
+	}
+	if st.Size == h.GetSize() && st.Mtim.Nano() == h.GetMtimeNs() {
+		in.close()
+		return refuse(noop)
+	}
+	if st.Nlink > 1 || h.GetSize() == 0 {
+		// Hardlinked: patch in place so that every link keeps sharing
+		// the inode. Empty: nothing to stage.
+		in.fd, err = unix.Openat(in.dirfd, in.name, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			var got gfid.GFID
+			if got, err = ds.s.tree.ns.FGet(in.fd); err == nil && got != g {
+				err = fmt.Errorf("%q changed identity: %w", in.name, errUnknown)
+			}
+		}
+	} else {
+		// A new copy is staged beside the target and renamed over it, so
+		// a reader sees the old file or the new one, never half of it.
+		in.tmp = tmpPrefix + g.String()
+		unix.Unlinkat(in.dirfd, in.tmp, 0) // left by a crash
+		in.fd, err = unix.Openat(in.dirfd, in.tmp, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			in.tmp = ""
+		}
+	}
+	if err != nil {
+		in.close()
+		return refuse(failed(fmt.Errorf("opening %s for data: %w", g, err)))
+	}
+	if h.GetSize() == 0 {
+		o := ds.finish(in)
+		in.close()
+		if err := ds.want(h.GetId(), false); err != nil {
+			return err
+		}
+		return ds.result(h.GetId(), o, 0)
+	}
+	ds.files[h.GetId()] = in
+	return ds.want(h.GetId(), true)
+}
+
+func (ds *dataStream) chunk(c *pb.FileChunk) error {
+	in, ok := ds.files[c.GetId()]
+	if !ok {
+		return statusInvalid(fmt.Sprintf("data for unannounced file id %d", c.GetId()))
+	}
+	if in.err != nil {
+		return nil
+	}
+	if len(c.GetData()) > maxChunk || c.GetOffset() < 0 || c.GetOffset()+int64(len(c.GetData())) > in.hdr.GetSize() {
+		in.err = invalidf("chunk at %d+%d outside the announced size %d", c.GetOffset(), len(c.GetData()), in.hdr.GetSize())
+		return nil
+	}
+	data, off := c.GetData(), c.GetOffset()
+	for len(data) > 0 {
+		n, err := unix.Pwrite(in.fd, data, off)
+		if err != nil {
+			in.err = fmt.Errorf("writing %s: %w", in.g, err)
+			return nil
+		}
+		data, off = data[n:], off+int64(n)
+		in.written += int64(n)
+	}
+	return nil
+}
+
+func (ds *dataStream) end(e *pb.FileEnd) error {
+	in, ok := ds.files[e.GetId()]
+	if !ok {
+		return statusInvalid(fmt.Sprintf("end of unannounced file id %d", e.GetId()))
+	}
+	delete(ds.files, e.GetId())
+	defer in.close()
+	var o outcome
+	switch {
+	case in.err != nil:
+		o = failed(in.err)
+	case e.GetAborted():
+		o = failed(fmt.Errorf("%s: the master could not read it consistently", in.g))
+	default:
+		o = ds.finish(in)
+	}
+	return ds.result(e.GetId(), o, in.written)
+}
+
+// finish gives the received file its size, owner, mode, xattrs and times,
+// and (when staged) renames it over the target.
+func (ds *dataStream) finish(in *incoming) outcome {
+	h := in.hdr
+	if err := unix.Ftruncate(in.fd, h.GetSize()); err != nil {
+		return failed(fmt.Errorf("truncating %s: %w", in.g, err))
+	}
+	var partial error
+	if in.tmp != "" {
+		// Carry over what the old inode had that the header does not say:
+		// its xattrs, the gfid among them.
+		old := beneath.ProcPath(in.dirfd, in.name)
+		xs, err := listAllXattrs(old, ds.s.privileged)
+		if err != nil {
+			return failed(fmt.Errorf("%s: %w", in.g, err))
+		}
+		for n, v := range xs {
+			if err := unix.Fsetxattr(in.fd, n, v, 0); err != nil {
+				return failed(fmt.Errorf("copying xattr %q of %s: %w", n, in.g, err))
+			}
+		}
+		if got, err := ds.s.tree.ns.FGet(in.fd); err != nil || got != in.g {
+			return failed(fmt.Errorf("staged copy of %s lacks its gfid: %v", in.g, err))
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(in.fd, &st); err != nil {
+		return failed(fmt.Errorf("stat %s: %w", in.g, err))
+	}
+	if st.Uid != h.GetUid() || st.Gid != h.GetGid() {
+		if err := unix.Fchown(in.fd, int(h.GetUid()), int(h.GetGid())); err != nil {
+			if !errors.Is(err, unix.EPERM) {
+				return failed(fmt.Errorf("chown %s: %w", in.g, err))
+			}
+			partial = fmt.Errorf("owner %d:%d not applied: %w", h.GetUid(), h.GetGid(), err)
+		}
+	}
+	if err := unix.Fchmod(in.fd, h.GetMode()&0o7777); err != nil {
+		return failed(fmt.Errorf("chmod %s: %w", in.g, err))
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(h.GetAtimeNs()), unix.NsecToTimespec(h.GetMtimeNs())}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, beneath.FDPath(in.fd), ts, 0); err != nil {
+		return failed(fmt.Errorf("setting times of %s: %w", in.g, err))
+	}
+	if in.tmp != "" {
+		// The target must still be the inode this stream replaces.
+		if got, _, exists, err := ds.s.tree.lookup(in.dirfd, in.name); err != nil || !exists || got != in.g {
+			return failed(fmt.Errorf("%s moved while its data arrived: %w", in.g, errUnknown))
+		}
+		if err := unix.Renameat(in.dirfd, in.tmp, in.dirfd, in.name); err != nil {
+			return failed(fmt.Errorf("installing %s: %w", in.g, err))
+		}
+		in.tmp = ""
+	}
+	if partial != nil {
+		return outcome{status: pb.OpStatus_OP_STATUS_PARTIAL, err: partial}
+	}
+	return done
+}
+
+// listAllXattrs returns every xattr at path (not followed) that a copy of
+// the inode should keep: replicated ones and georep's own.
+func listAllXattrs(path string, privileged bool) (map[string][]byte, error) {
+	buf := make([]byte, 4096)
+	var n int
+	var err error
+	for {
+		n, err = unix.Llistxattr(path, buf)
+		if errors.Is(err, unix.ERANGE) {
+			buf = make([]byte, len(buf)*4)
+			continue
+		}
+		break
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing xattrs: %w", err)
+	}
+	out := map[string][]byte{}
+	start := 0
+	for i := 0; i < n; i++ {
+		if buf[i] != 0 {
+			continue
+		}
+		name := string(buf[start:i])
+		start = i + 1
+		if !Replicated(name, privileged) && !gfid.Owns(name) {
+			continue
+		}
+		v, err := getXattr(path, name, false)
+		if errors.Is(err, unix.ENODATA) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[name] = v
+	}
+	return out, nil
+}

@@ -1,0 +1,576 @@
+package slave
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/changelog"
+	"github.com/georep/georep/internal/beneath"
+	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/gfidx"
+	pb "github.com/georep/georep/proto/georep/v1"
+)
+
+// errInvalid marks a malformed request: it is never retried.
+var errInvalid = errors.New("invalid request")
+
+func invalidf(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", errInvalid, fmt.Sprintf(format, a...))
+}
+
+// outcome is what applying one op did.
+type outcome struct {
+	status pb.OpStatus
+	err    error // for PARTIAL and FAILED
+}
+
+var (
+	done     = outcome{status: pb.OpStatus_OP_STATUS_OK}
+	noop     = outcome{status: pb.OpStatus_OP_STATUS_NOOP}
+	resolved = outcome{status: pb.OpStatus_OP_STATUS_RESOLVED}
+)
+
+func failed(err error) outcome { return outcome{status: pb.OpStatus_OP_STATUS_FAILED, err: err} }
+
+// codeOf maps an error to its wire class: the one place where Go errors
+// become error codes.
+func codeOf(err error) pb.ErrorCode {
+	switch {
+	case err == nil:
+		return pb.ErrorCode_ERROR_CODE_UNSPECIFIED
+	case errors.Is(err, errInvalid), errors.Is(err, beneath.ErrInvalid):
+		return pb.ErrorCode_ERROR_CODE_INVALID
+	case errors.Is(err, beneath.ErrEscape):
+		return pb.ErrorCode_ERROR_CODE_ESCAPE
+	case errors.Is(err, errUnknown):
+		return pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID
+	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT):
+		return pb.ErrorCode_ERROR_CODE_NO_SPACE
+	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
+		return pb.ErrorCode_ERROR_CODE_PERMISSION
+	}
+	return pb.ErrorCode_ERROR_CODE_IO
+}
+
+func (o outcome) result() *pb.OpResult {
+	r := &pb.OpResult{Status: o.status}
+	if o.err != nil {
+		r.Code = codeOf(o.err)
+		r.Error = o.err.Error()
+	}
+	return r
+}
+
+// entryReq is a validated EntryOp.
+type entryReq struct {
+	typ             pb.EntryOpType
+	g               gfid.GFID
+	parent, parent2 gfid.GFID
+	name, name2     string
+	mode, uid, gid  uint32
+	rdev            uint64
+	target          string
+	keep            map[string]struct{}
+}
+
+func parseGFID(b []byte, what string) (gfid.GFID, error) {
+	g, err := gfid.FromBytes(b)
+	if err != nil {
+		return gfid.Zero, invalidf("%s: %v", what, err)
+	}
+	if isReserved(g) {
+		return gfid.Zero, invalidf("%s: %s is reserved", what, g)
+	}
+	return g, nil
+}
+
+func checkName(parent gfid.GFID, b []byte, what string) (string, error) {
+	name := string(b)
+	if err := changelog.ValidName(name); err != nil {
+		return "", invalidf("%s: %v", what, err)
+	}
+	if parent == gfid.Root && name == ReservedName {
+		return "", invalidf("%s: %q is reserved at the slave root", what, name)
+	}
+	return name, nil
+}
+
+// maxTarget is PATH_MAX minus the NUL: the longest symlink target.
+const maxTarget = 4095
+
+// validateEntry checks an EntryOp completely before anything is touched.
+func validateEntry(op *pb.EntryOp) (*entryReq, error) {
+	r := &entryReq{typ: op.GetType(), mode: op.GetMode(), uid: op.GetUid(), gid: op.GetGid(), rdev: op.GetRdev()}
+	var err error
+	if r.g, err = parseGFID(op.GetGfid(), "gfid"); err != nil {
+		return nil, err
+	}
+	needEntry := func() error {
+		if r.parent, err = parseGFID(op.GetPargfid(), "parent gfid"); err != nil {
+			if g, e := gfid.FromBytes(op.GetPargfid()); e == nil && g == gfid.Root {
+				r.parent, err = gfid.Root, nil
+			} else {
+				return err
+			}
+		}
+		if r.name, err = checkName(r.parent, op.GetName(), "name"); err != nil {
+			return err
+		}
+		if r.g == gfid.Root {
+			return invalidf("the root cannot be the subject of %s", r.typ)
+		}
+		return nil
+	}
+	typeBits := r.mode & unix.S_IFMT
+	switch r.typ {
+	case pb.EntryOpType_ENTRY_OP_TYPE_CREATE:
+		if typeBits != 0 && typeBits != unix.S_IFREG {
+			return nil, invalidf("CREATE with mode %o", r.mode)
+		}
+	case pb.EntryOpType_ENTRY_OP_TYPE_MKDIR:
+		if typeBits != 0 && typeBits != unix.S_IFDIR {
+			return nil, invalidf("MKDIR with mode %o", r.mode)
+		}
+	case pb.EntryOpType_ENTRY_OP_TYPE_MKNOD:
+		switch typeBits {
+		case unix.S_IFIFO, unix.S_IFCHR, unix.S_IFBLK, unix.S_IFSOCK:
+		default:
+			return nil, invalidf("MKNOD with mode %o", r.mode)
+		}
+	case pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK:
+		t := string(op.GetTarget())
+		if t == "" || len(t) > maxTarget {
+			return nil, invalidf("SYMLINK target of %d bytes", len(t))
+		}
+		for i := 0; i < len(t); i++ {
+			if t[i] == 0 {
+				return nil, invalidf("SYMLINK target contains NUL")
+			}
+		}
+		r.target = t
+	case pb.EntryOpType_ENTRY_OP_TYPE_LINK, pb.EntryOpType_ENTRY_OP_TYPE_UNLINK, pb.EntryOpType_ENTRY_OP_TYPE_RMDIR:
+	case pb.EntryOpType_ENTRY_OP_TYPE_RENAME:
+		if err := needEntry(); err != nil {
+			return nil, err
+		}
+		if r.parent2, err = parseGFID(op.GetPargfid2(), "destination parent gfid"); err != nil {
+			if g, e := gfid.FromBytes(op.GetPargfid2()); e == nil && g == gfid.Root {
+				r.parent2, err = gfid.Root, nil
+			} else {
+				return nil, err
+			}
+		}
+		if r.name2, err = checkName(r.parent2, op.GetName2(), "destination name"); err != nil {
+			return nil, err
+		}
+		return r, nil
+	case pb.EntryOpType_ENTRY_OP_TYPE_PURGE:
+		if g, e := gfid.FromBytes(op.GetGfid()); e == nil && g == gfid.Root {
+			r.g = gfid.Root
+		}
+		r.keep = make(map[string]struct{}, len(op.GetKeepNames()))
+		for _, n := range op.GetKeepNames() {
+			name, err := checkName(gfid.Zero, n, "kept name")
+			if err != nil {
+				return nil, err
+			}
+			r.keep[name] = struct{}{}
+		}
+		return r, nil
+	default:
+		return nil, invalidf("entry op type %d", r.typ)
+	}
+	if err := needEntry(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// applyEntry applies one validated op. It is idempotent: an op whose effect
+// is already there is a NOOP.
+func (s *Slave) applyEntry(c *dirCache, r *entryReq) outcome {
+	switch r.typ {
+	case pb.EntryOpType_ENTRY_OP_TYPE_CREATE, pb.EntryOpType_ENTRY_OP_TYPE_MKDIR,
+		pb.EntryOpType_ENTRY_OP_TYPE_MKNOD, pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK:
+		return s.ensure(c, r)
+	case pb.EntryOpType_ENTRY_OP_TYPE_LINK:
+		return s.link(c, r)
+	case pb.EntryOpType_ENTRY_OP_TYPE_RENAME:
+		return s.rename(c, r)
+	case pb.EntryOpType_ENTRY_OP_TYPE_UNLINK, pb.EntryOpType_ENTRY_OP_TYPE_RMDIR:
+		return s.remove(c, r)
+	case pb.EntryOpType_ENTRY_OP_TYPE_PURGE:
+		return s.purge(c, r)
+	}
+	return failed(invalidf("entry op type %d", r.typ))
+}
+
+func wantType(typ pb.EntryOpType, mode uint32) uint32 {
+	switch typ {
+	case pb.EntryOpType_ENTRY_OP_TYPE_CREATE:
+		return unix.S_IFREG
+	case pb.EntryOpType_ENTRY_OP_TYPE_MKDIR:
+		return unix.S_IFDIR
+	case pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK:
+		return unix.S_IFLNK
+	}
+	return mode & unix.S_IFMT
+}
+
+// clearName makes name in dirfd free unless it already holds g; it reports
+// whether g is already there and whether a conflict was resolved.
+func (c *dirCache) clearName(dirfd int, parent gfid.GFID, name string, g gfid.GFID, wantFmt uint32) (present, conflict bool, err error) {
+	got, st, exists, err := c.t.lookup(dirfd, name)
+	if err != nil || !exists {
+		return false, false, err
+	}
+	if got == g && (wantFmt == 0 || st.Mode&unix.S_IFMT == wantFmt) {
+		return true, false, nil
+	}
+	if err := c.moveAside(dirfd, parent, name, got, &st); err != nil {
+		return false, false, err
+	}
+	return false, true, nil
+}
+
+func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
+	pfd, err := c.dir(r.parent)
+	if err != nil {
+		return failed(err)
+	}
+	wantFmt := wantType(r.typ, r.mode)
+	present, conflict, err := c.clearName(pfd, r.parent, r.name, r.g, wantFmt)
+	if err != nil {
+		return failed(err)
+	}
+	link := gfidx.Link{Parent: r.parent, Name: r.name}
+	if present {
+		if r.typ == pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK {
+			cur, err := readlinkAt(pfd, r.name)
+			if err != nil {
+				return failed(err)
+			}
+			if cur != r.target {
+				return s.replaceSymlink(c, pfd, r)
+			}
+		}
+		if !c.tx.HasLink(r.g, link) {
+			if err := c.tx.AddLink(r.g, link); err != nil {
+				return failed(err)
+			}
+		}
+		return noop
+	}
+	res := done
+	if conflict {
+		res = resolved
+	}
+	// The gfid may live under another name: an xsync crawl found a renamed
+	// or hardlinked entry, or a conflict parked it in limbo. Reuse it: a
+	// directory moves, anything else gains a link (the old name is purged
+	// later), and no data is sent again.
+	if h, st, err := c.find(r.g); err == nil && st.Mode&unix.S_IFMT == wantFmt {
+		if isDir(&st) || h.parent == limboGFID {
+			err = unix.Renameat(h.dirfd, h.name, pfd, r.name)
+			if err == nil {
+				err = c.tx.RemoveLink(r.g, gfidx.Link{Parent: h.parent, Name: h.name})
+			}
+			c.forget(r.g)
+		} else {
+			err = unix.Linkat(h.dirfd, h.name, pfd, r.name, 0)
+		}
+		if err != nil {
+			return failed(fmt.Errorf("reusing %s for %q: %w", r.g, r.name, err))
+		}
+		if err := c.tx.AddLink(r.g, link); err != nil {
+			return failed(err)
+		}
+		return res
+	}
+	perm := r.mode & 0o7777
+	if !s.privileged {
+		// An unprivileged slave needs to write into what it creates; the
+		// exact mode arrives with the metadata ops after the data.
+		if r.typ == pb.EntryOpType_ENTRY_OP_TYPE_MKDIR {
+			perm |= 0o700
+		} else {
+			perm |= 0o600
+		}
+	}
+	var ownerErr error
+	switch r.typ {
+	case pb.EntryOpType_ENTRY_OP_TYPE_CREATE:
+		fd, err := unix.Openat(pfd, r.name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return failed(fmt.Errorf("creating %q: %w", r.name, err))
+		}
+		err = s.tree.ns.FSet(fd, r.g)
+		if err == nil {
+			ownerErr = s.chownFD(fd, r.uid, r.gid)
+			err = unix.Fchmod(fd, perm)
+		}
+		unix.Close(fd)
+		if err != nil {
+			unix.Unlinkat(pfd, r.name, 0)
+			return failed(fmt.Errorf("creating %q: %w", r.name, err))
+		}
+	case pb.EntryOpType_ENTRY_OP_TYPE_MKDIR:
+		if err := unix.Mkdirat(pfd, r.name, 0o700); err != nil {
+			return failed(fmt.Errorf("mkdir %q: %w", r.name, err))
+		}
+		fd, err := unix.Openat(pfd, r.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			err = s.tree.ns.FSet(fd, r.g)
+			if err == nil {
+				ownerErr = s.chownFD(fd, r.uid, r.gid)
+				err = unix.Fchmod(fd, perm)
+			}
+			unix.Close(fd)
+		}
+		if err != nil {
+			unix.Unlinkat(pfd, r.name, unix.AT_REMOVEDIR)
+			return failed(fmt.Errorf("mkdir %q: %w", r.name, err))
+		}
+	case pb.EntryOpType_ENTRY_OP_TYPE_MKNOD:
+		if err := unix.Mknodat(pfd, r.name, (r.mode&unix.S_IFMT)|0o600, int(r.rdev)); err != nil {
+			return failed(fmt.Errorf("mknod %q: %w", r.name, err))
+		}
+		if err := s.tree.ns.Set(beneath.ProcPath(pfd, r.name), r.g); err != nil {
+			unix.Unlinkat(pfd, r.name, 0)
+			return failed(fmt.Errorf("mknod %q: %w", r.name, err))
+		}
+		ownerErr = s.chownAt(pfd, r.name, r.uid, r.gid)
+		if err := unix.Fchmodat(pfd, r.name, perm, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return failed(fmt.Errorf("chmod %q: %w", r.name, err))
+		}
+	case pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK:
+		if err := unix.Symlinkat(r.target, pfd, r.name); err != nil {
+			return failed(fmt.Errorf("symlink %q: %w", r.name, err))
+		}
+		if err := s.tree.ns.Set(beneath.ProcPath(pfd, r.name), r.g); err != nil {
+			unix.Unlinkat(pfd, r.name, 0)
+			return failed(fmt.Errorf("symlink %q: %w", r.name, err))
+		}
+		ownerErr = s.chownAt(pfd, r.name, r.uid, r.gid)
+	}
+	if err := c.tx.AddLink(r.g, link); err != nil {
+		return failed(err)
+	}
+	if ownerErr != nil {
+		return outcome{status: pb.OpStatus_OP_STATUS_PARTIAL, err: ownerErr}
+	}
+	return res
+}
+
+// replaceSymlink points an existing symlink of gfid r.g at a new target by
+// building the new link under a temporary name and renaming it over.
+func (s *Slave) replaceSymlink(c *dirCache, pfd int, r *entryReq) outcome {
+	tmp := tmpPrefix + r.g.String()
+	unix.Unlinkat(pfd, tmp, 0)
+	if err := unix.Symlinkat(r.target, pfd, tmp); err != nil {
+		return failed(fmt.Errorf("symlink %q: %w", r.name, err))
+	}
+	if err := s.tree.ns.Set(beneath.ProcPath(pfd, tmp), r.g); err != nil {
+		unix.Unlinkat(pfd, tmp, 0)
+		return failed(err)
+	}
+	ownerErr := s.chownAt(pfd, tmp, r.uid, r.gid)
+	if err := unix.Renameat(pfd, tmp, pfd, r.name); err != nil {
+		unix.Unlinkat(pfd, tmp, 0)
+		return failed(fmt.Errorf("replacing symlink %q: %w", r.name, err))
+	}
+	if ownerErr != nil {
+		return outcome{status: pb.OpStatus_OP_STATUS_PARTIAL, err: ownerErr}
+	}
+	return done
+}
+
+func readlinkAt(dirfd int, name string) (string, error) {
+	buf := make([]byte, maxTarget+1)
+	n, err := unix.Readlinkat(dirfd, name, buf)
+	if err != nil {
+		return "", fmt.Errorf("readlink %q: %w", name, err)
+	}
+	return string(buf[:n]), nil
+}
+
+func (s *Slave) chownFD(fd int, uid, gid uint32) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err == nil && st.Uid == uid && st.Gid == gid {
+		return nil
+	}
+	if err := unix.Fchown(fd, int(uid), int(gid)); err != nil {
+		return fmt.Errorf("owner %d:%d not applied: %w", uid, gid, err)
+	}
+	return nil
+}
+
+func (s *Slave) chownAt(dirfd int, name string, uid, gid uint32) error {
+	if err := unix.Fchownat(dirfd, name, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("owner %d:%d of %q not applied: %w", uid, gid, name, err)
+	}
+	return nil
+}
+
+func (s *Slave) link(c *dirCache, r *entryReq) outcome {
+	pfd, err := c.dir(r.parent)
+	if err != nil {
+		return failed(err)
+	}
+	h, st, err := c.find(r.g)
+	if err != nil {
+		return failed(err)
+	}
+	if isDir(&st) {
+		return failed(invalidf("LINK of directory %s", r.g))
+	}
+	present, conflict, err := c.clearName(pfd, r.parent, r.name, r.g, 0)
+	if err != nil {
+		return failed(err)
+	}
+	link := gfidx.Link{Parent: r.parent, Name: r.name}
+	if present {
+		if err := c.tx.AddLink(r.g, link); err != nil {
+			return failed(err)
+		}
+		return noop
+	}
+	if h.parent == limboGFID {
+		err = unix.Renameat(h.dirfd, h.name, pfd, r.name)
+		if err == nil {
+			err = c.tx.RemoveLink(r.g, gfidx.Link{Parent: h.parent, Name: h.name})
+		}
+	} else {
+		err = unix.Linkat(h.dirfd, h.name, pfd, r.name, 0)
+	}
+	if err != nil {
+		return failed(fmt.Errorf("link %q: %w", r.name, err))
+	}
+	if err := c.tx.AddLink(r.g, link); err != nil {
+		return failed(err)
+	}
+	if conflict {
+		return resolved
+	}
+	return done
+}
+
+func (s *Slave) rename(c *dirCache, r *entryReq) outcome {
+	dfd, err := c.dir(r.parent2)
+	if err != nil {
+		return failed(err)
+	}
+	got, dst, exists, err := s.tree.lookup(dfd, r.name2)
+	if err != nil {
+		return failed(err)
+	}
+	// Where is the source? At its old name if it is still there, else at any
+	// name the index knows (a replay after a partial batch).
+	var src handle
+	var sst unix.Stat_t
+	srcKnown := false
+	if sfd, err := c.dir(r.parent); err == nil {
+		if g, st, ok, err := s.tree.lookup(sfd, r.name); err == nil && ok && g == r.g {
+			src, sst, srcKnown = handle{dirfd: sfd, name: r.name, parent: r.parent}, st, true
+		}
+	}
+	if exists && got == r.g {
+		if srcKnown && !(src.parent == r.parent2 && src.name == r.name2) {
+			// Both names hold the inode: a rename between two hardlinks
+			// of one file, which POSIX makes a no-op; drop the old name as
+			// the master did.
+			if err := unix.Unlinkat(src.dirfd, src.name, 0); err != nil {
+				return failed(fmt.Errorf("rename: removing %q: %w", src.name, err))
+			}
+			if err := c.tx.RemoveLink(r.g, gfidx.Link{Parent: src.parent, Name: src.name}); err != nil {
+				return failed(err)
+			}
+		}
+		if err := c.tx.AddLink(r.g, gfidx.Link{Parent: r.parent2, Name: r.name2}); err != nil {
+			return failed(err)
+		}
+		return noop
+	}
+	if !srcKnown {
+		if src, sst, err = c.find(r.g); err != nil {
+			return failed(err)
+		}
+	}
+	res := done
+	if exists {
+		// POSIX rename replaces a file or an empty directory; anything
+		// else in the way (a non-empty directory, a type mismatch) is
+		// moved aside first.
+		if isDir(&dst) || isDir(&sst) {
+			if err := c.moveAside(dfd, r.parent2, r.name2, got, &dst); err != nil {
+				return failed(err)
+			}
+			res = resolved
+		} else if !got.IsZero() {
+			if err := c.tx.RemoveLink(got, gfidx.Link{Parent: r.parent2, Name: r.name2}); err != nil {
+				return failed(err)
+			}
+		}
+	}
+	if err := unix.Renameat(src.dirfd, src.name, dfd, r.name2); err != nil {
+		return failed(fmt.Errorf("rename %q -> %q: %w", src.name, r.name2, err))
+	}
+	if err := c.tx.RemoveLink(r.g, gfidx.Link{Parent: src.parent, Name: src.name}); err != nil {
+		return failed(err)
+	}
+	if err := c.tx.AddLink(r.g, gfidx.Link{Parent: r.parent2, Name: r.name2}); err != nil {
+		return failed(err)
+	}
+	if isDir(&sst) {
+		c.forget(r.g)
+	}
+	return res
+}
+
+func (s *Slave) remove(c *dirCache, r *entryReq) outcome {
+	pfd, err := c.dir(r.parent)
+	if errors.Is(err, errUnknown) {
+		return noop // the parent is gone, and the entry with it
+	}
+	if err != nil {
+		return failed(err)
+	}
+	got, _, exists, err := s.tree.lookup(pfd, r.name)
+	if err != nil {
+		return failed(err)
+	}
+	if !exists || got != r.g {
+		return noop
+	}
+	if err := c.removeTree(pfd, r.parent, r.name); err != nil {
+		return failed(err)
+	}
+	return done
+}
+
+func (s *Slave) purge(c *dirCache, r *entryReq) outcome {
+	fd, err := c.dir(r.g)
+	if err != nil {
+		return failed(err)
+	}
+	names, err := readNames(fd)
+	if err != nil {
+		return failed(err)
+	}
+	res := noop
+	for _, n := range names {
+		if _, ok := r.keep[n]; ok {
+			continue
+		}
+		if r.g == gfid.Root && n == ReservedName {
+			continue
+		}
+		if err := c.removeTree(fd, r.g, n); err != nil {
+			return failed(err)
+		}
+		res = done
+	}
+	return res
+}

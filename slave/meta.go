@@ -1,0 +1,234 @@
+package slave
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/internal/gfid"
+	pb "github.com/georep/georep/proto/georep/v1"
+)
+
+// metaReq is a validated MetaOp.
+type metaReq struct {
+	g              gfid.GFID
+	mode, uid, gid uint32
+	atime, mtime   int64
+	syncXattrs     bool
+	xattrs         map[string][]byte
+}
+
+// Xattr limits (XATTR_NAME_MAX and XATTR_SIZE_MAX).
+const (
+	maxXattrName  = 255
+	maxXattrValue = 64 << 10
+)
+
+// Replicated reports whether an xattr name is data that georep copies: the
+// user namespace always; the trusted and security namespaces (as rsync -X
+// does) only between privileged processes, which alone may read and write
+// them; never georep's own marks, nor security.selinux, which belongs to
+// the slave host's policy.
+func Replicated(name string, privileged bool) bool {
+	switch {
+	case gfid.Owns(name):
+		return false
+	case strings.HasPrefix(name, "user."):
+		return true
+	case !privileged:
+		return false
+	case name == "security.selinux":
+		return false
+	}
+	return strings.HasPrefix(name, "trusted.") || strings.HasPrefix(name, "security.")
+}
+
+func validateMeta(op *pb.MetaOp, privileged bool) (*metaReq, error) {
+	g, err := gfid.FromBytes(op.GetGfid())
+	if err != nil {
+		return nil, invalidf("gfid: %v", err)
+	}
+	if isReserved(g) {
+		return nil, invalidf("gfid %s is reserved", g)
+	}
+	r := &metaReq{g: g, mode: op.GetMode(), uid: op.GetUid(), gid: op.GetGid(),
+		atime: op.GetAtimeNs(), mtime: op.GetMtimeNs(), syncXattrs: op.GetSyncXattrs()}
+	if r.mode&unix.S_IFMT == 0 {
+		return nil, invalidf("mode %o lacks the file type", r.mode)
+	}
+	if r.syncXattrs {
+		r.xattrs = make(map[string][]byte, len(op.GetXattrs()))
+		for _, x := range op.GetXattrs() {
+			name := string(x.GetName())
+			if !Replicated(name, privileged) || len(name) > maxXattrName || strings.IndexByte(name, 0) >= 0 {
+				return nil, invalidf("xattr name %q is not replicated", name)
+			}
+			if len(x.GetValue()) > maxXattrValue {
+				return nil, invalidf("xattr %q value of %d bytes", name, len(x.GetValue()))
+			}
+			r.xattrs[name] = x.GetValue()
+		}
+	}
+	return r, nil
+}
+
+// listXattrs returns the replicated xattrs at path (l* calls: not followed).
+// Follow is set only for the root, named through /proc/self/fd/N, which
+// must be followed to reach the directory.
+func listXattrs(path string, follow, privileged bool) (map[string][]byte, error) {
+	buf := make([]byte, 4096)
+	var n int
+	var err error
+	for {
+		if follow {
+			n, err = unix.Listxattr(path, buf)
+		} else {
+			n, err = unix.Llistxattr(path, buf)
+		}
+		if errors.Is(err, unix.ERANGE) {
+			buf = make([]byte, len(buf)*4)
+			continue
+		}
+		break
+	}
+	if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+		return map[string][]byte{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing xattrs: %w", err)
+	}
+	out := map[string][]byte{}
+	for _, name := range strings.Split(string(buf[:n]), "\x00") {
+		if name == "" || !Replicated(name, privileged) {
+			continue
+		}
+		v, err := getXattr(path, name, follow)
+		if errors.Is(err, unix.ENODATA) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+func getXattr(path, name string, follow bool) ([]byte, error) {
+	get := unix.Lgetxattr
+	if follow {
+		get = unix.Getxattr
+	}
+	buf := make([]byte, 256)
+	for {
+		n, err := get(path, name, buf)
+		if errors.Is(err, unix.ERANGE) {
+			sz, err := get(path, name, nil)
+			if err != nil {
+				return nil, fmt.Errorf("reading xattr %q: %w", name, err)
+			}
+			buf = make([]byte, sz+1)
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading xattr %q: %w", name, err)
+		}
+		return buf[:n], nil
+	}
+}
+
+// applyMeta makes h's metadata what r says, touching only what differs so
+// that an unchanged entry keeps its ctime.
+func (s *Slave) applyMeta(c *dirCache, r *metaReq) outcome {
+	h, st, err := c.find(r.g)
+	if err != nil {
+		return failed(err)
+	}
+	if st.Mode&unix.S_IFMT != r.mode&unix.S_IFMT {
+		return failed(invalidf("%s: type %o on the slave, %o on the master", r.g, st.Mode&unix.S_IFMT, r.mode&unix.S_IFMT))
+	}
+	var partial []string
+	isLink := st.Mode&unix.S_IFMT == unix.S_IFLNK
+	dirfd, name, flags := h.dirfd, h.name, unix.AT_SYMLINK_NOFOLLOW
+	if h.isRoot() {
+		dirfd, name, flags = unix.AT_FDCWD, h.xattrPath(), 0
+	}
+	changed := false
+	if st.Uid != r.uid || st.Gid != r.gid {
+		if err := unix.Fchownat(dirfd, name, int(r.uid), int(r.gid), flags); err != nil {
+			if !errors.Is(err, unix.EPERM) {
+				return failed(fmt.Errorf("chown %s: %w", r.g, err))
+			}
+			partial = append(partial, fmt.Sprintf("owner %d:%d not applied: %v", r.uid, r.gid, err))
+		}
+		changed = true
+	}
+	if !isLink {
+		if changed {
+			// chown clears setuid/setgid: look again.
+			if err := unix.Fstatat(dirfd, name, &st, flags); err != nil {
+				return failed(fmt.Errorf("stat %s: %w", r.g, err))
+			}
+		}
+		if st.Mode&0o7777 != r.mode&0o7777 {
+			if err := unix.Fchmodat(dirfd, name, r.mode&0o7777, flags); err != nil {
+				return failed(fmt.Errorf("chmod %s: %w", r.g, err))
+			}
+			changed = true
+		}
+	}
+	if r.syncXattrs && !isLink && st.Mode&unix.S_IFMT != unix.S_IFIFO &&
+		st.Mode&unix.S_IFMT != unix.S_IFCHR && st.Mode&unix.S_IFMT != unix.S_IFBLK && st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		path, follow := h.xattrPath(), h.isRoot()
+		set, remove := unix.Lsetxattr, unix.Lremovexattr
+		if follow {
+			set, remove = unix.Setxattr, unix.Removexattr
+		}
+		cur, err := listXattrs(path, follow, s.privileged)
+		if err != nil {
+			return failed(fmt.Errorf("%s: %w", r.g, err))
+		}
+		names := make([]string, 0, len(r.xattrs))
+		for n := range r.xattrs {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			if v, ok := cur[n]; ok && bytes.Equal(v, r.xattrs[n]) {
+				continue
+			}
+			if err := set(path, n, r.xattrs[n], 0); err != nil {
+				return failed(fmt.Errorf("setting xattr %q on %s: %w", n, r.g, err))
+			}
+			changed = true
+		}
+		for n := range cur {
+			if _, ok := r.xattrs[n]; !ok {
+				if err := remove(path, n); err != nil && !errors.Is(err, unix.ENODATA) {
+					return failed(fmt.Errorf("removing xattr %q on %s: %w", n, r.g, err))
+				}
+				changed = true
+			}
+		}
+	}
+	// Only mtime is compared: atime moves whenever anything reads the file,
+	// and rewriting it on every pass would change every ctime.
+	if st.Mtim.Nano() != r.mtime {
+		ts := []unix.Timespec{unix.NsecToTimespec(r.atime), unix.NsecToTimespec(r.mtime)}
+		if err := unix.UtimesNanoAt(dirfd, name, ts, flags); err != nil {
+			return failed(fmt.Errorf("setting times of %s: %w", r.g, err))
+		}
+		changed = true
+	}
+	if len(partial) > 0 {
+		return outcome{status: pb.OpStatus_OP_STATUS_PARTIAL, err: errors.New(strings.Join(partial, "; "))}
+	}
+	if !changed {
+		return noop
+	}
+	return done
+}

@@ -1,0 +1,60 @@
+package slave
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	pb "github.com/georep/georep/proto/georep/v1"
+)
+
+// MaxMessage is the largest gRPC message either side accepts. It is set
+// deliberately: the largest legitimate message is a PURGE naming every entry
+// of one huge directory (a million 40-byte names is about 45 MiB).
+const MaxMessage = 64 << 20
+
+// ServerOptions are the gRPC options the slave serves with.
+func ServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxMessage),
+		grpc.MaxSendMsgSize(MaxMessage),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
+	}
+	if creds != nil {
+		opts = append(opts, grpc.Creds(creds))
+	}
+	return opts
+}
+
+// Serve serves s on lis until ctx is done, then stops gracefully (giving
+// in-flight calls a few seconds).
+func (s *Slave) Serve(ctx context.Context, lis net.Listener, creds credentials.TransportCredentials) error {
+	srv := grpc.NewServer(ServerOptions(creds)...)
+	pb.RegisterSlaveServiceServer(srv, s)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case err := <-errc:
+		if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("slave: serving: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		srv.Stop()
+	}
+	<-errc
+	return nil
+}

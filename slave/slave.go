@@ -1,0 +1,455 @@
+// Package slave is the slave agent: a gRPC service that applies a master's
+// entry ops, metadata ops and file data beneath one directory (the slave
+// root), keyed by gfid, and keeps the session's mark on that root.
+//
+// Every file access goes through internal/beneath, so no request can reach
+// outside the root or through a symlink. Every op is idempotent: a master
+// that retries a batch after a failure or a crash does no harm.
+package slave
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/georep/georep/internal/beneath"
+	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/internal/marks"
+	pb "github.com/georep/georep/proto/georep/v1"
+)
+
+// ProtocolVersion is the wire protocol this slave speaks.
+const ProtocolVersion = 1
+
+// DefaultLease is how long a session lives without any call from its
+// master. The master sends keep-alives at a third of it.
+const DefaultLease = 60 * time.Second
+
+// Config configures a Slave.
+type Config struct {
+	Root     string
+	StateDir string
+	Lease    time.Duration // 0 = DefaultLease
+	Logger   hclog.Logger  // nil = discard
+	// Now is the clock, for tests; nil = time.Now.
+	Now func() time.Time
+}
+
+// Slave applies one master's changes beneath its root.
+type Slave struct {
+	pb.UnimplementedSlaveServiceServer
+
+	cfg        Config
+	log        hclog.Logger
+	tree       *tree
+	marks      *marks.Store
+	volumeID   []byte
+	privileged bool
+	lockFD     int
+
+	// nsLock orders namespace changes (EntryOps, SetMark's limbo sweep:
+	// writers) against data streams and metadata ops (readers), so that a
+	// data stream never sees a half-applied entry batch.
+	nsLock sync.RWMutex
+
+	mu       sync.Mutex // guards the fields below
+	session  []byte
+	lastSeen time.Time
+	dirty    bool // the index changed since it was last marked clean
+}
+
+// New opens the slave root and state, checks that the root is a georep
+// slave root (or makes it one), and rebuilds the gfid index if it was not
+// closed cleanly.
+func New(cfg Config) (*Slave, error) {
+	if cfg.Lease <= 0 {
+		cfg.Lease = DefaultLease
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	abs, err := filepath.Abs(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("slave: root %s: %w", cfg.Root, err)
+	}
+	cfg.Root = abs
+	if st, err := os.Stat(cfg.Root); err != nil {
+		return nil, fmt.Errorf("slave: root: %w", err)
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("slave: root %s is not a directory", cfg.Root)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("slave: state dir: %w", err)
+	}
+	s := &Slave{cfg: cfg, log: log, privileged: os.Geteuid() == 0, lockFD: -1}
+	ns := gfid.NewNamespace(s.privileged)
+	root, err := beneath.Open(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("slave: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
+		}
+	}()
+	s.tree = &tree{root: root, ns: ns}
+	// One slave process per root: an exclusive lock on the root itself.
+	if err := unix.Flock(root.FD(), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return nil, fmt.Errorf("slave: root %s is in use by another georep slave: %w", cfg.Root, err)
+	}
+	if err := s.claimRoot(); err != nil {
+		return nil, err
+	}
+	s.marks = marks.NewStore(cfg.Root, ns, filepath.Join(cfg.StateDir, "marks.json"))
+	if s.volumeID, err = s.marks.VolumeID(true); err != nil {
+		return nil, fmt.Errorf("slave: %w", err)
+	}
+	idxPath := filepath.Join(cfg.StateDir, "gfid.db")
+	idx, err := gfidx.Open(idxPath)
+	if err != nil {
+		log.Warn("gfid index unreadable, rebuilding it", "path", idxPath, "error", err)
+		if err := gfidx.Remove(idxPath); err != nil {
+			return nil, fmt.Errorf("slave: %w", err)
+		}
+		if idx, err = gfidx.Open(idxPath); err != nil {
+			return nil, fmt.Errorf("slave: %w", err)
+		}
+		if err := idx.SetClean(false); err != nil {
+			return nil, fmt.Errorf("slave: %w", err)
+		}
+	}
+	s.tree.idx = idx
+	if err := s.reservedDirs(); err != nil {
+		return nil, err
+	}
+	if !idx.Clean() {
+		t0 := time.Now()
+		n, missing, err := idx.Rebuild(cfg.Root, ns, nil)
+		if err != nil {
+			return nil, fmt.Errorf("slave: %w", err)
+		}
+		log.Info("rebuilt gfid index from the slave tree", "entries", n, "without_gfid", missing, "took", time.Since(t0))
+		if err := idx.SetClean(true); err != nil {
+			return nil, fmt.Errorf("slave: %w", err)
+		}
+	}
+	ok = true
+	return s, nil
+}
+
+// claimRoot gives the root its fixed gfid, or checks it has it.
+func (s *Slave) claimRoot() error {
+	g, err := s.tree.ns.FGet(s.tree.root.FD())
+	switch {
+	case errors.Is(err, gfid.ErrNoGFID):
+		if err := s.tree.ns.FSet(s.tree.root.FD(), gfid.Root); err != nil {
+			return fmt.Errorf("slave: marking root %s (the slave needs xattrs on its filesystem): %w", s.cfg.Root, err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("slave: %w", err)
+	case g != gfid.Root:
+		return fmt.Errorf("slave: %s carries gfid %s: it is a directory inside a replicated tree, not a tree root", s.cfg.Root, g)
+	}
+	return nil
+}
+
+// reservedDirs makes ReservedName and its limbo, and indexes them.
+func (s *Slave) reservedDirs() error {
+	rootfd := s.tree.root.FD()
+	mk := func(dirfd int, name string, g gfid.GFID) (int, error) {
+		if err := unix.Mkdirat(dirfd, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return -1, fmt.Errorf("slave: creating %s: %w", name, err)
+		}
+		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, fmt.Errorf("slave: opening %s: %w", name, err)
+		}
+		if err := s.tree.ns.FSet(fd, g); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("slave: %w", err)
+		}
+		return fd, nil
+	}
+	rfd, err := mk(rootfd, ReservedName, reservedGFID)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(rfd)
+	lfd, err := mk(rfd, limboName, limboGFID)
+	if err != nil {
+		return err
+	}
+	unix.Close(lfd)
+	return s.tree.idx.Update(func(tx *gfidx.Tx) error {
+		if err := tx.AddLink(reservedGFID, gfidx.Link{Parent: gfid.Root, Name: ReservedName}); err != nil {
+			return err
+		}
+		return tx.AddLink(limboGFID, gfidx.Link{Parent: reservedGFID, Name: limboName})
+	})
+}
+
+// Close releases the root, the lock and the index (marking it clean when
+// nothing is in flight).
+func (s *Slave) Close() error {
+	var errs []error
+	if s.tree != nil && s.tree.idx != nil {
+		s.nsLock.Lock()
+		if err := s.tree.idx.Sync(); err == nil {
+			errs = append(errs, s.tree.idx.SetClean(true))
+		}
+		errs = append(errs, s.tree.idx.Close())
+		s.nsLock.Unlock()
+	}
+	if s.tree != nil && s.tree.root != nil {
+		errs = append(errs, s.tree.root.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Privileged reports whether the slave may set owners and trusted xattrs.
+func (s *Slave) Privileged() bool { return s.privileged }
+
+func statusInvalid(msg string) error { return status.Error(codes.InvalidArgument, msg) }
+
+// touch renews the current session's lease.
+func (s *Slave) touch() {
+	s.mu.Lock()
+	s.lastSeen = s.cfg.Now()
+	s.mu.Unlock()
+}
+
+// checkSession admits a call of session id and renews its lease.
+func (s *Slave) checkSession(id []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(id) == 0 {
+		return status.Error(codes.InvalidArgument, "missing session id")
+	}
+	if s.session == nil || !bytes.Equal(s.session, id) {
+		return status.Error(codes.FailedPrecondition, "no open session with this id: handshake first (the lease may have expired)")
+	}
+	if s.cfg.Now().Sub(s.lastSeen) > s.cfg.Lease {
+		s.session = nil
+		return status.Error(codes.FailedPrecondition, "session lease expired: handshake again")
+	}
+	s.lastSeen = s.cfg.Now()
+	return nil
+}
+
+// Handshake implements SlaveService.
+func (s *Slave) Handshake(ctx context.Context, req *pb.HandshakeRequest) (*pb.HandshakeResponse, error) {
+	if req.GetProtocolVersion() != ProtocolVersion {
+		return nil, status.Errorf(codes.FailedPrecondition, "protocol version %d, this slave speaks %d", req.GetProtocolVersion(), ProtocolVersion)
+	}
+	if n := len(req.GetSessionId()); n < 8 || n > 64 {
+		return nil, status.Errorf(codes.InvalidArgument, "session id of %d bytes", n)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.Now()
+	if s.session != nil && !bytes.Equal(s.session, req.GetSessionId()) {
+		if left := s.cfg.Lease - now.Sub(s.lastSeen); left > 0 {
+			return nil, status.Errorf(codes.FailedPrecondition,
+				"slave root %s is held by another master session (%x); its lease expires in %s unless renewed",
+				s.cfg.Root, s.session, left.Round(time.Second))
+		}
+		s.log.Warn("taking over from a master session whose lease expired", "old", fmt.Sprintf("%x", s.session))
+	}
+	s.session = append([]byte(nil), req.GetSessionId()...)
+	s.lastSeen = now
+	s.log.Info("master session opened", "session", fmt.Sprintf("%x", s.session), "master", req.GetMasterHost()+":"+req.GetMasterRoot())
+	return &pb.HandshakeResponse{
+		ProtocolVersion: ProtocolVersion,
+		SlaveVolumeId:   s.volumeID,
+		SlaveRoot:       s.cfg.Root,
+		LeaseMs:         s.cfg.Lease.Milliseconds(),
+		Privileged:      s.privileged,
+	}, nil
+}
+
+// KeepAlive implements SlaveService.
+func (s *Slave) KeepAlive(ctx context.Context, req *pb.KeepAliveRequest) (*pb.KeepAliveResponse, error) {
+	if err := s.checkSession(req.GetSessionId()); err != nil {
+		return nil, err
+	}
+	return &pb.KeepAliveResponse{}, nil
+}
+
+// markDirty records, before the first change after a clean point, that the
+// index may lag the tree until the next clean point.
+func (s *Slave) markDirty() error {
+	s.mu.Lock()
+	d := s.dirty
+	s.dirty = true
+	s.mu.Unlock()
+	if d {
+		return nil
+	}
+	return s.tree.idx.SetClean(false)
+}
+
+// maxOpsPerCall bounds the ops of one EntryOps or MetaOps call.
+const maxOpsPerCall = 100000
+
+// EntryOps implements SlaveService.
+func (s *Slave) EntryOps(ctx context.Context, req *pb.EntryOpsRequest) (*pb.EntryOpsResponse, error) {
+	if err := s.checkSession(req.GetSessionId()); err != nil {
+		return nil, err
+	}
+	if len(req.GetOps()) > maxOpsPerCall {
+		return nil, status.Errorf(codes.InvalidArgument, "%d ops in one call, at most %d", len(req.GetOps()), maxOpsPerCall)
+	}
+	resp := &pb.EntryOpsResponse{Results: make([]*pb.OpResult, len(req.GetOps()))}
+	s.nsLock.Lock()
+	defer s.nsLock.Unlock()
+	if err := s.markDirty(); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	err := s.tree.idx.Update(func(tx *gfidx.Tx) error {
+		c := s.tree.newDirCache(tx)
+		defer c.close()
+		for i, op := range req.GetOps() {
+			r, err := validateEntry(op)
+			var o outcome
+			if err != nil {
+				o = failed(err)
+			} else {
+				o = s.applyEntry(c, r)
+			}
+			if o.err != nil {
+				s.log.Debug("entry op", "type", op.GetType(), "status", o.status, "error", o.err)
+			}
+			resp.Results[i] = o.result()
+		}
+		return nil
+	})
+	if err != nil {
+		// The tree changed but the index did not record it: leave the
+		// index marked unclean so that the next start rebuilds it.
+		return nil, status.Errorf(codes.Internal, "recording entry ops in the gfid index: %v", err)
+	}
+	return resp, nil
+}
+
+// MetaOps implements SlaveService.
+func (s *Slave) MetaOps(ctx context.Context, req *pb.MetaOpsRequest) (*pb.MetaOpsResponse, error) {
+	if err := s.checkSession(req.GetSessionId()); err != nil {
+		return nil, err
+	}
+	if len(req.GetOps()) > maxOpsPerCall {
+		return nil, status.Errorf(codes.InvalidArgument, "%d ops in one call, at most %d", len(req.GetOps()), maxOpsPerCall)
+	}
+	resp := &pb.MetaOpsResponse{Results: make([]*pb.OpResult, len(req.GetOps()))}
+	s.nsLock.RLock()
+	defer s.nsLock.RUnlock()
+	err := s.tree.idx.View(func(tx *gfidx.Tx) error {
+		c := s.tree.newDirCache(tx)
+		defer c.close()
+		for i, op := range req.GetOps() {
+			r, err := validateMeta(op, s.privileged)
+			var o outcome
+			if err != nil {
+				o = failed(err)
+			} else {
+				o = s.applyMeta(c, r)
+			}
+			resp.Results[i] = o.result()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "reading the gfid index: %v", err)
+	}
+	return resp, nil
+}
+
+// SyncData implements SlaveService.
+func (s *Slave) SyncData(stream pb.SlaveService_SyncDataServer) error {
+	return s.serveData(stream)
+}
+
+// GetMark implements SlaveService.
+func (s *Slave) GetMark(ctx context.Context, req *pb.GetMarkRequest) (*pb.GetMarkResponse, error) {
+	if err := s.checkSession(req.GetSessionId()); err != nil {
+		return nil, err
+	}
+	ns, err := s.marks.GetTime(marks.Stime(req.GetSessionId()))
+	if errors.Is(err, marks.ErrNoMark) {
+		return &pb.GetMarkResponse{}, nil
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.DataLoss, "slave mark: %v", err)
+	}
+	return &pb.GetMarkResponse{StimeNs: ns}, nil
+}
+
+// SetMark implements SlaveService: empty the limbo (whatever a batch moved
+// aside and did not claim back is gone on the master), make everything
+// durable, then record the mark.
+func (s *Slave) SetMark(ctx context.Context, req *pb.SetMarkRequest) (*pb.SetMarkResponse, error) {
+	if err := s.checkSession(req.GetSessionId()); err != nil {
+		return nil, err
+	}
+	if req.GetStimeNs() <= 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "mark %d", req.GetStimeNs())
+	}
+	s.nsLock.Lock()
+	defer s.nsLock.Unlock()
+	err := s.tree.idx.Update(func(tx *gfidx.Tx) error {
+		c := s.tree.newDirCache(tx)
+		defer c.close()
+		lfd, err := c.dir(limboGFID)
+		if err != nil {
+			return err
+		}
+		names, err := readNames(lfd)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			if err := c.removeTree(lfd, limboGFID, n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "emptying limbo: %v", err)
+	}
+	if err := unix.Syncfs(s.tree.root.FD()); err != nil {
+		return nil, status.Errorf(codes.Internal, "syncfs %s: %v", s.cfg.Root, err)
+	}
+	if err := s.tree.idx.Sync(); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	if err := s.marks.SetTime(marks.Stime(req.GetSessionId()), req.GetStimeNs()); err != nil {
+		return nil, status.Errorf(codes.Internal, "%v", err)
+	}
+	if err := unix.Fsync(s.tree.root.FD()); err != nil {
+		return nil, status.Errorf(codes.Internal, "fsync %s: %v", s.cfg.Root, err)
+	}
+	s.mu.Lock()
+	s.dirty = false
+	s.mu.Unlock()
+	if err := s.tree.idx.SetClean(true); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &pb.SetMarkResponse{}, nil
+}

@@ -1,0 +1,264 @@
+package slave
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/internal/beneath"
+	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/gfidx"
+)
+
+// Reserved names and gfids. The slave keeps its own directory, ReservedName,
+// at the top of its root (like GlusterFS's .glusterfs): entries moved aside
+// during conflict resolution wait in ReservedName/limbo until the batch
+// ends, so that a later op of the same batch can take them back instead of
+// re-sending their data. A master never replicates a top-level entry of
+// that name.
+const (
+	ReservedName = ".georep"
+	limboName    = "limbo"
+	tmpPrefix    = ".georep-tmp."
+)
+
+var (
+	reservedGFID = gfid.GFID{15: 2}
+	limboGFID    = gfid.GFID{15: 3}
+)
+
+func isReserved(g gfid.GFID) bool { return g == reservedGFID || g == limboGFID }
+
+// tree is the slave's confined view of its root plus its gfid index.
+type tree struct {
+	root *beneath.Root
+	ns   gfid.Namespace
+	idx  *gfidx.Index
+}
+
+// handle names an existing entry: a name in an open directory (or the root
+// itself, when name is "").
+type handle struct {
+	dirfd  int
+	name   string
+	parent gfid.GFID
+}
+
+func (h handle) isRoot() bool { return h.name == "" }
+
+// xattrPath is the path the l*xattr calls use for h; they do not follow its
+// final component.
+func (h handle) xattrPath() string {
+	if h.isRoot() {
+		return beneath.FDPath(h.dirfd)
+	}
+	return beneath.ProcPath(h.dirfd, h.name)
+}
+
+// dirCache holds directory descriptors opened during one request, verified
+// to carry the gfid they were opened for.
+type dirCache struct {
+	t  *tree
+	tx *gfidx.Tx
+	fd map[gfid.GFID]int
+}
+
+func (t *tree) newDirCache(tx *gfidx.Tx) *dirCache {
+	return &dirCache{t: t, tx: tx, fd: map[gfid.GFID]int{}}
+}
+
+func (c *dirCache) close() {
+	for _, fd := range c.fd {
+		if fd != c.t.root.FD() {
+			unix.Close(fd)
+		}
+	}
+	c.fd = map[gfid.GFID]int{}
+}
+
+// forget drops cached descriptors: after a rename or removal of directories
+// a cached fd still names the moved inode, which is right, but its gfid's
+// path in the index changed; reopening keeps the two in step.
+func (c *dirCache) forget(g gfid.GFID) {
+	if fd, ok := c.fd[g]; ok {
+		if fd != c.t.root.FD() {
+			unix.Close(fd)
+		}
+		delete(c.fd, g)
+	}
+}
+
+// errUnknown says the index has no verified location for a gfid.
+var errUnknown = errors.New("unknown gfid")
+
+// dir opens the directory whose gfid is g.
+func (c *dirCache) dir(g gfid.GFID) (int, error) {
+	if fd, ok := c.fd[g]; ok {
+		return fd, nil
+	}
+	if g == gfid.Root {
+		c.fd[g] = c.t.root.FD()
+		return c.t.root.FD(), nil
+	}
+	p, err := c.tx.Path(g)
+	if err != nil {
+		if errors.Is(err, gfidx.ErrNotFound) {
+			return -1, fmt.Errorf("directory %s: %w", g, errUnknown)
+		}
+		return -1, err
+	}
+	fd, err := c.t.root.OpenDir(p)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return -1, fmt.Errorf("directory %s (indexed at %q) is gone: %w", g, p, errUnknown)
+		}
+		return -1, fmt.Errorf("directory %s at %q: %w", g, p, err)
+	}
+	got, err := c.t.ns.FGet(fd)
+	if err != nil || got != g {
+		unix.Close(fd)
+		return -1, fmt.Errorf("directory %s: %q now holds %s: %w", g, p, got, errUnknown)
+	}
+	c.fd[g] = fd
+	return fd, nil
+}
+
+// lookup returns the gfid (Zero when it has none) and stat of name in dirfd;
+// exists is false when there is no such name.
+func (t *tree) lookup(dirfd int, name string) (g gfid.GFID, st unix.Stat_t, exists bool, err error) {
+	st, err = beneath.Lstat(dirfd, name)
+	if errors.Is(err, unix.ENOENT) {
+		return gfid.Zero, st, false, nil
+	}
+	if err != nil {
+		return gfid.Zero, st, false, fmt.Errorf("stat %q: %w", name, err)
+	}
+	g, err = t.ns.Get(beneath.ProcPath(dirfd, name))
+	if errors.Is(err, gfid.ErrNoGFID) {
+		return gfid.Zero, st, true, nil
+	}
+	if err != nil {
+		return gfid.Zero, st, true, err
+	}
+	return g, st, true, nil
+}
+
+// find returns a verified handle on an existing link of g.
+func (c *dirCache) find(g gfid.GFID) (handle, unix.Stat_t, error) {
+	if g == gfid.Root {
+		var st unix.Stat_t
+		if err := unix.Fstat(c.t.root.FD(), &st); err != nil {
+			return handle{}, st, fmt.Errorf("stat root: %w", err)
+		}
+		return handle{dirfd: c.t.root.FD(), parent: gfid.Root}, st, nil
+	}
+	for _, l := range c.tx.Links(g) {
+		dirfd, err := c.dir(l.Parent)
+		if err != nil {
+			continue
+		}
+		got, st, exists, err := c.t.lookup(dirfd, l.Name)
+		if err == nil && exists && got == g {
+			return handle{dirfd: dirfd, name: l.Name, parent: l.Parent}, st, nil
+		}
+	}
+	return handle{}, unix.Stat_t{}, fmt.Errorf("%s: %w", g, errUnknown)
+}
+
+func isDir(st *unix.Stat_t) bool { return st.Mode&unix.S_IFMT == unix.S_IFDIR }
+
+// moveAside parks the entry name of dirfd (gfid g, Zero if none) in limbo,
+// or removes it when it has no gfid (nothing could ever claim it back).
+func (c *dirCache) moveAside(dirfd int, parent gfid.GFID, name string, g gfid.GFID, st *unix.Stat_t) error {
+	if g.IsZero() {
+		return c.removeTree(dirfd, parent, name)
+	}
+	limbo, err := c.dir(limboGFID)
+	if err != nil {
+		return err
+	}
+	target := g.String()
+	for i := 0; ; i++ {
+		err := unix.Renameat2(dirfd, name, limbo, target, unix.RENAME_NOREPLACE)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, unix.EEXIST) && i < 100 {
+			target = fmt.Sprintf("%s.%d", g, i+1)
+			continue
+		}
+		return fmt.Errorf("moving %q aside: %w", name, err)
+	}
+	if err := c.tx.RemoveLink(g, gfidx.Link{Parent: parent, Name: name}); err != nil {
+		return err
+	}
+	if isDir(st) {
+		c.forget(g)
+	}
+	return c.tx.AddLink(g, gfidx.Link{Parent: limboGFID, Name: target})
+}
+
+// removeTree removes name from dirfd, with everything below it when it is a
+// directory, and forgets the removed links in the index.
+func (c *dirCache) removeTree(dirfd int, parent gfid.GFID, name string) error {
+	g, st, exists, err := c.t.lookup(dirfd, name)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return nil
+	}
+	if isDir(&st) {
+		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("opening %q for removal: %w", name, err)
+		}
+		names, err := readNames(fd)
+		if err == nil {
+			for _, n := range names {
+				if err = c.removeTree(fd, g, n); err != nil {
+					break
+				}
+			}
+		}
+		unix.Close(fd)
+		if err != nil {
+			return err
+		}
+		if err := unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("removing directory %q: %w", name, err)
+		}
+		if !g.IsZero() {
+			c.forget(g)
+			return c.tx.RemoveAll(g)
+		}
+		return nil
+	}
+	if err := unix.Unlinkat(dirfd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("removing %q: %w", name, err)
+	}
+	if !g.IsZero() {
+		return c.tx.RemoveLink(g, gfidx.Link{Parent: parent, Name: name})
+	}
+	return nil
+}
+
+// readNames lists a directory through a duplicate of fd (fd stays open).
+func readNames(fd int) ([]string, error) {
+	dup, err := unix.Dup(fd)
+	if err != nil {
+		return nil, fmt.Errorf("dup: %w", err)
+	}
+	f := os.NewFile(uintptr(dup), "dir")
+	defer f.Close()
+	if _, err := unix.Seek(dup, 0, 0); err != nil {
+		return nil, fmt.Errorf("rewinding directory: %w", err)
+	}
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("listing directory: %w", err)
+	}
+	return names, nil
+}

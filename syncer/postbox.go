@@ -1,0 +1,196 @@
+// Package syncer is georep's data plane: a staged queue of files (the
+// PostBox pattern of gsyncd's Syncer) drained by a pool of workers, each of
+// which takes the whole current box and ships it to the slave in one
+// streaming session, then wakes everyone waiting on that box.
+//
+// Batching is the point: one stream carries many small files with no round
+// trip per file.
+package syncer
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+)
+
+// ErrStopped is the result of a box the syncer stopped before shipping.
+var ErrStopped = errors.New("syncer: stopped")
+
+// PostBox collects items until a worker takes it; then it is closed and,
+// once shipped, done with a result.
+type PostBox[T any] struct {
+	mu     sync.Mutex
+	items  []T
+	closed bool
+	done   chan struct{}
+	err    error // valid once done is closed
+}
+
+func newBox[T any]() *PostBox[T] { return &PostBox[T]{done: make(chan struct{})} }
+
+// add posts an item; false means the box was closed meanwhile.
+func (b *PostBox[T]) add(item T) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.items = append(b.items, item)
+	return true
+}
+
+// close forbids further posts and returns the items.
+func (b *PostBox[T]) close() []T {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	return b.items
+}
+
+func (b *PostBox[T]) empty() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.items) == 0
+}
+
+// wakeup records the result and releases every waiter. Called once.
+func (b *PostBox[T]) wakeup(err error) {
+	b.err = err
+	close(b.done)
+}
+
+// Done is closed when the box has been shipped (or abandoned).
+func (b *PostBox[T]) Done() <-chan struct{} { return b.done }
+
+// Wait blocks until the box was shipped and returns the session's error
+// (nil when the stream completed; per-item outcomes are in the items).
+func (b *PostBox[T]) Wait(ctx context.Context) error {
+	select {
+	case <-b.done:
+		return b.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ShipFunc ships a box's items in one session. It records per-item
+// outcomes in the items themselves and returns an error only when the
+// session as a whole failed. It must honour ctx.
+type ShipFunc[T any] func(ctx context.Context, items []T) error
+
+// Syncer is the staged queue plus its workers.
+//
+// Producers call Add from any goroutine. Workers (started by Run) arbitrate
+// among themselves with takeMu; producers never take it: they post into
+// whatever box is current and retry when it was closed under them.
+type Syncer[T any] struct {
+	ship ShipFunc[T]
+	jobs int
+
+	cur    atomic.Pointer[PostBox[T]]
+	takeMu sync.Mutex    // serialises box exchanges among workers
+	ready  chan struct{} // holds a token while the current box may be non-empty
+
+	stopped atomic.Bool
+}
+
+// New returns a Syncer with jobs workers (at least one) shipping with ship.
+func New[T any](jobs int, ship ShipFunc[T]) *Syncer[T] {
+	if jobs < 1 {
+		jobs = 1
+	}
+	s := &Syncer[T]{ship: ship, jobs: jobs, ready: make(chan struct{}, 1)}
+	s.cur.Store(newBox[T]())
+	return s
+}
+
+// Add posts item and returns the box it went into; Wait on the box to learn
+// when it was shipped. After the syncer stopped, the returned box is
+// already done with ErrStopped.
+func (s *Syncer[T]) Add(item T) *PostBox[T] {
+	for {
+		if s.stopped.Load() {
+			b := newBox[T]()
+			b.items = []T{item}
+			b.closed = true
+			b.wakeup(ErrStopped)
+			return b
+		}
+		b := s.cur.Load()
+		if b.add(item) {
+			select {
+			case s.ready <- struct{}{}:
+			default:
+			}
+			// A box closed by Run's shutdown after our add: answer it.
+			return b
+		}
+		// The box was taken between our load and our add: the current
+		// one is new; post there.
+	}
+}
+
+// take swaps the current box for an empty one and returns the old one, or
+// nil when it was empty.
+func (s *Syncer[T]) take() (*PostBox[T], []T) {
+	s.takeMu.Lock()
+	defer s.takeMu.Unlock()
+	b := s.cur.Load()
+	if b.empty() {
+		return nil, nil
+	}
+	s.cur.Store(newBox[T]())
+	return b, b.close()
+}
+
+// Run starts the workers and blocks until ctx is done and every worker has
+// finished its current box. Boxes still unshipped then are woken with
+// ErrStopped, and so is every later Add.
+func (s *Syncer[T]) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for i := 0; i < s.jobs; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.worker(ctx)
+		}()
+	}
+	wg.Wait()
+	s.stopped.Store(true)
+	// Close the last box under the workers' lock; an Add that raced in
+	// either landed before the close (and is answered here) or sees the
+	// closed box, retries, and finds stopped set.
+	s.takeMu.Lock()
+	b := s.cur.Load()
+	b.close()
+	s.takeMu.Unlock()
+	b.wakeup(ErrStopped)
+}
+
+func (s *Syncer[T]) worker(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.ready:
+		}
+		b, items := s.take()
+		if b == nil {
+			continue
+		}
+		// More may have been posted into the new box already; make sure
+		// another worker looks.
+		if !s.cur.Load().empty() {
+			select {
+			case s.ready <- struct{}{}:
+			default:
+			}
+		}
+		err := s.ship(ctx, items)
+		if err == nil && ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		b.wakeup(err)
+	}
+}
