@@ -74,6 +74,9 @@ type Master struct {
 	tree  *tree
 	marks *marks.Store
 
+	closeOnce sync.Once
+	closeErr  error
+
 	sess     sessionState
 	conn     *grpc.ClientConn
 	client   pb.SlaveServiceClient
@@ -150,8 +153,13 @@ func New(cfg Config) (*Master, error) {
 	return m, nil
 }
 
-// Close releases everything.
+// Close releases everything; calling it again is harmless.
 func (m *Master) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.close() })
+	return m.closeErr
+}
+
+func (m *Master) close() error {
 	var errs []error
 	if m.conn != nil {
 		errs = append(errs, m.conn.Close())
@@ -316,6 +324,15 @@ func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
 		}
 	}
 	m.log.Info("session open", "slave", m.cfg.Slave, "slave_root", hs.GetSlaveRoot(), "privileged_slave", hs.GetPrivileged())
+	defer func() {
+		// Release the slave root for the next session (best effort: the
+		// lease expires anyway).
+		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, err := m.client.EndSession(cctx, &pb.EndSessionRequest{SessionId: m.sessionID()}); err != nil {
+			m.log.Debug("ending the session", "error", err)
+		}
+	}()
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

@@ -56,7 +56,9 @@ type Slave struct {
 	marks      *marks.Store
 	volumeID   []byte
 	privileged bool
-	lockFD     int
+
+	closeOnce sync.Once
+	closeErr  error
 
 	// nsLock orders namespace changes (EntryOps, SetMark's limbo sweep:
 	// writers) against data streams and metadata ops (readers), so that a
@@ -96,7 +98,7 @@ func New(cfg Config) (*Slave, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("slave: state dir: %w", err)
 	}
-	s := &Slave{cfg: cfg, log: log, privileged: os.Geteuid() == 0, lockFD: -1}
+	s := &Slave{cfg: cfg, log: log, privileged: os.Geteuid() == 0}
 	ns := gfid.NewNamespace(s.privileged)
 	root, err := beneath.Open(cfg.Root)
 	if err != nil {
@@ -206,8 +208,13 @@ func (s *Slave) reservedDirs() error {
 }
 
 // Close releases the root, the lock and the index (marking it clean when
-// nothing is in flight).
+// nothing is in flight). Calling it again is harmless.
 func (s *Slave) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Slave) close() error {
 	var errs []error
 	if s.tree != nil && s.tree.idx != nil {
 		s.nsLock.Lock()
@@ -290,6 +297,18 @@ func (s *Slave) KeepAlive(ctx context.Context, req *pb.KeepAliveRequest) (*pb.Ke
 		return nil, err
 	}
 	return &pb.KeepAliveResponse{}, nil
+}
+
+// EndSession implements SlaveService.
+func (s *Slave) EndSession(ctx context.Context, req *pb.EndSessionRequest) (*pb.EndSessionResponse, error) {
+	if err := s.checkSession(req.GetSessionId()); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.session = nil
+	s.mu.Unlock()
+	s.log.Info("master session ended", "session", fmt.Sprintf("%x", req.GetSessionId()))
+	return &pb.EndSessionResponse{}, nil
 }
 
 // markDirty records, before the first change after a clean point, that the

@@ -25,7 +25,7 @@ func runDemoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := newFlagSet("demo", stderr)
 	fs.StringVar(&o.dir, "dir", "", "work directory (default: a new temp dir, removed afterwards)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	return runDemo(ctx, o, stdout, stderr)

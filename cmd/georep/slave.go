@@ -29,11 +29,8 @@ func runSlaveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&o.stateDir, "state-dir", "", "state directory (default: derived from the root under /var/lib/georep or ~/.local/state/georep)")
 	fs.DurationVar(&o.lease, "timeout", slave.DefaultLease, "drop a master session silent for this long")
 	o.log.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usageErr("unexpected argument %q", fs.Arg(0))
 	}
 	if o.root == "" || o.listen == "" {
 		return usageErr("--root and --listen are required")

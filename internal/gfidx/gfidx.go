@@ -57,6 +57,9 @@ type Index struct {
 // RPC. After an unclean stop the index may lag the tree; Clean reports it.
 func Open(path string) (*Index, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: true, NoFreelistSync: true})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("gfidx: %s is in use by another georep process (same state directory?)", path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("gfidx: opening %s: %w", path, err)
 	}

@@ -480,6 +480,86 @@ func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
 	return file_georep_v1_georep_proto_rawDescGZIP(), []int{3}
 }
 
+type EndSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     []byte                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndSessionRequest) Reset() {
+	*x = EndSessionRequest{}
+	mi := &file_georep_v1_georep_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndSessionRequest) ProtoMessage() {}
+
+func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_v1_georep_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
+func (*EndSessionRequest) Descriptor() ([]byte, []int) {
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *EndSessionRequest) GetSessionId() []byte {
+	if x != nil {
+		return x.SessionId
+	}
+	return nil
+}
+
+type EndSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndSessionResponse) Reset() {
+	*x = EndSessionResponse{}
+	mi := &file_georep_v1_georep_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndSessionResponse) ProtoMessage() {}
+
+func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_v1_georep_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
+func (*EndSessionResponse) Descriptor() ([]byte, []int) {
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{5}
+}
+
 type EntryOp struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Type  EntryOpType            `protobuf:"varint,1,opt,name=type,proto3,enum=georep.v1.EntryOpType" json:"type,omitempty"`
@@ -505,7 +585,7 @@ type EntryOp struct {
 
 func (x *EntryOp) Reset() {
 	*x = EntryOp{}
-	mi := &file_georep_v1_georep_proto_msgTypes[4]
+	mi := &file_georep_v1_georep_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -517,7 +597,7 @@ func (x *EntryOp) String() string {
 func (*EntryOp) ProtoMessage() {}
 
 func (x *EntryOp) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[4]
+	mi := &file_georep_v1_georep_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -530,7 +610,7 @@ func (x *EntryOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryOp.ProtoReflect.Descriptor instead.
 func (*EntryOp) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{4}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *EntryOp) GetType() EntryOpType {
@@ -627,7 +707,7 @@ type EntryOpsRequest struct {
 
 func (x *EntryOpsRequest) Reset() {
 	*x = EntryOpsRequest{}
-	mi := &file_georep_v1_georep_proto_msgTypes[5]
+	mi := &file_georep_v1_georep_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +719,7 @@ func (x *EntryOpsRequest) String() string {
 func (*EntryOpsRequest) ProtoMessage() {}
 
 func (x *EntryOpsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[5]
+	mi := &file_georep_v1_georep_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +732,7 @@ func (x *EntryOpsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryOpsRequest.ProtoReflect.Descriptor instead.
 func (*EntryOpsRequest) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{5}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *EntryOpsRequest) GetSessionId() []byte {
@@ -680,7 +760,7 @@ type OpResult struct {
 
 func (x *OpResult) Reset() {
 	*x = OpResult{}
-	mi := &file_georep_v1_georep_proto_msgTypes[6]
+	mi := &file_georep_v1_georep_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +772,7 @@ func (x *OpResult) String() string {
 func (*OpResult) ProtoMessage() {}
 
 func (x *OpResult) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[6]
+	mi := &file_georep_v1_georep_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +785,7 @@ func (x *OpResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpResult.ProtoReflect.Descriptor instead.
 func (*OpResult) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{6}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OpResult) GetStatus() OpStatus {
@@ -739,7 +819,7 @@ type EntryOpsResponse struct {
 
 func (x *EntryOpsResponse) Reset() {
 	*x = EntryOpsResponse{}
-	mi := &file_georep_v1_georep_proto_msgTypes[7]
+	mi := &file_georep_v1_georep_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -751,7 +831,7 @@ func (x *EntryOpsResponse) String() string {
 func (*EntryOpsResponse) ProtoMessage() {}
 
 func (x *EntryOpsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[7]
+	mi := &file_georep_v1_georep_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -764,7 +844,7 @@ func (x *EntryOpsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryOpsResponse.ProtoReflect.Descriptor instead.
 func (*EntryOpsResponse) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{7}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EntryOpsResponse) GetResults() []*OpResult {
@@ -784,7 +864,7 @@ type Xattr struct {
 
 func (x *Xattr) Reset() {
 	*x = Xattr{}
-	mi := &file_georep_v1_georep_proto_msgTypes[8]
+	mi := &file_georep_v1_georep_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +876,7 @@ func (x *Xattr) String() string {
 func (*Xattr) ProtoMessage() {}
 
 func (x *Xattr) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[8]
+	mi := &file_georep_v1_georep_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +889,7 @@ func (x *Xattr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Xattr.ProtoReflect.Descriptor instead.
 func (*Xattr) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{8}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Xattr) GetName() []byte {
@@ -844,7 +924,7 @@ type MetaOp struct {
 
 func (x *MetaOp) Reset() {
 	*x = MetaOp{}
-	mi := &file_georep_v1_georep_proto_msgTypes[9]
+	mi := &file_georep_v1_georep_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +936,7 @@ func (x *MetaOp) String() string {
 func (*MetaOp) ProtoMessage() {}
 
 func (x *MetaOp) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[9]
+	mi := &file_georep_v1_georep_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +949,7 @@ func (x *MetaOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaOp.ProtoReflect.Descriptor instead.
 func (*MetaOp) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{9}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MetaOp) GetGfid() []byte {
@@ -938,7 +1018,7 @@ type MetaOpsRequest struct {
 
 func (x *MetaOpsRequest) Reset() {
 	*x = MetaOpsRequest{}
-	mi := &file_georep_v1_georep_proto_msgTypes[10]
+	mi := &file_georep_v1_georep_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1030,7 @@ func (x *MetaOpsRequest) String() string {
 func (*MetaOpsRequest) ProtoMessage() {}
 
 func (x *MetaOpsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[10]
+	mi := &file_georep_v1_georep_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1043,7 @@ func (x *MetaOpsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaOpsRequest.ProtoReflect.Descriptor instead.
 func (*MetaOpsRequest) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{10}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MetaOpsRequest) GetSessionId() []byte {
@@ -989,7 +1069,7 @@ type MetaOpsResponse struct {
 
 func (x *MetaOpsResponse) Reset() {
 	*x = MetaOpsResponse{}
-	mi := &file_georep_v1_georep_proto_msgTypes[11]
+	mi := &file_georep_v1_georep_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1081,7 @@ func (x *MetaOpsResponse) String() string {
 func (*MetaOpsResponse) ProtoMessage() {}
 
 func (x *MetaOpsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[11]
+	mi := &file_georep_v1_georep_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1094,7 @@ func (x *MetaOpsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaOpsResponse.ProtoReflect.Descriptor instead.
 func (*MetaOpsResponse) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{11}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MetaOpsResponse) GetResults() []*OpResult {
@@ -1039,7 +1119,7 @@ type SyncDataRequest struct {
 
 func (x *SyncDataRequest) Reset() {
 	*x = SyncDataRequest{}
-	mi := &file_georep_v1_georep_proto_msgTypes[12]
+	mi := &file_georep_v1_georep_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1051,7 +1131,7 @@ func (x *SyncDataRequest) String() string {
 func (*SyncDataRequest) ProtoMessage() {}
 
 func (x *SyncDataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[12]
+	mi := &file_georep_v1_georep_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1064,7 +1144,7 @@ func (x *SyncDataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncDataRequest.ProtoReflect.Descriptor instead.
 func (*SyncDataRequest) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{12}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SyncDataRequest) GetMsg() isSyncDataRequest_Msg {
@@ -1148,7 +1228,7 @@ type DataOpen struct {
 
 func (x *DataOpen) Reset() {
 	*x = DataOpen{}
-	mi := &file_georep_v1_georep_proto_msgTypes[13]
+	mi := &file_georep_v1_georep_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1240,7 @@ func (x *DataOpen) String() string {
 func (*DataOpen) ProtoMessage() {}
 
 func (x *DataOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[13]
+	mi := &file_georep_v1_georep_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1253,7 @@ func (x *DataOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataOpen.ProtoReflect.Descriptor instead.
 func (*DataOpen) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{13}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DataOpen) GetSessionId() []byte {
@@ -1201,7 +1281,7 @@ type FileHeader struct {
 
 func (x *FileHeader) Reset() {
 	*x = FileHeader{}
-	mi := &file_georep_v1_georep_proto_msgTypes[14]
+	mi := &file_georep_v1_georep_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1213,7 +1293,7 @@ func (x *FileHeader) String() string {
 func (*FileHeader) ProtoMessage() {}
 
 func (x *FileHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[14]
+	mi := &file_georep_v1_georep_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1226,7 +1306,7 @@ func (x *FileHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileHeader.ProtoReflect.Descriptor instead.
 func (*FileHeader) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{14}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FileHeader) GetId() uint64 {
@@ -1297,7 +1377,7 @@ type FileChunk struct {
 
 func (x *FileChunk) Reset() {
 	*x = FileChunk{}
-	mi := &file_georep_v1_georep_proto_msgTypes[15]
+	mi := &file_georep_v1_georep_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1389,7 @@ func (x *FileChunk) String() string {
 func (*FileChunk) ProtoMessage() {}
 
 func (x *FileChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[15]
+	mi := &file_georep_v1_georep_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1402,7 @@ func (x *FileChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileChunk.ProtoReflect.Descriptor instead.
 func (*FileChunk) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{15}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FileChunk) GetId() uint64 {
@@ -1359,7 +1439,7 @@ type FileEnd struct {
 
 func (x *FileEnd) Reset() {
 	*x = FileEnd{}
-	mi := &file_georep_v1_georep_proto_msgTypes[16]
+	mi := &file_georep_v1_georep_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1451,7 @@ func (x *FileEnd) String() string {
 func (*FileEnd) ProtoMessage() {}
 
 func (x *FileEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[16]
+	mi := &file_georep_v1_georep_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1464,7 @@ func (x *FileEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileEnd.ProtoReflect.Descriptor instead.
 func (*FileEnd) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{16}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FileEnd) GetId() uint64 {
@@ -1415,7 +1495,7 @@ type SyncDataResponse struct {
 
 func (x *SyncDataResponse) Reset() {
 	*x = SyncDataResponse{}
-	mi := &file_georep_v1_georep_proto_msgTypes[17]
+	mi := &file_georep_v1_georep_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1507,7 @@ func (x *SyncDataResponse) String() string {
 func (*SyncDataResponse) ProtoMessage() {}
 
 func (x *SyncDataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[17]
+	mi := &file_georep_v1_georep_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1520,7 @@ func (x *SyncDataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncDataResponse.ProtoReflect.Descriptor instead.
 func (*SyncDataResponse) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{17}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SyncDataResponse) GetMsg() isSyncDataResponse_Msg {
@@ -1511,7 +1591,7 @@ type FileWant struct {
 
 func (x *FileWant) Reset() {
 	*x = FileWant{}
-	mi := &file_georep_v1_georep_proto_msgTypes[18]
+	mi := &file_georep_v1_georep_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1523,7 +1603,7 @@ func (x *FileWant) String() string {
 func (*FileWant) ProtoMessage() {}
 
 func (x *FileWant) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[18]
+	mi := &file_georep_v1_georep_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1536,7 +1616,7 @@ func (x *FileWant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileWant.ProtoReflect.Descriptor instead.
 func (*FileWant) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{18}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FileWant) GetId() uint64 {
@@ -1565,7 +1645,7 @@ type FileResult struct {
 
 func (x *FileResult) Reset() {
 	*x = FileResult{}
-	mi := &file_georep_v1_georep_proto_msgTypes[19]
+	mi := &file_georep_v1_georep_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1657,7 @@ func (x *FileResult) String() string {
 func (*FileResult) ProtoMessage() {}
 
 func (x *FileResult) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[19]
+	mi := &file_georep_v1_georep_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1670,7 @@ func (x *FileResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileResult.ProtoReflect.Descriptor instead.
 func (*FileResult) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{19}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FileResult) GetId() uint64 {
@@ -1624,7 +1704,7 @@ type DataCommit struct {
 
 func (x *DataCommit) Reset() {
 	*x = DataCommit{}
-	mi := &file_georep_v1_georep_proto_msgTypes[20]
+	mi := &file_georep_v1_georep_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1716,7 @@ func (x *DataCommit) String() string {
 func (*DataCommit) ProtoMessage() {}
 
 func (x *DataCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[20]
+	mi := &file_georep_v1_georep_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1729,7 @@ func (x *DataCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataCommit.ProtoReflect.Descriptor instead.
 func (*DataCommit) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{20}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{22}
 }
 
 type GetMarkRequest struct {
@@ -1661,7 +1741,7 @@ type GetMarkRequest struct {
 
 func (x *GetMarkRequest) Reset() {
 	*x = GetMarkRequest{}
-	mi := &file_georep_v1_georep_proto_msgTypes[21]
+	mi := &file_georep_v1_georep_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1673,7 +1753,7 @@ func (x *GetMarkRequest) String() string {
 func (*GetMarkRequest) ProtoMessage() {}
 
 func (x *GetMarkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[21]
+	mi := &file_georep_v1_georep_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1686,7 +1766,7 @@ func (x *GetMarkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMarkRequest.ProtoReflect.Descriptor instead.
 func (*GetMarkRequest) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{21}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetMarkRequest) GetSessionId() []byte {
@@ -1706,7 +1786,7 @@ type GetMarkResponse struct {
 
 func (x *GetMarkResponse) Reset() {
 	*x = GetMarkResponse{}
-	mi := &file_georep_v1_georep_proto_msgTypes[22]
+	mi := &file_georep_v1_georep_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +1798,7 @@ func (x *GetMarkResponse) String() string {
 func (*GetMarkResponse) ProtoMessage() {}
 
 func (x *GetMarkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[22]
+	mi := &file_georep_v1_georep_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +1811,7 @@ func (x *GetMarkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMarkResponse.ProtoReflect.Descriptor instead.
 func (*GetMarkResponse) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{22}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetMarkResponse) GetStimeNs() int64 {
@@ -1751,7 +1831,7 @@ type SetMarkRequest struct {
 
 func (x *SetMarkRequest) Reset() {
 	*x = SetMarkRequest{}
-	mi := &file_georep_v1_georep_proto_msgTypes[23]
+	mi := &file_georep_v1_georep_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1763,7 +1843,7 @@ func (x *SetMarkRequest) String() string {
 func (*SetMarkRequest) ProtoMessage() {}
 
 func (x *SetMarkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[23]
+	mi := &file_georep_v1_georep_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1776,7 +1856,7 @@ func (x *SetMarkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMarkRequest.ProtoReflect.Descriptor instead.
 func (*SetMarkRequest) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{23}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetMarkRequest) GetSessionId() []byte {
@@ -1801,7 +1881,7 @@ type SetMarkResponse struct {
 
 func (x *SetMarkResponse) Reset() {
 	*x = SetMarkResponse{}
-	mi := &file_georep_v1_georep_proto_msgTypes[24]
+	mi := &file_georep_v1_georep_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +1893,7 @@ func (x *SetMarkResponse) String() string {
 func (*SetMarkResponse) ProtoMessage() {}
 
 func (x *SetMarkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[24]
+	mi := &file_georep_v1_georep_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +1906,7 @@ func (x *SetMarkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMarkResponse.ProtoReflect.Descriptor instead.
 func (*SetMarkResponse) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{24}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{26}
 }
 
 var File_georep_v1_georep_proto protoreflect.FileDescriptor
@@ -1855,7 +1935,11 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x10KeepAliveRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\fR\tsessionId\"\x13\n" +
-	"\x11KeepAliveResponse\"\xac\x02\n" +
+	"\x11KeepAliveResponse\"2\n" +
+	"\x11EndSessionRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\fR\tsessionId\"\x14\n" +
+	"\x12EndSessionResponse\"\xac\x02\n" +
 	"\aEntryOp\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.georep.v1.EntryOpTypeR\x04type\x12\x12\n" +
 	"\x04gfid\x18\x02 \x01(\fR\x04gfid\x12\x18\n" +
@@ -1976,10 +2060,12 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x11ERROR_CODE_ESCAPE\x10\x03\x12\x17\n" +
 	"\x13ERROR_CODE_NO_SPACE\x10\x04\x12\x19\n" +
 	"\x15ERROR_CODE_PERMISSION\x10\x05\x12\x11\n" +
-	"\rERROR_CODE_IO\x10\x062\xf2\x03\n" +
+	"\rERROR_CODE_IO\x10\x062\xbd\x04\n" +
 	"\fSlaveService\x12F\n" +
 	"\tHandshake\x12\x1b.georep.v1.HandshakeRequest\x1a\x1c.georep.v1.HandshakeResponse\x12F\n" +
-	"\tKeepAlive\x12\x1b.georep.v1.KeepAliveRequest\x1a\x1c.georep.v1.KeepAliveResponse\x12C\n" +
+	"\tKeepAlive\x12\x1b.georep.v1.KeepAliveRequest\x1a\x1c.georep.v1.KeepAliveResponse\x12I\n" +
+	"\n" +
+	"EndSession\x12\x1c.georep.v1.EndSessionRequest\x1a\x1d.georep.v1.EndSessionResponse\x12C\n" +
 	"\bEntryOps\x12\x1a.georep.v1.EntryOpsRequest\x1a\x1b.georep.v1.EntryOpsResponse\x12@\n" +
 	"\aMetaOps\x12\x19.georep.v1.MetaOpsRequest\x1a\x1a.georep.v1.MetaOpsResponse\x12G\n" +
 	"\bSyncData\x12\x1a.georep.v1.SyncDataRequest\x1a\x1b.georep.v1.SyncDataResponse(\x010\x01\x12@\n" +
@@ -1999,70 +2085,74 @@ func file_georep_v1_georep_proto_rawDescGZIP() []byte {
 }
 
 var file_georep_v1_georep_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_georep_v1_georep_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_georep_v1_georep_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_georep_v1_georep_proto_goTypes = []any{
-	(EntryOpType)(0),          // 0: georep.v1.EntryOpType
-	(OpStatus)(0),             // 1: georep.v1.OpStatus
-	(ErrorCode)(0),            // 2: georep.v1.ErrorCode
-	(*HandshakeRequest)(nil),  // 3: georep.v1.HandshakeRequest
-	(*HandshakeResponse)(nil), // 4: georep.v1.HandshakeResponse
-	(*KeepAliveRequest)(nil),  // 5: georep.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil), // 6: georep.v1.KeepAliveResponse
-	(*EntryOp)(nil),           // 7: georep.v1.EntryOp
-	(*EntryOpsRequest)(nil),   // 8: georep.v1.EntryOpsRequest
-	(*OpResult)(nil),          // 9: georep.v1.OpResult
-	(*EntryOpsResponse)(nil),  // 10: georep.v1.EntryOpsResponse
-	(*Xattr)(nil),             // 11: georep.v1.Xattr
-	(*MetaOp)(nil),            // 12: georep.v1.MetaOp
-	(*MetaOpsRequest)(nil),    // 13: georep.v1.MetaOpsRequest
-	(*MetaOpsResponse)(nil),   // 14: georep.v1.MetaOpsResponse
-	(*SyncDataRequest)(nil),   // 15: georep.v1.SyncDataRequest
-	(*DataOpen)(nil),          // 16: georep.v1.DataOpen
-	(*FileHeader)(nil),        // 17: georep.v1.FileHeader
-	(*FileChunk)(nil),         // 18: georep.v1.FileChunk
-	(*FileEnd)(nil),           // 19: georep.v1.FileEnd
-	(*SyncDataResponse)(nil),  // 20: georep.v1.SyncDataResponse
-	(*FileWant)(nil),          // 21: georep.v1.FileWant
-	(*FileResult)(nil),        // 22: georep.v1.FileResult
-	(*DataCommit)(nil),        // 23: georep.v1.DataCommit
-	(*GetMarkRequest)(nil),    // 24: georep.v1.GetMarkRequest
-	(*GetMarkResponse)(nil),   // 25: georep.v1.GetMarkResponse
-	(*SetMarkRequest)(nil),    // 26: georep.v1.SetMarkRequest
-	(*SetMarkResponse)(nil),   // 27: georep.v1.SetMarkResponse
+	(EntryOpType)(0),           // 0: georep.v1.EntryOpType
+	(OpStatus)(0),              // 1: georep.v1.OpStatus
+	(ErrorCode)(0),             // 2: georep.v1.ErrorCode
+	(*HandshakeRequest)(nil),   // 3: georep.v1.HandshakeRequest
+	(*HandshakeResponse)(nil),  // 4: georep.v1.HandshakeResponse
+	(*KeepAliveRequest)(nil),   // 5: georep.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),  // 6: georep.v1.KeepAliveResponse
+	(*EndSessionRequest)(nil),  // 7: georep.v1.EndSessionRequest
+	(*EndSessionResponse)(nil), // 8: georep.v1.EndSessionResponse
+	(*EntryOp)(nil),            // 9: georep.v1.EntryOp
+	(*EntryOpsRequest)(nil),    // 10: georep.v1.EntryOpsRequest
+	(*OpResult)(nil),           // 11: georep.v1.OpResult
+	(*EntryOpsResponse)(nil),   // 12: georep.v1.EntryOpsResponse
+	(*Xattr)(nil),              // 13: georep.v1.Xattr
+	(*MetaOp)(nil),             // 14: georep.v1.MetaOp
+	(*MetaOpsRequest)(nil),     // 15: georep.v1.MetaOpsRequest
+	(*MetaOpsResponse)(nil),    // 16: georep.v1.MetaOpsResponse
+	(*SyncDataRequest)(nil),    // 17: georep.v1.SyncDataRequest
+	(*DataOpen)(nil),           // 18: georep.v1.DataOpen
+	(*FileHeader)(nil),         // 19: georep.v1.FileHeader
+	(*FileChunk)(nil),          // 20: georep.v1.FileChunk
+	(*FileEnd)(nil),            // 21: georep.v1.FileEnd
+	(*SyncDataResponse)(nil),   // 22: georep.v1.SyncDataResponse
+	(*FileWant)(nil),           // 23: georep.v1.FileWant
+	(*FileResult)(nil),         // 24: georep.v1.FileResult
+	(*DataCommit)(nil),         // 25: georep.v1.DataCommit
+	(*GetMarkRequest)(nil),     // 26: georep.v1.GetMarkRequest
+	(*GetMarkResponse)(nil),    // 27: georep.v1.GetMarkResponse
+	(*SetMarkRequest)(nil),     // 28: georep.v1.SetMarkRequest
+	(*SetMarkResponse)(nil),    // 29: georep.v1.SetMarkResponse
 }
 var file_georep_v1_georep_proto_depIdxs = []int32{
 	0,  // 0: georep.v1.EntryOp.type:type_name -> georep.v1.EntryOpType
-	7,  // 1: georep.v1.EntryOpsRequest.ops:type_name -> georep.v1.EntryOp
+	9,  // 1: georep.v1.EntryOpsRequest.ops:type_name -> georep.v1.EntryOp
 	1,  // 2: georep.v1.OpResult.status:type_name -> georep.v1.OpStatus
 	2,  // 3: georep.v1.OpResult.code:type_name -> georep.v1.ErrorCode
-	9,  // 4: georep.v1.EntryOpsResponse.results:type_name -> georep.v1.OpResult
-	11, // 5: georep.v1.MetaOp.xattrs:type_name -> georep.v1.Xattr
-	12, // 6: georep.v1.MetaOpsRequest.ops:type_name -> georep.v1.MetaOp
-	9,  // 7: georep.v1.MetaOpsResponse.results:type_name -> georep.v1.OpResult
-	16, // 8: georep.v1.SyncDataRequest.open:type_name -> georep.v1.DataOpen
-	17, // 9: georep.v1.SyncDataRequest.header:type_name -> georep.v1.FileHeader
-	18, // 10: georep.v1.SyncDataRequest.chunk:type_name -> georep.v1.FileChunk
-	19, // 11: georep.v1.SyncDataRequest.end:type_name -> georep.v1.FileEnd
-	21, // 12: georep.v1.SyncDataResponse.want:type_name -> georep.v1.FileWant
-	22, // 13: georep.v1.SyncDataResponse.result:type_name -> georep.v1.FileResult
-	23, // 14: georep.v1.SyncDataResponse.commit:type_name -> georep.v1.DataCommit
-	9,  // 15: georep.v1.FileResult.result:type_name -> georep.v1.OpResult
+	11, // 4: georep.v1.EntryOpsResponse.results:type_name -> georep.v1.OpResult
+	13, // 5: georep.v1.MetaOp.xattrs:type_name -> georep.v1.Xattr
+	14, // 6: georep.v1.MetaOpsRequest.ops:type_name -> georep.v1.MetaOp
+	11, // 7: georep.v1.MetaOpsResponse.results:type_name -> georep.v1.OpResult
+	18, // 8: georep.v1.SyncDataRequest.open:type_name -> georep.v1.DataOpen
+	19, // 9: georep.v1.SyncDataRequest.header:type_name -> georep.v1.FileHeader
+	20, // 10: georep.v1.SyncDataRequest.chunk:type_name -> georep.v1.FileChunk
+	21, // 11: georep.v1.SyncDataRequest.end:type_name -> georep.v1.FileEnd
+	23, // 12: georep.v1.SyncDataResponse.want:type_name -> georep.v1.FileWant
+	24, // 13: georep.v1.SyncDataResponse.result:type_name -> georep.v1.FileResult
+	25, // 14: georep.v1.SyncDataResponse.commit:type_name -> georep.v1.DataCommit
+	11, // 15: georep.v1.FileResult.result:type_name -> georep.v1.OpResult
 	3,  // 16: georep.v1.SlaveService.Handshake:input_type -> georep.v1.HandshakeRequest
 	5,  // 17: georep.v1.SlaveService.KeepAlive:input_type -> georep.v1.KeepAliveRequest
-	8,  // 18: georep.v1.SlaveService.EntryOps:input_type -> georep.v1.EntryOpsRequest
-	13, // 19: georep.v1.SlaveService.MetaOps:input_type -> georep.v1.MetaOpsRequest
-	15, // 20: georep.v1.SlaveService.SyncData:input_type -> georep.v1.SyncDataRequest
-	24, // 21: georep.v1.SlaveService.GetMark:input_type -> georep.v1.GetMarkRequest
-	26, // 22: georep.v1.SlaveService.SetMark:input_type -> georep.v1.SetMarkRequest
-	4,  // 23: georep.v1.SlaveService.Handshake:output_type -> georep.v1.HandshakeResponse
-	6,  // 24: georep.v1.SlaveService.KeepAlive:output_type -> georep.v1.KeepAliveResponse
-	10, // 25: georep.v1.SlaveService.EntryOps:output_type -> georep.v1.EntryOpsResponse
-	14, // 26: georep.v1.SlaveService.MetaOps:output_type -> georep.v1.MetaOpsResponse
-	20, // 27: georep.v1.SlaveService.SyncData:output_type -> georep.v1.SyncDataResponse
-	25, // 28: georep.v1.SlaveService.GetMark:output_type -> georep.v1.GetMarkResponse
-	27, // 29: georep.v1.SlaveService.SetMark:output_type -> georep.v1.SetMarkResponse
-	23, // [23:30] is the sub-list for method output_type
-	16, // [16:23] is the sub-list for method input_type
+	7,  // 18: georep.v1.SlaveService.EndSession:input_type -> georep.v1.EndSessionRequest
+	10, // 19: georep.v1.SlaveService.EntryOps:input_type -> georep.v1.EntryOpsRequest
+	15, // 20: georep.v1.SlaveService.MetaOps:input_type -> georep.v1.MetaOpsRequest
+	17, // 21: georep.v1.SlaveService.SyncData:input_type -> georep.v1.SyncDataRequest
+	26, // 22: georep.v1.SlaveService.GetMark:input_type -> georep.v1.GetMarkRequest
+	28, // 23: georep.v1.SlaveService.SetMark:input_type -> georep.v1.SetMarkRequest
+	4,  // 24: georep.v1.SlaveService.Handshake:output_type -> georep.v1.HandshakeResponse
+	6,  // 25: georep.v1.SlaveService.KeepAlive:output_type -> georep.v1.KeepAliveResponse
+	8,  // 26: georep.v1.SlaveService.EndSession:output_type -> georep.v1.EndSessionResponse
+	12, // 27: georep.v1.SlaveService.EntryOps:output_type -> georep.v1.EntryOpsResponse
+	16, // 28: georep.v1.SlaveService.MetaOps:output_type -> georep.v1.MetaOpsResponse
+	22, // 29: georep.v1.SlaveService.SyncData:output_type -> georep.v1.SyncDataResponse
+	27, // 30: georep.v1.SlaveService.GetMark:output_type -> georep.v1.GetMarkResponse
+	29, // 31: georep.v1.SlaveService.SetMark:output_type -> georep.v1.SetMarkResponse
+	24, // [24:32] is the sub-list for method output_type
+	16, // [16:24] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
 	16, // [16:16] is the sub-list for extension extendee
 	0,  // [0:16] is the sub-list for field type_name
@@ -2073,13 +2163,13 @@ func file_georep_v1_georep_proto_init() {
 	if File_georep_v1_georep_proto != nil {
 		return
 	}
-	file_georep_v1_georep_proto_msgTypes[12].OneofWrappers = []any{
+	file_georep_v1_georep_proto_msgTypes[14].OneofWrappers = []any{
 		(*SyncDataRequest_Open)(nil),
 		(*SyncDataRequest_Header)(nil),
 		(*SyncDataRequest_Chunk)(nil),
 		(*SyncDataRequest_End)(nil),
 	}
-	file_georep_v1_georep_proto_msgTypes[17].OneofWrappers = []any{
+	file_georep_v1_georep_proto_msgTypes[19].OneofWrappers = []any{
 		(*SyncDataResponse_Want)(nil),
 		(*SyncDataResponse_Result)(nil),
 		(*SyncDataResponse_Commit)(nil),
@@ -2090,7 +2180,7 @@ func file_georep_v1_georep_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_georep_v1_georep_proto_rawDesc), len(file_georep_v1_georep_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,13 +26,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SlaveService_Handshake_FullMethodName = "/georep.v1.SlaveService/Handshake"
-	SlaveService_KeepAlive_FullMethodName = "/georep.v1.SlaveService/KeepAlive"
-	SlaveService_EntryOps_FullMethodName  = "/georep.v1.SlaveService/EntryOps"
-	SlaveService_MetaOps_FullMethodName   = "/georep.v1.SlaveService/MetaOps"
-	SlaveService_SyncData_FullMethodName  = "/georep.v1.SlaveService/SyncData"
-	SlaveService_GetMark_FullMethodName   = "/georep.v1.SlaveService/GetMark"
-	SlaveService_SetMark_FullMethodName   = "/georep.v1.SlaveService/SetMark"
+	SlaveService_Handshake_FullMethodName  = "/georep.v1.SlaveService/Handshake"
+	SlaveService_KeepAlive_FullMethodName  = "/georep.v1.SlaveService/KeepAlive"
+	SlaveService_EndSession_FullMethodName = "/georep.v1.SlaveService/EndSession"
+	SlaveService_EntryOps_FullMethodName   = "/georep.v1.SlaveService/EntryOps"
+	SlaveService_MetaOps_FullMethodName    = "/georep.v1.SlaveService/MetaOps"
+	SlaveService_SyncData_FullMethodName   = "/georep.v1.SlaveService/SyncData"
+	SlaveService_GetMark_FullMethodName    = "/georep.v1.SlaveService/GetMark"
+	SlaveService_SetMark_FullMethodName    = "/georep.v1.SlaveService/SetMark"
 )
 
 // SlaveServiceClient is the client API for SlaveService service.
@@ -49,6 +50,9 @@ type SlaveServiceClient interface {
 	Handshake(ctx context.Context, in *HandshakeRequest, opts ...grpc.CallOption) (*HandshakeResponse, error)
 	// KeepAlive renews the session lease.
 	KeepAlive(ctx context.Context, in *KeepAliveRequest, opts ...grpc.CallOption) (*KeepAliveResponse, error)
+	// EndSession releases the slave root at once, so that another session
+	// need not wait for the lease to expire.
+	EndSession(ctx context.Context, in *EndSessionRequest, opts ...grpc.CallOption) (*EndSessionResponse, error)
 	// EntryOps applies namespace operations in order and reports one result
 	// per op. Each op is idempotent: replaying a batch is harmless.
 	EntryOps(ctx context.Context, in *EntryOpsRequest, opts ...grpc.CallOption) (*EntryOpsResponse, error)
@@ -89,6 +93,16 @@ func (c *slaveServiceClient) KeepAlive(ctx context.Context, in *KeepAliveRequest
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(KeepAliveResponse)
 	err := c.cc.Invoke(ctx, SlaveService_KeepAlive_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *slaveServiceClient) EndSession(ctx context.Context, in *EndSessionRequest, opts ...grpc.CallOption) (*EndSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EndSessionResponse)
+	err := c.cc.Invoke(ctx, SlaveService_EndSession_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -162,6 +176,9 @@ type SlaveServiceServer interface {
 	Handshake(context.Context, *HandshakeRequest) (*HandshakeResponse, error)
 	// KeepAlive renews the session lease.
 	KeepAlive(context.Context, *KeepAliveRequest) (*KeepAliveResponse, error)
+	// EndSession releases the slave root at once, so that another session
+	// need not wait for the lease to expire.
+	EndSession(context.Context, *EndSessionRequest) (*EndSessionResponse, error)
 	// EntryOps applies namespace operations in order and reports one result
 	// per op. Each op is idempotent: replaying a batch is harmless.
 	EntryOps(context.Context, *EntryOpsRequest) (*EntryOpsResponse, error)
@@ -193,6 +210,9 @@ func (UnimplementedSlaveServiceServer) Handshake(context.Context, *HandshakeRequ
 }
 func (UnimplementedSlaveServiceServer) KeepAlive(context.Context, *KeepAliveRequest) (*KeepAliveResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method KeepAlive not implemented")
+}
+func (UnimplementedSlaveServiceServer) EndSession(context.Context, *EndSessionRequest) (*EndSessionResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method EndSession not implemented")
 }
 func (UnimplementedSlaveServiceServer) EntryOps(context.Context, *EntryOpsRequest) (*EntryOpsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method EntryOps not implemented")
@@ -262,6 +282,24 @@ func _SlaveService_KeepAlive_Handler(srv interface{}, ctx context.Context, dec f
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(SlaveServiceServer).KeepAlive(ctx, req.(*KeepAliveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SlaveService_EndSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EndSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SlaveServiceServer).EndSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SlaveService_EndSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SlaveServiceServer).EndSession(ctx, req.(*EndSessionRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -359,6 +397,10 @@ var SlaveService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "KeepAlive",
 			Handler:    _SlaveService_KeepAlive_Handler,
+		},
+		{
+			MethodName: "EndSession",
+			Handler:    _SlaveService_EndSession_Handler,
 		},
 		{
 			MethodName: "EntryOps",

@@ -1,0 +1,58 @@
+# georep — see README.md. Every target works on a machine with only Go;
+# `proto` and `lint` install buf and the protoc plugins with `go install`.
+GO        ?= go
+GOBIN     ?= $(shell $(GO) env GOPATH)/bin
+BUF_VERSION            ?= v1.57.2
+PROTOC_GEN_GO_VERSION  ?= v1.36.10
+PROTOC_GEN_GRPC_VERSION ?= v1.5.1
+BUF       := $(GOBIN)/buf
+# Test flags: -race always; TESTFLAGS adds more (e.g. -run, -v).
+TESTFLAGS ?=
+FUZZTIME  ?= 10s
+
+.PHONY: all build test test-short fuzz demo proto proto-check lint tools clean
+
+all: build
+
+build:
+	$(GO) build -o bin/georep ./cmd/georep
+
+# The whole suite, as CI runs it.
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m $(TESTFLAGS) ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+# Run each fuzz target for FUZZTIME (the seed corpora also run in `make test`).
+fuzz:
+	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./changelog/
+	$(GO) test -run=NONE -fuzz=FuzzEscape -fuzztime=$(FUZZTIME) ./changelog/
+	$(GO) test -run=NONE -fuzz=FuzzEntryOp -fuzztime=$(FUZZTIME) ./slave/
+	$(GO) test -run=NONE -fuzz=FuzzCheckRel -fuzztime=$(FUZZTIME) ./internal/beneath/
+
+# A slave and a master on temp dirs, a sample tree, one-shot syncs, the result.
+demo:
+	$(GO) run ./cmd/georep demo
+
+tools:
+	GOFLAGS=-mod=mod $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+	GOFLAGS=-mod=mod $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOFLAGS=-mod=mod $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GRPC_VERSION)
+
+proto: tools
+	PATH="$(GOBIN):$$PATH" $(BUF) lint
+	PATH="$(GOBIN):$$PATH" $(BUF) generate
+
+# Fails when the committed generated code is not what `make proto` makes.
+proto-check: proto
+	git diff --exit-code -- proto/
+
+lint: tools
+	PATH="$(GOBIN):$$PATH" $(BUF) lint
+	test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/georep/georep/internal/testenv"
+	"github.com/georep/georep/internal/testtree"
+	"github.com/georep/georep/internal/treecmp"
+)
+
+var georepBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "georep-bin-")
+	if err != nil {
+		panic(err)
+	}
+	georepBin = filepath.Join(dir, "georep")
+	build := exec.Command("go", "build", "-o", georepBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		os.RemoveAll(dir)
+		panic("building georep: " + err.Error())
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var listenRE = regexp.MustCompile(`listen=(127\.0\.0\.1:[0-9]+)`)
+
+// startSlaveProcess runs `georep slave` as a process and returns its address.
+func startSlaveProcess(t *testing.T, root string) string {
+	t.Helper()
+	cmd := exec.Command(georepBin, "slave", "--root", root, "--listen", "127.0.0.1:0",
+		"--state-dir", filepath.Join(t.TempDir(), "slave-state"))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("slave exited with %v after SIGTERM", err)
+			}
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("slave did not stop within 10s of SIGTERM")
+		}
+	})
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil && !sent {
+				addr <- m[1]
+				sent = true
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		return a
+	case <-time.After(20 * time.Second):
+		t.Fatal("slave process did not report its address")
+	}
+	return ""
+}
+
+func runMasterProcess(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(georepBin, append([]string{"master"}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String(), errb.String()
+}
+
+// TestProcessesOneShot runs georep as a user would: a slave process, a
+// one-shot master process, comparison, an idempotent rerun, changes, and a
+// converging rerun.
+func TestProcessesOneShot(t *testing.T) {
+	mroot, sroot := t.TempDir(), t.TempDir()
+	if err := testtree.Build(mroot, testtree.Options{BigFileSize: 8 << 20, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	addr := startSlaveProcess(t, sroot)
+	state := filepath.Join(t.TempDir(), "master-state")
+	args := []string{"--root", mroot, "--slave", addr, "--state-dir", state, "--oneshot"}
+	code, out, errs := runMasterProcess(t, args...)
+	if code != 0 {
+		t.Fatalf("master --oneshot exited %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	if !strings.Contains(out, "slave in sync as of") {
+		t.Errorf("no summary on stdout: %q", out)
+	}
+	testenv.RequireEqual(t, mroot, sroot)
+
+	before, err := treecmp.Snapshot(sroot, testenv.CompareOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs = runMasterProcess(t, args...); code != 0 {
+		t.Fatalf("second run exited %d: %s %s", code, out, errs)
+	}
+	if !strings.Contains(out, "0 files sent (0 bytes)") {
+		t.Errorf("second run over an unchanged tree sent data:\n%s", out)
+	}
+	after, err := treecmp.Snapshot(sroot, testenv.CompareOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range treecmp.Changed(before, after) {
+		if p != treecmp.RootPath {
+			t.Errorf("second run rewrote %q on the slave", p)
+		}
+	}
+
+	if err := testtree.Mutate(mroot, testtree.Options{Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs = runMasterProcess(t, args...); code != 0 {
+		t.Fatalf("third run exited %d: %s %s", code, out, errs)
+	}
+	testenv.RequireEqual(t, mroot, sroot)
+}
+
+// TestProcessesOpFailure: a slave that cannot apply an op makes the
+// one-shot master exit non-zero with a one-line reason, and the marks do
+// not advance.
+func TestProcessesOpFailure(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for chattr +i")
+	}
+	if _, err := exec.LookPath("chattr"); err != nil {
+		t.Skip("chattr not installed")
+	}
+	mroot, sroot := t.TempDir(), t.TempDir()
+	if err := os.Mkdir(filepath.Join(mroot, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	addr := startSlaveProcess(t, sroot)
+	state := filepath.Join(t.TempDir(), "master-state")
+	args := []string{"--root", mroot, "--slave", addr, "--state-dir", state, "--oneshot", "--retries", "2"}
+	if code, out, errs := runMasterProcess(t, args...); code != 0 {
+		t.Fatalf("first run exited %d: %s %s", code, out, errs)
+	}
+	if err := os.WriteFile(filepath.Join(mroot, "d", "new"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	immutable := filepath.Join(sroot, "d")
+	if out, err := exec.Command("chattr", "+i", immutable).CombinedOutput(); err != nil {
+		t.Skipf("chattr +i not supported here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("chattr", "-i", immutable).Run() })
+	code, out, errs := runMasterProcess(t, args...)
+	if code != 1 {
+		t.Fatalf("exit %d with a failing op, want 1\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	last := lastLine(errs)
+	if !strings.HasPrefix(last, "georep master: ") || !strings.Contains(last, "failed") || !strings.Contains(last, "new") {
+		t.Errorf("reason line = %q", last)
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return lines[len(lines)-1]
+}
+
+// TestExitCodes checks the command line's errors: a one-line reason and
+// the documented status.
+func TestExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no command", nil, 2, "usage"},
+		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
+		{"master without root", []string{"master", "--slave", "127.0.0.1:1", "--oneshot"}, 2, "--root and --slave are required"},
+		{"unknown flag", []string{"master", "--bogus"}, 2, "bogus"},
+		{"missing root", []string{"master", "--root", filepath.Join(dir, "missing"), "--slave", "127.0.0.1:1", "--oneshot", "--state-dir", filepath.Join(dir, "s1")}, 1, "missing"},
+		{"unreachable slave", []string{"master", "--root", dir, "--slave", "127.0.0.1:1", "--oneshot", "--state-dir", filepath.Join(dir, "s2")}, 1, "unreachable"},
+		{"slave on a public address", []string{"slave", "--root", dir, "--listen", "0.0.0.0:0", "--state-dir", filepath.Join(dir, "s3")}, 1, "loopback"},
+		{"slave missing root", []string{"slave", "--root", filepath.Join(dir, "missing"), "--listen", "127.0.0.1:0", "--state-dir", filepath.Join(dir, "s4")}, 1, "missing"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			code := run(ctx, c.args, &out, &errb)
+			if code != c.code {
+				t.Errorf("exit %d, want %d (stderr %q)", code, c.code, errb.String())
+			}
+			if !strings.Contains(errb.String(), c.want) {
+				t.Errorf("stderr %q lacks %q", errb.String(), c.want)
+			}
+			if c.code == 1 && strings.Count(strings.TrimRight(errb.String(), "\n"), "\n") > 0 && !strings.Contains(errb.String(), "[") {
+				t.Errorf("reason is not one line: %q", errb.String())
+			}
+		})
+	}
+}
+
+// TestDemo runs `georep demo` in-process: the README's first command.
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("demo builds an 8 MiB tree")
+	}
+	var out bytes.Buffer
+	if err := runDemo(context.Background(), demoOptions{dir: t.TempDir()}, &out, io.Discard); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	if got := strings.Count(out.String(), "identical"); got != 3 {
+		t.Errorf("demo reported %d identical comparisons, want 3:\n%s", got, out.String())
+	}
+}

@@ -1,0 +1,210 @@
+package master_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/georep/georep/internal/testenv"
+	"github.com/georep/georep/internal/testtree"
+	"github.com/georep/georep/internal/treecmp"
+	"github.com/georep/georep/master"
+)
+
+func newMaster(t *testing.T, root, addr string, mod func(*master.Config)) *master.Master {
+	t.Helper()
+	cfg := master.Config{Root: root, Slave: addr, StateDir: filepath.Join(t.TempDir(), "master-state"), Logger: testenv.Logger(t, "master")}
+	if mod != nil {
+		mod(&cfg)
+	}
+	m, err := master.New(cfg)
+	if err != nil {
+		t.Fatalf("master.New: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func runOnce(t *testing.T, m *master.Master) *master.Summary {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	sum, err := m.RunOnce(ctx)
+	if err != nil {
+		t.Fatalf("RunOnce: %v", err)
+	}
+	return sum
+}
+
+// TestOneShotExactIdempotentConvergent is issue 2's end-to-end check: the
+// tricky tree (100 MiB file, deep dirs, symlinks, hardlinks, devices,
+// special modes, owners, ns times, xattrs, odd names) replicates exactly;
+// a second run rewrites nothing; after mutations a third run converges.
+func TestOneShotExactIdempotentConvergent(t *testing.T) {
+	big := int64(100 << 20)
+	if testing.Short() {
+		big = 4 << 20
+	}
+	mroot, sroot := t.TempDir(), t.TempDir()
+	if err := testtree.Build(mroot, testtree.Options{BigFileSize: big, Seed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	sl := testenv.StartSlave(t, sroot)
+	stateDir := filepath.Join(t.TempDir(), "master-state")
+	mk := func() *master.Master {
+		return newMaster(t, mroot, sl.Addr, func(c *master.Config) { c.StateDir = stateDir })
+	}
+
+	m0 := mk()
+	sum := runOnce(t, m0)
+	m0.Close()
+	testenv.RequireEqual(t, mroot, sroot)
+	if sum.Batch.BytesSent < big {
+		t.Errorf("first run sent %d bytes, want at least the big file's %d", sum.Batch.BytesSent, big)
+	}
+	m1 := mk()
+	stime, err := m1.Stime()
+	if err != nil || !stime.Equal(sum.Stime) {
+		t.Errorf("stime mark on the master root = %v, %v; want %v", stime, err, sum.Stime)
+	}
+
+	// Second run over the unchanged tree: nothing rewritten on the slave.
+	before, err := treecmp.Snapshot(sroot, testenv.CompareOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum2 := runOnce(t, m1)
+	m1.Close()
+	after, err := treecmp.Snapshot(sroot, testenv.CompareOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range treecmp.Changed(before, after) {
+		if p == treecmp.RootPath {
+			continue // the slave root carries the session mark
+		}
+		t.Errorf("unchanged tree: slave entry %q was rewritten (ctime/inode changed)", p)
+	}
+	b := sum2.Batch
+	if b.BytesSent != 0 || b.Files != 0 || b.EntryOps != 0 || b.MetaOps != 0 || b.Purged != 0 {
+		t.Errorf("unchanged tree: second run did work: %+v", b)
+	}
+	if b.FilesUnchanged != sum.Crawl.Files {
+		t.Errorf("second run found %d files current, want %d", b.FilesUnchanged, sum.Crawl.Files)
+	}
+	testenv.RequireEqual(t, mroot, sroot)
+
+	// Changes on the master converge.
+	if err := testtree.Mutate(mroot, testtree.Options{Seed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	sum3 := runOnce(t, mk())
+	testenv.RequireEqual(t, mroot, sroot)
+	if sum3.Batch.Files == 0 || sum3.Batch.Purged == 0 {
+		t.Errorf("mutations: expected files sent and purges, got %+v", sum3.Batch)
+	}
+	if !sum3.Stime.After(sum.Stime) {
+		t.Errorf("stime did not advance: %v then %v", sum.Stime, sum3.Stime)
+	}
+}
+
+// TestRenameDirectoryShipsNoData: moving a directory of many files on the
+// master moves it on the slave; no file data is sent again.
+func TestRenameDirectoryShipsNoData(t *testing.T) {
+	mroot, sroot := t.TempDir(), t.TempDir()
+	dir := filepath.Join(mroot, "a", "many")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2000; i++ {
+		if err := os.WriteFile(filepath.Join(dir, "f"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+itoa(i)), []byte(strings.Repeat("data", 100)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(mroot, "b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sl := testenv.StartSlave(t, sroot)
+	m := newMaster(t, mroot, sl.Addr, nil)
+	runOnce(t, m)
+	ino := inode(t, filepath.Join(sroot, "a", "many"))
+	if err := os.Rename(dir, filepath.Join(mroot, "b", "moved")); err != nil {
+		t.Fatal(err)
+	}
+	sum := runOnce(t, m)
+	testenv.RequireEqual(t, mroot, sroot)
+	if sum.Batch.BytesSent != 0 || sum.Batch.Files != 0 {
+		t.Errorf("directory rename sent %d files, %d bytes; want none", sum.Batch.Files, sum.Batch.BytesSent)
+	}
+	if got := inode(t, filepath.Join(sroot, "b", "moved")); got != ino {
+		t.Errorf("renamed directory on the slave is a new inode (%d, was %d): it was recreated, not moved", got, ino)
+	}
+}
+
+// TestIgnoreDeletes keeps on the slave what the master removed.
+func TestIgnoreDeletes(t *testing.T) {
+	mroot, sroot := t.TempDir(), t.TempDir()
+	for _, n := range []string{"keep", "gone"} {
+		if err := os.WriteFile(filepath.Join(mroot, n), []byte(n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sl := testenv.StartSlave(t, sroot)
+	m := newMaster(t, mroot, sl.Addr, func(c *master.Config) { c.IgnoreDeletes = true })
+	runOnce(t, m)
+	if err := os.Remove(filepath.Join(mroot, "gone")); err != nil {
+		t.Fatal(err)
+	}
+	runOnce(t, m)
+	if _, err := os.Stat(filepath.Join(sroot, "gone")); err != nil {
+		t.Errorf("with ignore-deletes the slave lost a file the master deleted: %v", err)
+	}
+	m2 := newMaster(t, mroot, sl.Addr, nil)
+	runOnce(t, m2)
+	if _, err := os.Stat(filepath.Join(sroot, "gone")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("without ignore-deletes the deleted file is still on the slave: %v", err)
+	}
+	testenv.RequireEqual(t, mroot, sroot)
+}
+
+// TestUnreachableSlave: bounded retries, then a clear error.
+func TestUnreachableSlave(t *testing.T) {
+	mroot := t.TempDir()
+	m := newMaster(t, mroot, "127.0.0.1:1", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	_, err := m.RunOnce(ctx)
+	if !errors.Is(err, master.ErrUnreachable) {
+		t.Fatalf("RunOnce against nothing = %v, want ErrUnreachable", err)
+	}
+	if d := time.Since(t0); d > 30*time.Second {
+		t.Errorf("gave up after %s; retries should be bounded to seconds", d)
+	}
+}
+
+// TestMissingRoot fails early with a clear error.
+func TestMissingRoot(t *testing.T) {
+	_, err := master.New(master.Config{Root: filepath.Join(t.TempDir(), "nope"), Slave: "127.0.0.1:1", StateDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("New with a missing root = %v, want an error naming it", err)
+	}
+}
+
+// TestPlaintextOnlyToLoopback refuses to send the tree in the clear to a
+// non-loopback address.
+func TestPlaintextOnlyToLoopback(t *testing.T) {
+	m := newMaster(t, t.TempDir(), "192.0.2.1:9", nil) // TEST-NET-1: never dialled, refused before
+	_, err := m.RunOnce(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Fatalf("RunOnce to a non-loopback address without TLS = %v, want a refusal", err)
+	}
+}
+
+func itoa(i int) string {
+	return strings.TrimLeft(strings.Replace(time.Duration(i).String(), "ns", "", 1), "0") + "n"
+}
