@@ -218,9 +218,13 @@ func (p *processor) entry(r *changelog.Record) error {
 		if r.Op == changelog.OpRename {
 			name = r.Name2
 		}
+		parent := r.Parent
+		if r.Op == changelog.OpRename {
+			parent = r.Parent2
+		}
 		var st unix.Stat_t
 		if err == nil {
-			st, err = p.m.tree.lookup(dirfd, name, r.GFID)
+			st, err = p.m.tree.lookup(dirfd, parent, name, r.GFID)
 		}
 		if errors.Is(err, errGone) {
 			if r.Op == changelog.OpRename {

@@ -37,6 +37,8 @@ type xsync struct {
 	// given a fresh gfid instead of being mistaken for a hardlink.
 	ino  map[gfid.GFID]uint64
 	seen map[gfid.GFID]bool // hardlinked inodes already written
+
+	warnedDerived bool
 	// pending index links, flushed in large transactions.
 	links []pendingLink
 	stats CrawlStats
@@ -133,7 +135,7 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 			unix.Close(dirfd)
 			return fmt.Errorf("master: stat %q: %w", name, err)
 		}
-		eg, _, err := x.t.ensureGFID(dirfd, name, &st)
+		eg, derived, err := x.t.ensureGFID(dirfd, g, name, &st)
 		if err != nil {
 			if _, serr := lstatAt(dirfd, name); errors.Is(serr, unix.ENOENT) {
 				continue
@@ -141,7 +143,11 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 			unix.Close(dirfd)
 			return err
 		}
-		if prev, ok := x.ino[eg]; ok && prev != st.Ino {
+		if derived && st.Mode&unix.S_IFMT == unix.S_IFREG && !x.warnedDerived {
+			x.warnedDerived = true
+			x.log.Warn("some files cannot carry a gfid xattr (read-only files of an unprivileged master): they are identified by name, so renaming them resends them", "example", fmt.Sprintf("%q", name))
+		}
+		if prev, ok := x.ino[eg]; ok && prev != st.Ino && !derived {
 			fresh, err := gfid.New()
 			if err == nil {
 				err = x.t.ns.Set(beneath.ProcPath(dirfd, name), fresh)

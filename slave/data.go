@@ -22,6 +22,7 @@ type incoming struct {
 	g       gfid.GFID
 	dirfd   int    // dup of the target's directory; owned
 	name    string // the target's name in dirfd
+	parent  gfid.GFID
 	tmp     string // temp name in dirfd; "" when patching in place
 	fd      int
 	written int64
@@ -141,7 +142,7 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 		}
 		st = hst
 		in.dirfd, err = unix.Dup(hd.dirfd)
-		in.name = hd.name
+		in.name, in.parent = hd.name, hd.parent
 		return err
 	})
 	if err != nil {
@@ -160,8 +161,7 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 		// the inode. Empty: nothing to stage.
 		in.fd, err = unix.Openat(in.dirfd, in.name, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err == nil {
-			var got gfid.GFID
-			if got, err = ds.s.tree.ns.FGet(in.fd); err == nil && got != g {
+			if got := ds.fdGFID(in); got != g {
 				err = fmt.Errorf("%q changed identity: %w", in.name, errUnknown)
 			}
 		}
@@ -256,8 +256,8 @@ func (ds *dataStream) finish(in *incoming) outcome {
 				return failed(fmt.Errorf("copying xattr %q of %s: %w", n, in.g, err))
 			}
 		}
-		if got, err := ds.s.tree.ns.FGet(in.fd); err != nil || got != in.g {
-			return failed(fmt.Errorf("staged copy of %s lacks its gfid: %v", in.g, err))
+		if got := ds.fdGFID(in); got != in.g {
+			return failed(fmt.Errorf("staged copy of %s lacks its gfid", in.g))
 		}
 	}
 	var st unix.Stat_t
@@ -281,7 +281,7 @@ func (ds *dataStream) finish(in *incoming) outcome {
 	}
 	if in.tmp != "" {
 		// The target must still be the inode this stream replaces.
-		if got, _, exists, err := ds.s.tree.lookup(in.dirfd, in.name); err != nil || !exists || got != in.g {
+		if got, _, exists, err := ds.s.tree.lookup(in.dirfd, in.parent, in.name); err != nil || !exists || got != in.g {
 			return failed(fmt.Errorf("%s moved while its data arrived: %w", in.g, errUnknown))
 		}
 		if err := unix.Renameat(in.dirfd, in.tmp, in.dirfd, in.name); err != nil {
@@ -293,6 +293,19 @@ func (ds *dataStream) finish(in *incoming) outcome {
 		return outcome{status: pb.OpStatus_OP_STATUS_PARTIAL, err: partial}
 	}
 	return done
+}
+
+// fdGFID is the gfid of in's open file: its xattr, or the derived gfid of
+// its name when it has none.
+func (ds *dataStream) fdGFID(in *incoming) gfid.GFID {
+	g, err := ds.s.tree.ns.FGet(in.fd)
+	if errors.Is(err, gfid.ErrNoGFID) {
+		return gfid.Derived(in.parent, in.name, unix.S_IFREG)
+	}
+	if err != nil {
+		return gfid.Zero
+	}
+	return g
 }
 
 // listAllXattrs returns every xattr at path (not followed) that a copy of

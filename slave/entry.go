@@ -222,7 +222,7 @@ func wantType(typ pb.EntryOpType, mode uint32) uint32 {
 // clearName makes name in dirfd free unless it already holds g; it reports
 // whether g is already there and whether a conflict was resolved.
 func (c *dirCache) clearName(dirfd int, parent gfid.GFID, name string, g gfid.GFID, wantFmt uint32) (present, conflict bool, err error) {
-	got, st, exists, err := c.t.lookup(dirfd, name)
+	got, st, exists, err := c.t.lookup(dirfd, parent, name)
 	if err != nil || !exists {
 		return false, false, err
 	}
@@ -337,7 +337,7 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 		if err := unix.Mknodat(pfd, r.name, (r.mode&unix.S_IFMT)|0o600, int(r.rdev)); err != nil {
 			return failed(fmt.Errorf("mknod %q: %w", r.name, err))
 		}
-		if err := s.tree.ns.Set(beneath.ProcPath(pfd, r.name), r.g); err != nil {
+		if err := s.setGFID(pfd, r.name, r.parent, r.g, r.mode); err != nil {
 			unix.Unlinkat(pfd, r.name, 0)
 			return failed(fmt.Errorf("mknod %q: %w", r.name, err))
 		}
@@ -349,7 +349,7 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 		if err := unix.Symlinkat(r.target, pfd, r.name); err != nil {
 			return failed(fmt.Errorf("symlink %q: %w", r.name, err))
 		}
-		if err := s.tree.ns.Set(beneath.ProcPath(pfd, r.name), r.g); err != nil {
+		if err := s.setGFID(pfd, r.name, r.parent, r.g, unix.S_IFLNK); err != nil {
 			unix.Unlinkat(pfd, r.name, 0)
 			return failed(fmt.Errorf("symlink %q: %w", r.name, err))
 		}
@@ -372,7 +372,7 @@ func (s *Slave) replaceSymlink(c *dirCache, pfd int, r *entryReq) outcome {
 	if err := unix.Symlinkat(r.target, pfd, tmp); err != nil {
 		return failed(fmt.Errorf("symlink %q: %w", r.name, err))
 	}
-	if err := s.tree.ns.Set(beneath.ProcPath(pfd, tmp), r.g); err != nil {
+	if err := s.setGFID(pfd, tmp, r.parent, r.g, unix.S_IFLNK); err != nil && !gfid.CannotCarry(errors.Unwrap(err)) {
 		unix.Unlinkat(pfd, tmp, 0)
 		return failed(err)
 	}
@@ -385,6 +385,17 @@ func (s *Slave) replaceSymlink(c *dirCache, pfd int, r *entryReq) outcome {
 		return outcome{status: pb.OpStatus_OP_STATUS_PARTIAL, err: ownerErr}
 	}
 	return done
+}
+
+// setGFID marks name in dirfd with g. An inode that cannot carry the xattr
+// here is fine when g is its derived gfid (the master could not mark its
+// copy either).
+func (s *Slave) setGFID(dirfd int, name string, parent, g gfid.GFID, mode uint32) error {
+	err := s.tree.ns.Set(beneath.ProcPath(dirfd, name), g)
+	if err != nil && gfid.CannotCarry(errors.Unwrap(err)) && g == gfid.Derived(parent, name, mode) {
+		return nil
+	}
+	return err
 }
 
 func readlinkAt(dirfd int, name string) (string, error) {
@@ -462,7 +473,7 @@ func (s *Slave) rename(c *dirCache, r *entryReq) outcome {
 	if err != nil {
 		return failed(err)
 	}
-	got, dst, exists, err := s.tree.lookup(dfd, r.name2)
+	got, dst, exists, err := s.tree.lookup(dfd, r.parent2, r.name2)
 	if err != nil {
 		return failed(err)
 	}
@@ -472,7 +483,7 @@ func (s *Slave) rename(c *dirCache, r *entryReq) outcome {
 	var sst unix.Stat_t
 	srcKnown := false
 	if sfd, err := c.dir(r.parent); err == nil {
-		if g, st, ok, err := s.tree.lookup(sfd, r.name); err == nil && ok && g == r.g {
+		if g, st, ok, err := s.tree.lookup(sfd, r.parent, r.name); err == nil && ok && g == r.g {
 			src, sst, srcKnown = handle{dirfd: sfd, name: r.name, parent: r.parent}, st, true
 		}
 	}
@@ -537,7 +548,7 @@ func (s *Slave) remove(c *dirCache, r *entryReq) outcome {
 	if err != nil {
 		return failed(err)
 	}
-	got, _, exists, err := s.tree.lookup(pfd, r.name)
+	got, _, exists, err := s.tree.lookup(pfd, r.parent, r.name)
 	if err != nil {
 		return failed(err)
 	}

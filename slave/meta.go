@@ -141,6 +141,25 @@ func getXattr(path, name string, follow bool) ([]byte, error) {
 	}
 }
 
+// writable runs fn (an xattr change); when an unprivileged slave is denied
+// because the entry is read-only (a 0400 file, a 0555 directory it owns),
+// it lends itself write permission for the duration.
+func (s *Slave) writable(dirfd int, name string, flags int, st *unix.Stat_t, fn func() error) error {
+	err := fn()
+	if !errors.Is(err, unix.EACCES) || s.privileged || st.Mode&0o200 != 0 {
+		return err
+	}
+	mode := st.Mode & 0o7777
+	if cerr := unix.Fchmodat(dirfd, name, mode|0o200, flags); cerr != nil {
+		return err
+	}
+	err = fn()
+	if cerr := unix.Fchmodat(dirfd, name, mode, flags); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // applyMeta makes h's metadata what r says, touching only what differs so
 // that an unchanged entry keeps its ctime.
 func (s *Slave) applyMeta(c *dirCache, r *metaReq) outcome {
@@ -167,20 +186,6 @@ func (s *Slave) applyMeta(c *dirCache, r *metaReq) outcome {
 		}
 		changed = true
 	}
-	if !isLink {
-		if changed {
-			// chown clears setuid/setgid: look again.
-			if err := unix.Fstatat(dirfd, name, &st, flags); err != nil {
-				return failed(fmt.Errorf("stat %s: %w", r.g, err))
-			}
-		}
-		if st.Mode&0o7777 != r.mode&0o7777 {
-			if err := unix.Fchmodat(dirfd, name, r.mode&0o7777, flags); err != nil {
-				return failed(fmt.Errorf("chmod %s: %w", r.g, err))
-			}
-			changed = true
-		}
-	}
 	if r.syncXattrs && !isLink && st.Mode&unix.S_IFMT != unix.S_IFIFO &&
 		st.Mode&unix.S_IFMT != unix.S_IFCHR && st.Mode&unix.S_IFMT != unix.S_IFBLK && st.Mode&unix.S_IFMT != unix.S_IFSOCK {
 		path, follow := h.xattrPath(), h.isRoot()
@@ -201,18 +206,32 @@ func (s *Slave) applyMeta(c *dirCache, r *metaReq) outcome {
 			if v, ok := cur[n]; ok && bytes.Equal(v, r.xattrs[n]) {
 				continue
 			}
-			if err := set(path, n, r.xattrs[n], 0); err != nil {
+			if err := s.writable(dirfd, name, flags, &st, func() error { return set(path, n, r.xattrs[n], 0) }); err != nil {
 				return failed(fmt.Errorf("setting xattr %q on %s: %w", n, r.g, err))
 			}
 			changed = true
 		}
 		for n := range cur {
 			if _, ok := r.xattrs[n]; !ok {
-				if err := remove(path, n); err != nil && !errors.Is(err, unix.ENODATA) {
+				if err := s.writable(dirfd, name, flags, &st, func() error { return remove(path, n) }); err != nil && !errors.Is(err, unix.ENODATA) {
 					return failed(fmt.Errorf("removing xattr %q on %s: %w", n, r.g, err))
 				}
 				changed = true
 			}
+		}
+	}
+	if !isLink {
+		if changed {
+			// chown clears setuid/setgid: look again.
+			if err := unix.Fstatat(dirfd, name, &st, flags); err != nil {
+				return failed(fmt.Errorf("stat %s: %w", r.g, err))
+			}
+		}
+		if st.Mode&0o7777 != r.mode&0o7777 {
+			if err := unix.Fchmodat(dirfd, name, r.mode&0o7777, flags); err != nil {
+				return failed(fmt.Errorf("chmod %s: %w", r.g, err))
+			}
+			changed = true
 		}
 	}
 	// Only mtime is compared: atime moves whenever anything reads the file,

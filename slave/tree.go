@@ -125,9 +125,10 @@ func (c *dirCache) dir(g gfid.GFID) (int, error) {
 	return fd, nil
 }
 
-// lookup returns the gfid (Zero when it has none) and stat of name in dirfd;
-// exists is false when there is no such name.
-func (t *tree) lookup(dirfd int, name string) (g gfid.GFID, st unix.Stat_t, exists bool, err error) {
+// lookup returns the gfid and stat of name in dirfd (directory parent);
+// exists is false when there is no such name. An entry without a gfid xattr
+// is named by gfid.Derived, as the master names an inode it could not mark.
+func (t *tree) lookup(dirfd int, parent gfid.GFID, name string) (g gfid.GFID, st unix.Stat_t, exists bool, err error) {
 	st, err = beneath.Lstat(dirfd, name)
 	if errors.Is(err, unix.ENOENT) {
 		return gfid.Zero, st, false, nil
@@ -136,8 +137,8 @@ func (t *tree) lookup(dirfd int, name string) (g gfid.GFID, st unix.Stat_t, exis
 		return gfid.Zero, st, false, fmt.Errorf("stat %q: %w", name, err)
 	}
 	g, err = t.ns.Get(beneath.ProcPath(dirfd, name))
-	if errors.Is(err, gfid.ErrNoGFID) {
-		return gfid.Zero, st, true, nil
+	if errors.Is(err, gfid.ErrNoGFID) || errors.Is(err, unix.EACCES) {
+		return gfid.Derived(parent, name, st.Mode), st, true, nil
 	}
 	if err != nil {
 		return gfid.Zero, st, true, err
@@ -159,7 +160,7 @@ func (c *dirCache) find(g gfid.GFID) (handle, unix.Stat_t, error) {
 		if err != nil {
 			continue
 		}
-		got, st, exists, err := c.t.lookup(dirfd, l.Name)
+		got, st, exists, err := c.t.lookup(dirfd, l.Parent, l.Name)
 		if err == nil && exists && got == g {
 			return handle{dirfd: dirfd, name: l.Name, parent: l.Parent}, st, nil
 		}
@@ -203,7 +204,7 @@ func (c *dirCache) moveAside(dirfd int, parent gfid.GFID, name string, g gfid.GF
 // removeTree removes name from dirfd, with everything below it when it is a
 // directory, and forgets the removed links in the index.
 func (c *dirCache) removeTree(dirfd int, parent gfid.GFID, name string) error {
-	g, st, exists, err := c.t.lookup(dirfd, name)
+	g, st, exists, err := c.t.lookup(dirfd, parent, name)
 	if err != nil {
 		return err
 	}

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"io/fs"
 	"os"
 	"sync"
-	"syscall"
 
 	"github.com/georep/georep/internal/gfid"
 	pb "github.com/georep/georep/proto/georep/v1"
@@ -39,12 +39,20 @@ func (f *File) OK() bool {
 	return false
 }
 
+// Opened is a master file ready to be read.
+type Opened struct {
+	// File is the open file; nil only for an empty file the master may
+	// not open (there is nothing to read).
+	File *os.File
+	Stat unix.Stat_t
+}
+
 // Source opens master files by gfid.
 type Source interface {
-	// Open opens regular file g for reading, verified to carry gfid g. An
-	// error wrapping fs.ErrNotExist means g is gone (or moved where the
-	// source cannot find it): a later record will tell.
-	Open(g gfid.GFID) (*os.File, error)
+	// Open opens regular file g for reading, verified to carry gfid g, and
+	// stats it. An error wrapping fs.ErrNotExist means g is gone (or moved
+	// where the source cannot find it): a later record will tell.
+	Open(g gfid.GFID) (*Opened, error)
 }
 
 // Sender ships boxes of files over SyncData streams.
@@ -61,9 +69,15 @@ type Sender struct {
 }
 
 type openFile struct {
-	f    *os.File
-	st   syscall.Stat_t
+	f    *os.File // nil for an unreadable empty file
+	st   unix.Stat_t
 	file *File
+}
+
+func (o *openFile) close() {
+	if o.f != nil {
+		o.f.Close()
+	}
 }
 
 // Ship implements ShipFunc for *File: one SyncData stream for all files.
@@ -126,7 +140,7 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 	local := map[int]bool{}           // failed on the master: never announced
 	defer func() {
 		for _, o := range pending {
-			o.f.Close()
+			o.close()
 		}
 	}()
 	sendErr := func(err error) error {
@@ -140,7 +154,7 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 			return fmt.Errorf("slave answered unknown file id %d", w.GetId())
 		}
 		delete(pending, w.GetId())
-		defer o.f.Close()
+		defer o.close()
 		if !w.GetSend() {
 			return nil
 		}
@@ -248,7 +262,7 @@ func (s *Sender) streamErr(stream pb.SlaveService_SyncDataClient, err error) err
 
 // open opens f's file and stats it; nil, nil when it vanished.
 func (s *Sender) open(f *File) (*openFile, error) {
-	fh, err := s.Source.Open(f.GFID)
+	op, err := s.Source.Open(f.GFID)
 	if errors.Is(err, fs.ErrNotExist) {
 		f.Vanished = true
 		return nil, nil
@@ -256,12 +270,10 @@ func (s *Sender) open(f *File) (*openFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := &openFile{f: fh, file: f}
-	if err := syscall.Fstat(int(fh.Fd()), &o.st); err != nil {
-		fh.Close()
-		return nil, fmt.Errorf("stat %s: %w", f.GFID, err)
+	if op.File == nil && op.Stat.Size != 0 {
+		return nil, fmt.Errorf("syncer: source gave no file for %s of %d bytes", f.GFID, op.Stat.Size)
 	}
-	return o, nil
+	return &openFile{f: op.File, st: op.Stat, file: f}, nil
 }
 
 // sendData streams a file's bytes and its end marker. A file that shrank,
@@ -271,7 +283,7 @@ func (s *Sender) sendData(stream pb.SlaveService_SyncDataClient, id uint64, o *o
 	buf := make([]byte, chunk)
 	var off int64
 	aborted := false
-	for off < o.st.Size {
+	for o.f != nil && off < o.st.Size {
 		n, err := o.f.ReadAt(buf[:min(int64(chunk), o.st.Size-off)], off)
 		if n > 0 {
 			msg := &pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: id, Offset: off, Data: buf[:n]}}}
@@ -286,9 +298,13 @@ func (s *Sender) sendData(stream pb.SlaveService_SyncDataClient, id uint64, o *o
 			break
 		}
 	}
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(o.f.Fd()), &st); err != nil || st.Size != o.st.Size || st.Mtim != o.st.Mtim {
-		aborted = true
+	if o.f == nil {
+		aborted = o.st.Size != 0
+	} else {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(o.f.Fd()), &st); err != nil || st.Size != o.st.Size || st.Mtim != o.st.Mtim {
+			aborted = true
+		}
 	}
 	if aborted {
 		o.file.Changed = true

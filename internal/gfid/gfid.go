@@ -6,6 +6,8 @@ package gfid
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -168,4 +170,33 @@ func (n Namespace) FSet(fd int, g GFID) error {
 		return fmt.Errorf("gfid: setting on fd %d: %w", fd, err)
 	}
 	return nil
+}
+
+// Derived is the identity of an inode that cannot carry a gfid xattr: the
+// user namespace refuses xattrs on symlinks and device nodes, and on files
+// an unprivileged process may not write. Both sides compute it from the
+// parent's gfid, the name and the file type, so it needs no storage; the
+// price is that such an entry is identified by its name: a rename is a
+// removal and a creation (these inodes carry no data, or the data is sent
+// again), and its hardlinks are not recognised as one inode.
+func Derived(parent GFID, name string, fileType uint32) GFID {
+	h := sha256.New()
+	h.Write([]byte("georep-derived-gfid\x00"))
+	h.Write(parent[:])
+	var t [4]byte
+	binary.BigEndian.PutUint32(t[:], fileType&unix.S_IFMT)
+	h.Write(t[:])
+	h.Write([]byte(name))
+	var g GFID
+	copy(g[:], h.Sum(nil))
+	g[6] = (g[6] & 0x0f) | 0x50 // version 5: name-based
+	g[8] = (g[8] & 0x3f) | 0x80
+	return g
+}
+
+// CannotCarry reports whether err from setting a gfid xattr means the inode
+// cannot carry one here (so Derived names it), as opposed to a real failure.
+func CannotCarry(err error) bool {
+	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) ||
+		errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP)
 }
