@@ -188,6 +188,8 @@ const (
 	ErrorCode_ERROR_CODE_PERMISSION ErrorCode = 5
 	// Any other IO error.
 	ErrorCode_ERROR_CODE_IO ErrorCode = 6
+	// The file the slave built does not match the master's whole-file hash.
+	ErrorCode_ERROR_CODE_HASH_MISMATCH ErrorCode = 7
 )
 
 // Enum value maps for ErrorCode.
@@ -200,15 +202,17 @@ var (
 		4: "ERROR_CODE_NO_SPACE",
 		5: "ERROR_CODE_PERMISSION",
 		6: "ERROR_CODE_IO",
+		7: "ERROR_CODE_HASH_MISMATCH",
 	}
 	ErrorCode_value = map[string]int32{
-		"ERROR_CODE_UNSPECIFIED":  0,
-		"ERROR_CODE_INVALID":      1,
-		"ERROR_CODE_UNKNOWN_GFID": 2,
-		"ERROR_CODE_ESCAPE":       3,
-		"ERROR_CODE_NO_SPACE":     4,
-		"ERROR_CODE_PERMISSION":   5,
-		"ERROR_CODE_IO":           6,
+		"ERROR_CODE_UNSPECIFIED":   0,
+		"ERROR_CODE_INVALID":       1,
+		"ERROR_CODE_UNKNOWN_GFID":  2,
+		"ERROR_CODE_ESCAPE":        3,
+		"ERROR_CODE_NO_SPACE":      4,
+		"ERROR_CODE_PERMISSION":    5,
+		"ERROR_CODE_IO":            6,
+		"ERROR_CODE_HASH_MISMATCH": 7,
 	}
 )
 
@@ -1112,6 +1116,7 @@ type SyncDataRequest struct {
 	//	*SyncDataRequest_Header
 	//	*SyncDataRequest_Chunk
 	//	*SyncDataRequest_End
+	//	*SyncDataRequest_Copy
 	Msg           isSyncDataRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1190,6 +1195,15 @@ func (x *SyncDataRequest) GetEnd() *FileEnd {
 	return nil
 }
 
+func (x *SyncDataRequest) GetCopy() *FileCopy {
+	if x != nil {
+		if x, ok := x.Msg.(*SyncDataRequest_Copy); ok {
+			return x.Copy
+		}
+	}
+	return nil
+}
+
 type isSyncDataRequest_Msg interface {
 	isSyncDataRequest_Msg()
 }
@@ -1211,6 +1225,10 @@ type SyncDataRequest_End struct {
 	End *FileEnd `protobuf:"bytes,4,opt,name=end,proto3,oneof"`
 }
 
+type SyncDataRequest_Copy struct {
+	Copy *FileCopy `protobuf:"bytes,5,opt,name=copy,proto3,oneof"`
+}
+
 func (*SyncDataRequest_Open) isSyncDataRequest_Msg() {}
 
 func (*SyncDataRequest_Header) isSyncDataRequest_Msg() {}
@@ -1218,6 +1236,8 @@ func (*SyncDataRequest_Header) isSyncDataRequest_Msg() {}
 func (*SyncDataRequest_Chunk) isSyncDataRequest_Msg() {}
 
 func (*SyncDataRequest_End) isSyncDataRequest_Msg() {}
+
+func (*SyncDataRequest_Copy) isSyncDataRequest_Msg() {}
 
 type DataOpen struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1365,12 +1385,17 @@ func (x *FileHeader) GetMtimeNs() int64 {
 	return 0
 }
 
-// FileChunk carries literal bytes at offset.
+// FileChunk carries literal bytes at offset of the new file. With
+// compressed set, data is a zstd frame that decodes to raw_length bytes.
+// An empty data with zero_length set is a run of zero bytes (a hole).
 type FileChunk struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
 	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	Compressed    bool                   `protobuf:"varint,4,opt,name=compressed,proto3" json:"compressed,omitempty"`
+	RawLength     int64                  `protobuf:"varint,5,opt,name=raw_length,json=rawLength,proto3" json:"raw_length,omitempty"`
+	ZeroLength    int64                  `protobuf:"varint,6,opt,name=zero_length,json=zeroLength,proto3" json:"zero_length,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1426,20 +1451,113 @@ func (x *FileChunk) GetData() []byte {
 	return nil
 }
 
+func (x *FileChunk) GetCompressed() bool {
+	if x != nil {
+		return x.Compressed
+	}
+	return false
+}
+
+func (x *FileChunk) GetRawLength() int64 {
+	if x != nil {
+		return x.RawLength
+	}
+	return 0
+}
+
+func (x *FileChunk) GetZeroLength() int64 {
+	if x != nil {
+		return x.ZeroLength
+	}
+	return 0
+}
+
+// FileCopy says: bytes at offset of the new file are count blocks of the
+// slave's old copy, starting at block (of the signature's block size).
+type FileCopy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Block         int64                  `protobuf:"varint,3,opt,name=block,proto3" json:"block,omitempty"`
+	Count         int64                  `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileCopy) Reset() {
+	*x = FileCopy{}
+	mi := &file_georep_v1_georep_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileCopy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileCopy) ProtoMessage() {}
+
+func (x *FileCopy) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_v1_georep_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileCopy.ProtoReflect.Descriptor instead.
+func (*FileCopy) Descriptor() ([]byte, []int) {
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *FileCopy) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *FileCopy) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *FileCopy) GetBlock() int64 {
+	if x != nil {
+		return x.Block
+	}
+	return 0
+}
+
+func (x *FileCopy) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // FileEnd closes a file's data. When aborted, the master could not read
 // the file consistently (it vanished or changed); the slave discards what
 // it received and leaves the old copy.
 type FileEnd struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Aborted       bool                   `protobuf:"varint,2,opt,name=aborted,proto3" json:"aborted,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Aborted bool                   `protobuf:"varint,2,opt,name=aborted,proto3" json:"aborted,omitempty"`
+	// SHA-256 of the whole new file; the slave checks what it built.
+	Sha256        []byte `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FileEnd) Reset() {
 	*x = FileEnd{}
-	mi := &file_georep_v1_georep_proto_msgTypes[18]
+	mi := &file_georep_v1_georep_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1569,7 @@ func (x *FileEnd) String() string {
 func (*FileEnd) ProtoMessage() {}
 
 func (x *FileEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[18]
+	mi := &file_georep_v1_georep_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1582,7 @@ func (x *FileEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileEnd.ProtoReflect.Descriptor instead.
 func (*FileEnd) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{18}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FileEnd) GetId() uint64 {
@@ -1481,6 +1599,13 @@ func (x *FileEnd) GetAborted() bool {
 	return false
 }
 
+func (x *FileEnd) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
 type SyncDataResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -1495,7 +1620,7 @@ type SyncDataResponse struct {
 
 func (x *SyncDataResponse) Reset() {
 	*x = SyncDataResponse{}
-	mi := &file_georep_v1_georep_proto_msgTypes[19]
+	mi := &file_georep_v1_georep_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +1632,7 @@ func (x *SyncDataResponse) String() string {
 func (*SyncDataResponse) ProtoMessage() {}
 
 func (x *SyncDataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[19]
+	mi := &file_georep_v1_georep_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1645,7 @@ func (x *SyncDataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncDataResponse.ProtoReflect.Descriptor instead.
 func (*SyncDataResponse) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{19}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SyncDataResponse) GetMsg() isSyncDataResponse_Msg {
@@ -1580,18 +1705,21 @@ func (*SyncDataResponse_Result) isSyncDataResponse_Msg() {}
 func (*SyncDataResponse_Commit) isSyncDataResponse_Msg() {}
 
 // FileWant answers a header: send the data, or not (the slave's copy is
-// already current, or the header failed; a result follows then).
+// already current, or the header failed; a result follows then). With a
+// signature (of the slave's old copy, syncer/delta's encoding), the master
+// sends a delta: FileCopy for blocks the slave has, FileChunk for the rest.
 type FileWant struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	Send          bool                   `protobuf:"varint,2,opt,name=send,proto3" json:"send,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FileWant) Reset() {
 	*x = FileWant{}
-	mi := &file_georep_v1_georep_proto_msgTypes[20]
+	mi := &file_georep_v1_georep_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1603,7 +1731,7 @@ func (x *FileWant) String() string {
 func (*FileWant) ProtoMessage() {}
 
 func (x *FileWant) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[20]
+	mi := &file_georep_v1_georep_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1616,7 +1744,7 @@ func (x *FileWant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileWant.ProtoReflect.Descriptor instead.
 func (*FileWant) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{20}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FileWant) GetId() uint64 {
@@ -1633,6 +1761,13 @@ func (x *FileWant) GetSend() bool {
 	return false
 }
 
+func (x *FileWant) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 type FileResult struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Id     uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1645,7 +1780,7 @@ type FileResult struct {
 
 func (x *FileResult) Reset() {
 	*x = FileResult{}
-	mi := &file_georep_v1_georep_proto_msgTypes[21]
+	mi := &file_georep_v1_georep_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1792,7 @@ func (x *FileResult) String() string {
 func (*FileResult) ProtoMessage() {}
 
 func (x *FileResult) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[21]
+	mi := &file_georep_v1_georep_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1805,7 @@ func (x *FileResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileResult.ProtoReflect.Descriptor instead.
 func (*FileResult) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{21}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FileResult) GetId() uint64 {
@@ -1704,7 +1839,7 @@ type DataCommit struct {
 
 func (x *DataCommit) Reset() {
 	*x = DataCommit{}
-	mi := &file_georep_v1_georep_proto_msgTypes[22]
+	mi := &file_georep_v1_georep_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1851,7 @@ func (x *DataCommit) String() string {
 func (*DataCommit) ProtoMessage() {}
 
 func (x *DataCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[22]
+	mi := &file_georep_v1_georep_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1864,7 @@ func (x *DataCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataCommit.ProtoReflect.Descriptor instead.
 func (*DataCommit) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{22}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{23}
 }
 
 type GetMarkRequest struct {
@@ -1741,7 +1876,7 @@ type GetMarkRequest struct {
 
 func (x *GetMarkRequest) Reset() {
 	*x = GetMarkRequest{}
-	mi := &file_georep_v1_georep_proto_msgTypes[23]
+	mi := &file_georep_v1_georep_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1888,7 @@ func (x *GetMarkRequest) String() string {
 func (*GetMarkRequest) ProtoMessage() {}
 
 func (x *GetMarkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[23]
+	mi := &file_georep_v1_georep_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +1901,7 @@ func (x *GetMarkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMarkRequest.ProtoReflect.Descriptor instead.
 func (*GetMarkRequest) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{23}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetMarkRequest) GetSessionId() []byte {
@@ -1786,7 +1921,7 @@ type GetMarkResponse struct {
 
 func (x *GetMarkResponse) Reset() {
 	*x = GetMarkResponse{}
-	mi := &file_georep_v1_georep_proto_msgTypes[24]
+	mi := &file_georep_v1_georep_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1798,7 +1933,7 @@ func (x *GetMarkResponse) String() string {
 func (*GetMarkResponse) ProtoMessage() {}
 
 func (x *GetMarkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[24]
+	mi := &file_georep_v1_georep_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1811,7 +1946,7 @@ func (x *GetMarkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMarkResponse.ProtoReflect.Descriptor instead.
 func (*GetMarkResponse) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{24}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetMarkResponse) GetStimeNs() int64 {
@@ -1831,7 +1966,7 @@ type SetMarkRequest struct {
 
 func (x *SetMarkRequest) Reset() {
 	*x = SetMarkRequest{}
-	mi := &file_georep_v1_georep_proto_msgTypes[25]
+	mi := &file_georep_v1_georep_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1978,7 @@ func (x *SetMarkRequest) String() string {
 func (*SetMarkRequest) ProtoMessage() {}
 
 func (x *SetMarkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[25]
+	mi := &file_georep_v1_georep_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1991,7 @@ func (x *SetMarkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMarkRequest.ProtoReflect.Descriptor instead.
 func (*SetMarkRequest) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{25}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetMarkRequest) GetSessionId() []byte {
@@ -1881,7 +2016,7 @@ type SetMarkResponse struct {
 
 func (x *SetMarkResponse) Reset() {
 	*x = SetMarkResponse{}
-	mi := &file_georep_v1_georep_proto_msgTypes[26]
+	mi := &file_georep_v1_georep_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1893,7 +2028,7 @@ func (x *SetMarkResponse) String() string {
 func (*SetMarkResponse) ProtoMessage() {}
 
 func (x *SetMarkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[26]
+	mi := &file_georep_v1_georep_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1906,7 +2041,7 @@ func (x *SetMarkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMarkResponse.ProtoReflect.Descriptor instead.
 func (*SetMarkResponse) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{26}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{27}
 }
 
 var File_georep_v1_georep_proto protoreflect.FileDescriptor
@@ -1983,12 +2118,13 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\fR\tsessionId\x12#\n" +
 	"\x03ops\x18\x02 \x03(\v2\x11.georep.v1.MetaOpR\x03ops\"@\n" +
 	"\x0fMetaOpsResponse\x12-\n" +
-	"\aresults\x18\x01 \x03(\v2\x13.georep.v1.OpResultR\aresults\"\xca\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x13.georep.v1.OpResultR\aresults\"\xf5\x01\n" +
 	"\x0fSyncDataRequest\x12)\n" +
 	"\x04open\x18\x01 \x01(\v2\x13.georep.v1.DataOpenH\x00R\x04open\x12/\n" +
 	"\x06header\x18\x02 \x01(\v2\x15.georep.v1.FileHeaderH\x00R\x06header\x12,\n" +
 	"\x05chunk\x18\x03 \x01(\v2\x14.georep.v1.FileChunkH\x00R\x05chunk\x12&\n" +
-	"\x03end\x18\x04 \x01(\v2\x12.georep.v1.FileEndH\x00R\x03endB\x05\n" +
+	"\x03end\x18\x04 \x01(\v2\x12.georep.v1.FileEndH\x00R\x03end\x12)\n" +
+	"\x04copy\x18\x05 \x01(\v2\x13.georep.v1.FileCopyH\x00R\x04copyB\x05\n" +
 	"\x03msg\")\n" +
 	"\bDataOpen\x12\x1d\n" +
 	"\n" +
@@ -2002,22 +2138,36 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x03uid\x18\x05 \x01(\rR\x03uid\x12\x10\n" +
 	"\x03gid\x18\x06 \x01(\rR\x03gid\x12\x19\n" +
 	"\batime_ns\x18\a \x01(\x03R\aatimeNs\x12\x19\n" +
-	"\bmtime_ns\x18\b \x01(\x03R\amtimeNs\"G\n" +
+	"\bmtime_ns\x18\b \x01(\x03R\amtimeNs\"\xa7\x01\n" +
 	"\tFileChunk\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\"3\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12\x1e\n" +
+	"\n" +
+	"compressed\x18\x04 \x01(\bR\n" +
+	"compressed\x12\x1d\n" +
+	"\n" +
+	"raw_length\x18\x05 \x01(\x03R\trawLength\x12\x1f\n" +
+	"\vzero_length\x18\x06 \x01(\x03R\n" +
+	"zeroLength\"^\n" +
+	"\bFileCopy\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x14\n" +
+	"\x05block\x18\x03 \x01(\x03R\x05block\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\x03R\x05count\"K\n" +
 	"\aFileEnd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
-	"\aaborted\x18\x02 \x01(\bR\aaborted\"\xa6\x01\n" +
+	"\aaborted\x18\x02 \x01(\bR\aaborted\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\fR\x06sha256\"\xa6\x01\n" +
 	"\x10SyncDataResponse\x12)\n" +
 	"\x04want\x18\x01 \x01(\v2\x13.georep.v1.FileWantH\x00R\x04want\x12/\n" +
 	"\x06result\x18\x02 \x01(\v2\x15.georep.v1.FileResultH\x00R\x06result\x12/\n" +
 	"\x06commit\x18\x03 \x01(\v2\x15.georep.v1.DataCommitH\x00R\x06commitB\x05\n" +
-	"\x03msg\".\n" +
+	"\x03msg\"L\n" +
 	"\bFileWant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
-	"\x04send\x18\x02 \x01(\bR\x04send\"n\n" +
+	"\x04send\x18\x02 \x01(\bR\x04send\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"n\n" +
 	"\n" +
 	"FileResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12+\n" +
@@ -2052,7 +2202,7 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x0eOP_STATUS_NOOP\x10\x02\x12\x16\n" +
 	"\x12OP_STATUS_RESOLVED\x10\x03\x12\x15\n" +
 	"\x11OP_STATUS_PARTIAL\x10\x04\x12\x14\n" +
-	"\x10OP_STATUS_FAILED\x10\x05*\xba\x01\n" +
+	"\x10OP_STATUS_FAILED\x10\x05*\xd8\x01\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ERROR_CODE_INVALID\x10\x01\x12\x1b\n" +
@@ -2060,7 +2210,8 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x11ERROR_CODE_ESCAPE\x10\x03\x12\x17\n" +
 	"\x13ERROR_CODE_NO_SPACE\x10\x04\x12\x19\n" +
 	"\x15ERROR_CODE_PERMISSION\x10\x05\x12\x11\n" +
-	"\rERROR_CODE_IO\x10\x062\xbd\x04\n" +
+	"\rERROR_CODE_IO\x10\x06\x12\x1c\n" +
+	"\x18ERROR_CODE_HASH_MISMATCH\x10\a2\xbd\x04\n" +
 	"\fSlaveService\x12F\n" +
 	"\tHandshake\x12\x1b.georep.v1.HandshakeRequest\x1a\x1c.georep.v1.HandshakeResponse\x12F\n" +
 	"\tKeepAlive\x12\x1b.georep.v1.KeepAliveRequest\x1a\x1c.georep.v1.KeepAliveResponse\x12I\n" +
@@ -2085,7 +2236,7 @@ func file_georep_v1_georep_proto_rawDescGZIP() []byte {
 }
 
 var file_georep_v1_georep_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_georep_v1_georep_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_georep_v1_georep_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_georep_v1_georep_proto_goTypes = []any{
 	(EntryOpType)(0),           // 0: georep.v1.EntryOpType
 	(OpStatus)(0),              // 1: georep.v1.OpStatus
@@ -2108,15 +2259,16 @@ var file_georep_v1_georep_proto_goTypes = []any{
 	(*DataOpen)(nil),           // 18: georep.v1.DataOpen
 	(*FileHeader)(nil),         // 19: georep.v1.FileHeader
 	(*FileChunk)(nil),          // 20: georep.v1.FileChunk
-	(*FileEnd)(nil),            // 21: georep.v1.FileEnd
-	(*SyncDataResponse)(nil),   // 22: georep.v1.SyncDataResponse
-	(*FileWant)(nil),           // 23: georep.v1.FileWant
-	(*FileResult)(nil),         // 24: georep.v1.FileResult
-	(*DataCommit)(nil),         // 25: georep.v1.DataCommit
-	(*GetMarkRequest)(nil),     // 26: georep.v1.GetMarkRequest
-	(*GetMarkResponse)(nil),    // 27: georep.v1.GetMarkResponse
-	(*SetMarkRequest)(nil),     // 28: georep.v1.SetMarkRequest
-	(*SetMarkResponse)(nil),    // 29: georep.v1.SetMarkResponse
+	(*FileCopy)(nil),           // 21: georep.v1.FileCopy
+	(*FileEnd)(nil),            // 22: georep.v1.FileEnd
+	(*SyncDataResponse)(nil),   // 23: georep.v1.SyncDataResponse
+	(*FileWant)(nil),           // 24: georep.v1.FileWant
+	(*FileResult)(nil),         // 25: georep.v1.FileResult
+	(*DataCommit)(nil),         // 26: georep.v1.DataCommit
+	(*GetMarkRequest)(nil),     // 27: georep.v1.GetMarkRequest
+	(*GetMarkResponse)(nil),    // 28: georep.v1.GetMarkResponse
+	(*SetMarkRequest)(nil),     // 29: georep.v1.SetMarkRequest
+	(*SetMarkResponse)(nil),    // 30: georep.v1.SetMarkResponse
 }
 var file_georep_v1_georep_proto_depIdxs = []int32{
 	0,  // 0: georep.v1.EntryOp.type:type_name -> georep.v1.EntryOpType
@@ -2130,32 +2282,33 @@ var file_georep_v1_georep_proto_depIdxs = []int32{
 	18, // 8: georep.v1.SyncDataRequest.open:type_name -> georep.v1.DataOpen
 	19, // 9: georep.v1.SyncDataRequest.header:type_name -> georep.v1.FileHeader
 	20, // 10: georep.v1.SyncDataRequest.chunk:type_name -> georep.v1.FileChunk
-	21, // 11: georep.v1.SyncDataRequest.end:type_name -> georep.v1.FileEnd
-	23, // 12: georep.v1.SyncDataResponse.want:type_name -> georep.v1.FileWant
-	24, // 13: georep.v1.SyncDataResponse.result:type_name -> georep.v1.FileResult
-	25, // 14: georep.v1.SyncDataResponse.commit:type_name -> georep.v1.DataCommit
-	11, // 15: georep.v1.FileResult.result:type_name -> georep.v1.OpResult
-	3,  // 16: georep.v1.SlaveService.Handshake:input_type -> georep.v1.HandshakeRequest
-	5,  // 17: georep.v1.SlaveService.KeepAlive:input_type -> georep.v1.KeepAliveRequest
-	7,  // 18: georep.v1.SlaveService.EndSession:input_type -> georep.v1.EndSessionRequest
-	10, // 19: georep.v1.SlaveService.EntryOps:input_type -> georep.v1.EntryOpsRequest
-	15, // 20: georep.v1.SlaveService.MetaOps:input_type -> georep.v1.MetaOpsRequest
-	17, // 21: georep.v1.SlaveService.SyncData:input_type -> georep.v1.SyncDataRequest
-	26, // 22: georep.v1.SlaveService.GetMark:input_type -> georep.v1.GetMarkRequest
-	28, // 23: georep.v1.SlaveService.SetMark:input_type -> georep.v1.SetMarkRequest
-	4,  // 24: georep.v1.SlaveService.Handshake:output_type -> georep.v1.HandshakeResponse
-	6,  // 25: georep.v1.SlaveService.KeepAlive:output_type -> georep.v1.KeepAliveResponse
-	8,  // 26: georep.v1.SlaveService.EndSession:output_type -> georep.v1.EndSessionResponse
-	12, // 27: georep.v1.SlaveService.EntryOps:output_type -> georep.v1.EntryOpsResponse
-	16, // 28: georep.v1.SlaveService.MetaOps:output_type -> georep.v1.MetaOpsResponse
-	22, // 29: georep.v1.SlaveService.SyncData:output_type -> georep.v1.SyncDataResponse
-	27, // 30: georep.v1.SlaveService.GetMark:output_type -> georep.v1.GetMarkResponse
-	29, // 31: georep.v1.SlaveService.SetMark:output_type -> georep.v1.SetMarkResponse
-	24, // [24:32] is the sub-list for method output_type
-	16, // [16:24] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	22, // 11: georep.v1.SyncDataRequest.end:type_name -> georep.v1.FileEnd
+	21, // 12: georep.v1.SyncDataRequest.copy:type_name -> georep.v1.FileCopy
+	24, // 13: georep.v1.SyncDataResponse.want:type_name -> georep.v1.FileWant
+	25, // 14: georep.v1.SyncDataResponse.result:type_name -> georep.v1.FileResult
+	26, // 15: georep.v1.SyncDataResponse.commit:type_name -> georep.v1.DataCommit
+	11, // 16: georep.v1.FileResult.result:type_name -> georep.v1.OpResult
+	3,  // 17: georep.v1.SlaveService.Handshake:input_type -> georep.v1.HandshakeRequest
+	5,  // 18: georep.v1.SlaveService.KeepAlive:input_type -> georep.v1.KeepAliveRequest
+	7,  // 19: georep.v1.SlaveService.EndSession:input_type -> georep.v1.EndSessionRequest
+	10, // 20: georep.v1.SlaveService.EntryOps:input_type -> georep.v1.EntryOpsRequest
+	15, // 21: georep.v1.SlaveService.MetaOps:input_type -> georep.v1.MetaOpsRequest
+	17, // 22: georep.v1.SlaveService.SyncData:input_type -> georep.v1.SyncDataRequest
+	27, // 23: georep.v1.SlaveService.GetMark:input_type -> georep.v1.GetMarkRequest
+	29, // 24: georep.v1.SlaveService.SetMark:input_type -> georep.v1.SetMarkRequest
+	4,  // 25: georep.v1.SlaveService.Handshake:output_type -> georep.v1.HandshakeResponse
+	6,  // 26: georep.v1.SlaveService.KeepAlive:output_type -> georep.v1.KeepAliveResponse
+	8,  // 27: georep.v1.SlaveService.EndSession:output_type -> georep.v1.EndSessionResponse
+	12, // 28: georep.v1.SlaveService.EntryOps:output_type -> georep.v1.EntryOpsResponse
+	16, // 29: georep.v1.SlaveService.MetaOps:output_type -> georep.v1.MetaOpsResponse
+	23, // 30: georep.v1.SlaveService.SyncData:output_type -> georep.v1.SyncDataResponse
+	28, // 31: georep.v1.SlaveService.GetMark:output_type -> georep.v1.GetMarkResponse
+	30, // 32: georep.v1.SlaveService.SetMark:output_type -> georep.v1.SetMarkResponse
+	25, // [25:33] is the sub-list for method output_type
+	17, // [17:25] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_georep_v1_georep_proto_init() }
@@ -2168,8 +2321,9 @@ func file_georep_v1_georep_proto_init() {
 		(*SyncDataRequest_Header)(nil),
 		(*SyncDataRequest_Chunk)(nil),
 		(*SyncDataRequest_End)(nil),
+		(*SyncDataRequest_Copy)(nil),
 	}
-	file_georep_v1_georep_proto_msgTypes[19].OneofWrappers = []any{
+	file_georep_v1_georep_proto_msgTypes[20].OneofWrappers = []any{
 		(*SyncDataResponse_Want)(nil),
 		(*SyncDataResponse_Result)(nil),
 		(*SyncDataResponse_Commit)(nil),
@@ -2180,7 +2334,7 @@ func file_georep_v1_georep_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_georep_v1_georep_proto_rawDesc), len(file_georep_v1_georep_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
