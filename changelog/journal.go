@@ -2,6 +2,7 @@ package changelog
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -50,6 +51,12 @@ type Writer struct {
 
 // Create starts the journal that Commit will name path.
 func Create(path string, h Header) (*Writer, error) {
+	if h.Type != TypeXsync && h.Type != TypeLive {
+		return nil, fmt.Errorf("changelog: journal type %q", h.Type)
+	}
+	if h.StartNS < 0 {
+		return nil, fmt.Errorf("changelog: journal start time %d", h.StartNS)
+	}
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -157,6 +164,7 @@ const maxLine = 64 << 10
 func NewReader(name string, r io.Reader) (*Reader, error) {
 	s := bufio.NewScanner(r)
 	s.Buffer(make([]byte, 0, 64<<10), maxLine)
+	s.Split(splitLines)
 	rd := &Reader{name: name, s: s}
 	if !s.Scan() {
 		if err := s.Err(); err != nil {
@@ -171,6 +179,23 @@ func NewReader(name string, r io.Reader) (*Reader, error) {
 	}
 	rd.Header = h
 	return rd, nil
+}
+
+// errTorn says the last line of a journal lacks its newline: the writer
+// stopped in the middle of it.
+var errTorn = fmt.Errorf("%w: torn (no final newline)", ErrMalformed)
+
+// splitLines is bufio.ScanLines without its leniency: a CR stays part of
+// the line (and Parse refuses it), and a final line without a newline is
+// an error, not a record.
+func splitLines(data []byte, atEOF bool) (int, []byte, error) {
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF && len(data) > 0 {
+		return 0, nil, errTorn
+	}
+	return 0, nil, nil
 }
 
 // Next returns the next record, or io.EOF after the last. A malformed line

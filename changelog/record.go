@@ -79,6 +79,9 @@ var ErrMalformed = errors.New("changelog: malformed record")
 // MaxNameLen is the longest name a record may carry (NAME_MAX).
 const MaxNameLen = 255
 
+// MaxTargetLen is the longest symlink target (PATH_MAX less the NUL).
+const MaxTargetLen = 4095
+
 // ValidName reports why name cannot be a single path component, or nil.
 func ValidName(name string) error {
 	switch {
@@ -135,17 +138,19 @@ func unhex(c byte) (byte, bool) {
 		return c - '0', true
 	case c >= 'A' && c <= 'F':
 		return c - 'A' + 10, true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
 	}
 	return 0, false
 }
 
-// Unescape reverses Escape. It refuses raw bytes that Escape would have
-// escaped, so that each string has exactly one encoding.
+// Unescape reverses Escape. It accepts only what Escape writes (upper-case
+// hex, escapes only of bytes that need them, "%" for the empty string and
+// never an empty field), so that each string has exactly one encoding.
 func Unescape(s string) (string, error) {
 	if s == "%" {
 		return "", nil
+	}
+	if s == "" {
+		return "", errors.New("empty field (the empty string is written %)")
 	}
 	if strings.IndexByte(s, '%') < 0 {
 		for i := 0; i < len(s); i++ {
@@ -167,7 +172,11 @@ func Unescape(s string) (string, error) {
 			if !ok1 || !ok2 {
 				return "", fmt.Errorf("bad escape %q", s[i:i+3])
 			}
-			b = append(b, hi<<4|lo)
+			d := hi<<4 | lo
+			if !needsEscape(d) {
+				return "", fmt.Errorf("escape %q of a byte that needs none", s[i:i+3])
+			}
+			b = append(b, d)
 			i += 2
 			continue
 		}
@@ -229,7 +238,12 @@ func (r *Record) Validate() error {
 		return nil
 	case KindEntry:
 		switch r.Op {
-		case OpCreate, OpMkdir, OpMknod, OpSymlink, OpLink, OpUnlink, OpRmdir:
+		case OpSymlink:
+			if len(r.Target) > MaxTargetLen {
+				return fmt.Errorf("%w: symlink target of %d bytes exceeds %d", ErrMalformed, len(r.Target), MaxTargetLen)
+			}
+			return checkEntry(r.Parent, r.Name)
+		case OpCreate, OpMkdir, OpMknod, OpLink, OpUnlink, OpRmdir:
 			return checkEntry(r.Parent, r.Name)
 		case OpRename:
 			if err := checkEntry(r.Parent, r.Name); err != nil {
@@ -335,7 +349,7 @@ func Parse(line []byte) (Record, error) {
 		if len(f) != 2 {
 			return bad("D record with %d fields", len(f))
 		}
-		return r, nil
+		return r, r.Validate()
 	case KindMeta:
 		if len(f) != 3 {
 			return bad("M record with %d fields", len(f))
@@ -344,7 +358,7 @@ func Parse(line []byte) (Record, error) {
 		if r.Op != OpSetattr && r.Op != OpSetxattr {
 			return bad("metadata op %q", f[2])
 		}
-		return r, nil
+		return r, r.Validate()
 	case KindEntry:
 	default:
 		return bad("kind %q", f[0])

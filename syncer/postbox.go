@@ -93,6 +93,7 @@ type Syncer[T any] struct {
 	ready  chan struct{} // holds a token while the current box may be non-empty
 
 	stopped atomic.Bool
+	ran     atomic.Bool
 }
 
 // New returns a Syncer with jobs workers (at least one) shipping with ship.
@@ -147,7 +148,12 @@ func (s *Syncer[T]) take() (*PostBox[T], []T) {
 // Run starts the workers and blocks until ctx is done and every worker has
 // finished its current box. Boxes still unshipped then are woken with
 // ErrStopped, and so is every later Add.
+//
+// Run may be called once; a second call returns at once.
 func (s *Syncer[T]) Run(ctx context.Context) {
+	if s.ran.Swap(true) {
+		return
+	}
 	var wg sync.WaitGroup
 	for i := 0; i < s.jobs; i++ {
 		wg.Add(1)
@@ -174,6 +180,11 @@ func (s *Syncer[T]) worker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-s.ready:
+		}
+		// select picks at random when both are ready: never start a
+		// session after the context ended.
+		if ctx.Err() != nil {
+			return
 		}
 		b, items := s.take()
 		if b == nil {

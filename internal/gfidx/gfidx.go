@@ -95,7 +95,10 @@ func (ix *Index) Sync() error {
 }
 
 // Clean reports whether the index was marked clean (in step with the tree)
-// and has not been written since.
+// and has not been written since. Owners also mark it unclean, durably,
+// before their first change to the tree after a clean point
+// (SetClean(false)), so that a crash in between is detected on the next
+// Open even if the index itself was not written.
 func (ix *Index) Clean() bool {
 	clean := false
 	_ = ix.db.View(func(tx *bolt.Tx) error {
@@ -117,15 +120,26 @@ func (ix *Index) SetClean(clean bool) error {
 	if err != nil {
 		return fmt.Errorf("gfidx: marking clean=%v: %w", clean, err)
 	}
-	if clean {
-		return ix.Sync()
-	}
-	return nil
+	return ix.Sync()
 }
 
-// Update runs fn in a write transaction; fn's changes commit together.
+// Update runs fn in a write transaction; fn's changes commit together, and
+// the index is no longer marked clean.
 func (ix *Index) Update(fn func(*Tx) error) error {
-	return ix.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{b: tx.Bucket(bucketLinks)}) })
+	return ix.db.Update(func(tx *bolt.Tx) error {
+		if err := unclean(tx); err != nil {
+			return err
+		}
+		return fn(&Tx{b: tx.Bucket(bucketLinks)})
+	})
+}
+
+func unclean(tx *bolt.Tx) error {
+	m := tx.Bucket(bucketMeta)
+	if string(m.Get(keyClean)) == "0" {
+		return nil
+	}
+	return m.Put(keyClean, []byte("0"))
 }
 
 // View runs fn in a read transaction.
@@ -227,15 +241,8 @@ func (t *Tx) Path(g gfid.GFID) (string, error) {
 // root, skipping the names in skipTop at the top level. It never follows
 // symlinks. Entries without a gfid are left out (and reported in the count).
 func (ix *Index) Rebuild(root string, ns gfid.Namespace, skipTop []string) (indexed, missing int, err error) {
-	err = ix.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket(bucketLinks); err != nil {
-			return err
-		}
-		_, err := tx.CreateBucket(bucketLinks)
-		return err
-	})
-	if err != nil {
-		return 0, 0, fmt.Errorf("gfidx: clearing for rebuild: %w", err)
+	if err := ix.Reset(); err != nil {
+		return 0, 0, err
 	}
 	type pending struct {
 		g gfid.GFID
@@ -326,6 +333,9 @@ func Remove(path string) error {
 // Reset empties the index (before a full crawl refills it).
 func (ix *Index) Reset() error {
 	err := ix.db.Update(func(tx *bolt.Tx) error {
+		if err := unclean(tx); err != nil {
+			return err
+		}
 		if err := tx.DeleteBucket(bucketLinks); err != nil {
 			return err
 		}

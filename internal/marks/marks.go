@@ -90,11 +90,10 @@ func (s *Store) Get(k Key) ([]byte, error) {
 	case err == nil:
 		return buf[:n], nil
 	case errors.Is(err, unix.ENODATA):
-		// Maybe it lives in the fallback file (the fs refused once).
-		if v, ferr := s.fileGet(k); ferr == nil {
-			return v, nil
-		}
-		return nil, ErrNoMark
+		// Maybe it lives in the fallback file (the fs refused once). A
+		// fallback file that cannot be read must not pass for "no mark":
+		// that would mint a new volume identity.
+		return s.fileGet(k)
 	case unsupported(err) && s.fallback != "":
 		return s.fileGet(k)
 	}
@@ -165,9 +164,9 @@ func (s *Store) load() error {
 		return fmt.Errorf("marks: reading %s: %w", s.fallback, err)
 	}
 	var m map[Key][]byte
-	if err := json.Unmarshal(data, &m); err != nil {
+	if err := json.Unmarshal(data, &m); err != nil || m == nil {
 		s.file = nil
-		return fmt.Errorf("marks: %s is corrupt: %w", s.fallback, err)
+		return fmt.Errorf("marks: %s is corrupt: %v", s.fallback, err)
 	}
 	s.file = m
 	return nil
@@ -186,7 +185,7 @@ func (s *Store) fileGet(k Key) ([]byte, error) {
 	if !ok {
 		return nil, ErrNoMark
 	}
-	return v, nil
+	return append([]byte(nil), v...), nil
 }
 
 func (s *Store) fileSet(k Key, v []byte) error {
