@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 
 	"golang.org/x/sys/unix"
 
@@ -16,15 +17,19 @@ import (
 // maxChunk bounds one FileChunk's data; the master sends 256 KiB.
 const maxChunk = 4 << 20
 
-// incoming is a file whose data is arriving.
+// incoming is a file whose data is arriving. Its bytes are staged in an
+// unnamed file (O_TMPFILE) in the target's directory, so that a crash
+// leaves nothing behind and two transfers of one gfid never share a name.
+// At the end the staged file replaces the target by rename, or, when the
+// target has several links, is copied into it in place.
 type incoming struct {
 	hdr     *pb.FileHeader
 	g       gfid.GFID
 	dirfd   int    // dup of the target's directory; owned
 	name    string // the target's name in dirfd
 	parent  gfid.GFID
-	tmp     string // temp name in dirfd; "" when patching in place
-	fd      int
+	fd      int    // the staged copy
+	tmp     string // its name in dirfd when O_TMPFILE was not available
 	written int64
 	err     error // first failure; later chunks are dropped
 }
@@ -44,11 +49,38 @@ func (in *incoming) close() {
 	}
 }
 
+// stage opens the staging file beside the target.
+func (in *incoming) stage() error {
+	fd, err := unix.Openat(in.dirfd, ".", unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		in.fd = fd
+		return nil
+	}
+	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("staging %s: %w", in.g, err)
+	}
+	// No O_TMPFILE on this filesystem: a named temp, unique per transfer.
+	for i := 0; i < 100; i++ {
+		name := fmt.Sprintf("%s%s.%d", tmpPrefix, in.g, rand.Uint64())
+		fd, err := unix.Openat(in.dirfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if errors.Is(err, unix.EEXIST) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("staging %s: %w", in.g, err)
+		}
+		in.fd, in.tmp = fd, name
+		return nil
+	}
+	return fmt.Errorf("staging %s: no free temp name", in.g)
+}
+
 // dataStream is the slave's half of one SyncData stream.
 type dataStream struct {
-	s      *Slave
-	files  map[uint64]*incoming
-	stream pb.SlaveService_SyncDataServer
+	s       *Slave
+	session []byte
+	files   map[uint64]*incoming
+	stream  pb.SlaveService_SyncDataServer
 }
 
 func (s *Slave) serveData(stream pb.SlaveService_SyncDataServer) error {
@@ -63,9 +95,7 @@ func (s *Slave) serveData(stream pb.SlaveService_SyncDataServer) error {
 	if err := s.checkSession(open.GetSessionId()); err != nil {
 		return err
 	}
-	s.nsLock.RLock()
-	defer s.nsLock.RUnlock()
-	ds := &dataStream{s: s, files: map[uint64]*incoming{}, stream: stream}
+	ds := &dataStream{s: s, session: open.GetSessionId(), files: map[uint64]*incoming{}, stream: stream}
 	defer func() {
 		for _, in := range ds.files {
 			in.close()
@@ -79,18 +109,12 @@ func (s *Slave) serveData(stream pb.SlaveService_SyncDataServer) error {
 		if err != nil {
 			return err
 		}
-		s.touch()
-		switch m := msg.GetMsg().(type) {
-		case *pb.SyncDataRequest_Header:
-			err = ds.header(m.Header)
-		case *pb.SyncDataRequest_Chunk:
-			err = ds.chunk(m.Chunk)
-		case *pb.SyncDataRequest_End:
-			err = ds.end(m.End)
-		default:
-			err = statusInvalid("unexpected message in SyncData")
+		// Every message must still belong to the session that holds the
+		// root: a stream outlives neither a takeover nor EndSession.
+		if err := s.checkSession(ds.session); err != nil {
+			return err
 		}
-		if err != nil {
+		if err := ds.handle(msg); err != nil {
 			return err
 		}
 	}
@@ -102,6 +126,22 @@ func (s *Slave) serveData(stream pb.SlaveService_SyncDataServer) error {
 	}
 	ds.files = map[uint64]*incoming{}
 	return stream.Send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Commit{Commit: &pb.DataCommit{}}})
+}
+
+// handle applies one message under the namespace read lock, held only for
+// the message so that an idle stream never blocks entry ops.
+func (ds *dataStream) handle(msg *pb.SyncDataRequest) error {
+	ds.s.nsLock.RLock()
+	defer ds.s.nsLock.RUnlock()
+	switch m := msg.GetMsg().(type) {
+	case *pb.SyncDataRequest_Header:
+		return ds.header(m.Header)
+	case *pb.SyncDataRequest_Chunk:
+		return ds.chunk(m.Chunk)
+	case *pb.SyncDataRequest_End:
+		return ds.end(m.End)
+	}
+	return statusInvalid("unexpected message in SyncData")
 }
 
 func (ds *dataStream) result(id uint64, o outcome, written int64) error {
@@ -156,28 +196,9 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 		in.close()
 		return refuse(noop)
 	}
-	if st.Nlink > 1 || h.GetSize() == 0 {
-		// Hardlinked: patch in place so that every link keeps sharing
-		// the inode. Empty: nothing to stage.
-		in.fd, err = unix.Openat(in.dirfd, in.name, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err == nil {
-			if got := ds.fdGFID(in); got != g {
-				err = fmt.Errorf("%q changed identity: %w", in.name, errUnknown)
-			}
-		}
-	} else {
-		// A new copy is staged beside the target and renamed over it, so
-		// a reader sees the old file or the new one, never half of it.
-		in.tmp = tmpPrefix + g.String()
-		unix.Unlinkat(in.dirfd, in.tmp, 0) // left by a crash
-		in.fd, err = unix.Openat(in.dirfd, in.tmp, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-		if err != nil {
-			in.tmp = ""
-		}
-	}
-	if err != nil {
+	if err := in.stage(); err != nil {
 		in.close()
-		return refuse(failed(fmt.Errorf("opening %s for data: %w", g, err)))
+		return refuse(failed(err))
 	}
 	if h.GetSize() == 0 {
 		o := ds.finish(in)
@@ -235,59 +256,70 @@ func (ds *dataStream) end(e *pb.FileEnd) error {
 	return ds.result(e.GetId(), o, in.written)
 }
 
-// finish gives the received file its size, owner, mode, xattrs and times,
-// and (when staged) renames it over the target.
+// finish installs the staged file: it gets its size, the old inode's
+// xattrs (the gfid among them), its owner, mode and times, and replaces the
+// target; a target with several links is overwritten in place instead so
+// that the links keep sharing the inode.
 func (ds *dataStream) finish(in *incoming) outcome {
 	h := in.hdr
 	if err := unix.Ftruncate(in.fd, h.GetSize()); err != nil {
 		return failed(fmt.Errorf("truncating %s: %w", in.g, err))
 	}
-	var partial error
-	if in.tmp != "" {
-		// Carry over what the old inode had that the header does not say:
-		// its xattrs, the gfid among them.
+	// The target must still be the inode this stream replaces.
+	got, st, exists, err := ds.s.tree.lookup(in.dirfd, in.parent, in.name)
+	if err != nil || !exists || got != in.g || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return failed(fmt.Errorf("%s moved while its data arrived: %w", in.g, errUnknown))
+	}
+	target := in.fd
+	if st.Nlink > 1 {
+		fd, err := unix.Openat(in.dirfd, in.name, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return failed(fmt.Errorf("opening %s to patch in place: %w", in.g, err))
+		}
+		defer unix.Close(fd)
+		if g := ds.fdGFID(in, fd); g != in.g {
+			return failed(fmt.Errorf("%q changed identity: %w", in.name, errUnknown))
+		}
+		if err := copyInto(fd, in.fd, h.GetSize()); err != nil {
+			return failed(fmt.Errorf("patching %s in place: %w", in.g, err))
+		}
+		target = fd
+	} else {
 		old := beneath.ProcPath(in.dirfd, in.name)
 		xs, err := listAllXattrs(old, ds.s.privileged)
 		if err != nil {
 			return failed(fmt.Errorf("%s: %w", in.g, err))
 		}
 		for n, v := range xs {
-			if err := unix.Fsetxattr(in.fd, n, v, 0); err != nil {
+			if err := unix.Fsetxattr(in.fd, n, v, 0); err != nil && !(gfid.CannotCarry(err) && n == ds.s.tree.ns.GFIDAttr()) {
 				return failed(fmt.Errorf("copying xattr %q of %s: %w", n, in.g, err))
 			}
 		}
-		if got := ds.fdGFID(in); got != in.g {
-			return failed(fmt.Errorf("staged copy of %s lacks its gfid", in.g))
-		}
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(in.fd, &st); err != nil {
+	var partial error
+	var cur unix.Stat_t
+	if err := unix.Fstat(target, &cur); err != nil {
 		return failed(fmt.Errorf("stat %s: %w", in.g, err))
 	}
-	if st.Uid != h.GetUid() || st.Gid != h.GetGid() {
-		if err := unix.Fchown(in.fd, int(h.GetUid()), int(h.GetGid())); err != nil {
+	if cur.Uid != h.GetUid() || cur.Gid != h.GetGid() {
+		if err := unix.Fchown(target, int(h.GetUid()), int(h.GetGid())); err != nil {
 			if !errors.Is(err, unix.EPERM) {
 				return failed(fmt.Errorf("chown %s: %w", in.g, err))
 			}
 			partial = fmt.Errorf("owner %d:%d not applied: %w", h.GetUid(), h.GetGid(), err)
 		}
 	}
-	if err := unix.Fchmod(in.fd, h.GetMode()&0o7777); err != nil {
+	if err := unix.Fchmod(target, h.GetMode()&0o7777); err != nil {
 		return failed(fmt.Errorf("chmod %s: %w", in.g, err))
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(h.GetAtimeNs()), unix.NsecToTimespec(h.GetMtimeNs())}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, beneath.FDPath(in.fd), ts, 0); err != nil {
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, beneath.FDPath(target), ts, 0); err != nil {
 		return failed(fmt.Errorf("setting times of %s: %w", in.g, err))
 	}
-	if in.tmp != "" {
-		// The target must still be the inode this stream replaces.
-		if got, _, exists, err := ds.s.tree.lookup(in.dirfd, in.parent, in.name); err != nil || !exists || got != in.g {
-			return failed(fmt.Errorf("%s moved while its data arrived: %w", in.g, errUnknown))
+	if target == in.fd {
+		if err := ds.install(in); err != nil {
+			return failed(err)
 		}
-		if err := unix.Renameat(in.dirfd, in.tmp, in.dirfd, in.name); err != nil {
-			return failed(fmt.Errorf("installing %s: %w", in.g, err))
-		}
-		in.tmp = ""
 	}
 	if partial != nil {
 		return outcome{status: pb.OpStatus_OP_STATUS_PARTIAL, err: partial}
@@ -295,10 +327,52 @@ func (ds *dataStream) finish(in *incoming) outcome {
 	return done
 }
 
-// fdGFID is the gfid of in's open file: its xattr, or the derived gfid of
-// its name when it has none.
-func (ds *dataStream) fdGFID(in *incoming) gfid.GFID {
-	g, err := ds.s.tree.ns.FGet(in.fd)
+// install renames the staged file over the target.
+func (ds *dataStream) install(in *incoming) error {
+	if in.tmp == "" {
+		// Give the unnamed file a (unique) name first: linkat through
+		// /proc works without CAP_DAC_READ_SEARCH.
+		for i := 0; ; i++ {
+			name := fmt.Sprintf("%s%s.%d", tmpPrefix, in.g, rand.Uint64())
+			err := unix.Linkat(unix.AT_FDCWD, beneath.FDPath(in.fd), in.dirfd, name, unix.AT_SYMLINK_FOLLOW)
+			if err == nil {
+				in.tmp = name
+				break
+			}
+			if !errors.Is(err, unix.EEXIST) || i == 100 {
+				return fmt.Errorf("installing %s: %w", in.g, err)
+			}
+		}
+	}
+	if err := unix.Renameat(in.dirfd, in.tmp, in.dirfd, in.name); err != nil {
+		return fmt.Errorf("installing %s: %w", in.g, err)
+	}
+	in.tmp = ""
+	return nil
+}
+
+// copyInto overwrites dst with the first size bytes of src and truncates
+// it there.
+func copyInto(dst, src int, size int64) error {
+	var off int64
+	for off < size {
+		roff, woff := off, off
+		n, err := unix.CopyFileRange(src, &roff, dst, &woff, int(min(size-off, 1<<30)), 0)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("short copy at %d of %d", off, size)
+		}
+		off += int64(n)
+	}
+	return unix.Ftruncate(dst, size)
+}
+
+// fdGFID is the gfid of fd, the open target of in: its xattr, or the
+// derived gfid of its name when it has none.
+func (ds *dataStream) fdGFID(in *incoming, fd int) gfid.GFID {
+	g, err := ds.s.tree.ns.FGet(fd)
 	if errors.Is(err, gfid.ErrNoGFID) {
 		return gfid.Derived(in.parent, in.name, unix.S_IFREG)
 	}

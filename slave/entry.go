@@ -121,6 +121,9 @@ func validateEntry(op *pb.EntryOp) (*entryReq, error) {
 		if r.g == gfid.Root {
 			return invalidf("the root cannot be the subject of %s", r.typ)
 		}
+		if r.g == r.parent {
+			return invalidf("%s cannot be its own parent", r.g)
+		}
 		return nil
 	}
 	typeBits := r.mode & unix.S_IFMT
@@ -164,6 +167,9 @@ func validateEntry(op *pb.EntryOp) (*entryReq, error) {
 		}
 		if r.name2, err = checkName(r.parent2, op.GetName2(), "destination name"); err != nil {
 			return nil, err
+		}
+		if r.g == r.parent2 {
+			return nil, invalidf("%s cannot be its own parent", r.g)
 		}
 		return r, nil
 	case pb.EntryOpType_ENTRY_OP_TYPE_PURGE:
@@ -246,6 +252,16 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 		return failed(err)
 	}
 	link := gfidx.Link{Parent: r.parent, Name: r.name}
+	if present && r.typ == pb.EntryOpType_ENTRY_OP_TYPE_MKNOD {
+		if st, err := beneath.Lstat(pfd, r.name); err == nil && uint64(st.Rdev) != r.rdev {
+			// Same identity, another device: make it anew.
+			g, st2, _, _ := c.t.lookup(pfd, r.parent, r.name)
+			if err := c.moveAside(pfd, r.parent, r.name, g, &st2); err != nil {
+				return failed(err)
+			}
+			present = false
+		}
+	}
 	if present {
 		if r.typ == pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK {
 			cur, err := readlinkAt(pfd, r.name)
@@ -269,9 +285,35 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 	}
 	// The gfid may live under another name: an xsync crawl found a renamed
 	// or hardlinked entry, or a conflict parked it in limbo. Reuse it: a
-	// directory moves, anything else gains a link (the old name is purged
-	// later), and no data is sent again.
-	if h, st, err := c.find(r.g); err == nil && st.Mode&unix.S_IFMT == wantFmt {
+	// directory moves, a file gains a link (the old name is purged later),
+	// and no data is sent again. Symlinks and device nodes carry no data:
+	// they are made anew, with the target and device the op says.
+	if h, st, err := c.find(r.g); err == nil {
+		reuse := st.Mode&unix.S_IFMT == wantFmt && (wantFmt == unix.S_IFDIR || wantFmt == unix.S_IFREG)
+		switch {
+		case reuse:
+		case h.parent == limboGFID:
+			// Parked by a conflict (possibly just now, at this very name)
+			// and of another type: it goes with the limbo.
+			if err := c.tx.RemoveLink(r.g, gfidx.Link{Parent: h.parent, Name: h.name}); err != nil {
+				return failed(err)
+			}
+		case isDir(&st):
+			// A gfid cannot change type; a directory of this gfid
+			// elsewhere cannot be dropped without its subtree (which may
+			// hold the parent of the new entry).
+			return failed(invalidf("%s is a directory elsewhere on the slave, not a %s", r.g, typeName(wantFmt)))
+		default:
+			// A stale non-directory of this gfid (another type, or a
+			// symlink or device that is made anew): the index forgets it;
+			// its name goes with the next purge or unlink.
+			if err := c.tx.RemoveAll(r.g); err != nil {
+				return failed(err)
+			}
+		}
+		if !reuse {
+			goto create
+		}
 		if isDir(&st) || h.parent == limboGFID {
 			err = unix.Renameat(h.dirfd, h.name, pfd, r.name)
 			if err == nil {
@@ -289,6 +331,7 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 		}
 		return res
 	}
+create:
 	perm := r.mode & 0o7777
 	if !s.privileged {
 		// An unprivileged slave needs to write into what it creates; the
@@ -342,7 +385,7 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 			return failed(fmt.Errorf("mknod %q: %w", r.name, err))
 		}
 		ownerErr = s.chownAt(pfd, r.name, r.uid, r.gid)
-		if err := unix.Fchmodat(pfd, r.name, perm, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := beneath.Chmod(pfd, r.name, perm, false); err != nil {
 			return failed(fmt.Errorf("chmod %q: %w", r.name, err))
 		}
 	case pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK:
@@ -396,6 +439,26 @@ func (s *Slave) setGFID(dirfd int, name string, parent, g gfid.GFID, mode uint32
 		return nil
 	}
 	return err
+}
+
+func typeName(fmtBits uint32) string {
+	switch fmtBits {
+	case unix.S_IFREG:
+		return "regular file"
+	case unix.S_IFDIR:
+		return "directory"
+	case unix.S_IFLNK:
+		return "symlink"
+	case unix.S_IFIFO:
+		return "FIFO"
+	case unix.S_IFCHR:
+		return "character device"
+	case unix.S_IFBLK:
+		return "block device"
+	case unix.S_IFSOCK:
+		return "socket"
+	}
+	return fmt.Sprintf("file of type %o", fmtBits)
 }
 
 func readlinkAt(dirfd int, name string) (string, error) {
@@ -488,6 +551,7 @@ func (s *Slave) rename(c *dirCache, r *entryReq) outcome {
 		}
 	}
 	if exists && got == r.g {
+		res := noop
 		if srcKnown && !(src.parent == r.parent2 && src.name == r.name2) {
 			// Both names hold the inode: a rename between two hardlinks
 			// of one file, which POSIX makes a no-op; drop the old name as
@@ -498,11 +562,12 @@ func (s *Slave) rename(c *dirCache, r *entryReq) outcome {
 			if err := c.tx.RemoveLink(r.g, gfidx.Link{Parent: src.parent, Name: src.name}); err != nil {
 				return failed(err)
 			}
+			res = done
 		}
 		if err := c.tx.AddLink(r.g, gfidx.Link{Parent: r.parent2, Name: r.name2}); err != nil {
 			return failed(err)
 		}
-		return noop
+		return res
 	}
 	if !srcKnown {
 		if src, sst, err = c.find(r.g); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/georep/georep/internal/beneath"
 	"github.com/georep/georep/internal/gfid"
 	pb "github.com/georep/georep/proto/georep/v1"
 )
@@ -150,11 +151,11 @@ func (s *Slave) writable(dirfd int, name string, flags int, st *unix.Stat_t, fn 
 		return err
 	}
 	mode := st.Mode & 0o7777
-	if cerr := unix.Fchmodat(dirfd, name, mode|0o200, flags); cerr != nil {
+	if cerr := beneath.Chmod(dirfd, name, mode|0o200, flags == 0); cerr != nil {
 		return err
 	}
 	err = fn()
-	if cerr := unix.Fchmodat(dirfd, name, mode, flags); cerr != nil && err == nil {
+	if cerr := beneath.Chmod(dirfd, name, mode, flags == 0); cerr != nil && err == nil {
 		err = cerr
 	}
 	return err
@@ -228,7 +229,7 @@ func (s *Slave) applyMeta(c *dirCache, r *metaReq) outcome {
 			}
 		}
 		if st.Mode&0o7777 != r.mode&0o7777 {
-			if err := unix.Fchmodat(dirfd, name, r.mode&0o7777, flags); err != nil {
+			if err := beneath.Chmod(dirfd, name, r.mode&0o7777, flags == 0); err != nil {
 				return failed(fmt.Errorf("chmod %s: %w", r.g, err))
 			}
 			changed = true

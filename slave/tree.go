@@ -60,9 +60,10 @@ func (h handle) xattrPath() string {
 // dirCache holds directory descriptors opened during one request, verified
 // to carry the gfid they were opened for.
 type dirCache struct {
-	t  *tree
-	tx *gfidx.Tx
-	fd map[gfid.GFID]int
+	t       *tree
+	tx      *gfidx.Tx
+	fd      map[gfid.GFID]int
+	retired []int // forgotten descriptors, still held by handles in use
 }
 
 func (t *tree) newDirCache(tx *gfidx.Tx) *dirCache {
@@ -75,16 +76,22 @@ func (c *dirCache) close() {
 			unix.Close(fd)
 		}
 	}
+	for _, fd := range c.retired {
+		unix.Close(fd)
+	}
 	c.fd = map[gfid.GFID]int{}
+	c.retired = nil
 }
 
-// forget drops cached descriptors: after a rename or removal of directories
-// a cached fd still names the moved inode, which is right, but its gfid's
-// path in the index changed; reopening keeps the two in step.
+// forget drops g's cached descriptor, so that the next lookup reopens it by
+// its path in the index (which a rename or removal just changed). The
+// descriptor itself stays open until close: a handle taken before (the
+// source of a LINK or RENAME, say) may still use it, and it must not be
+// reused for another file meanwhile.
 func (c *dirCache) forget(g gfid.GFID) {
 	if fd, ok := c.fd[g]; ok {
 		if fd != c.t.root.FD() {
-			unix.Close(fd)
+			c.retired = append(c.retired, fd)
 		}
 		delete(c.fd, g)
 	}
@@ -233,7 +240,10 @@ func (c *dirCache) removeTree(dirfd int, parent gfid.GFID, name string) error {
 		}
 		if !g.IsZero() {
 			c.forget(g)
-			return c.tx.RemoveAll(g)
+			// Only this link: the gfid may already live again elsewhere
+			// (a conflict parked the old directory; a new entry took its
+			// gfid).
+			return c.tx.RemoveLink(g, gfidx.Link{Parent: parent, Name: name})
 		}
 		return nil
 	}

@@ -116,3 +116,37 @@ func Lstat(dirfd int, name string) (unix.Stat_t, error) {
 	err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
 	return st, err
 }
+
+// Chmod sets the permission bits of name in dirfd without following it
+// (dirfd AT_FDCWD and an absolute name work too, and are followed only
+// when follow is set). fchmodat2(2) does this since Linux 6.6; on older
+// kernels the entry is opened with O_PATH|O_NOFOLLOW, checked not to be a
+// symlink, and changed through its /proc/self/fd magic link, which names
+// that very inode.
+func Chmod(dirfd int, name string, mode uint32, follow bool) error {
+	if follow {
+		return unix.Fchmodat(dirfd, name, mode, 0)
+	}
+	err := unix.Fchmodat(dirfd, name, mode, unix.AT_SYMLINK_NOFOLLOW)
+	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
+		return err
+	}
+	return chmodByPath(dirfd, name, mode)
+}
+
+// chmodByPath is Chmod for kernels without fchmodat2.
+func chmodByPath(dirfd int, name string, mode uint32) error {
+	fd, oerr := unix.Openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if oerr != nil {
+		return oerr
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return unix.EOPNOTSUPP // symlinks have no mode of their own
+	}
+	return unix.Chmod(FDPath(fd), mode)
+}

@@ -1,0 +1,439 @@
+package slave_test
+
+import (
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+
+	"github.com/georep/georep/internal/gfid"
+	pb "github.com/georep/georep/proto/georep/v1"
+)
+
+const tmpPrefix = ".georep-tmp."
+
+// stagedSize reports whether some regular file under the root other than
+// the target name has the given size: a staging copy, wherever the slave
+// keeps it.
+// staged reports whether a staging file of size bytes exists for target:
+// an unnamed O_TMPFILE inode the (in-process) slave holds open under the
+// slave root, or a named temp file in the tree.
+func (f *fixture) staged(target string, size int64) bool {
+	fds, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range fds {
+		p := "/proc/self/fd/" + e.Name()
+		l, err := os.Readlink(p)
+		if err != nil || !strings.HasPrefix(l, f.root+"/") || !strings.HasSuffix(l, " (deleted)") {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Stat(p, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == size {
+			return true
+		}
+	}
+	found := false
+	filepath.WalkDir(f.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // raced with a removal
+		}
+		var st unix.Stat_t
+		if p != f.path(target) && unix.Lstat(p, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == size {
+			found = true
+		}
+		return nil
+	})
+	return found
+}
+
+func noTmp(t *testing.T, dir string) {
+	t.Helper()
+	for _, n := range listNames(t, dir) {
+		if strings.HasPrefix(n, tmpPrefix) {
+			t.Fatalf("staging file %s left in %s", n, dir)
+		}
+	}
+}
+
+func TestDataNewFile(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "f"))
+	const mtime = int64(1_700_000_000_111_222_333)
+	d := f.openData(f.sid)
+	d.header(1, F, 11, mtime)
+	d.expectWant(1, true)
+	d.chunk(1, 0, "hello")
+	// The data lands in a staging file; until FileEnd a reader of f still
+	// sees the old (empty) file, never half of the new one.
+	waitFor(t, "the first chunk to be written", func() bool { return f.staged("f", 5) })
+	if got := readFile(t, f.path("f")); got != "" {
+		t.Fatalf("mid-transfer, f reads %q", got)
+	}
+	if st := lstat(t, f.path("f")); st.Size != 0 {
+		t.Fatalf("mid-transfer, f has size %d", st.Size)
+	}
+	d.chunk(1, 5, " world")
+	d.end(1, false)
+	r := d.expectResult(1)
+	if r.GetResult().GetStatus() != stOK || r.GetBytesWritten() != 11 {
+		t.Fatalf("result %v", r)
+	}
+	if got := readFile(t, f.path("f")); got != "hello world" {
+		t.Fatalf("f = %q", got)
+	}
+	st := lstat(t, f.path("f"))
+	if st.Mtim.Nano() != mtime || st.Mode != unix.S_IFREG|0o640 || st.Nlink != 1 {
+		t.Fatalf("f: mtime %d mode %o nlink %d", st.Mtim.Nano(), st.Mode, st.Nlink)
+	}
+	checkGFID(t, f.path("f"), F)
+	// Same size and mtime: not wanted again.
+	ino, ctime := st.Ino, st.Ctim
+	d.header(2, F, 11, mtime)
+	d.expectWant(2, false)
+	if r := d.expectResult(2); r.GetResult().GetStatus() != stNoop || r.GetBytesWritten() != 0 {
+		t.Fatalf("unchanged file: %v", r)
+	}
+	d.commit()
+	if st := lstat(t, f.path("f")); st.Ino != ino || st.Ctim != ctime {
+		t.Fatal("a NOOP header changed the file")
+	}
+	noTmp(t, f.root)
+	// Later ops still find the file by its gfid (the index survived the
+	// rename of the staged copy over it).
+	checkStatuses(t, f.meta(metaOf(F, unix.S_IFREG|0o600, 0, 0, mtime, mtime)), stOK)
+	f.checkOutside()
+}
+
+func TestDataManyFilesInterleaved(t *testing.T) {
+	f := newFixture(t)
+	D := newGFID(t)
+	f.ok(opMkdir(D, gfid.Root, "d"))
+	gs := []gfid.GFID{newGFID(t), newGFID(t), newGFID(t)}
+	for i, g := range gs {
+		f.ok(opCreate(g, D, string(rune('a'+i))))
+	}
+	d := f.openData(f.sid)
+	for i, g := range gs {
+		d.header(uint64(i+10), g, 6, int64(i+1)*1e9)
+		d.expectWant(uint64(i+10), true)
+	}
+	// Chunks out of order and across files.
+	for i := range gs {
+		d.chunk(uint64(i+10), 3, "def")
+	}
+	for i := range gs {
+		d.chunk(uint64(i+10), 0, "abc")
+	}
+	for i := len(gs) - 1; i >= 0; i-- {
+		d.end(uint64(i+10), false)
+		if r := d.expectResult(uint64(i + 10)); r.GetResult().GetStatus() != stOK {
+			t.Fatalf("file %d: %v", i, r)
+		}
+	}
+	d.commit()
+	for i := range gs {
+		if got := readFile(t, f.path("d/"+string(rune('a'+i)))); got != "abcdef" {
+			t.Fatalf("file %d = %q", i, got)
+		}
+	}
+	noTmp(t, f.path("d"))
+}
+
+func TestDataHardlinkPatchedInPlace(t *testing.T) {
+	f := newFixture(t)
+	D, F := newGFID(t), newGFID(t)
+	f.ok(opMkdir(D, gfid.Root, "d"), opCreate(F, gfid.Root, "a"), opLink(F, D, "b"))
+	ino := lstat(t, f.path("a")).Ino
+	d := f.openData(f.sid)
+	if r := d.sendFile(1, F, "shared content", 5e9); r.GetResult().GetStatus() != stOK {
+		t.Fatalf("result %v", r)
+	}
+	// Shrinking works in place too.
+	if r := d.sendFile(2, F, "short", 6e9); r.GetResult().GetStatus() != stOK {
+		t.Fatalf("result %v", r)
+	}
+	d.commit()
+	for _, p := range []string{"a", "d/b"} {
+		st := lstat(t, f.path(p))
+		if st.Ino != ino || st.Nlink != 2 {
+			t.Fatalf("%s: ino %d nlink %d, want %d and 2", p, st.Ino, st.Nlink, ino)
+		}
+		if got := readFile(t, f.path(p)); got != "short" {
+			t.Fatalf("%s = %q", p, got)
+		}
+		if st.Mtim.Nano() != 6e9 {
+			t.Fatalf("%s: mtime %d", p, st.Mtim.Nano())
+		}
+	}
+	noTmp(t, f.root)
+	noTmp(t, f.path("d"))
+}
+
+func TestDataEmptyFile(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "f"))
+	d := f.openData(f.sid)
+	d.sendFile(1, F, "something", 1e9)
+	// Size 0 needs no data: want=false and the result at once.
+	if r := d.sendFile(2, F, "", 2e9); r.GetResult().GetStatus() != stOK {
+		t.Fatalf("result %v", r)
+	}
+	d.commit()
+	if st := lstat(t, f.path("f")); st.Size != 0 || st.Mtim.Nano() != 2e9 {
+		t.Fatalf("f: size %d mtime %d", st.Size, st.Mtim.Nano())
+	}
+}
+
+func TestDataAbortedKeepsOld(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "f"))
+	d := f.openData(f.sid)
+	if r := d.sendFile(1, F, "old content", 1e9); r.GetResult().GetStatus() != stOK {
+		t.Fatalf("result %v", r)
+	}
+	before := lstat(t, f.path("f"))
+	d.header(2, F, 3, 2e9)
+	d.expectWant(2, true)
+	d.chunk(2, 0, "new")
+	d.end(2, true)
+	r := d.expectResult(2)
+	if r.GetResult().GetStatus() != stFailed || r.GetResult().GetError() == "" {
+		t.Fatalf("aborted file: %v", r)
+	}
+	d.commit()
+	if got := readFile(t, f.path("f")); got != "old content" {
+		t.Fatalf("after abort f = %q", got)
+	}
+	after := lstat(t, f.path("f"))
+	if after.Ino != before.Ino || after.Mtim != before.Mtim || after.Ctim != before.Ctim {
+		t.Fatal("an aborted transfer changed the file")
+	}
+	noTmp(t, f.root)
+}
+
+func TestDataChunkOutOfBounds(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "f"))
+	d := f.openData(f.sid)
+	d.sendFile(1, F, "keep", 1e9)
+	cases := []struct {
+		off  int64
+		data string
+	}{{0, "too long!"}, {2, "xyz"}, {-1, "a"}, {4, "a"}}
+	for i, c := range cases {
+		id := uint64(10 + i)
+		d.header(id, F, 4, 2e9)
+		d.expectWant(id, true)
+		d.chunk(id, c.off, c.data)
+		d.chunk(id, 0, "ok") // dropped: the file already failed
+		d.end(id, false)
+		checkFailed(t, d.expectResult(id).GetResult(), ecInvalid, "chunk outside the announced size")
+	}
+	d.commit()
+	if got := readFile(t, f.path("f")); got != "keep" {
+		t.Fatalf("f = %q", got)
+	}
+	noTmp(t, f.root)
+}
+
+func TestDataRefusedHeaders(t *testing.T) {
+	f := newFixture(t)
+	F, D := newGFID(t), newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "f"), opMkdir(D, gfid.Root, "d"), opSymlink(newGFID(t), gfid.Root, "l", "f"))
+	L := gfidAt(t, f.path("l"))
+	d := f.openData(f.sid)
+	cases := []struct {
+		name string
+		g    []byte
+		size int64
+		code pb.ErrorCode
+	}{
+		{"unknown gfid", gb(newGFID(t)), 3, ecUnknown},
+		{"zero gfid", make([]byte, 16), 3, ecInvalid},
+		{"short gfid", F.Bytes()[:15], 3, ecInvalid},
+		{"root", gb(gfid.Root), 3, ecInvalid},
+		{"reserved", gb(gfid.GFID{15: 2}), 3, ecInvalid},
+		{"limbo", gb(gfid.GFID{15: 3}), 3, ecInvalid},
+		{"a directory", gb(D), 3, ecInvalid},
+		{"a symlink", gb(L), 3, ecInvalid},
+		{"negative size", gb(F), -1, ecInvalid},
+	}
+	before := snapshot(t, f.root)
+	for i, c := range cases {
+		id := uint64(i + 1)
+		d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: &pb.FileHeader{Id: id, Gfid: c.g, Size: c.size, Mode: unix.S_IFREG | 0o644, MtimeNs: 1}}})
+		d.expectWant(id, false)
+		checkFailed(t, d.expectResult(id).GetResult(), c.code, c.name)
+	}
+	d.commit()
+	if diff := diffSnap(before, snapshot(t, f.root)); diff != "" {
+		t.Fatalf("refused headers changed the tree:\n%s", diff)
+	}
+	f.checkOutside()
+}
+
+func TestDataStreamEndsBeforeFileEnd(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "f"))
+	d := f.openData(f.sid)
+	d.header(7, F, 10, 1e9)
+	d.expectWant(7, true)
+	d.chunk(7, 0, "01234")
+	if err := d.st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	checkFailed(t, d.expectResult(7).GetResult(), pb.ErrorCode_ERROR_CODE_IO, "file without FileEnd")
+	if m := d.recv(); m.GetCommit() == nil {
+		t.Fatalf("got %v, want DataCommit", m)
+	}
+	if got := readFile(t, f.path("f")); got != "" {
+		t.Fatalf("f = %q", got)
+	}
+	noTmp(t, f.root)
+}
+
+func TestDataCancelledStreamCleansUp(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "f"))
+	d := f.openData(f.sid)
+	d.header(1, F, 10, 1e9)
+	d.expectWant(1, true)
+	d.chunk(1, 0, "01234")
+	waitFor(t, "the staging file", func() bool { return f.staged("f", 5) })
+	d.cancel()
+	waitFor(t, "the staging file to go", func() bool { return !f.staged("f", 5) })
+	if got := readFile(t, f.path("f")); got != "" {
+		t.Fatalf("f = %q", got)
+	}
+	// The slave is not stuck: entry ops (which wait for data streams) run.
+	f.ok(opCreate(newGFID(t), gfid.Root, "after"))
+}
+
+func TestDataProtocolErrors(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "f"))
+	c := f.serve()
+	expectStreamErr := func(name string, code codes.Code, msgs ...*pb.SyncDataRequest) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, err := c.SyncData(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			if err := st.Send(m); err != nil {
+				break
+			}
+		}
+		for {
+			_, err := st.Recv()
+			if err != nil {
+				if grpcCode(err) != code {
+					t.Errorf("%s: %v, want %v", name, err, code)
+				}
+				return
+			}
+		}
+	}
+	open := func(sid []byte) *pb.SyncDataRequest {
+		return &pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionId: sid}}}
+	}
+	hdr := &pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: &pb.FileHeader{Id: 1, Gfid: gb(F), Size: 3, MtimeNs: 5}}}
+	expectStreamErr("no handshake", codes.FailedPrecondition, open(newSessionID(t)))
+	expectStreamErr("no session id", codes.InvalidArgument, open(nil))
+	expectStreamErr("header first", codes.InvalidArgument, hdr)
+	expectStreamErr("open twice", codes.InvalidArgument, open(f.sid), open(f.sid))
+	expectStreamErr("id announced twice", codes.InvalidArgument, open(f.sid), hdr, hdr)
+	expectStreamErr("chunk for an unannounced id", codes.InvalidArgument, open(f.sid),
+		&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: 9, Data: []byte("x")}}})
+	expectStreamErr("end for an unannounced id", codes.InvalidArgument, open(f.sid),
+		&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: 9}}})
+	if got := readFile(t, f.path("f")); got != "" {
+		t.Fatalf("f = %q", got)
+	}
+	waitFor(t, "staging files to go", func() bool { return !exists(f.path(tmpPrefix + F.String())) })
+}
+
+// TestDataEscape: a file whose directory was replaced by a symlink to the
+// outside is not written, neither is the outside.
+func TestDataEscape(t *testing.T) {
+	f := newFixture(t)
+	D, F := newGFID(t), newGFID(t)
+	f.ok(opMkdir(D, gfid.Root, "d"), opCreate(F, D, "f"))
+	if err := os.Rename(f.path("d"), f.path("d.real")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(f.outside, f.path("d")); err != nil {
+		t.Fatal(err)
+	}
+	// An impostor outside with F's gfid.
+	imp := filepath.Join(f.outside, "f")
+	if err := os.WriteFile(imp, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Lsetxattr(imp, gfidAttr, F[:], 0); err != nil {
+		t.Fatal(err)
+	}
+	f.outsideSnap = snapshot(t, f.outside)
+	d := f.openData(f.sid)
+	d.header(1, F, 4, 1e9)
+	m := d.recv()
+	if w := m.GetWant(); w == nil || w.GetSend() {
+		// Should it be wanted, send it anyway and make sure it did not
+		// land outside.
+		d.chunk(1, 0, "evil")
+		d.end(1, false)
+		d.expectResult(1)
+		f.checkOutside()
+		t.Fatalf("header for a file behind a symlink was wanted: %v", m)
+	}
+	r := d.expectResult(1).GetResult()
+	if r.GetStatus() != stFailed || (r.GetCode() != ecUnknown && r.GetCode() != ecEscape) {
+		t.Fatalf("result %v", r)
+	}
+	d.commit()
+	f.checkOutside()
+}
+
+// TestDataKeepsXattrs: a staged copy replaces the file's inode; it must
+// carry over the gfid and the user xattrs set by MetaOps, and take mode and
+// times from the header.
+func TestDataKeepsXattrs(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "f"))
+	checkStatuses(t, f.meta(xattrOp(F, unix.S_IFREG|0o644, 1, "user.keep", "\x00me")), stOK)
+	d := f.openData(f.sid)
+	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: &pb.FileHeader{
+		Id: 1, Gfid: gb(F), Size: 4, Mode: unix.S_IFREG | 0o4750, Uid: 0, Gid: 0, AtimeNs: 3e9, MtimeNs: 4e9}}})
+	d.expectWant(1, true)
+	d.chunk(1, 0, "data")
+	d.end(1, false)
+	if r := d.expectResult(1); r.GetResult().GetStatus() != stOK {
+		t.Fatalf("result %v", r)
+	}
+	d.commit()
+	checkGFID(t, f.path("f"), F)
+	if got, ok := getX(t, f.path("f"), "user.keep"); !ok || string(got) != "\x00me" {
+		t.Fatalf("user.keep = %q (present %v)", got, ok)
+	}
+	st := lstat(t, f.path("f"))
+	if st.Mode != unix.S_IFREG|0o4750 || st.Mtim.Nano() != 4e9 || st.Atim.Nano() != 3e9 {
+		t.Fatalf("f: mode %o atime %d mtime %d", st.Mode, st.Atim.Nano(), st.Mtim.Nano())
+	}
+	// And a later meta op with the same values is a NOOP.
+	checkStatuses(t, f.meta(xattrOp(F, unix.S_IFREG|0o4750, 4e9, "user.keep", "\x00me")), stNoop)
+}

@@ -1,0 +1,241 @@
+package slave_test
+
+// Reproducers of bugs found in the slave that are not fixed yet. Each test
+// asserts the correct behaviour, so it fails while the bug is there; they
+// are skipped unless GEOREP_KNOWN_BUGS=1, so that the suite stays green
+// until the fixes land (then drop the skip).
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/internal/gfid"
+	pb "github.com/georep/georep/proto/georep/v1"
+	"github.com/georep/georep/slave"
+)
+
+// Two headers for the same gfid (in one stream, or in two concurrent
+// streams) share the staging name .georep-tmp.<gfid>: the second header
+// unlinks the first one's staging file ("left by a crash"), and the first
+// FileEnd renames the second one's half-written, gfid-less staging file over
+// the target. The target loses its gfid and shows half a file, and the first
+// file is reported OK.
+func TestRegressionDataSameGFIDTwiceInOneStream(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "f"))
+	d := f.openData(f.sid)
+	d.header(1, F, 10, 1e9)
+	d.expectWant(1, true)
+	d.header(2, F, 10, 2e9)
+	d.expectWant(2, true)
+	d.chunk(1, 0, "AAAAAAAAAA")
+	d.chunk(2, 0, "BBBBB")
+	d.end(1, false)
+	r1 := d.expectResult(1)
+	got := readFile(t, f.path("f"))
+	if r1.GetResult().GetStatus() == stOK && got != "AAAAAAAAAA" {
+		t.Errorf("file 1 reported OK, but f reads %q", got)
+	}
+	d.chunk(2, 5, "BBBBB")
+	d.end(2, false)
+	d.expectResult(2)
+	d.commit()
+	var g [16]byte
+	if _, err := unix.Lgetxattr(f.path("f"), gfidAttr, g[:]); err != nil || gfid.GFID(g) != F {
+		t.Errorf("f lost its gfid: %v", err)
+	}
+	checkStatuses(t, f.meta(metaOf(F, unix.S_IFREG|0o644, 0, 0, 1, 1)), stOK)
+}
+
+func TestRegressionDataSameGFIDInTwoStreams(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "f"))
+	d1 := f.openData(f.sid)
+	d2 := f.openData(f.sid)
+	d1.header(1, F, 4, 1e9)
+	d1.expectWant(1, true)
+	d2.header(1, F, 4, 2e9)
+	d2.expectWant(1, true)
+	d1.chunk(1, 0, "1111")
+	d2.chunk(1, 0, "22")
+	d1.end(1, false)
+	if r := d1.expectResult(1); r.GetResult().GetStatus() == stOK {
+		if got := readFile(t, f.path("f")); got != "1111" {
+			t.Errorf("stream 1 reported OK, but f reads %q", got)
+		}
+	}
+	d2.chunk(1, 2, "22")
+	d2.end(1, false)
+	d2.expectResult(1)
+	d1.commit()
+	d2.commit()
+	checkStatuses(t, f.meta(metaOf(F, unix.S_IFREG|0o644, 0, 0, 1, 1)), stOK)
+}
+
+// A SyncData stream checks its session only at DataOpen: after the lease ran
+// out and another master took the root over, the old master's stream still
+// writes files, and each of its messages renews the NEW session's lease
+// (touch() does not look at the session), so the new owner never expires.
+func TestRegressionDataStreamSurvivesTakeover(t *testing.T) {
+	clock := newFakeClock()
+	f := newFixture(t, func(c *slave.Config) { c.Now = clock.Now; c.Lease = time.Minute })
+	F := newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "f"))
+	d := f.openData(f.sid)
+	d.header(1, F, 3, 1e9)
+	d.expectWant(1, true) // the stream is open and admitted
+	clock.Advance(2 * time.Minute)
+	B := newSessionID(t)
+	if _, err := f.s.Handshake(context.Background(), &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: B}); err != nil {
+		t.Fatal(err)
+	}
+	d.chunk(1, 0, "old")
+	d.end(1, false)
+	m, err := d.st.Recv()
+	if err == nil && m.GetResult().GetResult().GetStatus() == stOK {
+		t.Errorf("the old session's stream still wrote f after the takeover: %q", readFile(t, f.path("f")))
+	}
+	clock.Advance(61 * time.Second) // B's lease ends unless something renews it
+	for i := 0; err == nil && i < 4; i++ {
+		clock.Advance(40 * time.Second)
+		d.st.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: &pb.FileHeader{Id: uint64(10 + i), Gfid: gb(F), Size: 3, MtimeNs: 1e9}}})
+		if _, err = d.st.Recv(); err == nil { // want
+			_, err = d.st.Recv() // result
+		}
+	}
+	if _, err := f.s.KeepAlive(context.Background(), &pb.KeepAliveRequest{SessionId: B}); err == nil {
+		t.Errorf("B idle for 160 s with a 60 s lease is still alive: the old stream renewed it")
+	}
+}
+
+// FileEnd{aborted} promises that "the slave discards what it received and
+// leaves the old copy"; a hardlinked file is patched in place, so the chunks
+// that arrived before the abort stay.
+func TestRegressionAbortedHardlinkKeepsPartialData(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "a"), opLink(F, gfid.Root, "b"))
+	d := f.openData(f.sid)
+	d.sendFile(1, F, "old content", 1e9)
+	d.header(2, F, 11, 2e9)
+	d.expectWant(2, true)
+	d.chunk(2, 0, "NEW")
+	d.end(2, true)
+	d.expectResult(2)
+	d.commit()
+	if got := readFile(t, f.path("a")); got != "old content" {
+		t.Errorf("after an aborted transfer a reads %q", got)
+	}
+}
+
+// link() and rename() look the source up (caching its directory's fd) and
+// then move aside a directory found at the destination; moveAside's
+// forget() closes that directory's cached fd, which is the source's dirfd
+// when the directory holds the source. The Linkat/Renameat then uses a
+// closed descriptor (EBADF, or whatever file a concurrent goroutine opened
+// under that number), and the op reports FAILED after having moved the
+// directory, source and all, into limbo (purged at the next SetMark).
+func TestRegressionClosedDirFD(t *testing.T) {
+	for _, typ := range []string{"LINK", "RENAME"} {
+		t.Run(typ, func(t *testing.T) {
+			f := newFixture(t)
+			D, F := newGFID(t), newGFID(t)
+			f.ok(opMkdir(D, gfid.Root, "d"), opCreate(F, D, "f"))
+			op := opLink(F, gfid.Root, "d")
+			if typ == "RENAME" {
+				op = opRename(F, D, "f", gfid.Root, "d")
+			}
+			r := f.entry(op)[0]
+			if r.GetStatus() == stFailed {
+				t.Errorf("%s onto the directory holding the source: %v %q", typ, r.GetStatus(), r.GetError())
+				if got := f.limboNames(); len(got) != 0 {
+					t.Errorf("... and the failed op moved %q into limbo", got)
+				}
+			}
+		})
+	}
+}
+
+// ensure() does not check that a gfid it is asked to create does not
+// already name an entry of another type: it creates a second inode with the
+// same gfid. (a) Created inside the directory that owns the gfid, this
+// makes a cycle in the index and every op under that directory fails
+// ("deeper than 4096 (cycle?)"). (b) Created at the directory's own name,
+// the directory goes to limbo and SetMark's removeTree calls RemoveAll on
+// the gfid, dropping the new entry's live link too.
+func TestRegressionGFIDTypeConfusion(t *testing.T) {
+	t.Run("IndexCycle", func(t *testing.T) {
+		f := newFixture(t)
+		// Fixed gfids so that the new link sorts first in the index.
+		P := gfid.GFID{0: 0xf0, 15: 9}
+		S := gfid.GFID{0: 0x10, 15: 9}
+		f.ok(opMkdir(P, gfid.Root, "p"), opMkdir(S, P, "s"))
+		r := f.entry(opCreate(S, S, "x"))[0]
+		t.Logf("CREATE of directory S's gfid as a file inside S: %v %q", r.GetStatus(), r.GetError())
+		res := f.entry(opCreate(newGFID(t), S, "y"))
+		if res[0].GetStatus() != stOK {
+			t.Errorf("directory S is no longer usable: %v %q", res[0].GetStatus(), res[0].GetError())
+		}
+	})
+	t.Run("LimboDropsLiveLink", func(t *testing.T) {
+		f := newFixture(t)
+		G := newGFID(t)
+		f.ok(opMkdir(G, gfid.Root, "n"))
+		f.mustEntry([]pb.OpStatus{stResolved}, opCreate(G, gfid.Root, "n"))
+		checkStatuses(t, f.meta(metaOf(G, unix.S_IFREG|0o600, 0, 0, 1, 1)), stOK)
+		f.setMark(1)
+		checkGFID(t, f.path("n"), G)
+		if r := f.meta(metaOf(G, unix.S_IFREG|0o600, 0, 0, 2, 2))[0]; r.GetStatus() != stOK && r.GetStatus() != stNoop {
+			t.Errorf("after SetMark, n (gfid G) is unknown: %v %q", r.GetStatus(), r.GetError())
+		}
+	})
+}
+
+// ensure() reuses an existing inode of the gfid (Linkat) without checking a
+// SYMLINK's target (or a MKNOD's device number): the new name gets the old
+// target and the op reports success; replaying it then replaces the link.
+func TestRegressionSymlinkReuseIgnoresTarget(t *testing.T) {
+	f := newFixture(t)
+	L := newGFID(t)
+	f.ok(opSymlink(L, gfid.Root, "a", "t1"))
+	op := opSymlink(L, gfid.Root, "b", "t2")
+	f.ok(op)
+	if got, _ := os.Readlink(f.path("b")); got != "t2" {
+		t.Errorf("SYMLINK reported OK but b -> %q, want t2", got)
+	}
+	f.replayNoop(op)
+}
+
+// A RENAME between two hardlinks of one inode removes the source name but
+// reports NOOP, which the protocol defines as "nothing changed".
+func TestRegressionRenameBetweenHardlinksReportsNoop(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "a"), opLink(F, gfid.Root, "b"))
+	f.mustEntry([]pb.OpStatus{stOK}, opRename(F, gfid.Root, "a", gfid.Root, "b"))
+}
+
+// The same hole through EndSession: the ended session's open stream keeps
+// writing.
+func TestRegressionDataStreamSurvivesEndSession(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "f"))
+	d := f.openData(f.sid)
+	d.header(1, F, 3, 1e9)
+	d.expectWant(1, true)
+	if _, err := f.s.EndSession(context.Background(), &pb.EndSessionRequest{SessionId: f.sid}); err != nil {
+		t.Fatal(err)
+	}
+	d.chunk(1, 0, "old")
+	d.end(1, false)
+	if m, err := d.st.Recv(); err == nil && m.GetResult().GetResult().GetStatus() == stOK {
+		t.Errorf("the ended session's stream still wrote f: %q", readFile(t, f.path("f")))
+	}
+}
