@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 	"testing/iotest"
 )
@@ -565,7 +566,7 @@ func FuzzRoundTrip(f *testing.F) {
 	f.Add([]byte{}, []byte{3, 5, 5}, uint8(1), uint16(1))
 	f.Add([]byte("x"), []byte{}, uint8(0), uint16(0))
 	f.Fuzz(func(t *testing.T, old, script []byte, bs uint8, maxLit uint16) {
-		if len(old) > 1<<16 || len(script) > 3000 {
+		if len(old) > 16<<10 || len(script) > 300 {
 			return
 		}
 		new := editNew(old, script)
@@ -575,4 +576,64 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 		roundTrip(t, old, new, blockSize, int(maxLit))
 	})
+}
+
+// cycleReader yields b over and over, n bytes in all.
+type cycleReader struct {
+	b   []byte
+	off int
+	n   int64
+}
+
+func (c *cycleReader) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > c.n {
+		p = p[:c.n]
+	}
+	k := 0
+	for k < len(p) {
+		m := copy(p[k:], c.b[c.off:])
+		k += m
+		c.off = (c.off + m) % len(c.b)
+	}
+	c.n -= int64(k)
+	return k, nil
+}
+
+// TestDiffMemoryBounded streams 256 MiB through Diff and checks that it
+// allocates a bounded window, not the file.
+func TestDiffMemoryBounded(t *testing.T) {
+	old := randBytes(30, 1<<20)
+	sig, err := Sign(bytes.NewReader(old), int64(len(old)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 256 << 20
+	h := sha256.New()
+	var ms0, ms1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	var literal int64
+	ops := 0
+	n, sum, err := Diff(sig, io.TeeReader(&cycleReader{b: old, n: size}, h), 0, func(op Op) error {
+		ops++
+		literal += int64(len(op.Data))
+		return nil
+	})
+	runtime.ReadMemStats(&ms1)
+	if err != nil || n != size {
+		t.Fatalf("n %d, err %v", n, err)
+	}
+	if !bytes.Equal(sum[:], h.Sum(nil)) {
+		t.Error("sum differs")
+	}
+	// Every copy of old is one copy op (blocks 0 to the end).
+	if literal != 0 || ops != size/len(old) {
+		t.Errorf("%d literal bytes, %d ops", literal, ops)
+	}
+	if alloc := ms1.TotalAlloc - ms0.TotalAlloc; alloc > 16<<20 {
+		t.Errorf("Diff allocated %d bytes for a %d-byte file", alloc, size)
+	}
 }

@@ -87,7 +87,7 @@ const maxChain = 64
 // index finds the full-size blocks of a signature by weak sum.
 type index struct {
 	// filter is a blocked Bloom filter over the weak sums (two bits in one
-	// word per sum, see filterProbe): the inner loop looks only at it and
+	// word per sum, see filterAdd): the inner loop (scan) looks only at it and
 	// goes to the table on a hit.
 	filter []uint64
 	wmask  uint64 // len(filter)-1
@@ -164,13 +164,14 @@ type differ struct {
 	// Window: buf[0:end] holds new-file bytes base, base+1, ...; p is the
 	// start of the current window [p, p+L), lit the start of the literal
 	// bytes not yet emitted (lit <= p).
-	buf  []byte
-	base int64
-	end  int
-	p    int
-	lit  int
-	eof  bool
-	sha  *pipeHash
+	buf    []byte
+	bufMax int // the size buf grows to if the file is not small
+	base   int64
+	end    int
+	p      int
+	lit    int
+	eof    bool
+	sha    *pipeHash
 
 	// Rolling sums of the window at p, valid when haveSum.
 	a, b    uint32
@@ -228,10 +229,11 @@ func Diff(sig *Signature, r io.Reader, maxLiteral int, emit func(Op) error) (n i
 		// fill keeps at most maxLit+L bytes when it moves the window (at
 		// most maxLit literal bytes before p, at most L after), so the
 		// free space then is at least readChunk+L+4 MiB: a few reads
-		// between moves.
-		buf:  make([]byte, maxLiteral+2*L+readChunk+4<<20),
-		sha:  newPipeHash(sha256.New()),
-		last: -1,
+		// between moves. The window starts small, for small files.
+		bufMax: maxLiteral + 2*L + readChunk + 4<<20,
+		buf:    make([]byte, 2*L+smallWindow),
+		sha:    newPipeHash(sha256.New()),
+		last:   -1,
 	}
 	defer d.sha.wait()
 	if err := d.run(); err != nil {
@@ -244,6 +246,9 @@ func Diff(sig *Signature, r io.Reader, maxLiteral int, emit func(Op) error) (n i
 // readChunk is how much fill reads at a time (more if the block is larger).
 const readChunk = 1 << 20
 
+// smallWindow+2*L is the window's size until the file proves larger.
+const smallWindow = 64 << 10
+
 // fill reads about readChunk more bytes (or up to the end of r), first
 // moving the unemitted bytes [lit, end) to the front of the window when the
 // free space is short. It never discards bytes at or after lit, and updates
@@ -253,10 +258,19 @@ func (d *differ) fill() error {
 	if d.eof {
 		return nil
 	}
-	if len(d.buf)-d.end < readChunk+d.L && d.lit > 0 {
-		d.sha.wait() // the hasher may be reading the bytes about to move
+	if d.end > 0 && len(d.buf)-d.end < readChunk+d.L {
 		k := d.lit
-		copy(d.buf, d.buf[k:d.end])
+		if len(d.buf) < d.bufMax {
+			// The file is not small: grow the window to its full size.
+			// (The hasher may still read the old one; it is not
+			// modified.)
+			buf := make([]byte, d.bufMax)
+			copy(buf, d.buf[k:d.end])
+			d.buf = buf
+		} else if k > 0 {
+			d.sha.wait() // the hasher may be reading the bytes about to move
+			copy(d.buf, d.buf[k:d.end])
+		}
 		d.base += int64(k)
 		d.end -= k
 		d.p -= k

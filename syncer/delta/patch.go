@@ -161,8 +161,9 @@ func (p *Patcher) copy(from, n int64) error {
 		// whole. While one is hashed, the next is read into the other
 		// buffer.
 		buf := p.bufs[p.flip]
-		if buf == nil {
-			buf = make([]byte, copyChunk)
+		if len(buf) < copyChunk && int64(len(buf)) < n {
+			// Small files get small buffers.
+			buf = make([]byte, min(copyChunk, max(64<<10, n)))
 			p.bufs[p.flip] = buf
 		}
 		p.flip ^= 1
