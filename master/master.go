@@ -22,6 +22,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -60,6 +61,10 @@ type Config struct {
 	SyncJobs int
 	// IgnoreDeletes keeps on the slave what the master deleted.
 	IgnoreDeletes bool
+	// Compress sends file data zstd-compressed where that is smaller.
+	Compress bool
+	// BWLimit caps the file data sent, in bytes per second (0: no cap).
+	BWLimit int64
 	// Creds secures the link; nil means plaintext, allowed only to a
 	// loopback address.
 	Creds   credentials.TransportCredentials
@@ -345,7 +350,11 @@ func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
 		m.keepAlive(ctx, time.Duration(hs.GetLeaseMs())*time.Millisecond, func(err error) { cancel(err) })
 	}()
 
-	sender := &syncer.Sender{Client: m.client, Session: m.sessionID(), Source: m.tree}
+	sender := &syncer.Sender{Client: m.client, Session: m.sessionID(), Source: m.tree, Compress: m.cfg.Compress}
+	if m.cfg.BWLimit > 0 {
+		// A burst of one chunk: pacing is smooth at the scale of a chunk.
+		sender.Limit = rate.NewLimiter(rate.Limit(m.cfg.BWLimit), 256<<10)
+	}
 	syn := syncer.New(m.cfg.SyncJobs, sender.Ship)
 	synCtx, stopSyncer := context.WithCancel(ctx)
 	wg.Add(1)

@@ -24,7 +24,10 @@ type BatchStats struct {
 	MetaOps, MetaNoops              int64
 	Files, FilesUnchanged           int64 // files shipped with data / found current on the slave
 	Vanished                        int64 // files gone before they could be read
-	BytesSent                       int64
+	BytesSent                       int64 // file data on the wire (literal, after compression)
+	BytesMatched                    int64 // bytes the slave rebuilt from its old copies
+	Deltas                          int64 // files sent as a delta
+	HashRetries                     int64 // files sent again whole after a hash mismatch
 	Purged                          int64 // PURGE ops that removed something
 	Skipped                         int64 // records whose entry was gone on the master
 	Partial                         []string
@@ -41,6 +44,9 @@ func (s *BatchStats) Add(o BatchStats) {
 	s.FilesUnchanged += o.FilesUnchanged
 	s.Vanished += o.Vanished
 	s.BytesSent += o.BytesSent
+	s.BytesMatched += o.BytesMatched
+	s.Deltas += o.Deltas
+	s.HashRetries += o.HashRetries
 	s.Purged += o.Purged
 	s.Skipped += o.Skipped
 	s.Partial = append(s.Partial, o.Partial...)
@@ -366,13 +372,23 @@ func (p *processor) purge(ctx context.Context) error {
 const maxDataRounds = 3
 
 // syncData posts every data gfid to the syncer and waits for the boxes.
+// A file that changed while read goes again (up to maxDataRounds); one the
+// slave built with the wrong hash goes again once, whole, then counts as a
+// failure (seed 001's HASH_MISMATCH class).
 func (p *processor) syncData(ctx context.Context) error {
-	todo := p.data
+	type job struct {
+		g       gfid.GFID
+		noDelta bool
+	}
+	todo := make([]job, len(p.data))
+	for i, g := range p.data {
+		todo[i] = job{g: g}
+	}
 	for round := 1; len(todo) > 0; round++ {
 		files := make([]*syncer.File, len(todo))
 		boxes := map[*syncer.PostBox[*syncer.File]]bool{}
-		for i, g := range todo {
-			files[i] = &syncer.File{GFID: g}
+		for i, j := range todo {
+			files[i] = &syncer.File{GFID: j.g, NoDelta: j.noDelta}
 			boxes[p.sync.Add(files[i])] = true
 		}
 		for b := range boxes {
@@ -383,11 +399,22 @@ func (p *processor) syncData(ctx context.Context) error {
 		todo = todo[:0:0]
 		for _, f := range files {
 			p.stats.BytesSent += f.Sent
+			p.stats.BytesMatched += f.Matched
+			if f.Delta {
+				p.stats.Deltas++
+			}
 			switch {
 			case f.Vanished:
 				p.stats.Vanished++
+			case f.Code == pb.ErrorCode_ERROR_CODE_HASH_MISMATCH && !f.NoDelta:
+				p.m.log.Warn("file built on the slave does not match the master's hash; sending it again whole", "gfid", f.GFID, "error", f.Err)
+				p.stats.HashRetries++
+				todo = append(todo, job{g: f.GFID, noDelta: true})
+			case f.Code == pb.ErrorCode_ERROR_CODE_HASH_MISMATCH:
+				p.m.log.Error("file built on the slave does not match the master's hash, even sent whole", "gfid", f.GFID, "error", f.Err)
+				p.fail("data of %s: %v (HASH_MISMATCH)", f.GFID, f.Err)
 			case f.Changed && round < maxDataRounds:
-				todo = append(todo, f.GFID)
+				todo = append(todo, job{g: f.GFID, noDelta: f.NoDelta})
 			case f.Changed:
 				p.fail("data of %s: kept changing while being read (%d tries)", f.GFID, round)
 			case f.Status == pb.OpStatus_OP_STATUS_NOOP:

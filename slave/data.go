@@ -1,10 +1,14 @@
 package slave
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
+
+	"github.com/klauspost/compress/zstd"
 
 	"golang.org/x/sys/unix"
 
@@ -12,6 +16,7 @@ import (
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	pb "github.com/georep/georep/proto/georep/v1"
+	"github.com/georep/georep/syncer/delta"
 )
 
 // maxChunk bounds one FileChunk's data; the master sends 256 KiB.
@@ -30,11 +35,17 @@ type incoming struct {
 	parent  gfid.GFID
 	fd      int    // the staged copy
 	tmp     string // its name in dirfd when O_TMPFILE was not available
-	written int64
+	old     int    // the old copy, read for FileCopy ops; -1 for none
+	patch   *delta.Patcher
+	written int64 // bytes received (literal data) for this file
 	err     error // first failure; later chunks are dropped
 }
 
 func (in *incoming) close() {
+	if in.old >= 0 {
+		unix.Close(in.old)
+		in.old = -1
+	}
 	if in.fd >= 0 {
 		unix.Close(in.fd)
 		in.fd = -1
@@ -75,12 +86,41 @@ func (in *incoming) stage() error {
 	return fmt.Errorf("staging %s: no free temp name", in.g)
 }
 
+// MinDelta is the smallest old copy worth a delta: below it the signature
+// round trip and the read of the old copy cost more than the bytes saved.
+const MinDelta = 64 << 10
+
+// fdIO reads and writes a raw descriptor at offsets (the descriptor stays
+// owned by its incoming).
+type fdIO int
+
+func (f fdIO) ReadAt(b []byte, off int64) (int, error) {
+	n, err := unix.Pread(int(f), b, off)
+	if err == nil && n < len(b) {
+		return n, io.EOF
+	}
+	return n, err
+}
+
+func (f fdIO) WriteAt(b []byte, off int64) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := unix.Pwrite(int(f), b[n:], off+int64(n))
+		if err != nil {
+			return n, err
+		}
+		n += m
+	}
+	return n, nil
+}
+
 // dataStream is the slave's half of one SyncData stream.
 type dataStream struct {
 	s       *Slave
 	session []byte
 	files   map[uint64]*incoming
 	stream  pb.SlaveService_SyncDataServer
+	zdec    *zstd.Decoder // created on the first compressed chunk
 }
 
 func (s *Slave) serveData(stream pb.SlaveService_SyncDataServer) error {
@@ -99,6 +139,9 @@ func (s *Slave) serveData(stream pb.SlaveService_SyncDataServer) error {
 	defer func() {
 		for _, in := range ds.files {
 			in.close()
+		}
+		if ds.zdec != nil {
+			ds.zdec.Close()
 		}
 	}()
 	for {
@@ -138,6 +181,8 @@ func (ds *dataStream) handle(msg *pb.SyncDataRequest) error {
 		return ds.header(m.Header)
 	case *pb.SyncDataRequest_Chunk:
 		return ds.chunk(m.Chunk)
+	case *pb.SyncDataRequest_Copy:
+		return ds.copyOp(m.Copy)
 	case *pb.SyncDataRequest_End:
 		return ds.end(m.End)
 	}
@@ -150,6 +195,28 @@ func (ds *dataStream) result(id uint64, o outcome, written int64) error {
 
 func (ds *dataStream) want(id uint64, send bool) error {
 	return ds.stream.Send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Want{Want: &pb.FileWant{Id: id, Send: send}}})
+}
+
+// sign opens the target's current content (when worth a delta) and returns
+// its signature; nil means "send it whole".
+func (ds *dataStream) sign(in *incoming, st *unix.Stat_t) (*delta.Signature, error) {
+	if in.hdr.GetNoDelta() || st.Size < MinDelta || in.hdr.GetSize() == 0 {
+		return nil, nil
+	}
+	fd, err := unix.Openat(in.dirfd, in.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening the old copy of %s: %w", in.g, err)
+	}
+	if got := ds.fdGFID(in, fd); got != in.g {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%q changed identity: %w", in.name, errUnknown)
+	}
+	in.old = fd
+	sig, err := delta.Sign(io.NewSectionReader(fdIO(fd), 0, st.Size), st.Size)
+	if err != nil {
+		return nil, fmt.Errorf("signing the old copy of %s: %w", in.g, err)
+	}
+	return sig, nil
 }
 
 // header answers a file announcement: skip it when the slave's copy already
@@ -171,7 +238,7 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 	if h.GetSize() < 0 {
 		return refuse(failed(invalidf("size %d", h.GetSize())))
 	}
-	in := &incoming{hdr: h, g: g, dirfd: -1, fd: -1}
+	in := &incoming{hdr: h, g: g, dirfd: -1, fd: -1, old: -1}
 	var st unix.Stat_t
 	err = ds.s.tree.idx.View(func(tx *gfidx.Tx) error {
 		c := ds.s.tree.newDirCache(tx)
@@ -208,9 +275,30 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 		}
 		return ds.result(h.GetId(), o, 0)
 	}
+	sig, err := ds.sign(in, &st)
+	if err != nil {
+		in.close()
+		return refuse(failed(err))
+	}
+	var old io.ReaderAt
+	if in.old >= 0 {
+		old = fdIO(in.old)
+	}
+	in.patch = delta.NewPatcher(sig, old, fdIO(in.fd), true)
+	in.patch.SetLimit(h.GetSize())
+	w := &pb.FileWant{Id: h.GetId(), Send: true}
+	if sig != nil {
+		if w.Signature, err = sig.MarshalBinary(); err != nil {
+			in.close()
+			return refuse(failed(err))
+		}
+	}
 	ds.files[h.GetId()] = in
-	return ds.want(h.GetId(), true)
+	return ds.stream.Send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Want{Want: w}})
 }
+
+// zeros is the source of hole runs.
+var zeros = make([]byte, delta.MaxLiteral)
 
 func (ds *dataStream) chunk(c *pb.FileChunk) error {
 	in, ok := ds.files[c.GetId()]
@@ -220,19 +308,70 @@ func (ds *dataStream) chunk(c *pb.FileChunk) error {
 	if in.err != nil {
 		return nil
 	}
-	if len(c.GetData()) > maxChunk || c.GetOffset() < 0 || c.GetOffset()+int64(len(c.GetData())) > in.hdr.GetSize() {
-		in.err = invalidf("chunk at %d+%d outside the announced size %d", c.GetOffset(), len(c.GetData()), in.hdr.GetSize())
-		return nil
-	}
-	data, off := c.GetData(), c.GetOffset()
-	for len(data) > 0 {
-		n, err := unix.Pwrite(in.fd, data, off)
-		if err != nil {
-			in.err = fmt.Errorf("writing %s: %w", in.g, err)
+	data := c.GetData()
+	in.written += int64(len(data))
+	switch {
+	case c.GetZeroLength() > 0:
+		if len(data) > 0 || c.GetCompressed() {
+			in.err = invalidf("a hole with data")
 			return nil
 		}
-		data, off = data[n:], off+int64(n)
-		in.written += int64(n)
+		// A hole: zeros, which the patcher does not write (the staged
+		// file stays sparse) but hashes.
+		off, n := c.GetOffset(), c.GetZeroLength()
+		for n > 0 && in.err == nil {
+			k := min(n, int64(len(zeros)))
+			if err := in.patch.Apply(delta.Op{Offset: off, Data: zeros[:k]}); err != nil {
+				in.err = err
+			}
+			off, n = off+k, n-k
+		}
+		return nil
+	case c.GetCompressed():
+		raw := c.GetRawLength()
+		if raw <= 0 || raw > delta.MaxLiteral {
+			in.err = invalidf("compressed chunk of %d raw bytes", raw)
+			return nil
+		}
+		if ds.zdec == nil {
+			d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(2*delta.MaxLiteral))
+			if err != nil {
+				in.err = fmt.Errorf("zstd: %w", err)
+				return nil
+			}
+			ds.zdec = d
+		}
+		out, err := ds.zdec.DecodeAll(data, make([]byte, 0, raw))
+		if err != nil || int64(len(out)) != raw {
+			in.err = invalidf("bad compressed chunk for %s: %v (%d of %d bytes)", in.g, err, len(out), raw)
+			return nil
+		}
+		data = out
+	}
+	if len(data) > maxChunk {
+		in.err = invalidf("chunk of %d bytes", len(data))
+		return nil
+	}
+	if err := in.patch.Apply(delta.Op{Offset: c.GetOffset(), Data: data}); err != nil {
+		in.err = fmt.Errorf("writing %s: %w", in.g, err)
+	}
+	return nil
+}
+
+func (ds *dataStream) copyOp(c *pb.FileCopy) error {
+	in, ok := ds.files[c.GetId()]
+	if !ok {
+		return statusInvalid(fmt.Sprintf("copy for unannounced file id %d", c.GetId()))
+	}
+	if in.err != nil {
+		return nil
+	}
+	if c.GetBlock() < 0 || c.GetCount() <= 0 || c.GetBlock() > math.MaxInt32 || c.GetCount() > math.MaxInt32 {
+		in.err = invalidf("copy of %d blocks at block %d", c.GetCount(), c.GetBlock())
+		return nil
+	}
+	if err := in.patch.Apply(delta.Op{Offset: c.GetOffset(), Block: int(c.GetBlock()), Count: int(c.GetCount())}); err != nil {
+		in.err = fmt.Errorf("copying blocks of %s: %w", in.g, err)
 	}
 	return nil
 }
@@ -250,11 +389,21 @@ func (ds *dataStream) end(e *pb.FileEnd) error {
 		o = failed(in.err)
 	case e.GetAborted():
 		o = failed(fmt.Errorf("%s: the master could not read it consistently", in.g))
+	case in.patch.Written() != in.hdr.GetSize():
+		o = failed(invalidf("%s: %d bytes built, %d announced", in.g, in.patch.Written(), in.hdr.GetSize()))
 	default:
+		sum := in.patch.Sum()
+		if !bytes.Equal(sum[:], e.GetSha256()) {
+			o = outcome{status: pb.OpStatus_OP_STATUS_FAILED, err: fmt.Errorf("%w: %s: the file built here has SHA-256 %x, the master's %x", errHashMismatch, in.g, sum, e.GetSha256())}
+			break
+		}
 		o = ds.finish(in)
 	}
 	return ds.result(e.GetId(), o, in.written)
 }
+
+// errHashMismatch says a file built on the slave differs from the master's.
+var errHashMismatch = errors.New("hash mismatch")
 
 // finish installs the staged file: it gets its size, the old inode's
 // xattrs (the gfid among them), its owner, mode and times, and replaces the

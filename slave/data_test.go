@@ -110,6 +110,24 @@ func TestDataNewFile(t *testing.T) {
 	f.checkOutside()
 }
 
+// TestDataOutOfOrderRefused: a file's data must come in order (the slave
+// hashes it as it arrives); a gap or a step back fails the file, clearly.
+func TestDataOutOfOrderRefused(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "f"))
+	d := f.openData(f.sid)
+	d.header(1, F, 6, 1e9)
+	d.expectWant(1, true)
+	d.chunk(1, 3, "def")
+	d.chunk(1, 0, "abc")
+	d.end(1, false)
+	checkFailed(t, d.expectResult(1).GetResult(), pb.ErrorCode_ERROR_CODE_INVALID, "contiguous")
+	if got := readFile(t, f.path("f")); got != "" {
+		t.Fatalf("f = %q after a refused transfer", got)
+	}
+}
+
 func TestDataManyFilesInterleaved(t *testing.T) {
 	f := newFixture(t)
 	D := newGFID(t)
@@ -123,12 +141,12 @@ func TestDataManyFilesInterleaved(t *testing.T) {
 		d.header(uint64(i+10), g, 6, int64(i+1)*1e9)
 		d.expectWant(uint64(i+10), true)
 	}
-	// Chunks out of order and across files.
-	for i := range gs {
-		d.chunk(uint64(i+10), 3, "def")
-	}
+	// Chunks interleaved across files (each file's own data in order).
 	for i := range gs {
 		d.chunk(uint64(i+10), 0, "abc")
+	}
+	for i := range gs {
+		d.chunk(uint64(i+10), 3, "def")
 	}
 	for i := len(gs) - 1; i >= 0; i-- {
 		d.end(uint64(i+10), false)

@@ -11,6 +11,7 @@ import (
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	pb "github.com/georep/georep/proto/georep/v1"
+	"github.com/georep/georep/syncer/delta"
 )
 
 // errInvalid marks a malformed request: it is never retried.
@@ -40,12 +41,14 @@ func codeOf(err error) pb.ErrorCode {
 	switch {
 	case err == nil:
 		return pb.ErrorCode_ERROR_CODE_UNSPECIFIED
-	case errors.Is(err, errInvalid), errors.Is(err, beneath.ErrInvalid):
+	case errors.Is(err, errInvalid), errors.Is(err, beneath.ErrInvalid), errors.Is(err, delta.ErrBadOp):
 		return pb.ErrorCode_ERROR_CODE_INVALID
 	case errors.Is(err, beneath.ErrEscape):
 		return pb.ErrorCode_ERROR_CODE_ESCAPE
 	case errors.Is(err, errUnknown):
 		return pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID
+	case errors.Is(err, errHashMismatch):
+		return pb.ErrorCode_ERROR_CODE_HASH_MISMATCH
 	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT):
 		return pb.ErrorCode_ERROR_CODE_NO_SPACE
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):

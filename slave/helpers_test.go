@@ -2,6 +2,7 @@ package slave_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"io/fs"
@@ -524,6 +525,24 @@ type dataStream struct {
 	t      testing.TB
 	st     pb.SlaveService_SyncDataClient
 	cancel context.CancelFunc
+	// sent is the content each file id's chunks make (for FileEnd's
+	// SHA-256, as a master computes it).
+	sent map[uint64][]byte
+}
+
+func (d *dataStream) record(id uint64, off int64, data []byte) {
+	if d.sent == nil {
+		d.sent = map[uint64][]byte{}
+	}
+	if off < 0 || off > 1<<30 {
+		return // a deliberately bad chunk
+	}
+	b := d.sent[id]
+	if end := off + int64(len(data)); end > int64(len(b)) {
+		b = append(b, make([]byte, end-int64(len(b)))...)
+	}
+	copy(b[off:], data)
+	d.sent[id] = b
 }
 
 // openData opens a SyncData stream for session sid.
@@ -557,12 +576,15 @@ func (d *dataStream) header(id uint64, g gfid.GFID, size int64, mtime int64) {
 
 func (d *dataStream) chunk(id uint64, off int64, data string) {
 	d.t.Helper()
+	d.record(id, off, []byte(data))
 	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: id, Offset: off, Data: []byte(data)}}})
 }
 
+// end closes file id with the SHA-256 of the chunks sent for it.
 func (d *dataStream) end(id uint64, aborted bool) {
 	d.t.Helper()
-	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: id, Aborted: aborted}}})
+	sum := sha256.Sum256(d.sent[id])
+	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: id, Aborted: aborted, Sha256: sum[:]}}})
 }
 
 func (d *dataStream) recv() *pb.SyncDataResponse {

@@ -34,9 +34,10 @@ func ServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
 }
 
 // Serve serves s on lis until ctx is done, then stops gracefully (giving
-// in-flight calls a few seconds).
-func (s *Slave) Serve(ctx context.Context, lis net.Listener, creds credentials.TransportCredentials) error {
-	srv := grpc.NewServer(ServerOptions(creds)...)
+// in-flight calls a few seconds). extra adds server options (tests use it
+// for interceptors).
+func (s *Slave) Serve(ctx context.Context, lis net.Listener, creds credentials.TransportCredentials, extra ...grpc.ServerOption) error {
+	srv := grpc.NewServer(append(ServerOptions(creds), extra...)...)
 	pb.RegisterSlaveServiceServer(srv, s)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()

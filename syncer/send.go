@@ -2,9 +2,12 @@ package syncer
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
 	"io"
 	"io/fs"
 	"os"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/georep/georep/internal/gfid"
 	pb "github.com/georep/georep/proto/georep/v1"
+	"github.com/georep/georep/syncer/delta"
 )
 
 // File is one file to ship, with its outcome once its box was shipped.
@@ -24,7 +28,12 @@ type File struct {
 	Err      error
 	Vanished bool  // gone from the master before it could be read: not an error
 	Changed  bool  // changed while being read: ship it again
-	Sent     int64 // file data bytes sent
+	Sent     int64 // file data bytes sent (literal data, after compression)
+	Matched  int64 // bytes the slave rebuilt from its old copy (delta)
+	Delta    bool  // the slave had an old copy and a delta was sent
+	// NoDelta asks for the whole file (set for the retry after a hash
+	// mismatch).
+	NoDelta bool
 }
 
 // OK reports whether the file needs nothing more.
@@ -66,6 +75,14 @@ type Sender struct {
 	// Window bounds the files announced but not yet answered (default 256),
 	// which bounds open descriptors and memory on both sides.
 	Window int
+	// Compress sends literal data zstd-compressed where that is smaller.
+	Compress bool
+	// Limit, when set, paces the file data sent (shared by all workers,
+	// so it bounds the session's bandwidth).
+	Limit *rate.Limiter
+
+	encOnce sync.Once
+	enc     *zstd.Encoder
 }
 
 type openFile struct {
@@ -158,7 +175,15 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 		if !w.GetSend() {
 			return nil
 		}
-		return s.sendData(stream, w.GetId(), o, chunk)
+		var sig *delta.Signature
+		if b := w.GetSignature(); len(b) > 0 {
+			sig = new(delta.Signature)
+			if err := sig.UnmarshalBinary(b); err != nil {
+				return fmt.Errorf("slave sent a bad signature for %s: %w", o.file.GFID, err)
+			}
+			o.file.Delta = true
+		}
+		return s.sendData(ctx, stream, w.GetId(), o, sig, chunk)
 	}
 	next := func() (bool, error) {
 		w, ok := <-wants
@@ -206,7 +231,7 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 		hdr := &pb.FileHeader{
 			Id: id, Gfid: f.GFID.Bytes(), Size: o.st.Size, Mode: o.st.Mode,
 			Uid: o.st.Uid, Gid: o.st.Gid,
-			AtimeNs: o.st.Atim.Nano(), MtimeNs: o.st.Mtim.Nano(),
+			AtimeNs: o.st.Atim.Nano(), MtimeNs: o.st.Mtim.Nano(), NoDelta: f.NoDelta,
 		}
 		pending[id] = o
 		if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: hdr}}); err != nil {
@@ -276,31 +301,47 @@ func (s *Sender) open(f *File) (*openFile, error) {
 	return &openFile{f: op.File, st: op.Stat, file: f}, nil
 }
 
-// sendData streams a file's bytes and its end marker. A file that shrank,
-// grew or was modified while read is aborted and marked Changed: the slave
-// keeps its old copy, and the caller ships the file again.
-func (s *Sender) sendData(stream pb.SlaveService_SyncDataClient, id uint64, o *openFile, chunk int) error {
-	buf := make([]byte, chunk)
-	var off int64
+// sendData streams a file's bytes — a delta against sig when the slave has
+// an old copy, else the whole file with its holes as zero runs — and its
+// end marker with the SHA-256 of what was sent. A file that shrank, grew or
+// was modified while read is aborted and marked Changed: the slave keeps
+// its old copy, and the caller ships the file again.
+func (s *Sender) sendData(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, o *openFile, sig *delta.Signature, chunk int) error {
+	var sum [32]byte
 	aborted := false
-	for o.f != nil && off < o.st.Size {
-		n, err := o.f.ReadAt(buf[:min(int64(chunk), o.st.Size-off)], off)
-		if n > 0 {
-			msg := &pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: id, Offset: off, Data: buf[:n]}}}
-			if err := stream.Send(msg); err != nil {
-				return err
-			}
-			off += int64(n)
-			o.file.Sent += int64(n)
-		}
-		if err != nil {
-			aborted = true // shrank (EOF early) or unreadable
-			break
-		}
-	}
-	if o.f == nil {
+	var err error
+	switch {
+	case o.f == nil:
+		sum = sha256.Sum256(nil)
 		aborted = o.st.Size != 0
-	} else {
+	case sig != nil:
+		var n int64
+		r := io.NewSectionReader(o.f, 0, o.st.Size)
+		n, sum, err = delta.Diff(sig, r, chunk, func(op delta.Op) error {
+			if op.Count > 0 {
+				o.file.Matched += op.Len(sig)
+				if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Copy{Copy: &pb.FileCopy{
+					Id: id, Offset: op.Offset, Block: int64(op.Block), Count: int64(op.Count)}}}); err != nil {
+					return streamErr{err}
+				}
+				return nil
+			}
+			return s.sendLiteral(ctx, stream, id, op.Offset, op.Data, o.file)
+		})
+		if err != nil && !isStreamErr(err) {
+			aborted = true // unreadable now: the slave keeps its old copy
+			err = nil
+		}
+		if n != o.st.Size {
+			aborted = true
+		}
+	default:
+		sum, aborted, err = s.sendWhole(ctx, stream, id, o, chunk)
+	}
+	if err != nil {
+		return err
+	}
+	if o.f != nil {
 		var st unix.Stat_t
 		if err := unix.Fstat(int(o.f.Fd()), &st); err != nil || st.Size != o.st.Size || st.Mtim != o.st.Mtim {
 			aborted = true
@@ -309,5 +350,108 @@ func (s *Sender) sendData(stream pb.SlaveService_SyncDataClient, id uint64, o *o
 	if aborted {
 		o.file.Changed = true
 	}
-	return stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: id, Aborted: aborted}}})
+	return stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: id, Aborted: aborted, Sha256: sum[:]}}})
+}
+
+// streamErr marks errors from the stream itself (as opposed to reading the
+// file), which end the whole session.
+type streamErr struct{ error }
+
+func (e streamErr) Unwrap() error { return e.error }
+
+func isStreamErr(err error) bool {
+	var se streamErr
+	return errors.As(err, &se)
+}
+
+// sendWhole streams the whole file: data regions read and sent, holes
+// (found with SEEK_DATA/SEEK_HOLE) sent as zero runs without reading them.
+func (s *Sender) sendWhole(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, o *openFile, chunk int) (sum [32]byte, aborted bool, err error) {
+	h := sha256.New()
+	buf := make([]byte, chunk)
+	fd := int(o.f.Fd())
+	size := o.st.Size
+	var off int64
+	for off < size {
+		data, herr := unix.Seek(fd, off, unix.SEEK_DATA)
+		switch {
+		case errors.Is(herr, unix.ENXIO):
+			data = size // only a hole is left
+		case herr != nil:
+			data = off // no hole support: all data
+		}
+		data = min(data, size)
+		if data > off {
+			if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: id, Offset: off, ZeroLength: data - off}}}); err != nil {
+				return sum, false, streamErr{err}
+			}
+			for n := data - off; n > 0; {
+				k := min(n, int64(len(buf)))
+				clear(buf[:k])
+				h.Write(buf[:k])
+				n -= k
+			}
+			off = data
+			if off >= size {
+				break
+			}
+		}
+		end, herr := unix.Seek(fd, off, unix.SEEK_HOLE)
+		if herr != nil || end > size || end <= off {
+			end = size
+		}
+		for off < end {
+			n, rerr := o.f.ReadAt(buf[:min(int64(chunk), end-off)], off)
+			if n > 0 {
+				h.Write(buf[:n])
+				if err := s.sendLiteral(ctx, stream, id, off, buf[:n], o.file); err != nil {
+					return sum, false, err
+				}
+				off += int64(n)
+			}
+			if rerr != nil {
+				return sum, true, nil // shrank (EOF early) or unreadable
+			}
+		}
+	}
+	copy(sum[:], h.Sum(nil))
+	return sum, false, nil
+}
+
+// sendLiteral sends literal bytes, compressed when asked and worth it,
+// paced by the bandwidth limit.
+func (s *Sender) sendLiteral(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, off int64, data []byte, f *File) error {
+	c := &pb.FileChunk{Id: id, Offset: off, Data: data}
+	if s.Compress && len(data) >= 512 {
+		s.encOnce.Do(func() {
+			s.enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest))
+		})
+		if s.enc != nil {
+			if z := s.enc.EncodeAll(data, make([]byte, 0, len(data)/2)); len(z) < len(data) {
+				c.Data, c.Compressed, c.RawLength = z, true, int64(len(data))
+			}
+		}
+	}
+	if s.Limit != nil {
+		if err := waitN(ctx, s.Limit, len(c.Data)); err != nil {
+			return streamErr{err}
+		}
+	}
+	if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: c}}); err != nil {
+		return streamErr{err}
+	}
+	f.Sent += int64(len(c.Data))
+	return nil
+}
+
+// waitN waits for n tokens, in bursts the limiter allows.
+func waitN(ctx context.Context, l *rate.Limiter, n int) error {
+	for n > 0 {
+		k := min(n, l.Burst())
+		if err := l.WaitN(ctx, k); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
 }

@@ -18,6 +18,8 @@ type masterOptions struct {
 	syncJobs       int
 	ignoreDeletes  bool
 	retries        int
+	compress       bool
+	bwlimit        int64 // KiB/s
 	log            logOptions
 }
 
@@ -32,6 +34,8 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.IntVar(&o.syncJobs, "sync-jobs", master.DefaultSyncJobs, "data workers, each shipping one box of files per stream")
 	fs.BoolVar(&o.ignoreDeletes, "ignore-deletes", false, "keep on the slave what was deleted on the master")
 	fs.IntVar(&o.retries, "retries", master.DefaultRetries, "attempts at a failing batch before a one-shot run gives up")
+	fs.BoolVar(&o.compress, "compress", false, "compress file data (zstd) on the wire")
+	fs.Int64Var(&o.bwlimit, "bwlimit", 0, "cap file data sent to this many KiB/s (0: no cap)")
 	o.log.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -48,6 +52,9 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if o.syncJobs < 1 || o.syncJobs > 64 {
 		return usageErr("--sync-jobs must be between 1 and 64")
 	}
+	if o.bwlimit < 0 {
+		return usageErr("--bwlimit must not be negative")
+	}
 	_, err := runMasterOnce(ctx, o, stdout, stderr)
 	return err
 }
@@ -63,6 +70,7 @@ func runMasterOnce(ctx context.Context, o masterOptions, stdout, stderr io.Write
 	m, err := master.New(master.Config{
 		Root: o.root, Slave: o.slave, StateDir: o.stateDir, SyncJobs: o.syncJobs,
 		IgnoreDeletes: o.ignoreDeletes, Retries: o.retries, Logger: log,
+		Compress: o.compress, BWLimit: o.bwlimit * 1024,
 	})
 	if err != nil {
 		return nil, err
@@ -80,6 +88,12 @@ func runMasterOnce(ctx context.Context, o masterOptions, stdout, stderr io.Write
 		b.EntryOps, b.EntryNoops, b.Conflicts, b.Purged)
 	fmt.Fprintf(stdout, "  data      %d files sent (%d bytes), %d already current, %d vanished\n",
 		b.Files, b.BytesSent, b.FilesUnchanged, b.Vanished)
+	if b.Deltas > 0 {
+		fmt.Fprintf(stdout, "  delta     %d files sent as deltas: %d bytes rebuilt from the slave's old copies\n", b.Deltas, b.BytesMatched)
+	}
+	if b.HashRetries > 0 {
+		fmt.Fprintf(stdout, "  verify    %d files failed the end-to-end hash and were sent again whole\n", b.HashRetries)
+	}
 	fmt.Fprintf(stdout, "  metadata  %d applied, %d already current\n", b.MetaOps, b.MetaNoops)
 	if len(b.Partial) > 0 {
 		fmt.Fprintf(stdout, "  partial   %d ops applied in part (see the log), e.g. %s\n", len(b.Partial), b.Partial[0])

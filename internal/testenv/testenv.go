@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
 
 	"github.com/georep/georep/internal/treecmp"
 	"github.com/georep/georep/slave"
@@ -21,8 +22,8 @@ type Slave struct {
 }
 
 // StartSlave serves a new slave on root (state in a temp dir) at a loopback
-// address until the test ends.
-func StartSlave(t testing.TB, root string) *Slave {
+// address until the test ends; opts add gRPC server options.
+func StartSlave(t testing.TB, root string, opts ...grpc.ServerOption) *Slave {
 	t.Helper()
 	state := filepath.Join(t.TempDir(), "slave-state")
 	s, err := slave.New(slave.Config{Root: root, StateDir: state, Logger: Logger(t, "slave")})
@@ -36,7 +37,7 @@ func StartSlave(t testing.TB, root string) *Slave {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, lis, nil) }()
+	go func() { done <- s.Serve(ctx, lis, nil, opts...) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

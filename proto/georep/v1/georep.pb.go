@@ -1286,15 +1286,17 @@ func (x *DataOpen) GetSessionId() []byte {
 // FileHeader announces one file; id is chosen by the master and unique
 // within the stream.
 type FileHeader struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Gfid          []byte                 `protobuf:"bytes,2,opt,name=gfid,proto3" json:"gfid,omitempty"`
-	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
-	Mode          uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`
-	Uid           uint32                 `protobuf:"varint,5,opt,name=uid,proto3" json:"uid,omitempty"`
-	Gid           uint32                 `protobuf:"varint,6,opt,name=gid,proto3" json:"gid,omitempty"`
-	AtimeNs       int64                  `protobuf:"varint,7,opt,name=atime_ns,json=atimeNs,proto3" json:"atime_ns,omitempty"`
-	MtimeNs       int64                  `protobuf:"varint,8,opt,name=mtime_ns,json=mtimeNs,proto3" json:"mtime_ns,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Gfid    []byte                 `protobuf:"bytes,2,opt,name=gfid,proto3" json:"gfid,omitempty"`
+	Size    int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	Mode    uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`
+	Uid     uint32                 `protobuf:"varint,5,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid     uint32                 `protobuf:"varint,6,opt,name=gid,proto3" json:"gid,omitempty"`
+	AtimeNs int64                  `protobuf:"varint,7,opt,name=atime_ns,json=atimeNs,proto3" json:"atime_ns,omitempty"`
+	MtimeNs int64                  `protobuf:"varint,8,opt,name=mtime_ns,json=mtimeNs,proto3" json:"mtime_ns,omitempty"`
+	// Ask for the whole file, not a delta (a retry after a hash mismatch).
+	NoDelta       bool `protobuf:"varint,9,opt,name=no_delta,json=noDelta,proto3" json:"no_delta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1383,6 +1385,13 @@ func (x *FileHeader) GetMtimeNs() int64 {
 		return x.MtimeNs
 	}
 	return 0
+}
+
+func (x *FileHeader) GetNoDelta() bool {
+	if x != nil {
+		return x.NoDelta
+	}
+	return false
 }
 
 // FileChunk carries literal bytes at offset of the new file. With
@@ -2128,7 +2137,7 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x03msg\")\n" +
 	"\bDataOpen\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\fR\tsessionId\"\xb2\x01\n" +
+	"session_id\x18\x01 \x01(\fR\tsessionId\"\xcd\x01\n" +
 	"\n" +
 	"FileHeader\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
@@ -2138,7 +2147,8 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x03uid\x18\x05 \x01(\rR\x03uid\x12\x10\n" +
 	"\x03gid\x18\x06 \x01(\rR\x03gid\x12\x19\n" +
 	"\batime_ns\x18\a \x01(\x03R\aatimeNs\x12\x19\n" +
-	"\bmtime_ns\x18\b \x01(\x03R\amtimeNs\"\xa7\x01\n" +
+	"\bmtime_ns\x18\b \x01(\x03R\amtimeNs\x12\x19\n" +
+	"\bno_delta\x18\t \x01(\bR\anoDelta\"\xa7\x01\n" +
 	"\tFileChunk\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +

@@ -1,0 +1,128 @@
+package syncer_test
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/testenv"
+	pb "github.com/georep/georep/proto/georep/v1"
+	"github.com/georep/georep/slave"
+	"github.com/georep/georep/syncer"
+)
+
+// source serves files from a directory by gfid, with scripted misbehaviour.
+type source struct {
+	dir     string
+	names   map[gfid.GFID]string
+	vanish  map[gfid.GFID]bool
+	shrink  map[gfid.GFID]bool // truncated to half between stat and read
+	openErr map[gfid.GFID]error
+}
+
+func (s *source) Open(g gfid.GFID) (*syncer.Opened, error) {
+	if s.vanish[g] {
+		return nil, fmt.Errorf("gone: %w", fs.ErrNotExist)
+	}
+	if err := s.openErr[g]; err != nil {
+		return nil, err
+	}
+	p := filepath.Join(s.dir, s.names[g])
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	o := &syncer.Opened{File: f}
+	if err := unix.Fstat(int(f.Fd()), &o.Stat); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if s.shrink[g] {
+		if err := os.Truncate(p, o.Stat.Size/2); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// TestShipVanishedAndChanged: a file gone before it could be read is
+// counted as vanished, not failed; one that shrank while read is aborted
+// (the slave keeps its old copy) and marked for another try; the others
+// arrive.
+func TestShipVanishedAndChanged(t *testing.T) {
+	sroot, mdir := t.TempDir(), t.TempDir()
+	sl := testenv.StartSlave(t, sroot)
+	conn, err := grpc.NewClient(sl.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := pb.NewSlaveServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sid := []byte("0123456789abcdef")
+	if _, err := client.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: sid}); err != nil {
+		t.Fatal(err)
+	}
+	src := &source{dir: mdir, names: map[gfid.GFID]string{}, vanish: map[gfid.GFID]bool{}, shrink: map[gfid.GFID]bool{}, openErr: map[gfid.GFID]error{}}
+	var files []*syncer.File
+	var ops []*pb.EntryOp
+	for i, kind := range []string{"ok", "vanish", "shrink", "denied", "ok2"} {
+		g, _ := gfid.New()
+		src.names[g] = kind
+		if err := os.WriteFile(filepath.Join(mdir, kind), make([]byte, 100<<10+i), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		switch kind {
+		case "vanish":
+			src.vanish[g] = true
+		case "shrink":
+			src.shrink[g] = true
+		case "denied":
+			src.openErr[g] = fmt.Errorf("reading %q: %w", kind, unix.EACCES)
+		}
+		ops = append(ops, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_CREATE, Gfid: g.Bytes(), Pargfid: gfid.Root.Bytes(), Name: []byte(kind), Mode: unix.S_IFREG | 0o644})
+		files = append(files, &syncer.File{GFID: g})
+	}
+	if _, err := client.EntryOps(ctx, &pb.EntryOpsRequest{SessionId: sid, Ops: ops}); err != nil {
+		t.Fatal(err)
+	}
+	s := &syncer.Sender{Client: client, Session: sid, Source: src}
+	if err := s.Ship(ctx, files); err != nil {
+		t.Fatalf("Ship: %v", err)
+	}
+	for _, f := range files {
+		kind := src.names[f.GFID]
+		switch kind {
+		case "ok", "ok2":
+			if !f.OK() || f.Status != pb.OpStatus_OP_STATUS_OK || f.Sent == 0 {
+				t.Errorf("%s: %+v", kind, f)
+			}
+		case "vanish":
+			if !f.Vanished || !f.OK() {
+				t.Errorf("vanished file: %+v, want Vanished and OK", f)
+			}
+		case "shrink":
+			if !f.Changed || f.OK() {
+				t.Errorf("shrunk file: %+v, want Changed and not OK", f)
+			}
+			if b, _ := os.ReadFile(filepath.Join(sroot, "shrink")); len(b) != 0 {
+				t.Errorf("the slave installed %d bytes of a file that changed while read", len(b))
+			}
+		case "denied":
+			if f.OK() || f.Err == nil {
+				t.Errorf("unreadable file: %+v, want a failure", f)
+			}
+		}
+	}
+}
