@@ -381,7 +381,7 @@ func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
 			return nil, err
 		}
 		sum.Crawl = crawl
-		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: syn, dir: dirFDs{t: m.tree}}
+		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: syn, dir: dirFDs{t: m.tree}, trustRecords: true}
 		err = p.run(ctx, journal)
 		sum.Batch.Add(p.stats)
 		if err == nil {

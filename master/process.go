@@ -84,12 +84,23 @@ type processor struct {
 	stats    BatchStats
 	failures []string
 
+	// trustRecords: the journal was just written by a crawl, so its
+	// records' mode and owner are the tree's (a changelog's are replayed
+	// from the tree as it is now).
+	trustRecords bool
+
 	// What the journal asks for beyond entry ops, in first-seen order.
-	data    []gfid.GFID
-	dataSet map[gfid.GFID]bool
-	meta    []gfid.GFID
-	metaSet map[gfid.GFID]bool
-	purges  []gfid.GFID
+	dataSet     map[gfid.GFID]bool
+	pendingData []gfid.GFID // D records whose entry ops are not yet applied
+	meta        []gfid.GFID
+	metaSet     map[gfid.GFID]bool
+	metaDone    map[gfid.GFID]bool // metadata applied with the data
+	purges      []gfid.GFID
+
+	// Data in flight: posted to the syncer as soon as the entry ops before
+	// them were applied, so that data flows while later entry ops go.
+	files []*syncer.File
+	boxes map[*syncer.PostBox[*syncer.File]]bool
 
 	ops []*pb.EntryOp
 	dir dirFDs
@@ -139,14 +150,18 @@ func (p *processor) fail(format string, a ...any) {
 func (p *processor) run(ctx context.Context, path string) error {
 	p.dataSet = map[gfid.GFID]bool{}
 	p.metaSet = map[gfid.GFID]bool{}
+	p.metaDone = map[gfid.GFID]bool{}
+	p.boxes = map[*syncer.PostBox[*syncer.File]]bool{}
 	defer p.dir.close()
+	// Whatever happens, never leave with data of this batch in flight.
+	defer p.drain()
 	// 1. Entry ops, in journal order, many per call.
 	_, err := changelog.ReadFile(path, func(r changelog.Record) error {
 		switch r.Kind {
 		case changelog.KindData:
 			if !p.dataSet[r.GFID] {
 				p.dataSet[r.GFID] = true
-				p.data = append(p.data, r.GFID)
+				p.pendingData = append(p.pendingData, r.GFID)
 			}
 			return nil
 		case changelog.KindMeta:
@@ -188,7 +203,10 @@ func (p *processor) run(ctx context.Context, path string) error {
 		// batch is retried as a whole.
 		return &OpError{Failures: p.failures}
 	}
-	// 2. Data, through the syncer's PostBoxes.
+	// 2. Data, through the syncer's PostBoxes: most of it is on its way
+	// already; wait for it, and send again what needs another try.
+	p.post(p.pendingData, false)
+	p.pendingData = nil
 	if err := p.syncData(ctx); err != nil {
 		return err
 	}
@@ -214,6 +232,26 @@ func (p *processor) entry(r *changelog.Record) error {
 			}
 			p.ops = append(p.ops, op)
 			return nil
+		}
+		if p.trustRecords {
+			switch r.Op {
+			case changelog.OpCreate, changelog.OpMkdir:
+				op.Mode, op.Uid, op.Gid = r.Mode, r.UID, r.GID
+				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_CREATE
+				// xsync follows every regular file's CREATE with its D
+				// record: the data stream creates the file, whole.
+				op.DataFollows = true
+				if r.Op == changelog.OpMkdir {
+					op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKDIR
+					op.DataFollows = false
+				}
+				p.ops = append(p.ops, op)
+				return nil
+			case changelog.OpLink:
+				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_LINK
+				p.ops = append(p.ops, op)
+				return nil
+			}
 		}
 		dirfd, err := p.dir.get(tx, r.Parent)
 		if r.Op == changelog.OpRename {
@@ -289,10 +327,15 @@ func (p *processor) flushEntries(ctx context.Context) error {
 	}
 	ops := p.ops
 	p.ops = nil
+	// Every D record read so far follows its E record, which is in this
+	// call or an earlier one: once this call is applied, their data can go.
+	ready := p.pendingData
+	p.pendingData = nil
 	resp, err := p.client.EntryOps(ctx, &pb.EntryOpsRequest{SessionId: p.session, Ops: ops})
 	if err != nil {
 		return fmt.Errorf("master: entry ops: %w", err)
 	}
+	defer p.post(ready, false)
 	if len(resp.GetResults()) != len(ops) {
 		return fmt.Errorf("master: slave answered %d results for %d entry ops", len(resp.GetResults()), len(ops))
 	}
@@ -371,52 +414,67 @@ func (p *processor) purge(ctx context.Context) error {
 // read is sent again within one batch.
 const maxDataRounds = 3
 
-// syncData posts every data gfid to the syncer and waits for the boxes.
-// A file that changed while read goes again (up to maxDataRounds); one the
-// slave built with the wrong hash goes again once, whole, then counts as a
-// failure (seed 001's HASH_MISMATCH class).
+// post hands files to the syncer.
+func (p *processor) post(gs []gfid.GFID, noDelta bool) {
+	for _, g := range gs {
+		f := &syncer.File{GFID: g, NoDelta: noDelta}
+		p.files = append(p.files, f)
+		p.boxes[p.sync.Add(f)] = true
+	}
+}
+
+// drain waits for every box in flight (their outcome no longer matters).
+func (p *processor) drain() {
+	for b := range p.boxes {
+		<-b.Done()
+	}
+	p.boxes = map[*syncer.PostBox[*syncer.File]]bool{}
+	p.files = nil
+}
+
+// syncData waits for the files in flight and sends again those that need
+// it: a file that changed while read goes again (up to maxDataRounds); one
+// the slave built with the wrong hash goes again once, whole, then counts
+// as a failure (seed 001's HASH_MISMATCH class).
 func (p *processor) syncData(ctx context.Context) error {
-	type job struct {
-		g       gfid.GFID
-		noDelta bool
-	}
-	todo := make([]job, len(p.data))
-	for i, g := range p.data {
-		todo[i] = job{g: g}
-	}
-	for round := 1; len(todo) > 0; round++ {
-		files := make([]*syncer.File, len(todo))
-		boxes := map[*syncer.PostBox[*syncer.File]]bool{}
-		for i, j := range todo {
-			files[i] = &syncer.File{GFID: j.g, NoDelta: j.noDelta}
-			boxes[p.sync.Add(files[i])] = true
-		}
-		for b := range boxes {
+	rounds := map[gfid.GFID]int{}
+	for len(p.files) > 0 {
+		for b := range p.boxes {
 			if err := b.Wait(ctx); err != nil {
 				return fmt.Errorf("master: data: %w", err)
 			}
 		}
-		todo = todo[:0:0]
+		files := p.files
+		p.files, p.boxes = nil, map[*syncer.PostBox[*syncer.File]]bool{}
+		var again, whole []gfid.GFID
 		for _, f := range files {
 			p.stats.BytesSent += f.Sent
 			p.stats.BytesMatched += f.Matched
 			if f.Delta {
 				p.stats.Deltas++
 			}
+			if f.MetaDone {
+				p.metaDone[f.GFID] = true
+			}
+			rounds[f.GFID]++
 			switch {
 			case f.Vanished:
 				p.stats.Vanished++
 			case f.Code == pb.ErrorCode_ERROR_CODE_HASH_MISMATCH && !f.NoDelta:
 				p.m.log.Warn("file built on the slave does not match the master's hash; sending it again whole", "gfid", f.GFID, "error", f.Err)
 				p.stats.HashRetries++
-				todo = append(todo, job{g: f.GFID, noDelta: true})
+				whole = append(whole, f.GFID)
 			case f.Code == pb.ErrorCode_ERROR_CODE_HASH_MISMATCH:
 				p.m.log.Error("file built on the slave does not match the master's hash, even sent whole", "gfid", f.GFID, "error", f.Err)
 				p.fail("data of %s: %v (HASH_MISMATCH)", f.GFID, f.Err)
-			case f.Changed && round < maxDataRounds:
-				todo = append(todo, job{g: f.GFID, noDelta: f.NoDelta})
+			case f.Changed && rounds[f.GFID] < maxDataRounds:
+				if f.NoDelta {
+					whole = append(whole, f.GFID)
+				} else {
+					again = append(again, f.GFID)
+				}
 			case f.Changed:
-				p.fail("data of %s: kept changing while being read (%d tries)", f.GFID, round)
+				p.fail("data of %s: kept changing while being read (%d tries)", f.GFID, rounds[f.GFID])
 			case f.Status == pb.OpStatus_OP_STATUS_NOOP:
 				p.stats.FilesUnchanged++
 			case f.OK():
@@ -428,6 +486,8 @@ func (p *processor) syncData(ctx context.Context) error {
 				p.fail("data of %s: %v (%s)", f.GFID, f.Err, strings.TrimPrefix(f.Code.String(), "ERROR_CODE_"))
 			}
 		}
+		p.post(again, false)
+		p.post(whole, true)
 	}
 	return nil
 }
@@ -454,6 +514,9 @@ func (p *processor) syncMeta(ctx context.Context) error {
 		return nil
 	}
 	for _, g := range p.meta {
+		if p.metaDone[g] {
+			continue // applied with the file's data
+		}
 		op, err := p.metaOp(g)
 		if errors.Is(err, errGone) {
 			p.stats.Skipped++

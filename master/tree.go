@@ -103,58 +103,95 @@ func (t *tree) find(tx *gfidx.Tx, g gfid.GFID) (entry, error) {
 	return entry{}, errGone
 }
 
-// Open implements syncer.Source. A file the master may not read is an
-// error, not a vanished file, except when it is empty: there is nothing to
-// read, and its stat is all the slave needs.
+// Open implements syncer.Source: the file is opened by its path in one
+// openat2 (confined like every master access) and checked to carry gfid g;
+// its replicated xattrs are read from the open file. A file the master may
+// not read is an error, not a vanished file, except when it is empty:
+// there is nothing to read, and its stat is all the slave needs.
 func (t *tree) Open(g gfid.GFID) (*syncer.Opened, error) {
-	var out *syncer.Opened
-	var denied error
+	var links []gfidx.Link
+	paths := map[gfidx.Link]string{}
 	err := t.idx.View(func(tx *gfidx.Tx) error {
-		for _, l := range tx.Links(g) {
-			dirfd, err := t.openDir(tx, l.Parent)
+		links = tx.Links(g)
+		for _, l := range links {
+			dir, err := tx.Path(l.Parent)
 			if err != nil {
 				continue
 			}
-			fd, err := unix.Openat(dirfd, l.Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOATIME, 0)
-			if errors.Is(err, unix.EPERM) {
-				// O_NOATIME needs ownership of the file.
-				fd, err = unix.Openat(dirfd, l.Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if dir == "." {
+				paths[l] = l.Name
+			} else {
+				paths[l] = dir + "/" + l.Name
 			}
-			if errors.Is(err, unix.EACCES) {
-				st, lerr := t.lookup(dirfd, l.Parent, l.Name, g)
-				unix.Close(dirfd)
-				if lerr == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0 {
-					out = &syncer.Opened{Stat: st}
-					return nil
-				}
-				denied = fmt.Errorf("master: reading %q: %w", l.Name, err)
-				continue
-			}
-			unix.Close(dirfd)
-			if err != nil {
-				continue
-			}
-			got, err := t.ns.FGet(fd)
-			var st unix.Stat_t
-			if unix.Fstat(fd, &st) != nil {
-				unix.Close(fd)
-				continue
-			}
-			if errors.Is(err, gfid.ErrNoGFID) {
-				got, err = gfid.Derived(l.Parent, l.Name, st.Mode), nil
-			}
-			if err == nil && got == g && st.Mode&unix.S_IFMT == unix.S_IFREG {
-				out = &syncer.Opened{File: os.NewFile(uintptr(fd), l.Name), Stat: st}
-				return nil
-			}
-			unix.Close(fd)
 		}
-		if denied != nil {
-			return denied
-		}
-		return errGone
+		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	var denied error
+	for _, l := range links {
+		p, ok := paths[l]
+		if !ok {
+			continue
+		}
+		fd, err := t.root.Open(p, unix.O_RDONLY|unix.O_NOATIME)
+		if errors.Is(err, unix.EPERM) {
+			// O_NOATIME needs ownership of the file.
+			fd, err = t.root.Open(p, unix.O_RDONLY)
+		}
+		if errors.Is(err, unix.EACCES) {
+			if o, ok := t.unreadableEmpty(l, g); ok {
+				return o, nil
+			}
+			denied = fmt.Errorf("master: reading %q: %w", p, err)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			unix.Close(fd)
+			continue
+		}
+		got, err := t.ns.FGet(fd)
+		if errors.Is(err, gfid.ErrNoGFID) {
+			got, err = gfid.Derived(l.Parent, l.Name, st.Mode), nil
+		}
+		if err != nil || got != g {
+			unix.Close(fd)
+			continue
+		}
+		o := &syncer.Opened{File: os.NewFile(uintptr(fd), l.Name), Stat: st}
+		if xs, err := readXattrs(beneath.FDPath(fd), true, t.ns.Prefix() == "trusted.georep."); err == nil {
+			o.Xattrs, o.XattrsKnown = xs, true
+		}
+		return o, nil
+	}
+	if denied != nil {
+		return nil, denied
+	}
+	return nil, errGone
+}
+
+// unreadableEmpty stats an entry the master may not open: when it is an
+// empty regular file of gfid g, its stat is all there is to send.
+func (t *tree) unreadableEmpty(l gfidx.Link, g gfid.GFID) (*syncer.Opened, bool) {
+	var out *syncer.Opened
+	t.idx.View(func(tx *gfidx.Tx) error {
+		dirfd, err := t.openDir(tx, l.Parent)
+		if err != nil {
+			return nil
+		}
+		defer unix.Close(dirfd)
+		st, err := t.lookup(dirfd, l.Parent, l.Name, g)
+		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0 {
+			out = &syncer.Opened{Stat: st}
+		}
+		return nil
+	})
+	return out, out != nil
 }
 
 // getGFID reads the gfid of name in dirfd (directory parent; st is its

@@ -76,6 +76,7 @@ type entryReq struct {
 	rdev            uint64
 	target          string
 	keep            map[string]struct{}
+	dataFollows     bool
 }
 
 func parseGFID(b []byte, what string) (gfid.GFID, error) {
@@ -105,7 +106,8 @@ const maxTarget = 4095
 
 // validateEntry checks an EntryOp completely before anything is touched.
 func validateEntry(op *pb.EntryOp) (*entryReq, error) {
-	r := &entryReq{typ: op.GetType(), mode: op.GetMode(), uid: op.GetUid(), gid: op.GetGid(), rdev: op.GetRdev()}
+	r := &entryReq{typ: op.GetType(), mode: op.GetMode(), uid: op.GetUid(), gid: op.GetGid(), rdev: op.GetRdev(),
+		dataFollows: op.GetDataFollows() && op.GetType() == pb.EntryOpType_ENTRY_OP_TYPE_CREATE}
 	var err error
 	if r.g, err = parseGFID(op.GetGfid(), "gfid"); err != nil {
 		return nil, err
@@ -335,6 +337,14 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 		return res
 	}
 create:
+	if r.dataFollows {
+		// The name is free; the data stream will create the file there,
+		// whole (see pending).
+		if err := c.tx.AddLink(r.g, link); err != nil {
+			return failed(err)
+		}
+		return res
+	}
 	perm := r.mode & 0o7777
 	if !s.privileged {
 		// An unprivileged slave needs to write into what it creates; the
@@ -496,7 +506,7 @@ func (s *Slave) link(c *dirCache, r *entryReq) outcome {
 	if err != nil {
 		return failed(err)
 	}
-	h, st, err := c.find(r.g)
+	h, st, err := c.findOrMaterialize(r.g)
 	if err != nil {
 		return failed(err)
 	}
@@ -573,7 +583,7 @@ func (s *Slave) rename(c *dirCache, r *entryReq) outcome {
 		return res
 	}
 	if !srcKnown {
-		if src, sst, err = c.find(r.g); err != nil {
+		if src, sst, err = c.findOrMaterialize(r.g); err != nil {
 			return failed(err)
 		}
 	}
@@ -645,6 +655,9 @@ func (s *Slave) purge(c *dirCache, r *entryReq) outcome {
 		}
 		if r.g == gfid.Root && n == ReservedName {
 			continue
+		}
+		if IsTempName(n) {
+			continue // a transfer in flight (crash leftovers go with a rebuild)
 		}
 		if err := c.removeTree(fd, r.g, n); err != nil {
 			return failed(err)

@@ -62,19 +62,27 @@ func validateMeta(op *pb.MetaOp, privileged bool) (*metaReq, error) {
 		return nil, invalidf("mode %o lacks the file type", r.mode)
 	}
 	if r.syncXattrs {
-		r.xattrs = make(map[string][]byte, len(op.GetXattrs()))
-		for _, x := range op.GetXattrs() {
-			name := string(x.GetName())
-			if !Replicated(name, privileged) || len(name) > maxXattrName || strings.IndexByte(name, 0) >= 0 {
-				return nil, invalidf("xattr name %q is not replicated", name)
-			}
-			if len(x.GetValue()) > maxXattrValue {
-				return nil, invalidf("xattr %q value of %d bytes", name, len(x.GetValue()))
-			}
-			r.xattrs[name] = x.GetValue()
+		if r.xattrs, err = validateXattrs(op.GetXattrs(), privileged); err != nil {
+			return nil, err
 		}
 	}
 	return r, nil
+}
+
+// validateXattrs checks a replicated xattr set and returns it as a map.
+func validateXattrs(xs []*pb.Xattr, privileged bool) (map[string][]byte, error) {
+	out := make(map[string][]byte, len(xs))
+	for _, x := range xs {
+		name := string(x.GetName())
+		if !Replicated(name, privileged) || len(name) > maxXattrName || strings.IndexByte(name, 0) >= 0 {
+			return nil, invalidf("xattr name %q is not replicated", name)
+		}
+		if len(x.GetValue()) > maxXattrValue {
+			return nil, invalidf("xattr %q value of %d bytes", name, len(x.GetValue()))
+		}
+		out[name] = x.GetValue()
+	}
+	return out, nil
 }
 
 // listXattrs returns the replicated xattrs at path (l* calls: not followed).
@@ -168,6 +176,11 @@ func (s *Slave) applyMeta(c *dirCache, r *metaReq) outcome {
 	if err != nil {
 		return failed(err)
 	}
+	return s.applyMetaAt(h, st, r)
+}
+
+// applyMetaAt is applyMeta on an entry already found (st is its lstat).
+func (s *Slave) applyMetaAt(h handle, st unix.Stat_t, r *metaReq) outcome {
 	if st.Mode&unix.S_IFMT != r.mode&unix.S_IFMT {
 		return failed(invalidf("%s: type %o on the slave, %o on the master", r.g, st.Mode&unix.S_IFMT, r.mode&unix.S_IFMT))
 	}

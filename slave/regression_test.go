@@ -1,19 +1,18 @@
 package slave_test
 
-// Reproducers of bugs found in the slave that are not fixed yet. Each test
-// asserts the correct behaviour, so it fails while the bug is there; they
-// are skipped unless GEOREP_KNOWN_BUGS=1, so that the suite stays green
-// until the fixes land (then drop the skip).
+// Regression tests: each pins a bug found (and fixed) in the slave.
 
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/gfidx"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/slave"
 )
@@ -237,5 +236,53 @@ func TestRegressionDataStreamSurvivesEndSession(t *testing.T) {
 	d.end(1, false)
 	if m, err := d.st.Recv(); err == nil && m.GetResult().GetResult().GetStatus() == stOK {
 		t.Errorf("the ended session's stream still wrote f: %q", readFile(t, f.path("f")))
+	}
+}
+
+// TestStagingLeftoversSweptAfterUncleanStop: staging files a crash left in
+// the tree are removed by the index rebuild of the next start, and a
+// PURGE never removes a staging file (a transfer may be in flight).
+func TestStagingLeftoversSweptAfterUncleanStop(t *testing.T) {
+	root, state := t.TempDir(), t.TempDir()
+	s, err := slave.New(slave.Config{Root: root, StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGFID(t)
+	left := filepath.Join(root, ".georep-tmp."+g.String()+".0123456789abcdef")
+	if err := os.WriteFile(left, []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !slave.IsTempName(filepath.Base(left)) || slave.IsTempName(".georep-tmp.x") {
+		t.Fatal("IsTempName")
+	}
+	sid := newSessionID(t)
+	if _, err := s.Handshake(context.Background(), &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: sid}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.EntryOps(context.Background(), &pb.EntryOpsRequest{SessionId: sid, Ops: []*pb.EntryOp{{Type: pb.EntryOpType_ENTRY_OP_TYPE_PURGE, Gfid: gfid.Root.Bytes()}}})
+	if err != nil || resp.GetResults()[0].GetStatus() == stFailed {
+		t.Fatalf("PURGE: %v %v", resp, err)
+	}
+	if _, err := os.Stat(left); err != nil {
+		t.Fatalf("PURGE removed a staging file: %v", err)
+	}
+	s.Close()
+	// As after a crash: the index is not known to be in step.
+	ix, err := gfidx.Open(filepath.Join(state, "gfid.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.SetClean(false); err != nil {
+		t.Fatal(err)
+	}
+	ix.Close()
+	s2, err := slave.New(slave.Config{Root: root, StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if _, err := os.Stat(left); !os.IsNotExist(err) {
+		t.Errorf("the staging file a crash left is still there after the restart: %v", err)
 	}
 }

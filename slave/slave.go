@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -64,6 +65,10 @@ type Slave struct {
 	// writers) against data streams and metadata ops (readers), so that a
 	// data stream never sees a half-applied entry batch.
 	nsLock sync.RWMutex
+
+	// gen counts namespace changes (EntryOps, SetMark); data streams drop
+	// their cached directory descriptors when it moves.
+	gen atomic.Uint64
 
 	mu       sync.Mutex // guards the fields below
 	session  []byte
@@ -142,7 +147,7 @@ func New(cfg Config) (*Slave, error) {
 	}
 	if !idx.Clean() {
 		t0 := time.Now()
-		n, missing, err := idx.Rebuild(cfg.Root, ns, nil)
+		n, missing, err := idx.Rebuild(cfg.Root, ns, nil, IsTempName)
 		if err != nil {
 			return nil, fmt.Errorf("slave: %w", err)
 		}
@@ -338,6 +343,7 @@ func (s *Slave) EntryOps(ctx context.Context, req *pb.EntryOpsRequest) (*pb.Entr
 	resp := &pb.EntryOpsResponse{Results: make([]*pb.OpResult, len(req.GetOps()))}
 	s.nsLock.Lock()
 	defer s.nsLock.Unlock()
+	s.gen.Add(1)
 	if err := s.markDirty(); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
@@ -431,6 +437,7 @@ func (s *Slave) SetMark(ctx context.Context, req *pb.SetMarkRequest) (*pb.SetMar
 	}
 	s.nsLock.Lock()
 	defer s.nsLock.Unlock()
+	s.gen.Add(1)
 	err := s.tree.idx.Update(func(tx *gfidx.Tx) error {
 		c := s.tree.newDirCache(tx)
 		defer c.close()

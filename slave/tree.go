@@ -175,6 +175,47 @@ func (c *dirCache) find(g gfid.GFID) (handle, unix.Stat_t, error) {
 	return handle{}, unix.Stat_t{}, fmt.Errorf("%s: %w", g, errUnknown)
 }
 
+// pending finds a regular file announced by a CREATE with data to follow
+// and not created yet: an index link of g whose name is absent. The caller
+// closes nothing: dirfd belongs to the cache.
+func (c *dirCache) pending(g gfid.GFID) (handle, bool) {
+	for _, l := range c.tx.Links(g) {
+		dirfd, err := c.dir(l.Parent)
+		if err != nil {
+			continue
+		}
+		if _, err := beneath.Lstat(dirfd, l.Name); errors.Is(err, unix.ENOENT) {
+			return handle{dirfd: dirfd, name: l.Name, parent: l.Parent}, true
+		}
+	}
+	return handle{}, false
+}
+
+// findOrMaterialize is find, except that a file announced but not yet
+// created (pending) is created empty, with its gfid, so that a LINK or
+// RENAME can act on it; its data then patches it like any file.
+func (c *dirCache) findOrMaterialize(g gfid.GFID) (handle, unix.Stat_t, error) {
+	h, st, err := c.find(g)
+	if err == nil || !errors.Is(err, errUnknown) {
+		return h, st, err
+	}
+	p, ok := c.pending(g)
+	if !ok {
+		return h, st, err
+	}
+	fd, cerr := unix.Openat(p.dirfd, p.name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if cerr != nil {
+		return h, st, fmt.Errorf("creating announced file %s: %w", g, cerr)
+	}
+	serr := c.t.ns.FSet(fd, g)
+	unix.Close(fd)
+	if serr != nil && !(gfid.CannotCarry(serr) && g == gfid.Derived(p.parent, p.name, unix.S_IFREG)) {
+		unix.Unlinkat(p.dirfd, p.name, 0)
+		return h, st, fmt.Errorf("creating announced file %s: %w", g, serr)
+	}
+	return c.find(g)
+}
+
 func isDir(st *unix.Stat_t) bool { return st.Mode&unix.S_IFMT == unix.S_IFDIR }
 
 // moveAside parks the entry name of dirfd (gfid g, Zero if none) in limbo,

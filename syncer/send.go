@@ -34,6 +34,9 @@ type File struct {
 	// NoDelta asks for the whole file (set for the retry after a hash
 	// mismatch).
 	NoDelta bool
+	// MetaDone says the slave applied all of the file's metadata with it
+	// (mode, owner, times, xattrs): no separate metadata op is needed.
+	MetaDone bool
 }
 
 // OK reports whether the file needs nothing more.
@@ -54,6 +57,10 @@ type Opened struct {
 	// not open (there is nothing to read).
 	File *os.File
 	Stat unix.Stat_t
+	// Xattrs are the file's replicated xattrs when XattrsKnown: the header
+	// then carries all of the file's metadata.
+	Xattrs      []*pb.Xattr
+	XattrsKnown bool
 }
 
 // Source opens master files by gfid.
@@ -86,9 +93,11 @@ type Sender struct {
 }
 
 type openFile struct {
-	f    *os.File // nil for an unreadable empty file
-	st   unix.Stat_t
-	file *File
+	f      *os.File // nil for an unreadable empty file
+	st     unix.Stat_t
+	file   *File
+	xattrs []*pb.Xattr
+	known  bool
 }
 
 func (o *openFile) close() {
@@ -109,6 +118,7 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	buf := make([]byte, chunk) // the read buffer of every whole file of this box
 	stream, err := s.Client.SyncData(ctx)
 	if err != nil {
 		return fmt.Errorf("syncer: opening data stream: %w", err)
@@ -155,6 +165,7 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 
 	pending := map[uint64]*openFile{} // announced, awaiting FileWant
 	local := map[int]bool{}           // failed on the master: never announced
+	sentMeta := map[int]bool{}        // announced with all their metadata
 	defer func() {
 		for _, o := range pending {
 			o.close()
@@ -183,7 +194,7 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 			}
 			o.file.Delta = true
 		}
-		return s.sendData(ctx, stream, w.GetId(), o, sig, chunk)
+		return s.sendData(ctx, stream, w.GetId(), o, sig, buf)
 	}
 	next := func() (bool, error) {
 		w, ok := <-wants
@@ -232,6 +243,10 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 			Id: id, Gfid: f.GFID.Bytes(), Size: o.st.Size, Mode: o.st.Mode,
 			Uid: o.st.Uid, Gid: o.st.Gid,
 			AtimeNs: o.st.Atim.Nano(), MtimeNs: o.st.Mtim.Nano(), NoDelta: f.NoDelta,
+			SyncXattrs: o.known, Xattrs: o.xattrs,
+		}
+		if o.known {
+			sentMeta[i] = true
 		}
 		pending[id] = o
 		if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: hdr}}); err != nil {
@@ -270,6 +285,10 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 		if msg := r.GetResult().GetError(); msg != "" {
 			f.Err = errors.New(msg)
 		}
+		switch f.Status {
+		case pb.OpStatus_OP_STATUS_OK, pb.OpStatus_OP_STATUS_NOOP, pb.OpStatus_OP_STATUS_PARTIAL:
+			f.MetaDone = sentMeta[i] && !f.Changed
+		}
 	}
 	return nil
 }
@@ -298,7 +317,7 @@ func (s *Sender) open(f *File) (*openFile, error) {
 	if op.File == nil && op.Stat.Size != 0 {
 		return nil, fmt.Errorf("syncer: source gave no file for %s of %d bytes", f.GFID, op.Stat.Size)
 	}
-	return &openFile{f: op.File, st: op.Stat, file: f}, nil
+	return &openFile{f: op.File, st: op.Stat, file: f, xattrs: op.Xattrs, known: op.XattrsKnown}, nil
 }
 
 // sendData streams a file's bytes — a delta against sig when the slave has
@@ -306,7 +325,8 @@ func (s *Sender) open(f *File) (*openFile, error) {
 // end marker with the SHA-256 of what was sent. A file that shrank, grew or
 // was modified while read is aborted and marked Changed: the slave keeps
 // its old copy, and the caller ships the file again.
-func (s *Sender) sendData(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, o *openFile, sig *delta.Signature, chunk int) error {
+func (s *Sender) sendData(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, o *openFile, sig *delta.Signature, buf []byte) error {
+	chunk := len(buf)
 	var sum [32]byte
 	aborted := false
 	var err error
@@ -336,7 +356,7 @@ func (s *Sender) sendData(ctx context.Context, stream pb.SlaveService_SyncDataCl
 			aborted = true
 		}
 	default:
-		sum, aborted, err = s.sendWhole(ctx, stream, id, o, chunk)
+		sum, aborted, err = s.sendWhole(ctx, stream, id, o, buf)
 	}
 	if err != nil {
 		return err
@@ -366,9 +386,9 @@ func isStreamErr(err error) bool {
 
 // sendWhole streams the whole file: data regions read and sent, holes
 // (found with SEEK_DATA/SEEK_HOLE) sent as zero runs without reading them.
-func (s *Sender) sendWhole(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, o *openFile, chunk int) (sum [32]byte, aborted bool, err error) {
+func (s *Sender) sendWhole(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, o *openFile, buf []byte) (sum [32]byte, aborted bool, err error) {
 	h := sha256.New()
-	buf := make([]byte, chunk)
+	chunk := len(buf)
 	fd := int(o.f.Fd())
 	size := o.st.Size
 	var off int64

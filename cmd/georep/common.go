@@ -9,19 +9,39 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 
 	"github.com/hashicorp/go-hclog"
 )
 
-// logOptions are the logging flags every long-running command takes.
+// logOptions are the logging (and profiling) flags every long-running
+// command takes.
 type logOptions struct {
-	level string
-	json  bool
+	level      string
+	json       bool
+	cpuprofile string
 }
 
 func (o *logOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.level, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.BoolVar(&o.json, "log-json", false, "log JSON lines")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile (pprof) to this file")
+}
+
+// profile starts the CPU profile when asked; the returned stop writes it.
+func (o *logOptions) profile() (stop func(), err error) {
+	if o.cpuprofile == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(o.cpuprofile)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func (o *logOptions) logger(name string, w io.Writer) (hclog.Logger, error) {

@@ -64,6 +64,11 @@ func runMasterOnce(ctx context.Context, o masterOptions, stdout, stderr io.Write
 	if err != nil {
 		return nil, err
 	}
+	stopProfile, err := o.log.profile()
+	if err != nil {
+		return nil, err
+	}
+	defer stopProfile()
 	if o.stateDir == "" {
 		o.stateDir = defaultStateDir("master", o.root, ":"+o.slave)
 	}

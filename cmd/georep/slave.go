@@ -46,6 +46,11 @@ func runSlave(ctx context.Context, o slaveOptions, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stopProfile, err := o.log.profile()
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	if o.stateDir == "" {
 		o.stateDir = defaultStateDir("slave", o.root)
 	}

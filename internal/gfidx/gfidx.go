@@ -240,7 +240,9 @@ func (t *Tx) Path(g gfid.GFID) (string, error) {
 // Rebuild empties the index and refills it from the gfid xattrs found under
 // root, skipping the names in skipTop at the top level. It never follows
 // symlinks. Entries without a gfid are left out (and reported in the count).
-func (ix *Index) Rebuild(root string, ns gfid.Namespace, skipTop []string) (indexed, missing int, err error) {
+// Regular files for which sweep (when set) returns true are removed: the
+// owner's leftovers of an interrupted write.
+func (ix *Index) Rebuild(root string, ns gfid.Namespace, skipTop []string, sweep func(name string) bool) (indexed, missing int, err error) {
 	if err := ix.Reset(); err != nil {
 		return 0, 0, err
 	}
@@ -287,6 +289,12 @@ func (ix *Index) Rebuild(root string, ns gfid.Namespace, skipTop []string) (inde
 					return nil
 				}
 			}
+		}
+		if sweep != nil && d.Type().IsRegular() && sweep(name) {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			return nil
 		}
 		parent, ok := dirGFID[dir]
 		if !ok {

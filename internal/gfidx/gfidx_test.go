@@ -408,7 +408,7 @@ func TestRebuild(t *testing.T) {
 	stale := newGFID(t)
 	update(t, ix, func(tx *Tx) error { return tx.AddLink(stale, Link{gfid.Root, "stale"}) })
 
-	indexed, missing, err := ix.Rebuild(root, ns, []string{".state", "absent"})
+	indexed, missing, err := ix.Rebuild(root, ns, []string{".state", "absent"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,7 +435,7 @@ func TestRebuild(t *testing.T) {
 		}
 	}
 	// Rebuild again: same result, no duplicates.
-	indexed2, missing2, err := ix.Rebuild(root, ns, []string{".state"})
+	indexed2, missing2, err := ix.Rebuild(root, ns, []string{".state"}, nil)
 	if err != nil || indexed2 != indexed || missing2 != missing {
 		t.Fatalf("second Rebuild = %d, %d, %v", indexed2, missing2, err)
 	}
@@ -443,7 +443,36 @@ func TestRebuild(t *testing.T) {
 		t.Errorf("after a second Rebuild, links of a/b = %v", got)
 	}
 	// A missing root is an error.
-	if _, _, err := ix.Rebuild(filepath.Join(root, "nope"), ns, nil); err == nil {
+	if _, _, err := ix.Rebuild(filepath.Join(root, "nope"), ns, nil, nil); err == nil {
 		t.Fatal("Rebuild of a missing root succeeded")
+	}
+}
+
+// TestRebuildSweeps: files the owner calls leftovers are removed during a
+// rebuild, wherever they are, and are not indexed.
+func TestRebuildSweeps(t *testing.T) {
+	ix, _ := openIndex(t)
+	root := t.TempDir()
+	ns := gfid.NewNamespace(false)
+	if err := os.MkdirAll(filepath.Join(root, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dg := newGFID(t)
+	if err := ns.Set(filepath.Join(root, "d"), dg); err != nil {
+		t.Skipf("user xattrs: %v", err)
+	}
+	for _, n := range []string{"d/keep", "d/junk.leftover", "junk2.leftover"} {
+		if err := os.WriteFile(filepath.Join(root, n), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, err := ix.Rebuild(root, ns, nil, func(name string) bool { return strings.HasSuffix(name, ".leftover") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, want := range map[string]bool{"d/keep": true, "d/junk.leftover": false, "junk2.leftover": false} {
+		if _, err := os.Lstat(filepath.Join(root, n)); (err == nil) != want {
+			t.Errorf("%s exists = %v after the rebuild, want %v", n, err == nil, want)
+		}
 	}
 }

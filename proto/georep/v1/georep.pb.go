@@ -582,7 +582,13 @@ type EntryOp struct {
 	// SYMLINK target.
 	Target []byte `protobuf:"bytes,11,opt,name=target,proto3" json:"target,omitempty"`
 	// PURGE: the names the master's directory holds.
-	KeepNames     [][]byte `protobuf:"bytes,12,rep,name=keep_names,json=keepNames,proto3" json:"keep_names,omitempty"`
+	KeepNames [][]byte `protobuf:"bytes,12,rep,name=keep_names,json=keepNames,proto3" json:"keep_names,omitempty"`
+	// CREATE of a regular file whose data follows through SyncData: the
+	// slave clears the name and records it, and the data stream creates the
+	// file there, whole, when its data has arrived (no empty placeholder to
+	// create and then replace). A LINK or RENAME of the gfid before then
+	// creates it empty first.
+	DataFollows   bool `protobuf:"varint,13,opt,name=data_follows,json=dataFollows,proto3" json:"data_follows,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -699,6 +705,13 @@ func (x *EntryOp) GetKeepNames() [][]byte {
 		return x.KeepNames
 	}
 	return nil
+}
+
+func (x *EntryOp) GetDataFollows() bool {
+	if x != nil {
+		return x.DataFollows
+	}
+	return false
 }
 
 type EntryOpsRequest struct {
@@ -1296,7 +1309,12 @@ type FileHeader struct {
 	AtimeNs int64                  `protobuf:"varint,7,opt,name=atime_ns,json=atimeNs,proto3" json:"atime_ns,omitempty"`
 	MtimeNs int64                  `protobuf:"varint,8,opt,name=mtime_ns,json=mtimeNs,proto3" json:"mtime_ns,omitempty"`
 	// Ask for the whole file, not a delta (a retry after a hash mismatch).
-	NoDelta       bool `protobuf:"varint,9,opt,name=no_delta,json=noDelta,proto3" json:"no_delta,omitempty"`
+	NoDelta bool `protobuf:"varint,9,opt,name=no_delta,json=noDelta,proto3" json:"no_delta,omitempty"`
+	// With sync_xattrs, the file's replicated xattrs become exactly xattrs;
+	// the header then carries all of the file's metadata, and the slave
+	// applies it even when the content is already current.
+	SyncXattrs    bool     `protobuf:"varint,10,opt,name=sync_xattrs,json=syncXattrs,proto3" json:"sync_xattrs,omitempty"`
+	Xattrs        []*Xattr `protobuf:"bytes,11,rep,name=xattrs,proto3" json:"xattrs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1392,6 +1410,20 @@ func (x *FileHeader) GetNoDelta() bool {
 		return x.NoDelta
 	}
 	return false
+}
+
+func (x *FileHeader) GetSyncXattrs() bool {
+	if x != nil {
+		return x.SyncXattrs
+	}
+	return false
+}
+
+func (x *FileHeader) GetXattrs() []*Xattr {
+	if x != nil {
+		return x.Xattrs
+	}
+	return nil
 }
 
 // FileChunk carries literal bytes at offset of the new file. With
@@ -2083,7 +2115,7 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x11EndSessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\fR\tsessionId\"\x14\n" +
-	"\x12EndSessionResponse\"\xac\x02\n" +
+	"\x12EndSessionResponse\"\xcf\x02\n" +
 	"\aEntryOp\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.georep.v1.EntryOpTypeR\x04type\x12\x12\n" +
 	"\x04gfid\x18\x02 \x01(\fR\x04gfid\x12\x18\n" +
@@ -2098,7 +2130,8 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	" \x01(\x04R\x04rdev\x12\x16\n" +
 	"\x06target\x18\v \x01(\fR\x06target\x12\x1d\n" +
 	"\n" +
-	"keep_names\x18\f \x03(\fR\tkeepNames\"V\n" +
+	"keep_names\x18\f \x03(\fR\tkeepNames\x12!\n" +
+	"\fdata_follows\x18\r \x01(\bR\vdataFollows\"V\n" +
 	"\x0fEntryOpsRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\fR\tsessionId\x12$\n" +
@@ -2137,7 +2170,7 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x03msg\")\n" +
 	"\bDataOpen\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\fR\tsessionId\"\xcd\x01\n" +
+	"session_id\x18\x01 \x01(\fR\tsessionId\"\x98\x02\n" +
 	"\n" +
 	"FileHeader\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
@@ -2148,7 +2181,11 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x03gid\x18\x06 \x01(\rR\x03gid\x12\x19\n" +
 	"\batime_ns\x18\a \x01(\x03R\aatimeNs\x12\x19\n" +
 	"\bmtime_ns\x18\b \x01(\x03R\amtimeNs\x12\x19\n" +
-	"\bno_delta\x18\t \x01(\bR\anoDelta\"\xa7\x01\n" +
+	"\bno_delta\x18\t \x01(\bR\anoDelta\x12\x1f\n" +
+	"\vsync_xattrs\x18\n" +
+	" \x01(\bR\n" +
+	"syncXattrs\x12(\n" +
+	"\x06xattrs\x18\v \x03(\v2\x10.georep.v1.XattrR\x06xattrs\"\xa7\x01\n" +
 	"\tFileChunk\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
@@ -2294,31 +2331,32 @@ var file_georep_v1_georep_proto_depIdxs = []int32{
 	20, // 10: georep.v1.SyncDataRequest.chunk:type_name -> georep.v1.FileChunk
 	22, // 11: georep.v1.SyncDataRequest.end:type_name -> georep.v1.FileEnd
 	21, // 12: georep.v1.SyncDataRequest.copy:type_name -> georep.v1.FileCopy
-	24, // 13: georep.v1.SyncDataResponse.want:type_name -> georep.v1.FileWant
-	25, // 14: georep.v1.SyncDataResponse.result:type_name -> georep.v1.FileResult
-	26, // 15: georep.v1.SyncDataResponse.commit:type_name -> georep.v1.DataCommit
-	11, // 16: georep.v1.FileResult.result:type_name -> georep.v1.OpResult
-	3,  // 17: georep.v1.SlaveService.Handshake:input_type -> georep.v1.HandshakeRequest
-	5,  // 18: georep.v1.SlaveService.KeepAlive:input_type -> georep.v1.KeepAliveRequest
-	7,  // 19: georep.v1.SlaveService.EndSession:input_type -> georep.v1.EndSessionRequest
-	10, // 20: georep.v1.SlaveService.EntryOps:input_type -> georep.v1.EntryOpsRequest
-	15, // 21: georep.v1.SlaveService.MetaOps:input_type -> georep.v1.MetaOpsRequest
-	17, // 22: georep.v1.SlaveService.SyncData:input_type -> georep.v1.SyncDataRequest
-	27, // 23: georep.v1.SlaveService.GetMark:input_type -> georep.v1.GetMarkRequest
-	29, // 24: georep.v1.SlaveService.SetMark:input_type -> georep.v1.SetMarkRequest
-	4,  // 25: georep.v1.SlaveService.Handshake:output_type -> georep.v1.HandshakeResponse
-	6,  // 26: georep.v1.SlaveService.KeepAlive:output_type -> georep.v1.KeepAliveResponse
-	8,  // 27: georep.v1.SlaveService.EndSession:output_type -> georep.v1.EndSessionResponse
-	12, // 28: georep.v1.SlaveService.EntryOps:output_type -> georep.v1.EntryOpsResponse
-	16, // 29: georep.v1.SlaveService.MetaOps:output_type -> georep.v1.MetaOpsResponse
-	23, // 30: georep.v1.SlaveService.SyncData:output_type -> georep.v1.SyncDataResponse
-	28, // 31: georep.v1.SlaveService.GetMark:output_type -> georep.v1.GetMarkResponse
-	30, // 32: georep.v1.SlaveService.SetMark:output_type -> georep.v1.SetMarkResponse
-	25, // [25:33] is the sub-list for method output_type
-	17, // [17:25] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	13, // 13: georep.v1.FileHeader.xattrs:type_name -> georep.v1.Xattr
+	24, // 14: georep.v1.SyncDataResponse.want:type_name -> georep.v1.FileWant
+	25, // 15: georep.v1.SyncDataResponse.result:type_name -> georep.v1.FileResult
+	26, // 16: georep.v1.SyncDataResponse.commit:type_name -> georep.v1.DataCommit
+	11, // 17: georep.v1.FileResult.result:type_name -> georep.v1.OpResult
+	3,  // 18: georep.v1.SlaveService.Handshake:input_type -> georep.v1.HandshakeRequest
+	5,  // 19: georep.v1.SlaveService.KeepAlive:input_type -> georep.v1.KeepAliveRequest
+	7,  // 20: georep.v1.SlaveService.EndSession:input_type -> georep.v1.EndSessionRequest
+	10, // 21: georep.v1.SlaveService.EntryOps:input_type -> georep.v1.EntryOpsRequest
+	15, // 22: georep.v1.SlaveService.MetaOps:input_type -> georep.v1.MetaOpsRequest
+	17, // 23: georep.v1.SlaveService.SyncData:input_type -> georep.v1.SyncDataRequest
+	27, // 24: georep.v1.SlaveService.GetMark:input_type -> georep.v1.GetMarkRequest
+	29, // 25: georep.v1.SlaveService.SetMark:input_type -> georep.v1.SetMarkRequest
+	4,  // 26: georep.v1.SlaveService.Handshake:output_type -> georep.v1.HandshakeResponse
+	6,  // 27: georep.v1.SlaveService.KeepAlive:output_type -> georep.v1.KeepAliveResponse
+	8,  // 28: georep.v1.SlaveService.EndSession:output_type -> georep.v1.EndSessionResponse
+	12, // 29: georep.v1.SlaveService.EntryOps:output_type -> georep.v1.EntryOpsResponse
+	16, // 30: georep.v1.SlaveService.MetaOps:output_type -> georep.v1.MetaOpsResponse
+	23, // 31: georep.v1.SlaveService.SyncData:output_type -> georep.v1.SyncDataResponse
+	28, // 32: georep.v1.SlaveService.GetMark:output_type -> georep.v1.GetMarkResponse
+	30, // 33: georep.v1.SlaveService.SetMark:output_type -> georep.v1.SetMarkResponse
+	26, // [26:34] is the sub-list for method output_type
+	18, // [18:26] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_georep_v1_georep_proto_init() }
