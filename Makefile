@@ -10,7 +10,7 @@ BUF       := $(GOBIN)/buf
 TESTFLAGS ?=
 FUZZTIME  ?= 10s
 
-.PHONY: all build test test-short fuzz demo proto proto-check lint tools clean
+.PHONY: all build test test-short fuzz demo proto proto-check lint tools clean bench
 
 all: build
 
@@ -31,6 +31,11 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzEscape -fuzztime=$(FUZZTIME) ./changelog/
 	$(GO) test -run=NONE -fuzz=FuzzEntryOp -fuzztime=$(FUZZTIME) ./slave/
 	$(GO) test -run=NONE -fuzz=FuzzCheckRel -fuzztime=$(FUZZTIME) ./internal/beneath/
+
+# georep vs rsync on the same workloads (BENCH_SCALE, RUNS, BENCH_OUT: see scripts/bench/main.go).
+bench: build
+	command -v rsync >/dev/null || { apt-get update && apt-get install -y rsync; }
+	$(GO) run ./scripts/bench
 
 # A slave and a master on temp dirs, a sample tree, one-shot syncs, the result.
 demo:

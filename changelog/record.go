@@ -6,7 +6,7 @@
 // A record is one line; names and symlink targets are percent-escaped so
 // that any byte string (spaces, newlines, non-UTF-8) fits:
 //
-//	E <gfid> CREATE|MKDIR|MKNOD <mode> <uid> <gid> <pargfid>/<name>
+//	E <gfid> CREATE|MKDIR|MKNOD <mode> <uid> <gid> <pargfid>/<name> [<size> <mtime-ns>]
 //	E <gfid> SYMLINK <pargfid>/<name> [<target>]
 //	E <gfid> LINK <pargfid>/<name>
 //	E <gfid> RENAME <pargfid>/<name> <pargfid2>/<name2>
@@ -16,7 +16,10 @@
 //	M <gfid> SETATTR|SETXATTR
 //
 // PURGE (written by xsync after it listed directory <gfid>) asks that the
-// slave's copy of the directory hold only the names the master's holds.
+// slave's copy of the directory hold only the names the master's holds. A
+// crawl also records a regular file's size and mtime with its CREATE, so
+// that the processor can ask the slave whether its copy is current without
+// looking at the file again.
 // Mode is octal st_mode; uid and gid are decimal.
 package changelog
 
@@ -71,6 +74,9 @@ type Record struct {
 	Name2     string
 	Target    string // SYMLINK target, when recorded
 	HasTarget bool
+	// CREATE from a crawl: the size and mtime (ns) it found, when HasStat.
+	Size, MtimeNS int64
+	HasStat       bool
 }
 
 // ErrMalformed wraps every parse error.
@@ -237,6 +243,9 @@ func (r *Record) Validate() error {
 		}
 		return nil
 	case KindEntry:
+		if r.HasStat && (r.Op != OpCreate || r.Size < 0) {
+			return fmt.Errorf("%w: size/mtime on %s", ErrMalformed, r.Op)
+		}
 		switch r.Op {
 		case OpSymlink:
 			if len(r.Target) > MaxTargetLen {
@@ -283,6 +292,12 @@ func (r *Record) Append(b []byte) ([]byte, error) {
 			b = strconv.AppendUint(b, uint64(r.GID), 10)
 			b = append(b, ' ')
 			b = append(b, entryOf(r.Parent, r.Name)...)
+			if r.HasStat {
+				b = append(b, ' ')
+				b = strconv.AppendInt(b, r.Size, 10)
+				b = append(b, ' ')
+				b = strconv.AppendInt(b, r.MtimeNS, 10)
+			}
 		case OpSymlink:
 			b = append(b, ' ')
 			b = append(b, entryOf(r.Parent, r.Name)...)
@@ -313,6 +328,9 @@ func (r Record) String() string {
 	}
 	switch r.Op {
 	case OpCreate, OpMkdir, OpMknod:
+		if r.HasStat {
+			return fmt.Sprintf("E %s %s mode=%o uid=%d gid=%d size=%d mtime=%d %s/%q", r.GFID, r.Op, r.Mode, r.UID, r.GID, r.Size, r.MtimeNS, r.Parent, r.Name)
+		}
 		return fmt.Sprintf("E %s %s mode=%o uid=%d gid=%d %s/%q", r.GFID, r.Op, r.Mode, r.UID, r.GID, r.Parent, r.Name)
 	case OpSymlink:
 		return fmt.Sprintf("E %s %s %s/%q -> %q", r.GFID, r.Op, r.Parent, r.Name, r.Target)
@@ -376,6 +394,15 @@ func Parse(line []byte) (Record, error) {
 	}
 	switch r.Op {
 	case OpCreate, OpMkdir, OpMknod:
+		if r.Op == OpCreate && len(args) == 6 {
+			size, err1 := strconv.ParseInt(args[4], 10, 64)
+			mtime, err2 := strconv.ParseInt(args[5], 10, 64)
+			if err := errors.Join(err1, err2); err != nil || size < 0 {
+				return bad("CREATE size/mtime %q %q", args[4], args[5])
+			}
+			r.Size, r.MtimeNS, r.HasStat = size, mtime, true
+			args = args[:4]
+		}
 		if err := want(4); err != nil {
 			return Record{}, err
 		}

@@ -655,3 +655,35 @@ func FuzzEscape(f *testing.F) {
 		}
 	})
 }
+
+// TestCreateWithStat: a crawl's CREATE carries size and mtime; they round
+// trip, are optional, and are refused on other ops or when negative.
+func TestCreateWithStat(t *testing.T) {
+	g, p := mustParseGFID(t, gs1), mustParseGFID(t, gs2)
+	r := Record{Kind: KindEntry, GFID: g, Op: OpCreate, Mode: 0o100644, Parent: p, Name: "f", Size: 4096, MtimeNS: 1_700_000_000_123_456_789, HasStat: true}
+	b, err := r.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := " " + gs2 + "/f 4096 1700000000123456789\n"; !strings.HasSuffix(string(b), want) {
+		t.Errorf("encoded %q, want it to end in %q", b, want)
+	}
+	got, err := Parse(b[:len(b)-1])
+	if err != nil || got != r {
+		t.Errorf("Parse(%q) = %+v, %v; want %+v", b, got, err, r)
+	}
+	for _, line := range []string{
+		"E " + gs1 + " CREATE 100644 0 0 " + gs2 + "/f -1 5",
+		"E " + gs1 + " CREATE 100644 0 0 " + gs2 + "/f 1",
+		"E " + gs1 + " MKDIR 40755 0 0 " + gs2 + "/d 1 5",
+		"E " + gs1 + " CREATE 100644 0 0 " + gs2 + "/f x 5",
+	} {
+		if r, err := Parse([]byte(line)); err == nil {
+			t.Errorf("Parse(%q) = %+v; want an error", line, r)
+		}
+	}
+	bad := Record{Kind: KindEntry, GFID: g, Op: OpMkdir, Parent: p, Name: "d", HasStat: true}
+	if _, err := bad.Append(nil); err == nil {
+		t.Error("Append of a MKDIR with size/mtime succeeded")
+	}
+}

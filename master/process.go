@@ -95,6 +95,7 @@ type processor struct {
 	meta        []gfid.GFID
 	metaSet     map[gfid.GFID]bool
 	metaDone    map[gfid.GFID]bool // metadata applied with the data
+	current     map[gfid.GFID]bool // the slave's copy is current: no data
 	purges      []gfid.GFID
 
 	// Data in flight: posted to the syncer as soon as the entry ops before
@@ -151,6 +152,7 @@ func (p *processor) run(ctx context.Context, path string) error {
 	p.dataSet = map[gfid.GFID]bool{}
 	p.metaSet = map[gfid.GFID]bool{}
 	p.metaDone = map[gfid.GFID]bool{}
+	p.current = map[gfid.GFID]bool{}
 	p.boxes = map[*syncer.PostBox[*syncer.File]]bool{}
 	defer p.dir.close()
 	// Whatever happens, never leave with data of this batch in flight.
@@ -235,15 +237,27 @@ func (p *processor) entry(r *changelog.Record) error {
 		}
 		if p.trustRecords {
 			switch r.Op {
-			case changelog.OpCreate, changelog.OpMkdir:
+			case changelog.OpMkdir:
+				op.Mode, op.Uid, op.Gid = r.Mode, r.UID, r.GID
+				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKDIR
+				p.ops = append(p.ops, op)
+				return nil
+			case changelog.OpCreate:
 				op.Mode, op.Uid, op.Gid = r.Mode, r.UID, r.GID
 				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_CREATE
 				// xsync follows every regular file's CREATE with its D
 				// record: the data stream creates the file, whole.
 				op.DataFollows = true
-				if r.Op == changelog.OpMkdir {
-					op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKDIR
-					op.DataFollows = false
+				// If the slave has it already, let it say whether it is
+				// current: then neither data nor metadata need to go.
+				// The crawl's stat is what this batch claims (its stime is
+				// the crawl's start); only the xattrs are read here.
+				if r.HasStat {
+					if dirfd, err := p.dir.get(tx, r.Parent); err == nil {
+						if xs, err := readXattrs(beneath.ProcPath(dirfd, r.Name), false, os.Geteuid() == 0); err == nil {
+							op.CheckCurrent, op.Size, op.MtimeNs, op.Xattrs = true, r.Size, r.MtimeNS, xs
+						}
+					}
 				}
 				p.ops = append(p.ops, op)
 				return nil
@@ -340,6 +354,12 @@ func (p *processor) flushEntries(ctx context.Context) error {
 		return fmt.Errorf("master: slave answered %d results for %d entry ops", len(resp.GetResults()), len(ops))
 	}
 	for i, r := range resp.GetResults() {
+		if r.GetCurrent() {
+			g, _ := gfid.FromBytes(ops[i].GetGfid())
+			p.current[g] = true
+			p.metaDone[g] = true
+			p.stats.FilesUnchanged++
+		}
 		p.tally(describe(ops[i]), r, &p.stats.EntryOps, &p.stats.EntryNoops)
 		if ops[i].GetType() == pb.EntryOpType_ENTRY_OP_TYPE_PURGE && r.GetStatus() == pb.OpStatus_OP_STATUS_OK {
 			p.stats.Purged++
@@ -414,9 +434,12 @@ func (p *processor) purge(ctx context.Context) error {
 // read is sent again within one batch.
 const maxDataRounds = 3
 
-// post hands files to the syncer.
+// post hands files to the syncer (except those the slave has current).
 func (p *processor) post(gs []gfid.GFID, noDelta bool) {
 	for _, g := range gs {
+		if p.current[g] {
+			continue
+		}
 		f := &syncer.File{GFID: g, NoDelta: noDelta}
 		p.files = append(p.files, f)
 		p.boxes[p.sync.Add(f)] = true

@@ -173,6 +173,7 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 			subdirs = append(subdirs, sub{name, eg})
 		case unix.S_IFREG:
 			rec.Op = changelog.OpCreate
+			rec.Size, rec.MtimeNS, rec.HasStat = st.Size, st.Mtim.Nano(), true
 			if st.Nlink > 1 {
 				if x.seen[eg] {
 					rec = changelog.Record{Kind: changelog.KindEntry, Op: changelog.OpLink, GFID: eg, Parent: g, Name: name}

@@ -1,6 +1,7 @@
 package slave
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -23,8 +24,9 @@ func invalidf(format string, a ...any) error {
 
 // outcome is what applying one op did.
 type outcome struct {
-	status pb.OpStatus
-	err    error // for PARTIAL and FAILED
+	status  pb.OpStatus
+	err     error // for PARTIAL and FAILED
+	current bool  // CREATE with check_current: content and metadata match
 }
 
 var (
@@ -58,7 +60,7 @@ func codeOf(err error) pb.ErrorCode {
 }
 
 func (o outcome) result() *pb.OpResult {
-	r := &pb.OpResult{Status: o.status}
+	r := &pb.OpResult{Status: o.status, Current: o.current}
 	if o.err != nil {
 		r.Code = codeOf(o.err)
 		r.Error = o.err.Error()
@@ -77,6 +79,9 @@ type entryReq struct {
 	target          string
 	keep            map[string]struct{}
 	dataFollows     bool
+	checkCurrent    bool
+	size, mtime     int64
+	xattrs          map[string][]byte
 }
 
 func parseGFID(b []byte, what string) (gfid.GFID, error) {
@@ -105,7 +110,7 @@ func checkName(parent gfid.GFID, b []byte, what string) (string, error) {
 const maxTarget = 4095
 
 // validateEntry checks an EntryOp completely before anything is touched.
-func validateEntry(op *pb.EntryOp) (*entryReq, error) {
+func validateEntry(op *pb.EntryOp, privileged bool) (*entryReq, error) {
 	r := &entryReq{typ: op.GetType(), mode: op.GetMode(), uid: op.GetUid(), gid: op.GetGid(), rdev: op.GetRdev(),
 		dataFollows: op.GetDataFollows() && op.GetType() == pb.EntryOpType_ENTRY_OP_TYPE_CREATE}
 	var err error
@@ -136,6 +141,12 @@ func validateEntry(op *pb.EntryOp) (*entryReq, error) {
 	case pb.EntryOpType_ENTRY_OP_TYPE_CREATE:
 		if typeBits != 0 && typeBits != unix.S_IFREG {
 			return nil, invalidf("CREATE with mode %o", r.mode)
+		}
+		if op.GetCheckCurrent() {
+			r.checkCurrent, r.size, r.mtime = true, op.GetSize(), op.GetMtimeNs()
+			if r.xattrs, err = validateXattrs(op.GetXattrs(), privileged); err != nil {
+				return nil, err
+			}
 		}
 	case pb.EntryOpType_ENTRY_OP_TYPE_MKDIR:
 		if typeBits != 0 && typeBits != unix.S_IFDIR {
@@ -232,18 +243,18 @@ func wantType(typ pb.EntryOpType, mode uint32) uint32 {
 
 // clearName makes name in dirfd free unless it already holds g; it reports
 // whether g is already there and whether a conflict was resolved.
-func (c *dirCache) clearName(dirfd int, parent gfid.GFID, name string, g gfid.GFID, wantFmt uint32) (present, conflict bool, err error) {
+func (c *dirCache) clearName(dirfd int, parent gfid.GFID, name string, g gfid.GFID, wantFmt uint32) (present, conflict bool, st unix.Stat_t, err error) {
 	got, st, exists, err := c.t.lookup(dirfd, parent, name)
 	if err != nil || !exists {
-		return false, false, err
+		return false, false, st, err
 	}
 	if got == g && (wantFmt == 0 || st.Mode&unix.S_IFMT == wantFmt) {
-		return true, false, nil
+		return true, false, st, nil
 	}
 	if err := c.moveAside(dirfd, parent, name, got, &st); err != nil {
-		return false, false, err
+		return false, false, st, err
 	}
-	return false, true, nil
+	return false, true, st, nil
 }
 
 func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
@@ -252,7 +263,7 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 		return failed(err)
 	}
 	wantFmt := wantType(r.typ, r.mode)
-	present, conflict, err := c.clearName(pfd, r.parent, r.name, r.g, wantFmt)
+	present, conflict, pst, err := c.clearName(pfd, r.parent, r.name, r.g, wantFmt)
 	if err != nil {
 		return failed(err)
 	}
@@ -281,6 +292,9 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 			if err := c.tx.AddLink(r.g, link); err != nil {
 				return failed(err)
 			}
+		}
+		if r.checkCurrent && s.isCurrent(pfd, r, &pst) {
+			return outcome{status: pb.OpStatus_OP_STATUS_NOOP, current: true}
 		}
 		return noop
 	}
@@ -420,6 +434,25 @@ create:
 	return res
 }
 
+// isCurrent reports whether the file at r's name (st is its lstat) already
+// has the content (by size and mtime, rsync's quick check) and metadata r
+// describes.
+func (s *Slave) isCurrent(pfd int, r *entryReq, st *unix.Stat_t) bool {
+	if st.Size != r.size || st.Mtim.Nano() != r.mtime || st.Mode&0o7777 != r.mode&0o7777 || st.Uid != r.uid || st.Gid != r.gid {
+		return false
+	}
+	cur, err := listXattrs(beneath.ProcPath(pfd, r.name), false, s.privileged)
+	if err != nil || len(cur) != len(r.xattrs) {
+		return false
+	}
+	for n, v := range r.xattrs {
+		if c, ok := cur[n]; !ok || !bytes.Equal(c, v) {
+			return false
+		}
+	}
+	return true
+}
+
 // replaceSymlink points an existing symlink of gfid r.g at a new target by
 // building the new link under a temporary name and renaming it over.
 func (s *Slave) replaceSymlink(c *dirCache, pfd int, r *entryReq) outcome {
@@ -513,7 +546,7 @@ func (s *Slave) link(c *dirCache, r *entryReq) outcome {
 	if isDir(&st) {
 		return failed(invalidf("LINK of directory %s", r.g))
 	}
-	present, conflict, err := c.clearName(pfd, r.parent, r.name, r.g, 0)
+	present, conflict, _, err := c.clearName(pfd, r.parent, r.name, r.g, 0)
 	if err != nil {
 		return failed(err)
 	}

@@ -286,3 +286,43 @@ func TestStagingLeftoversSweptAfterUncleanStop(t *testing.T) {
 		t.Errorf("the staging file a crash left is still there after the restart: %v", err)
 	}
 }
+
+// TestCleanRestartDoesNotRebuild: after a clean stop the index is trusted;
+// only an unclean one costs a walk of the tree.
+func TestCleanRestartDoesNotRebuild(t *testing.T) {
+	root, state := t.TempDir(), t.TempDir()
+	s, err := slave.New(slave.Config{Root: root, StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// A file that has a gfid but is not in the index: a rebuild would
+	// index it; a trusted index does not know it.
+	g := newGFID(t)
+	p := filepath.Join(root, "unindexed")
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := gfid.DefaultNamespace().Set(p, g); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := slave.New(slave.Config{Root: root, StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+	ix, err := gfidx.Open(filepath.Join(state, "gfid.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	ix.View(func(tx *gfidx.Tx) error {
+		if links := tx.Links(g); len(links) != 0 {
+			t.Errorf("a clean restart rebuilt the index from the tree (found %v)", links)
+		}
+		return nil
+	})
+	if !ix.Clean() {
+		t.Error("the index is not clean after a clean stop")
+	}
+}

@@ -142,10 +142,11 @@ func New(cfg Config) (*Slave, error) {
 		}
 	}
 	s.tree.idx = idx
+	wasClean := idx.Clean()
 	if err := s.reservedDirs(); err != nil {
 		return nil, err
 	}
-	if !idx.Clean() {
+	if !wasClean {
 		t0 := time.Now()
 		n, missing, err := idx.Rebuild(cfg.Root, ns, nil, IsTempName)
 		if err != nil {
@@ -204,11 +205,21 @@ func (s *Slave) reservedDirs() error {
 		return err
 	}
 	unix.Close(lfd)
+	rl := gfidx.Link{Parent: gfid.Root, Name: ReservedName}
+	ll := gfidx.Link{Parent: reservedGFID, Name: limboName}
+	have := false
+	s.tree.idx.View(func(tx *gfidx.Tx) error {
+		have = tx.HasLink(reservedGFID, rl) && tx.HasLink(limboGFID, ll)
+		return nil
+	})
+	if have {
+		return nil // writing them again would mark the index unclean
+	}
 	return s.tree.idx.Update(func(tx *gfidx.Tx) error {
-		if err := tx.AddLink(reservedGFID, gfidx.Link{Parent: gfid.Root, Name: ReservedName}); err != nil {
+		if err := tx.AddLink(reservedGFID, rl); err != nil {
 			return err
 		}
-		return tx.AddLink(limboGFID, gfidx.Link{Parent: reservedGFID, Name: limboName})
+		return tx.AddLink(limboGFID, ll)
 	})
 }
 
@@ -351,7 +362,7 @@ func (s *Slave) EntryOps(ctx context.Context, req *pb.EntryOpsRequest) (*pb.Entr
 		c := s.tree.newDirCache(tx)
 		defer c.close()
 		for i, op := range req.GetOps() {
-			r, err := validateEntry(op)
+			r, err := validateEntry(op, s.privileged)
 			var o outcome
 			if err != nil {
 				o = failed(err)

@@ -588,7 +588,15 @@ type EntryOp struct {
 	// file there, whole, when its data has arrived (no empty placeholder to
 	// create and then replace). A LINK or RENAME of the gfid before then
 	// creates it empty first.
-	DataFollows   bool `protobuf:"varint,13,opt,name=data_follows,json=dataFollows,proto3" json:"data_follows,omitempty"`
+	DataFollows bool `protobuf:"varint,13,opt,name=data_follows,json=dataFollows,proto3" json:"data_follows,omitempty"`
+	// CREATE with check_current: when the entry is already there, the slave
+	// also compares size, mtime, permission bits, owner and the replicated
+	// xattrs (xattrs) with these, and reports current when all match, so
+	// that the master sends neither data nor metadata for it.
+	CheckCurrent  bool     `protobuf:"varint,14,opt,name=check_current,json=checkCurrent,proto3" json:"check_current,omitempty"`
+	Size          int64    `protobuf:"varint,15,opt,name=size,proto3" json:"size,omitempty"`
+	MtimeNs       int64    `protobuf:"varint,16,opt,name=mtime_ns,json=mtimeNs,proto3" json:"mtime_ns,omitempty"`
+	Xattrs        []*Xattr `protobuf:"bytes,17,rep,name=xattrs,proto3" json:"xattrs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -714,6 +722,34 @@ func (x *EntryOp) GetDataFollows() bool {
 	return false
 }
 
+func (x *EntryOp) GetCheckCurrent() bool {
+	if x != nil {
+		return x.CheckCurrent
+	}
+	return false
+}
+
+func (x *EntryOp) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *EntryOp) GetMtimeNs() int64 {
+	if x != nil {
+		return x.MtimeNs
+	}
+	return 0
+}
+
+func (x *EntryOp) GetXattrs() []*Xattr {
+	if x != nil {
+		return x.Xattrs
+	}
+	return nil
+}
+
 type EntryOpsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SessionId     []byte                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -767,10 +803,13 @@ func (x *EntryOpsRequest) GetOps() []*EntryOp {
 }
 
 type OpResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Status        OpStatus               `protobuf:"varint,1,opt,name=status,proto3,enum=georep.v1.OpStatus" json:"status,omitempty"`
-	Code          ErrorCode              `protobuf:"varint,2,opt,name=code,proto3,enum=georep.v1.ErrorCode" json:"code,omitempty"`
-	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Status OpStatus               `protobuf:"varint,1,opt,name=status,proto3,enum=georep.v1.OpStatus" json:"status,omitempty"`
+	Code   ErrorCode              `protobuf:"varint,2,opt,name=code,proto3,enum=georep.v1.ErrorCode" json:"code,omitempty"`
+	Error  string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// For a CREATE with check_current: the entry is there and its content
+	// and metadata already match.
+	Current       bool `protobuf:"varint,4,opt,name=current,proto3" json:"current,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -824,6 +863,13 @@ func (x *OpResult) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *OpResult) GetCurrent() bool {
+	if x != nil {
+		return x.Current
+	}
+	return false
 }
 
 type EntryOpsResponse struct {
@@ -2115,7 +2161,7 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x11EndSessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\fR\tsessionId\"\x14\n" +
-	"\x12EndSessionResponse\"\xcf\x02\n" +
+	"\x12EndSessionResponse\"\xcd\x03\n" +
 	"\aEntryOp\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.georep.v1.EntryOpTypeR\x04type\x12\x12\n" +
 	"\x04gfid\x18\x02 \x01(\fR\x04gfid\x12\x18\n" +
@@ -2131,15 +2177,20 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x06target\x18\v \x01(\fR\x06target\x12\x1d\n" +
 	"\n" +
 	"keep_names\x18\f \x03(\fR\tkeepNames\x12!\n" +
-	"\fdata_follows\x18\r \x01(\bR\vdataFollows\"V\n" +
+	"\fdata_follows\x18\r \x01(\bR\vdataFollows\x12#\n" +
+	"\rcheck_current\x18\x0e \x01(\bR\fcheckCurrent\x12\x12\n" +
+	"\x04size\x18\x0f \x01(\x03R\x04size\x12\x19\n" +
+	"\bmtime_ns\x18\x10 \x01(\x03R\amtimeNs\x12(\n" +
+	"\x06xattrs\x18\x11 \x03(\v2\x10.georep.v1.XattrR\x06xattrs\"V\n" +
 	"\x0fEntryOpsRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\fR\tsessionId\x12$\n" +
-	"\x03ops\x18\x02 \x03(\v2\x12.georep.v1.EntryOpR\x03ops\"w\n" +
+	"\x03ops\x18\x02 \x03(\v2\x12.georep.v1.EntryOpR\x03ops\"\x91\x01\n" +
 	"\bOpResult\x12+\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x13.georep.v1.OpStatusR\x06status\x12(\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x14.georep.v1.ErrorCodeR\x04code\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"A\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x18\n" +
+	"\acurrent\x18\x04 \x01(\bR\acurrent\"A\n" +
 	"\x10EntryOpsResponse\x12-\n" +
 	"\aresults\x18\x01 \x03(\v2\x13.georep.v1.OpResultR\aresults\"1\n" +
 	"\x05Xattr\x12\x12\n" +
@@ -2319,44 +2370,45 @@ var file_georep_v1_georep_proto_goTypes = []any{
 }
 var file_georep_v1_georep_proto_depIdxs = []int32{
 	0,  // 0: georep.v1.EntryOp.type:type_name -> georep.v1.EntryOpType
-	9,  // 1: georep.v1.EntryOpsRequest.ops:type_name -> georep.v1.EntryOp
-	1,  // 2: georep.v1.OpResult.status:type_name -> georep.v1.OpStatus
-	2,  // 3: georep.v1.OpResult.code:type_name -> georep.v1.ErrorCode
-	11, // 4: georep.v1.EntryOpsResponse.results:type_name -> georep.v1.OpResult
-	13, // 5: georep.v1.MetaOp.xattrs:type_name -> georep.v1.Xattr
-	14, // 6: georep.v1.MetaOpsRequest.ops:type_name -> georep.v1.MetaOp
-	11, // 7: georep.v1.MetaOpsResponse.results:type_name -> georep.v1.OpResult
-	18, // 8: georep.v1.SyncDataRequest.open:type_name -> georep.v1.DataOpen
-	19, // 9: georep.v1.SyncDataRequest.header:type_name -> georep.v1.FileHeader
-	20, // 10: georep.v1.SyncDataRequest.chunk:type_name -> georep.v1.FileChunk
-	22, // 11: georep.v1.SyncDataRequest.end:type_name -> georep.v1.FileEnd
-	21, // 12: georep.v1.SyncDataRequest.copy:type_name -> georep.v1.FileCopy
-	13, // 13: georep.v1.FileHeader.xattrs:type_name -> georep.v1.Xattr
-	24, // 14: georep.v1.SyncDataResponse.want:type_name -> georep.v1.FileWant
-	25, // 15: georep.v1.SyncDataResponse.result:type_name -> georep.v1.FileResult
-	26, // 16: georep.v1.SyncDataResponse.commit:type_name -> georep.v1.DataCommit
-	11, // 17: georep.v1.FileResult.result:type_name -> georep.v1.OpResult
-	3,  // 18: georep.v1.SlaveService.Handshake:input_type -> georep.v1.HandshakeRequest
-	5,  // 19: georep.v1.SlaveService.KeepAlive:input_type -> georep.v1.KeepAliveRequest
-	7,  // 20: georep.v1.SlaveService.EndSession:input_type -> georep.v1.EndSessionRequest
-	10, // 21: georep.v1.SlaveService.EntryOps:input_type -> georep.v1.EntryOpsRequest
-	15, // 22: georep.v1.SlaveService.MetaOps:input_type -> georep.v1.MetaOpsRequest
-	17, // 23: georep.v1.SlaveService.SyncData:input_type -> georep.v1.SyncDataRequest
-	27, // 24: georep.v1.SlaveService.GetMark:input_type -> georep.v1.GetMarkRequest
-	29, // 25: georep.v1.SlaveService.SetMark:input_type -> georep.v1.SetMarkRequest
-	4,  // 26: georep.v1.SlaveService.Handshake:output_type -> georep.v1.HandshakeResponse
-	6,  // 27: georep.v1.SlaveService.KeepAlive:output_type -> georep.v1.KeepAliveResponse
-	8,  // 28: georep.v1.SlaveService.EndSession:output_type -> georep.v1.EndSessionResponse
-	12, // 29: georep.v1.SlaveService.EntryOps:output_type -> georep.v1.EntryOpsResponse
-	16, // 30: georep.v1.SlaveService.MetaOps:output_type -> georep.v1.MetaOpsResponse
-	23, // 31: georep.v1.SlaveService.SyncData:output_type -> georep.v1.SyncDataResponse
-	28, // 32: georep.v1.SlaveService.GetMark:output_type -> georep.v1.GetMarkResponse
-	30, // 33: georep.v1.SlaveService.SetMark:output_type -> georep.v1.SetMarkResponse
-	26, // [26:34] is the sub-list for method output_type
-	18, // [18:26] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	13, // 1: georep.v1.EntryOp.xattrs:type_name -> georep.v1.Xattr
+	9,  // 2: georep.v1.EntryOpsRequest.ops:type_name -> georep.v1.EntryOp
+	1,  // 3: georep.v1.OpResult.status:type_name -> georep.v1.OpStatus
+	2,  // 4: georep.v1.OpResult.code:type_name -> georep.v1.ErrorCode
+	11, // 5: georep.v1.EntryOpsResponse.results:type_name -> georep.v1.OpResult
+	13, // 6: georep.v1.MetaOp.xattrs:type_name -> georep.v1.Xattr
+	14, // 7: georep.v1.MetaOpsRequest.ops:type_name -> georep.v1.MetaOp
+	11, // 8: georep.v1.MetaOpsResponse.results:type_name -> georep.v1.OpResult
+	18, // 9: georep.v1.SyncDataRequest.open:type_name -> georep.v1.DataOpen
+	19, // 10: georep.v1.SyncDataRequest.header:type_name -> georep.v1.FileHeader
+	20, // 11: georep.v1.SyncDataRequest.chunk:type_name -> georep.v1.FileChunk
+	22, // 12: georep.v1.SyncDataRequest.end:type_name -> georep.v1.FileEnd
+	21, // 13: georep.v1.SyncDataRequest.copy:type_name -> georep.v1.FileCopy
+	13, // 14: georep.v1.FileHeader.xattrs:type_name -> georep.v1.Xattr
+	24, // 15: georep.v1.SyncDataResponse.want:type_name -> georep.v1.FileWant
+	25, // 16: georep.v1.SyncDataResponse.result:type_name -> georep.v1.FileResult
+	26, // 17: georep.v1.SyncDataResponse.commit:type_name -> georep.v1.DataCommit
+	11, // 18: georep.v1.FileResult.result:type_name -> georep.v1.OpResult
+	3,  // 19: georep.v1.SlaveService.Handshake:input_type -> georep.v1.HandshakeRequest
+	5,  // 20: georep.v1.SlaveService.KeepAlive:input_type -> georep.v1.KeepAliveRequest
+	7,  // 21: georep.v1.SlaveService.EndSession:input_type -> georep.v1.EndSessionRequest
+	10, // 22: georep.v1.SlaveService.EntryOps:input_type -> georep.v1.EntryOpsRequest
+	15, // 23: georep.v1.SlaveService.MetaOps:input_type -> georep.v1.MetaOpsRequest
+	17, // 24: georep.v1.SlaveService.SyncData:input_type -> georep.v1.SyncDataRequest
+	27, // 25: georep.v1.SlaveService.GetMark:input_type -> georep.v1.GetMarkRequest
+	29, // 26: georep.v1.SlaveService.SetMark:input_type -> georep.v1.SetMarkRequest
+	4,  // 27: georep.v1.SlaveService.Handshake:output_type -> georep.v1.HandshakeResponse
+	6,  // 28: georep.v1.SlaveService.KeepAlive:output_type -> georep.v1.KeepAliveResponse
+	8,  // 29: georep.v1.SlaveService.EndSession:output_type -> georep.v1.EndSessionResponse
+	12, // 30: georep.v1.SlaveService.EntryOps:output_type -> georep.v1.EntryOpsResponse
+	16, // 31: georep.v1.SlaveService.MetaOps:output_type -> georep.v1.MetaOpsResponse
+	23, // 32: georep.v1.SlaveService.SyncData:output_type -> georep.v1.SyncDataResponse
+	28, // 33: georep.v1.SlaveService.GetMark:output_type -> georep.v1.GetMarkResponse
+	30, // 34: georep.v1.SlaveService.SetMark:output_type -> georep.v1.SetMarkResponse
+	27, // [27:35] is the sub-list for method output_type
+	19, // [19:27] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_georep_v1_georep_proto_init() }
