@@ -416,7 +416,7 @@ func (m *Master) crawl(stime time.Time) (CrawlStats, string, error) {
 	if err != nil {
 		return CrawlStats{}, "", err
 	}
-	x := &xsync{t: m.tree, w: w, log: m.log, seen: map[gfid.GFID]bool{}, ino: map[gfid.GFID]uint64{}}
+	x := &xsync{t: m.tree, w: w, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]bool{}}
 	// A full crawl sees every entry: rebuild the index from it so that
 	// links of entries renamed or removed since the last crawl go away.
 	if err := m.tree.idx.Reset(); err != nil {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/georep/georep/internal/testenv"
 	"github.com/georep/georep/internal/testtree"
 	"github.com/georep/georep/internal/treecmp"
@@ -207,4 +209,53 @@ func TestPlaintextOnlyToLoopback(t *testing.T) {
 
 func itoa(i int) string {
 	return strings.TrimLeft(strings.Replace(time.Duration(i).String(), "ns", "", 1), "0") + "n"
+}
+
+// TestCopiedGFIDsAreTold: cp -a as root copies georep's gfid xattr onto the
+// copies; a copy (and a copied hardlink group) must become its own inode on
+// the slave, not a hardlink of the original.
+func TestCopiedGFIDsAreTold(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("copying trusted.* xattrs needs root")
+	}
+	mroot, sroot := t.TempDir(), t.TempDir()
+	for _, n := range []string{"a", "g1"} {
+		if err := os.WriteFile(filepath.Join(mroot, n), []byte(n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Link(filepath.Join(mroot, "g1"), filepath.Join(mroot, "g2")); err != nil {
+		t.Fatal(err)
+	}
+	sl := testenv.StartSlave(t, sroot)
+	m := newMaster(t, mroot, sl.Addr, nil)
+	runOnce(t, m)
+	copyWithXattrs := func(from, to string) {
+		t.Helper()
+		data, err := os.ReadFile(filepath.Join(mroot, from))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(mroot, to), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		v := make([]byte, 64)
+		n, err := unix.Lgetxattr(filepath.Join(mroot, from), "trusted.georep.gfid", v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Lsetxattr(filepath.Join(mroot, to), "trusted.georep.gfid", v[:n], 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyWithXattrs("a", "a-copy")
+	copyWithXattrs("g1", "h1")
+	if err := os.Link(filepath.Join(mroot, "h1"), filepath.Join(mroot, "h2")); err != nil {
+		t.Fatal(err)
+	}
+	runOnce(t, m)
+	testenv.RequireEqual(t, mroot, sroot) // compares hardlink groups too
+	if inode(t, filepath.Join(sroot, "a")) == inode(t, filepath.Join(sroot, "a-copy")) {
+		t.Error("the copy became a hardlink of the original on the slave")
+	}
 }

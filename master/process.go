@@ -89,19 +89,28 @@ type processor struct {
 	// from the tree as it is now).
 	trustRecords bool
 
-	// What the journal asks for beyond entry ops, in first-seen order.
-	dataSet     map[gfid.GFID]bool
-	pendingData []gfid.GFID // D records whose entry ops are not yet applied
-	meta        []gfid.GFID
-	metaSet     map[gfid.GFID]bool
-	metaDone    map[gfid.GFID]bool // metadata applied with the data
-	current     map[gfid.GFID]bool // the slave's copy is current: no data
-	purges      []gfid.GFID
+	// What the journal asks for beyond entry ops, in first-seen order. A
+	// crawl's journal names each gfid once, so the dedupe sets (whose size
+	// grows with the batch) are kept only for other journals; memory must
+	// not grow with the tree.
+	dataSet     map[gfid.GFID]bool // nil for a crawl's journal
+	pendingData []gfid.GFID        // D records whose entry ops are not yet applied
+	meta        []gfid.GFID        // M records (a crawl writes them for non-files only)
+	metaSet     map[gfid.GFID]bool // nil for a crawl's journal
+	metaDone    map[gfid.GFID]bool // metadata applied with the data (not for a crawl's journal)
+	needMeta    []gfid.GFID        // files whose data did not carry their metadata
+	// Files the slave reported current, from the last two entry calls (a
+	// D record is posted at the call after its E record's at the latest).
+	current, prevCurrent map[gfid.GFID]bool
+	purges               []gfid.GFID
 
 	// Data in flight: posted to the syncer as soon as the entry ops before
-	// them were applied, so that data flows while later entry ops go.
-	files []*syncer.File
-	boxes map[*syncer.PostBox[*syncer.File]]bool
+	// them were applied, so that data flows while later entry ops go;
+	// boxes are reaped as they complete, so only what is in flight is held.
+	boxFiles map[*syncer.PostBox[*syncer.File]][]*syncer.File
+	rounds   map[gfid.GFID]int // tries of files sent more than once
+	again    []gfid.GFID       // to send again (changed while read)
+	whole    []gfid.GFID       // to send again whole (hash mismatch)
 
 	ops []*pb.EntryOp
 	dir dirFDs
@@ -149,11 +158,14 @@ func (p *processor) fail(format string, a ...any) {
 // It returns an *OpError when any op failed, and another error when the
 // batch could not be carried out at all (the link failed).
 func (p *processor) run(ctx context.Context, path string) error {
-	p.dataSet = map[gfid.GFID]bool{}
-	p.metaSet = map[gfid.GFID]bool{}
-	p.metaDone = map[gfid.GFID]bool{}
-	p.current = map[gfid.GFID]bool{}
-	p.boxes = map[*syncer.PostBox[*syncer.File]]bool{}
+	if !p.trustRecords {
+		p.dataSet = map[gfid.GFID]bool{}
+		p.metaSet = map[gfid.GFID]bool{}
+		p.metaDone = map[gfid.GFID]bool{}
+	}
+	p.current, p.prevCurrent = map[gfid.GFID]bool{}, map[gfid.GFID]bool{}
+	p.boxFiles = map[*syncer.PostBox[*syncer.File]][]*syncer.File{}
+	p.rounds = map[gfid.GFID]int{}
 	defer p.dir.close()
 	// Whatever happens, never leave with data of this batch in flight.
 	defer p.drain()
@@ -161,14 +173,18 @@ func (p *processor) run(ctx context.Context, path string) error {
 	_, err := changelog.ReadFile(path, func(r changelog.Record) error {
 		switch r.Kind {
 		case changelog.KindData:
-			if !p.dataSet[r.GFID] {
-				p.dataSet[r.GFID] = true
+			if p.dataSet == nil || !p.dataSet[r.GFID] {
+				if p.dataSet != nil {
+					p.dataSet[r.GFID] = true
+				}
 				p.pendingData = append(p.pendingData, r.GFID)
 			}
 			return nil
 		case changelog.KindMeta:
-			if !p.metaSet[r.GFID] {
-				p.metaSet[r.GFID] = true
+			if p.metaSet == nil || !p.metaSet[r.GFID] {
+				if p.metaSet != nil {
+					p.metaSet[r.GFID] = true
+				}
 				p.meta = append(p.meta, r.GFID)
 			}
 			return nil
@@ -349,7 +365,11 @@ func (p *processor) flushEntries(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("master: entry ops: %w", err)
 	}
-	defer p.post(ready, false)
+	p.prevCurrent, p.current = p.current, map[gfid.GFID]bool{}
+	defer func() {
+		p.post(ready, false)
+		p.reap(ctx, false)
+	}()
 	if len(resp.GetResults()) != len(ops) {
 		return fmt.Errorf("master: slave answered %d results for %d entry ops", len(resp.GetResults()), len(ops))
 	}
@@ -357,7 +377,9 @@ func (p *processor) flushEntries(ctx context.Context) error {
 		if r.GetCurrent() {
 			g, _ := gfid.FromBytes(ops[i].GetGfid())
 			p.current[g] = true
-			p.metaDone[g] = true
+			if p.metaDone != nil {
+				p.metaDone[g] = true
+			}
 			p.stats.FilesUnchanged++
 		}
 		p.tally(describe(ops[i]), r, &p.stats.EntryOps, &p.stats.EntryNoops)
@@ -437,82 +459,120 @@ const maxDataRounds = 3
 // post hands files to the syncer (except those the slave has current).
 func (p *processor) post(gs []gfid.GFID, noDelta bool) {
 	for _, g := range gs {
-		if p.current[g] {
+		if p.current[g] || p.prevCurrent[g] {
 			continue
 		}
 		f := &syncer.File{GFID: g, NoDelta: noDelta}
-		p.files = append(p.files, f)
-		p.boxes[p.sync.Add(f)] = true
+		b := p.sync.Add(f)
+		p.boxFiles[b] = append(p.boxFiles[b], f)
 	}
+}
+
+// reap accounts for the boxes that are done (waiting for all of them when
+// block is set).
+func (p *processor) reap(ctx context.Context, block bool) error {
+	for b, files := range p.boxFiles {
+		if block {
+			if err := b.Wait(ctx); err != nil {
+				return fmt.Errorf("master: data: %w", err)
+			}
+		} else {
+			select {
+			case <-b.Done():
+				if err := b.Wait(ctx); err != nil {
+					return fmt.Errorf("master: data: %w", err)
+				}
+			default:
+				continue
+			}
+		}
+		delete(p.boxFiles, b)
+		p.account(files)
+	}
+	return nil
 }
 
 // drain waits for every box in flight (their outcome no longer matters).
 func (p *processor) drain() {
-	for b := range p.boxes {
+	for b := range p.boxFiles {
 		<-b.Done()
 	}
-	p.boxes = map[*syncer.PostBox[*syncer.File]]bool{}
-	p.files = nil
+	p.boxFiles = map[*syncer.PostBox[*syncer.File]][]*syncer.File{}
+}
+
+// account records the outcome of shipped files: a file that changed while
+// read goes again (up to maxDataRounds); one the slave built with the wrong
+// hash goes again once, whole, then counts as a failure (seed 001's
+// HASH_MISMATCH class).
+func (p *processor) account(files []*syncer.File) {
+	for _, f := range files {
+		p.stats.BytesSent += f.Sent
+		p.stats.BytesMatched += f.Matched
+		if f.Delta {
+			p.stats.Deltas++
+		}
+		switch {
+		case f.Vanished:
+			p.stats.Vanished++
+			continue
+		case f.Code == pb.ErrorCode_ERROR_CODE_HASH_MISMATCH && !f.NoDelta:
+			p.m.log.Warn("file built on the slave does not match the master's hash; sending it again whole", "gfid", f.GFID, "error", f.Err)
+			p.stats.HashRetries++
+			p.whole = append(p.whole, f.GFID)
+			continue
+		case f.Code == pb.ErrorCode_ERROR_CODE_HASH_MISMATCH:
+			p.m.log.Error("file built on the slave does not match the master's hash, even sent whole", "gfid", f.GFID, "error", f.Err)
+			p.fail("data of %s: %v (HASH_MISMATCH)", f.GFID, f.Err)
+			continue
+		case f.Changed:
+			p.rounds[f.GFID]++
+			if p.rounds[f.GFID] >= maxDataRounds {
+				p.fail("data of %s: kept changing while being read (%d tries)", f.GFID, p.rounds[f.GFID])
+			} else if f.NoDelta {
+				p.whole = append(p.whole, f.GFID)
+			} else {
+				p.again = append(p.again, f.GFID)
+			}
+			continue
+		case f.Status == pb.OpStatus_OP_STATUS_NOOP:
+			p.stats.FilesUnchanged++
+		case f.OK():
+			p.stats.Files++
+		case f.Status == pb.OpStatus_OP_STATUS_PARTIAL:
+			p.stats.Files++
+			p.stats.Partial = append(p.stats.Partial, fmt.Sprintf("data of %s: %v", f.GFID, f.Err))
+		default:
+			p.fail("data of %s: %v (%s)", f.GFID, f.Err, strings.TrimPrefix(f.Code.String(), "ERROR_CODE_"))
+			continue
+		}
+		if f.MetaDone {
+			if p.metaDone != nil {
+				p.metaDone[f.GFID] = true
+			}
+		} else if p.metaSet == nil || !p.metaSet[f.GFID] {
+			// The header could not carry the file's metadata (its xattrs
+			// were unreadable, or the file could not be opened).
+			p.needMeta = append(p.needMeta, f.GFID)
+		}
+	}
 }
 
 // syncData waits for the files in flight and sends again those that need
-// it: a file that changed while read goes again (up to maxDataRounds); one
-// the slave built with the wrong hash goes again once, whole, then counts
-// as a failure (seed 001's HASH_MISMATCH class).
+// it, until none does.
 func (p *processor) syncData(ctx context.Context) error {
-	rounds := map[gfid.GFID]int{}
-	for len(p.files) > 0 {
-		for b := range p.boxes {
-			if err := b.Wait(ctx); err != nil {
-				return fmt.Errorf("master: data: %w", err)
-			}
+	for {
+		if err := p.reap(ctx, true); err != nil {
+			return err
 		}
-		files := p.files
-		p.files, p.boxes = nil, map[*syncer.PostBox[*syncer.File]]bool{}
-		var again, whole []gfid.GFID
-		for _, f := range files {
-			p.stats.BytesSent += f.Sent
-			p.stats.BytesMatched += f.Matched
-			if f.Delta {
-				p.stats.Deltas++
-			}
-			if f.MetaDone {
-				p.metaDone[f.GFID] = true
-			}
-			rounds[f.GFID]++
-			switch {
-			case f.Vanished:
-				p.stats.Vanished++
-			case f.Code == pb.ErrorCode_ERROR_CODE_HASH_MISMATCH && !f.NoDelta:
-				p.m.log.Warn("file built on the slave does not match the master's hash; sending it again whole", "gfid", f.GFID, "error", f.Err)
-				p.stats.HashRetries++
-				whole = append(whole, f.GFID)
-			case f.Code == pb.ErrorCode_ERROR_CODE_HASH_MISMATCH:
-				p.m.log.Error("file built on the slave does not match the master's hash, even sent whole", "gfid", f.GFID, "error", f.Err)
-				p.fail("data of %s: %v (HASH_MISMATCH)", f.GFID, f.Err)
-			case f.Changed && rounds[f.GFID] < maxDataRounds:
-				if f.NoDelta {
-					whole = append(whole, f.GFID)
-				} else {
-					again = append(again, f.GFID)
-				}
-			case f.Changed:
-				p.fail("data of %s: kept changing while being read (%d tries)", f.GFID, rounds[f.GFID])
-			case f.Status == pb.OpStatus_OP_STATUS_NOOP:
-				p.stats.FilesUnchanged++
-			case f.OK():
-				p.stats.Files++
-			case f.Status == pb.OpStatus_OP_STATUS_PARTIAL:
-				p.stats.Files++
-				p.stats.Partial = append(p.stats.Partial, fmt.Sprintf("data of %s: %v", f.GFID, f.Err))
-			default:
-				p.fail("data of %s: %v (%s)", f.GFID, f.Err, strings.TrimPrefix(f.Code.String(), "ERROR_CODE_"))
-			}
+		if len(p.again) == 0 && len(p.whole) == 0 {
+			return nil
 		}
+		again, whole := p.again, p.whole
+		p.again, p.whole = nil, nil
+		p.current, p.prevCurrent = nil, nil
 		p.post(again, false)
 		p.post(whole, true)
 	}
-	return nil
 }
 
 // syncMeta sends the metadata of every M gfid, read from the master now.
@@ -536,7 +596,7 @@ func (p *processor) syncMeta(ctx context.Context) error {
 		ops = ops[:0]
 		return nil
 	}
-	for _, g := range p.meta {
+	for _, g := range append(p.meta, p.needMeta...) {
 		if p.metaDone[g] {
 			continue // applied with the file's data
 		}

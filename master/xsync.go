@@ -32,11 +32,16 @@ type xsync struct {
 	t   *tree
 	w   *changelog.Writer
 	log hclog.Logger
-	// ino maps each gfid met in this crawl to its inode: a second inode
-	// with the same gfid (a copy made with xattrs, e.g. cp -a as root) is
-	// given a fresh gfid instead of being mistaken for a hardlink.
-	ino  map[gfid.GFID]uint64
-	seen map[gfid.GFID]bool // hardlinked inodes already written
+	// hard maps the gfids of hardlinked inodes (non-directories with
+	// several links) met so far to their inode numbers: few, bounded by the
+	// tree's hardlinks, not its size.
+	hard map[gfid.GFID]uint64
+	// pending holds the gfids of links not yet flushed to the index: with
+	// the index, it answers "did this crawl meet this gfid already?", so
+	// that a second inode with the same gfid (a copy made with xattrs, e.g.
+	// cp -a as root) is given a fresh gfid instead of being mistaken for a
+	// hardlink, without a per-file map of the whole tree.
+	pending map[gfid.GFID]bool
 
 	warnedDerived bool
 	// pending index links, flushed in large transactions.
@@ -62,6 +67,7 @@ func (x *xsync) add(r *changelog.Record) error {
 
 func (x *xsync) index(g gfid.GFID, parent gfid.GFID, name string) error {
 	x.links = append(x.links, pendingLink{g, gfidx.Link{Parent: parent, Name: name}})
+	x.pending[g] = true
 	if len(x.links) >= linkBatch {
 		return x.flush()
 	}
@@ -81,10 +87,25 @@ func (x *xsync) flush() error {
 		return nil
 	})
 	x.links = x.links[:0]
+	clear(x.pending)
 	if err != nil {
 		return fmt.Errorf("master: indexing: %w", err)
 	}
 	return nil
+}
+
+// met reports whether this crawl already indexed gfid g (the index was
+// emptied when the crawl began).
+func (x *xsync) met(g gfid.GFID) bool {
+	if x.pending[g] {
+		return true
+	}
+	found := false
+	x.t.idx.View(func(tx *gfidx.Tx) error {
+		found = len(tx.Links(g)) > 0
+		return nil
+	})
+	return found
 }
 
 // crawlRoot walks the whole tree from the root.
@@ -147,7 +168,19 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 			x.warnedDerived = true
 			x.log.Warn("some files cannot carry a gfid xattr (read-only files of an unprivileged master): they are identified by name, so renaming them resends them", "example", fmt.Sprintf("%q", name))
 		}
-		if prev, ok := x.ino[eg]; ok && prev != st.Ino && !derived {
+		// Has another inode of this crawl got this gfid? Hardlinked inodes
+		// are told apart by inode number (few); the rest by whether the
+		// index (emptied when the crawl began) holds the gfid already.
+		hardlinked := st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink > 1
+		dup := false
+		if !derived {
+			if ino, ok := x.hard[eg]; ok {
+				dup = ino != st.Ino
+			} else {
+				dup = x.met(eg)
+			}
+		}
+		if dup {
 			fresh, err := gfid.New()
 			if err == nil {
 				err = x.t.ns.Set(beneath.ProcPath(dirfd, name), fresh)
@@ -159,7 +192,10 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 			x.log.Info("entry carried another inode's gfid (copied with its xattrs); gave it its own", "name", fmt.Sprintf("%q", name), "old", eg, "new", fresh)
 			eg = fresh
 		}
-		x.ino[eg] = st.Ino
+		_, sameInode := x.hard[eg]
+		if hardlinked && !derived {
+			x.hard[eg] = st.Ino
+		}
 		if err := x.index(eg, g, name); err != nil {
 			unix.Close(dirfd)
 			return err
@@ -174,12 +210,10 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 		case unix.S_IFREG:
 			rec.Op = changelog.OpCreate
 			rec.Size, rec.MtimeNS, rec.HasStat = st.Size, st.Mtim.Nano(), true
-			if st.Nlink > 1 {
-				if x.seen[eg] {
-					rec = changelog.Record{Kind: changelog.KindEntry, Op: changelog.OpLink, GFID: eg, Parent: g, Name: name}
-					first = false
-				}
-				x.seen[eg] = true
+			if sameInode {
+				// Another name of an inode already written.
+				rec = changelog.Record{Kind: changelog.KindEntry, Op: changelog.OpLink, GFID: eg, Parent: g, Name: name}
+				first = false
 			}
 			if first {
 				x.stats.Files++
@@ -202,7 +236,9 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 				return err
 			}
 		}
-		if first {
+		// A regular file's metadata travels with its data (the header
+		// carries it); everything else gets an M record.
+		if first && st.Mode&unix.S_IFMT != unix.S_IFREG {
 			if err := x.add(&changelog.Record{Kind: changelog.KindMeta, GFID: eg, Op: changelog.OpSetattr}); err != nil {
 				unix.Close(dirfd)
 				return err
