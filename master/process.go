@@ -108,6 +108,7 @@ type processor struct {
 	// them were applied, so that data flows while later entry ops go;
 	// boxes are reaped as they complete, so only what is in flight is held.
 	boxFiles map[*syncer.PostBox[*syncer.File]][]*syncer.File
+	inflight int               // files in boxFiles
 	rounds   map[gfid.GFID]int // tries of files sent more than once
 	again    []gfid.GFID       // to send again (changed while read)
 	whole    []gfid.GFID       // to send again whole (hash mismatch)
@@ -223,7 +224,9 @@ func (p *processor) run(ctx context.Context, path string) error {
 	}
 	// 2. Data, through the syncer's PostBoxes: most of it is on its way
 	// already; wait for it, and send again what needs another try.
-	p.post(p.pendingData, false)
+	if err := p.post(ctx, p.pendingData, false); err != nil {
+		return err
+	}
 	p.pendingData = nil
 	if err := p.syncData(ctx); err != nil {
 		return err
@@ -351,7 +354,7 @@ func describe(op *pb.EntryOp) string {
 }
 
 // flushEntries sends the queued entry ops in one call.
-func (p *processor) flushEntries(ctx context.Context) error {
+func (p *processor) flushEntries(ctx context.Context) (err error) {
 	if len(p.ops) == 0 {
 		return nil
 	}
@@ -367,8 +370,12 @@ func (p *processor) flushEntries(ctx context.Context) error {
 	}
 	p.prevCurrent, p.current = p.current, map[gfid.GFID]bool{}
 	defer func() {
-		p.post(ready, false)
-		p.reap(ctx, false)
+		if perr := p.post(ctx, ready, false); perr != nil && err == nil {
+			err = perr
+		}
+		if rerr := p.reap(ctx, false); rerr != nil && err == nil {
+			err = rerr
+		}
 	}()
 	if len(resp.GetResults()) != len(ops) {
 		return fmt.Errorf("master: slave answered %d results for %d entry ops", len(resp.GetResults()), len(ops))
@@ -456,16 +463,45 @@ func (p *processor) purge(ctx context.Context) error {
 // read is sent again within one batch.
 const maxDataRounds = 3
 
-// post hands files to the syncer (except those the slave has current).
-func (p *processor) post(gs []gfid.GFID, noDelta bool) {
+// maxInflight bounds the files posted and not yet accounted for: entry ops
+// go faster than data, and without a bound the syncer's queue would grow
+// to the size of the tree (about 150 bytes a file, unbounded).
+const maxInflight = 16384
+
+// post hands files to the syncer (except those the slave has current),
+// waiting for shipped boxes while too many files are in flight.
+func (p *processor) post(ctx context.Context, gs []gfid.GFID, noDelta bool) error {
 	for _, g := range gs {
 		if p.current[g] || p.prevCurrent[g] {
 			continue
 		}
+		for p.inflight >= maxInflight {
+			if err := p.reapOne(ctx); err != nil {
+				return err
+			}
+		}
 		f := &syncer.File{GFID: g, NoDelta: noDelta}
 		b := p.sync.Add(f)
 		p.boxFiles[b] = append(p.boxFiles[b], f)
+		p.inflight++
 	}
+	return nil
+}
+
+// reapOne waits until some box in flight is done and accounts for it.
+func (p *processor) reapOne(ctx context.Context) error {
+	if err := p.reap(ctx, false); err != nil || p.inflight < maxInflight {
+		return err
+	}
+	for b := range p.boxFiles {
+		select {
+		case <-b.Done():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		break
+	}
+	return p.reap(ctx, false)
 }
 
 // reap accounts for the boxes that are done (waiting for all of them when
@@ -487,6 +523,7 @@ func (p *processor) reap(ctx context.Context, block bool) error {
 			}
 		}
 		delete(p.boxFiles, b)
+		p.inflight -= len(files)
 		p.account(files)
 	}
 	return nil
@@ -498,6 +535,7 @@ func (p *processor) drain() {
 		<-b.Done()
 	}
 	p.boxFiles = map[*syncer.PostBox[*syncer.File]][]*syncer.File{}
+	p.inflight = 0
 }
 
 // account records the outcome of shipped files: a file that changed while
@@ -570,8 +608,12 @@ func (p *processor) syncData(ctx context.Context) error {
 		again, whole := p.again, p.whole
 		p.again, p.whole = nil, nil
 		p.current, p.prevCurrent = nil, nil
-		p.post(again, false)
-		p.post(whole, true)
+		if err := p.post(ctx, again, false); err != nil {
+			return err
+		}
+		if err := p.post(ctx, whole, true); err != nil {
+			return err
+		}
 	}
 }
 
