@@ -13,6 +13,7 @@ import (
 	"github.com/georep/georep/internal/beneath"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/internal/xattrs"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/slave"
 	"github.com/georep/georep/syncer"
@@ -699,50 +700,15 @@ func (p *processor) metaOp(g gfid.GFID) (*pb.MetaOp, error) {
 	return op, err
 }
 
-// readXattrs returns the replicated xattrs at path.
+// readXattrs returns the replicated xattrs at path, sorted by name.
 func readXattrs(path string, follow, privileged bool) ([]*pb.Xattr, error) {
-	list, get := unix.Llistxattr, unix.Lgetxattr
-	if follow {
-		list, get = unix.Listxattr, unix.Getxattr
-	}
-	buf := make([]byte, 1024)
-	var n int
-	var err error
-	for {
-		n, err = list(path, buf)
-		if errors.Is(err, unix.ERANGE) {
-			buf = make([]byte, len(buf)*4)
-			continue
-		}
-		break
-	}
-	if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
-		return nil, nil
-	}
+	m, err := xattrs.List(path, follow, func(n string) bool { return xattrs.Replicated(n, privileged) })
 	if err != nil {
 		return nil, err
 	}
-	var out []*pb.Xattr
-	for _, name := range strings.Split(string(buf[:n]), "\x00") {
-		if name == "" || !slave.Replicated(name, privileged) {
-			continue
-		}
-		vbuf := make([]byte, 256)
-		for {
-			vn, err := get(path, name, vbuf)
-			if errors.Is(err, unix.ERANGE) {
-				vbuf = make([]byte, len(vbuf)*8)
-				continue
-			}
-			if errors.Is(err, unix.ENODATA) {
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("reading xattr %q: %w", name, err)
-			}
-			out = append(out, &pb.Xattr{Name: []byte(name), Value: append([]byte(nil), vbuf[:vn]...)})
-			break
-		}
+	out := make([]*pb.Xattr, 0, len(m))
+	for _, n := range xattrs.Names(m) {
+		out = append(out, &pb.Xattr{Name: []byte(n), Value: m[n]})
 	}
 	return out, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/georep/georep/internal/beneath"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/internal/xattrs"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/syncer/delta"
 )
@@ -648,39 +649,5 @@ func (ds *dataStream) fdGFID(in *incoming, fd int) gfid.GFID {
 // listAllXattrs returns every xattr at path (not followed) that a copy of
 // the inode should keep: replicated ones and georep's own.
 func listAllXattrs(path string, privileged bool) (map[string][]byte, error) {
-	buf := make([]byte, 4096)
-	var n int
-	var err error
-	for {
-		n, err = unix.Llistxattr(path, buf)
-		if errors.Is(err, unix.ERANGE) {
-			buf = make([]byte, len(buf)*4)
-			continue
-		}
-		break
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listing xattrs: %w", err)
-	}
-	out := map[string][]byte{}
-	start := 0
-	for i := 0; i < n; i++ {
-		if buf[i] != 0 {
-			continue
-		}
-		name := string(buf[start:i])
-		start = i + 1
-		if !Replicated(name, privileged) && !gfid.Owns(name) {
-			continue
-		}
-		v, err := getXattr(path, name, false)
-		if errors.Is(err, unix.ENODATA) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out[name] = v
-	}
-	return out, nil
+	return xattrs.List(path, false, func(n string) bool { return Replicated(n, privileged) || gfid.Owns(n) })
 }

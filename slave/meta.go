@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/internal/beneath"
 	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/xattrs"
 	pb "github.com/georep/georep/proto/georep/v1"
 )
 
@@ -29,24 +29,8 @@ const (
 	maxXattrValue = 64 << 10
 )
 
-// Replicated reports whether an xattr name is data that georep copies: the
-// user namespace always; the trusted and security namespaces (as rsync -X
-// does) only between privileged processes, which alone may read and write
-// them; never georep's own marks, nor security.selinux, which belongs to
-// the slave host's policy.
-func Replicated(name string, privileged bool) bool {
-	switch {
-	case gfid.Owns(name):
-		return false
-	case strings.HasPrefix(name, "user."):
-		return true
-	case !privileged:
-		return false
-	case name == "security.selinux":
-		return false
-	}
-	return strings.HasPrefix(name, "trusted.") || strings.HasPrefix(name, "security.")
-}
+// Replicated reports whether georep copies an xattr (see xattrs.Replicated).
+func Replicated(name string, privileged bool) bool { return xattrs.Replicated(name, privileged) }
 
 func validateMeta(op *pb.MetaOp, privileged bool) (*metaReq, error) {
 	g, err := gfid.FromBytes(op.GetGfid())
@@ -85,69 +69,9 @@ func validateXattrs(xs []*pb.Xattr, privileged bool) (map[string][]byte, error) 
 	return out, nil
 }
 
-// listXattrs returns the replicated xattrs at path (l* calls: not followed).
-// Follow is set only for the root, named through /proc/self/fd/N, which
-// must be followed to reach the directory.
+// listXattrs returns the replicated xattrs at path (follow: see xattrs.List).
 func listXattrs(path string, follow, privileged bool) (map[string][]byte, error) {
-	buf := make([]byte, 4096)
-	var n int
-	var err error
-	for {
-		if follow {
-			n, err = unix.Listxattr(path, buf)
-		} else {
-			n, err = unix.Llistxattr(path, buf)
-		}
-		if errors.Is(err, unix.ERANGE) {
-			buf = make([]byte, len(buf)*4)
-			continue
-		}
-		break
-	}
-	if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
-		return map[string][]byte{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listing xattrs: %w", err)
-	}
-	out := map[string][]byte{}
-	for _, name := range strings.Split(string(buf[:n]), "\x00") {
-		if name == "" || !Replicated(name, privileged) {
-			continue
-		}
-		v, err := getXattr(path, name, follow)
-		if errors.Is(err, unix.ENODATA) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out[name] = v
-	}
-	return out, nil
-}
-
-func getXattr(path, name string, follow bool) ([]byte, error) {
-	get := unix.Lgetxattr
-	if follow {
-		get = unix.Getxattr
-	}
-	buf := make([]byte, 256)
-	for {
-		n, err := get(path, name, buf)
-		if errors.Is(err, unix.ERANGE) {
-			sz, err := get(path, name, nil)
-			if err != nil {
-				return nil, fmt.Errorf("reading xattr %q: %w", name, err)
-			}
-			buf = make([]byte, sz+1)
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading xattr %q: %w", name, err)
-		}
-		return buf[:n], nil
-	}
+	return xattrs.List(path, follow, func(n string) bool { return Replicated(n, privileged) })
 }
 
 // writable runs fn (an xattr change); when an unprivileged slave is denied
@@ -211,12 +135,7 @@ func (s *Slave) applyMetaAt(h handle, st unix.Stat_t, r *metaReq) outcome {
 		if err != nil {
 			return failed(fmt.Errorf("%s: %w", r.g, err))
 		}
-		names := make([]string, 0, len(r.xattrs))
-		for n := range r.xattrs {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
+		for _, n := range xattrs.Names(r.xattrs) {
 			if v, ok := cur[n]; ok && bytes.Equal(v, r.xattrs[n]) {
 				continue
 			}

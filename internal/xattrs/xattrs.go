@@ -1,0 +1,105 @@
+// Package xattrs reads extended attributes and says which of them georep
+// replicates. Master and slave share it so that both sides agree on the set.
+package xattrs
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/internal/gfid"
+)
+
+// Replicated reports whether an xattr name is data that georep copies: the
+// user namespace always; the trusted and security namespaces (as rsync -X
+// does) only between privileged processes, which alone may read and write
+// them; never georep's own marks, nor security.selinux, which belongs to
+// the slave host's policy.
+func Replicated(name string, privileged bool) bool {
+	switch {
+	case gfid.Owns(name):
+		return false
+	case strings.HasPrefix(name, "user."):
+		return true
+	case !privileged:
+		return false
+	case name == "security.selinux":
+		return false
+	}
+	return strings.HasPrefix(name, "trusted.") || strings.HasPrefix(name, "security.")
+}
+
+// List returns the xattrs at path whose names keep accepts. follow says
+// whether a final symlink is followed (set only for /proc/self/fd/N names
+// of open files and directories, which must be followed to reach them). A
+// filesystem without xattrs has none.
+func List(path string, follow bool, keep func(name string) bool) (map[string][]byte, error) {
+	list, get := unix.Llistxattr, unix.Lgetxattr
+	if follow {
+		list, get = unix.Listxattr, unix.Getxattr
+	}
+	buf := make([]byte, 1024)
+	var n int
+	var err error
+	for {
+		n, err = list(path, buf)
+		if errors.Is(err, unix.ERANGE) {
+			buf = make([]byte, len(buf)*4)
+			continue
+		}
+		break
+	}
+	if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+		return map[string][]byte{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing xattrs: %w", err)
+	}
+	out := map[string][]byte{}
+	for _, name := range strings.Split(string(buf[:n]), "\x00") {
+		if name == "" || !keep(name) {
+			continue
+		}
+		v, err := value(get, path, name)
+		if errors.Is(err, unix.ENODATA) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+func value(get func(string, string, []byte) (int, error), path, name string) ([]byte, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := get(path, name, buf)
+		if errors.Is(err, unix.ERANGE) {
+			sz, err := get(path, name, nil)
+			if err != nil {
+				return nil, fmt.Errorf("reading xattr %q: %w", name, err)
+			}
+			buf = make([]byte, sz+1)
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading xattr %q: %w", name, err)
+		}
+		return append([]byte(nil), buf[:n]...), nil
+	}
+}
+
+// Names returns the names of m, sorted.
+func Names(m map[string][]byte) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
