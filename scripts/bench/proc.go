@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,6 +58,13 @@ type proc struct {
 	end     time.Time
 	done    chan struct{}
 	waitErr error
+
+	// Peak anonymous resident memory (heap, stacks) in KiB, sampled from
+	// /proc/PID/status while the process runs: rusage's peak RSS also
+	// counts file-backed pages (mmapped files, the binary), which are
+	// evictable; this tells them apart.
+	anonMu  sync.Mutex
+	anonMax int64
 }
 
 func startProc(ctx context.Context, name string, args ...string) (*proc, error) {
@@ -81,7 +90,39 @@ func startProc(ctx context.Context, name string, args ...string) (*proc, error) 
 		p.end = time.Now()
 		close(p.done)
 	}()
+	go p.sampleAnon(cmd.Process.Pid)
 	return p, nil
+}
+
+// sampleAnon records the process's peak RssAnon until it exits.
+func (p *proc) sampleAnon(pid int) {
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if b, err := os.ReadFile(path); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+					kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+					p.anonMu.Lock()
+					p.anonMax = max(p.anonMax, kb)
+					p.anonMu.Unlock()
+				}
+			}
+		}
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// maxAnon is the peak anonymous RSS seen, in KiB.
+func (p *proc) maxAnon() int64 {
+	p.anonMu.Lock()
+	defer p.anonMu.Unlock()
+	return p.anonMax
 }
 
 func (p *proc) exited() bool {

@@ -140,6 +140,9 @@ func (w *workload) table() (header []string, rows [][]string, notes []string) {
 		rows = append(rows, row)
 	}
 	if rs := w.runs[toolGeorep]; len(rs) > 0 {
+		notes = append(notes, fmt.Sprintf("georep peak anonymous RSS (heap, stacks; the rest of peak RSS is file-backed: the mmapped gfid index, the binary): master %.1f MiB, slave %.1f MiB",
+			float64(maxInt(rs, func(r runResult) int64 { return r.anonMaster }))/1024,
+			float64(maxInt(rs, func(r runResult) int64 { return r.anonSlave }))/1024))
 		notes = append(notes, fmt.Sprintf("georep reported (median): %d files sent, %d bytes of file data; slave ready in %.2fs (untimed)",
 			medianInt(rs, func(r runResult) int64 { return r.sentFiles }),
 			medianInt(rs, func(r runResult) int64 { return r.sentBytes }),

@@ -51,6 +51,8 @@ type runResult struct {
 	sentFiles int64         // georep's own count; -1 for rsync
 	sentBytes int64
 	startup   time.Duration // slave/daemon start until ready (untimed)
+	// georep only: peak anonymous RSS in KiB (see proc.anonMax).
+	anonMaster, anonSlave int64
 }
 
 func (b *bench) runTool(ctx context.Context, t tool, src string, tg target, o runOpts) (runResult, error) {
@@ -128,6 +130,7 @@ func (b *bench) runGeorep(ctx context.Context, src string, tg target) (runResult
 	res.wall = m.wall()
 	res.rssMaster = m.maxRSS()
 	res.rssSlave = sl.maxRSS()
+	res.anonMaster, res.anonSlave = m.maxAnon(), sl.maxAnon()
 	res.cpuMaster, res.cpuSlave = m.cpu(), sl.cpu()
 	if mm := sentRE.FindStringSubmatch(m.stdout.String()); mm != nil {
 		res.sentFiles, _ = strconv.ParseInt(mm[1], 10, 64)
