@@ -343,6 +343,10 @@ func (s *Slave) markDirty() error {
 // maxOpsPerCall bounds the ops of one EntryOps or MetaOps call.
 const maxOpsPerCall = 100000
 
+// opsPerTxn bounds the entry ops applied in one index transaction (see
+// EntryOps).
+const opsPerTxn = 1000
+
 // EntryOps implements SlaveService.
 func (s *Slave) EntryOps(ctx context.Context, req *pb.EntryOpsRequest) (*pb.EntryOpsResponse, error) {
 	if err := s.checkSession(req.GetSessionId()); err != nil {
@@ -358,24 +362,36 @@ func (s *Slave) EntryOps(ctx context.Context, req *pb.EntryOpsRequest) (*pb.Entr
 	if err := s.markDirty(); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	err := s.tree.idx.Update(func(tx *gfidx.Tx) error {
-		c := s.tree.newDirCache(tx)
-		defer c.close()
-		for i, op := range req.GetOps() {
-			r, err := validateEntry(op, s.privileged)
-			var o outcome
-			if err != nil {
-				o = failed(err)
-			} else {
-				o = s.applyEntry(c, r)
+	// The ops go in index transactions of at most opsPerTxn: a transaction
+	// holds every index page it dirties in memory, and random gfid keys
+	// dirty pages all over the tree, so a large one would cost memory in
+	// proportion to the tree (the index is a cache: it need not change
+	// atomically with the whole request; an unclean stop rebuilds it).
+	c := s.tree.newDirCache(nil)
+	defer c.close()
+	ops := req.GetOps()
+	var err error
+	for start := 0; start < len(ops) && err == nil; start += opsPerTxn {
+		end := min(start+opsPerTxn, len(ops))
+		err = s.tree.idx.Update(func(tx *gfidx.Tx) error {
+			c.tx = tx
+			for i := start; i < end; i++ {
+				op := ops[i]
+				r, err := validateEntry(op, s.privileged)
+				var o outcome
+				if err != nil {
+					o = failed(err)
+				} else {
+					o = s.applyEntry(c, r)
+				}
+				if o.err != nil {
+					s.log.Debug("entry op", "type", op.GetType(), "status", o.status, "error", o.err)
+				}
+				resp.Results[i] = o.result()
 			}
-			if o.err != nil {
-				s.log.Debug("entry op", "type", op.GetType(), "status", o.status, "error", o.err)
-			}
-			resp.Results[i] = o.result()
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	if err != nil {
 		// The tree changed but the index did not record it: leave the
 		// index marked unclean so that the next start rebuilds it.
