@@ -227,6 +227,8 @@ func ReadFile(path string, fn func(Record) error) (Header, error) {
 	if err != nil {
 		return Header{}, fmt.Errorf("changelog: stat %s: %w", path, err)
 	}
+	// Checked before any record is delivered: a torn journal yields none
+	// (the reader alone would report the tear only after the good lines).
 	if st.Size() > 0 {
 		last := make([]byte, 1)
 		if _, err := f.ReadAt(last, st.Size()-1); err != nil {

@@ -235,10 +235,5 @@ func (t *tree) ensureGFID(dirfd int, parent gfid.GFID, name string, st *unix.Sta
 		}
 		return gfid.Zero, false, fmt.Errorf("master: cannot give %q a gfid: %w", name, err)
 	}
-	// Two crawlers (or a crawler and the recorder) may race to name the
-	// same inode; the xattr is the arbiter.
-	if got, err := t.ns.Get(p); err == nil {
-		return got, false, nil
-	}
 	return g, false, nil
 }

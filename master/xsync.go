@@ -3,7 +3,6 @@ package master
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 
 	"github.com/hashicorp/go-hclog"
@@ -272,20 +271,5 @@ func lstatAt(dirfd int, name string) (unix.Stat_t, error) {
 	return st, err
 }
 
-// listDir lists a directory through a duplicate of dirfd.
-func listDir(dirfd int) ([]string, error) {
-	dup, err := unix.Dup(dirfd)
-	if err != nil {
-		return nil, fmt.Errorf("master: dup: %w", err)
-	}
-	f := os.NewFile(uintptr(dup), "dir")
-	defer f.Close()
-	if _, err := f.Seek(0, 0); err != nil {
-		return nil, fmt.Errorf("master: rewinding directory: %w", err)
-	}
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("master: listing directory: %w", err)
-	}
-	return names, nil
-}
+// listDir lists a directory (see beneath.ReadNames).
+func listDir(dirfd int) ([]string, error) { return beneath.ReadNames(dirfd) }

@@ -119,11 +119,7 @@ func validateEntry(op *pb.EntryOp, privileged bool) (*entryReq, error) {
 	}
 	needEntry := func() error {
 		if r.parent, err = parseGFID(op.GetPargfid(), "parent gfid"); err != nil {
-			if g, e := gfid.FromBytes(op.GetPargfid()); e == nil && g == gfid.Root {
-				r.parent, err = gfid.Root, nil
-			} else {
-				return err
-			}
+			return err
 		}
 		if r.name, err = checkName(r.parent, op.GetName(), "name"); err != nil {
 			return err
@@ -175,11 +171,7 @@ func validateEntry(op *pb.EntryOp, privileged bool) (*entryReq, error) {
 			return nil, err
 		}
 		if r.parent2, err = parseGFID(op.GetPargfid2(), "destination parent gfid"); err != nil {
-			if g, e := gfid.FromBytes(op.GetPargfid2()); e == nil && g == gfid.Root {
-				r.parent2, err = gfid.Root, nil
-			} else {
-				return nil, err
-			}
+			return nil, err
 		}
 		if r.name2, err = checkName(r.parent2, op.GetName2(), "destination name"); err != nil {
 			return nil, err
@@ -189,9 +181,6 @@ func validateEntry(op *pb.EntryOp, privileged bool) (*entryReq, error) {
 		}
 		return r, nil
 	case pb.EntryOpType_ENTRY_OP_TYPE_PURGE:
-		if g, e := gfid.FromBytes(op.GetGfid()); e == nil && g == gfid.Root {
-			r.g = gfid.Root
-		}
 		r.keep = make(map[string]struct{}, len(op.GetKeepNames()))
 		for _, n := range op.GetKeepNames() {
 			name, err := checkName(gfid.Zero, n, "kept name")

@@ -3,7 +3,6 @@ package slave
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"golang.org/x/sys/unix"
 
@@ -297,20 +296,5 @@ func (c *dirCache) removeTree(dirfd int, parent gfid.GFID, name string) error {
 	return nil
 }
 
-// readNames lists a directory through a duplicate of fd (fd stays open).
-func readNames(fd int) ([]string, error) {
-	dup, err := unix.Dup(fd)
-	if err != nil {
-		return nil, fmt.Errorf("dup: %w", err)
-	}
-	f := os.NewFile(uintptr(dup), "dir")
-	defer f.Close()
-	if _, err := unix.Seek(dup, 0, 0); err != nil {
-		return nil, fmt.Errorf("rewinding directory: %w", err)
-	}
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("listing directory: %w", err)
-	}
-	return names, nil
-}
+// readNames lists a directory (see beneath.ReadNames).
+func readNames(fd int) ([]string, error) { return beneath.ReadNames(fd) }

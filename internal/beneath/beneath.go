@@ -10,6 +10,7 @@ package beneath
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -149,4 +150,23 @@ func chmodByPath(dirfd int, name string, mode uint32) error {
 		return unix.EOPNOTSUPP // symlinks have no mode of their own
 	}
 	return unix.Chmod(FDPath(fd), mode)
+}
+
+// ReadNames lists the directory open as fd, through a duplicate of it (fd
+// stays open, its offset untouched).
+func ReadNames(fd int) ([]string, error) {
+	dup, err := unix.Dup(fd)
+	if err != nil {
+		return nil, fmt.Errorf("beneath: dup: %w", err)
+	}
+	f := os.NewFile(uintptr(dup), "dir")
+	defer f.Close()
+	if _, err := f.Seek(0, 0); err != nil {
+		return nil, fmt.Errorf("beneath: rewinding directory: %w", err)
+	}
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("beneath: listing directory: %w", err)
+	}
+	return names, nil
 }
