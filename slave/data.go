@@ -296,18 +296,16 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 	var current *outcome // set when the content is current
 	err = ds.s.tree.idx.View(func(tx *gfidx.Tx) error {
 		c := ds.cache(tx)
-		hd, hst, err := c.find(g)
-		if errors.Is(err, errUnknown) {
+		hd, hst, pending, err := c.locate(g)
+		if err != nil {
+			return err
+		}
+		if pending {
 			// Announced by a CREATE, not created yet: it will be
 			// created whole from this stream.
-			if p, ok := c.pending(g); ok {
-				in.create = true
-				in.dirfd, err = unix.Dup(p.dirfd)
-				in.name, in.parent = p.name, p.parent
-				return err
-			}
-		}
-		if err != nil {
+			in.create = true
+			in.dirfd, err = unix.Dup(hd.dirfd)
+			in.name, in.parent = hd.name, hd.parent
 			return err
 		}
 		st = hst

@@ -326,3 +326,23 @@ func TestCleanRestartDoesNotRebuild(t *testing.T) {
 		t.Error("the index is not clean after a clean stop")
 	}
 }
+
+// TestAnnouncedFileIsNotAnInode: a CREATE whose data follows only
+// announces the file; until its data (or a LINK) creates it, ops that need
+// the inode see an unknown gfid, and a LINK creates it first.
+func TestAnnouncedFileIsNotAnInode(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	op := opCreate(F, gfid.Root, "a")
+	op.DataFollows = true
+	f.ok(op)
+	if _, err := os.Lstat(f.path("a")); !os.IsNotExist(err) {
+		t.Fatalf("an announced file exists before its data: %v", err)
+	}
+	checkFailed(t, f.meta(metaOf(F, unix.S_IFREG|0o644, 0, 0, 1, 1))[0], pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID, "metadata of an announced file")
+	f.ok(opLink(F, gfid.Root, "b"))
+	if a, b := lstat(t, f.path("a")), lstat(t, f.path("b")); a.Ino != b.Ino || a.Nlink != 2 {
+		t.Errorf("LINK of an announced file: a ino %d nlink %d, b ino %d", a.Ino, a.Nlink, b.Ino)
+	}
+	checkGFID(t, f.path("a"), F)
+}

@@ -154,63 +154,68 @@ func (t *tree) lookup(dirfd int, parent gfid.GFID, name string) (g gfid.GFID, st
 
 // find returns a verified handle on an existing link of g.
 func (c *dirCache) find(g gfid.GFID) (handle, unix.Stat_t, error) {
-	if g == gfid.Root {
-		var st unix.Stat_t
-		if err := unix.Fstat(c.t.root.FD(), &st); err != nil {
-			return handle{}, st, fmt.Errorf("stat root: %w", err)
-		}
-		return handle{dirfd: c.t.root.FD(), parent: gfid.Root}, st, nil
+	h, st, pending, err := c.locate(g)
+	if err == nil && pending {
+		return handle{}, st, fmt.Errorf("%s (announced, not created yet): %w", g, errUnknown)
 	}
+	return h, st, err
+}
+
+// locate is find that also reports, in one pass over g's links, a file
+// announced by a CREATE with data to follow and not created yet: an index
+// link whose name is absent (pending true, err nil, st zero).
+func (c *dirCache) locate(g gfid.GFID) (h handle, st unix.Stat_t, pending bool, err error) {
+	if g == gfid.Root {
+		if err := unix.Fstat(c.t.root.FD(), &st); err != nil {
+			return handle{}, st, false, fmt.Errorf("stat root: %w", err)
+		}
+		return handle{dirfd: c.t.root.FD(), parent: gfid.Root}, st, false, nil
+	}
+	var absent *handle
 	for _, l := range c.tx.Links(g) {
 		dirfd, err := c.dir(l.Parent)
 		if err != nil {
 			continue
 		}
-		got, st, exists, err := c.t.lookup(dirfd, l.Parent, l.Name)
+		got, lst, exists, err := c.t.lookup(dirfd, l.Parent, l.Name)
 		if err == nil && exists && got == g {
-			return handle{dirfd: dirfd, name: l.Name, parent: l.Parent}, st, nil
+			return handle{dirfd: dirfd, name: l.Name, parent: l.Parent}, lst, false, nil
+		}
+		if err == nil && !exists && absent == nil {
+			absent = &handle{dirfd: dirfd, name: l.Name, parent: l.Parent}
 		}
 	}
-	return handle{}, unix.Stat_t{}, fmt.Errorf("%s: %w", g, errUnknown)
+	if absent != nil {
+		return *absent, unix.Stat_t{}, true, nil
+	}
+	return handle{}, unix.Stat_t{}, false, fmt.Errorf("%s: %w", g, errUnknown)
 }
 
 // pending finds a regular file announced by a CREATE with data to follow
-// and not created yet: an index link of g whose name is absent. The caller
-// closes nothing: dirfd belongs to the cache.
+// and not created yet (see locate).
 func (c *dirCache) pending(g gfid.GFID) (handle, bool) {
-	for _, l := range c.tx.Links(g) {
-		dirfd, err := c.dir(l.Parent)
-		if err != nil {
-			continue
-		}
-		if _, err := beneath.Lstat(dirfd, l.Name); errors.Is(err, unix.ENOENT) {
-			return handle{dirfd: dirfd, name: l.Name, parent: l.Parent}, true
-		}
-	}
-	return handle{}, false
+	h, _, pending, err := c.locate(g)
+	return h, err == nil && pending
 }
 
 // findOrMaterialize is find, except that a file announced but not yet
 // created (pending) is created empty, with its gfid, so that a LINK or
 // RENAME can act on it; its data then patches it like any file.
 func (c *dirCache) findOrMaterialize(g gfid.GFID) (handle, unix.Stat_t, error) {
-	h, st, err := c.find(g)
-	if err == nil || !errors.Is(err, errUnknown) {
+	h, st, pending, err := c.locate(g)
+	if err != nil || !pending {
 		return h, st, err
 	}
-	p, ok := c.pending(g)
-	if !ok {
-		return h, st, err
-	}
+	p := h
 	fd, cerr := unix.Openat(p.dirfd, p.name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if cerr != nil {
-		return h, st, fmt.Errorf("creating announced file %s: %w", g, cerr)
+		return handle{}, st, fmt.Errorf("creating announced file %s: %w", g, cerr)
 	}
 	serr := c.t.ns.FSet(fd, g)
 	unix.Close(fd)
 	if serr != nil && !(gfid.CannotCarry(serr) && g == gfid.Derived(p.parent, p.name, unix.S_IFREG)) {
 		unix.Unlinkat(p.dirfd, p.name, 0)
-		return h, st, fmt.Errorf("creating announced file %s: %w", g, serr)
+		return handle{}, st, fmt.Errorf("creating announced file %s: %w", g, serr)
 	}
 	return c.find(g)
 }
