@@ -25,12 +25,19 @@ import (
 
 var (
 	bucketLinks = []byte("links")
+	// bucketChildren maps parent gfid ‖ name to the gfid the name holds:
+	// the other direction, for whoever learns of a name's removal and must
+	// say which gfid it held (the master's recorder).
+	bucketChildren = []byte("children")
 	bucketMeta  = []byte("meta")
 	keyClean    = []byte("clean")
 	keyVersion  = []byte("version")
 )
 
-const formatVersion = "1"
+// formatVersion 2 added the children bucket. A version-1 index is emptied
+// and marked unclean (it is a cache: its owner rebuilds it); a newer one is
+// refused.
+const formatVersion = "2"
 
 // ErrNotFound says the index knows no link for a gfid.
 var ErrNotFound = errors.New("gfidx: gfid not in index")
@@ -64,15 +71,28 @@ func Open(path string) (*Index, error) {
 		return nil, fmt.Errorf("gfidx: opening %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(bucketLinks); err != nil {
-			return err
-		}
 		m, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return err
 		}
-		if v := m.Get(keyVersion); v != nil && string(v) != formatVersion {
-			return fmt.Errorf("format version %q, want %q", v, formatVersion)
+		v := m.Get(keyVersion)
+		if v != nil && string(v) != formatVersion && string(v) != "1" {
+			return fmt.Errorf("format version %q, want %q (written by a newer georep?)", v, formatVersion)
+		}
+		if string(v) == "1" {
+			for _, b := range [][]byte{bucketLinks, bucketChildren} {
+				if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+					return err
+				}
+			}
+			if err := m.Put(keyClean, []byte("0")); err != nil {
+				return err
+			}
+		}
+		for _, b := range [][]byte{bucketLinks, bucketChildren} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
 		}
 		return m.Put(keyVersion, []byte(formatVersion))
 	})
@@ -130,9 +150,11 @@ func (ix *Index) Update(fn func(*Tx) error) error {
 		if err := unclean(tx); err != nil {
 			return err
 		}
-		return fn(&Tx{b: tx.Bucket(bucketLinks)})
+		return fn(newTx(tx))
 	})
 }
+
+func newTx(tx *bolt.Tx) *Tx { return &Tx{b: tx.Bucket(bucketLinks), c: tx.Bucket(bucketChildren)} }
 
 func unclean(tx *bolt.Tx) error {
 	m := tx.Bucket(bucketMeta)
@@ -144,13 +166,53 @@ func unclean(tx *bolt.Tx) error {
 
 // View runs fn in a read transaction.
 func (ix *Index) View(fn func(*Tx) error) error {
-	return ix.db.View(func(tx *bolt.Tx) error { return fn(&Tx{b: tx.Bucket(bucketLinks)}) })
+	return ix.db.View(func(tx *bolt.Tx) error { return fn(newTx(tx)) })
 }
 
 // Tx is a transaction on the index. It must not be used after the function
 // given to Update or View returns.
 type Tx struct {
-	b *bolt.Bucket
+	b *bolt.Bucket // links: gfid ‖ parent ‖ name
+	c *bolt.Bucket // children: parent ‖ name -> gfid
+}
+
+func childKey(l Link) []byte {
+	k := make([]byte, 0, 16+len(l.Name))
+	k = append(k, l.Parent[:]...)
+	return append(k, l.Name...)
+}
+
+// Child returns the gfid that name l holds, as far as the index knows.
+func (t *Tx) Child(l Link) (gfid.GFID, bool) {
+	v := t.c.Get(childKey(l))
+	if len(v) != 16 {
+		return gfid.Zero, false
+	}
+	var g gfid.GFID
+	copy(g[:], v)
+	return g, true
+}
+
+// Child is one name in a directory and the gfid it holds.
+type Child struct {
+	Name string
+	GFID gfid.GFID
+}
+
+// Children returns the names the index knows in directory parent, in name
+// order.
+func (t *Tx) Children(parent gfid.GFID) []Child {
+	var out []Child
+	c := t.c.Cursor()
+	for k, v := c.Seek(parent[:]); k != nil && bytes.HasPrefix(k, parent[:]); k, v = c.Next() {
+		if len(k) < 17 || len(v) != 16 {
+			continue
+		}
+		ch := Child{Name: string(k[16:])}
+		copy(ch.GFID[:], v)
+		out = append(out, ch)
+	}
+	return out
 }
 
 func key(g gfid.GFID, l Link) []byte {
@@ -187,6 +249,9 @@ func (t *Tx) AddLink(g gfid.GFID, l Link) error {
 	if err := t.b.Put(key(g, l), nil); err != nil {
 		return fmt.Errorf("gfidx: adding link %s: %w", g, err)
 	}
+	if err := t.c.Put(childKey(l), g[:]); err != nil {
+		return fmt.Errorf("gfidx: adding link %s: %w", g, err)
+	}
 	return nil
 }
 
@@ -194,6 +259,12 @@ func (t *Tx) AddLink(g gfid.GFID, l Link) error {
 func (t *Tx) RemoveLink(g gfid.GFID, l Link) error {
 	if err := t.b.Delete(key(g, l)); err != nil {
 		return fmt.Errorf("gfidx: removing link %s: %w", g, err)
+	}
+	// The name may hold another gfid by now (added after this one).
+	if cur, ok := t.Child(l); ok && cur == g {
+		if err := t.c.Delete(childKey(l)); err != nil {
+			return fmt.Errorf("gfidx: removing link %s: %w", g, err)
+		}
 	}
 	return nil
 }
@@ -344,11 +415,15 @@ func (ix *Index) Reset() error {
 		if err := unclean(tx); err != nil {
 			return err
 		}
-		if err := tx.DeleteBucket(bucketLinks); err != nil {
-			return err
+		for _, b := range [][]byte{bucketLinks, bucketChildren} {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucket(b); err != nil {
+				return err
+			}
 		}
-		_, err := tx.CreateBucket(bucketLinks)
-		return err
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("gfidx: reset: %w", err)

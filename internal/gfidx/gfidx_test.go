@@ -325,15 +325,15 @@ func TestOpenVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("meta")).Put([]byte("version"), []byte("2")) }); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("meta")).Put([]byte("version"), []byte("3")) }); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
 	if ix, err := Open(p2); err == nil {
 		ix.Close()
-		t.Fatal("Open of a version-2 index succeeded")
-	} else if !strings.Contains(err.Error(), `"2"`) {
-		t.Fatalf("Open of a version-2 index: %v (should name the version)", err)
+		t.Fatal("Open of a version-3 index succeeded")
+	} else if !strings.Contains(err.Error(), `"3"`) {
+		t.Fatalf("Open of a version-3 index: %v (should name the version)", err)
 	}
 	// Not a bbolt file at all.
 	p3 := filepath.Join(t.TempDir(), "junk.db")
@@ -475,4 +475,119 @@ func TestRebuildSweeps(t *testing.T) {
 			t.Errorf("%s exists = %v after the rebuild, want %v", n, err == nil, want)
 		}
 	}
+}
+
+func TestOpenMigratesVersion1(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "v1.db")
+	db, err := bolt.Open(p, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := mustParse("11111111-2222-3333-4444-555555555555")
+	err = db.Update(func(tx *bolt.Tx) error {
+		m, err := tx.CreateBucket([]byte("meta"))
+		if err != nil {
+			return err
+		}
+		if err := m.Put([]byte("version"), []byte("1")); err != nil {
+			return err
+		}
+		if err := m.Put([]byte("clean"), []byte("1")); err != nil {
+			return err
+		}
+		l, err := tx.CreateBucket([]byte("links"))
+		if err != nil {
+			return err
+		}
+		return l.Put(append(append(g[:], gfid.Root[:]...), "x"...), nil)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := Open(p)
+	if err != nil {
+		t.Fatalf("Open of a version-1 index: %v", err)
+	}
+	defer ix.Close()
+	if ix.Clean() {
+		t.Error("a migrated index is marked clean: its owner would not rebuild it")
+	}
+	ix.View(func(tx *Tx) error {
+		if ls := tx.Links(g); len(ls) != 0 {
+			t.Errorf("version-1 links survived the migration: %v", ls)
+		}
+		return nil
+	})
+}
+
+func TestChildren(t *testing.T) {
+	ix, _ := openIndex(t)
+	a := mustParse("aaaaaaaa-0000-0000-0000-000000000001")
+	b := mustParse("bbbbbbbb-0000-0000-0000-000000000002")
+	d := mustParse("dddddddd-0000-0000-0000-000000000003")
+	err := ix.Update(func(tx *Tx) error {
+		for _, x := range []struct {
+			g gfid.GFID
+			l Link
+		}{{d, Link{gfid.Root, "dir"}}, {a, Link{d, "a"}}, {b, Link{d, "b"}}, {a, Link{gfid.Root, "a2"}}} {
+			if err := tx.AddLink(x.g, x.l); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix.Update(func(tx *Tx) error {
+		if g, ok := tx.Child(Link{d, "a"}); !ok || g != a {
+			t.Errorf("Child(dir/a) = %v, %v", g, ok)
+		}
+		if _, ok := tx.Child(Link{d, "zz"}); ok {
+			t.Error("Child of an unknown name found")
+		}
+		got := tx.Children(d)
+		if len(got) != 2 || got[0] != (Child{"a", a}) || got[1] != (Child{"b", b}) {
+			t.Errorf("Children(dir) = %v", got)
+		}
+		// The name now holds b (a rename over a): removing a's old link
+		// must not forget b.
+		if err := tx.AddLink(b, Link{d, "a"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.RemoveLink(a, Link{d, "a"}); err != nil {
+			t.Fatal(err)
+		}
+		if g, ok := tx.Child(Link{d, "a"}); !ok || g != b {
+			t.Errorf("after a rename over it, Child(dir/a) = %v, %v; want %v", g, ok, b)
+		}
+		if err := tx.RemoveAll(b); err != nil {
+			t.Fatal(err)
+		}
+		if got := tx.Children(d); len(got) != 0 {
+			t.Errorf("Children after removals = %v", got)
+		}
+		if got := tx.Children(gfid.Root); len(got) != 2 {
+			t.Errorf("Children(root) = %v", got)
+		}
+		return nil
+	})
+	if err := ix.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	ix.View(func(tx *Tx) error {
+		if got := tx.Children(gfid.Root); len(got) != 0 {
+			t.Errorf("Children after Reset = %v", got)
+		}
+		return nil
+	})
+}
+
+func mustParse(s string) gfid.GFID {
+	g, err := gfid.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return g
 }
