@@ -111,8 +111,28 @@ const maxTarget = 4095
 
 // validateEntry checks an EntryOp completely before anything is touched.
 func validateEntry(op *pb.EntryOp, privileged bool) (*entryReq, error) {
-	r := &entryReq{typ: op.GetType(), mode: op.GetMode(), uid: op.GetUid(), gid: op.GetGid(), rdev: op.GetRdev(),
-		dataFollows: op.GetDataFollows() && op.GetType() == pb.EntryOpType_ENTRY_OP_TYPE_CREATE}
+	r := &entryReq{typ: op.GetType(), mode: op.GetMode(), uid: op.GetUid(), gid: op.GetGid(), rdev: op.GetRdev()}
+	typeBits := r.mode & unix.S_IFMT
+	switch r.typ {
+	case pb.EntryOpType_ENTRY_OP_TYPE_CREATE:
+		r.dataFollows = op.GetDataFollows()
+	case pb.EntryOpType_ENTRY_OP_TYPE_LINK, pb.EntryOpType_ENTRY_OP_TYPE_RENAME:
+		// The description of the entry, for a slave that lacks it.
+		switch typeBits {
+		case 0, unix.S_IFDIR, unix.S_IFIFO, unix.S_IFCHR, unix.S_IFBLK, unix.S_IFSOCK:
+		case unix.S_IFREG:
+			r.dataFollows = op.GetDataFollows()
+		case unix.S_IFLNK:
+			if err := r.setTarget(op.GetTarget()); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, invalidf("%s with mode %o", r.typ, r.mode)
+		}
+		if typeBits == unix.S_IFDIR && r.typ == pb.EntryOpType_ENTRY_OP_TYPE_LINK {
+			return nil, invalidf("LINK of a directory")
+		}
+	}
 	var err error
 	if r.g, err = parseGFID(op.GetGfid(), "gfid"); err != nil {
 		return nil, err
@@ -132,7 +152,6 @@ func validateEntry(op *pb.EntryOp, privileged bool) (*entryReq, error) {
 		}
 		return nil
 	}
-	typeBits := r.mode & unix.S_IFMT
 	switch r.typ {
 	case pb.EntryOpType_ENTRY_OP_TYPE_CREATE:
 		if typeBits != 0 && typeBits != unix.S_IFREG {
@@ -155,16 +174,9 @@ func validateEntry(op *pb.EntryOp, privileged bool) (*entryReq, error) {
 			return nil, invalidf("MKNOD with mode %o", r.mode)
 		}
 	case pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK:
-		t := string(op.GetTarget())
-		if t == "" || len(t) > maxTarget {
-			return nil, invalidf("SYMLINK target of %d bytes", len(t))
+		if err := r.setTarget(op.GetTarget()); err != nil {
+			return nil, err
 		}
-		for i := 0; i < len(t); i++ {
-			if t[i] == 0 {
-				return nil, invalidf("SYMLINK target contains NUL")
-			}
-		}
-		r.target = t
 	case pb.EntryOpType_ENTRY_OP_TYPE_LINK, pb.EntryOpType_ENTRY_OP_TYPE_UNLINK, pb.EntryOpType_ENTRY_OP_TYPE_RMDIR:
 	case pb.EntryOpType_ENTRY_OP_TYPE_RENAME:
 		if err := needEntry(); err != nil {
@@ -197,6 +209,43 @@ func validateEntry(op *pb.EntryOp, privileged bool) (*entryReq, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+func (r *entryReq) setTarget(b []byte) error {
+	t := string(b)
+	if t == "" || len(t) > maxTarget {
+		return invalidf("symlink target of %d bytes", len(t))
+	}
+	for i := 0; i < len(t); i++ {
+		if t[i] == 0 {
+			return invalidf("symlink target contains NUL")
+		}
+	}
+	r.target = t
+	return nil
+}
+
+// creation turns a LINK or RENAME that describes its entry into the op
+// that creates the entry at the new name, for a slave that lacks the gfid
+// (ok false when the op does not describe it).
+func (r *entryReq) creation() (*entryReq, bool) {
+	c := *r
+	if r.typ == pb.EntryOpType_ENTRY_OP_TYPE_RENAME {
+		c.parent, c.name = r.parent2, r.name2
+	}
+	switch r.mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		c.typ = pb.EntryOpType_ENTRY_OP_TYPE_CREATE
+	case unix.S_IFDIR:
+		c.typ = pb.EntryOpType_ENTRY_OP_TYPE_MKDIR
+	case unix.S_IFLNK:
+		c.typ = pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK
+	case unix.S_IFIFO, unix.S_IFCHR, unix.S_IFBLK, unix.S_IFSOCK:
+		c.typ = pb.EntryOpType_ENTRY_OP_TYPE_MKNOD
+	default:
+		return nil, false
+	}
+	return &c, true
 }
 
 // applyEntry applies one validated op. It is idempotent: an op whose effect
@@ -529,6 +578,11 @@ func (s *Slave) link(c *dirCache, r *entryReq) outcome {
 		return failed(err)
 	}
 	h, st, err := c.findOrMaterialize(r.g)
+	if errors.Is(err, errUnknown) {
+		if cr, ok := r.creation(); ok {
+			return s.ensure(c, cr)
+		}
+	}
 	if err != nil {
 		return failed(err)
 	}
@@ -606,6 +660,9 @@ func (s *Slave) rename(c *dirCache, r *entryReq) outcome {
 	}
 	if !srcKnown {
 		if src, sst, err = c.findOrMaterialize(r.g); err != nil {
+			if cr, ok := r.creation(); ok && errors.Is(err, errUnknown) {
+				return s.ensure(c, cr)
+			}
 			return failed(err)
 		}
 	}

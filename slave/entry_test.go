@@ -688,3 +688,59 @@ func TestEntryNeedsSession(t *testing.T) {
 		t.Fatal("refused call created x")
 	}
 }
+
+// A gfid created and moved within one batch of changes reaches the slave
+// as a RENAME (or LINK) of a gfid it never had: when the op describes the
+// entry, the slave creates it at the new name.
+func TestEntryRenameLinkOfUnknownCreate(t *testing.T) {
+	f := newFixture(t)
+	D, F, S, L, N := newGFID(t), newGFID(t), newGFID(t), newGFID(t), newGFID(t)
+	dir := opRename(D, gfid.Root, "gone", gfid.Root, "d")
+	dir.Mode = unix.S_IFDIR | 0o750
+	file := opRename(F, gfid.Root, "tmp", D, "f")
+	file.Mode, file.Uid, file.Gid = unix.S_IFREG|0o640, 7, 8
+	sym := opRename(S, gfid.Root, "s0", D, "s")
+	sym.Mode, sym.Target = unix.S_IFLNK|0o777, []byte("../t a\nrget")
+	link := opLink(L, D, "l")
+	link.Mode = unix.S_IFREG | 0o600
+	fifo := opRename(N, gfid.Root, "p0", D, "p")
+	fifo.Mode = unix.S_IFIFO | 0o644
+	f.ok(dir, file, sym, link, fifo)
+	if st := lstat(t, f.path("d")); st.Mode != unix.S_IFDIR|0o750 {
+		t.Errorf("d: mode %o", st.Mode)
+	}
+	checkGFID(t, f.path("d"), D)
+	st := lstat(t, f.path("d/f"))
+	if st.Mode != unix.S_IFREG|0o640 || st.Uid != 7 || st.Gid != 8 {
+		t.Errorf("d/f: mode %o owner %d:%d", st.Mode, st.Uid, st.Gid)
+	}
+	checkGFID(t, f.path("d/f"), F)
+	if got, err := os.Readlink(f.path("d/s")); err != nil || got != "../t a\nrget" {
+		t.Errorf("d/s -> %q, %v", got, err)
+	}
+	checkGFID(t, f.path("d/l"), L)
+	if st := lstat(t, f.path("d/p")); st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		t.Errorf("d/p: mode %o", st.Mode)
+	}
+	// Replayed, they are all there already.
+	f.replayNoop(dir, file, sym, link, fifo)
+
+	// Without a description, an unknown gfid is still an error.
+	res := f.entry(opRename(newGFID(t), gfid.Root, "x", gfid.Root, "y"), opLink(newGFID(t), gfid.Root, "z"))
+	checkFailed(t, res[0], pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID, "RENAME of an unknown, undescribed gfid")
+	checkFailed(t, res[1], pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID, "LINK of an unknown, undescribed gfid")
+	// A description must be valid.
+	bad := opLink(newGFID(t), gfid.Root, "w")
+	bad.Mode = unix.S_IFDIR | 0o755
+	badSym := opRename(newGFID(t), gfid.Root, "x", gfid.Root, "y")
+	badSym.Mode = unix.S_IFLNK | 0o777
+	res = f.entry(bad, badSym)
+	checkFailed(t, res[0], pb.ErrorCode_ERROR_CODE_INVALID, "LINK described as a directory")
+	checkFailed(t, res[1], pb.ErrorCode_ERROR_CODE_INVALID, "RENAME of a symlink without a target")
+	for _, n := range []string{"y", "z", "w"} {
+		if exists(f.path(n)) {
+			t.Errorf("%s was created by a refused op", n)
+		}
+	}
+	f.checkOutside()
+}

@@ -42,6 +42,10 @@ const (
 	// Add a name for an existing gfid.
 	EntryOpType_ENTRY_OP_TYPE_LINK EntryOpType = 5
 	// Move (pargfid, name) to (pargfid2, name2), replacing what is there.
+	// A LINK or RENAME whose mode has type bits also describes the entry
+	// (mode, owner, rdev, target, data_follows): a slave that does not have
+	// the gfid at all (it was created and moved within one batch of
+	// changes) creates it at the new name instead.
 	EntryOpType_ENTRY_OP_TYPE_RENAME EntryOpType = 6
 	EntryOpType_ENTRY_OP_TYPE_UNLINK EntryOpType = 7
 	// Remove a directory and everything below it.
