@@ -35,6 +35,7 @@ import (
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/marks"
+	"github.com/georep/georep/internal/mtree"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/slave"
 	"github.com/georep/georep/syncer"
@@ -145,7 +146,7 @@ func New(cfg Config) (*Master, error) {
 		root.Close()
 		return nil, err
 	}
-	m := &Master{cfg: cfg, log: log, tree: &tree{root: root, ns: ns, idx: idx}}
+	m := &Master{cfg: cfg, log: log, tree: &tree{&mtree.Tree{Root: root, NS: ns, Idx: idx}}}
 	m.marks = marks.NewStore(cfg.Root, ns, filepath.Join(cfg.StateDir, "marks.json"))
 	if m.volumeID, err = m.marks.VolumeID(true); err != nil {
 		m.Close()
@@ -169,10 +170,10 @@ func (m *Master) close() error {
 	if m.conn != nil {
 		errs = append(errs, m.conn.Close())
 	}
-	if m.tree.idx != nil {
-		errs = append(errs, m.tree.idx.Sync(), m.tree.idx.Close())
+	if m.tree.Idx != nil {
+		errs = append(errs, m.tree.Idx.Sync(), m.tree.Idx.Close())
 	}
-	errs = append(errs, m.tree.root.Close())
+	errs = append(errs, m.tree.Root.Close())
 	return errors.Join(errs...)
 }
 
@@ -419,7 +420,7 @@ func (m *Master) crawl(stime time.Time) (CrawlStats, string, error) {
 	x := &xsync{t: m.tree, w: w, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]bool{}}
 	// A full crawl sees every entry: rebuild the index from it so that
 	// links of entries renamed or removed since the last crawl go away.
-	if err := m.tree.idx.Reset(); err != nil {
+	if err := m.tree.Idx.Reset(); err != nil {
 		w.Abort()
 		return CrawlStats{}, "", err
 	}
@@ -450,10 +451,10 @@ func (m *Master) advance(ctx context.Context, stime time.Time) error {
 	if err := m.marks.SetTime(marks.Stime(m.sessionID()), ns); err != nil {
 		return err
 	}
-	if err := m.tree.idx.Sync(); err != nil {
+	if err := m.tree.Idx.Sync(); err != nil {
 		return err
 	}
-	return unix.Fsync(m.tree.root.FD())
+	return unix.Fsync(m.tree.Root.FD())
 }
 
 // Stime returns the session's stime on the master root (zero if none).

@@ -134,7 +134,7 @@ func (d *dirFDs) get(tx *gfidx.Tx, g gfid.GFID) (int, error) {
 	if len(d.fd) >= dirCacheSize {
 		d.close()
 	}
-	fd, err := d.t.openDir(tx, g)
+	fd, err := d.t.OpenDir(tx, g)
 	if err != nil {
 		return -1, err
 	}
@@ -244,7 +244,7 @@ func (p *processor) run(ctx context.Context, path string) error {
 
 // entry turns an E record into an EntryOp from the master's current state.
 func (p *processor) entry(r *changelog.Record) error {
-	return p.m.tree.idx.View(func(tx *gfidx.Tx) error {
+	return p.m.tree.Idx.View(func(tx *gfidx.Tx) error {
 		op := &pb.EntryOp{Gfid: r.GFID.Bytes(), Pargfid: r.Parent.Bytes(), Name: []byte(r.Name)}
 		switch r.Op {
 		case changelog.OpUnlink, changelog.OpRmdir:
@@ -302,7 +302,7 @@ func (p *processor) entry(r *changelog.Record) error {
 		}
 		var st unix.Stat_t
 		if err == nil {
-			st, err = p.m.tree.lookup(dirfd, parent, name, r.GFID)
+			st, err = p.m.tree.Lookup(dirfd, parent, name, r.GFID)
 		}
 		if errors.Is(err, errGone) {
 			if r.Op == changelog.OpRename {
@@ -423,8 +423,8 @@ func (p *processor) purge(ctx context.Context) error {
 	names := 0
 	for _, g := range p.purges {
 		var keep [][]byte
-		err := p.m.tree.idx.View(func(tx *gfidx.Tx) error {
-			fd, err := p.m.tree.openDir(tx, g)
+		err := p.m.tree.Idx.View(func(tx *gfidx.Tx) error {
+			fd, err := p.m.tree.OpenDir(tx, g)
 			if err != nil {
 				return err
 			}
@@ -664,23 +664,23 @@ func (p *processor) syncMeta(ctx context.Context) error {
 // metaOp reads g's metadata on the master.
 func (p *processor) metaOp(g gfid.GFID) (*pb.MetaOp, error) {
 	var op *pb.MetaOp
-	err := p.m.tree.idx.View(func(tx *gfidx.Tx) error {
+	err := p.m.tree.Idx.View(func(tx *gfidx.Tx) error {
 		var st unix.Stat_t
 		var xpath string
 		follow := false
 		if g == gfid.Root {
-			if err := unix.Fstat(p.m.tree.root.FD(), &st); err != nil {
+			if err := unix.Fstat(p.m.tree.Root.FD(), &st); err != nil {
 				return fmt.Errorf("master: stat root: %w", err)
 			}
-			xpath, follow = beneath.FDPath(p.m.tree.root.FD()), true
+			xpath, follow = beneath.FDPath(p.m.tree.Root.FD()), true
 		} else {
-			e, err := p.m.tree.find(tx, g)
+			e, err := p.m.tree.Find(tx, g)
 			if err != nil {
 				return err
 			}
-			defer unix.Close(e.dirfd)
-			st = e.st
-			xpath = beneath.ProcPath(e.dirfd, e.name)
+			defer unix.Close(e.DirFD)
+			st = e.St
+			xpath = beneath.ProcPath(e.DirFD, e.Name)
 		}
 		op = &pb.MetaOp{
 			Gfid: g.Bytes(), Mode: st.Mode, Uid: st.Uid, Gid: st.Gid,

@@ -80,7 +80,7 @@ func (x *xsync) flush() error {
 	if len(x.links) == 0 {
 		return nil
 	}
-	err := x.t.idx.Update(func(tx *gfidx.Tx) error {
+	err := x.t.Idx.Update(func(tx *gfidx.Tx) error {
 		for _, p := range x.links {
 			if err := tx.AddLink(p.g, p.l); err != nil {
 				return err
@@ -103,7 +103,7 @@ func (x *xsync) met(g gfid.GFID) bool {
 		return true
 	}
 	found := false
-	x.t.idx.View(func(tx *gfidx.Tx) error {
+	x.t.Idx.View(func(tx *gfidx.Tx) error {
 		found = len(tx.Links(g)) > 0
 		return nil
 	})
@@ -112,7 +112,7 @@ func (x *xsync) met(g gfid.GFID) bool {
 
 // crawlRoot walks the whole tree from the root.
 func (x *xsync) crawlRoot() error {
-	fd, err := unix.Dup(x.t.root.FD())
+	fd, err := unix.Dup(x.t.Root.FD())
 	if err != nil {
 		return fmt.Errorf("master: %w", err)
 	}
@@ -158,7 +158,7 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 			unix.Close(dirfd)
 			return fmt.Errorf("master: stat %q: %w", name, err)
 		}
-		eg, derived, err := x.t.ensureGFID(dirfd, g, name, &st)
+		eg, derived, err := x.t.EnsureGFID(dirfd, g, name, &st)
 		if err != nil {
 			if _, serr := lstatAt(dirfd, name); errors.Is(serr, unix.ENOENT) {
 				continue
@@ -185,7 +185,7 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 		if dup {
 			fresh, err := gfid.New()
 			if err == nil {
-				err = x.t.ns.Set(beneath.ProcPath(dirfd, name), fresh)
+				err = x.t.NS.Set(beneath.ProcPath(dirfd, name), fresh)
 			}
 			if err != nil {
 				unix.Close(dirfd)

@@ -29,9 +29,9 @@ var (
 	// the other direction, for whoever learns of a name's removal and must
 	// say which gfid it held (the master's recorder).
 	bucketChildren = []byte("children")
-	bucketMeta  = []byte("meta")
-	keyClean    = []byte("clean")
-	keyVersion  = []byte("version")
+	bucketMeta     = []byte("meta")
+	keyClean       = []byte("clean")
+	keyVersion     = []byte("version")
 )
 
 // formatVersion 2 added the children bucket. A version-1 index is emptied
