@@ -30,6 +30,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/georep/georep/internal/beneath"
+
 	"github.com/georep/georep/internal/gfid"
 )
 
@@ -83,27 +85,14 @@ type Record struct {
 var ErrMalformed = errors.New("changelog: malformed record")
 
 // MaxNameLen is the longest name a record may carry (NAME_MAX).
-const MaxNameLen = 255
+const MaxNameLen = beneath.MaxNameLen
 
 // MaxTargetLen is the longest symlink target (PATH_MAX less the NUL).
 const MaxTargetLen = 4095
 
-// ValidName reports why name cannot be a single path component, or nil.
-func ValidName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("empty name")
-	case name == "." || name == "..":
-		return fmt.Errorf("name %q is not allowed", name)
-	case len(name) > MaxNameLen:
-		return fmt.Errorf("name of %d bytes exceeds %d", len(name), MaxNameLen)
-	case strings.IndexByte(name, '/') >= 0:
-		return fmt.Errorf("name %q contains '/'", name)
-	case strings.IndexByte(name, 0) >= 0:
-		return fmt.Errorf("name %q contains NUL", name)
-	}
-	return nil
-}
+// ValidName reports why name cannot be a single path component, or nil
+// (beneath.ValidName: the slave resolves names with the same rule).
+func ValidName(name string) error { return beneath.ValidName(name) }
 
 // needsEscape reports whether byte c must be percent-escaped: everything but
 // printable ASCII other than '%' and '/'.

@@ -3,7 +3,7 @@
 // RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS, so that "..",
 // absolute paths and symlinks anywhere on the way are refused by the
 // kernel, not by string checks that a concurrent rename could outwit. Final
-// names are single components checked by changelog.ValidName and used with
+// names are single components checked by ValidName and used with
 // *at(2) calls on the parent's descriptor, never followed.
 package beneath
 
@@ -15,8 +15,6 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/georep/georep/changelog"
 )
 
 // ErrEscape says a path would leave the root or pass through a symlink.
@@ -59,7 +57,7 @@ func CheckRel(rel string) error {
 		return fmt.Errorf("%w: path %q is not relative", ErrInvalid, rel)
 	}
 	for _, c := range strings.Split(rel, "/") {
-		if err := changelog.ValidName(c); err != nil {
+		if err := ValidName(c); err != nil {
 			return fmt.Errorf("%w: path %q: %v", ErrInvalid, rel, err)
 		}
 	}
@@ -169,4 +167,24 @@ func ReadNames(fd int) ([]string, error) {
 		return nil, fmt.Errorf("beneath: listing directory: %w", err)
 	}
 	return names, nil
+}
+
+// MaxNameLen is the longest name of one path component (NAME_MAX).
+const MaxNameLen = 255
+
+// ValidName reports why name cannot be a single path component, or nil.
+func ValidName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("empty name")
+	case name == "." || name == "..":
+		return fmt.Errorf("name %q is not allowed", name)
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("name of %d bytes exceeds %d", len(name), MaxNameLen)
+	case strings.IndexByte(name, '/') >= 0:
+		return fmt.Errorf("name %q contains '/'", name)
+	case strings.IndexByte(name, 0) >= 0:
+		return fmt.Errorf("name %q contains NUL", name)
+	}
+	return nil
 }

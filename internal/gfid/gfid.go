@@ -164,6 +164,17 @@ func (n Namespace) Set(path string, g GFID) error {
 	return nil
 }
 
+// SetNew stores g on the inode at path (not following a final symlink)
+// only if it has no gfid yet: two parties giving an inode a gfid at once
+// (the crawl and the recorder) must agree on one. It fails with an error
+// wrapping unix.EEXIST when the inode has one already.
+func (n Namespace) SetNew(path string, g GFID) error {
+	if err := unix.Lsetxattr(path, n.GFIDAttr(), g[:], unix.XATTR_CREATE); err != nil {
+		return fmt.Errorf("gfid: setting on %q: %w", path, err)
+	}
+	return nil
+}
+
 // FSet stores g on an open file.
 func (n Namespace) FSet(fd int, g GFID) error {
 	if err := unix.Fsetxattr(fd, n.GFIDAttr(), g[:], 0); err != nil {

@@ -141,7 +141,12 @@ func (t *Tree) EnsureGFID(dirfd int, parent gfid.GFID, name string, st *unix.Sta
 	if g, err = gfid.New(); err != nil {
 		return gfid.Zero, false, err
 	}
-	if err := t.NS.Set(p, g); err != nil {
+	if err := t.NS.SetNew(p, g); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			// Given one by someone else just now.
+			g, err = t.NS.Get(p)
+			return g, false, err
+		}
 		if gfid.CannotCarry(err) {
 			return gfid.Derived(parent, name, st.Mode), true, nil
 		}
