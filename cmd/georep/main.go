@@ -33,6 +33,7 @@ func commands() []command {
 		{"slave", "serve a slave root to one master", runSlaveCmd},
 		{"master", "replicate a master root to a slave", runMasterCmd},
 		{"demo", "replicate a sample tree between temp dirs and show the result", runDemoCmd},
+		{"changelog", "inspect a master's live changelog journal (dump)", runChangelogCmd},
 	}
 }
 
