@@ -1,0 +1,150 @@
+package changelog
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/internal/beneath"
+	"github.com/georep/georep/internal/gfid"
+)
+
+// watchMask is what the recorder asks inotify for on every directory.
+// IN_EXCL_UNLINK: no events for files unlinked but still open.
+const watchMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO |
+	unix.IN_MODIFY | unix.IN_CLOSE_WRITE | unix.IN_ATTRIB | unix.IN_DELETE_SELF |
+	unix.IN_ONLYDIR | unix.IN_EXCL_UNLINK
+
+// event is one inotify event, its directory named by gfid.
+type event struct {
+	mask   uint32
+	cookie uint32
+	dir    gfid.GFID // the watched directory the name is in
+	name   string    // "" for an event on the directory itself
+	known  bool      // the watch descriptor was one of ours
+}
+
+func (e *event) is(bits uint32) bool { return e.mask&bits != 0 }
+func (e *event) isDir() bool         { return e.mask&unix.IN_ISDIR != 0 }
+
+// inotify is the recorder's event source: one watch per directory of the
+// tree, keyed both ways between watch descriptors and directory gfids.
+type inotify struct {
+	fd    int
+	byWD  map[int32]gfid.GFID
+	byDir map[gfid.GFID]int32
+	buf   []byte
+}
+
+func newInotify() (*inotify, error) {
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("changelog: inotify: %w", err)
+	}
+	return &inotify{fd: fd, byWD: map[int32]gfid.GFID{}, byDir: map[gfid.GFID]int32{}, buf: make([]byte, 256<<10)}, nil
+}
+
+func (in *inotify) close() error { return unix.Close(in.fd) }
+
+// watch adds a watch on the open directory dirfd (gfid g). The watch is
+// added through the descriptor's /proc name, so it is on exactly the inode
+// that was opened and identified, whatever happened to its name since.
+func (in *inotify) watch(dirfd int, g gfid.GFID) error {
+	wd, err := unix.InotifyAddWatch(in.fd, beneath.FDPath(dirfd), watchMask)
+	if err != nil {
+		return fmt.Errorf("changelog: watching directory %s: %w", g, err)
+	}
+	w := int32(wd)
+	if old, ok := in.byWD[w]; ok && old != g {
+		// The same inode under another gfid: it was given a new one.
+		delete(in.byDir, old)
+	}
+	in.byWD[w] = g
+	in.byDir[g] = w
+	return nil
+}
+
+func (in *inotify) watched(g gfid.GFID) bool {
+	_, ok := in.byDir[g]
+	return ok
+}
+
+// unwatch removes the watch on directory g (it left the tree).
+func (in *inotify) unwatch(g gfid.GFID) {
+	w, ok := in.byDir[g]
+	if !ok {
+		return
+	}
+	delete(in.byDir, g)
+	delete(in.byWD, w)
+	unix.InotifyRmWatch(in.fd, uint32(w))
+}
+
+// forget drops the mapping of a watch the kernel removed (IN_IGNORED).
+func (in *inotify) forget(w int32) {
+	if g, ok := in.byWD[w]; ok {
+		delete(in.byWD, w)
+		if in.byDir[g] == w {
+			delete(in.byDir, g)
+		}
+	}
+}
+
+// wait blocks until events are ready or timeout passes.
+func (in *inotify) wait(timeout time.Duration) error {
+	ms := int(timeout / time.Millisecond)
+	if ms < 0 {
+		ms = 0
+	}
+	fds := []unix.PollFd{{Fd: int32(in.fd), Events: unix.POLLIN}}
+	_, err := unix.Poll(fds, ms)
+	if err != nil && !errors.Is(err, unix.EINTR) {
+		return fmt.Errorf("changelog: polling inotify: %w", err)
+	}
+	return nil
+}
+
+// read returns the events queued now (none when there are none), and
+// whether the kernel's queue overflowed.
+func (in *inotify) read() ([]event, bool, error) {
+	var out []event
+	overflow := false
+	for {
+		n, err := unix.Read(in.fd, in.buf)
+		if errors.Is(err, unix.EAGAIN) || n == 0 {
+			return out, overflow, nil
+		}
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return out, overflow, fmt.Errorf("changelog: reading inotify: %w", err)
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			raw := (*unix.InotifyEvent)(unsafe.Pointer(&in.buf[off]))
+			end := off + unix.SizeofInotifyEvent + int(raw.Len)
+			if end > n {
+				return out, overflow, fmt.Errorf("changelog: inotify returned a truncated event")
+			}
+			name := in.buf[off+unix.SizeofInotifyEvent : end]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			off = end
+			if raw.Mask&unix.IN_Q_OVERFLOW != 0 {
+				overflow = true
+				continue
+			}
+			if raw.Mask&unix.IN_IGNORED != 0 {
+				in.forget(raw.Wd)
+				continue
+			}
+			g, known := in.byWD[raw.Wd]
+			out = append(out, event{mask: raw.Mask, cookie: raw.Cookie, dir: g, name: string(name), known: known})
+		}
+	}
+}

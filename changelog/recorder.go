@@ -1,0 +1,954 @@
+package changelog
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/internal/beneath"
+	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/internal/marks"
+	"github.com/georep/georep/internal/mtree"
+	"github.com/georep/georep/internal/xattrs"
+)
+
+// Recorder defaults.
+const (
+	// DefaultInterval is the longest a change waits in an open segment.
+	DefaultInterval = 500 * time.Millisecond
+	// DefaultQuiet commits a segment early once the tree has been quiet
+	// this long: a lone change is shipped at once, a burst in one segment.
+	DefaultQuiet = 20 * time.Millisecond
+	// moveWait is how long a rename's first half waits for its second
+	// before it is taken for a move out of the tree.
+	moveWait = 5 * time.Millisecond
+)
+
+// ReservedName is the top-level name the slave keeps for itself; the
+// master neither replicates nor watches it.
+const ReservedName = ".georep"
+
+// RecorderConfig configures a Recorder.
+type RecorderConfig struct {
+	Tree     *mtree.Tree
+	Journal  *Journal
+	Interval time.Duration
+	Quiet    time.Duration
+	Logger   hclog.Logger
+}
+
+// Recorder watches the master tree with inotify and writes every change
+// into the journal as E/D/M records keyed by gfid, one segment per
+// rollover. It gives new inodes their gfids and keeps the master's gfid
+// index in step with the namespace (so that a removal can be named by
+// gfid), and at each rollover moves the xtime mark of every directory
+// whose subtree changed, up to the root. Its own xattr writes are not
+// recorded as changes. A change it may have missed (queue overflow, a
+// directory it could not watch) makes the segment a gap.
+type Recorder struct {
+	cfg  RecorderConfig
+	t    *mtree.Tree
+	j    *Journal
+	log  hclog.Logger
+	in   *inotify
+	dirs map[gfid.GFID]int // open directory descriptors, by gfid
+
+	// The open segment.
+	data, meta map[gfid.GFID]bool
+	changed    map[gfid.GFID]bool // directories whose xtime moves at rollover
+	first      time.Time          // first record of the open segment
+	last       time.Time          // last event read
+	gap        string             // why the open segment is a gap ("" if not)
+
+	moves     []pendingMove
+	unwatched map[gfid.GFID]bool // directories a watch could not be added to
+	// Xattr writes of our own whose IN_ATTRIB may still come: the state
+	// before the write, valid until the generation after next.
+	self map[gfid.GFID]selfWrite
+	gen  int
+	xkey string
+	// The root's replicated attributes when last recorded: the master
+	// writes its marks there, which are not changes.
+	rootAttrs attrs
+}
+
+type pendingMove struct {
+	ev    event
+	g     gfid.GFID
+	known bool
+	at    time.Time
+}
+
+// attrs is what of an inode the replication cares about, apart from data:
+// what an IN_ATTRIB of our own must have left unchanged to be ignored.
+type attrs struct {
+	mode, uid, gid uint32
+	mtime          int64
+	xattrs         [32]byte
+}
+
+type selfWrite struct {
+	before attrs
+	gen    int
+}
+
+// NewRecorder sets up a recorder; Start adds the watches.
+func NewRecorder(cfg RecorderConfig) (*Recorder, error) {
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.Quiet <= 0 {
+		cfg.Quiet = DefaultQuiet
+	}
+	if cfg.Quiet > cfg.Interval {
+		cfg.Quiet = cfg.Interval
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	in, err := newInotify()
+	if err != nil {
+		return nil, err
+	}
+	r := &Recorder{
+		cfg: cfg, t: cfg.Tree, j: cfg.Journal, log: log, in: in,
+		dirs: map[gfid.GFID]int{}, unwatched: map[gfid.GFID]bool{}, self: map[gfid.GFID]selfWrite{},
+		xkey: XtimeKey(cfg.Tree.NS),
+	}
+	r.resetSegment()
+	return r, nil
+}
+
+// XtimeKey is the xattr in which the recorder keeps a directory's xtime:
+// the time of the last rollover at which something beneath it changed.
+func XtimeKey(ns gfid.Namespace) string { return ns.Name("xtime") }
+
+func (r *Recorder) resetSegment() {
+	r.data, r.meta, r.changed = map[gfid.GFID]bool{}, map[gfid.GFID]bool{}, map[gfid.GFID]bool{}
+	r.first = time.Time{}
+	r.gap = ""
+}
+
+// Close releases the recorder's descriptors.
+func (r *Recorder) Close() error {
+	r.closeDirs()
+	return r.in.close()
+}
+
+func (r *Recorder) closeDirs() {
+	for g, fd := range r.dirs {
+		if g != gfid.Root {
+			unix.Close(fd)
+		}
+	}
+	clear(r.dirs)
+}
+
+// dir returns a descriptor of directory g (cached; a descriptor follows
+// its directory through renames, so the cache never goes stale in place).
+func (r *Recorder) dir(g gfid.GFID) (int, error) {
+	if fd, ok := r.dirs[g]; ok {
+		return fd, nil
+	}
+	if g == gfid.Root {
+		r.dirs[g] = r.t.Root.FD()
+		return r.t.Root.FD(), nil
+	}
+	if len(r.dirs) >= 256 {
+		r.closeDirs()
+	}
+	var fd int
+	err := r.t.Idx.View(func(tx *gfidx.Tx) error {
+		var err error
+		fd, err = r.t.OpenDir(tx, g)
+		return err
+	})
+	if err != nil {
+		return -1, err
+	}
+	r.dirs[g] = fd
+	return fd, nil
+}
+
+func (r *Recorder) dropDir(g gfid.GFID) {
+	if fd, ok := r.dirs[g]; ok && g != gfid.Root {
+		unix.Close(fd)
+	}
+	delete(r.dirs, g)
+}
+
+// Start watches every directory of the tree and begins the journal. Call
+// it before the first crawl: whatever changes after Start returns is
+// recorded, and the crawl sees everything before.
+func (r *Recorder) Start() error {
+	fd, err := unix.Dup(r.t.Root.FD())
+	if err != nil {
+		return fmt.Errorf("changelog: %w", err)
+	}
+	if err := r.watchTree(fd, gfid.Root, map[gfid.GFID]bool{}); err != nil {
+		return err
+	}
+	r.rootAttrs, _ = attrsOfFD(r.t.Root.FD())
+	if n := len(r.unwatched); n > 0 {
+		r.log.Warn("some directories could not be watched: changes in them are found by crawls only", "count", n)
+	}
+	return r.j.Begin(time.Now().UnixNano())
+}
+
+// watchTree watches directory dirfd (gfid g) and every directory below it
+// that is not watched yet, giving gfids to directories that have none and
+// indexing them. It closes dirfd.
+func (r *Recorder) watchTree(dirfd int, g gfid.GFID, seen map[gfid.GFID]bool) error {
+	defer unix.Close(dirfd)
+	if err := r.in.watch(dirfd, g); err != nil {
+		if !errors.Is(err, unix.ENOSPC) && !errors.Is(err, unix.ENOMEM) {
+			return err
+		}
+		r.unwatched[g] = true
+	} else {
+		delete(r.unwatched, g)
+	}
+	seen[g] = true
+	names, err := beneath.ReadNames(dirfd)
+	if err != nil {
+		return fmt.Errorf("changelog: listing directory %s: %w", g, err)
+	}
+	for _, name := range names {
+		if g == gfid.Root && name == ReservedName {
+			continue
+		}
+		if ValidName(name) != nil {
+			continue
+		}
+		sub, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue // not a directory, or gone
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(sub, &st); err != nil {
+			unix.Close(sub)
+			continue
+		}
+		sg, _, err := r.t.EnsureGFID(dirfd, g, name, &st)
+		if err == nil && seen[sg] {
+			// A copy of another directory, xattrs included.
+			sg, err = r.refresh(dirfd, name)
+		}
+		if err == nil {
+			err = r.t.Idx.Update(func(tx *gfidx.Tx) error { return tx.AddLink(sg, gfidx.Link{Parent: g, Name: name}) })
+		}
+		if err != nil {
+			unix.Close(sub)
+			return fmt.Errorf("changelog: directory %q: %w", name, err)
+		}
+		if r.in.watched(sg) && !seen[sg] {
+			seen[sg] = true
+			unix.Close(sub)
+			continue
+		}
+		if err := r.watchTree(sub, sg, seen); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refresh gives name in dirfd a new gfid: it carried another inode's.
+func (r *Recorder) refresh(dirfd int, name string) (gfid.GFID, error) {
+	g, err := gfid.New()
+	if err != nil {
+		return gfid.Zero, err
+	}
+	before, berr := attrsAt(dirfd, name)
+	if err := r.t.NS.Set(beneath.ProcPath(dirfd, name), g); err != nil {
+		return gfid.Zero, err
+	}
+	if berr == nil {
+		r.self[g] = selfWrite{before: before, gen: r.gen}
+	}
+	return g, nil
+}
+
+// Run records changes until ctx is done, then commits the open segment
+// (a clean stop: the journal covers everything up to now).
+func (r *Recorder) Run(ctx context.Context) error {
+	lastRoll := time.Now()
+	for {
+		timeout := r.cfg.Quiet
+		if len(r.moves) > 0 {
+			timeout = moveWait
+		}
+		if err := r.in.wait(timeout); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			r.drain()
+			r.settleMoves(true)
+			return r.j.End(max(time.Now().UnixNano(), r.j.Covered()))
+		}
+		if err := r.drain(); err != nil {
+			return err
+		}
+		now := time.Now()
+		r.settleMoves(false)
+		pending := r.j.Pending() > 0 || r.gap != ""
+		due := pending && (now.Sub(r.last) >= r.cfg.Quiet || now.Sub(r.first) >= r.cfg.Interval)
+		if due || now.Sub(lastRoll) >= r.cfg.Interval {
+			if err := r.rollover(); err != nil {
+				return err
+			}
+			lastRoll = time.Now()
+		}
+	}
+}
+
+// drain reads and handles every event queued now.
+func (r *Recorder) drain() error {
+	evs, overflow, err := r.in.read()
+	if err != nil {
+		return err
+	}
+	if overflow {
+		r.overflowed()
+	}
+	for i := range evs {
+		r.last = time.Now()
+		if err := r.handle(&evs[i]); err != nil {
+			r.log.Warn("could not record a change; marking the segment a gap", "error", err)
+			r.markGap("an event could not be recorded: " + err.Error())
+		}
+	}
+	return nil
+}
+
+func (r *Recorder) markGap(reason string) {
+	if r.gap == "" {
+		r.gap = reason
+	}
+}
+
+// overflowed: the kernel dropped events. The segment is a gap (a crawl
+// will find what was missed), and directories made meanwhile get watches.
+func (r *Recorder) overflowed() {
+	r.log.Warn("inotify queue overflow: some changes were not seen; a crawl will find them")
+	r.markGap("inotify queue overflow")
+	fd, err := unix.Dup(r.t.Root.FD())
+	if err == nil {
+		err = r.watchTree(fd, gfid.Root, map[gfid.GFID]bool{})
+	}
+	if err != nil {
+		r.log.Warn("re-watching the tree after an overflow", "error", err)
+	}
+}
+
+// add writes a record into the open segment.
+func (r *Recorder) add(rec *Record) {
+	if err := r.j.Add(rec); err != nil {
+		r.markGap("journal write failed: " + err.Error())
+		r.log.Error("writing the journal", "error", err)
+		return
+	}
+	if r.first.IsZero() {
+		r.first = time.Now()
+	}
+}
+
+func (r *Recorder) addData(g gfid.GFID, dir gfid.GFID) {
+	r.changed[dir] = true
+	if r.data[g] {
+		return
+	}
+	r.data[g] = true
+	r.add(&Record{Kind: KindData, GFID: g})
+}
+
+func (r *Recorder) addMeta(g gfid.GFID, dir gfid.GFID) {
+	r.changed[dir] = true
+	if r.meta[g] {
+		return
+	}
+	r.meta[g] = true
+	r.add(&Record{Kind: KindMeta, GFID: g, Op: OpSetattr})
+}
+
+func (r *Recorder) addEntry(rec *Record) {
+	r.changed[rec.Parent] = true
+	if rec.Op == OpRename {
+		r.changed[rec.Parent2] = true
+	}
+	r.add(rec)
+}
+
+// handle turns one event into records.
+func (r *Recorder) handle(e *event) error {
+	if !e.known {
+		return nil // a watch removed since
+	}
+	if e.name == "" {
+		// On a watched directory itself: its parent's watch reports the
+		// same with a name, except for the root.
+		if e.dir == gfid.Root && e.is(unix.IN_ATTRIB) {
+			// The session's marks live on the root: only a change of
+			// what is replicated is one.
+			a, err := attrsOfFD(r.t.Root.FD())
+			if err != nil || a != r.rootAttrs {
+				r.rootAttrs = a
+				r.addMeta(gfid.Root, gfid.Root)
+			}
+		}
+		return nil
+	}
+	if e.dir == gfid.Root && e.name == ReservedName {
+		return nil
+	}
+	if ValidName(e.name) != nil {
+		return nil
+	}
+	switch {
+	case e.is(unix.IN_CREATE):
+		return r.created(e.dir, e.name)
+	case e.is(unix.IN_MOVED_FROM):
+		g, known := r.child(e.dir, e.name)
+		r.moves = append(r.moves, pendingMove{ev: *e, g: g, known: known, at: time.Now()})
+		return nil
+	case e.is(unix.IN_MOVED_TO):
+		for i, m := range r.moves {
+			if m.ev.cookie == e.cookie {
+				r.moves = append(r.moves[:i], r.moves[i+1:]...)
+				return r.renamed(m, e)
+			}
+		}
+		return r.created(e.dir, e.name) // moved in from outside the tree
+	case e.is(unix.IN_DELETE):
+		g, known := r.child(e.dir, e.name)
+		return r.removed(e.dir, e.name, e.isDir(), g, known)
+	case e.is(unix.IN_MODIFY | unix.IN_CLOSE_WRITE):
+		if g, ok := r.identified(e.dir, e.name); ok {
+			r.addData(g, e.dir)
+		}
+	case e.is(unix.IN_ATTRIB):
+		if g, ok := r.identified(e.dir, e.name); ok {
+			fd, err := r.dir(e.dir)
+			if err != nil || !r.ownChange(g, fd, e.name) {
+				r.addMeta(g, e.dir)
+			}
+		}
+	}
+	return nil
+}
+
+// settleMoves takes rename halves that waited long enough (all, when
+// force is set) for moves out of the tree.
+func (r *Recorder) settleMoves(force bool) {
+	keep := r.moves[:0]
+	for _, m := range r.moves {
+		if !force && time.Since(m.at) < moveWait {
+			keep = append(keep, m)
+			continue
+		}
+		r.movedOut(m)
+	}
+	r.moves = keep
+}
+
+// child is the gfid the index says name holds in dir.
+func (r *Recorder) child(dir gfid.GFID, name string) (gfid.GFID, bool) {
+	var g gfid.GFID
+	ok := false
+	r.t.Idx.View(func(tx *gfidx.Tx) error {
+		g, ok = tx.Child(gfidx.Link{Parent: dir, Name: name})
+		return nil
+	})
+	return g, ok
+}
+
+// identified names the existing entry name in dir: by the index, or by
+// its gfid xattr (an entry the crawl has not indexed yet).
+func (r *Recorder) identified(dir gfid.GFID, name string) (gfid.GFID, bool) {
+	if g, ok := r.child(dir, name); ok {
+		return g, true
+	}
+	fd, err := r.dir(dir)
+	if err != nil {
+		return gfid.Zero, false
+	}
+	st, err := beneath.Lstat(fd, name)
+	if err != nil {
+		return gfid.Zero, false
+	}
+	g, err := r.t.GetGFID(fd, dir, name, &st)
+	return g, err == nil
+}
+
+func (r *Recorder) index(fn func(tx *gfidx.Tx) error) error {
+	if err := r.t.Idx.Update(fn); err != nil {
+		return fmt.Errorf("changelog: updating the gfid index: %w", err)
+	}
+	return nil
+}
+
+// created records a new name in dir: a new inode (given a gfid), another
+// link of a known one, or an entry moved in from outside the tree; a new
+// directory is watched and what was made in it before the watch recorded.
+func (r *Recorder) created(dir gfid.GFID, name string) error {
+	fd, err := r.dir(dir)
+	if err != nil {
+		return nil // the directory went too; its removal is recorded
+	}
+	st, err := beneath.Lstat(fd, name)
+	if errors.Is(err, unix.ENOENT) {
+		return nil // gone again; its removal follows
+	}
+	if err != nil {
+		return fmt.Errorf("stat %q: %w", name, err)
+	}
+	link := gfidx.Link{Parent: dir, Name: name}
+	g, err := r.t.NS.Get(beneath.ProcPath(fd, name))
+	isNew := errors.Is(err, gfid.ErrNoGFID) || errors.Is(err, unix.EACCES)
+	if err != nil && !isNew {
+		return err
+	}
+	if isNew {
+		before, berr := attrsAt(fd, name)
+		var derived bool
+		g, derived, err = r.t.EnsureGFID(fd, dir, name, &st)
+		if err != nil {
+			return err
+		}
+		if derived && r.knows(g, link) {
+			return nil
+		}
+		if berr == nil && !derived {
+			// Our gfid write's IN_ATTRIB is not a change.
+			r.self[g] = selfWrite{before: before, gen: r.gen}
+		}
+	} else {
+		var other []gfidx.Link
+		r.t.Idx.View(func(tx *gfidx.Tx) error {
+			for _, l := range tx.Links(g) {
+				if l != link {
+					other = append(other, l)
+				}
+			}
+			return nil
+		})
+		if r.knows(g, link) {
+			return nil // recorded already (a directory's scan, or the crawl)
+		}
+		switch r.sameInode(g, other, &st) {
+		case inodeSame:
+			if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+				// Another name of a known file.
+				if err := r.index(func(tx *gfidx.Tx) error { return tx.AddLink(g, link) }); err != nil {
+					return err
+				}
+				r.addEntry(&Record{Kind: KindEntry, GFID: g, Op: OpLink, Parent: dir, Name: name})
+				r.addMeta(dir, r.parentOf(dir))
+				return nil
+			}
+			// A directory the index still has elsewhere: the index is
+			// stale; take it as new here (the slave moves its copy).
+		case inodeOther:
+			// A copy of another inode, xattrs included: its own gfid.
+			if g, err = r.refresh(fd, name); err != nil {
+				return err
+			}
+		}
+	}
+	if err := r.index(func(tx *gfidx.Tx) error { return tx.AddLink(g, link) }); err != nil {
+		return err
+	}
+	rec := Record{Kind: KindEntry, GFID: g, Parent: dir, Name: name, Mode: st.Mode, UID: st.Uid, GID: st.Gid}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		rec.Op = OpCreate
+	case unix.S_IFDIR:
+		rec.Op = OpMkdir
+	case unix.S_IFLNK:
+		rec = Record{Kind: KindEntry, GFID: g, Op: OpSymlink, Parent: dir, Name: name}
+	default:
+		rec.Op = OpMknod
+	}
+	r.addEntry(&rec)
+	if rec.Op == OpCreate {
+		r.addData(g, dir)
+	} else {
+		r.addMeta(g, dir)
+	}
+	r.addMeta(dir, r.parentOf(dir))
+	if rec.Op == OpMkdir {
+		return r.newDir(fd, name, g)
+	}
+	return nil
+}
+
+// knows reports whether the index has name link holding g: recorded
+// already (by a new directory's scan, or by the crawl).
+func (r *Recorder) knows(g gfid.GFID, link gfidx.Link) bool {
+	cur, ok := gfid.Zero, false
+	r.t.Idx.View(func(tx *gfidx.Tx) error {
+		cur, ok = tx.Child(link)
+		return nil
+	})
+	return ok && cur == g
+}
+
+// newDir watches a directory just made (or moved in) and records what it
+// holds already: entries made before its watch existed.
+func (r *Recorder) newDir(parentfd int, name string, g gfid.GFID) error {
+	sub, err := unix.Openat(parentfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil // gone or replaced again: later events say
+	}
+	if got, err := r.t.NS.FGet(sub); err != nil || got != g {
+		unix.Close(sub)
+		return nil
+	}
+	if err := r.in.watch(sub, g); err != nil {
+		if !errors.Is(err, unix.ENOSPC) && !errors.Is(err, unix.ENOMEM) {
+			unix.Close(sub)
+			return err
+		}
+		r.unwatched[g] = true
+		r.markGap("a directory could not be watched (raise fs.inotify.max_user_watches)")
+	}
+	names, err := beneath.ReadNames(sub)
+	r.dropDir(g)
+	r.dirs[g] = sub
+	if err != nil {
+		return fmt.Errorf("listing new directory %s: %w", g, err)
+	}
+	for _, n := range names {
+		if ValidName(n) != nil {
+			continue
+		}
+		if err := r.created(g, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type inodeMatch int
+
+const (
+	inodeNone  inodeMatch = iota // no other live link of the gfid
+	inodeSame                    // another link is this very inode
+	inodeOther                   // another inode carries the gfid
+)
+
+// sameInode looks at the other links the index has for g.
+func (r *Recorder) sameInode(g gfid.GFID, links []gfidx.Link, st *unix.Stat_t) inodeMatch {
+	res := inodeNone
+	for _, l := range links {
+		fd, err := r.dir(l.Parent)
+		if err != nil {
+			continue
+		}
+		ost, err := beneath.Lstat(fd, l.Name)
+		if err != nil {
+			continue
+		}
+		og, err := r.t.GetGFID(fd, l.Parent, l.Name, &ost)
+		if err != nil || og != g {
+			continue
+		}
+		if ost.Ino == st.Ino && ost.Dev == st.Dev {
+			return inodeSame
+		}
+		res = inodeOther
+	}
+	return res
+}
+
+// parentOf is a directory's parent by the index (the root for the root).
+func (r *Recorder) parentOf(g gfid.GFID) gfid.GFID {
+	if g == gfid.Root {
+		return gfid.Root
+	}
+	p := gfid.Root
+	r.t.Idx.View(func(tx *gfidx.Tx) error {
+		if ls := tx.Links(g); len(ls) > 0 {
+			p = ls[0].Parent
+		}
+		return nil
+	})
+	return p
+}
+
+// removed records the removal of name from dir, which held g (known false
+// when the index did not know the name).
+func (r *Recorder) removed(dir gfid.GFID, name string, isDir bool, g gfid.GFID, known bool) error {
+	if !known {
+		// Never identified (made and removed before it was seen, or the
+		// crawl has not indexed it yet): let the slave's directory hold
+		// what the master's holds.
+		r.addEntry(&Record{Kind: KindEntry, GFID: dir, Op: OpPurge, Parent: r.parentOf(dir)})
+		r.addMeta(dir, r.parentOf(dir))
+		return nil
+	}
+	op := OpUnlink
+	if isDir {
+		op = OpRmdir
+	}
+	r.addEntry(&Record{Kind: KindEntry, GFID: g, Op: op, Parent: dir, Name: name})
+	r.addMeta(dir, r.parentOf(dir))
+	return r.index(func(tx *gfidx.Tx) error {
+		if err := tx.RemoveLink(g, gfidx.Link{Parent: dir, Name: name}); err != nil {
+			return err
+		}
+		if isDir && len(tx.Links(g)) == 0 {
+			// Gone from the tree (not found again elsewhere meanwhile,
+			// e.g. moved into a directory made after the move).
+			return r.forgetTree(tx, g)
+		}
+		return nil
+	})
+}
+
+// forgetTree drops directory g's subtree from the index and the watches.
+func (r *Recorder) forgetTree(tx *gfidx.Tx, g gfid.GFID) error {
+	r.in.unwatch(g)
+	r.dropDir(g)
+	delete(r.unwatched, g)
+	for depth, todo := 0, []gfid.GFID{g}; len(todo) > 0 && depth < 4096; depth++ {
+		var next []gfid.GFID
+		for _, d := range todo {
+			for _, c := range tx.Children(d) {
+				if err := tx.RemoveLink(c.GFID, gfidx.Link{Parent: d, Name: c.Name}); err != nil {
+					return err
+				}
+				if len(tx.Links(c.GFID)) > 0 {
+					continue // lives on elsewhere
+				}
+				if r.in.watched(c.GFID) {
+					r.in.unwatch(c.GFID)
+					r.dropDir(c.GFID)
+					next = append(next, c.GFID)
+				} else if len(tx.Children(c.GFID)) > 0 {
+					next = append(next, c.GFID)
+				}
+			}
+		}
+		todo = next
+	}
+	return nil
+}
+
+// movedOut records an entry that left the tree (a rename's first half
+// without a second).
+func (r *Recorder) movedOut(m pendingMove) {
+	if err := r.removed(m.ev.dir, m.ev.name, m.ev.isDir(), m.g, m.known); err != nil {
+		r.log.Warn("recording a move out of the tree", "error", err)
+		r.markGap("a move out of the tree could not be recorded")
+	}
+}
+
+// renamed records a rename within the tree.
+func (r *Recorder) renamed(m pendingMove, to *event) error {
+	from := m.ev
+	if !m.known {
+		// The index never knew the old name: purge there, and take the
+		// new name as new.
+		r.addEntry(&Record{Kind: KindEntry, GFID: from.dir, Op: OpPurge, Parent: r.parentOf(from.dir)})
+		return r.created(to.dir, to.name)
+	}
+	fd, err := r.dir(to.dir)
+	if err != nil {
+		return r.removed(from.dir, from.name, from.isDir(), m.g, true)
+	}
+	st, err := beneath.Lstat(fd, to.name)
+	if err != nil {
+		// Gone again already: what left is the old name.
+		return r.removed(from.dir, from.name, from.isDir(), m.g, true)
+	}
+	if g, gerr := r.t.GetGFID(fd, to.dir, to.name, &st); gerr != nil || g != m.g {
+		// An entry named by its name (no gfid xattr possible) or one
+		// swapped meanwhile: a removal and a creation.
+		if err := r.removed(from.dir, from.name, from.isDir(), m.g, true); err != nil {
+			return err
+		}
+		return r.created(to.dir, to.name)
+	}
+	dst := gfidx.Link{Parent: to.dir, Name: to.name}
+	err = r.index(func(tx *gfidx.Tx) error {
+		if old, ok := tx.Child(dst); ok && old != m.g {
+			// Replaced by the rename.
+			if err := tx.RemoveLink(old, dst); err != nil {
+				return err
+			}
+			if from.isDir() && len(tx.Links(old)) == 0 {
+				if err := r.forgetTree(tx, old); err != nil {
+					return err
+				}
+			}
+		}
+		if err := tx.RemoveLink(m.g, gfidx.Link{Parent: from.dir, Name: from.name}); err != nil {
+			return err
+		}
+		return tx.AddLink(m.g, dst)
+	})
+	if err != nil {
+		return err
+	}
+	r.addEntry(&Record{Kind: KindEntry, GFID: m.g, Op: OpRename, Parent: from.dir, Name: from.name, Parent2: to.dir, Name2: to.name})
+	r.addMeta(from.dir, r.parentOf(from.dir))
+	r.addMeta(to.dir, r.parentOf(to.dir))
+	return nil
+}
+
+// ownChange reports whether an IN_ATTRIB on g (name in dirfd) changed
+// nothing but what the recorder wrote.
+func (r *Recorder) ownChange(g gfid.GFID, dirfd int, name string) bool {
+	s, ok := r.self[g]
+	if !ok {
+		return false
+	}
+	a, err := attrsAt(dirfd, name)
+	if err != nil || a != s.before {
+		delete(r.self, g)
+		return false
+	}
+	return true
+}
+
+func attrsAt(dirfd int, name string) (attrs, error) {
+	st, err := beneath.Lstat(dirfd, name)
+	if err != nil {
+		return attrs{}, err
+	}
+	return attrsOf(&st, beneath.ProcPath(dirfd, name), false)
+}
+
+func attrsOfFD(fd int) (attrs, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return attrs{}, err
+	}
+	return attrsOf(&st, beneath.FDPath(fd), true)
+}
+
+func attrsOf(st *unix.Stat_t, path string, follow bool) (attrs, error) {
+	a := attrs{mode: st.Mode, uid: st.Uid, gid: st.Gid, mtime: st.Mtim.Nano()}
+	m, err := xattrs.List(path, follow, func(n string) bool { return !gfid.Owns(n) })
+	if err != nil {
+		return a, err
+	}
+	h := sha256.New()
+	for _, n := range xattrs.Names(m) {
+		h.Write([]byte(n))
+		h.Write([]byte{0})
+		h.Write(m[n])
+		h.Write([]byte{0})
+	}
+	copy(a.xattrs[:], h.Sum(nil))
+	return a, nil
+}
+
+// rollover commits the open segment: the xtimes of the directories that
+// changed (and their ancestors) move to the segment's end, then the
+// segment is committed, as a gap if changes may have been missed.
+func (r *Recorder) rollover() error {
+	end := max(time.Now().UnixNano(), r.j.Covered()) // never back, whatever the clock does
+	// Everything that happened before end is queued by now.
+	if err := r.drain(); err != nil {
+		return err
+	}
+	r.settleMoves(false)
+	dirs := r.xtimeDirs()
+	// The directories' state before our writes; then whatever came
+	// meanwhile is read as it is, before the writes are expected.
+	type target struct {
+		g  gfid.GFID
+		fd int
+		a  attrs
+	}
+	var targets []target
+	for _, g := range dirs {
+		fd, err := r.dir(g)
+		if err != nil {
+			continue
+		}
+		a, err := attrsOfFD(fd)
+		if err != nil {
+			continue
+		}
+		targets = append(targets, target{g, fd, a})
+	}
+	changed := r.changed
+	r.changed = map[gfid.GFID]bool{}
+	if err := r.drain(); err != nil {
+		return err
+	}
+	for g := range r.changed {
+		changed[g] = true
+	}
+	r.changed = changed
+	r.gen++
+	for g, s := range r.self {
+		if r.gen-s.gen > 2 {
+			delete(r.self, g)
+		}
+	}
+	val := marks.EncodeTime(end)
+	for _, t := range targets {
+		r.self[t.g] = selfWrite{before: t.a, gen: r.gen}
+		if err := unix.Fsetxattr(t.fd, r.xkey, val, 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
+			r.log.Debug("setting xtime", "dir", t.g, "error", err)
+		}
+	}
+	for g := range r.unwatched {
+		if fd, err := r.dir(g); err == nil {
+			if r.in.watch(fd, g) == nil {
+				delete(r.unwatched, g)
+			}
+		}
+	}
+	gap := r.gap
+	if gap == "" && len(r.unwatched) > 0 {
+		gap = fmt.Sprintf("%d directories are not watched", len(r.unwatched))
+	}
+	var err error
+	if gap != "" {
+		err = r.j.MarkGap(end, gap)
+	} else {
+		_, err = r.j.Rollover(end)
+	}
+	r.resetSegment()
+	return err
+}
+
+// xtimeDirs lists the directories whose xtime moves: those that changed
+// and their ancestors up to the root.
+func (r *Recorder) xtimeDirs() []gfid.GFID {
+	if len(r.changed) == 0 {
+		return nil
+	}
+	all := map[gfid.GFID]bool{}
+	var out []gfid.GFID
+	r.t.Idx.View(func(tx *gfidx.Tx) error {
+		for g := range r.changed {
+			for depth := 0; !all[g] && depth < 4096; depth++ {
+				all[g] = true
+				out = append(out, g)
+				if g == gfid.Root {
+					break
+				}
+				ls := tx.Links(g)
+				if len(ls) == 0 {
+					break
+				}
+				g = ls[0].Parent
+			}
+		}
+		return nil
+	})
+	return out
+}
