@@ -71,6 +71,12 @@ type Config struct {
 	Creds   credentials.TransportCredentials
 	Retries int
 	Logger  hclog.Logger
+	// ChangeInterval is the longest a change waits in the recorder's open
+	// segment (live mode; default changelog.DefaultInterval).
+	ChangeInterval time.Duration
+	// BatchSize is the most journal segments one live batch takes
+	// (default DefaultBatchSize).
+	BatchSize int
 }
 
 // Master runs one session.
@@ -87,6 +93,8 @@ type Master struct {
 	conn     *grpc.ClientConn
 	client   pb.SlaveServiceClient
 	volumeID []byte
+
+	prog progress // live mode's marks, for WaitSynced
 }
 
 // sessionState is persisted in the state directory.
@@ -111,6 +119,9 @@ func New(cfg Config) (*Master, error) {
 	}
 	if cfg.Retries <= 0 {
 		cfg.Retries = DefaultRetries
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = DefaultBatchSize
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -311,10 +322,16 @@ func (m *Master) keepAlive(ctx context.Context, lease time.Duration, fail func(e
 	}
 }
 
-// RunOnce does one xsync crawl of the whole tree, applies it to the slave,
-// and advances the marks: `georep master --oneshot`.
-func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
-	t0 := time.Now()
+// link is an open session with the slave: keep-alive and data workers
+// running until close.
+type link struct {
+	ctx   context.Context // cancelled when the session is lost
+	syn   *syncer.Syncer[*syncer.File]
+	close func()
+}
+
+// open handshakes, starts the keep-alive and the syncer's workers.
+func (m *Master) open(ctx context.Context) (*link, error) {
 	hs, err := m.connect(ctx)
 	if err != nil {
 		return nil, err
@@ -330,40 +347,48 @@ func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
 		}
 	}
 	m.log.Info("session open", "slave", m.cfg.Slave, "slave_root", hs.GetSlaveRoot(), "privileged_slave", hs.GetPrivileged())
-	defer func() {
-		// Release the slave root for the next session (best effort: the
-		// lease expires anyway).
-		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if _, err := m.client.EndSession(cctx, &pb.EndSessionRequest{SessionId: m.sessionID()}); err != nil {
-			m.log.Debug("ending the session", "error", err)
-		}
-	}()
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	lctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel(nil)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		m.keepAlive(ctx, time.Duration(hs.GetLeaseMs())*time.Millisecond, func(err error) { cancel(err) })
+		m.keepAlive(lctx, time.Duration(hs.GetLeaseMs())*time.Millisecond, func(err error) { cancel(err) })
 	}()
-
 	sender := &syncer.Sender{Client: m.client, Session: m.sessionID(), Source: m.tree, Compress: m.cfg.Compress}
 	if m.cfg.BWLimit > 0 {
 		// A burst of one chunk: pacing is smooth at the scale of a chunk.
 		sender.Limit = rate.NewLimiter(rate.Limit(m.cfg.BWLimit), 256<<10)
 	}
 	syn := syncer.New(m.cfg.SyncJobs, sender.Ship)
-	synCtx, stopSyncer := context.WithCancel(ctx)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		syn.Run(synCtx)
+		syn.Run(lctx)
 	}()
-	defer stopSyncer()
+	return &link{ctx: lctx, syn: syn, close: func() {
+		cancel(nil)
+		wg.Wait()
+		// Release the slave root for the next session (best effort: the
+		// lease expires anyway).
+		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer ccancel()
+		if _, err := m.client.EndSession(cctx, &pb.EndSessionRequest{SessionId: m.sessionID()}); err != nil {
+			m.log.Debug("ending the session", "error", err)
+		}
+	}}, nil
+}
+
+// RunOnce does one xsync crawl of the whole tree, applies it to the slave,
+// and advances the marks: `georep master --oneshot`.
+func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
+	t0 := time.Now()
+	l, err := m.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer l.close()
+	ctx, syn := l.ctx, l.syn
 
 	sum := &Summary{}
 	var lastErr error
@@ -377,7 +402,7 @@ func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
 			}
 		}
 		stime := time.Now()
-		crawl, journal, err := m.crawl(stime)
+		crawl, journal, err := m.crawl(stime, false)
 		if err != nil {
 			return nil, err
 		}
@@ -406,8 +431,11 @@ func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
 	return nil, fmt.Errorf("sync incomplete after %d attempts: %w", m.cfg.Retries, lastErr)
 }
 
-// crawl runs an xsync crawl into a new journal and returns its path.
-func (m *Master) crawl(stime time.Time) (CrawlStats, string, error) {
+// crawl runs an xsync crawl into a new journal and returns its path. A
+// live session's crawl runs beside the recorder, which keeps the index:
+// the crawl adds what it finds and drops the names it no longer finds,
+// where a one-shot crawl empties the index and refills it.
+func (m *Master) crawl(stime time.Time, live bool) (CrawlStats, string, error) {
 	dir := filepath.Join(m.cfg.StateDir, "xsync")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return CrawlStats{}, "", fmt.Errorf("xsync dir: %w", err)
@@ -417,12 +445,14 @@ func (m *Master) crawl(stime time.Time) (CrawlStats, string, error) {
 	if err != nil {
 		return CrawlStats{}, "", err
 	}
-	x := &xsync{t: m.tree, w: w, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]bool{}}
+	x := &xsync{t: m.tree, w: w, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]bool{}, live: live}
 	// A full crawl sees every entry: rebuild the index from it so that
 	// links of entries renamed or removed since the last crawl go away.
-	if err := m.tree.Idx.Reset(); err != nil {
-		w.Abort()
-		return CrawlStats{}, "", err
+	if !live {
+		if err := m.tree.Idx.Reset(); err != nil {
+			w.Abort()
+			return CrawlStats{}, "", err
+		}
 	}
 	t0 := time.Now()
 	if err := x.crawlRoot(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -104,6 +105,7 @@ type processor struct {
 	// D record is posted at the call after its E record's at the latest).
 	current, prevCurrent map[gfid.GFID]bool
 	purges               []gfid.GFID
+	purgeSet             map[gfid.GFID]bool // nil for a crawl's journal
 
 	// Data in flight: posted to the syncer as soon as the entry ops before
 	// them were applied, so that data flows while later entry ops go;
@@ -115,7 +117,13 @@ type processor struct {
 	whole    []gfid.GFID       // to send again whole (hash mismatch)
 
 	ops []*pb.EntryOp
-	dir dirFDs
+	// For a changelog batch: the record each entry op was made from, and
+	// the records whose ops found a directory the slave does not have yet
+	// (made later in the batch, where it is now): they are made again, from
+	// the master's state then, once the rest of the batch is applied.
+	opRec    map[*pb.EntryOp]changelog.Record
+	deferred []changelog.Record
+	dir      dirFDs
 }
 
 // dirFDs caches a few master directory descriptors by gfid while records
@@ -156,14 +164,17 @@ func (p *processor) fail(format string, a ...any) {
 	p.failures = append(p.failures, fmt.Sprintf(format, a...))
 }
 
-// run processes the journal at path: entry ops, then data, then metadata.
-// It returns an *OpError when any op failed, and another error when the
-// batch could not be carried out at all (the link failed).
-func (p *processor) run(ctx context.Context, path string) error {
+// run processes the journals at paths, in order, as one batch: entry ops,
+// then data, then metadata. It returns an *OpError when any op failed, and
+// another error when the batch could not be carried out at all (the link
+// failed).
+func (p *processor) run(ctx context.Context, paths ...string) error {
 	if !p.trustRecords {
 		p.dataSet = map[gfid.GFID]bool{}
 		p.metaSet = map[gfid.GFID]bool{}
 		p.metaDone = map[gfid.GFID]bool{}
+		p.purgeSet = map[gfid.GFID]bool{}
+		p.opRec = map[*pb.EntryOp]changelog.Record{}
 	}
 	p.current, p.prevCurrent = map[gfid.GFID]bool{}, map[gfid.GFID]bool{}
 	p.boxFiles = map[*syncer.PostBox[*syncer.File]][]*syncer.File{}
@@ -172,50 +183,18 @@ func (p *processor) run(ctx context.Context, path string) error {
 	// Whatever happens, never leave with data of this batch in flight.
 	defer p.drain()
 	// 1. Entry ops, in journal order, many per call.
-	_, err := changelog.ReadFile(path, func(r changelog.Record) error {
-		switch r.Kind {
-		case changelog.KindData:
-			if p.dataSet == nil || !p.dataSet[r.GFID] {
-				if p.dataSet != nil {
-					p.dataSet[r.GFID] = true
-				}
-				p.pendingData = append(p.pendingData, r.GFID)
-			}
-			return nil
-		case changelog.KindMeta:
-			if p.metaSet == nil || !p.metaSet[r.GFID] {
-				if p.metaSet != nil {
-					p.metaSet[r.GFID] = true
-				}
-				p.meta = append(p.meta, r.GFID)
-			}
-			return nil
-		}
-		if p.m.cfg.IgnoreDeletes && (r.Op == changelog.OpPurge || r.Op == changelog.OpUnlink || r.Op == changelog.OpRmdir) {
-			return nil
-		}
-		if r.Op == changelog.OpPurge {
-			// Purges wait for every create of the batch, so that an entry
-			// that moved between directories is moved, not deleted and
-			// sent again.
-			p.purges = append(p.purges, r.GFID)
-			return nil
-		}
-		if err := p.entry(&r); err != nil {
+	for _, path := range paths {
+		if err := p.readEntries(ctx, path); err != nil {
 			return err
 		}
-		if len(p.ops) >= opsPerCall {
-			return p.flushEntries(ctx)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	if err := p.flushEntries(ctx); err != nil {
 		return err
 	}
 	if err := p.purge(ctx); err != nil {
+		return err
+	}
+	if err := p.retryDeferred(ctx); err != nil {
 		return err
 	}
 	if len(p.failures) > 0 {
@@ -240,6 +219,68 @@ func (p *processor) run(ctx context.Context, path string) error {
 		return &OpError{Failures: p.failures}
 	}
 	return nil
+}
+
+// readEntries reads one journal of the batch, sending its entry ops as
+// they fill calls and collecting the rest.
+func (p *processor) readEntries(ctx context.Context, path string) error {
+	_, err := changelog.ReadFile(path, func(r changelog.Record) error {
+		switch r.Kind {
+		case changelog.KindData:
+			p.addData(r.GFID)
+			return nil
+		case changelog.KindMeta:
+			if p.metaSet == nil || !p.metaSet[r.GFID] {
+				if p.metaSet != nil {
+					p.metaSet[r.GFID] = true
+				}
+				p.meta = append(p.meta, r.GFID)
+			}
+			return nil
+		}
+		if p.m.cfg.IgnoreDeletes && (r.Op == changelog.OpPurge || r.Op == changelog.OpUnlink || r.Op == changelog.OpRmdir) {
+			return nil
+		}
+		if r.Op == changelog.OpPurge {
+			// Purges wait for every create of the batch, so that an entry
+			// that moved between directories is moved, not deleted and
+			// sent again.
+			if p.purgeSet == nil || !p.purgeSet[r.GFID] {
+				if p.purgeSet != nil {
+					p.purgeSet[r.GFID] = true
+				}
+				p.purges = append(p.purges, r.GFID)
+			}
+			return nil
+		}
+		n := len(p.ops)
+		if err := p.entry(&r); err != nil {
+			return err
+		}
+		if p.opRec != nil {
+			for _, op := range p.ops[n:] {
+				p.opRec[op] = r
+			}
+		}
+		if len(p.ops) >= opsPerCall {
+			return p.flushEntries(ctx)
+		}
+		return nil
+	})
+	return err
+}
+
+// addData queues g's data once per batch (a crawl's journal names each
+// file once; a changelog batch may name a busy file in every segment: gsyncd
+// #4321 sent one 92 GB file 127 times).
+func (p *processor) addData(g gfid.GFID) {
+	if p.dataSet != nil {
+		if p.dataSet[g] {
+			return
+		}
+		p.dataSet[g] = true
+	}
+	p.pendingData = append(p.pendingData, g)
 }
 
 // entry turns an E record into an EntryOp from the master's current state.
@@ -305,17 +346,25 @@ func (p *processor) entry(r *changelog.Record) error {
 			st, err = p.m.tree.Lookup(dirfd, parent, name, r.GFID)
 		}
 		if errors.Is(err, errGone) {
+			p.stats.Skipped++
 			if r.Op == changelog.OpRename {
-				// Renamed and then removed: remove the old name.
+				// Not at its new name any more: moved on (a later record
+				// says where), or removed, and then the old name goes.
+				if e, ferr := p.m.tree.Find(tx, r.GFID); ferr == nil {
+					unix.Close(e.DirFD)
+					return nil
+				}
 				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_UNLINK
 				p.ops = append(p.ops, op)
 			}
-			p.stats.Skipped++
 			return nil
 		}
 		if err != nil {
 			return err
 		}
+		// Every op describes the entry as it is now, so that a slave that
+		// never had the gfid (created and moved within the batch) creates
+		// it where it is.
 		op.Mode, op.Uid, op.Gid, op.Rdev = st.Mode, st.Uid, st.Gid, st.Rdev
 		switch r.Op {
 		case changelog.OpCreate:
@@ -328,18 +377,44 @@ func (p *processor) entry(r *changelog.Record) error {
 			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_LINK
 		case changelog.OpSymlink:
 			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK
+		case changelog.OpRename:
+			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_RENAME
+			op.Pargfid2, op.Name2 = r.Parent2.Bytes(), []byte(r.Name2)
+			if st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink > 1 {
+				// One name of a hardlinked inode moved. The slave may
+				// not have that name (its LINK was skipped: gone by now);
+				// a RENAME would then move another of its names. Add the
+				// new name and drop the old one instead.
+				unlink := &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_UNLINK, Gfid: op.Gfid, Pargfid: op.Pargfid, Name: op.Name}
+				op.Type, op.Pargfid, op.Name, op.Pargfid2, op.Name2 = pb.EntryOpType_ENTRY_OP_TYPE_LINK, op.Pargfid2, op.Name2, nil, nil
+				defer func() { p.ops = append(p.ops, unlink) }()
+			}
+		default:
+			return fmt.Errorf("master: entry op %s not handled", r.Op)
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFLNK:
 			buf := make([]byte, 4096)
 			n, err := unix.Readlinkat(dirfd, name, buf)
-			if err != nil {
+			if err != nil || n == 0 {
 				p.stats.Skipped++
 				return nil
 			}
 			op.Target = buf[:n]
-		case changelog.OpRename:
-			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_RENAME
-			op.Pargfid2, op.Name2 = r.Parent2.Bytes(), []byte(r.Name2)
-		default:
-			return fmt.Errorf("master: entry op %s not handled", r.Op)
+		case unix.S_IFREG:
+			if op.Type == pb.EntryOpType_ENTRY_OP_TYPE_CREATE || op.Type == pb.EntryOpType_ENTRY_OP_TYPE_LINK ||
+				op.Type == pb.EntryOpType_ENTRY_OP_TYPE_RENAME {
+				// Where the slave creates the file, the data stream does
+				// (whole); where it has it, the data goes as a delta, or
+				// not at all when the slave finds it current.
+				op.DataFollows = true
+				if op.Type == pb.EntryOpType_ENTRY_OP_TYPE_CREATE {
+					if xs, err := readXattrs(beneath.ProcPath(dirfd, name), false, os.Geteuid() == 0); err == nil {
+						op.CheckCurrent, op.Size, op.MtimeNs, op.Xattrs = true, st.Size, st.Mtim.Nano(), xs
+					}
+				}
+				p.addData(r.GFID)
+			}
 		}
 		p.ops = append(p.ops, op)
 		return nil
@@ -382,6 +457,18 @@ func (p *processor) flushEntries(ctx context.Context) (err error) {
 		return fmt.Errorf("master: slave answered %d results for %d entry ops", len(resp.GetResults()), len(ops))
 	}
 	for i, r := range resp.GetResults() {
+		if rec, ok := p.opRec[ops[i]]; ok {
+			delete(p.opRec, ops[i])
+			if r.GetStatus() == pb.OpStatus_OP_STATUS_FAILED && r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID {
+				p.deferred = append(p.deferred, rec)
+				if g, _ := gfid.FromBytes(ops[i].GetGfid()); p.dataSet[g] {
+					// Its data goes when it is made.
+					delete(p.dataSet, g)
+					ready = slices.DeleteFunc(ready, func(x gfid.GFID) bool { return x == g })
+				}
+				continue
+			}
+		}
 		if r.GetCurrent() {
 			g, _ := gfid.FromBytes(ops[i].GetGfid())
 			p.current[g] = true
@@ -415,6 +502,87 @@ func (p *processor) tally(what string, r *pb.OpResult, applied, noops *int64) {
 	default:
 		p.fail("%s: %s (%s)", what, r.GetError(), strings.TrimPrefix(r.GetCode().String(), "ERROR_CODE_"))
 	}
+}
+
+// retryDeferred makes the deferred records again, as long as that makes
+// progress; what still fails then fails the batch.
+func (p *processor) retryDeferred(ctx context.Context) error {
+	chained := false
+	for len(p.deferred) > 0 {
+		recs := p.deferred
+		p.deferred = nil
+		for i := range recs {
+			n := len(p.ops)
+			if err := p.entry(&recs[i]); err != nil {
+				return err
+			}
+			for _, op := range p.ops[n:] {
+				p.opRec[op] = recs[i]
+			}
+			if len(p.ops) >= opsPerCall {
+				if err := p.flushEntries(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		if err := p.flushEntries(ctx); err != nil {
+			return err
+		}
+		if len(p.deferred) >= len(recs) {
+			if chained {
+				for _, r := range p.deferred {
+					p.fail("%s: its directory is not on the slave", r.String())
+				}
+				p.deferred = nil
+				break
+			}
+			// Their directories moved here after this batch's records
+			// (their MKDIR was skipped; the RENAME is in a later batch):
+			// make the directories where they are now, from the root
+			// down, then try once more.
+			chained = true
+			for _, r := range p.deferred {
+				if err := p.ensureDirChain(r.Parent); err != nil {
+					return err
+				}
+			}
+			if err := p.flushEntries(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ensureDirChain queues MKDIR ops for directory g and its ancestors, as
+// they are on the master now, root first.
+func (p *processor) ensureDirChain(g gfid.GFID) error {
+	var chain []*pb.EntryOp
+	err := p.m.tree.Idx.View(func(tx *gfidx.Tx) error {
+		for depth := 0; g != gfid.Root && depth < 4096; depth++ {
+			e, err := p.m.tree.Find(tx, g)
+			if errors.Is(err, errGone) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			unix.Close(e.DirFD)
+			ls := tx.Links(g)
+			if len(ls) == 0 {
+				return nil
+			}
+			chain = append(chain, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_MKDIR, Gfid: g.Bytes(),
+				Pargfid: ls[0].Parent.Bytes(), Name: []byte(ls[0].Name), Mode: e.St.Mode, Uid: e.St.Uid, Gid: e.St.Gid})
+			p.meta = append(p.meta, g)
+			g = ls[0].Parent
+		}
+		return nil
+	})
+	for i := len(chain) - 1; i >= 0; i-- {
+		p.ops = append(p.ops, chain[i])
+	}
+	return err
 }
 
 // purge sends one PURGE per directory crawled, naming what the master's
@@ -554,6 +722,12 @@ func (p *processor) account(files []*syncer.File) {
 		case f.Vanished:
 			p.stats.Vanished++
 			continue
+		case f.Code == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID && !p.trustRecords:
+			// Not on the slave: its entry moved on the master after this
+			// batch's records (skipped here), and the record that moved it
+			// creates it with its data.
+			p.stats.Skipped++
+			continue
 		case f.Code == pb.ErrorCode_ERROR_CODE_HASH_MISMATCH && !f.NoDelta:
 			p.m.log.Warn("file built on the slave does not match the master's hash; sending it again whole", "gfid", f.GFID, "error", f.Err)
 			p.stats.HashRetries++
@@ -634,6 +808,10 @@ func (p *processor) syncMeta(ctx context.Context) error {
 		}
 		for i, r := range resp.GetResults() {
 			g, _ := gfid.FromBytes(ops[i].GetGfid())
+			if r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID && !p.trustRecords {
+				p.stats.Skipped++ // as for data (see account)
+				continue
+			}
 			p.tally("metadata of "+g.String(), r, &p.stats.MetaOps, &p.stats.MetaNoops)
 		}
 		ops = ops[:0]

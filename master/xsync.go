@@ -12,6 +12,7 @@ import (
 	"github.com/georep/georep/internal/beneath"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/internal/mtree"
 	"github.com/georep/georep/slave"
 )
 
@@ -41,6 +42,10 @@ type xsync struct {
 	// cp -a as root) is given a fresh gfid instead of being mistaken for a
 	// hardlink, without a per-file map of the whole tree.
 	pending map[gfid.GFID]bool
+
+	// live: the recorder runs beside the crawl and keeps the index; the
+	// crawl adds to it and prunes it rather than refilling it.
+	live bool
 
 	warnedDerived bool
 	// pending index links, flushed in large transactions.
@@ -97,10 +102,46 @@ func (x *xsync) flush() error {
 }
 
 // met reports whether this crawl already indexed gfid g (the index was
-// emptied when the crawl began).
-func (x *xsync) met(g gfid.GFID) bool {
+// emptied when the crawl began) — in a live crawl, whether another live
+// inode carries g (the index is not emptied: it holds g's links from
+// before, which are g itself at an older name or gone).
+func (x *xsync) met(g gfid.GFID, dirfd int, parent gfid.GFID, name string, st *unix.Stat_t) bool {
 	if x.pending[g] {
 		return true
+	}
+	if x.live {
+		var other []gfidx.Link
+		x.t.Idx.View(func(tx *gfidx.Tx) error {
+			for _, l := range tx.Links(g) {
+				if l != (gfidx.Link{Parent: parent, Name: name}) {
+					other = append(other, l)
+				}
+			}
+			return nil
+		})
+		for _, l := range other {
+			var e mtree.Entry
+			err := x.t.Idx.View(func(tx *gfidx.Tx) error {
+				fd, err := x.t.OpenDir(tx, l.Parent)
+				if err != nil {
+					return err
+				}
+				ost, err := x.t.Lookup(fd, l.Parent, l.Name, g)
+				e = mtree.Entry{DirFD: fd, Name: l.Name, St: ost}
+				if err != nil {
+					unix.Close(fd)
+				}
+				return err
+			})
+			if err != nil {
+				continue // an older name of g, gone
+			}
+			unix.Close(e.DirFD)
+			if e.St.Ino != st.Ino || e.St.Dev != st.Dev {
+				return true
+			}
+		}
+		return false
 	}
 	found := false
 	x.t.Idx.View(func(tx *gfidx.Tx) error {
@@ -135,6 +176,12 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 		return err
 	}
 	sort.Strings(names)
+	if x.live {
+		if err := x.prune(dirfd, g, names); err != nil {
+			unix.Close(dirfd)
+			return err
+		}
+	}
 	type sub struct {
 		name string
 		g    gfid.GFID
@@ -179,7 +226,7 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 			if ino, ok := x.hard[eg]; ok {
 				dup = ino != st.Ino
 			} else {
-				dup = x.met(eg)
+				dup = x.met(eg, dirfd, g, name, &st)
 			}
 		}
 		if dup {
@@ -263,6 +310,44 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 	}
 	unix.Close(dirfd)
 	return x.add(&changelog.Record{Kind: changelog.KindEntry, GFID: g, Op: changelog.OpPurge})
+}
+
+// prune drops from the index the names of directory g (dirfd) that it no
+// longer holds. Each is checked again inside the index transaction: the
+// recorder, which indexes names as they appear, waits for it, so a name
+// made after the listing is never dropped.
+func (x *xsync) prune(dirfd int, g gfid.GFID, names []string) error {
+	have := make(map[string]bool, len(names))
+	for _, n := range names {
+		have[n] = true
+	}
+	var stale []gfidx.Child
+	x.t.Idx.View(func(tx *gfidx.Tx) error {
+		for _, c := range tx.Children(g) {
+			if !have[c.Name] {
+				stale = append(stale, c)
+			}
+		}
+		return nil
+	})
+	if len(stale) == 0 {
+		return nil
+	}
+	err := x.t.Idx.Update(func(tx *gfidx.Tx) error {
+		for _, c := range stale {
+			if _, err := lstatAt(dirfd, c.Name); !errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			if err := tx.RemoveLink(c.GFID, gfidx.Link{Parent: g, Name: c.Name}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("master: pruning the index: %w", err)
+	}
+	return nil
 }
 
 func lstatAt(dirfd int, name string) (unix.Stat_t, error) {

@@ -244,3 +244,69 @@ func TestDemo(t *testing.T) {
 		t.Errorf("demo reported %d identical comparisons, want 3:\n%s", got, out.String())
 	}
 }
+
+// TestProcessesLive runs `georep master` without --oneshot as a process:
+// the tree is synced, a change made afterwards reaches the slave, and
+// SIGTERM ends the master cleanly (exit 0) with the journal kept.
+func TestProcessesLive(t *testing.T) {
+	mroot, sroot := t.TempDir(), t.TempDir()
+	if err := testtree.Build(mroot, testtree.Options{BigFileSize: 1 << 20, Seed: 4}); err != nil {
+		t.Fatal(err)
+	}
+	addr := startSlaveProcess(t, sroot)
+	state := filepath.Join(t.TempDir(), "master-state")
+	cmd := exec.Command(georepBin, "master", "--root", mroot, "--slave", addr, "--state-dir", state, "--change-interval", "200ms")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Kill()
+		<-exited
+	}()
+	want := []byte("made while live\n")
+	if err := os.WriteFile(filepath.Join(mroot, "live file with space"), want, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got, err := os.ReadFile(filepath.Join(sroot, "live file with space"))
+		if err == nil && bytes.Equal(got, want) {
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("master exited: %v\n%s", err, errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the change did not reach the slave within a minute\n%s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err
+		if err != nil {
+			t.Fatalf("master after SIGTERM: %v\n%s", err, errb.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("master did not stop within a minute of SIGTERM")
+	}
+	if _, err := os.Stat(filepath.Join(state, "changelog", "INDEX")); err != nil {
+		t.Errorf("no journal index after a clean stop: %v", err)
+	}
+	// Whatever was made before the stop is on the slave once a one-shot
+	// run with the same state confirms it (nothing left to send for it).
+	code, out, errs := runMasterProcess(t, "--root", mroot, "--slave", addr, "--state-dir", state, "--oneshot")
+	if code != 0 {
+		t.Fatalf("one-shot after live exited %d: %s %s", code, out, errs)
+	}
+	testenv.RequireEqual(t, mroot, sroot)
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/georep/georep/changelog"
 	"github.com/georep/georep/master"
 )
 
@@ -20,6 +21,8 @@ type masterOptions struct {
 	retries        int
 	compress       bool
 	bwlimit        int64 // KiB/s
+	changeInterval time.Duration
+	batchSize      int
 	log            logOptions
 }
 
@@ -30,7 +33,9 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&o.slave, "slave", "", "slave address HOST:PORT (required)")
 	fs.StringVar(&o.stateDir, "state-dir", "", "state directory (default: derived from root and slave under /var/lib/georep or ~/.local/state/georep)")
 	fs.BoolVar(&o.oneshot, "oneshot", false, "crawl once, sync everything found, advance the marks and exit")
-	fs.StringVar(&o.changeDetector, "change-detector", "xsync", "how changes are found: xsync (crawl)")
+	fs.StringVar(&o.changeDetector, "change-detector", "", "how changes are found: changelog (live: the recorder's journal; the default) or xsync (a crawl; --oneshot)")
+	fs.DurationVar(&o.changeInterval, "change-interval", changelog.DefaultInterval, "live: longest a change waits in the journal's open segment")
+	fs.IntVar(&o.batchSize, "changelog-batch-size", master.DefaultBatchSize, "live: most journal segments one batch takes")
 	fs.IntVar(&o.syncJobs, "sync-jobs", master.DefaultSyncJobs, "data workers, each shipping one box of files per stream")
 	fs.BoolVar(&o.ignoreDeletes, "ignore-deletes", false, "keep on the slave what was deleted on the master")
 	fs.IntVar(&o.retries, "retries", master.DefaultRetries, "attempts at a failing batch before a one-shot run gives up")
@@ -43,11 +48,23 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if o.root == "" || o.slave == "" {
 		return usageErr("--root and --slave are required")
 	}
-	if o.changeDetector != "xsync" {
-		return usageErr("--change-detector %q is not available yet (only xsync)", o.changeDetector)
+	if o.changeDetector == "" {
+		o.changeDetector = "changelog"
+		if o.oneshot {
+			o.changeDetector = "xsync"
+		}
 	}
-	if !o.oneshot {
-		return usageErr("continuous replication is not available yet: use --oneshot")
+	switch {
+	case o.oneshot && o.changeDetector != "xsync":
+		return usageErr("--oneshot crawls: --change-detector must be xsync")
+	case !o.oneshot && o.changeDetector != "changelog":
+		return usageErr("continuous replication uses --change-detector changelog (xsync is for --oneshot)")
+	}
+	if o.changeInterval < time.Millisecond || o.changeInterval > time.Hour {
+		return usageErr("--change-interval must be between 1ms and 1h")
+	}
+	if o.batchSize < 1 {
+		return usageErr("--changelog-batch-size must be at least 1")
 	}
 	if o.syncJobs < 1 || o.syncJobs > 64 {
 		return usageErr("--sync-jobs must be between 1 and 64")
@@ -55,20 +72,33 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if o.bwlimit < 0 {
 		return usageErr("--bwlimit must not be negative")
 	}
+	if !o.oneshot {
+		return runMasterLive(ctx, o, stderr)
+	}
 	_, err := runMasterOnce(ctx, o, stdout, stderr)
 	return err
 }
 
-func runMasterOnce(ctx context.Context, o masterOptions, stdout, stderr io.Writer) (*master.Summary, error) {
+// runMasterLive replicates until interrupted (SIGINT/SIGTERM end it
+// cleanly: the journal's open segment is committed first).
+func runMasterLive(ctx context.Context, o masterOptions, stderr io.Writer) error {
+	m, stop, err := newMasterFromOptions(o, stderr)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	return m.Run(ctx)
+}
+
+func newMasterFromOptions(o masterOptions, stderr io.Writer) (*master.Master, func(), error) {
 	log, err := o.log.logger("master", stderr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	stopProfile, err := o.log.profile()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer stopProfile()
 	if o.stateDir == "" {
 		o.stateDir = defaultStateDir("master", o.root, ":"+o.slave)
 	}
@@ -76,11 +106,21 @@ func runMasterOnce(ctx context.Context, o masterOptions, stdout, stderr io.Write
 		Root: o.root, Slave: o.slave, StateDir: o.stateDir, SyncJobs: o.syncJobs,
 		IgnoreDeletes: o.ignoreDeletes, Retries: o.retries, Logger: log,
 		Compress: o.compress, BWLimit: o.bwlimit * 1024,
+		ChangeInterval: o.changeInterval, BatchSize: o.batchSize,
 	})
+	if err != nil {
+		stopProfile()
+		return nil, nil, err
+	}
+	return m, func() { m.Close(); stopProfile() }, nil
+}
+
+func runMasterOnce(ctx context.Context, o masterOptions, stdout, stderr io.Writer) (*master.Summary, error) {
+	m, stop, err := newMasterFromOptions(o, stderr)
 	if err != nil {
 		return nil, err
 	}
-	defer m.Close()
+	defer stop()
 	sum, err := m.RunOnce(ctx)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,304 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/georep/georep/changelog"
+)
+
+// DefaultBatchSize is how many journal segments one changelog batch takes
+// at most: enough that a backlog goes in few batches (each ends with a
+// durable mark on the slave), few enough that a batch is not huge.
+const DefaultBatchSize = 64
+
+// idleAdvance is how often the marks follow the recorder while nothing
+// changes, so that LAST_SYNCED and checkpoints move on a quiet tree.
+const idleAdvance = time.Second
+
+// progress is what Run tells WaitSynced.
+type progress struct {
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced at every change
+	stime   time.Time
+	done    bool
+	err     error
+}
+
+func (p *progress) init() {
+	p.mu.Lock()
+	if p.changed == nil {
+		p.changed = make(chan struct{})
+	}
+	p.mu.Unlock()
+}
+
+func (p *progress) update(fn func()) {
+	p.mu.Lock()
+	fn()
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// WaitSynced blocks until the slave is known to hold everything changed on
+// the master before t (the session's stime has reached t), ctx ends, or
+// Run stops (then its error, or an error saying it stopped).
+func (m *Master) WaitSynced(ctx context.Context, t time.Time) error {
+	m.prog.init()
+	for {
+		m.prog.mu.Lock()
+		st, done, err, ch := m.prog.stime, m.prog.done, m.prog.err, m.prog.changed
+		m.prog.mu.Unlock()
+		if !st.Before(t) {
+			return nil
+		}
+		if done {
+			if err == nil {
+				err = errors.New("master: stopped")
+			}
+			return err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Run replicates continuously until ctx is cancelled (then it returns
+// nil): the recorder watches the tree and writes the journal; a crawl
+// brings the slave up to date with whatever happened before (the recorder
+// starts first, so nothing is missed in between); then batches of journal
+// segments go through the same processor, each advancing the marks to the
+// end of its last segment. A segment that is a gap (the recorder may have
+// missed changes) is followed by another crawl.
+func (m *Master) Run(ctx context.Context) (err error) {
+	m.prog.init()
+	defer func() {
+		m.prog.update(func() { m.prog.done, m.prog.err = true, err })
+	}()
+	j, err := changelog.OpenJournal(filepath.Join(m.cfg.StateDir, "changelog"))
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	rec, err := changelog.NewRecorder(changelog.RecorderConfig{
+		Tree: m.tree.Tree, Journal: j, Interval: m.cfg.ChangeInterval, Logger: m.log.Named("recorder"),
+	})
+	if err != nil {
+		return err
+	}
+	defer rec.Close()
+	t0 := time.Now()
+	if err := rec.Start(); err != nil {
+		return err
+	}
+	m.log.Info("recorder started", "took", time.Since(t0).Round(time.Millisecond))
+	recCtx, stopRec := context.WithCancel(context.Background())
+	recDone := make(chan error, 1)
+	go func() { recDone <- rec.Run(recCtx) }()
+	defer func() {
+		stopRec()
+		if rerr := <-recDone; rerr != nil && err == nil {
+			err = fmt.Errorf("recorder: %w", rerr)
+		}
+	}()
+
+	l, err := m.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer l.close()
+	lctx := l.ctx
+
+	stime, err := m.Stime()
+	if err != nil {
+		return err
+	}
+	m.prog.update(func() { m.prog.stime = stime })
+	needCrawl := true
+	lastIdle := time.Now()
+	for {
+		if lctx.Err() != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return context.Cause(lctx)
+		}
+		select {
+		case rerr := <-recDone:
+			recDone <- rerr
+			if rerr == nil {
+				rerr = errors.New("stopped")
+			}
+			return fmt.Errorf("recorder: %w", rerr)
+		default:
+		}
+		if needCrawl {
+			st, err := m.liveCrawl(lctx, l)
+			if err != nil {
+				if lctx.Err() != nil {
+					continue
+				}
+				return err
+			}
+			stime, needCrawl = st, false
+			m.prog.update(func() { m.prog.stime = stime })
+			if err := j.Done(stime.UnixNano()); err != nil {
+				return err
+			}
+			continue
+		}
+		covered := j.Covered()
+		segs, err := j.Next(stime.UnixNano(), m.cfg.BatchSize)
+		if err != nil {
+			return err
+		}
+		if len(segs) == 0 {
+			if covered > stime.UnixNano() && time.Since(lastIdle) >= idleAdvance {
+				// Nothing changed up to covered.
+				lastIdle = time.Now()
+				if err := m.advanceLive(lctx, j, time.Unix(0, covered)); err != nil {
+					if lctx.Err() != nil {
+						continue
+					}
+					return err
+				}
+				stime = time.Unix(0, covered)
+				continue
+			}
+			select {
+			case <-j.Notify():
+			case <-lctx.Done():
+			case rerr := <-recDone:
+				recDone <- rerr
+			case <-time.After(idleAdvance):
+			}
+			continue
+		}
+		// A gap: its records go with the batch, and a crawl follows.
+		for i, s := range segs {
+			if s.Gap {
+				m.log.Warn("the journal has a gap; crawling to find what it may lack",
+					"from", changelog.FormatNS(s.Start), "to", changelog.FormatNS(s.End), "reason", s.Reason)
+				segs, needCrawl = segs[:i+1], true
+				break
+			}
+		}
+		end := time.Unix(0, segs[len(segs)-1].End)
+		if err := m.liveBatch(lctx, l, segs); err != nil {
+			if lctx.Err() != nil {
+				continue
+			}
+			return err
+		}
+		if needCrawl {
+			continue // the crawl advances the marks
+		}
+		if err := m.advanceLive(lctx, j, end); err != nil {
+			if lctx.Err() != nil {
+				continue
+			}
+			return err
+		}
+		stime = end
+	}
+}
+
+// advanceLive moves the marks to t and lets the journal drop what is
+// applied.
+func (m *Master) advanceLive(ctx context.Context, j *changelog.Journal, t time.Time) error {
+	if err := m.advance(ctx, t); err != nil {
+		return err
+	}
+	m.prog.update(func() { m.prog.stime = t })
+	return j.Done(t.UnixNano())
+}
+
+// retry runs one batch until it succeeds: a live session never gives up
+// on a batch nor moves past it (gsyncd's "moving on" loses data); it
+// reports and backs off. Configuration errors end the session.
+func (m *Master) retry(ctx context.Context, what string, fn func() error) error {
+	delay := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (%v)", context.Cause(ctx), err)
+		}
+		var opErr *OpError
+		if !errors.As(err, &opErr) && status.Code(err) == codes.FailedPrecondition {
+			return err
+		}
+		m.log.Warn(what+" incomplete; retrying it whole", "attempt", attempt, "error", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+// liveCrawl crawls the whole tree beside the recorder and applies what it
+// found; the marks move to the crawl's start.
+func (m *Master) liveCrawl(ctx context.Context, l *link) (time.Time, error) {
+	var stime time.Time
+	err := m.retry(ctx, "crawl", func() error {
+		stime = time.Now()
+		crawl, journal, err := m.crawl(stime, true)
+		if err != nil {
+			return err
+		}
+		defer os.Remove(journal)
+		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, trustRecords: true}
+		if err := p.run(ctx, journal); err != nil {
+			return err
+		}
+		m.log.Info("crawl applied", "files", crawl.Files, "dirs", crawl.Dirs, "data_files", p.stats.Files,
+			"bytes_sent", p.stats.BytesSent, "took", time.Since(stime).Round(time.Millisecond))
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	if err := m.advance(ctx, stime); err != nil {
+		return time.Time{}, err
+	}
+	return stime, nil
+}
+
+// liveBatch applies journal segments as one batch.
+func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segment) error {
+	var paths []string
+	for _, s := range segs {
+		if s.Path != "" {
+			paths = append(paths, s.Path)
+		}
+	}
+	if len(paths) == 0 {
+		return nil
+	}
+	return m.retry(ctx, "batch", func() error {
+		t0 := time.Now()
+		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}}
+		if err := p.run(ctx, paths...); err != nil {
+			return err
+		}
+		m.log.Debug("batch applied", "segments", len(paths), "entry_ops", p.stats.EntryOps, "files", p.stats.Files,
+			"meta_ops", p.stats.MetaOps, "bytes_sent", p.stats.BytesSent, "took", time.Since(t0).Round(time.Millisecond))
+		return nil
+	})
+}
