@@ -350,6 +350,9 @@ func (r *Recorder) overflowed() {
 
 // add writes a record into the open segment.
 func (r *Recorder) add(rec *Record) {
+	if r.log.IsTrace() {
+		r.log.Trace("record", "rec", rec.String())
+	}
 	if err := r.j.Add(rec); err != nil {
 		r.markGap("journal write failed: " + err.Error())
 		r.log.Error("writing the journal", "error", err)
@@ -778,6 +781,16 @@ func (r *Recorder) renamed(m pendingMove, to *event) error {
 		return r.created(to.dir, to.name)
 	}
 	dst := gfidx.Link{Parent: to.dir, Name: to.name}
+	if old, ok := r.child(to.dir, to.name); ok && old != m.g {
+		// The rename replaced an entry: say so, for whoever replays this
+		// after the entry moved on (then the RENAME is not replayed as
+		// such, and the replaced entry would stay).
+		op := OpUnlink
+		if from.isDir() {
+			op = OpRmdir
+		}
+		r.addEntry(&Record{Kind: KindEntry, GFID: old, Op: op, Parent: to.dir, Name: to.name})
+	}
 	err = r.index(func(tx *gfidx.Tx) error {
 		if old, ok := tx.Child(dst); ok && old != m.g {
 			// Replaced by the rename.

@@ -352,10 +352,31 @@ func (p *processor) entry(r *changelog.Record) error {
 				// says where), or removed, and then the old name goes.
 				if e, ferr := p.m.tree.Find(tx, r.GFID); ferr == nil {
 					unix.Close(e.DirFD)
+					if e.St.Nlink > 1 && e.St.Mode&unix.S_IFMT != unix.S_IFDIR {
+						// A later record moves it on from the new name as
+						// LINK + UNLINK (see below), which leaves the old
+						// name: drop it here, unless it holds the inode
+						// again.
+						if fd, derr := p.dir.get(tx, r.Parent); derr == nil {
+							if _, lerr := p.m.tree.Lookup(fd, r.Parent, r.Name, r.GFID); lerr == nil {
+								return nil
+							}
+						}
+						op.Type = pb.EntryOpType_ENTRY_OP_TYPE_UNLINK
+						p.ops = append(p.ops, op)
+					}
 					return nil
 				}
-				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_UNLINK
-				p.ops = append(p.ops, op)
+				// Gone from the master. Its old name goes with a purge of
+				// the old directory at the batch's end — not with an
+				// UNLINK now: a directory's removal here would take along
+				// what later records move out of it first.
+				if p.purgeSet == nil || !p.purgeSet[r.Parent] {
+					if p.purgeSet != nil {
+						p.purgeSet[r.Parent] = true
+					}
+					p.purges = append(p.purges, r.Parent)
+				}
 			}
 			return nil
 		}
@@ -457,6 +478,10 @@ func (p *processor) flushEntries(ctx context.Context) (err error) {
 		return fmt.Errorf("master: slave answered %d results for %d entry ops", len(resp.GetResults()), len(ops))
 	}
 	for i, r := range resp.GetResults() {
+		if p.m.log.IsTrace() {
+			p.m.log.Trace("entry op", "op", describe(ops[i]), "parent", fmt.Sprintf("%x", ops[i].GetPargfid()),
+				"to", fmt.Sprintf("%x/%q", ops[i].GetPargfid2(), ops[i].GetName2()), "status", r.GetStatus(), "error", r.GetError())
+		}
 		if rec, ok := p.opRec[ops[i]]; ok {
 			delete(p.opRec, ops[i])
 			if r.GetStatus() == pb.OpStatus_OP_STATUS_FAILED && r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 	"google.golang.org/grpc/codes"
@@ -32,6 +33,8 @@ const maxChunk = 4 << 20
 // At the end the staged file replaces the target by rename, or, when the
 // target has several links, is copied into it in place.
 type incoming struct {
+	dt      *dirTimes // set while the directory's times are held
+	dtKey   dirKey
 	hdr     *pb.FileHeader
 	g       gfid.GFID
 	dirfd   int    // dup of the target's directory; owned
@@ -60,6 +63,10 @@ func (in *incoming) close() {
 		unix.Unlinkat(in.dirfd, in.tmp, 0)
 		in.tmp = ""
 	}
+	if in.dt != nil {
+		in.dt.release(in.dtKey, in.dirfd)
+		in.dt = nil
+	}
 	if in.dirfd >= 0 {
 		unix.Close(in.dirfd)
 		in.dirfd = -1
@@ -71,7 +78,12 @@ func (in *incoming) close() {
 // costs ext4 a trip through its global orphan list per file: ten times the
 // whole rest of a small file's transfer. Crash leftovers are swept instead
 // by the index rebuild that every unclean stop triggers.)
-func (in *incoming) stage() error {
+func (in *incoming) stage(dt *dirTimes) error {
+	key, err := dt.hold(in.dirfd)
+	if err != nil {
+		return fmt.Errorf("staging %q (%s): %w", in.name, in.g, err)
+	}
+	in.dt, in.dtKey = dt, key
 	for i := 0; i < 100; i++ {
 		name := tempName(in.g)
 		fd, err := unix.Openat(in.dirfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
@@ -85,6 +97,58 @@ func (in *incoming) stage() error {
 		return nil
 	}
 	return fmt.Errorf("staging %q (%s): no free temp name", in.name, in.g)
+}
+
+// dirTimes keeps a directory's mtime while files are staged in it: the
+// staging file's creation and its rename over the target change the
+// directory's mtime, though on the master only a file's content changed.
+// The first transfer in a directory notes its mtime, the last one puts it
+// back. A directory whose entries did change gets its master mtime from
+// the batch's metadata ops, which come after the data.
+type dirTimes struct {
+	mu   sync.Mutex
+	held map[dirKey]*heldDir
+}
+
+type dirKey struct{ dev, ino uint64 }
+
+type heldDir struct {
+	n     int
+	mtime unix.Timespec
+}
+
+func (d *dirTimes) hold(dirfd int) (dirKey, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(dirfd, &st); err != nil {
+		return dirKey{}, err
+	}
+	k := dirKey{st.Dev, st.Ino}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.held == nil {
+		d.held = map[dirKey]*heldDir{}
+	}
+	if h, ok := d.held[k]; ok {
+		h.n++
+	} else {
+		d.held[k] = &heldDir{n: 1, mtime: st.Mtim}
+	}
+	return k, nil
+}
+
+func (d *dirTimes) release(k dirKey, dirfd int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h, ok := d.held[k]
+	if !ok {
+		return
+	}
+	if h.n--; h.n > 0 {
+		return
+	}
+	delete(d.held, k)
+	ts := []unix.Timespec{{Sec: 0, Nsec: unix.UTIME_OMIT}, h.mtime}
+	unix.UtimesNanoAt(unix.AT_FDCWD, beneath.FDPath(dirfd), ts, 0)
 }
 
 // tempName is a staging name: tmpPrefix, the gfid, a random suffix.
@@ -336,7 +400,7 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 		in.close()
 		return refuse(*current)
 	}
-	if err := in.stage(); err != nil {
+	if err := in.stage(&ds.s.dirTimes); err != nil {
 		in.close()
 		return refuse(failed(err))
 	}

@@ -70,6 +70,10 @@ type Slave struct {
 	// their cached directory descriptors when it moves.
 	gen atomic.Uint64
 
+	// dirTimes keeps the times of directories while files are staged in
+	// them (see stageDir).
+	dirTimes dirTimes
+
 	mu       sync.Mutex // guards the fields below
 	session  []byte
 	lastSeen time.Time

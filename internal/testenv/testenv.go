@@ -5,6 +5,7 @@ package testenv
 import (
 	"context"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -51,8 +52,13 @@ func StartSlave(t testing.TB, root string, opts ...grpc.ServerOption) *Slave {
 }
 
 // Logger logs through t at warn level (debug with -v and GEOREP_TEST_DEBUG).
+// Its level is warn, or GEOREP_TEST_LOG (e.g. trace: every record and op).
 func Logger(t testing.TB, name string) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn, Output: writer{t}})
+	lvl := hclog.Warn
+	if l := hclog.LevelFromString(os.Getenv("GEOREP_TEST_LOG")); l != hclog.NoLevel {
+		lvl = l
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: lvl, Output: writer{t}})
 }
 
 type writer struct{ t testing.TB }
