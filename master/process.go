@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -123,6 +122,7 @@ type processor struct {
 	// the master's state then, once the rest of the batch is applied.
 	opRec    map[*pb.EntryOp]changelog.Record
 	deferred []changelog.Record
+	redo     []gfid.GFID // data to send again after the deferred ops
 	dir      dirFDs
 }
 
@@ -197,6 +197,8 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 	if err := p.retryDeferred(ctx); err != nil {
 		return err
 	}
+	p.pendingData = append(p.pendingData, p.redo...)
+	p.redo = nil
 	if len(p.failures) > 0 {
 		// Data and metadata of entries that failed would fail too; the
 		// batch is retried as a whole.
@@ -268,6 +270,25 @@ func (p *processor) readEntries(ctx context.Context, path string) error {
 		return nil
 	})
 	return err
+}
+
+// describe fills in what an op needs to create its entry where the slave
+// lacks it: the entry's stat (st, of name in dirfd), a symlink's target, a
+// regular file's data.
+func (p *processor) describe(op *pb.EntryOp, st *unix.Stat_t, dirfd int, name string, g gfid.GFID) {
+	op.Mode, op.Uid, op.Gid, op.Rdev = st.Mode, st.Uid, st.Gid, st.Rdev
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		buf := make([]byte, 4096)
+		if n, err := unix.Readlinkat(dirfd, name, buf); err == nil && n > 0 {
+			op.Target = buf[:n]
+		} else {
+			op.Mode = 0 // cannot describe it: a pure move
+		}
+	case unix.S_IFREG:
+		op.DataFollows = true
+		p.addData(g)
+	}
 }
 
 // addData queues g's data once per batch (a crawl's journal names each
@@ -351,7 +372,7 @@ func (p *processor) entry(r *changelog.Record) error {
 				// Not at its new name any more: moved on (a later record
 				// says where), or removed, and then the old name goes.
 				if e, ferr := p.m.tree.Find(tx, r.GFID); ferr == nil {
-					unix.Close(e.DirFD)
+					defer unix.Close(e.DirFD)
 					if e.St.Nlink > 1 && e.St.Mode&unix.S_IFMT != unix.S_IFDIR {
 						// A later record moves it on from the new name as
 						// LINK + UNLINK (see below), which leaves the old
@@ -364,7 +385,16 @@ func (p *processor) entry(r *changelog.Record) error {
 						}
 						op.Type = pb.EntryOpType_ENTRY_OP_TYPE_UNLINK
 						p.ops = append(p.ops, op)
+						return nil
 					}
+					// Moved on since: replay this move as recorded (a later
+					// record moves it on). Skipping it would leave the
+					// entry where the slave has it, and a removal of that
+					// place later in the batch would take it along.
+					op.Type = pb.EntryOpType_ENTRY_OP_TYPE_RENAME
+					op.Pargfid2, op.Name2 = r.Parent2.Bytes(), []byte(r.Name2)
+					p.describe(op, &e.St, e.DirFD, e.Name, r.GFID)
+					p.ops = append(p.ops, op)
 					return nil
 				}
 				// Gone from the master. Its old name goes with a purge of
@@ -413,8 +443,7 @@ func (p *processor) entry(r *changelog.Record) error {
 		default:
 			return fmt.Errorf("master: entry op %s not handled", r.Op)
 		}
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFLNK:
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 			buf := make([]byte, 4096)
 			n, err := unix.Readlinkat(dirfd, name, buf)
 			if err != nil || n == 0 {
@@ -422,6 +451,8 @@ func (p *processor) entry(r *changelog.Record) error {
 				return nil
 			}
 			op.Target = buf[:n]
+		}
+		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFREG:
 			if op.Type == pb.EntryOpType_ENTRY_OP_TYPE_CREATE || op.Type == pb.EntryOpType_ENTRY_OP_TYPE_LINK ||
 				op.Type == pb.EntryOpType_ENTRY_OP_TYPE_RENAME {
@@ -487,12 +518,18 @@ func (p *processor) flushEntries(ctx context.Context) (err error) {
 			if r.GetStatus() == pb.OpStatus_OP_STATUS_FAILED && r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID {
 				p.deferred = append(p.deferred, rec)
 				if g, _ := gfid.FromBytes(ops[i].GetGfid()); p.dataSet[g] {
-					// Its data goes when it is made.
-					delete(p.dataSet, g)
-					ready = slices.DeleteFunc(ready, func(x gfid.GFID) bool { return x == g })
+					// Its data goes (again) once the deferred ops are
+					// made: what goes now may find no entry yet.
+					p.redo = append(p.redo, g)
 				}
 				continue
 			}
+		}
+		if ops[i].GetType() == pb.EntryOpType_ENTRY_OP_TYPE_PURGE && !p.trustRecords &&
+			r.GetStatus() == pb.OpStatus_OP_STATUS_FAILED && r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID {
+			// A directory the slave never had holds nothing to purge.
+			p.stats.Skipped++
+			continue
 		}
 		if r.GetCurrent() {
 			g, _ := gfid.FromBytes(ops[i].GetGfid())
@@ -556,6 +593,13 @@ func (p *processor) retryDeferred(ctx context.Context) error {
 		if len(p.deferred) >= len(recs) {
 			if chained {
 				for _, r := range p.deferred {
+					if r.Op == changelog.OpRename && p.movedOn(&r) {
+						// A move replayed as recorded into a directory
+						// the slave cannot have (gone on the master too):
+						// the later record that moved it on brings it.
+						p.stats.Skipped++
+						continue
+					}
 					p.fail("%s: its directory is not on the slave", r.String())
 				}
 				p.deferred = nil
@@ -567,7 +611,11 @@ func (p *processor) retryDeferred(ctx context.Context) error {
 			// down, then try once more.
 			chained = true
 			for _, r := range p.deferred {
-				if err := p.ensureDirChain(r.Parent); err != nil {
+				dir := r.Parent
+				if r.Op == changelog.OpRename {
+					dir = r.Parent2
+				}
+				if err := p.ensureDirChain(dir); err != nil {
 					return err
 				}
 			}
@@ -577,6 +625,21 @@ func (p *processor) retryDeferred(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// movedOn reports whether the entry of RENAME record r is no longer at
+// the record's new name on the master.
+func (p *processor) movedOn(r *changelog.Record) bool {
+	gone := false
+	p.m.tree.Idx.View(func(tx *gfidx.Tx) error {
+		fd, err := p.dir.get(tx, r.Parent2)
+		if err == nil {
+			_, err = p.m.tree.Lookup(fd, r.Parent2, r.Name2, r.GFID)
+		}
+		gone = errors.Is(err, errGone)
+		return nil
+	})
+	return gone
 }
 
 // ensureDirChain queues MKDIR ops for directory g and its ancestors, as
