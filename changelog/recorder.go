@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -73,6 +74,11 @@ type Recorder struct {
 	self map[gfid.GFID]selfWrite
 	gen  int
 	xkey string
+	// drained is when the last complete read of the queue began (ns):
+	// every change made before it is recorded and indexed. stopped is set
+	// when Run returns.
+	drained atomic.Int64
+	stopped atomic.Bool
 	// The root's replicated attributes when last recorded: the master
 	// writes its marks there, which are not changes.
 	rootAttrs attrs
@@ -276,9 +282,27 @@ func (r *Recorder) refresh(dirfd int, name string) (gfid.GFID, error) {
 	return g, nil
 }
 
+// Sync waits until every change made before it was called is recorded and
+// in the gfid index (at most about one Quiet interval).
+func (r *Recorder) Sync(ctx context.Context) error {
+	t := time.Now().UnixNano()
+	for r.drained.Load() <= t {
+		if r.stopped.Load() {
+			return errors.New("changelog: the recorder has stopped")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
+}
+
 // Run records changes until ctx is done, then commits the open segment
 // (a clean stop: the journal covers everything up to now).
 func (r *Recorder) Run(ctx context.Context) error {
+	defer r.stopped.Store(true)
 	lastRoll := time.Now()
 	for {
 		timeout := r.cfg.Quiet
@@ -311,6 +335,8 @@ func (r *Recorder) Run(ctx context.Context) error {
 
 // drain reads and handles every event queued now.
 func (r *Recorder) drain() error {
+	began := time.Now().UnixNano()
+	defer func() { r.drained.Store(began) }()
 	evs, overflow, err := r.in.read()
 	if err != nil {
 		return err
@@ -512,8 +538,30 @@ func (r *Recorder) created(dir gfid.GFID, name string) error {
 	if err != nil {
 		return fmt.Errorf("stat %q: %w", name, err)
 	}
+	// A directory is held open from here on: it may be renamed any time,
+	// and its watch and listing must be of this inode.
+	sub := -1
+	defer func() {
+		if sub >= 0 {
+			unix.Close(sub)
+		}
+	}()
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if sub, err = unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
+			sub = -1
+			return nil // gone or replaced again: later events say
+		}
+		if err := unix.Fstat(sub, &st); err != nil {
+			return fmt.Errorf("stat %q: %w", name, err)
+		}
+	}
 	link := gfidx.Link{Parent: dir, Name: name}
-	g, err := r.t.NS.Get(beneath.ProcPath(fd, name))
+	var g gfid.GFID
+	if sub >= 0 {
+		g, err = r.t.NS.FGet(sub)
+	} else {
+		g, err = r.t.NS.Get(beneath.ProcPath(fd, name))
+	}
 	isNew := errors.Is(err, gfid.ErrNoGFID) || errors.Is(err, unix.EACCES)
 	if err != nil && !isNew {
 		return err
@@ -521,7 +569,12 @@ func (r *Recorder) created(dir gfid.GFID, name string) error {
 	if isNew {
 		before, berr := attrsAt(fd, name)
 		var derived bool
-		g, derived, err = r.t.EnsureGFID(fd, dir, name, &st)
+		if sub >= 0 {
+			before, berr = attrsOfFD(sub)
+			g, err = r.newDirGFID(sub)
+		} else {
+			g, derived, err = r.t.EnsureGFID(fd, dir, name, &st)
+		}
 		if err != nil {
 			return err
 		}
@@ -587,7 +640,9 @@ func (r *Recorder) created(dir gfid.GFID, name string) error {
 	}
 	r.addMeta(dir, r.parentOf(dir))
 	if rec.Op == OpMkdir {
-		return r.newDir(fd, name, g)
+		d := sub
+		sub = -1
+		return r.newDir(d, g)
 	}
 	return nil
 }
@@ -603,13 +658,26 @@ func (r *Recorder) knows(g gfid.GFID, link gfidx.Link) bool {
 	return ok && cur == g
 }
 
-// newDir watches a directory just made (or moved in) and records what it
-// holds already: entries made before its watch existed.
-func (r *Recorder) newDir(parentfd int, name string, g gfid.GFID) error {
-	sub, err := unix.Openat(parentfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+// newDirGFID gives the open directory sub a gfid (or reads the one someone
+// gave it meanwhile).
+func (r *Recorder) newDirGFID(sub int) (gfid.GFID, error) {
+	g, err := gfid.New()
 	if err != nil {
-		return nil // gone or replaced again: later events say
+		return g, err
 	}
+	if err := r.t.NS.FSetNew(sub, g); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return r.t.NS.FGet(sub)
+		}
+		return gfid.Zero, err
+	}
+	return g, nil
+}
+
+// newDir watches a directory just made (or moved in), open as sub (which
+// it takes), and records what it holds already: entries made before its
+// watch existed.
+func (r *Recorder) newDir(sub int, g gfid.GFID) error {
 	if got, err := r.t.NS.FGet(sub); err != nil || got != g {
 		unix.Close(sub)
 		return nil

@@ -196,7 +196,7 @@ func (m *Master) Run(ctx context.Context) (err error) {
 			}
 		}
 		end := time.Unix(0, segs[len(segs)-1].End)
-		if err := m.liveBatch(lctx, l, segs); err != nil {
+		if err := m.liveBatch(lctx, l, segs, rec.Sync); err != nil {
 			if lctx.Err() != nil {
 				continue
 			}
@@ -281,7 +281,7 @@ func (m *Master) liveCrawl(ctx context.Context, l *link) (time.Time, error) {
 }
 
 // liveBatch applies journal segments as one batch.
-func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segment) error {
+func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segment, sync func(context.Context) error) error {
 	var paths []string
 	for _, s := range segs {
 		if s.Path != "" {
@@ -293,7 +293,12 @@ func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segmen
 	}
 	return m.retry(ctx, "batch", func() error {
 		t0 := time.Now()
-		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}}
+		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, syncRecorder: sync}
+		// The index follows the tree as the recorder sees it: let it
+		// catch up before the batch reads the tree.
+		if err := sync(ctx); err != nil {
+			return err
+		}
 		if err := p.run(ctx, paths...); err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -154,7 +155,8 @@ func waitSynced(t *testing.T, m *master.Master, timeout time.Duration) {
 
 // requireConverged compares the trees entry by entry, exactly as the
 // one-shot tests do (directory mtimes included); on a difference it lists
-// the churn events that touched the path or one of its parents.
+// the churn events that touched the path, one of its parents, or the same
+// entry under the names it had before renames.
 func requireConverged(t *testing.T, c *churn.Churn, mroot, sroot string) {
 	t.Helper()
 	diffs, err := treecmp.Compare(mroot, sroot, testenv.CompareOptions)
@@ -172,40 +174,46 @@ func requireConverged(t *testing.T, c *churn.Churn, mroot, sroot string) {
 		t.Errorf("replica differs: %s", d)
 	}
 	hist := c.History()
-	for i, d := range diffs {
-		if i == 5 {
+	seen := map[string]bool{}
+	for _, d := range diffs {
+		if len(seen) == 5 {
 			break
 		}
-		var touched []string
-		for _, e := range hist {
-			if mentions(e.Desc, d.Path) {
-				touched = append(touched, e.String())
-			}
+		if seen[d.Path] || d.Path == treecmp.RootPath {
+			continue
 		}
-		if len(touched) > 20 {
-			touched = touched[len(touched)-20:]
+		seen[d.Path] = true
+		ev := eventsOn(hist, d.Path)
+		if len(ev) > 20 {
+			ev = ev[len(ev)-20:]
 		}
-		t.Logf("churn events on %q or its parents (last %d):\n  %s", d.Path, len(touched), strings.Join(touched, "\n  "))
+		t.Logf("churn events on %q (under any earlier name) or its parents, last %d:\n  %s", d.Path, len(ev), strings.Join(ev, "\n  "))
 	}
 	t.FailNow()
 }
 
-// mentions reports whether an event description names rel or a parent of
-// it (paths are quoted with %q in descriptions).
-func mentions(desc, rel string) bool {
-	if rel == treecmp.RootPath {
-		return false
-	}
-	for p := rel; ; {
-		if strings.Contains(desc, strconv.Quote(p)) {
-			return true
+// eventsOn returns, oldest first, the applied events of hist that touched
+// the entry now at rel or one of its parents, following renames back in
+// time.
+func eventsOn(hist []churn.Event, rel string) []string {
+	var out []string
+	for i := len(hist) - 1; i >= 0; i-- {
+		e := hist[i]
+		if e.Skipped == nil && (touches(e.Path, rel) || touches(e.Dest, rel)) {
+			out = append(out, e.String())
 		}
-		i := strings.LastIndexByte(p, '/')
-		if i < 0 {
-			return false
+		if e.Skipped == nil && e.Dest != "" && (e.Op == churn.OpRenameFile || e.Op == churn.OpRenameDir) && touches(e.Dest, rel) {
+			rel = e.Path + rel[len(e.Dest):] // its name before this rename
 		}
-		p = p[:i]
 	}
+	slices.Reverse(out)
+	return out
+}
+
+// touches reports whether an event's path p is rel or a parent of it (the
+// root, a parent of everything, does not count).
+func touches(p, rel string) bool {
+	return p != "" && (p == rel || strings.HasPrefix(rel, p+"/"))
 }
 
 // TestLiveConvergence: a live session keeps up with a busy master tree.

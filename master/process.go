@@ -123,6 +123,12 @@ type processor struct {
 	opRec    map[*pb.EntryOp]changelog.Record
 	deferred []changelog.Record
 	redo     []gfid.GFID // data to send again after the deferred ops
+	// syncRecorder waits until the recorder has indexed every change made
+	// so far (live batches; nil for a crawl's journal). finalRound is set
+	// for the last try of deferred records: a directory not found then is
+	// gone.
+	syncRecorder func(context.Context) error
+	finalRound   bool
 	dir      dirFDs
 }
 
@@ -362,6 +368,14 @@ func (p *processor) entry(r *changelog.Record) error {
 		if r.Op == changelog.OpRename {
 			parent = r.Parent2
 		}
+		if errors.Is(err, errGone) && p.syncRecorder != nil && !p.finalRound {
+			// The directory is not where the index says: moved just now
+			// (the recorder has not indexed it yet), or gone. Try again
+			// once the rest of the batch is made and the recorder has
+			// caught up; only then is "gone" believed.
+			p.deferred = append(p.deferred, *r)
+			return nil
+		}
 		var st unix.Stat_t
 		if err == nil {
 			st, err = p.m.tree.Lookup(dirfd, parent, name, r.GFID)
@@ -573,6 +587,13 @@ func (p *processor) retryDeferred(ctx context.Context) error {
 	for len(p.deferred) > 0 {
 		recs := p.deferred
 		p.deferred = nil
+		if p.syncRecorder != nil {
+			if err := p.syncRecorder(ctx); err != nil {
+				return err
+			}
+			p.dir.close()
+		}
+		p.finalRound = chained
 		for i := range recs {
 			n := len(p.ops)
 			if err := p.entry(&recs[i]); err != nil {
@@ -592,6 +613,7 @@ func (p *processor) retryDeferred(ctx context.Context) error {
 		}
 		if len(p.deferred) >= len(recs) {
 			if chained {
+				p.finalRound = false
 				for _, r := range p.deferred {
 					if r.Op == changelog.OpRename && p.movedOn(&r) {
 						// A move replayed as recorded into a directory

@@ -175,6 +175,14 @@ func (n Namespace) SetNew(path string, g GFID) error {
 	return nil
 }
 
+// FSetNew is SetNew on an open file.
+func (n Namespace) FSetNew(fd int, g GFID) error {
+	if err := unix.Fsetxattr(fd, n.GFIDAttr(), g[:], unix.XATTR_CREATE); err != nil {
+		return fmt.Errorf("gfid: setting on fd %d: %w", fd, err)
+	}
+	return nil
+}
+
 // FSet stores g on an open file.
 func (n Namespace) FSet(fd int, g GFID) error {
 	if err := unix.Fsetxattr(fd, n.GFIDAttr(), g[:], 0); err != nil {
