@@ -144,7 +144,11 @@ type Event struct {
 	At      time.Time // when the step ran
 	Op      Op
 	Variant string // the op's flavour ("over", "append", ...), or ""
-	Desc    string // what was done; paths relative to the root, quoted
+	// Path is the entry worked on, relative to the root ("" for the
+	// root itself, or when no entry was found); Dest is the new name of
+	// a rename or a link, else "".
+	Path, Dest string
+	Desc       string // what was done; paths quoted
 	// Skipped says why the operation did nothing, when earlier
 	// operations got in its way (a name taken, a directory not empty).
 	Skipped error
@@ -656,6 +660,7 @@ func (c *Churn) create(e *Event) error {
 	name := c.newName("f")
 	rel := join(c.parentFor(name), name)
 	data := c.bytes(c.fileSize())
+	e.Path = rel
 	e.Desc = fmt.Sprintf("create %q (%d bytes)", rel, len(data))
 	f, err := os.OpenFile(c.abs(rel), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
@@ -671,6 +676,7 @@ func (c *Churn) create(e *Event) error {
 
 func (c *Churn) write(e *Event) error {
 	rel := pick(c, c.m.files)
+	e.Path = rel
 	n := 1 + c.rng.IntN(min(16<<10, max(c.opt.MaxFileSize, 1)))
 	var st unix.Stat_t
 	if err := unix.Lstat(c.abs(rel), &st); err != nil {
@@ -729,6 +735,7 @@ func (c *Churn) writeAt(rel string, off int, data []byte, flag int) error {
 
 func (c *Churn) truncate(e *Event) error {
 	rel := pick(c, c.m.files)
+	e.Path = rel
 	var st unix.Stat_t
 	if err := unix.Lstat(c.abs(rel), &st); err != nil {
 		return err
@@ -749,6 +756,7 @@ func (c *Churn) truncate(e *Event) error {
 // rename renames src to dst and updates the model: a replaced dst is gone,
 // and renaming a link over another link of the same inode changes nothing.
 func (c *Churn) rename(e *Event, src, dst string) error {
+	e.Path, e.Dest = src, dst
 	e.Desc = fmt.Sprintf("%s %q -> %q", e.Op, src, dst)
 	if e.Variant != "" {
 		e.Desc += " (" + e.Variant + ")"
@@ -767,6 +775,7 @@ func (c *Churn) rename(e *Event, src, dst string) error {
 	if dstErr == nil {
 		if sst.Dev == dstSt.Dev && sst.Ino == dstSt.Ino {
 			e.Desc += " (same inode: no change)"
+			e.Dest = ""
 			return nil
 		}
 		e.Desc += " (replaced " + variantOf(kindOf(dstSt.Mode)) + ")"
@@ -793,6 +802,7 @@ func (c *Churn) renameFile(e *Event) error {
 		name := c.newName("r")
 		dst := join(parent(src), name)
 		if len(dst) > maxPathLen {
+			e.Path = src
 			e.Desc = fmt.Sprintf("rename-file %q -> %q: too long", src, dst)
 			return errNoCandidate
 		}
@@ -818,6 +828,7 @@ func (c *Churn) fits(src, dst string) bool {
 
 func (c *Churn) renameDir(e *Event) error {
 	src := c.m.dirs[1+c.rng.IntN(len(c.m.dirs)-1)] // not the root
+	e.Path = src
 	e.Desc = fmt.Sprintf("rename-dir %q: nowhere it fits", src)
 	// dirs that src may move into: not itself, nor below it.
 	ok := func(d string) bool { return !within(d, src) }
@@ -883,6 +894,7 @@ func (c *Churn) link(e *Event) error {
 	src := pick(c, c.m.files)
 	name := c.newName("h")
 	dst := join(c.parentFor(name), name)
+	e.Path, e.Dest = src, dst
 	e.Desc = fmt.Sprintf("link %q -> %q", dst, src)
 	if err := unix.Link(c.abs(src), c.abs(dst)); err != nil {
 		return err
@@ -919,6 +931,7 @@ func (c *Churn) symlink(e *Event) error {
 		e.Variant = "weird"
 		target = c.newName("w") + "/%2F\x01\x7f"
 	}
+	e.Path = rel
 	e.Desc = fmt.Sprintf("symlink %q -> %q (%s)", rel, target, e.Variant)
 	if err := unix.Symlink(target, c.abs(rel)); err != nil {
 		return err
@@ -930,6 +943,7 @@ func (c *Churn) symlink(e *Event) error {
 func (c *Churn) mkfifo(e *Event) error {
 	name := c.newName("p")
 	rel := join(c.parentFor(name), name)
+	e.Path = rel
 	e.Desc = fmt.Sprintf("mkfifo %q", rel)
 	if err := unix.Mkfifo(c.abs(rel), 0o644); err != nil {
 		return err
@@ -940,6 +954,7 @@ func (c *Churn) mkfifo(e *Event) error {
 
 func (c *Churn) unlink(e *Event) error {
 	rel := c.pickNondir()
+	e.Path = rel
 	e.Desc = fmt.Sprintf("unlink %q", rel)
 	if err := unix.Unlink(c.abs(rel)); err != nil {
 		return err
@@ -965,6 +980,7 @@ func (c *Churn) removeAll(e *Event) error {
 	if n == 0 {
 		e.Variant = "empty"
 	}
+	e.Path = rel
 	e.Desc = fmt.Sprintf("remove-all %q (%d entries below)", rel, n)
 	if err := os.RemoveAll(c.abs(rel)); err != nil {
 		c.dirty = true
@@ -977,6 +993,7 @@ func (c *Churn) removeAll(e *Event) error {
 func (c *Churn) mkdir(e *Event) error {
 	name := c.newName("d")
 	rel := join(c.parentFor(name), name)
+	e.Path = rel
 	e.Desc = fmt.Sprintf("mkdir %q", rel)
 	if err := unix.Mkdir(c.abs(rel), 0o755); err != nil {
 		return err
@@ -1016,6 +1033,7 @@ func (c *Churn) chmod(e *Event) error {
 	default:
 		mode = pick(c, []uint32{0o644, 0o600, 0o620, 0o666})
 	}
+	e.Path = rel
 	e.Desc = fmt.Sprintf("chmod %q %#o", rel, mode)
 	return unix.Chmod(c.abs(rel), mode)
 }
@@ -1036,6 +1054,7 @@ func (c *Churn) chown(e *Event) error {
 		uid = -1 // the group only
 	}
 	e.Variant = variantOf(k)
+	e.Path = rel
 	e.Desc = fmt.Sprintf("chown %q %d:%d", rel, uid, gid)
 	return unix.Lchown(c.abs(rel), uid, gid)
 }
@@ -1047,6 +1066,7 @@ func (c *Churn) utime(e *Event) error {
 	}
 	atime, mtime := c.pastTime(), c.pastTime()
 	e.Variant = variantOf(k)
+	e.Path = rel
 	e.Desc = fmt.Sprintf("utime %q mtime %d.%09d", rel, mtime.Unix(), mtime.Nanosecond())
 	if k == kindSymlink {
 		ts := []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
@@ -1070,6 +1090,7 @@ func (c *Churn) setxattr(e *Event) error {
 		n = 256 + c.rng.IntN(257) // the inode's xattr space is about 4 KiB on ext4
 	}
 	e.Variant = variantOf(k)
+	e.Path = rel
 	e.Desc = fmt.Sprintf("setxattr %q %q (%d bytes)", rel, name, n)
 	return unix.Lsetxattr(c.abs(rel), name, c.bytes(n), 0)
 }
@@ -1094,6 +1115,7 @@ func (c *Churn) removexattr(e *Event) error {
 	if len(names) > 0 {
 		name = pick(c, names)
 	}
+	e.Path = rel
 	e.Desc = fmt.Sprintf("removexattr %q %q", rel, name)
 	return unix.Lremovexattr(c.abs(rel), name)
 }

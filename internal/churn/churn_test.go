@@ -121,6 +121,14 @@ func TestEveryOpHappens(t *testing.T) {
 		if e.Skipped != nil {
 			continue
 		}
+		switch {
+		case e.Path == "" && e.Op != OpChmod && e.Op != OpChown && e.Op != OpUtime && e.Op != OpSetxattr && e.Op != OpRemovexattr:
+			t.Errorf("%s: no path", e)
+		case e.Dest == "" && (e.Op == OpLink || e.Op == OpRenameFile || e.Op == OpRenameDir) && !strings.Contains(e.Desc, "same inode"):
+			t.Errorf("%s: no destination", e)
+		case e.Dest != "" && e.Op != OpLink && e.Op != OpRenameFile && e.Op != OpRenameDir:
+			t.Errorf("%s: a destination", e)
+		}
 		dirs, others := c.Size()
 		maxDirs, maxOthers = max(maxDirs, dirs), max(maxOthers, others)
 	}
