@@ -56,10 +56,10 @@ func (t *tree) Open(g gfid.GFID) (*syncer.Opened, error) {
 		if !ok {
 			continue
 		}
-		fd, err := t.Root.Open(p, unix.O_RDONLY|unix.O_NOATIME)
+		fd, err := t.Root.Open(p, unix.O_RDONLY|unix.O_NOATIME|unix.O_NONBLOCK)
 		if errors.Is(err, unix.EPERM) {
 			// O_NOATIME needs ownership of the file.
-			fd, err = t.Root.Open(p, unix.O_RDONLY)
+			fd, err = t.Root.Open(p, unix.O_RDONLY|unix.O_NONBLOCK)
 		}
 		if errors.Is(err, unix.EACCES) {
 			if o, ok := t.unreadableEmpty(l, g); ok {
@@ -73,6 +73,12 @@ func (t *tree) Open(g gfid.GFID) (*syncer.Opened, error) {
 		}
 		var st unix.Stat_t
 		if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			unix.Close(fd)
+			continue
+		}
+		// O_NONBLOCK only kept the open from hanging on a FIFO that took
+		// the file's name meanwhile.
+		if err := unix.SetNonblock(fd, false); err != nil {
 			unix.Close(fd)
 			continue
 		}
