@@ -1,8 +1,10 @@
 // Command bench runs georep and rsync on the same workloads, in the same
-// run, and prints per-workload tables with ratios.
+// run, and prints per-workload tables with ratios; and georep's live mode
+// and lsyncd on latency workloads (L1-L3, see latency.go).
 //
 //	make bench                      # builds bin/georep, installs rsync if missing
 //	BENCH_SCALE=0.01 RUNS=3 make bench
+//	BENCH_ONLY=L1,L2,L3 make bench  # only the latency workloads
 //
 // Environment:
 //
@@ -13,14 +15,21 @@
 //	BENCH_VERIFY  "full" (compare all content) or "quick" (counts, sizes, modes,
 //	              owners, mtimes); default full when BENCH_SCALE <= 0.01.
 //	              W3/W4 (one big file) always compare content.
-//	BENCH_ONLY    comma-separated workloads to run, e.g. W1,W3 (W4 needs W3, W5 needs W1)
+//	BENCH_ONLY    comma-separated workloads to run, e.g. W1,W3 (W4 needs W3, W5 needs W1),
+//	              L1,L2,L3 (latency: georep live vs lsyncd)
 //	BENCH_SYNC_JOBS  pass --sync-jobs N to the georep master
 //	BENCH_COMPRESS=1 pass --compress to georep and -z to rsync (if georep has --compress)
 //	BENCH_BWLIMIT=KIB pass --bwlimit KIB to georep and rsync (if georep has --bwlimit)
 //	GEOREP        georep binary, default bin/georep
+//	BENCH_GEOREP_LIVE_ARGS  more flags for the live georep master of L1-L3,
+//	              space-separated, e.g. "--change-interval 100ms"
+//	LSYNCD        lsyncd binary for L1-L3; by default lsyncd from PATH, installed
+//	              with apt-get when missing (when that fails, its column says unavailable)
 //
 // Everything runs on 127.0.0.1: a counting TCP relay sits between the
-// georep master and slave and between the rsync client and daemon.
+// georep master and slave, between the rsync client and daemon, and
+// between lsyncd's rsyncs and their daemon. In L1-L3 (RUNS only repeats the
+// rename of L3) each tool gets one fresh session per workload.
 package main
 
 import (
@@ -49,6 +58,7 @@ type config struct {
 	georep      string
 	rsync       string
 	georepExtra []string
+	georepLive  []string // BENCH_GEOREP_LIVE_ARGS
 	rsyncExtra  []string
 	notes       []string
 }
@@ -121,6 +131,10 @@ func loadConfig(ctx context.Context) (config, error) {
 			c.only[strings.ToUpper(strings.TrimSpace(w))] = true
 		}
 	}
+	c.georepLive = strings.Fields(os.Getenv("BENCH_GEOREP_LIVE_ARGS"))
+	if len(c.georepLive) > 0 {
+		c.notes = append(c.notes, "georep live master (L1-L3): "+strings.Join(c.georepLive, " "))
+	}
 	if g := os.Getenv("GEOREP"); g != "" {
 		c.georep = g
 	}
@@ -176,11 +190,21 @@ func georepMasterHelp(ctx context.Context, bin string) string {
 }
 
 type bench struct {
-	cfg     config
-	tmp     string
-	started time.Time
-	results []*workload
+	cfg       config
+	tmp       string
+	started   time.Time
+	results   []result
+	lsyncd    string // path, for L1-L3
+	lsyncdErr error  // why there is none
 }
+
+// result is one workload's table.
+type result interface {
+	text() string
+	markdown() string
+}
+
+func (b *bench) wantLatency() bool { return b.want("L1") || b.want("L2") || b.want("L3") }
 
 func (b *bench) want(id string) bool { return b.cfg.only == nil || b.cfg.only[id] }
 
@@ -198,6 +222,17 @@ func scaled(n int, scale float64) int {
 
 func (b *bench) run(ctx context.Context) error {
 	m := machineInfo(b.cfg)
+	if b.wantLatency() {
+		b.lsyncd, b.lsyncdErr = b.findLsyncd(ctx)
+		if b.lsyncdErr != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			m.lsyncd = "unavailable: " + b.lsyncdErr.Error()
+		} else {
+			m.lsyncd = lsyncdVersion(b.lsyncd)
+		}
+	}
 	fmt.Print(m.text())
 	s := b.cfg.scale
 	nFiles, nDirs := scaled(100000, s), scaled(1000, s)
@@ -266,6 +301,12 @@ func (b *bench) run(ctx context.Context) error {
 		b.remove(src)
 	}
 
+	if b.wantLatency() {
+		if err := b.latency(ctx); err != nil {
+			return err
+		}
+	}
+
 	fmt.Printf("total bench time %s\n", time.Since(b.started).Round(100*time.Millisecond))
 	if b.cfg.out != "" {
 		if err := os.WriteFile(b.cfg.out, []byte(b.markdown(m)), 0o644); err != nil {
@@ -276,7 +317,7 @@ func (b *bench) run(ctx context.Context) error {
 	return nil
 }
 
-func (b *bench) done(w *workload) {
+func (b *bench) done(w result) {
 	b.results = append(b.results, w)
 	fmt.Print(w.text())
 }

@@ -10,11 +10,16 @@ import (
 
 // relay is a TCP forwarder on 127.0.0.1 that counts the bytes it carries in
 // both directions. Between *net.TCPConn, io.Copy splices, so the relay
-// itself costs little CPU.
+// itself costs little CPU; but then a connection's bytes are only counted
+// when it closes. A live relay (newLiveRelay) copies through a buffer
+// instead and counts every chunk as it passes, so that the count can be
+// read while a long-lived connection (georep live) is open.
 type relay struct {
 	ln     net.Listener
 	target string
+	live   bool
 	bytes  atomic.Int64
+	last   atomic.Int64 // live: UnixNano of the last chunk carried
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -30,6 +35,58 @@ func newRelay(target string) (*relay, error) {
 	r.wg.Add(1)
 	go r.accept()
 	return r, nil
+}
+
+// newLiveRelay is newRelay with the count kept up to date chunk by chunk.
+func newLiveRelay(target string) (*relay, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r := &relay{ln: ln, target: target, live: true, conns: map[net.Conn]struct{}{}}
+	r.last.Store(time.Now().UnixNano())
+	r.wg.Add(1)
+	go r.accept()
+	return r, nil
+}
+
+// count is the number of bytes carried so far (for a relay made by
+// newRelay, only those of the connections already closed).
+func (r *relay) count() int64 { return r.bytes.Load() }
+
+// quietFor waits until the live relay has carried nothing for d, or until
+// limit has passed, and returns the count then and whether it was quiet.
+func (r *relay) quietFor(d, limit time.Duration) (int64, bool) {
+	deadline := time.Now().Add(limit)
+	for {
+		idle := time.Since(time.Unix(0, r.last.Load()))
+		if idle >= d {
+			return r.bytes.Load(), true
+		}
+		if time.Now().Add(d - idle).After(deadline) {
+			time.Sleep(time.Until(deadline))
+			return r.bytes.Load(), false
+		}
+		time.Sleep(d - idle)
+	}
+}
+
+// copyCounting copies src to dst through a buffer, counting each chunk.
+func (r *relay) copyCounting(dst, src net.Conn) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			r.bytes.Add(int64(n))
+			r.last.Store(time.Now().UnixNano())
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 func (r *relay) addr() string { return r.ln.Addr().String() }
@@ -72,8 +129,12 @@ func (r *relay) pipe(c, s net.Conn) {
 	inner.Add(2)
 	half := func(dst, src net.Conn) {
 		defer inner.Done()
-		n, _ := io.Copy(dst, src)
-		r.bytes.Add(n)
+		if r.live {
+			r.copyCounting(dst, src)
+		} else {
+			n, _ := io.Copy(dst, src)
+			r.bytes.Add(n)
+		}
 		if tc, ok := dst.(*net.TCPConn); ok {
 			_ = tc.CloseWrite()
 		}

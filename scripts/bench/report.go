@@ -229,6 +229,7 @@ rsync: -a -H -X --numeric-ids; rsync-daemon over rsync://127.0.0.1 (through the 
 
 type machine struct {
 	date, cpu, kernel, rsync, georep, tmpfs string
+	lsyncd                                  string // when L1-L3 run
 	ncpu                                    int
 	cfg                                     config
 }
@@ -312,10 +313,15 @@ func (m machine) lines() []string {
 		fmt.Sprintf("machine: %d CPUs (nproc), %s, kernel %s, %s", m.ncpu, m.cpu, m.kernel, runtime.Version()),
 		"georep: " + m.georep,
 		"rsync: " + m.rsync,
-		"work dir: " + m.tmpfs,
+	}
+	if m.lsyncd != "" {
+		l = append(l, "lsyncd: "+m.lsyncd)
+	}
+	l = append(l,
+		"work dir: "+m.tmpfs,
 		fmt.Sprintf("BENCH_SCALE=%g RUNS=%d; content verification: %s", m.cfg.scale, m.cfg.runs,
 			map[bool]string{true: "full", false: "quick (W3/W4 full)"}[m.cfg.fullVerify]),
-	}
+	)
 	return append(l, m.cfg.notes...)
 }
 
