@@ -129,7 +129,7 @@ type processor struct {
 	// gone.
 	syncRecorder func(context.Context) error
 	finalRound   bool
-	dir      dirFDs
+	dir          dirFDs
 }
 
 // dirFDs caches a few master directory descriptors by gfid while records
@@ -197,10 +197,10 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 	if err := p.flushEntries(ctx); err != nil {
 		return err
 	}
-	if err := p.purge(ctx); err != nil {
+	if err := p.retryDeferred(ctx); err != nil {
 		return err
 	}
-	if err := p.retryDeferred(ctx); err != nil {
+	if err := p.purge(ctx); err != nil {
 		return err
 	}
 	p.pendingData = append(p.pendingData, p.redo...)
@@ -701,25 +701,36 @@ func (p *processor) purge(ctx context.Context) error {
 	names := 0
 	for _, g := range p.purges {
 		var keep [][]byte
-		err := p.m.tree.Idx.View(func(tx *gfidx.Tx) error {
-			fd, err := p.m.tree.OpenDir(tx, g)
-			if err != nil {
-				return err
-			}
-			defer unix.Close(fd)
-			list, err := listDir(fd)
-			if err != nil {
-				return err
-			}
-			keep = make([][]byte, 0, len(list))
-			for _, n := range list {
-				if g == gfid.Root && n == slave.ReservedName {
-					continue
+		list := func() error {
+			return p.m.tree.Idx.View(func(tx *gfidx.Tx) error {
+				fd, err := p.m.tree.OpenDir(tx, g)
+				if err != nil {
+					return err
 				}
-				keep = append(keep, []byte(n))
+				defer unix.Close(fd)
+				list, err := listDir(fd)
+				if err != nil {
+					return err
+				}
+				keep = make([][]byte, 0, len(list))
+				for _, n := range list {
+					if g == gfid.Root && n == slave.ReservedName {
+						continue
+					}
+					keep = append(keep, []byte(n))
+				}
+				return nil
+			})
+		}
+		err := list()
+		if errors.Is(err, errGone) && p.syncRecorder != nil {
+			// Perhaps moved just now: once the recorder has caught up,
+			// the index says where.
+			if err := p.syncRecorder(ctx); err != nil {
+				return err
 			}
-			return nil
-		})
+			err = list()
+		}
 		if errors.Is(err, errGone) {
 			continue // the directory itself went; its removal is recorded
 		}
