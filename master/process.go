@@ -113,6 +113,10 @@ type processor struct {
 	inflight int               // files in boxFiles
 	rounds   map[gfid.GFID]int // tries of files sent more than once
 	again    []gfid.GFID       // to send again (changed while read)
+	later    []gfid.GFID       // to send again after the entry ops (moved meanwhile)
+	// entriesDone: every entry op of the batch is applied (data that
+	// misses its entry now really has none).
+	entriesDone bool
 	whole    []gfid.GFID       // to send again whole (hash mismatch)
 
 	ops []*pb.EntryOp
@@ -129,6 +133,11 @@ type processor struct {
 	// gone.
 	syncRecorder func(context.Context) error
 	finalRound   bool
+	// retrying: deferred records are being made again, after the rest of
+	// the batch. bestEffort: ops that may fail for want of their directory
+	// (a move replayed as recorded; a later record brings the entry).
+	retrying   bool
+	bestEffort map[*pb.EntryOp]bool
 	dir          dirFDs
 }
 
@@ -181,6 +190,7 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 		p.metaDone = map[gfid.GFID]bool{}
 		p.purgeSet = map[gfid.GFID]bool{}
 		p.opRec = map[*pb.EntryOp]changelog.Record{}
+		p.bestEffort = map[*pb.EntryOp]bool{}
 	}
 	p.current, p.prevCurrent = map[gfid.GFID]bool{}, map[gfid.GFID]bool{}
 	p.boxFiles = map[*syncer.PostBox[*syncer.File]][]*syncer.File{}
@@ -212,6 +222,12 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 	}
 	// 2. Data, through the syncer's PostBoxes: most of it is on its way
 	// already; wait for it, and send again what needs another try.
+	if err := p.reap(ctx, true); err != nil {
+		return err
+	}
+	p.entriesDone = true
+	p.pendingData = append(p.pendingData, p.later...)
+	p.later = nil
 	if err := p.post(ctx, p.pendingData, false); err != nil {
 		return err
 	}
@@ -405,10 +421,17 @@ func (p *processor) entry(r *changelog.Record) error {
 					// record moves it on). Skipping it would leave the
 					// entry where the slave has it, and a removal of that
 					// place later in the batch would take it along.
+					if p.retrying {
+						// Records after it are applied by now: replaying
+						// it would move the entry back.
+						p.stats.Skipped++
+						return nil
+					}
 					op.Type = pb.EntryOpType_ENTRY_OP_TYPE_RENAME
 					op.Pargfid2, op.Name2 = r.Parent2.Bytes(), []byte(r.Name2)
 					p.describe(op, &e.St, e.DirFD, e.Name, r.GFID)
 					p.ops = append(p.ops, op)
+					p.bestEffort[op] = true
 					return nil
 				}
 				// Gone from the master. Its old name goes with a purge of
@@ -527,6 +550,14 @@ func (p *processor) flushEntries(ctx context.Context) (err error) {
 			p.m.log.Trace("entry op", "op", describe(ops[i]), "parent", fmt.Sprintf("%x", ops[i].GetPargfid()),
 				"to", fmt.Sprintf("%x/%q", ops[i].GetPargfid2(), ops[i].GetName2()), "status", r.GetStatus(), "error", r.GetError())
 		}
+		if p.bestEffort[ops[i]] {
+			delete(p.bestEffort, ops[i])
+			if r.GetStatus() == pb.OpStatus_OP_STATUS_FAILED && r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID {
+				delete(p.opRec, ops[i])
+				p.stats.Skipped++
+				continue
+			}
+		}
 		if rec, ok := p.opRec[ops[i]]; ok {
 			delete(p.opRec, ops[i])
 			if r.GetStatus() == pb.OpStatus_OP_STATUS_FAILED && r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID {
@@ -594,6 +625,7 @@ func (p *processor) retryDeferred(ctx context.Context) error {
 			p.dir.close()
 		}
 		p.finalRound = chained
+		p.retrying = true
 		for i := range recs {
 			n := len(p.ops)
 			if err := p.entry(&recs[i]); err != nil {
@@ -834,6 +866,9 @@ func (p *processor) drain() {
 // HASH_MISMATCH class).
 func (p *processor) account(files []*syncer.File) {
 	for _, f := range files {
+		if p.m.log.IsTrace() {
+			p.m.log.Trace("data", "gfid", f.GFID, "status", f.Status, "code", f.Code, "vanished", f.Vanished, "changed", f.Changed, "error", f.Err)
+		}
 		p.stats.BytesSent += f.Sent
 		p.stats.BytesMatched += f.Matched
 		if f.Delta {
@@ -843,10 +878,17 @@ func (p *processor) account(files []*syncer.File) {
 		case f.Vanished:
 			p.stats.Vanished++
 			continue
+		case f.Code == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID && !p.trustRecords && p.rounds[f.GFID] == 0 && !p.entriesDone:
+			// Not where the slave looked: an entry op of this batch moved
+			// it while its data was on the way. Send it again once all of
+			// the batch's entry ops are applied.
+			p.rounds[f.GFID]++
+			p.later = append(p.later, f.GFID)
+			continue
 		case f.Code == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID && !p.trustRecords:
-			// Not on the slave: its entry moved on the master after this
-			// batch's records (skipped here), and the record that moved it
-			// creates it with its data.
+			// Not on the slave at all: its entry moved on the master after
+			// this batch's records (skipped here), and the record that
+			// moved it creates it with its data.
 			p.stats.Skipped++
 			continue
 		case f.Code == pb.ErrorCode_ERROR_CODE_HASH_MISMATCH && !f.NoDelta:

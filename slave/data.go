@@ -664,13 +664,39 @@ func syncFdXattrs(fd int, want map[string][]byte, privileged bool) error {
 // announced name of a new file.
 func (ds *dataStream) install(in *incoming) error {
 	if in.create {
-		if err := unix.Renameat2(in.dirfd, in.tmp, in.dirfd, in.name, unix.RENAME_NOREPLACE); err != nil {
+		err := unix.Renameat2(in.dirfd, in.tmp, in.dirfd, in.name, unix.RENAME_NOREPLACE)
+		if errors.Is(err, unix.EEXIST) {
+			// Made meanwhile by an entry op (a LINK or RENAME of the
+			// announced file creates it empty): replace it if it is still
+			// this gfid's only name, else it is not ours to replace.
+			got, st, exists, lerr := ds.s.tree.lookup(in.dirfd, in.parent, in.name)
+			switch {
+			case lerr == nil && exists && got == in.g && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink == 1:
+				err = unix.Renameat(in.dirfd, in.tmp, in.dirfd, in.name)
+			case lerr == nil && exists && got == in.g:
+				// Linked meanwhile: its data must go into the inode in
+				// place, as for any hardlinked file; the master sends it
+				// again.
+				return fmt.Errorf("creating %s as %q: linked meanwhile; send it again", in.g, in.name)
+			default:
+				return fmt.Errorf("creating %s as %q: the name was taken meanwhile: %w", in.g, in.name, errUnknown)
+			}
+		}
+		if errors.Is(err, unix.ENOENT) {
+			// The directory (and the staging file with it) was removed by
+			// a later entry op: the file is gone on the master too.
+			return fmt.Errorf("creating %s as %q: its directory went meanwhile: %w", in.g, in.name, errUnknown)
+		}
+		if err != nil {
 			return fmt.Errorf("creating %s as %q: %w", in.g, in.name, err)
 		}
 		in.tmp = ""
 		return nil
 	}
 	if err := unix.Renameat(in.dirfd, in.tmp, in.dirfd, in.name); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("installing %s: its directory went meanwhile: %w", in.g, errUnknown)
+		}
 		return fmt.Errorf("installing %s: %w", in.g, err)
 	}
 	in.tmp = ""
