@@ -117,7 +117,7 @@ type processor struct {
 	// entriesDone: every entry op of the batch is applied (data that
 	// misses its entry now really has none).
 	entriesDone bool
-	whole    []gfid.GFID       // to send again whole (hash mismatch)
+	whole       []gfid.GFID // to send again whole (hash mismatch)
 
 	ops []*pb.EntryOp
 	// For a changelog batch: the record each entry op was made from, and
@@ -138,7 +138,7 @@ type processor struct {
 	// (a move replayed as recorded; a later record brings the entry).
 	retrying   bool
 	bestEffort map[*pb.EntryOp]bool
-	dir          dirFDs
+	dir        dirFDs
 }
 
 // dirFDs caches a few master directory descriptors by gfid while records
@@ -397,54 +397,59 @@ func (p *processor) entry(r *changelog.Record) error {
 			st, err = p.m.tree.Lookup(dirfd, parent, name, r.GFID)
 		}
 		if errors.Is(err, errGone) {
-			p.stats.Skipped++
-			if r.Op == changelog.OpRename {
-				// Not at its new name any more: moved on (a later record
-				// says where), or removed, and then the old name goes.
-				if e, ferr := p.m.tree.Find(tx, r.GFID); ferr == nil {
-					defer unix.Close(e.DirFD)
-					if e.St.Nlink > 1 && e.St.Mode&unix.S_IFMT != unix.S_IFDIR {
-						// A later record moves it on from the new name as
-						// LINK + UNLINK (see below), which leaves the old
-						// name: drop it here, unless it holds the inode
-						// again.
-						if fd, derr := p.dir.get(tx, r.Parent); derr == nil {
-							if _, lerr := p.m.tree.Lookup(fd, r.Parent, r.Name, r.GFID); lerr == nil {
-								return nil
-							}
-						}
-						op.Type = pb.EntryOpType_ENTRY_OP_TYPE_UNLINK
-						p.ops = append(p.ops, op)
-						return nil
-					}
-					// Moved on since: replay this move as recorded (a later
-					// record moves it on). Skipping it would leave the
-					// entry where the slave has it, and a removal of that
-					// place later in the batch would take it along.
-					if p.retrying {
-						// Records after it are applied by now: replaying
-						// it would move the entry back.
-						p.stats.Skipped++
-						return nil
-					}
-					op.Type = pb.EntryOpType_ENTRY_OP_TYPE_RENAME
-					op.Pargfid2, op.Name2 = r.Parent2.Bytes(), []byte(r.Name2)
-					p.describe(op, &e.St, e.DirFD, e.Name, r.GFID)
-					p.ops = append(p.ops, op)
-					p.bestEffort[op] = true
-					return nil
-				}
-				// Gone from the master. Its old name goes with a purge of
-				// the old directory at the batch's end — not with an
-				// UNLINK now: a directory's removal here would take along
-				// what later records move out of it first.
-				if p.purgeSet == nil || !p.purgeSet[r.Parent] {
+			// Not at its (new) name any more.
+			e, ferr := p.m.tree.Find(tx, r.GFID)
+			if ferr != nil {
+				// Gone from the master. A moved entry's old name goes with
+				// a purge of the old directory at the batch's end — not
+				// with an UNLINK now: a directory's removal here would
+				// take along what later records move out of it first.
+				p.stats.Skipped++
+				if r.Op == changelog.OpRename && (p.purgeSet == nil || !p.purgeSet[r.Parent]) {
 					if p.purgeSet != nil {
 						p.purgeSet[r.Parent] = true
 					}
 					p.purges = append(p.purges, r.Parent)
 				}
+				return nil
 			}
+			defer unix.Close(e.DirFD)
+			if p.retrying {
+				// Records after it are applied by now: replaying it would
+				// undo them.
+				p.stats.Skipped++
+				return nil
+			}
+			// Moved on since: replay the op as recorded, and a later
+			// record moves the entry on. Skipping it would leave the slave
+			// without the name the later records act on (they would then
+			// move or remove another name of the inode), or leave an entry
+			// in a place that a later record removes.
+			switch r.Op {
+			case changelog.OpRename:
+				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_RENAME
+				op.Pargfid2, op.Name2 = r.Parent2.Bytes(), []byte(r.Name2)
+			case changelog.OpLink:
+				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_LINK
+			case changelog.OpCreate, changelog.OpMknod:
+				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_CREATE
+				if e.St.Mode&unix.S_IFMT != unix.S_IFREG {
+					op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKNOD
+				}
+			case changelog.OpMkdir:
+				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKDIR
+			case changelog.OpSymlink:
+				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK
+			default:
+				return fmt.Errorf("master: entry op %s not handled", r.Op)
+			}
+			p.describe(op, &e.St, e.DirFD, e.Name, r.GFID)
+			if op.Mode == 0 {
+				p.stats.Skipped++ // could not be described
+				return nil
+			}
+			p.ops = append(p.ops, op)
+			p.bestEffort[op] = true
 			return nil
 		}
 		if err != nil {
@@ -802,7 +807,10 @@ func (p *processor) post(ctx context.Context, gs []gfid.GFID, noDelta bool) erro
 				return err
 			}
 		}
-		f := &syncer.File{GFID: g, NoDelta: noDelta}
+		// A changelog's data record says the content changed: no quick
+		// check (a metadata op of an earlier batch, read from the tree as
+		// it was then, may have given the slave's old copy the new mtime).
+		f := &syncer.File{GFID: g, NoDelta: noDelta, NoQuickCheck: !p.trustRecords}
 		b := p.sync.Add(f)
 		p.boxFiles[b] = append(p.boxFiles[b], f)
 		p.inflight++

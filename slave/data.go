@@ -376,7 +376,7 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 		if st.Mode&unix.S_IFMT != unix.S_IFREG {
 			return invalidf("%s is not a regular file on the slave", g)
 		}
-		if st.Size == h.GetSize() && st.Mtim.Nano() == h.GetMtimeNs() {
+		if !h.GetNoQuickCheck() && st.Size == h.GetSize() && st.Mtim.Nano() == h.GetMtimeNs() {
 			// The content is current (rsync's quick check); with the
 			// header's full metadata, bring the rest up to date here, so
 			// that the file needs no separate metadata op.

@@ -682,6 +682,17 @@ func (s *Slave) rename(c *dirCache, r *entryReq) outcome {
 			}
 		}
 	}
+	if !srcKnown && !isDir(&sst) && sst.Nlink > 1 {
+		// The old name is not here; the inode has other names, which are
+		// not this rename's to move: the new name is one more of them.
+		if err := unix.Linkat(src.dirfd, src.name, dfd, r.name2, 0); err != nil {
+			return failed(fmt.Errorf("rename (as a link) %q -> %q: %w", src.name, r.name2, err))
+		}
+		if err := c.tx.AddLink(r.g, gfidx.Link{Parent: r.parent2, Name: r.name2}); err != nil {
+			return failed(err)
+		}
+		return res
+	}
 	if err := unix.Renameat(src.dirfd, src.name, dfd, r.name2); err != nil {
 		return failed(fmt.Errorf("rename %q -> %q: %w", src.name, r.name2, err))
 	}

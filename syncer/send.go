@@ -34,6 +34,9 @@ type File struct {
 	// NoDelta asks for the whole file (set for the retry after a hash
 	// mismatch).
 	NoDelta bool
+	// NoQuickCheck asks the slave not to take same size and mtime for
+	// current (the master knows the content changed).
+	NoQuickCheck bool
 	// MetaDone says the slave applied all of the file's metadata with it
 	// (mode, owner, times, xattrs): no separate metadata op is needed.
 	MetaDone bool
@@ -242,7 +245,7 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 		hdr := &pb.FileHeader{
 			Id: id, Gfid: f.GFID.Bytes(), Size: o.st.Size, Mode: o.st.Mode,
 			Uid: o.st.Uid, Gid: o.st.Gid,
-			AtimeNs: o.st.Atim.Nano(), MtimeNs: o.st.Mtim.Nano(), NoDelta: f.NoDelta,
+			AtimeNs: o.st.Atim.Nano(), MtimeNs: o.st.Mtim.Nano(), NoDelta: f.NoDelta, NoQuickCheck: f.NoQuickCheck,
 			SyncXattrs: o.known, Xattrs: o.xattrs,
 		}
 		if o.known {

@@ -1363,8 +1363,13 @@ type FileHeader struct {
 	// With sync_xattrs, the file's replicated xattrs become exactly xattrs;
 	// the header then carries all of the file's metadata, and the slave
 	// applies it even when the content is already current.
-	SyncXattrs    bool     `protobuf:"varint,10,opt,name=sync_xattrs,json=syncXattrs,proto3" json:"sync_xattrs,omitempty"`
-	Xattrs        []*Xattr `protobuf:"bytes,11,rep,name=xattrs,proto3" json:"xattrs,omitempty"`
+	SyncXattrs bool     `protobuf:"varint,10,opt,name=sync_xattrs,json=syncXattrs,proto3" json:"sync_xattrs,omitempty"`
+	Xattrs     []*Xattr `protobuf:"bytes,11,rep,name=xattrs,proto3" json:"xattrs,omitempty"`
+	// Skip rsync's quick check (same size and mtime means current): the
+	// master knows the content changed (a changelog's data record), and a
+	// metadata op may already have given the slave's stale copy the new
+	// mtime.
+	NoQuickCheck  bool `protobuf:"varint,12,opt,name=no_quick_check,json=noQuickCheck,proto3" json:"no_quick_check,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1474,6 +1479,13 @@ func (x *FileHeader) GetXattrs() []*Xattr {
 		return x.Xattrs
 	}
 	return nil
+}
+
+func (x *FileHeader) GetNoQuickCheck() bool {
+	if x != nil {
+		return x.NoQuickCheck
+	}
+	return false
 }
 
 // FileChunk carries literal bytes at offset of the new file. With
@@ -2225,7 +2237,7 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x03msg\")\n" +
 	"\bDataOpen\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\fR\tsessionId\"\x98\x02\n" +
+	"session_id\x18\x01 \x01(\fR\tsessionId\"\xbe\x02\n" +
 	"\n" +
 	"FileHeader\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
@@ -2240,7 +2252,8 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\vsync_xattrs\x18\n" +
 	" \x01(\bR\n" +
 	"syncXattrs\x12(\n" +
-	"\x06xattrs\x18\v \x03(\v2\x10.georep.v1.XattrR\x06xattrs\"\xa7\x01\n" +
+	"\x06xattrs\x18\v \x03(\v2\x10.georep.v1.XattrR\x06xattrs\x12$\n" +
+	"\x0eno_quick_check\x18\f \x01(\bR\fnoQuickCheck\"\xa7\x01\n" +
 	"\tFileChunk\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
