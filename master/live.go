@@ -299,6 +299,7 @@ func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segmen
 		if err := sync(ctx); err != nil {
 			return err
 		}
+		p.lastSync = time.Now()
 		if err := p.run(ctx, paths...); err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -120,25 +121,20 @@ type processor struct {
 	whole       []gfid.GFID // to send again whole (hash mismatch)
 
 	ops []*pb.EntryOp
-	// For a changelog batch: the record each entry op was made from, and
-	// the records whose ops found a directory the slave does not have yet
-	// (made later in the batch, where it is now): they are made again, from
-	// the master's state then, once the rest of the batch is applied.
-	opRec    map[*pb.EntryOp]changelog.Record
-	deferred []changelog.Record
-	redo     []gfid.GFID // data to send again after the deferred ops
+	// For a changelog batch: ops that may fail for want of their
+	// directory (made by a record that was skipped because that directory
+	// is gone from the master); moves of entries gone from the master,
+	// whose old names go at the batch's end if the slave cannot make them;
+	// and those removals.
+	bestEffort   map[*pb.EntryOp]bool
+	removeOnFail map[*pb.EntryOp]bool
+	leftovers    []*pb.EntryOp
 	// syncRecorder waits until the recorder has indexed every change made
-	// so far (live batches; nil for a crawl's journal). finalRound is set
-	// for the last try of deferred records: a directory not found then is
-	// gone.
+	// so far (live batches; nil for a crawl's journal); lastSync is when it
+	// last did.
 	syncRecorder func(context.Context) error
-	finalRound   bool
-	// retrying: deferred records are being made again, after the rest of
-	// the batch. bestEffort: ops that may fail for want of their directory
-	// (a move replayed as recorded; a later record brings the entry).
-	retrying   bool
-	bestEffort map[*pb.EntryOp]bool
-	dir        dirFDs
+	lastSync     time.Time
+	dir          dirFDs
 }
 
 // dirFDs caches a few master directory descriptors by gfid while records
@@ -189,8 +185,8 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 		p.metaSet = map[gfid.GFID]bool{}
 		p.metaDone = map[gfid.GFID]bool{}
 		p.purgeSet = map[gfid.GFID]bool{}
-		p.opRec = map[*pb.EntryOp]changelog.Record{}
 		p.bestEffort = map[*pb.EntryOp]bool{}
+		p.removeOnFail = map[*pb.EntryOp]bool{}
 	}
 	p.current, p.prevCurrent = map[gfid.GFID]bool{}, map[gfid.GFID]bool{}
 	p.boxFiles = map[*syncer.PostBox[*syncer.File]][]*syncer.File{}
@@ -207,14 +203,12 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 	if err := p.flushEntries(ctx); err != nil {
 		return err
 	}
-	if err := p.retryDeferred(ctx); err != nil {
+	if err := p.removeLeftovers(ctx); err != nil {
 		return err
 	}
 	if err := p.purge(ctx); err != nil {
 		return err
 	}
-	p.pendingData = append(p.pendingData, p.redo...)
-	p.redo = nil
 	if len(p.failures) > 0 {
 		// Data and metadata of entries that failed would fail too; the
 		// batch is retried as a whole.
@@ -277,14 +271,8 @@ func (p *processor) readEntries(ctx context.Context, path string) error {
 			}
 			return nil
 		}
-		n := len(p.ops)
-		if err := p.entry(&r); err != nil {
+		if err := p.entry(ctx, &r); err != nil {
 			return err
-		}
-		if p.opRec != nil {
-			for _, op := range p.ops[n:] {
-				p.opRec[op] = r
-			}
 		}
 		if len(p.ops) >= opsPerCall {
 			return p.flushEntries(ctx)
@@ -326,8 +314,25 @@ func (p *processor) addData(g gfid.GFID) {
 	p.pendingData = append(p.pendingData, g)
 }
 
-// entry turns an E record into an EntryOp from the master's current state.
-func (p *processor) entry(r *changelog.Record) error {
+// errLag says an entry was not found where the index says, and the index
+// may lag the tree (the recorder indexes changes a few ms after them).
+var errLag = errors.New("master: the index may lag the tree")
+
+// entry turns an E record into an EntryOp.
+func (p *processor) entry(ctx context.Context, r *changelog.Record) error {
+	err := p.entryTx(r)
+	if errors.Is(err, errLag) {
+		if err := p.syncRecorder(ctx); err != nil {
+			return err
+		}
+		p.lastSync = time.Now()
+		p.dir.close()
+		err = p.entryTx(r)
+	}
+	return err
+}
+
+func (p *processor) entryTx(r *changelog.Record) error {
 	return p.m.tree.Idx.View(func(tx *gfidx.Tx) error {
 		op := &pb.EntryOp{Gfid: r.GFID.Bytes(), Pargfid: r.Parent.Bytes(), Name: []byte(r.Name)}
 		switch r.Op {
@@ -340,179 +345,163 @@ func (p *processor) entry(r *changelog.Record) error {
 			return nil
 		}
 		if p.trustRecords {
-			switch r.Op {
-			case changelog.OpMkdir:
-				op.Mode, op.Uid, op.Gid = r.Mode, r.UID, r.GID
-				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKDIR
-				p.ops = append(p.ops, op)
-				return nil
-			case changelog.OpCreate:
-				op.Mode, op.Uid, op.Gid = r.Mode, r.UID, r.GID
-				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_CREATE
-				// xsync follows every regular file's CREATE with its D
-				// record: the data stream creates the file, whole.
-				op.DataFollows = true
-				// If the slave has it already, let it say whether it is
-				// current: then neither data nor metadata need to go.
-				// The crawl's stat is what this batch claims (its stime is
-				// the crawl's start); only the xattrs are read here.
-				if r.HasStat {
-					if dirfd, err := p.dir.get(tx, r.Parent); err == nil {
-						if xs, err := readXattrs(beneath.ProcPath(dirfd, r.Name), false, os.Geteuid() == 0); err == nil {
-							op.CheckCurrent, op.Size, op.MtimeNs, op.Xattrs = true, r.Size, r.MtimeNS, xs
-						}
-					}
+			return p.crawlEntry(tx, r, op)
+		}
+		return p.liveEntry(tx, r, op)
+	})
+}
+
+// lagWindow: an entry not found within this long after the recorder last
+// caught up is taken for gone (a change newer than that is in a later
+// segment, whose records see it).
+const lagWindow = 50 * time.Millisecond
+
+// removeLeftovers removes the old names of entries gone from the master
+// whose moves the slave could not make (their new directory is gone too):
+// at the batch's end, once later records have moved out what they move.
+func (p *processor) removeLeftovers(ctx context.Context) error {
+	p.ops = append(p.ops, p.leftovers...)
+	p.leftovers = nil
+	return p.flushEntries(ctx)
+}
+
+// crawlEntry makes the op of a crawl's record: the tree as the crawl found
+// it (the batch claims no later time).
+func (p *processor) crawlEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp) error {
+	switch r.Op {
+	case changelog.OpMkdir:
+		op.Mode, op.Uid, op.Gid = r.Mode, r.UID, r.GID
+		op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKDIR
+		p.ops = append(p.ops, op)
+		return nil
+	case changelog.OpCreate:
+		op.Mode, op.Uid, op.Gid = r.Mode, r.UID, r.GID
+		op.Type = pb.EntryOpType_ENTRY_OP_TYPE_CREATE
+		// xsync follows every regular file's CREATE with its D
+		// record: the data stream creates the file, whole.
+		op.DataFollows = true
+		// If the slave has it already, let it say whether it is
+		// current: then neither data nor metadata need to go.
+		// The crawl's stat is what this batch claims (its stime is
+		// the crawl's start); only the xattrs are read here.
+		if r.HasStat {
+			if dirfd, err := p.dir.get(tx, r.Parent); err == nil {
+				if xs, err := readXattrs(beneath.ProcPath(dirfd, r.Name), false, os.Geteuid() == 0); err == nil {
+					op.CheckCurrent, op.Size, op.MtimeNs, op.Xattrs = true, r.Size, r.MtimeNS, xs
 				}
-				p.ops = append(p.ops, op)
-				return nil
-			case changelog.OpLink:
-				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_LINK
-				p.ops = append(p.ops, op)
-				return nil
-			}
-		}
-		dirfd, err := p.dir.get(tx, r.Parent)
-		if r.Op == changelog.OpRename {
-			// The entry is looked for at its new name.
-			dirfd, err = p.dir.get(tx, r.Parent2)
-		}
-		name := r.Name
-		if r.Op == changelog.OpRename {
-			name = r.Name2
-		}
-		parent := r.Parent
-		if r.Op == changelog.OpRename {
-			parent = r.Parent2
-		}
-		if errors.Is(err, errGone) && p.syncRecorder != nil && !p.finalRound {
-			// The directory is not where the index says: moved just now
-			// (the recorder has not indexed it yet), or gone. Try again
-			// once the rest of the batch is made and the recorder has
-			// caught up; only then is "gone" believed.
-			p.deferred = append(p.deferred, *r)
-			return nil
-		}
-		var st unix.Stat_t
-		if err == nil {
-			st, err = p.m.tree.Lookup(dirfd, parent, name, r.GFID)
-		}
-		if errors.Is(err, errGone) {
-			// Not at its (new) name any more.
-			e, ferr := p.m.tree.Find(tx, r.GFID)
-			if ferr != nil {
-				// Gone from the master. A moved entry's old name goes with
-				// a purge of the old directory at the batch's end — not
-				// with an UNLINK now: a directory's removal here would
-				// take along what later records move out of it first.
-				p.stats.Skipped++
-				if r.Op == changelog.OpRename && (p.purgeSet == nil || !p.purgeSet[r.Parent]) {
-					if p.purgeSet != nil {
-						p.purgeSet[r.Parent] = true
-					}
-					p.purges = append(p.purges, r.Parent)
-				}
-				return nil
-			}
-			defer unix.Close(e.DirFD)
-			if p.retrying {
-				// Records after it are applied by now: replaying it would
-				// undo them.
-				p.stats.Skipped++
-				return nil
-			}
-			// Moved on since: replay the op as recorded, and a later
-			// record moves the entry on. Skipping it would leave the slave
-			// without the name the later records act on (they would then
-			// move or remove another name of the inode), or leave an entry
-			// in a place that a later record removes.
-			switch r.Op {
-			case changelog.OpRename:
-				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_RENAME
-				op.Pargfid2, op.Name2 = r.Parent2.Bytes(), []byte(r.Name2)
-			case changelog.OpLink:
-				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_LINK
-			case changelog.OpCreate, changelog.OpMknod:
-				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_CREATE
-				if e.St.Mode&unix.S_IFMT != unix.S_IFREG {
-					op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKNOD
-				}
-			case changelog.OpMkdir:
-				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKDIR
-			case changelog.OpSymlink:
-				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK
-			default:
-				return fmt.Errorf("master: entry op %s not handled", r.Op)
-			}
-			p.describe(op, &e.St, e.DirFD, e.Name, r.GFID)
-			if op.Mode == 0 {
-				p.stats.Skipped++ // could not be described
-				return nil
-			}
-			p.ops = append(p.ops, op)
-			p.bestEffort[op] = true
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		// Every op describes the entry as it is now, so that a slave that
-		// never had the gfid (created and moved within the batch) creates
-		// it where it is.
-		op.Mode, op.Uid, op.Gid, op.Rdev = st.Mode, st.Uid, st.Gid, st.Rdev
-		switch r.Op {
-		case changelog.OpCreate:
-			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_CREATE
-		case changelog.OpMkdir:
-			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKDIR
-		case changelog.OpMknod:
-			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKNOD
-		case changelog.OpLink:
-			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_LINK
-		case changelog.OpSymlink:
-			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK
-		case changelog.OpRename:
-			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_RENAME
-			op.Pargfid2, op.Name2 = r.Parent2.Bytes(), []byte(r.Name2)
-			if st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink > 1 {
-				// One name of a hardlinked inode moved. The slave may
-				// not have that name (its LINK was skipped: gone by now);
-				// a RENAME would then move another of its names. Add the
-				// new name and drop the old one instead.
-				unlink := &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_UNLINK, Gfid: op.Gfid, Pargfid: op.Pargfid, Name: op.Name}
-				op.Type, op.Pargfid, op.Name, op.Pargfid2, op.Name2 = pb.EntryOpType_ENTRY_OP_TYPE_LINK, op.Pargfid2, op.Name2, nil, nil
-				defer func() { p.ops = append(p.ops, unlink) }()
-			}
-		default:
-			return fmt.Errorf("master: entry op %s not handled", r.Op)
-		}
-		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
-			buf := make([]byte, 4096)
-			n, err := unix.Readlinkat(dirfd, name, buf)
-			if err != nil || n == 0 {
-				p.stats.Skipped++
-				return nil
-			}
-			op.Target = buf[:n]
-		}
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFREG:
-			if op.Type == pb.EntryOpType_ENTRY_OP_TYPE_CREATE || op.Type == pb.EntryOpType_ENTRY_OP_TYPE_LINK ||
-				op.Type == pb.EntryOpType_ENTRY_OP_TYPE_RENAME {
-				// Where the slave creates the file, the data stream does
-				// (whole); where it has it, the data goes as a delta, or
-				// not at all when the slave finds it current.
-				op.DataFollows = true
-				if op.Type == pb.EntryOpType_ENTRY_OP_TYPE_CREATE {
-					if xs, err := readXattrs(beneath.ProcPath(dirfd, name), false, os.Geteuid() == 0); err == nil {
-						op.CheckCurrent, op.Size, op.MtimeNs, op.Xattrs = true, st.Size, st.Mtim.Nano(), xs
-					}
-				}
-				p.addData(r.GFID)
 			}
 		}
 		p.ops = append(p.ops, op)
 		return nil
-	})
+	case changelog.OpLink:
+		op.Type = pb.EntryOpType_ENTRY_OP_TYPE_LINK
+		p.ops = append(p.ops, op)
+		return nil
+	case changelog.OpSymlink, changelog.OpMknod:
+	default:
+		return fmt.Errorf("master: entry op %s not handled in a crawl's journal", r.Op)
+	}
+	dirfd, err := p.dir.get(tx, r.Parent)
+	var st unix.Stat_t
+	if err == nil {
+		st, err = p.m.tree.Lookup(dirfd, r.Parent, r.Name, r.GFID)
+	}
+	if errors.Is(err, errGone) {
+		p.stats.Skipped++
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKNOD
+	if r.Op == changelog.OpSymlink {
+		op.Type = pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK
+	}
+	p.describe(op, &st, dirfd, r.Name, r.GFID)
+	if op.Mode == 0 {
+		p.stats.Skipped++ // a symlink that could not be read
+		return nil
+	}
+	p.ops = append(p.ops, op)
+	return nil
+}
+
+// liveEntry makes the op of a changelog record: the op as recorded, in
+// journal order, so that the slave goes through the same namespace
+// history as the master (a later record acts on the names an earlier one
+// made); the entry is described as it is on the master now, wherever it
+// is, so that a slave that lacks it can create it. An entry gone from the
+// master is not created; its moves are still made (a later record removes
+// it where it went). Ops whose directory the slave lacks (made by a record
+// that was skipped because that directory is gone) are best effort.
+func (p *processor) liveEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp) error {
+	e, err := p.m.tree.Find(tx, r.GFID)
+	found := err == nil
+	if err != nil && !errors.Is(err, errGone) {
+		return err
+	}
+	if !found && p.syncRecorder != nil && time.Since(p.lastSync) > lagWindow {
+		return errLag // not found: perhaps moved just now; look again once indexed
+	}
+	if found {
+		defer unix.Close(e.DirFD)
+	}
+	switch r.Op {
+	case changelog.OpRename:
+		op.Type = pb.EntryOpType_ENTRY_OP_TYPE_RENAME
+		op.Pargfid2, op.Name2 = r.Parent2.Bytes(), []byte(r.Name2)
+		if found {
+			p.describe(op, &e.St, e.DirFD, e.Name, r.GFID)
+		} else {
+			// If the slave cannot move it, it goes at the batch's end
+			// (not now: later records may move things out of it first).
+			p.removeOnFail[op] = true
+		}
+		p.ops = append(p.ops, op)
+		p.bestEffort[op] = true
+		return nil
+	case changelog.OpLink:
+		op.Type = pb.EntryOpType_ENTRY_OP_TYPE_LINK
+	case changelog.OpCreate, changelog.OpMknod:
+		op.Type = pb.EntryOpType_ENTRY_OP_TYPE_CREATE
+		if found && e.St.Mode&unix.S_IFMT != unix.S_IFREG {
+			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKNOD
+		}
+	case changelog.OpMkdir:
+		op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKDIR
+	case changelog.OpSymlink:
+		op.Type = pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK
+	default:
+		return fmt.Errorf("master: entry op %s not handled", r.Op)
+	}
+	if !found {
+		// Gone from the master since; a later record removes it. A
+		// directory is still made, as the record describes it: later
+		// records may move things into it and out of it before it goes.
+		// (A file or node is not needed for that, nor can its data be.)
+		if r.Op == changelog.OpMkdir && r.Mode&unix.S_IFMT == unix.S_IFDIR {
+			op.Mode, op.Uid, op.Gid = r.Mode, r.UID, r.GID
+			p.ops = append(p.ops, op)
+			p.bestEffort[op] = true
+			return nil
+		}
+		p.stats.Skipped++
+		return nil
+	}
+	p.describe(op, &e.St, e.DirFD, e.Name, r.GFID)
+	if op.Mode == 0 {
+		p.stats.Skipped++ // a symlink that could not be read
+		return nil
+	}
+	if op.Type == pb.EntryOpType_ENTRY_OP_TYPE_CREATE && e.St.Mode&unix.S_IFMT == unix.S_IFREG {
+		// Replayed after a restart, the slave may have it current already.
+		if xs, err := readXattrs(beneath.ProcPath(e.DirFD, e.Name), false, os.Geteuid() == 0); err == nil {
+			op.CheckCurrent, op.Size, op.MtimeNs, op.Xattrs = true, e.St.Size, e.St.Mtim.Nano(), xs
+		}
+	}
+	p.ops = append(p.ops, op)
+	p.bestEffort[op] = true
+	return nil
 }
 
 func describe(op *pb.EntryOp) string {
@@ -557,20 +546,13 @@ func (p *processor) flushEntries(ctx context.Context) (err error) {
 		}
 		if p.bestEffort[ops[i]] {
 			delete(p.bestEffort, ops[i])
+			remove := p.removeOnFail[ops[i]]
+			delete(p.removeOnFail, ops[i])
 			if r.GetStatus() == pb.OpStatus_OP_STATUS_FAILED && r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID {
-				delete(p.opRec, ops[i])
 				p.stats.Skipped++
-				continue
-			}
-		}
-		if rec, ok := p.opRec[ops[i]]; ok {
-			delete(p.opRec, ops[i])
-			if r.GetStatus() == pb.OpStatus_OP_STATUS_FAILED && r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID {
-				p.deferred = append(p.deferred, rec)
-				if g, _ := gfid.FromBytes(ops[i].GetGfid()); p.dataSet[g] {
-					// Its data goes (again) once the deferred ops are
-					// made: what goes now may find no entry yet.
-					p.redo = append(p.redo, g)
+				if remove {
+					p.leftovers = append(p.leftovers, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_UNLINK,
+						Gfid: ops[i].GetGfid(), Pargfid: ops[i].GetPargfid(), Name: ops[i].GetName()})
 				}
 				continue
 			}
@@ -614,122 +596,6 @@ func (p *processor) tally(what string, r *pb.OpResult, applied, noops *int64) {
 	default:
 		p.fail("%s: %s (%s)", what, r.GetError(), strings.TrimPrefix(r.GetCode().String(), "ERROR_CODE_"))
 	}
-}
-
-// retryDeferred makes the deferred records again, as long as that makes
-// progress; what still fails then fails the batch.
-func (p *processor) retryDeferred(ctx context.Context) error {
-	chained := false
-	for len(p.deferred) > 0 {
-		recs := p.deferred
-		p.deferred = nil
-		if p.syncRecorder != nil {
-			if err := p.syncRecorder(ctx); err != nil {
-				return err
-			}
-			p.dir.close()
-		}
-		p.finalRound = chained
-		p.retrying = true
-		for i := range recs {
-			n := len(p.ops)
-			if err := p.entry(&recs[i]); err != nil {
-				return err
-			}
-			for _, op := range p.ops[n:] {
-				p.opRec[op] = recs[i]
-			}
-			if len(p.ops) >= opsPerCall {
-				if err := p.flushEntries(ctx); err != nil {
-					return err
-				}
-			}
-		}
-		if err := p.flushEntries(ctx); err != nil {
-			return err
-		}
-		if len(p.deferred) >= len(recs) {
-			if chained {
-				p.finalRound = false
-				for _, r := range p.deferred {
-					if r.Op == changelog.OpRename && p.movedOn(&r) {
-						// A move replayed as recorded into a directory
-						// the slave cannot have (gone on the master too):
-						// the later record that moved it on brings it.
-						p.stats.Skipped++
-						continue
-					}
-					p.fail("%s: its directory is not on the slave", r.String())
-				}
-				p.deferred = nil
-				break
-			}
-			// Their directories moved here after this batch's records
-			// (their MKDIR was skipped; the RENAME is in a later batch):
-			// make the directories where they are now, from the root
-			// down, then try once more.
-			chained = true
-			for _, r := range p.deferred {
-				dir := r.Parent
-				if r.Op == changelog.OpRename {
-					dir = r.Parent2
-				}
-				if err := p.ensureDirChain(dir); err != nil {
-					return err
-				}
-			}
-			if err := p.flushEntries(ctx); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// movedOn reports whether the entry of RENAME record r is no longer at
-// the record's new name on the master.
-func (p *processor) movedOn(r *changelog.Record) bool {
-	gone := false
-	p.m.tree.Idx.View(func(tx *gfidx.Tx) error {
-		fd, err := p.dir.get(tx, r.Parent2)
-		if err == nil {
-			_, err = p.m.tree.Lookup(fd, r.Parent2, r.Name2, r.GFID)
-		}
-		gone = errors.Is(err, errGone)
-		return nil
-	})
-	return gone
-}
-
-// ensureDirChain queues MKDIR ops for directory g and its ancestors, as
-// they are on the master now, root first.
-func (p *processor) ensureDirChain(g gfid.GFID) error {
-	var chain []*pb.EntryOp
-	err := p.m.tree.Idx.View(func(tx *gfidx.Tx) error {
-		for depth := 0; g != gfid.Root && depth < 4096; depth++ {
-			e, err := p.m.tree.Find(tx, g)
-			if errors.Is(err, errGone) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			unix.Close(e.DirFD)
-			ls := tx.Links(g)
-			if len(ls) == 0 {
-				return nil
-			}
-			chain = append(chain, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_MKDIR, Gfid: g.Bytes(),
-				Pargfid: ls[0].Parent.Bytes(), Name: []byte(ls[0].Name), Mode: e.St.Mode, Uid: e.St.Uid, Gid: e.St.Gid})
-			p.meta = append(p.meta, g)
-			g = ls[0].Parent
-		}
-		return nil
-	})
-	for i := len(chain) - 1; i >= 0; i-- {
-		p.ops = append(p.ops, chain[i])
-	}
-	return err
 }
 
 // purge sends one PURGE per directory crawled, naming what the master's

@@ -749,6 +749,7 @@ func (s *Slave) purge(c *dirCache, r *entryReq) outcome {
 		if IsTempName(n) {
 			continue // a transfer in flight (crash leftovers go with a rebuild)
 		}
+		s.log.Debug("purge removes a name the master's directory lacks", "dir", r.g, "name", fmt.Sprintf("%q", n))
 		if err := c.removeTree(fd, r.g, n); err != nil {
 			return failed(err)
 		}
