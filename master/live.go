@@ -263,7 +263,7 @@ func (m *Master) liveCrawl(ctx context.Context, l *link) (time.Time, error) {
 			return err
 		}
 		defer os.Remove(journal)
-		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, trustRecords: true}
+		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, trustRecords: true, live: true}
 		if err := p.run(ctx, journal); err != nil {
 			return err
 		}
@@ -293,7 +293,7 @@ func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segmen
 	}
 	return m.retry(ctx, "batch", func() error {
 		t0 := time.Now()
-		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, syncRecorder: sync}
+		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, syncRecorder: sync, live: true}
 		// The index follows the tree as the recorder sees it: let it
 		// catch up before the batch reads the tree.
 		if err := sync(ctx); err != nil {

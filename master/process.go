@@ -90,6 +90,8 @@ type processor struct {
 	// records' mode and owner are the tree's (a changelog's are replayed
 	// from the tree as it is now).
 	trustRecords bool
+	// live: the batch belongs to a live session (the recorder runs).
+	live bool
 
 	// What the journal asks for beyond entry ops, in first-seen order. A
 	// crawl's journal names each gfid once, so the dedupe sets (whose size
@@ -129,6 +131,9 @@ type processor struct {
 	bestEffort   map[*pb.EntryOp]bool
 	removeOnFail map[*pb.EntryOp]bool
 	leftovers    []*pb.EntryOp
+	// purgeRemovals: what report-only PURGEs found that the master no
+	// longer has (live sessions).
+	purgeRemovals []*pb.EntryOp
 	// syncRecorder waits until the recorder has indexed every change made
 	// so far (live batches; nil for a crawl's journal); lastSync is when it
 	// last did.
@@ -365,6 +370,11 @@ func (p *processor) removeLeftovers(ctx context.Context) error {
 	return p.flushEntries(ctx)
 }
 
+// tolerant reports whether data or metadata that finds no entry on the
+// slave is not a failure: in a live session, whose journal (recorded since
+// before any crawl) moves or removes the entry.
+func (p *processor) tolerant() bool { return !p.trustRecords || p.live }
+
 // crawlEntry makes the op of a crawl's record: the tree as the crawl found
 // it (the batch claims no later time).
 func (p *processor) crawlEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp) error {
@@ -557,7 +567,10 @@ func (p *processor) flushEntries(ctx context.Context) (err error) {
 				continue
 			}
 		}
-		if ops[i].GetType() == pb.EntryOpType_ENTRY_OP_TYPE_PURGE && !p.trustRecords &&
+		if ops[i].GetType() == pb.EntryOpType_ENTRY_OP_TYPE_PURGE && ops[i].GetReportOnly() && r.GetStatus() != pb.OpStatus_OP_STATUS_FAILED {
+			p.purgeReport(ops[i], r)
+		}
+		if ops[i].GetType() == pb.EntryOpType_ENTRY_OP_TYPE_PURGE && p.tolerant() &&
 			r.GetStatus() == pb.OpStatus_OP_STATUS_FAILED && r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID {
 			// A directory the slave never had holds nothing to purge.
 			p.stats.Skipped++
@@ -596,6 +609,33 @@ func (p *processor) tally(what string, r *pb.OpResult, applied, noops *int64) {
 	default:
 		p.fail("%s: %s (%s)", what, r.GetError(), strings.TrimPrefix(r.GetCode().String(), "ERROR_CODE_"))
 	}
+}
+
+// purgeReport turns what a report-only PURGE found beyond the master's
+// names into removals of what the master no longer has anywhere. A name
+// whose gfid the master still has was moved after the listing; the record
+// of that move (in this batch or a later one) moves it on the slave too —
+// removing it here would lose it, and a directory's whole subtree with it.
+func (p *processor) purgeReport(op *pb.EntryOp, r *pb.OpResult) {
+	names, gs := r.GetExtraNames(), r.GetExtraGfids()
+	if len(names) != len(gs) {
+		p.fail("PURGE %x: the slave reported %d names and %d gfids", op.GetGfid(), len(names), len(gs))
+		return
+	}
+	p.m.tree.Idx.View(func(tx *gfidx.Tx) error {
+		for i, n := range names {
+			g, err := gfid.FromBytes(gs[i])
+			if err == nil {
+				if e, ferr := p.m.tree.Find(tx, g); ferr == nil {
+					unix.Close(e.DirFD)
+					continue // moved since; its record moves it
+				}
+			}
+			p.purgeRemovals = append(p.purgeRemovals, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_UNLINK,
+				Gfid: gs[i], Pargfid: op.GetGfid(), Name: n})
+		}
+		return nil
+	})
 }
 
 // purge sends one PURGE per directory crawled, naming what the master's
@@ -640,7 +680,7 @@ func (p *processor) purge(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		p.ops = append(p.ops, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_PURGE, Gfid: g.Bytes(), KeepNames: keep})
+		p.ops = append(p.ops, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_PURGE, Gfid: g.Bytes(), KeepNames: keep, ReportOnly: p.live})
 		names += len(keep)
 		if len(p.ops) >= opsPerCall || names >= namesPerCall {
 			if err := p.flushEntries(ctx); err != nil {
@@ -649,6 +689,11 @@ func (p *processor) purge(ctx context.Context) error {
 			names = 0
 		}
 	}
+	if err := p.flushEntries(ctx); err != nil {
+		return err
+	}
+	p.ops = append(p.ops, p.purgeRemovals...)
+	p.purgeRemovals = nil
 	return p.flushEntries(ctx)
 }
 
@@ -752,14 +797,14 @@ func (p *processor) account(files []*syncer.File) {
 		case f.Vanished:
 			p.stats.Vanished++
 			continue
-		case f.Code == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID && !p.trustRecords && p.rounds[f.GFID] == 0 && !p.entriesDone:
+		case f.Code == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID && p.tolerant() && p.rounds[f.GFID] == 0 && !p.entriesDone:
 			// Not where the slave looked: an entry op of this batch moved
 			// it while its data was on the way. Send it again once all of
 			// the batch's entry ops are applied.
 			p.rounds[f.GFID]++
 			p.later = append(p.later, f.GFID)
 			continue
-		case f.Code == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID && !p.trustRecords:
+		case f.Code == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID && p.tolerant():
 			// Not on the slave at all: its entry moved on the master after
 			// this batch's records (skipped here), and the record that
 			// moved it creates it with its data.
@@ -845,7 +890,7 @@ func (p *processor) syncMeta(ctx context.Context) error {
 		}
 		for i, r := range resp.GetResults() {
 			g, _ := gfid.FromBytes(ops[i].GetGfid())
-			if r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID && !p.trustRecords {
+			if r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID && p.tolerant() {
 				p.stats.Skipped++ // as for data (see account)
 				continue
 			}

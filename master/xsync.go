@@ -297,7 +297,30 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 	for _, s := range subdirs {
 		fd, err := unix.Openat(dirfd, s.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
-			continue // removed or replaced while we crawled
+			if !x.live {
+				continue // removed or replaced while we crawled
+			}
+			// Renamed while we crawled: the recorder, which has recorded
+			// the rename, has indexed where it went; its entries are
+			// named by its gfid, so it is crawled wherever it is now (else
+			// nothing would ever send them).
+			if err := x.flush(); err != nil {
+				unix.Close(dirfd)
+				return err
+			}
+			err = x.t.Idx.View(func(tx *gfidx.Tx) error {
+				e, ferr := x.t.Find(tx, s.g)
+				if ferr != nil {
+					return ferr
+				}
+				defer unix.Close(e.DirFD)
+				var oerr error
+				fd, oerr = unix.Openat(e.DirFD, e.Name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+				return oerr
+			})
+			if err != nil {
+				continue // removed
+			}
 		}
 		if err != nil {
 			unix.Close(dirfd)

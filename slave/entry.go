@@ -27,6 +27,8 @@ type outcome struct {
 	status  pb.OpStatus
 	err     error // for PARTIAL and FAILED
 	current bool  // CREATE with check_current: content and metadata match
+	// PURGE with report_only: what the directory holds beyond keep.
+	extraNames, extraGFIDs [][]byte
 }
 
 var (
@@ -60,7 +62,7 @@ func codeOf(err error) pb.ErrorCode {
 }
 
 func (o outcome) result() *pb.OpResult {
-	r := &pb.OpResult{Status: o.status, Current: o.current}
+	r := &pb.OpResult{Status: o.status, Current: o.current, ExtraNames: o.extraNames, ExtraGfids: o.extraGFIDs}
 	if o.err != nil {
 		r.Code = codeOf(o.err)
 		r.Error = o.err.Error()
@@ -78,6 +80,7 @@ type entryReq struct {
 	rdev            uint64
 	target          string
 	keep            map[string]struct{}
+	reportOnly      bool
 	dataFollows     bool
 	checkCurrent    bool
 	size, mtime     int64
@@ -193,6 +196,7 @@ func validateEntry(op *pb.EntryOp, privileged bool) (*entryReq, error) {
 		}
 		return r, nil
 	case pb.EntryOpType_ENTRY_OP_TYPE_PURGE:
+		r.reportOnly = op.GetReportOnly()
 		r.keep = make(map[string]struct{}, len(op.GetKeepNames()))
 		for _, n := range op.GetKeepNames() {
 			name, err := checkName(gfid.Zero, n, "kept name")
@@ -748,6 +752,17 @@ func (s *Slave) purge(c *dirCache, r *entryReq) outcome {
 		}
 		if IsTempName(n) {
 			continue // a transfer in flight (crash leftovers go with a rebuild)
+		}
+		if r.reportOnly {
+			g, _, exists, err := s.tree.lookup(fd, r.g, n)
+			if err != nil {
+				return failed(err)
+			}
+			if exists {
+				res.extraNames = append(res.extraNames, []byte(n))
+				res.extraGFIDs = append(res.extraGFIDs, g.Bytes())
+			}
+			continue
 		}
 		s.log.Debug("purge removes a name the master's directory lacks", "dir", r.g, "name", fmt.Sprintf("%q", n))
 		if err := c.removeTree(fd, r.g, n); err != nil {

@@ -744,3 +744,33 @@ func TestEntryRenameLinkOfUnknownCreate(t *testing.T) {
 	}
 	f.checkOutside()
 }
+
+// A report-only PURGE removes nothing and says what the directory holds
+// beyond the kept names, with their gfids (the live master removes only
+// what it no longer has anywhere).
+func TestEntryPurgeReportOnly(t *testing.T) {
+	f := newFixture(t)
+	D, A, B := newGFID(t), newGFID(t), newGFID(t)
+	f.ok(opMkdir(D, gfid.Root, "d"), opCreate(A, D, "a"), opMkdir(B, D, "b dir"))
+	before := snapshot(t, f.root)
+	op := opPurge(D, "a")
+	op.ReportOnly = true
+	res := f.entry(op)
+	checkStatuses(t, res, stNoop)
+	if diff := diffSnap(before, snapshot(t, f.root)); diff != "" {
+		t.Fatalf("a report-only purge changed the tree:\n%s", diff)
+	}
+	names, gs := res[0].GetExtraNames(), res[0].GetExtraGfids()
+	if len(names) != 1 || string(names[0]) != "b dir" || len(gs) != 1 {
+		t.Fatalf("reported %q %x, want [\"b dir\"] and its gfid", names, gs)
+	}
+	if g, err := gfid.FromBytes(gs[0]); err != nil || g != B {
+		t.Fatalf("reported gfid %x, want %s", gs[0], B)
+	}
+	// Without report_only the same op removes it.
+	f.ok(opPurge(D, "a"))
+	if exists(f.path("d/b dir")) {
+		t.Fatal("purge left a name the master lacks")
+	}
+	f.checkOutside()
+}

@@ -597,10 +597,15 @@ type EntryOp struct {
 	// also compares size, mtime, permission bits, owner and the replicated
 	// xattrs (xattrs) with these, and reports current when all match, so
 	// that the master sends neither data nor metadata for it.
-	CheckCurrent  bool     `protobuf:"varint,14,opt,name=check_current,json=checkCurrent,proto3" json:"check_current,omitempty"`
-	Size          int64    `protobuf:"varint,15,opt,name=size,proto3" json:"size,omitempty"`
-	MtimeNs       int64    `protobuf:"varint,16,opt,name=mtime_ns,json=mtimeNs,proto3" json:"mtime_ns,omitempty"`
-	Xattrs        []*Xattr `protobuf:"bytes,17,rep,name=xattrs,proto3" json:"xattrs,omitempty"`
+	CheckCurrent bool     `protobuf:"varint,14,opt,name=check_current,json=checkCurrent,proto3" json:"check_current,omitempty"`
+	Size         int64    `protobuf:"varint,15,opt,name=size,proto3" json:"size,omitempty"`
+	MtimeNs      int64    `protobuf:"varint,16,opt,name=mtime_ns,json=mtimeNs,proto3" json:"mtime_ns,omitempty"`
+	Xattrs       []*Xattr `protobuf:"bytes,17,rep,name=xattrs,proto3" json:"xattrs,omitempty"`
+	// PURGE with report_only: remove nothing, report what would go
+	// (OpResult.extra_names/extra_gfids); the master removes, by gfid, what
+	// it no longer has anywhere (a name it merely moved since stays for the
+	// record that moves it).
+	ReportOnly    bool `protobuf:"varint,18,opt,name=report_only,json=reportOnly,proto3" json:"report_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -754,6 +759,13 @@ func (x *EntryOp) GetXattrs() []*Xattr {
 	return nil
 }
 
+func (x *EntryOp) GetReportOnly() bool {
+	if x != nil {
+		return x.ReportOnly
+	}
+	return false
+}
+
 type EntryOpsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SessionId     []byte                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -813,7 +825,11 @@ type OpResult struct {
 	Error  string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	// For a CREATE with check_current: the entry is there and its content
 	// and metadata already match.
-	Current       bool `protobuf:"varint,4,opt,name=current,proto3" json:"current,omitempty"`
+	Current bool `protobuf:"varint,4,opt,name=current,proto3" json:"current,omitempty"`
+	// For a PURGE with report_only: the entries the directory holds beyond
+	// keep_names (names, and their gfids in the same order).
+	ExtraNames    [][]byte `protobuf:"bytes,5,rep,name=extra_names,json=extraNames,proto3" json:"extra_names,omitempty"`
+	ExtraGfids    [][]byte `protobuf:"bytes,6,rep,name=extra_gfids,json=extraGfids,proto3" json:"extra_gfids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -874,6 +890,20 @@ func (x *OpResult) GetCurrent() bool {
 		return x.Current
 	}
 	return false
+}
+
+func (x *OpResult) GetExtraNames() [][]byte {
+	if x != nil {
+		return x.ExtraNames
+	}
+	return nil
+}
+
+func (x *OpResult) GetExtraGfids() [][]byte {
+	if x != nil {
+		return x.ExtraGfids
+	}
+	return nil
 }
 
 type EntryOpsResponse struct {
@@ -2177,7 +2207,7 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x11EndSessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\fR\tsessionId\"\x14\n" +
-	"\x12EndSessionResponse\"\xcd\x03\n" +
+	"\x12EndSessionResponse\"\xee\x03\n" +
 	"\aEntryOp\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.georep.v1.EntryOpTypeR\x04type\x12\x12\n" +
 	"\x04gfid\x18\x02 \x01(\fR\x04gfid\x12\x18\n" +
@@ -2197,16 +2227,22 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\rcheck_current\x18\x0e \x01(\bR\fcheckCurrent\x12\x12\n" +
 	"\x04size\x18\x0f \x01(\x03R\x04size\x12\x19\n" +
 	"\bmtime_ns\x18\x10 \x01(\x03R\amtimeNs\x12(\n" +
-	"\x06xattrs\x18\x11 \x03(\v2\x10.georep.v1.XattrR\x06xattrs\"V\n" +
+	"\x06xattrs\x18\x11 \x03(\v2\x10.georep.v1.XattrR\x06xattrs\x12\x1f\n" +
+	"\vreport_only\x18\x12 \x01(\bR\n" +
+	"reportOnly\"V\n" +
 	"\x0fEntryOpsRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\fR\tsessionId\x12$\n" +
-	"\x03ops\x18\x02 \x03(\v2\x12.georep.v1.EntryOpR\x03ops\"\x91\x01\n" +
+	"\x03ops\x18\x02 \x03(\v2\x12.georep.v1.EntryOpR\x03ops\"\xd3\x01\n" +
 	"\bOpResult\x12+\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x13.georep.v1.OpStatusR\x06status\x12(\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x14.georep.v1.ErrorCodeR\x04code\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x18\n" +
-	"\acurrent\x18\x04 \x01(\bR\acurrent\"A\n" +
+	"\acurrent\x18\x04 \x01(\bR\acurrent\x12\x1f\n" +
+	"\vextra_names\x18\x05 \x03(\fR\n" +
+	"extraNames\x12\x1f\n" +
+	"\vextra_gfids\x18\x06 \x03(\fR\n" +
+	"extraGfids\"A\n" +
 	"\x10EntryOpsResponse\x12-\n" +
 	"\aresults\x18\x01 \x03(\v2\x13.georep.v1.OpResultR\aresults\"1\n" +
 	"\x05Xattr\x12\x12\n" +
