@@ -99,7 +99,54 @@ func (t *tree) Open(g gfid.GFID) (*syncer.Opened, error) {
 	if denied != nil {
 		return nil, denied
 	}
+	// Not found by the paths the index's first links give: a stale link
+	// on the way (see mtree.OpenDir) must not make a file look vanished.
+	if o := t.openByDirs(g, links); o != nil {
+		return o, nil
+	}
 	return nil, errGone
+}
+
+// openByDirs opens a link of g through its directory opened by gfid (every
+// link of every ancestor tried).
+func (t *tree) openByDirs(g gfid.GFID, links []gfidx.Link) *syncer.Opened {
+	for _, l := range links {
+		var fd int = -1
+		t.Idx.View(func(tx *gfidx.Tx) error {
+			pfd, err := t.OpenDir(tx, l.Parent)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(pfd)
+			fd, err = unix.Openat(pfd, l.Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+			if err != nil {
+				fd = -1
+			}
+			return err
+		})
+		if fd < 0 {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || unix.SetNonblock(fd, false) != nil {
+			unix.Close(fd)
+			continue
+		}
+		got, err := t.NS.FGet(fd)
+		if errors.Is(err, gfid.ErrNoGFID) {
+			got, err = gfid.Derived(l.Parent, l.Name, st.Mode), nil
+		}
+		if err != nil || got != g {
+			unix.Close(fd)
+			continue
+		}
+		o := &syncer.Opened{File: os.NewFile(uintptr(fd), l.Name), Stat: st}
+		if xs, err := readXattrs(beneath.FDPath(fd), true, t.NS.Prefix() == "trusted.georep."); err == nil {
+			o.Xattrs, o.XattrsKnown = xs, true
+		}
+		return o
+	}
+	return nil
 }
 
 // unreadableEmpty stats an entry the master may not open: when it is an

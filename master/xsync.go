@@ -54,8 +54,9 @@ type xsync struct {
 }
 
 type pendingLink struct {
-	g gfid.GFID
-	l gfidx.Link
+	g   gfid.GFID
+	l   gfidx.Link
+	ino uint64
 }
 
 // linkBatch is how many index links go into one transaction: one commit
@@ -72,11 +73,41 @@ func (x *xsync) add(r *changelog.Record) error {
 	return nil
 }
 
-func (x *xsync) index(g gfid.GFID, parent gfid.GFID, name string) error {
-	x.links = append(x.links, pendingLink{g, gfidx.Link{Parent: parent, Name: name}})
+func (x *xsync) index(g gfid.GFID, parent gfid.GFID, name string, ino uint64) error {
+	x.links = append(x.links, pendingLink{g, gfidx.Link{Parent: parent, Name: name}, ino})
 	x.pending[g] = true
-	if len(x.links) >= linkBatch {
+	if len(x.links) >= linkBatch && !x.live {
 		return x.flush()
+	}
+	return nil
+}
+
+// flushVerified is a live crawl's flush, at the end of each directory
+// (dirfd): a link is indexed only if its name still holds the inode the
+// crawl saw, checked inside the index transaction — the recorder, which
+// indexes renames as they happen, waits for it, so the crawl never puts
+// back a name the recorder has just moved on (a stale directory link
+// would hide the subtree from path resolution).
+func (x *xsync) flushVerified(dirfd int) error {
+	if len(x.links) == 0 {
+		return nil
+	}
+	err := x.t.Idx.Update(func(tx *gfidx.Tx) error {
+		for _, p := range x.links {
+			st, err := lstatAt(dirfd, p.l.Name)
+			if err != nil || st.Ino != p.ino {
+				continue
+			}
+			if err := tx.AddLink(p.g, p.l); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	x.links = x.links[:0]
+	clear(x.pending)
+	if err != nil {
+		return fmt.Errorf("master: indexing: %w", err)
 	}
 	return nil
 }
@@ -245,7 +276,7 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 		if hardlinked && !derived {
 			x.hard[eg] = st.Ino
 		}
-		if err := x.index(eg, g, name); err != nil {
+		if err := x.index(eg, g, name, st.Ino); err != nil {
 			unix.Close(dirfd)
 			return err
 		}
@@ -292,6 +323,12 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 				unix.Close(dirfd)
 				return err
 			}
+		}
+	}
+	if x.live {
+		if err := x.flushVerified(dirfd); err != nil {
+			unix.Close(dirfd)
+			return err
 		}
 	}
 	for _, s := range subdirs {

@@ -50,7 +50,7 @@ func (t *Tree) OpenDir(tx *gfidx.Tx, g gfid.GFID) (int, error) {
 	}
 	fd, err := t.Root.OpenDir(p)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, beneath.ErrEscape) {
-		return -1, ErrGone
+		return t.openDirByLinks(tx, g, 0)
 	}
 	if err != nil {
 		return -1, err
@@ -68,9 +68,42 @@ func (t *Tree) OpenDir(tx *gfidx.Tx, g gfid.GFID) (int, error) {
 	}
 	if err != nil || got != g {
 		unix.Close(fd)
-		return -1, ErrGone
+		return t.openDirByLinks(tx, g, 0)
 	}
 	return fd, nil
+}
+
+// openDirByLinks opens directory g through each of its index links in
+// turn, each parent resolved the same way: the path through first links
+// can hold a stale link (a name a crawl indexed just after the recorder
+// had moved the directory on), and one stale link must not hide a subtree.
+func (t *Tree) openDirByLinks(tx *gfidx.Tx, g gfid.GFID, depth int) (int, error) {
+	if g == gfid.Root {
+		return unix.Dup(t.Root.FD())
+	}
+	if depth > 4096 {
+		return -1, ErrGone
+	}
+	for _, l := range tx.Links(g) {
+		pfd, err := t.openDirByLinks(tx, l.Parent, depth+1)
+		if err != nil {
+			continue
+		}
+		fd, err := unix.Openat(pfd, l.Name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(pfd)
+		if err != nil {
+			continue
+		}
+		got, err := t.NS.FGet(fd)
+		if errors.Is(err, gfid.ErrNoGFID) || errors.Is(err, unix.EACCES) {
+			got, err = gfid.Derived(l.Parent, l.Name, unix.S_IFDIR), nil
+		}
+		if err == nil && got == g {
+			return fd, nil
+		}
+		unix.Close(fd)
+	}
+	return -1, ErrGone
 }
 
 // Lookup stats name (in dirfd, directory parent) and checks that it
