@@ -445,7 +445,7 @@ func (m *Master) crawl(stime time.Time, live bool) (CrawlStats, string, error) {
 	if err != nil {
 		return CrawlStats{}, "", err
 	}
-	x := &xsync{t: m.tree, w: w, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]bool{}, live: live}
+	x := &xsync{t: m.tree, w: w, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]uint64{}, live: live}
 	// A full crawl sees every entry: rebuild the index from it so that
 	// links of entries renamed or removed since the last crawl go away.
 	if !live {

@@ -41,7 +41,7 @@ type xsync struct {
 	// that a second inode with the same gfid (a copy made with xattrs, e.g.
 	// cp -a as root) is given a fresh gfid instead of being mistaken for a
 	// hardlink, without a per-file map of the whole tree.
-	pending map[gfid.GFID]bool
+	pending map[gfid.GFID]uint64 // gfid -> inode number
 
 	// live: the recorder runs beside the crawl and keeps the index; the
 	// crawl adds to it and prunes it rather than refilling it.
@@ -75,7 +75,7 @@ func (x *xsync) add(r *changelog.Record) error {
 
 func (x *xsync) index(g gfid.GFID, parent gfid.GFID, name string, ino uint64) error {
 	x.links = append(x.links, pendingLink{g, gfidx.Link{Parent: parent, Name: name}, ino})
-	x.pending[g] = true
+	x.pending[g] = ino
 	if len(x.links) >= linkBatch && !x.live {
 		return x.flush()
 	}
@@ -137,8 +137,10 @@ func (x *xsync) flush() error {
 // inode carries g (the index is not emptied: it holds g's links from
 // before, which are g itself at an older name or gone).
 func (x *xsync) met(g gfid.GFID, dirfd int, parent gfid.GFID, name string, st *unix.Stat_t) bool {
-	if x.pending[g] {
-		return true
+	if ino, ok := x.pending[g]; ok {
+		// Met in this crawl: a copy, unless it is the very inode (moved
+		// while a live crawl ran, and met again at its new name).
+		return !(x.live && ino == st.Ino)
 	}
 	if x.live {
 		var other []gfidx.Link
