@@ -69,6 +69,7 @@ type Recorder struct {
 
 	moves     []pendingMove
 	unwatched map[gfid.GFID]bool // directories a watch could not be added to
+	rescan    map[gfid.GFID]int  // directories to list again, with the tries so far
 	// Xattr writes of our own whose IN_ATTRIB may still come: the state
 	// before the write, valid until the generation after next.
 	self map[gfid.GFID]selfWrite
@@ -125,7 +126,7 @@ func NewRecorder(cfg RecorderConfig) (*Recorder, error) {
 	}
 	r := &Recorder{
 		cfg: cfg, t: cfg.Tree, j: cfg.Journal, log: log, in: in,
-		dirs: map[gfid.GFID]int{}, unwatched: map[gfid.GFID]bool{}, self: map[gfid.GFID]selfWrite{},
+		dirs: map[gfid.GFID]int{}, unwatched: map[gfid.GFID]bool{}, rescan: map[gfid.GFID]int{}, self: map[gfid.GFID]selfWrite{},
 		xkey: XtimeKey(cfg.Tree.NS),
 	}
 	r.resetSegment()
@@ -351,7 +352,41 @@ func (r *Recorder) drain() error {
 			r.markGap("an event could not be recorded: " + err.Error())
 		}
 	}
+	r.rescanDirs()
 	return nil
+}
+
+// rescanDirs lists again the directories in which a new name could not be
+// looked at (the directory was renamed before its event was read, and the
+// index learns where only from the rename's events, read later): what they
+// hold now and the index does not know is recorded as created. A directory
+// not found yet waits for later drains, a while.
+func (r *Recorder) rescanDirs() {
+	for g, tries := range r.rescan {
+		fd, err := r.dir(g)
+		if err != nil {
+			if tries >= 100 {
+				r.log.Debug("directory to list again not found; taken for removed", "dir", g)
+				delete(r.rescan, g) // gone; its removal is recorded
+			} else {
+				r.rescan[g] = tries + 1
+			}
+			continue
+		}
+		delete(r.rescan, g)
+		names, err := beneath.ReadNames(fd)
+		if err != nil {
+			continue
+		}
+		for _, n := range names {
+			if (g == gfid.Root && n == ReservedName) || ValidName(n) != nil {
+				continue
+			}
+			if err := r.created(g, n); err != nil {
+				r.markGap("a rescanned directory could not be recorded: " + err.Error())
+			}
+		}
+	}
 }
 
 func (r *Recorder) markGap(reason string) {
@@ -506,6 +541,7 @@ func (r *Recorder) identified(dir gfid.GFID, name string) (gfid.GFID, bool) {
 	}
 	fd, err := r.dir(dir)
 	if err != nil {
+		r.rescan[dir] = 0 // see created
 		return gfid.Zero, false
 	}
 	st, err := beneath.Lstat(fd, name)
@@ -529,7 +565,10 @@ func (r *Recorder) index(fn func(tx *gfidx.Tx) error) error {
 func (r *Recorder) created(dir gfid.GFID, name string) error {
 	fd, err := r.dir(dir)
 	if err != nil {
-		return nil // the directory went too; its removal is recorded
+		// Renamed before this event was read (or removed): look again
+		// once the rename's events are in the index.
+		r.rescan[dir] = 0
+		return nil
 	}
 	st, err := beneath.Lstat(fd, name)
 	if errors.Is(err, unix.ENOENT) {
@@ -789,6 +828,7 @@ func (r *Recorder) forgetTree(tx *gfidx.Tx, g gfid.GFID) error {
 	r.in.unwatch(g)
 	r.dropDir(g)
 	delete(r.unwatched, g)
+	delete(r.rescan, g)
 	for depth, todo := 0, []gfid.GFID{g}; len(todo) > 0 && depth < 4096; depth++ {
 		var next []gfid.GFID
 		for _, d := range todo {

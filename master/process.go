@@ -560,6 +560,7 @@ func (p *processor) flushEntries(ctx context.Context) (err error) {
 			delete(p.removeOnFail, ops[i])
 			if r.GetStatus() == pb.OpStatus_OP_STATUS_FAILED && r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID {
 				p.stats.Skipped++
+				p.m.log.Debug("best-effort op dropped", "op", describe(ops[i]), "error", r.GetError())
 				if remove {
 					p.leftovers = append(p.leftovers, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_UNLINK,
 						Gfid: ops[i].GetGfid(), Pargfid: ops[i].GetPargfid(), Name: ops[i].GetName()})
