@@ -1,0 +1,237 @@
+package changelog_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/changelog"
+	"github.com/georep/georep/internal/beneath"
+	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/internal/mtree"
+)
+
+// recorderFixture runs a recorder on a temp tree; records() reads what it
+// committed so far.
+type recorderFixture struct {
+	t     *testing.T
+	root  string
+	tree  *mtree.Tree
+	j     *changelog.Journal
+	after int64
+	stop  func()
+}
+
+func newRecorderFixture(t *testing.T, prepare func(root string)) *recorderFixture {
+	t.Helper()
+	root, state := t.TempDir(), t.TempDir()
+	if prepare != nil {
+		prepare(root)
+	}
+	r, err := beneath.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := gfidx.Open(filepath.Join(state, "gfid.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := changelog.OpenJournal(filepath.Join(state, "changelog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := &mtree.Tree{Root: r, NS: gfid.DefaultNamespace(), Idx: idx}
+	rec, err := changelog.NewRecorder(changelog.RecorderConfig{Tree: tree, Journal: j, Interval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rec.Run(ctx) }()
+	f := &recorderFixture{t: t, root: root, tree: tree, j: j}
+	f.stop = func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("recorder: %v", err)
+		}
+		rec.Close()
+		j.Close()
+		idx.Close()
+		r.Close()
+	}
+	t.Cleanup(func() {
+		if f.stop != nil {
+			f.stop()
+		}
+	})
+	return f
+}
+
+// records waits until the recorder has committed everything made so far
+// and returns the records committed since the last call.
+func (f *recorderFixture) records() []changelog.Record {
+	f.t.Helper()
+	t0 := time.Now().UnixNano()
+	deadline := time.Now().Add(10 * time.Second)
+	for f.j.Covered() <= t0 {
+		if time.Now().After(deadline) {
+			f.t.Fatal("the recorder did not roll over within 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	segs, err := f.j.Next(f.after, 0)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var out []changelog.Record
+	for _, s := range segs {
+		f.after = s.End
+		if s.Gap {
+			f.t.Errorf("segment (%d, %d] is a gap: %s", s.Start, s.End, s.Reason)
+		}
+		if s.Path == "" {
+			continue
+		}
+		if _, err := changelog.ReadFile(s.Path, func(r changelog.Record) error {
+			out = append(out, r)
+			return nil
+		}); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	return out
+}
+
+func (f *recorderFixture) gfidOf(rel string) gfid.GFID {
+	f.t.Helper()
+	g, err := f.tree.NS.Get(filepath.Join(f.root, rel))
+	if err != nil {
+		f.t.Fatalf("gfid of %s: %v", rel, err)
+	}
+	return g
+}
+
+func find(recs []changelog.Record, match func(r changelog.Record) bool) bool {
+	for _, r := range recs {
+		if match(r) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestRecorder(t *testing.T) {
+	f := newRecorderFixture(t, func(root string) {
+		os.MkdirAll(filepath.Join(root, "old dir", "sub"), 0o755)
+		os.WriteFile(filepath.Join(root, "old dir", "sub", "f"), []byte("x"), 0o644)
+	})
+	f.records() // the start
+	root := f.root
+
+	// A new file: CREATE with its new gfid, and its data.
+	name := "new\nfile \xff"
+	if err := os.WriteFile(filepath.Join(root, name), []byte("data"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	recs := f.records()
+	g := f.gfidOf(name)
+	if !find(recs, func(r changelog.Record) bool {
+		return r.Kind == changelog.KindEntry && r.Op == changelog.OpCreate && r.GFID == g && r.Parent == gfid.Root && r.Name == name
+	}) || !find(recs, func(r changelog.Record) bool { return r.Kind == changelog.KindData && r.GFID == g }) {
+		t.Fatalf("new file: records %v", recs)
+	}
+
+	// A rename is one RENAME of the same gfid.
+	sub := f.gfidOf("old dir/sub")
+	if err := os.Rename(filepath.Join(root, "old dir", "sub"), filepath.Join(root, "moved")); err != nil {
+		t.Fatal(err)
+	}
+	recs = f.records()
+	if !find(recs, func(r changelog.Record) bool {
+		return r.Op == changelog.OpRename && r.GFID == sub && r.Name == "sub" && r.Parent2 == gfid.Root && r.Name2 == "moved"
+	}) {
+		t.Fatalf("rename: records %v", recs)
+	}
+
+	// A new directory made with content at once: the content made before
+	// its watch is recorded too.
+	if err := os.MkdirAll(filepath.Join(root, "a", "b", "c"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "a", "b", "c", "deep"), []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	recs = f.records()
+	deep := f.gfidOf("a/b/c/deep")
+	if !find(recs, func(r changelog.Record) bool { return r.Op == changelog.OpCreate && r.GFID == deep }) {
+		t.Fatalf("file in a new tree: records %v", recs)
+	}
+
+	// A removal is named by gfid.
+	if err := os.Remove(filepath.Join(root, name)); err != nil {
+		t.Fatal(err)
+	}
+	recs = f.records()
+	if !find(recs, func(r changelog.Record) bool { return r.Op == changelog.OpUnlink && r.GFID == g && r.Name == name }) {
+		t.Fatalf("unlink: records %v", recs)
+	}
+
+	// A hardlink is a LINK of the same gfid.
+	if err := os.Link(filepath.Join(root, "a", "b", "c", "deep"), filepath.Join(root, "h")); err != nil {
+		t.Fatal(err)
+	}
+	recs = f.records()
+	if !find(recs, func(r changelog.Record) bool { return r.Op == changelog.OpLink && r.GFID == deep && r.Name == "h" }) {
+		t.Fatalf("link: records %v", recs)
+	}
+
+	// A chmod is an M record; the xtimes the recorder writes are not.
+	if err := os.Chmod(filepath.Join(root, "h"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	recs = f.records()
+	if !find(recs, func(r changelog.Record) bool { return r.Kind == changelog.KindMeta && r.GFID == deep }) {
+		t.Fatalf("chmod: records %v", recs)
+	}
+	// The directories that changed carry an xtime.
+	if _, err := unix.Lgetxattr(filepath.Join(root, "a", "b", "c"), changelog.XtimeKey(f.tree.NS), make([]byte, 16)); err != nil {
+		t.Errorf("no xtime on a changed directory: %v", err)
+	}
+	// Quiet now: nothing more is recorded, though xtimes were just written.
+	time.Sleep(300 * time.Millisecond)
+	if recs := f.records(); len(recs) != 0 {
+		t.Fatalf("a quiet tree recorded %v (the recorder's own xattr writes?)", recs)
+	}
+}
+
+// A name made in a directory that is renamed at once (before the recorder
+// reads the event) is still recorded.
+func TestRecorderCreateThenRenameDir(t *testing.T) {
+	f := newRecorderFixture(t, func(root string) { os.Mkdir(filepath.Join(root, "d"), 0o755) })
+	f.records()
+	for i := 0; i < 20; i++ {
+		d, d2 := filepath.Join(f.root, "d"), filepath.Join(f.root, "d2")
+		if err := os.WriteFile(filepath.Join(d, "f"), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(d, d2); err != nil {
+			t.Fatal(err)
+		}
+		recs := f.records()
+		g := f.gfidOf("d2/f")
+		if !find(recs, func(r changelog.Record) bool { return r.Op == changelog.OpCreate && r.GFID == g }) {
+			t.Fatalf("round %d: the file made just before its directory's rename was not recorded: %v", i, recs)
+		}
+		os.Remove(filepath.Join(d2, "f"))
+		os.Rename(d2, d)
+		f.records()
+	}
+}
