@@ -732,6 +732,9 @@ func (r *Recorder) newDir(sub int, g gfid.GFID) error {
 	names, err := beneath.ReadNames(sub)
 	r.dropDir(g)
 	r.dirs[g] = sub
+	if errors.Is(err, unix.ENOENT) {
+		return nil // removed while we listed it: its removal is recorded
+	}
 	if err != nil {
 		return fmt.Errorf("listing new directory %s: %w", g, err)
 	}
