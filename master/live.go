@@ -145,7 +145,7 @@ func (m *Master) Run(ctx context.Context) (err error) {
 		default:
 		}
 		if needCrawl {
-			st, err := m.liveCrawl(lctx, l)
+			st, err := m.liveCrawl(lctx, l, rec.Sync)
 			if err != nil {
 				if lctx.Err() != nil {
 					continue
@@ -254,11 +254,11 @@ func (m *Master) retry(ctx context.Context, what string, fn func() error) error 
 
 // liveCrawl crawls the whole tree beside the recorder and applies what it
 // found; the marks move to the crawl's start.
-func (m *Master) liveCrawl(ctx context.Context, l *link) (time.Time, error) {
+func (m *Master) liveCrawl(ctx context.Context, l *link, sync func(context.Context) error) (time.Time, error) {
 	var stime time.Time
 	err := m.retry(ctx, "crawl", func() error {
 		stime = time.Now()
-		crawl, journal, err := m.crawl(stime, true)
+		crawl, journal, err := m.crawl(stime, func() error { return sync(ctx) })
 		if err != nil {
 			return err
 		}

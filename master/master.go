@@ -402,7 +402,7 @@ func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
 			}
 		}
 		stime := time.Now()
-		crawl, journal, err := m.crawl(stime, false)
+		crawl, journal, err := m.crawl(stime, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -435,7 +435,9 @@ func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
 // live session's crawl runs beside the recorder, which keeps the index:
 // the crawl adds what it finds and drops the names it no longer finds,
 // where a one-shot crawl empties the index and refills it.
-func (m *Master) crawl(stime time.Time, live bool) (CrawlStats, string, error) {
+// With recorderSync (nil for a one-shot crawl) the crawl is a live one.
+func (m *Master) crawl(stime time.Time, recorderSync func() error) (CrawlStats, string, error) {
+	live := recorderSync != nil
 	dir := filepath.Join(m.cfg.StateDir, "xsync")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return CrawlStats{}, "", fmt.Errorf("xsync dir: %w", err)
@@ -445,7 +447,7 @@ func (m *Master) crawl(stime time.Time, live bool) (CrawlStats, string, error) {
 	if err != nil {
 		return CrawlStats{}, "", err
 	}
-	x := &xsync{t: m.tree, w: w, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]uint64{}, live: live}
+	x := &xsync{t: m.tree, w: w, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]uint64{}, live: live, sync: recorderSync}
 	// A full crawl sees every entry: rebuild the index from it so that
 	// links of entries renamed or removed since the last crawl go away.
 	if !live {

@@ -44,8 +44,10 @@ type xsync struct {
 	pending map[gfid.GFID]uint64 // gfid -> inode number
 
 	// live: the recorder runs beside the crawl and keeps the index; the
-	// crawl adds to it and prunes it rather than refilling it.
+	// crawl adds to it and prunes it rather than refilling it. sync waits
+	// until the recorder has indexed every change made so far.
 	live bool
+	sync func() error
 
 	warnedDerived bool
 	// pending index links, flushed in large transactions.
@@ -344,6 +346,10 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 			// named by its gfid, so it is crawled wherever it is now (else
 			// nothing would ever send them).
 			if err := x.flush(); err != nil {
+				unix.Close(dirfd)
+				return err
+			}
+			if err := x.sync(); err != nil {
 				unix.Close(dirfd)
 				return err
 			}
