@@ -224,6 +224,9 @@ func (r *Recorder) watchTree(dirfd int, g gfid.GFID, seen map[gfid.GFID]bool) er
 	}
 	seen[g] = true
 	names, err := beneath.ReadNames(dirfd)
+	if errors.Is(err, unix.ENOENT) {
+		return nil // removed while we looked: its removal is recorded
+	}
 	if err != nil {
 		return fmt.Errorf("changelog: listing directory %s: %w", g, err)
 	}

@@ -629,7 +629,13 @@ func (p *processor) purgeReport(op *pb.EntryOp, r *pb.OpResult) {
 			if err == nil {
 				if e, ferr := p.m.tree.Find(tx, g); ferr == nil {
 					unix.Close(e.DirFD)
-					continue // moved since; its record moves it
+					if e.St.Mode&unix.S_IFMT == unix.S_IFDIR {
+						continue // moved since; its record moves it, subtree and all
+					}
+					// A file still on the master under other names: this
+					// name is a stale extra link, or an old name a later
+					// record moves on; removing it costs at worst sending
+					// the file again, keeping it may leave a link too many.
 				}
 			}
 			p.purgeRemovals = append(p.purgeRemovals, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_UNLINK,
