@@ -71,30 +71,9 @@ func (t *tree) Open(g gfid.GFID) (*syncer.Opened, error) {
 		if err != nil {
 			continue
 		}
-		var st unix.Stat_t
-		if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-			unix.Close(fd)
-			continue
+		if o := t.opened(fd, l, g); o != nil {
+			return o, nil
 		}
-		// O_NONBLOCK only kept the open from hanging on a FIFO that took
-		// the file's name meanwhile.
-		if err := unix.SetNonblock(fd, false); err != nil {
-			unix.Close(fd)
-			continue
-		}
-		got, err := t.NS.FGet(fd)
-		if errors.Is(err, gfid.ErrNoGFID) {
-			got, err = gfid.Derived(l.Parent, l.Name, st.Mode), nil
-		}
-		if err != nil || got != g {
-			unix.Close(fd)
-			continue
-		}
-		o := &syncer.Opened{File: os.NewFile(uintptr(fd), l.Name), Stat: st}
-		if xs, err := readXattrs(beneath.FDPath(fd), true, t.NS.Prefix() == "trusted.georep."); err == nil {
-			o.Xattrs, o.XattrsKnown = xs, true
-		}
-		return o, nil
 	}
 	if denied != nil {
 		return nil, denied
@@ -127,26 +106,36 @@ func (t *tree) openByDirs(g gfid.GFID, links []gfidx.Link) *syncer.Opened {
 		if fd < 0 {
 			continue
 		}
-		var st unix.Stat_t
-		if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || unix.SetNonblock(fd, false) != nil {
-			unix.Close(fd)
-			continue
+		if o := t.opened(fd, l, g); o != nil {
+			return o
 		}
-		got, err := t.NS.FGet(fd)
-		if errors.Is(err, gfid.ErrNoGFID) {
-			got, err = gfid.Derived(l.Parent, l.Name, st.Mode), nil
-		}
-		if err != nil || got != g {
-			unix.Close(fd)
-			continue
-		}
-		o := &syncer.Opened{File: os.NewFile(uintptr(fd), l.Name), Stat: st}
-		if xs, err := readXattrs(beneath.FDPath(fd), true, t.NS.Prefix() == "trusted.georep."); err == nil {
-			o.Xattrs, o.XattrsKnown = xs, true
-		}
-		return o
 	}
 	return nil
+}
+
+// opened checks that fd (opened for link l) is a regular file of gfid g
+// and returns it ready to send, or closes it and returns nil.
+func (t *tree) opened(fd int, l gfidx.Link, g gfid.GFID) *syncer.Opened {
+	var st unix.Stat_t
+	// O_NONBLOCK only kept the open from hanging on a FIFO that took the
+	// file's name meanwhile.
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || unix.SetNonblock(fd, false) != nil {
+		unix.Close(fd)
+		return nil
+	}
+	got, err := t.NS.FGet(fd)
+	if errors.Is(err, gfid.ErrNoGFID) {
+		got, err = gfid.Derived(l.Parent, l.Name, st.Mode), nil
+	}
+	if err != nil || got != g {
+		unix.Close(fd)
+		return nil
+	}
+	o := &syncer.Opened{File: os.NewFile(uintptr(fd), l.Name), Stat: st}
+	if xs, err := readXattrs(beneath.FDPath(fd), true, t.NS.Prefix() == "trusted.georep."); err == nil {
+		o.Xattrs, o.XattrsKnown = xs, true
+	}
+	return o
 }
 
 // unreadableEmpty stats an entry the master may not open: when it is an
