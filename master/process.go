@@ -117,6 +117,7 @@ type processor struct {
 	rounds   map[gfid.GFID]int // tries of files sent more than once
 	again    []gfid.GFID       // to send again (changed while read)
 	later    []gfid.GFID       // to send again after the entry ops (moved meanwhile)
+	lagged   []gfid.GFID       // to send again once the recorder caught up (not found)
 	// entriesDone: every entry op of the batch is applied (data that
 	// misses its entry now really has none).
 	entriesDone bool
@@ -801,6 +802,12 @@ func (p *processor) account(files []*syncer.File) {
 			p.stats.Deltas++
 		}
 		switch {
+		case f.Vanished && p.syncRecorder != nil && p.rounds[f.GFID] == 0:
+			// Perhaps moved just now (the index lags the tree a little):
+			// once more after the recorder has caught up.
+			p.rounds[f.GFID]++
+			p.lagged = append(p.lagged, f.GFID)
+			continue
 		case f.Vanished:
 			p.stats.Vanished++
 			continue
@@ -866,8 +873,15 @@ func (p *processor) syncData(ctx context.Context) error {
 		if err := p.reap(ctx, true); err != nil {
 			return err
 		}
-		if len(p.again) == 0 && len(p.whole) == 0 {
+		if len(p.again) == 0 && len(p.whole) == 0 && len(p.lagged) == 0 {
 			return nil
+		}
+		if len(p.lagged) > 0 {
+			if err := p.syncRecorder(ctx); err != nil {
+				return err
+			}
+			p.again = append(p.again, p.lagged...)
+			p.lagged = nil
 		}
 		again, whole := p.again, p.whole
 		p.again, p.whole = nil, nil
@@ -906,23 +920,45 @@ func (p *processor) syncMeta(ctx context.Context) error {
 		ops = ops[:0]
 		return nil
 	}
-	for _, g := range append(p.meta, p.needMeta...) {
-		if p.metaDone[g] {
-			continue // applied with the file's data
-		}
-		op, err := p.metaOp(g)
-		if errors.Is(err, errGone) {
-			p.stats.Skipped++
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		ops = append(ops, op)
-		if len(ops) >= opsPerCall {
-			if err := flush(); err != nil {
+	var gone []gfid.GFID
+	add := func(gs []gfid.GFID, last bool) error {
+		for _, g := range gs {
+			if p.metaDone[g] {
+				continue // applied with the file's data
+			}
+			op, err := p.metaOp(g)
+			if errors.Is(err, errGone) {
+				if !last && p.syncRecorder != nil {
+					gone = append(gone, g)
+				} else {
+					p.stats.Skipped++
+				}
+				continue
+			}
+			if err != nil {
 				return err
 			}
+			ops = append(ops, op)
+			if len(ops) >= opsPerCall {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := add(append(p.meta, p.needMeta...), false); err != nil {
+		return err
+	}
+	if len(gone) > 0 {
+		// Not found where the index says: perhaps moved just now, and the
+		// index lags the tree a little. Once the recorder has caught up,
+		// only then is it gone.
+		if err := p.syncRecorder(ctx); err != nil {
+			return err
+		}
+		if err := add(gone, true); err != nil {
+			return err
 		}
 	}
 	return flush()
