@@ -490,13 +490,28 @@ func (p *processor) liveEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp)
 		// directory is still made, as the record describes it: later
 		// records may move things into it and out of it before it goes.
 		// (A file or node is not needed for that, nor can its data be.)
-		if r.Op == changelog.OpMkdir && r.Mode&unix.S_IFMT == unix.S_IFDIR {
+		// Files and FIFOs too: not found may also mean moved just now
+		// (the index lags the tree a little), and then no later record
+		// would bring it if only its directory moves; made empty here, its
+		// data follows with its D record, and if it is really gone a later
+		// record removes it.
+		ft := r.Mode & unix.S_IFMT
+		switch {
+		case r.Op == changelog.OpMkdir && ft == unix.S_IFDIR,
+			r.Op == changelog.OpCreate && ft == unix.S_IFREG,
+			r.Op == changelog.OpMknod && (ft == unix.S_IFIFO || ft == unix.S_IFSOCK):
 			op.Mode, op.Uid, op.Gid = r.Mode, r.UID, r.GID
-			p.ops = append(p.ops, op)
-			p.bestEffort[op] = true
+			if r.Op == changelog.OpMknod {
+				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKNOD
+			}
+		case r.Op == changelog.OpLink:
+			// A name more for an inode the slave may have.
+		default:
+			p.stats.Skipped++
 			return nil
 		}
-		p.stats.Skipped++
+		p.ops = append(p.ops, op)
+		p.bestEffort[op] = true
 		return nil
 	}
 	p.describe(op, &e.St, e.DirFD, e.Name, r.GFID)
