@@ -671,6 +671,12 @@ func (r *Recorder) created(dir gfid.GFID, name string) error {
 		rec.Op = OpMkdir
 	case unix.S_IFLNK:
 		rec = Record{Kind: KindEntry, GFID: g, Op: OpSymlink, Parent: dir, Name: name}
+		// The target goes with the record: replayed after the link is
+		// gone or moved on, it is all there is to make it from.
+		buf := make([]byte, MaxTargetLen+1)
+		if n, err := unix.Readlinkat(fd, name, buf); err == nil && n > 0 && n <= MaxTargetLen {
+			rec.Target, rec.HasTarget = string(buf[:n]), true
+		}
 	default:
 		rec.Op = OpMknod
 	}

@@ -504,6 +504,9 @@ func (p *processor) liveEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp)
 			if r.Op == changelog.OpMknod {
 				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKNOD
 			}
+		case r.Op == changelog.OpSymlink && r.HasTarget:
+			op.Target = []byte(r.Target)
+			op.Mode = unix.S_IFLNK | 0o777
 		case r.Op == changelog.OpLink:
 			// A name more for an inode the slave may have.
 		default:
