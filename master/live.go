@@ -263,7 +263,7 @@ func (m *Master) liveCrawl(ctx context.Context, l *link, sync func(context.Conte
 			return err
 		}
 		defer os.Remove(journal)
-		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, trustRecords: true, live: true}
+		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, trustRecords: true, live: true, syncRecorder: sync}
 		if err := p.run(ctx, journal); err != nil {
 			return err
 		}
