@@ -853,7 +853,12 @@ func (p *processor) account(files []*syncer.File) {
 			continue
 		case f.Changed:
 			p.rounds[f.GFID]++
-			if p.rounds[f.GFID] >= maxDataRounds {
+			if p.rounds[f.GFID] >= maxDataRounds && p.live {
+				// Still being written: its next write is recorded and
+				// sends it again; retrying the whole batch would not help.
+				p.stats.Vanished++
+				p.m.log.Debug("file keeps changing while read; its next change sends it", "gfid", f.GFID)
+			} else if p.rounds[f.GFID] >= maxDataRounds {
 				p.fail("data of %s: kept changing while being read (%d tries)", f.GFID, p.rounds[f.GFID])
 			} else if f.NoDelta {
 				p.whole = append(p.whole, f.GFID)
