@@ -517,6 +517,23 @@ func (p *processor) liveEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp)
 		p.bestEffort[op] = true
 		return nil
 	}
+	if op.Type != pb.EntryOpType_ENTRY_OP_TYPE_LINK {
+		// The entry as it is decides the type (the record's may be out of
+		// date if the gfid has been given to another inode since).
+		switch e.St.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_CREATE
+		case unix.S_IFDIR:
+			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKDIR
+		case unix.S_IFLNK:
+			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK
+		default:
+			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_MKNOD
+		}
+	} else if e.St.Mode&unix.S_IFMT == unix.S_IFDIR {
+		p.stats.Skipped++ // a directory has no second name
+		return nil
+	}
 	p.describe(op, &e.St, e.DirFD, e.Name, r.GFID)
 	if op.Mode == 0 {
 		p.stats.Skipped++ // a symlink that could not be read
@@ -648,13 +665,17 @@ func (p *processor) purgeReport(op *pb.EntryOp, r *pb.OpResult) {
 			if err == nil {
 				if e, ferr := p.m.tree.Find(tx, g); ferr == nil {
 					unix.Close(e.DirFD)
-					if e.St.Mode&unix.S_IFMT == unix.S_IFDIR {
-						continue // moved since; its record moves it, subtree and all
+					if e.St.Mode&unix.S_IFMT == unix.S_IFDIR || e.St.Nlink > 1 {
+						// Moved since (a directory, subtree and all), or one
+						// of several names of a file: the record that moves
+						// or removes it comes later; removing it now would
+						// make that record move another name of the inode.
+						continue
 					}
-					// A file still on the master under other names: this
-					// name is a stale extra link, or an old name a later
-					// record moves on; removing it costs at worst sending
-					// the file again, keeping it may leave a link too many.
+					// A file with one name on the master: this is a stale
+					// extra link, or an old name a later record moves on;
+					// removing it costs at worst sending the file again,
+					// keeping it may leave a link too many.
 				}
 			}
 			p.purgeRemovals = append(p.purgeRemovals, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_UNLINK,
