@@ -10,7 +10,7 @@ BUF       := $(GOBIN)/buf
 TESTFLAGS ?=
 FUZZTIME  ?= 10s
 
-.PHONY: all build test test-short test-churn fuzz demo proto proto-check lint tools clean bench
+.PHONY: all build test test-short test-churn test-churn-small fuzz demo proto proto-check lint tools clean bench
 
 all: build
 
@@ -25,8 +25,14 @@ test:
 test-short:
 	$(GO) test -short -count=1 ./...
 
-# Live replication under random churn (20,000 ops), compared entry by
-# entry; not part of `make test` until it converges (see issue 4).
+# Live replication under random churn, compared entry by entry: 500 ops
+# for CI (without -race, which slows the recorder several times: that run
+# is about convergence; make test covers data races), and 20,000 ops plus
+# churn during the initial crawl, which do not converge every time yet
+# (see docs/ARCHITECTURE.md), opt-in.
+test-churn-small:
+	GEOREP_CHURN=1 GEOREP_CHURN_OPS=500 GEOREP_CHURN_SEED=801 $(GO) test -run 'TestLiveConvergence$$' -count=1 -timeout 10m ./master
+
 test-churn:
 	GEOREP_CHURN=1 GEOREP_CHURN_OPS=20000 $(GO) test -race -run 'TestLiveConvergence|TestLiveChurnDuringInitialCrawl' -count=1 -timeout 20m ./master
 
