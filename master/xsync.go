@@ -79,47 +79,28 @@ func (x *xsync) index(g gfid.GFID, parent gfid.GFID, name string, ino uint64) er
 	x.links = append(x.links, pendingLink{g, gfidx.Link{Parent: parent, Name: name}, ino})
 	x.pending[g] = ino
 	if len(x.links) >= linkBatch && !x.live {
-		return x.flush()
+		return x.flush(-1)
 	}
 	return nil
 }
 
-// flushVerified is a live crawl's flush, at the end of each directory
-// (dirfd): a link is indexed only if its name still holds the inode the
-// crawl saw, checked inside the index transaction — the recorder, which
-// indexes renames as they happen, waits for it, so the crawl never puts
-// back a name the recorder has just moved on (a stale directory link
-// would hide the subtree from path resolution).
-func (x *xsync) flushVerified(dirfd int) error {
+// flush indexes the pending links. A live crawl flushes at the end of
+// each directory (dirfd; -1 otherwise) and indexes a link only if its name
+// still holds the inode the crawl saw, checked inside the index
+// transaction — the recorder, which indexes renames as they happen, waits
+// for it, so the crawl never puts back a name the recorder has just moved
+// on (a stale directory link would hide the subtree from path resolution).
+func (x *xsync) flush(dirfd int) error {
 	if len(x.links) == 0 {
 		return nil
 	}
 	err := x.t.Idx.Update(func(tx *gfidx.Tx) error {
 		for _, p := range x.links {
-			st, err := lstatAt(dirfd, p.l.Name)
-			if err != nil || st.Ino != p.ino {
-				continue
+			if dirfd >= 0 {
+				if st, err := lstatAt(dirfd, p.l.Name); err != nil || st.Ino != p.ino {
+					continue
+				}
 			}
-			if err := tx.AddLink(p.g, p.l); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	x.links = x.links[:0]
-	clear(x.pending)
-	if err != nil {
-		return fmt.Errorf("master: indexing: %w", err)
-	}
-	return nil
-}
-
-func (x *xsync) flush() error {
-	if len(x.links) == 0 {
-		return nil
-	}
-	err := x.t.Idx.Update(func(tx *gfidx.Tx) error {
-		for _, p := range x.links {
 			if err := tx.AddLink(p.g, p.l); err != nil {
 				return err
 			}
@@ -199,7 +180,7 @@ func (x *xsync) crawlRoot() error {
 	if err := x.crawlDir(fd, gfid.Root, true); err != nil {
 		return err
 	}
-	return x.flush()
+	return x.flush(-1)
 }
 
 // crawlDir writes the records of directory dirfd (gfid g) and below; it
@@ -330,7 +311,7 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 		}
 	}
 	if x.live {
-		if err := x.flushVerified(dirfd); err != nil {
+		if err := x.flush(dirfd); err != nil {
 			unix.Close(dirfd)
 			return err
 		}
@@ -344,11 +325,8 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 			// Renamed while we crawled: the recorder, which has recorded
 			// the rename, has indexed where it went; its entries are
 			// named by its gfid, so it is crawled wherever it is now (else
-			// nothing would ever send them).
-			if err := x.flush(); err != nil {
-				unix.Close(dirfd)
-				return err
-			}
+			// nothing would ever send them). (This directory's links were
+			// flushed before its subdirectories.)
 			if err := x.sync(); err != nil {
 				unix.Close(dirfd)
 				return err
