@@ -127,14 +127,13 @@ type processor struct {
 	// For a changelog batch: ops that may fail for want of their
 	// directory (made by a record that was skipped because that directory
 	// is gone from the master); moves of entries gone from the master,
-	// whose old names go at the batch's end if the slave cannot make them;
-	// and those removals.
+	// whose old names go at the batch's end if the slave cannot make them.
 	bestEffort   map[*pb.EntryOp]bool
 	removeOnFail map[*pb.EntryOp]bool
-	leftovers    []*pb.EntryOp
-	// purgeRemovals: what report-only PURGEs found that the master no
+	// removals go at the batch's end, after the purges: the old names of
+	// such moves, and what report-only purges found that the master no
 	// longer has (live sessions).
-	purgeRemovals []*pb.EntryOp
+	removals []*pb.EntryOp
 	// syncRecorder waits until the recorder has indexed every change made
 	// so far (live batches; nil for a crawl's journal); lastSync is when it
 	// last did.
@@ -207,9 +206,6 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 		}
 	}
 	if err := p.flushEntries(ctx); err != nil {
-		return err
-	}
-	if err := p.removeLeftovers(ctx); err != nil {
 		return err
 	}
 	if err := p.purge(ctx); err != nil {
@@ -361,15 +357,6 @@ func (p *processor) entryTx(r *changelog.Record) error {
 // caught up is taken for gone (a change newer than that is in a later
 // segment, whose records see it).
 const lagWindow = 50 * time.Millisecond
-
-// removeLeftovers removes the old names of entries gone from the master
-// whose moves the slave could not make (their new directory is gone too):
-// at the batch's end, once later records have moved out what they move.
-func (p *processor) removeLeftovers(ctx context.Context) error {
-	p.ops = append(p.ops, p.leftovers...)
-	p.leftovers = nil
-	return p.flushEntries(ctx)
-}
 
 // tolerant reports whether data or metadata that finds no entry on the
 // slave is not a failure: in a live session, whose journal (recorded since
@@ -598,7 +585,7 @@ func (p *processor) flushEntries(ctx context.Context) (err error) {
 				p.stats.Skipped++
 				p.m.log.Debug("best-effort op dropped", "op", describe(ops[i]), "error", r.GetError())
 				if remove {
-					p.leftovers = append(p.leftovers, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_UNLINK,
+					p.removals = append(p.removals, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_UNLINK,
 						Gfid: ops[i].GetGfid(), Pargfid: ops[i].GetPargfid(), Name: ops[i].GetName()})
 				}
 				continue
@@ -678,7 +665,7 @@ func (p *processor) purgeReport(op *pb.EntryOp, r *pb.OpResult) {
 					// keeping it may leave a link too many.
 				}
 			}
-			p.purgeRemovals = append(p.purgeRemovals, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_UNLINK,
+			p.removals = append(p.removals, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_UNLINK,
 				Gfid: gs[i], Pargfid: op.GetGfid(), Name: n})
 		}
 		return nil
@@ -739,8 +726,8 @@ func (p *processor) purge(ctx context.Context) error {
 	if err := p.flushEntries(ctx); err != nil {
 		return err
 	}
-	p.ops = append(p.ops, p.purgeRemovals...)
-	p.purgeRemovals = nil
+	p.ops = append(p.ops, p.removals...)
+	p.removals = nil
 	return p.flushEntries(ctx)
 }
 
