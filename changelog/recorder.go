@@ -62,10 +62,14 @@ type Recorder struct {
 
 	// The open segment.
 	data, meta map[gfid.GFID]bool
-	changed    map[gfid.GFID]bool // directories whose xtime moves at rollover
-	first      time.Time          // first record of the open segment
-	last       time.Time          // last event read
-	gap        string             // why the open segment is a gap ("" if not)
+	// born: inodes the recorder gave a gfid in this segment. Their
+	// IN_ATTRIB (its own xattr write, or anything else) adds nothing to
+	// the CREATE, whose op reads the entry as it is when applied.
+	born    map[gfid.GFID]bool
+	changed map[gfid.GFID]bool // directories whose xtime moves at rollover
+	first   time.Time          // first record of the open segment
+	last    time.Time          // last event read
+	gap     string             // why the open segment is a gap ("" if not)
 
 	moves     []pendingMove
 	unwatched map[gfid.GFID]bool // directories a watch could not be added to
@@ -139,6 +143,7 @@ func XtimeKey(ns gfid.Namespace) string { return ns.Name("xtime") }
 
 func (r *Recorder) resetSegment() {
 	r.data, r.meta, r.changed = map[gfid.GFID]bool{}, map[gfid.GFID]bool{}, map[gfid.GFID]bool{}
+	r.born = map[gfid.GFID]bool{}
 	r.first = time.Time{}
 	r.gap = ""
 }
@@ -276,13 +281,10 @@ func (r *Recorder) refresh(dirfd int, name string) (gfid.GFID, error) {
 	if err != nil {
 		return gfid.Zero, err
 	}
-	before, berr := attrsAt(dirfd, name)
 	if err := r.t.NS.Set(beneath.ProcPath(dirfd, name), g); err != nil {
 		return gfid.Zero, err
 	}
-	if berr == nil {
-		r.self[g] = selfWrite{before: before, gen: r.gen}
-	}
+	r.born[g] = true
 	return g, nil
 }
 
@@ -501,7 +503,7 @@ func (r *Recorder) handle(e *event) error {
 			r.addData(g, e.dir)
 		}
 	case e.is(unix.IN_ATTRIB):
-		if g, ok := r.identified(e.dir, e.name); ok {
+		if g, ok := r.identified(e.dir, e.name); ok && !r.born[g] {
 			fd, err := r.dir(e.dir)
 			if err != nil || !r.ownChange(g, fd, e.name) {
 				r.addMeta(g, e.dir)
@@ -609,10 +611,8 @@ func (r *Recorder) created(dir gfid.GFID, name string) error {
 		return err
 	}
 	if isNew {
-		before, berr := attrsAt(fd, name)
 		var derived bool
 		if sub >= 0 {
-			before, berr = attrsOfFD(sub)
 			g, err = r.newDirGFID(sub)
 		} else {
 			g, derived, err = r.t.EnsureGFID(fd, dir, name, &st)
@@ -623,10 +623,8 @@ func (r *Recorder) created(dir gfid.GFID, name string) error {
 		if derived && r.knows(g, link) {
 			return nil
 		}
-		if berr == nil && !derived {
-			// Our gfid write's IN_ATTRIB is not a change.
-			r.self[g] = selfWrite{before: before, gen: r.gen}
-		}
+		// Our gfid write's IN_ATTRIB is not a change.
+		r.born[g] = true
 	} else {
 		var other []gfidx.Link
 		r.t.Idx.View(func(tx *gfidx.Tx) error {
