@@ -140,20 +140,8 @@ func (w *latTable) text() string {
 func (w *latTable) markdown() string {
 	header, rows, notes := w.cells()
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n### %s: %s\n\n| %s |\n|---|", w.id, w.title, strings.Join(header, " | "))
-	for range header[1:] {
-		b.WriteString("---:|")
-	}
-	b.WriteString("\n")
-	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s |\n", strings.Join(r, " | "))
-	}
-	if len(notes) > 0 {
-		b.WriteString("\n")
-		for _, n := range notes {
-			fmt.Fprintf(&b, "- %s\n", n)
-		}
-	}
+	fmt.Fprintf(&b, "\n### %s: %s\n\n", w.id, w.title)
+	markdownTable(&b, header, rows, notes)
 	return b.String()
 }
 

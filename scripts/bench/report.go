@@ -198,25 +198,27 @@ func (w *workload) markdown() string {
 	header, rows, notes := w.table()
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n### %s: %s\n\n%s\n\n", w.id, w.title, w.subtitle())
-	fmt.Fprintf(&b, "| %s |\n|", strings.Join(header, " | "))
-	for i := range header {
-		if i == 0 {
-			b.WriteString("---|")
-		} else {
-			b.WriteString("---:|")
-		}
+	markdownTable(&b, header, rows, notes)
+	return b.String()
+}
+
+// markdownTable writes a table (first column left-aligned, the rest
+// right-aligned) and its notes as a list.
+func markdownTable(b *strings.Builder, header []string, rows [][]string, notes []string) {
+	fmt.Fprintf(b, "| %s |\n|---|", strings.Join(header, " | "))
+	for range header[1:] {
+		b.WriteString("---:|")
 	}
 	b.WriteString("\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s |\n", strings.Join(r, " | "))
+		fmt.Fprintf(b, "| %s |\n", strings.Join(r, " | "))
 	}
 	if len(notes) > 0 {
 		b.WriteString("\n")
 		for _, n := range notes {
-			fmt.Fprintf(&b, "- %s\n", n)
+			fmt.Fprintf(b, "- %s\n", n)
 		}
 	}
-	return b.String()
 }
 
 const legend = `wall: the master / rsync client process from start to exit (the slave and the rsync daemon are started, untimed, before each run).
