@@ -19,7 +19,8 @@ import (
 
 func newMaster(t *testing.T, root, addr string, mod func(*master.Config)) *master.Master {
 	t.Helper()
-	cfg := master.Config{Root: root, Slave: addr, StateDir: filepath.Join(t.TempDir(), "master-state"), Logger: testenv.Logger(t, "master")}
+	// GEOREP_WATCHER picks the live recorder's event source (default auto).
+	cfg := master.Config{Root: root, Slave: addr, StateDir: filepath.Join(t.TempDir(), "master-state"), Logger: testenv.Logger(t, "master"), Watcher: os.Getenv("GEOREP_WATCHER")}
 	if mod != nil {
 		mod(&cfg)
 	}
