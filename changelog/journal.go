@@ -109,6 +109,24 @@ func (w *Writer) Commit() error {
 	return syncDir(filepath.Dir(w.final))
 }
 
+// CommitVolatile names the journal like Commit, without syncing it: for
+// a journal of the moment, which a crash may lose (it is made again).
+func (w *Writer) CommitVolatile() error {
+	if err := w.w.Flush(); err != nil {
+		w.Abort()
+		return fmt.Errorf("changelog: flushing %s: %w", w.tmp, err)
+	}
+	if err := w.f.Close(); err != nil {
+		os.Remove(w.tmp)
+		return fmt.Errorf("changelog: closing %s: %w", w.tmp, err)
+	}
+	if err := os.Rename(w.tmp, w.final); err != nil {
+		os.Remove(w.tmp)
+		return fmt.Errorf("changelog: naming %s: %w", w.final, err)
+	}
+	return nil
+}
+
 // Abort discards the journal.
 func (w *Writer) Abort() {
 	w.f.Close()

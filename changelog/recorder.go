@@ -489,6 +489,9 @@ func (r *Recorder) addEntry(rec *Record) {
 
 // handle turns one event into records.
 func (r *Recorder) handle(e *event) error {
+	if r.log.IsTrace() {
+		r.log.Trace("event", "mask", fmt.Sprintf("%#x", e.mask), "dir", e.dir, "name", fmt.Sprintf("%q", e.name), "known", e.known, "self", e.self, "cookie", e.cookie)
+	}
 	if !e.known {
 		return nil // a watch removed since
 	}
@@ -1083,8 +1086,19 @@ func (r *Recorder) rollover() error {
 		if err != nil {
 			continue
 		}
+		// Its own descriptor: the drain below may close the cached one
+		// (a directory removed, the cache emptied), and its number be
+		// reused for another inode.
+		if fd, err = unix.Dup(fd); err != nil {
+			continue
+		}
 		targets = append(targets, target{g, fd, a})
 	}
+	defer func() {
+		for _, t := range targets {
+			unix.Close(t.fd)
+		}
+	}()
 	changed := r.changed
 	r.changed = map[gfid.GFID]bool{}
 	if err := r.drain(); err != nil {

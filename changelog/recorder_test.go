@@ -301,7 +301,9 @@ func testRecorderMore(t *testing.T, watcher string) {
 	}
 	recs = f.records()
 	fl := f.gfidOf("d/flicker")
-	if !find(recs, func(r changelog.Record) bool { return r.Op == changelog.OpCreate && r.GFID == fl && r.Name == "flicker" }) {
+	if !find(recs, func(r changelog.Record) bool {
+		return r.Op == changelog.OpCreate && r.GFID == fl && r.Name == "flicker"
+	}) {
 		t.Fatalf("made and removed 49 times, then made: records %v", recs)
 	}
 

@@ -1,11 +1,13 @@
 package master
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -13,6 +15,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/georep/georep/changelog"
+	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/gfidx"
 )
 
 // DefaultBatchSize is how many journal segments one changelog batch takes
@@ -281,6 +285,88 @@ func (m *Master) liveCrawl(ctx context.Context, l *link, sync func(context.Conte
 	return stime, nil
 }
 
+// reconcile crawls directories dirs (not below) and applies what it found
+// (see liveBatch). Directories the slave turns out to lack are made by
+// reconciling their parents, then reconciled themselves: a few rounds at
+// most, as deep as the slave's copy lags.
+func (m *Master) reconcile(ctx context.Context, l *link, dirs []gfid.GFID, sync func(context.Context) error) (BatchStats, error) {
+	var total BatchStats
+	syncFn := func() error { return sync(ctx) }
+	done := map[gfid.GFID]int{}
+	for round := 0; len(dirs) > 0; round++ {
+		if round == maxReconcileRounds {
+			return total, fmt.Errorf("master: reconciling directories: the slave still lacks %d after %d rounds", len(dirs), round)
+		}
+		if err := syncFn(); err != nil {
+			return total, err
+		}
+		dirs = m.parentsFirst(dirs)
+		journal, err := m.crawlDirs(time.Now(), dirs, syncFn)
+		if err != nil {
+			return total, err
+		}
+		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, trustRecords: true, live: true,
+			reconcile: true, missing: map[gfid.GFID]bool{}, syncRecorder: sync, lastSync: time.Now()}
+		err = p.run(ctx, journal)
+		os.Remove(journal)
+		if err != nil {
+			return total, err
+		}
+		total.Add(p.stats)
+		// The next round: each missing directory, after its parent.
+		next := map[gfid.GFID]bool{}
+		m.tree.Idx.View(func(tx *gfidx.Tx) error {
+			for g := range p.missing {
+				if done[g] > 2 {
+					continue // not on the master any more (its removal is recorded)
+				}
+				done[g]++
+				next[g] = true
+				if ls := tx.Links(g); len(ls) > 0 {
+					next[ls[0].Parent] = true
+				}
+			}
+			return nil
+		})
+		dirs = dirs[:0]
+		for g := range next {
+			dirs = append(dirs, g)
+		}
+	}
+	return total, nil
+}
+
+// maxReconcileRounds bounds the rounds of one reconciliation: each round
+// makes one more level of directories the slave lacked.
+const maxReconcileRounds = 64
+
+// parentsFirst orders directories by depth in the master's tree (as the
+// index has it), so that a directory is made before what it holds.
+func (m *Master) parentsFirst(dirs []gfid.GFID) []gfid.GFID {
+	depth := make(map[gfid.GFID]int, len(dirs))
+	m.tree.Idx.View(func(tx *gfidx.Tx) error {
+		for _, g := range dirs {
+			d := 0
+			for p := g; p != gfid.Root && d < 4096; d++ {
+				ls := tx.Links(p)
+				if len(ls) == 0 {
+					break
+				}
+				p = ls[0].Parent
+			}
+			depth[g] = d
+		}
+		return nil
+	})
+	sort.SliceStable(dirs, func(i, j int) bool {
+		if depth[dirs[i]] != depth[dirs[j]] {
+			return depth[dirs[i]] < depth[dirs[j]]
+		}
+		return bytes.Compare(dirs[i][:], dirs[j][:]) < 0
+	})
+	return dirs
+}
+
 // liveBatch applies journal segments as one batch.
 func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segment, sync func(context.Context) error) error {
 	var paths []string
@@ -294,7 +380,8 @@ func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segmen
 	}
 	return m.retry(ctx, "batch", func() error {
 		t0 := time.Now()
-		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, syncRecorder: sync, live: true}
+		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, syncRecorder: sync, live: true,
+			touched: map[gfid.GFID]bool{}}
 		// The index follows the tree as the recorder sees it: let it
 		// catch up before the batch reads the tree.
 		if err := sync(ctx); err != nil {
@@ -304,8 +391,19 @@ func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segmen
 		if err := p.run(ctx, paths...); err != nil {
 			return err
 		}
+		// Then the directories the batch touched are made to hold what
+		// the master's hold now: replayed under churn, a record may have
+		// found its entry gone, moved on, or its directory not made yet
+		// on the slave; what one batch left out, its reconciliation
+		// brings, and a later change is reconciled by a later batch.
+		q, err := m.reconcile(ctx, l, p.touchedDirs(), sync)
+		if err != nil {
+			return err
+		}
 		m.log.Debug("batch applied", "segments", len(paths), "entry_ops", p.stats.EntryOps, "files", p.stats.Files,
-			"meta_ops", p.stats.MetaOps, "bytes_sent", p.stats.BytesSent, "took", time.Since(t0).Round(time.Millisecond))
+			"meta_ops", p.stats.MetaOps, "bytes_sent", p.stats.BytesSent,
+			"reconciled_dirs", len(p.touched), "reconcile_entry_ops", q.EntryOps, "reconcile_files", q.Files,
+			"took", time.Since(t0).Round(time.Millisecond))
 		return nil
 	})
 }

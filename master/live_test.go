@@ -103,6 +103,16 @@ func newChurn(t *testing.T, root string, n int64, opt churn.Options) *churn.Chur
 		}
 		t.Logf("churn: %s", c.Stats())
 		h := c.History()
+		if p := os.Getenv("GEOREP_CHURN_HISTORY"); p != "" {
+			// The whole history, for tracing a difference back.
+			var b strings.Builder
+			for _, e := range h {
+				fmt.Fprintf(&b, "%s\n", e)
+			}
+			if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+				t.Logf("writing GEOREP_CHURN_HISTORY: %v", err)
+			}
+		}
 		if len(h) > 100 {
 			h = h[len(h)-100:]
 		}

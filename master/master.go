@@ -472,6 +472,30 @@ func (m *Master) crawl(stime time.Time, recorderSync func() error) (CrawlStats, 
 	return x.stats, path, nil
 }
 
+// crawlDirs writes an XSYNC journal of directories dirs alone (not what
+// is below them), beside the recorder: what reconciles the slave's copies
+// of the directories a changelog batch touched with the master's now.
+func (m *Master) crawlDirs(stime time.Time, dirs []gfid.GFID, recorderSync func() error) (string, error) {
+	dir := filepath.Join(m.cfg.StateDir, "xsync")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("xsync dir: %w", err)
+	}
+	path := filepath.Join(dir, "XSYNC-DIRS."+strconv.FormatInt(stime.UnixNano(), 10))
+	w, err := changelog.Create(path, changelog.Header{Type: changelog.TypeXsync, StartNS: stime.UnixNano()})
+	if err != nil {
+		return "", err
+	}
+	x := &xsync{t: m.tree, w: w, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]uint64{}, live: true, shallow: true, sync: recorderSync}
+	if err := x.crawlDirs(dirs); err != nil {
+		w.Abort()
+		return "", err
+	}
+	if err := w.CommitVolatile(); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
 // advance records that the slave has everything up to stime: first on the
 // slave (which makes its tree durable first), then the session's stime and
 // entry stime on the master root.

@@ -1,10 +1,12 @@
 package master
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -140,6 +142,13 @@ type processor struct {
 	syncRecorder func(context.Context) error
 	lastSync     time.Time
 	dir          dirFDs
+	// touched: the directories a changelog batch's entry records name
+	// (reconciled after it); nil for a crawl's journal. reconcile: this
+	// is such a reconciliation, whose purges remove every extra name but
+	// a directory the master has elsewhere.
+	touched   map[gfid.GFID]bool
+	reconcile bool
+	missing   map[gfid.GFID]bool // reconcile: directories the slave lacks
 }
 
 // dirFDs caches a few master directory descriptors by gfid while records
@@ -258,6 +267,15 @@ func (p *processor) readEntries(ctx context.Context, path string) error {
 			}
 			return nil
 		}
+		if p.touched != nil {
+			p.touched[r.Parent] = true
+			switch r.Op {
+			case changelog.OpRename:
+				p.touched[r.Parent2] = true
+			case changelog.OpPurge, changelog.OpMkdir:
+				p.touched[r.GFID] = true
+			}
+		}
 		if p.m.cfg.IgnoreDeletes && (r.Op == changelog.OpPurge || r.Op == changelog.OpUnlink || r.Op == changelog.OpRmdir) {
 			return nil
 		}
@@ -316,6 +334,17 @@ func (p *processor) addData(g gfid.GFID) {
 	p.pendingData = append(p.pendingData, g)
 }
 
+// touchedDirs lists the directories the batch's entry records named, in
+// a stable order.
+func (p *processor) touchedDirs() []gfid.GFID {
+	out := make([]gfid.GFID, 0, len(p.touched))
+	for g := range p.touched {
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i][:], out[j][:]) < 0 })
+	return out
+}
+
 // errLag says an entry was not found where the index says, and the index
 // may lag the tree (the recorder indexes changes a few ms after them).
 var errLag = errors.New("master: the index may lag the tree")
@@ -344,6 +373,9 @@ func (p *processor) entryTx(r *changelog.Record) error {
 				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_RMDIR
 			}
 			p.ops = append(p.ops, op)
+			if p.bestEffort != nil {
+				p.bestEffort[op] = true
+			}
 			return nil
 		}
 		if p.trustRecords {
@@ -526,12 +558,10 @@ func (p *processor) liveEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp)
 		p.stats.Skipped++ // a symlink that could not be read
 		return nil
 	}
-	if op.Type == pb.EntryOpType_ENTRY_OP_TYPE_CREATE && e.St.Mode&unix.S_IFMT == unix.S_IFREG {
-		// Replayed after a restart, the slave may have it current already.
-		if xs, err := readXattrs(beneath.ProcPath(e.DirFD, e.Name), false, os.Geteuid() == 0); err == nil {
-			op.CheckCurrent, op.Size, op.MtimeNs, op.Xattrs = true, e.St.Size, e.St.Mtim.Nano(), xs
-		}
-	}
+	// No CheckCurrent: the slave's copy may have the new size and mtime
+	// with old content (a metadata op of an earlier batch read the tree
+	// after the write), and "current" would drop the data this batch's D
+	// record must send (see post).
 	p.ops = append(p.ops, op)
 	p.bestEffort[op] = true
 	return nil
@@ -577,10 +607,32 @@ func (p *processor) flushEntries(ctx context.Context) (err error) {
 			p.m.log.Trace("entry op", "op", describe(ops[i]), "parent", fmt.Sprintf("%x", ops[i].GetPargfid()),
 				"to", fmt.Sprintf("%x/%q", ops[i].GetPargfid2(), ops[i].GetName2()), "status", r.GetStatus(), "error", r.GetError())
 		}
+		if p.reconcile && r.GetStatus() == pb.OpStatus_OP_STATUS_FAILED && r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID &&
+			ops[i].GetType() != pb.EntryOpType_ENTRY_OP_TYPE_PURGE {
+			// The slave lacks the directory (its making was dropped, or
+			// its parent was not reconciled yet): the directory's
+			// ancestors are reconciled next (see Master.reconcile).
+			if g, err := gfid.FromBytes(ops[i].GetPargfid()); err == nil {
+				p.missing[g] = true
+			}
+			p.stats.Skipped++
+			continue
+		}
 		if p.bestEffort[ops[i]] {
 			delete(p.bestEffort, ops[i])
 			remove := p.removeOnFail[ops[i]]
 			delete(p.removeOnFail, ops[i])
+			if r.GetStatus() == pb.OpStatus_OP_STATUS_FAILED && p.touched != nil && r.GetCode() != pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID {
+				// Replayed on a slave that a reconciliation brought ahead
+				// of this record (a directory already moved beneath its
+				// destination, a name already taken): the batch's
+				// reconciliation of the directories it names decides.
+				// What truly cannot be applied there (no space, no
+				// permission) fails that reconciliation.
+				p.stats.Skipped++
+				p.m.log.Debug("replayed op not applied; left to the reconciliation", "op", describe(ops[i]), "error", r.GetError())
+				continue
+			}
 			if r.GetStatus() == pb.OpStatus_OP_STATUS_FAILED && r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID {
 				p.stats.Skipped++
 				p.m.log.Debug("best-effort op dropped", "op", describe(ops[i]), "error", r.GetError())
@@ -596,6 +648,11 @@ func (p *processor) flushEntries(ctx context.Context) (err error) {
 		}
 		if ops[i].GetType() == pb.EntryOpType_ENTRY_OP_TYPE_PURGE && p.tolerant() &&
 			r.GetStatus() == pb.OpStatus_OP_STATUS_FAILED && r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID {
+			if p.reconcile {
+				if g, err := gfid.FromBytes(ops[i].GetGfid()); err == nil {
+					p.missing[g] = true
+				}
+			}
 			// A directory the slave never had holds nothing to purge.
 			p.stats.Skipped++
 			continue
@@ -652,7 +709,11 @@ func (p *processor) purgeReport(op *pb.EntryOp, r *pb.OpResult) {
 			if err == nil {
 				if e, ferr := p.m.tree.Find(tx, g); ferr == nil {
 					unix.Close(e.DirFD)
-					if e.St.Mode&unix.S_IFMT == unix.S_IFDIR || e.St.Nlink > 1 {
+					if p.reconcile && e.St.Mode&unix.S_IFMT == unix.S_IFDIR {
+						// Moved: reconciling its new parent moves it.
+						continue
+					}
+					if !p.reconcile && (e.St.Mode&unix.S_IFMT == unix.S_IFDIR || e.St.Nlink > 1) {
 						// Moved since (a directory, subtree and all), or one
 						// of several names of a file: the record that moves
 						// or removes it comes later; removing it now would
@@ -942,6 +1003,9 @@ func (p *processor) syncMeta(ctx context.Context) error {
 		}
 		for i, r := range resp.GetResults() {
 			g, _ := gfid.FromBytes(ops[i].GetGfid())
+			if p.m.log.IsTrace() {
+				p.m.log.Trace("metadata", "gfid", g, "mode", fmt.Sprintf("%o", ops[i].GetMode()), "mtime", ops[i].GetMtimeNs(), "status", r.GetStatus(), "error", r.GetError())
+			}
 			if r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID && p.tolerant() {
 				p.stats.Skipped++ // as for data (see account)
 				continue

@@ -48,6 +48,9 @@ type xsync struct {
 	// until the recorder has indexed every change made so far.
 	live bool
 	sync func() error
+	// shallow: crawl the directories named, not what is below them
+	// (reconciling the directories a changelog batch touched).
+	shallow bool
 
 	warnedDerived bool
 	// pending index links, flushed in large transactions.
@@ -179,6 +182,36 @@ func (x *xsync) crawlRoot() error {
 	}
 	if err := x.crawlDir(fd, gfid.Root, true); err != nil {
 		return err
+	}
+	return x.flush(-1)
+}
+
+// crawlDirs writes the records of each directory in dirs, not of what is
+// below them; a directory gone from the master is skipped (its removal is
+// recorded).
+func (x *xsync) crawlDirs(dirs []gfid.GFID) error {
+	for _, g := range dirs {
+		var fd int
+		err := x.t.Idx.View(func(tx *gfidx.Tx) error {
+			var err error
+			fd, err = x.t.OpenDir(tx, g)
+			return err
+		})
+		if errors.Is(err, errGone) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		// The directory's own metadata last goes after what the
+		// reconciliation does in it.
+		if err := x.add(&changelog.Record{Kind: changelog.KindMeta, GFID: g, Op: changelog.OpSetattr}); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		if err := x.crawlDir(fd, g, g == gfid.Root); err != nil {
+			return err
+		}
 	}
 	return x.flush(-1)
 }
@@ -315,6 +348,9 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 			unix.Close(dirfd)
 			return err
 		}
+	}
+	if x.shallow {
+		subdirs = nil
 	}
 	for _, s := range subdirs {
 		fd, err := unix.Openat(dirfd, s.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)

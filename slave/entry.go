@@ -347,10 +347,20 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 	// The gfid may live under another name: an xsync crawl found a renamed
 	// or hardlinked entry, or a conflict parked it in limbo. Reuse it: a
 	// directory moves, a file gains a link (the old name is purged later),
-	// and no data is sent again. Symlinks and device nodes carry no data:
-	// they are made anew, with the target and device the op says.
+	// and no data is sent again. Device nodes, and symlinks with another
+	// target, are made anew, with the device and target the op says.
 	if h, st, err := c.find(r.g); err == nil {
-		reuse := st.Mode&unix.S_IFMT == wantFmt && (wantFmt == unix.S_IFDIR || wantFmt == unix.S_IFREG)
+		// FIFOs and sockets carry nothing but metadata: reused too, so
+		// that a replayed op does not replace one with a new inode.
+		reuse := st.Mode&unix.S_IFMT == wantFmt && (wantFmt == unix.S_IFDIR || wantFmt == unix.S_IFREG ||
+			wantFmt == unix.S_IFIFO || wantFmt == unix.S_IFSOCK)
+		if !reuse && wantFmt == unix.S_IFLNK && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			// A symlink with the same target is the same symlink (a
+			// target never changes in place): not a second inode with
+			// one gfid.
+			cur, err := readlinkAt(h.dirfd, h.name)
+			reuse = err == nil && cur == r.target
+		}
 		switch {
 		case reuse:
 		case h.parent == limboGFID:

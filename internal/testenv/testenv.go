@@ -52,11 +52,22 @@ func StartSlave(t testing.TB, root string, opts ...grpc.ServerOption) *Slave {
 }
 
 // Logger logs through t at warn level (debug with -v and GEOREP_TEST_DEBUG).
-// Its level is warn, or GEOREP_TEST_LOG (e.g. trace: every record and op).
+// Its level is warn, or GEOREP_TEST_LOG (e.g. trace: every record and op);
+// GEOREP_TEST_LOG_FILE sends it to a file.
 func Logger(t testing.TB, name string) hclog.Logger {
 	lvl := hclog.Warn
 	if l := hclog.LevelFromString(os.Getenv("GEOREP_TEST_LOG")); l != hclog.NoLevel {
 		lvl = l
+	}
+	if p := os.Getenv("GEOREP_TEST_LOG_FILE"); p != "" {
+		// Appended to a file instead of the test's output: much cheaper
+		// when tracing a long run (each test's loggers share the file).
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			t.Fatalf("GEOREP_TEST_LOG_FILE: %v", err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return hclog.New(&hclog.LoggerOptions{Name: name, Level: lvl, Output: f, TimeFormat: "15:04:05.000000"})
 	}
 	return hclog.New(&hclog.LoggerOptions{Name: name, Level: lvl, Output: writer{t}})
 }
