@@ -249,9 +249,7 @@ func (m *Master) connect(ctx context.Context) (*pb.HandshakeResponse, error) {
 	} else if err := tlsconf.CheckPlaintext(m.cfg.Slave, m.cfg.Insecure); err != nil {
 		return nil, err // New checked it already
 	}
-	conn, err := grpc.NewClient(m.cfg.Slave,
-		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(slave.MaxMessage), grpc.MaxCallSendMsgSize(slave.MaxMessage)))
+	conn, err := grpc.NewClient(m.cfg.Slave, append(slave.DialOptions(), grpc.WithTransportCredentials(creds))...)
 	if err != nil {
 		return nil, fmt.Errorf("slave %s: %w", m.cfg.Slave, err)
 	}

@@ -35,6 +35,15 @@ func ServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
 	return opts
 }
 
+// DialOptions are the gRPC options a master dials its slave with: the same
+// message limit both ways, so that neither end accepts (or builds) a
+// message the other would refuse.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessage), grpc.MaxCallSendMsgSize(MaxMessage)),
+	}
+}
+
 // Serve serves s on lis until ctx is done, then stops gracefully (giving
 // in-flight calls a few seconds). creds secures the link (mutual TLS, see
 // internal/tlsconf); nil serves plaintext, which only a loopback listener

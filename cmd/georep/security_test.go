@@ -174,3 +174,113 @@ func TestPlaintextRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestProcessesOneMasterPerSlave: while one master holds the slave root,
+// a second master (another session, another identity) is refused with a
+// clear reason naming the holder; once the holder vanishes without ending
+// its session (SIGKILL), the second master takes over, but only after the
+// holder's lease expired.
+func TestProcessesOneMasterPerSlave(t *testing.T) {
+	certs := filepath.Join(t.TempDir(), "certs")
+	makeCerts(t, certs, "slave", "m1", "m2")
+	m1root, m2root, sroot := t.TempDir(), t.TempDir(), t.TempDir()
+	for _, r := range []string{m1root, m2root} {
+		if err := os.WriteFile(filepath.Join(r, "from-"+filepath.Base(r)), []byte(r), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const lease = 3 * time.Second
+	addr := startSlaveProcess(t, sroot, "--tls-dir", certs, "--allow-master", "m1,m2", "--timeout", lease.String())
+	tlsArgs := func(name string) []string {
+		return []string{"--tls-dir", certs, "--tls-name", name, "--slave-name", "slave"}
+	}
+
+	// m1 replicates live and holds the root.
+	m1 := exec.Command(georepBin, append([]string{"master", "--root", m1root, "--slave", addr,
+		"--state-dir", filepath.Join(t.TempDir(), "m1-state")}, tlsArgs("m1")...)...)
+	var m1err bytes.Buffer
+	m1.Stderr = &m1err
+	if err := m1.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- m1.Wait() }()
+	defer func() {
+		m1.Process.Kill()
+		<-exited
+	}()
+	waitForFile(t, filepath.Join(sroot, "from-"+filepath.Base(m1root)), exited, &m1err)
+
+	m2 := func() (int, string, string) {
+		return georep(t, append([]string{"master", "--root", m2root, "--slave", addr, "--oneshot", "--retries", "1",
+			"--state-dir", filepath.Join(filepath.Dir(m2root), "m2-state")}, tlsArgs("m2")...)...)
+	}
+	code, out, errs := m2()
+	if code != 1 {
+		t.Fatalf("second master while the first holds the root: exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	last := lastLine(errs)
+	for _, want := range []string{"refused the session", "held by another master", `master "m1"`, m1root, "one master per slave root", "lease"} {
+		if !strings.Contains(last, want) {
+			t.Errorf("reason %q lacks %q", last, want)
+		}
+	}
+	t.Logf("refusal: %s", last)
+	if _, err := os.Stat(filepath.Join(sroot, "from-"+filepath.Base(m2root))); err == nil {
+		t.Fatal("the refused master's file reached the slave")
+	}
+
+	// m1 vanishes without ending its session: the slave keeps the root
+	// for m1 until the lease runs out, then m2 takes it over.
+	if err := m1.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	deadline := killed.Add(time.Minute)
+	refusals := 0
+	for {
+		code, out, errs = m2()
+		if code == 0 {
+			break
+		}
+		if !strings.Contains(errs, "held by another master") {
+			t.Fatalf("second master after the first vanished: exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+		}
+		refusals++
+		if time.Now().After(deadline) {
+			t.Fatalf("no takeover within a minute of the holder's death: %s", lastLine(errs))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Taken over no sooner than a lease after the holder's last call,
+	// which came at most a third of a lease before it died.
+	if took := time.Since(killed); took < lease-lease/3 {
+		t.Errorf("taken over %s after the holder died, within its lease of %s", took, lease)
+	}
+	t.Logf("taken over after %d refusals, %s after the holder died", refusals, time.Since(killed).Round(time.Millisecond))
+	if _, err := os.Stat(filepath.Join(sroot, "from-"+filepath.Base(m2root))); err != nil {
+		t.Fatalf("the second master's file is not on the slave after the takeover: %v", err)
+	}
+}
+
+// waitForFile waits until path exists, failing the test when the process
+// behind exited exits first or a minute passes.
+func waitForFile(t *testing.T, path string, exited chan error, log *bytes.Buffer) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("process exited: %v\n%s", err, log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear within a minute\n%s", path, log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
