@@ -621,9 +621,12 @@ func (ds *dataStream) finish(in *incoming) outcome {
 	if err := unix.Fchmod(target, h.GetMode()&0o7777); err != nil {
 		return failed(fmt.Errorf("chmod %s: %w", in.g, err))
 	}
-	ts := []unix.Timespec{unix.NsecToTimespec(h.GetAtimeNs()), unix.NsecToTimespec(h.GetMtimeNs())}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, beneath.FDPath(target), ts, 0); err != nil {
+	note, err := setTimes(unix.AT_FDCWD, beneath.FDPath(target), 0, h.GetAtimeNs(), h.GetMtimeNs())
+	if err != nil {
 		return failed(fmt.Errorf("setting times of %s: %w", in.g, err))
+	}
+	if note != "" {
+		partial = errors.Join(partial, errors.New(note))
 	}
 	if target == in.fd {
 		if err := ds.install(in); err != nil {
