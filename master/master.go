@@ -166,7 +166,7 @@ func New(cfg Config) (*Master, error) {
 		root.Close()
 		return nil, err
 	}
-	m := &Master{cfg: cfg, log: log, tree: &tree{&mtree.Tree{Root: root, NS: ns, Idx: idx}}}
+	m := &Master{cfg: cfg, log: log, tree: &tree{Tree: &mtree.Tree{Root: root, NS: ns, Idx: idx}}}
 	m.marks = marks.NewStore(cfg.Root, ns, filepath.Join(cfg.StateDir, "marks.json"))
 	if m.volumeID, err = m.marks.VolumeID(true); err != nil {
 		m.Close()
@@ -364,6 +364,12 @@ func (m *Master) open(ctx context.Context) (*link, error) {
 		}
 	}
 	m.log.Info("session open", "slave", m.cfg.Slave, "slave_root", hs.GetSlaveRoot(), "privileged_slave", hs.GetPrivileged())
+	privileged := os.Geteuid() == 0
+	m.tree.privXattrs.Store(privileged && hs.GetPrivileged())
+	if privileged && !hs.GetPrivileged() {
+		m.log.Warn("the slave runs unprivileged: owners it may not set are reported per entry (applied in part), " +
+			"trusted.* and security.* xattrs are not replicated, and device nodes cannot be made there")
+	}
 
 	lctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup

@@ -123,7 +123,7 @@ func New(cfg Config) (*Slave, error) {
 			s.Close()
 		}
 	}()
-	s.tree = &tree{root: root, ns: ns}
+	s.tree = &tree{root: root, ns: ns, unprivileged: !s.privileged}
 	// One slave process per root: an exclusive lock on the root itself.
 	if err := unix.Flock(root.FD(), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return nil, fmt.Errorf("slave: root %s is in use by another georep slave: %w", cfg.Root, err)

@@ -44,11 +44,21 @@ var listenRE = regexp.MustCompile(`listen=(127\.0\.0\.1:[0-9]+)`)
 // address; extra are more flags (by default --insecure).
 func startSlaveProcess(t *testing.T, root string, extra ...string) string {
 	t.Helper()
+	return startSlaveProcessAs(t, nil, root, filepath.Join(t.TempDir(), "slave-state"), extra...)
+}
+
+// startSlaveProcessAs is startSlaveProcess with the process's credentials
+// (nil: the test's) and state directory.
+func startSlaveProcessAs(t *testing.T, cred *syscall.Credential, root, stateDir string, extra ...string) string {
+	t.Helper()
 	if len(extra) == 0 {
 		extra = []string{"--insecure"}
 	}
 	cmd := exec.Command(georepBin, append([]string{"slave", "--root", root, "--listen", "127.0.0.1:0",
-		"--state-dir", filepath.Join(t.TempDir(), "slave-state")}, extra...)...)
+		"--state-dir", stateDir}, extra...)...)
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
