@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -44,12 +45,51 @@ var listenRE = regexp.MustCompile(`listen=(127\.0\.0\.1:[0-9]+)`)
 // address; extra are more flags (by default --insecure).
 func startSlaveProcess(t *testing.T, root string, extra ...string) string {
 	t.Helper()
-	return startSlaveProcessAs(t, nil, root, filepath.Join(t.TempDir(), "slave-state"), extra...)
+	return startSlaveProcessAs(t, nil, nil, root, filepath.Join(t.TempDir(), "slave-state"), extra...)
+}
+
+// lineLog collects a process's log lines.
+type lineLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *lineLog) add(s string) {
+	l.mu.Lock()
+	l.lines = append(l.lines, s)
+	l.mu.Unlock()
+}
+
+// eventually reports whether a line holding all of parts comes within 10 s
+// (the log reaches the test through a pipe, a little after the fact).
+func (l *lineLog) eventually(parts ...string) bool {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if l.contains(parts...) {
+			return true
+		}
+	}
+	return false
+}
+
+// contains reports whether a line holds all of parts.
+func (l *lineLog) contains(parts ...string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+next:
+	for _, line := range l.lines {
+		for _, p := range parts {
+			if !strings.Contains(line, p) {
+				continue next
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // startSlaveProcessAs is startSlaveProcess with the process's credentials
-// (nil: the test's) and state directory.
-func startSlaveProcessAs(t *testing.T, cred *syscall.Credential, root, stateDir string, extra ...string) string {
+// (nil: the test's) and state directory; log (if not nil) gets its log.
+func startSlaveProcessAs(t *testing.T, cred *syscall.Credential, log *lineLog, root, stateDir string, extra ...string) string {
 	t.Helper()
 	if len(extra) == 0 {
 		extra = []string{"--insecure"}
@@ -85,6 +125,9 @@ func startSlaveProcessAs(t *testing.T, cred *syscall.Credential, root, stateDir 
 		sc := bufio.NewScanner(stderr)
 		sent := false
 		for sc.Scan() {
+			if log != nil {
+				log.add(sc.Text())
+			}
 			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil && !sent {
 				addr <- m[1]
 				sent = true

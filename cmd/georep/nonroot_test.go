@@ -88,7 +88,7 @@ func TestProcessesUnprivilegedSlave(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	addr := startSlaveProcessAs(t, &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{extraGroup}},
+	addr := startSlaveProcessAs(t, &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{extraGroup}}, nil,
 		sroot, sstate, "--insecure")
 	args := []string{"--root", mroot, "--slave", addr, "--state-dir", filepath.Join(base, "master-state"), "--oneshot", "--insecure"}
 	partialRE := regexp.MustCompile(`partial\s+(\d+) ops applied in part`)

@@ -71,7 +71,9 @@ func TestProcessesTLS(t *testing.T) {
 	if err := os.WriteFile(both, bundle, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := startSlaveProcess(t, sroot, "--tls-dir", certs, "--allow-master", "master")
+	slaveLog := &lineLog{}
+	addr := startSlaveProcessAs(t, nil, slaveLog, sroot, filepath.Join(t.TempDir(), "slave-state"),
+		"--tls-dir", certs, "--allow-master", "master")
 	state := filepath.Join(t.TempDir(), "master-state")
 	master := func(extra ...string) (int, string, string) {
 		t.Helper()
@@ -88,17 +90,23 @@ func TestProcessesTLS(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(mroot, "must not arrive"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if !slaveLog.eventually("master session opened", `master \"master\"`) {
+		t.Errorf("the slave did not log the master's certificate identity")
+	}
 	cases := []struct {
 		name string
 		args []string
 		want string
+		// slaveLog: what the slave logs of the refusal ("": nothing
+		// reached it)
+		slaveLog string
 	}{
-		{"master cert from another CA", []string{"--tls-dir", foreign, "--slave-name", "slave", "--ca", both}, "remote error: tls: unknown certificate authority"},
-		{"master name not allowed", []string{"--tls-dir", certs, "--tls-name", "intruder", "--slave-name", "slave"}, "remote error: tls: bad certificate"},
-		{"master cert from another CA, locally", []string{"--tls-dir", foreign, "--slave-name", "slave", "--ca", filepath.Join(certs, "ca.pem")}, "does not verify against CA"},
-		{"slave cert with the wrong name", []string{"--tls-dir", certs, "--slave-name", "backup"}, "not backup"},
-		{"master trusting another CA", []string{"--tls-dir", foreign, "--slave-name", "slave"}, "unknown authority"},
-		{"plaintext to a TLS slave", []string{"--insecure"}, "a slave serving TLS drops plaintext"},
+		{"master cert from another CA", []string{"--tls-dir", foreign, "--slave-name", "slave", "--ca", both}, "remote error: tls: unknown certificate authority", "certificate signed by unknown authority"},
+		{"master name not allowed", []string{"--tls-dir", certs, "--tls-name", "intruder", "--slave-name", "slave"}, "remote error: tls: bad certificate", `master \"intruder\" is not allowed`},
+		{"master cert from another CA, locally", []string{"--tls-dir", foreign, "--slave-name", "slave", "--ca", filepath.Join(certs, "ca.pem")}, "does not verify against CA", ""},
+		{"slave cert with the wrong name", []string{"--tls-dir", certs, "--slave-name", "backup"}, "not backup", ""},
+		{"master trusting another CA", []string{"--tls-dir", foreign, "--slave-name", "slave"}, "unknown authority", ""},
+		{"plaintext to a TLS slave", []string{"--insecure"}, "a slave serving TLS drops plaintext", "first record does not look like a TLS handshake"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -112,6 +120,9 @@ func TestProcessesTLS(t *testing.T) {
 				t.Errorf("reason %q lacks %q", last, c.want)
 			}
 			t.Logf("%s (%s)", last, time.Since(t0).Round(time.Millisecond))
+			if c.slaveLog != "" && !slaveLog.eventually("refused a connection in the TLS handshake", c.slaveLog) {
+				t.Errorf("the slave did not log the refusal with %q", c.slaveLog)
+			}
 		})
 	}
 	after, err := treecmp.Snapshot(sroot, testenv.CompareOptions)
