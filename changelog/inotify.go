@@ -25,7 +25,45 @@ type event struct {
 	cookie uint32
 	dir    gfid.GFID // the watched directory the name is in
 	name   string    // "" for an event on the directory itself
-	known  bool      // the watch descriptor was one of ours
+	known  bool      // the directory is one of the tree's
+	// self: an event on directory dir itself that no event on its parent
+	// reports (fanotify's; inotify reports a directory's changes to its
+	// parent's watch too, with a name).
+	self bool
+}
+
+// source is where the recorder's events come from: inotify (a watch per
+// directory) or fanotify (a mark per filesystem). watch registers a
+// directory of the tree, open as dirfd: changes in it are reported from
+// then on.
+type source interface {
+	kind() string
+	watch(dirfd int, g gfid.GFID) error
+	watched(g gfid.GFID) bool
+	unwatch(g gfid.GFID)
+	wait(timeout time.Duration) error
+	read() (evs []event, overflow bool, err error)
+	close() error
+}
+
+// unwatchable reports whether a watch error leaves the directory to
+// crawls rather than stopping the recorder.
+func unwatchable(err error) bool {
+	return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.ENOMEM) || errors.Is(err, errUnwatchable)
+}
+
+// pollIn blocks until fd is readable or timeout passes.
+func pollIn(fd int, timeout time.Duration) error {
+	ms := int(timeout / time.Millisecond)
+	if ms < 0 {
+		ms = 0
+	}
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	_, err := unix.Poll(fds, ms)
+	if err != nil && !errors.Is(err, unix.EINTR) {
+		return fmt.Errorf("changelog: polling for events: %w", err)
+	}
+	return nil
 }
 
 func (e *event) is(bits uint32) bool { return e.mask&bits != 0 }
@@ -48,6 +86,7 @@ func newInotify() (*inotify, error) {
 	return &inotify{fd: fd, byWD: map[int32]gfid.GFID{}, byDir: map[gfid.GFID]int32{}, buf: make([]byte, 256<<10)}, nil
 }
 
+func (in *inotify) kind() string { return "inotify" }
 func (in *inotify) close() error { return unix.Close(in.fd) }
 
 // watch adds a watch on the open directory dirfd (gfid g). The watch is
@@ -95,18 +134,7 @@ func (in *inotify) forget(w int32) {
 }
 
 // wait blocks until events are ready or timeout passes.
-func (in *inotify) wait(timeout time.Duration) error {
-	ms := int(timeout / time.Millisecond)
-	if ms < 0 {
-		ms = 0
-	}
-	fds := []unix.PollFd{{Fd: int32(in.fd), Events: unix.POLLIN}}
-	_, err := unix.Poll(fds, ms)
-	if err != nil && !errors.Is(err, unix.EINTR) {
-		return fmt.Errorf("changelog: polling inotify: %w", err)
-	}
-	return nil
-}
+func (in *inotify) wait(timeout time.Duration) error { return pollIn(in.fd, timeout) }
 
 // read returns the events queued now (none when there are none), and
 // whether the kernel's queue overflowed.

@@ -41,8 +41,19 @@ type RecorderConfig struct {
 	Journal  *Journal
 	Interval time.Duration
 	Quiet    time.Duration
-	Logger   hclog.Logger
+	// Watcher picks the event source: WatchFanotify, WatchInotify, or
+	// WatchAuto ("" too): fanotify where the process and the kernel can,
+	// inotify otherwise.
+	Watcher string
+	Logger  hclog.Logger
 }
+
+// Event sources (RecorderConfig.Watcher).
+const (
+	WatchAuto     = "auto"
+	WatchFanotify = "fanotify"
+	WatchInotify  = "inotify"
+)
 
 // Recorder watches the master tree with inotify and writes every change
 // into the journal as E/D/M records keyed by gfid, one segment per
@@ -57,7 +68,7 @@ type Recorder struct {
 	t    *mtree.Tree
 	j    *Journal
 	log  hclog.Logger
-	in   *inotify
+	in   source
 	dirs map[gfid.GFID]int // open directory descriptors, by gfid
 
 	// The open segment.
@@ -124,7 +135,7 @@ func NewRecorder(cfg RecorderConfig) (*Recorder, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	in, err := newInotify()
+	in, err := newSource(cfg.Watcher, cfg.Tree.Root.FD(), log)
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +147,27 @@ func NewRecorder(cfg RecorderConfig) (*Recorder, error) {
 	r.resetSegment()
 	return r, nil
 }
+
+// newSource opens the event source watcher names.
+func newSource(watcher string, root int, log hclog.Logger) (source, error) {
+	switch watcher {
+	case WatchInotify:
+		return newInotify()
+	case WatchFanotify:
+		return newFanotify(root)
+	case "", WatchAuto:
+		f, err := newFanotify(root)
+		if err == nil {
+			return f, nil
+		}
+		log.Debug("fanotify not available here; using inotify", "error", err)
+		return newInotify()
+	}
+	return nil, fmt.Errorf("changelog: unknown watcher %q (want %s, %s or %s)", watcher, WatchAuto, WatchFanotify, WatchInotify)
+}
+
+// Watcher is the event source in use: "fanotify" or "inotify".
+func (r *Recorder) Watcher() string { return r.in.kind() }
 
 // XtimeKey is the xattr in which the recorder keeps a directory's xtime:
 // the time of the last rollover at which something beneath it changed.
@@ -220,7 +252,7 @@ func (r *Recorder) Start() error {
 func (r *Recorder) watchTree(dirfd int, g gfid.GFID, seen map[gfid.GFID]bool) error {
 	defer unix.Close(dirfd)
 	if err := r.in.watch(dirfd, g); err != nil {
-		if !errors.Is(err, unix.ENOSPC) && !errors.Is(err, unix.ENOMEM) {
+		if !unwatchable(err) {
 			return err
 		}
 		r.unwatched[g] = true
@@ -461,8 +493,14 @@ func (r *Recorder) handle(e *event) error {
 		return nil // a watch removed since
 	}
 	if e.name == "" {
-		// On a watched directory itself: its parent's watch reports the
-		// same with a name, except for the root.
+		// On a watched directory itself: inotify reports the same to its
+		// parent's watch, with a name, except for the root.
+		if e.self && e.dir != gfid.Root && e.is(unix.IN_ATTRIB) && !r.born[e.dir] {
+			fd, err := r.dir(e.dir)
+			if err != nil || !r.ownChange(e.dir, func() (attrs, error) { return attrsOfFD(fd) }) {
+				r.addMeta(e.dir, r.parentOf(e.dir))
+			}
+		}
 		if e.dir == gfid.Root && e.is(unix.IN_ATTRIB) {
 			// The session's marks live on the root: only a change of
 			// what is replicated is one.
@@ -481,6 +519,8 @@ func (r *Recorder) handle(e *event) error {
 		return nil
 	}
 	switch {
+	case e.is(unix.IN_CREATE) && e.is(unix.IN_DELETE):
+		return r.createdAndRemoved(e)
 	case e.is(unix.IN_CREATE):
 		return r.created(e.dir, e.name)
 	case e.is(unix.IN_MOVED_FROM):
@@ -505,12 +545,38 @@ func (r *Recorder) handle(e *event) error {
 	case e.is(unix.IN_ATTRIB):
 		if g, ok := r.identified(e.dir, e.name); ok && !r.born[g] {
 			fd, err := r.dir(e.dir)
-			if err != nil || !r.ownChange(g, fd, e.name) {
+			if err != nil || !r.ownChange(g, func() (attrs, error) { return attrsAt(fd, e.name) }) {
 				r.addMeta(g, e.dir)
 			}
 		}
 	}
 	return nil
+}
+
+// createdAndRemoved handles an event that says both that name was made
+// and that it was removed, in an order it does not tell (fanotify merges
+// events still queued): the index has the name's past, the directory its
+// present.
+func (r *Recorder) createdAndRemoved(e *event) error {
+	old, known := r.child(e.dir, e.name)
+	fd, err := r.dir(e.dir)
+	if err != nil {
+		r.rescan[e.dir] = 0 // see created
+		return nil
+	}
+	st, err := beneath.Lstat(fd, e.name)
+	if err != nil {
+		return r.removed(e.dir, e.name, e.isDir(), old, known)
+	}
+	if known {
+		if cur, err := r.t.GetGFID(fd, e.dir, e.name, &st); err != nil || cur != old {
+			wasDir := e.isDir()
+			if err := r.removed(e.dir, e.name, wasDir, old, true); err != nil {
+				return err
+			}
+		}
+	}
+	return r.created(e.dir, e.name)
 }
 
 // settleMoves takes rename halves that waited long enough (all, when
@@ -607,6 +673,9 @@ func (r *Recorder) created(dir gfid.GFID, name string) error {
 		g, err = r.t.NS.Get(beneath.ProcPath(fd, name))
 	}
 	isNew := errors.Is(err, gfid.ErrNoGFID) || errors.Is(err, unix.EACCES)
+	if errors.Is(err, unix.ENOENT) {
+		return nil // gone again since the stat; its removal follows
+	}
 	if err != nil && !isNew {
 		return err
 	}
@@ -616,6 +685,9 @@ func (r *Recorder) created(dir gfid.GFID, name string) error {
 			g, err = r.newDirGFID(sub)
 		} else {
 			g, derived, err = r.t.EnsureGFID(fd, dir, name, &st)
+		}
+		if errors.Is(err, unix.ENOENT) {
+			return nil // gone again; its removal follows
 		}
 		if err != nil {
 			return err
@@ -729,7 +801,7 @@ func (r *Recorder) newDir(sub int, g gfid.GFID) error {
 		return nil
 	}
 	if err := r.in.watch(sub, g); err != nil {
-		if !errors.Is(err, unix.ENOSPC) && !errors.Is(err, unix.ENOMEM) {
+		if !unwatchable(err) {
 			unix.Close(sub)
 			return err
 		}
@@ -935,14 +1007,14 @@ func (r *Recorder) renamed(m pendingMove, to *event) error {
 	return nil
 }
 
-// ownChange reports whether an IN_ATTRIB on g (name in dirfd) changed
-// nothing but what the recorder wrote.
-func (r *Recorder) ownChange(g gfid.GFID, dirfd int, name string) bool {
+// ownChange reports whether an IN_ATTRIB on g changed nothing but what
+// the recorder wrote; now reads g's attributes.
+func (r *Recorder) ownChange(g gfid.GFID, now func() (attrs, error)) bool {
 	s, ok := r.self[g]
 	if !ok {
 		return false
 	}
-	a, err := attrsAt(dirfd, name)
+	a, err := now()
 	if err != nil || a != s.before {
 		delete(r.self, g)
 		return false

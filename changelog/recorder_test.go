@@ -27,7 +27,14 @@ type recorderFixture struct {
 	stop  func()
 }
 
-func newRecorderFixture(t *testing.T, prepare func(root string)) *recorderFixture {
+// watchers runs fn once for each event source this process can use.
+func watchers(t *testing.T, fn func(t *testing.T, watcher string)) {
+	for _, w := range []string{changelog.WatchFanotify, changelog.WatchInotify} {
+		t.Run(w, func(t *testing.T) { fn(t, w) })
+	}
+}
+
+func newRecorderFixture(t *testing.T, watcher string, prepare func(root string)) *recorderFixture {
 	t.Helper()
 	root, state := t.TempDir(), t.TempDir()
 	if prepare != nil {
@@ -46,9 +53,15 @@ func newRecorderFixture(t *testing.T, prepare func(root string)) *recorderFixtur
 		t.Fatal(err)
 	}
 	tree := &mtree.Tree{Root: r, NS: gfid.DefaultNamespace(), Idx: idx}
-	rec, err := changelog.NewRecorder(changelog.RecorderConfig{Tree: tree, Journal: j, Interval: 100 * time.Millisecond})
+	rec, err := changelog.NewRecorder(changelog.RecorderConfig{Tree: tree, Journal: j, Interval: 100 * time.Millisecond, Watcher: watcher})
+	if err != nil && watcher == changelog.WatchFanotify && unix.Geteuid() != 0 {
+		t.Skipf("fanotify needs CAP_SYS_ADMIN: %v", err)
+	}
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got := rec.Watcher(); got != watcher {
+		t.Fatalf("recorder uses %s, want %s", got, watcher)
 	}
 	if err := rec.Start(); err != nil {
 		t.Fatal(err)
@@ -128,8 +141,10 @@ func find(recs []changelog.Record, match func(r changelog.Record) bool) bool {
 	return false
 }
 
-func TestRecorder(t *testing.T) {
-	f := newRecorderFixture(t, func(root string) {
+func TestRecorder(t *testing.T) { watchers(t, testRecorder) }
+
+func testRecorder(t *testing.T, watcher string) {
+	f := newRecorderFixture(t, watcher, func(root string) {
 		os.MkdirAll(filepath.Join(root, "old dir", "sub"), 0o755)
 		os.WriteFile(filepath.Join(root, "old dir", "sub", "f"), []byte("x"), 0o644)
 	})
@@ -214,8 +229,10 @@ func TestRecorder(t *testing.T) {
 
 // A name made in a directory that is renamed at once (before the recorder
 // reads the event) is still recorded.
-func TestRecorderCreateThenRenameDir(t *testing.T) {
-	f := newRecorderFixture(t, func(root string) { os.Mkdir(filepath.Join(root, "d"), 0o755) })
+func TestRecorderCreateThenRenameDir(t *testing.T) { watchers(t, testCreateThenRenameDir) }
+
+func testCreateThenRenameDir(t *testing.T, watcher string) {
+	f := newRecorderFixture(t, watcher, func(root string) { os.Mkdir(filepath.Join(root, "d"), 0o755) })
 	f.records()
 	for i := 0; i < 20; i++ {
 		d, d2 := filepath.Join(f.root, "d"), filepath.Join(f.root, "d2")
@@ -233,5 +250,82 @@ func TestRecorderCreateThenRenameDir(t *testing.T) {
 		os.Remove(filepath.Join(d2, "f"))
 		os.Rename(d2, d)
 		f.records()
+	}
+}
+
+// Directory metadata, renames over a name, quick make-and-remove, and
+// changes outside the tree (on the same filesystem: fanotify sees them).
+func TestRecorderMore(t *testing.T) { watchers(t, testRecorderMore) }
+
+func testRecorderMore(t *testing.T, watcher string) {
+	outside := t.TempDir()
+	f := newRecorderFixture(t, watcher, func(root string) {
+		os.Mkdir(filepath.Join(root, "d"), 0o755)
+	})
+	f.records()
+	root := f.root
+	os.WriteFile(filepath.Join(root, "a"), []byte("a"), 0o644)
+	os.WriteFile(filepath.Join(root, "b"), []byte("b"), 0o644)
+	f.records()
+
+	// chmod of a directory: an M record of the directory.
+	d := f.gfidOf("d")
+	if err := os.Chmod(filepath.Join(root, "d"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	recs := f.records()
+	if !find(recs, func(r changelog.Record) bool { return r.Kind == changelog.KindMeta && r.GFID == d }) {
+		t.Fatalf("chmod of a directory: records %v", recs)
+	}
+
+	// A rename over an existing name: the RENAME, and the replaced
+	// entry's removal.
+	a, b := f.gfidOf("a"), f.gfidOf("b")
+	if err := os.Rename(filepath.Join(root, "a"), filepath.Join(root, "b")); err != nil {
+		t.Fatal(err)
+	}
+	recs = f.records()
+	if !find(recs, func(r changelog.Record) bool { return r.Op == changelog.OpRename && r.GFID == a && r.Name2 == "b" }) ||
+		!find(recs, func(r changelog.Record) bool { return r.Op == changelog.OpUnlink && r.GFID == b }) {
+		t.Fatalf("rename over a name: records %v", recs)
+	}
+
+	// Made and removed many times over before the recorder looks: what is
+	// left at the end is recorded (and what is not, is not).
+	for i := 0; i < 50; i++ {
+		p := filepath.Join(root, "d", "flicker")
+		os.WriteFile(p, []byte("x"), 0o644)
+		if i < 49 {
+			os.Remove(p)
+		}
+	}
+	recs = f.records()
+	fl := f.gfidOf("d/flicker")
+	if !find(recs, func(r changelog.Record) bool { return r.Op == changelog.OpCreate && r.GFID == fl && r.Name == "flicker" }) {
+		t.Fatalf("made and removed 49 times, then made: records %v", recs)
+	}
+
+	// Changes outside the tree are no records; moves across its border
+	// are a creation and a removal.
+	if err := os.WriteFile(filepath.Join(outside, "x"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(outside, "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if recs := f.records(); len(recs) != 0 {
+		t.Fatalf("changes outside the tree recorded: %v", recs)
+	}
+	if err := os.Rename(filepath.Join(outside, "x"), filepath.Join(root, "in")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(root, "b"), filepath.Join(outside, "out")); err != nil {
+		t.Fatal(err)
+	}
+	recs = f.records()
+	in := f.gfidOf("in")
+	if !find(recs, func(r changelog.Record) bool { return r.Op == changelog.OpCreate && r.GFID == in && r.Name == "in" }) ||
+		!find(recs, func(r changelog.Record) bool { return r.Op == changelog.OpUnlink && r.GFID == a && r.Name == "b" }) {
+		t.Fatalf("moves in and out of the tree: records %v", recs)
 	}
 }

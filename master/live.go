@@ -93,11 +93,12 @@ func (m *Master) Run(ctx context.Context) (err error) {
 	}
 	defer j.Close()
 	rec, err := changelog.NewRecorder(changelog.RecorderConfig{
-		Tree: m.tree.Tree, Journal: j, Interval: m.cfg.ChangeInterval, Logger: m.log.Named("recorder"),
+		Tree: m.tree.Tree, Journal: j, Interval: m.cfg.ChangeInterval, Watcher: m.cfg.Watcher, Logger: m.log.Named("recorder"),
 	})
 	if err != nil {
 		return err
 	}
+	m.log.Info("recording changes", "watcher", rec.Watcher())
 	defer rec.Close()
 	t0 := time.Now()
 	if err := rec.Start(); err != nil {

@@ -81,6 +81,9 @@ type Config struct {
 	// BatchSize is the most journal segments one live batch takes
 	// (default DefaultBatchSize).
 	BatchSize int
+	// Watcher is the recorder's event source (changelog.WatchAuto,
+	// WatchFanotify, WatchInotify; "" is auto).
+	Watcher string
 }
 
 // Master runs one session.

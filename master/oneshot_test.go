@@ -20,8 +20,9 @@ import (
 
 func newMaster(t *testing.T, root, addr string, mod func(*master.Config)) *master.Master {
 	t.Helper()
+	// GEOREP_WATCHER picks the live recorder's event source (default auto).
 	cfg := master.Config{Root: root, Slave: addr, StateDir: filepath.Join(t.TempDir(), "master-state"), Logger: testenv.Logger(t, "master"),
-		Insecure: true}
+		Watcher: os.Getenv("GEOREP_WATCHER"), Insecure: true}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -22,6 +22,7 @@ type masterOptions struct {
 	compress       bool
 	bwlimit        int64 // KiB/s
 	changeInterval time.Duration
+	watcher        string
 	batchSize      int
 	tls            tlsOptions
 	slaveName      string
@@ -36,6 +37,7 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&o.stateDir, "state-dir", "", "state directory (default: derived from root and slave under /var/lib/georep or ~/.local/state/georep)")
 	fs.BoolVar(&o.oneshot, "oneshot", false, "crawl once, sync everything found, advance the marks and exit")
 	fs.StringVar(&o.changeDetector, "change-detector", "", "how changes are found: changelog (live: the recorder's journal; the default) or xsync (a crawl; --oneshot)")
+	fs.StringVar(&o.watcher, "watcher", changelog.WatchAuto, "live: the recorder's event source: auto (fanotify where the process may, else inotify), fanotify or inotify")
 	fs.DurationVar(&o.changeInterval, "change-interval", changelog.DefaultInterval, "live: longest a change waits in the journal's open segment")
 	fs.IntVar(&o.batchSize, "changelog-batch-size", master.DefaultBatchSize, "live: most journal segments one batch takes")
 	fs.IntVar(&o.syncJobs, "sync-jobs", master.DefaultSyncJobs, "data workers, each shipping one box of files per stream")
@@ -69,6 +71,11 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if o.batchSize < 1 {
 		return usageErr("--changelog-batch-size must be at least 1")
+	}
+	switch o.watcher {
+	case changelog.WatchAuto, changelog.WatchFanotify, changelog.WatchInotify:
+	default:
+		return usageErr("--watcher must be auto, fanotify or inotify")
 	}
 	if o.syncJobs < 1 || o.syncJobs > 64 {
 		return usageErr("--sync-jobs must be between 1 and 64")
@@ -114,7 +121,7 @@ func newMasterFromOptions(o masterOptions, stderr io.Writer) (*master.Master, fu
 		Root: o.root, Slave: o.slave, StateDir: o.stateDir, SyncJobs: o.syncJobs,
 		IgnoreDeletes: o.ignoreDeletes, Retries: o.retries, Logger: log,
 		Compress: o.compress, BWLimit: o.bwlimit * 1024,
-		ChangeInterval: o.changeInterval, BatchSize: o.batchSize,
+		ChangeInterval: o.changeInterval, BatchSize: o.batchSize, Watcher: o.watcher,
 		TLS: tlsCfg, Insecure: o.tls.insecure,
 	})
 	if err != nil {

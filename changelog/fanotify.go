@@ -1,0 +1,304 @@
+package changelog
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/internal/gfid"
+)
+
+// fanMask is what the recorder asks fanotify for on each filesystem the
+// tree spans. FAN_ONDIR: directories' events too.
+const fanMask = unix.FAN_CREATE | unix.FAN_DELETE | unix.FAN_RENAME | unix.FAN_MODIFY |
+	unix.FAN_CLOSE_WRITE | unix.FAN_ATTRIB | unix.FAN_ONDIR
+
+// fanotify is the recorder's event source when the process may use it
+// (CAP_SYS_ADMIN) and the kernel can (5.17 or later, for FAN_RENAME): one
+// filesystem mark per filesystem the tree spans, events that name the
+// directory by its file handle and the entry by its name. Events are kept
+// to the tree by the handles of the directories the recorder registered
+// (watch): no per-directory kernel watch, no watch limit, and a rename is
+// one event. Its events are translated into the inotify shape the
+// recorder handles (the event bits have the same values in both APIs).
+type fanotify struct {
+	fd     int
+	byKey  map[string]gfid.GFID // directory handle → gfid
+	byDir  map[gfid.GFID]string
+	marked map[uint64]bool // st_dev of the filesystems marked
+	buf    []byte
+	cookie uint32
+}
+
+// errUnwatchable: a directory lives on a filesystem fanotify cannot mark
+// (its changes are found by crawls only, like a watch inotify could not
+// add).
+var errUnwatchable = errors.New("its filesystem cannot be marked for fanotify")
+
+// newFanotify sets up fanotify for the tree whose root is open as root.
+// It fails when the process or the kernel cannot (no CAP_SYS_ADMIN, no
+// FAN_RENAME, a filesystem without file handles); the caller then uses
+// inotify.
+func newFanotify(root int) (*fanotify, error) {
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_UNLIMITED_QUEUE|
+		unix.FAN_REPORT_FID|unix.FAN_REPORT_DFID_NAME, unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("changelog: fanotify_init: %w", err)
+	}
+	f := &fanotify{fd: fd, byKey: map[string]gfid.GFID{}, byDir: map[gfid.GFID]string{}, marked: map[uint64]bool{}, buf: make([]byte, 256<<10)}
+	if err := f.markFS(root); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *fanotify) kind() string { return "fanotify" }
+func (f *fanotify) close() error { return unix.Close(f.fd) }
+
+// markFS marks the filesystem of the open directory dirfd.
+func (f *fanotify) markFS(dirfd int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(dirfd, &st); err != nil {
+		return fmt.Errorf("changelog: %w", err)
+	}
+	if f.marked[st.Dev] {
+		return nil
+	}
+	if err := unix.FanotifyMark(f.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, fanMask, dirfd, ""); err != nil {
+		return fmt.Errorf("changelog: fanotify filesystem mark: %w", err)
+	}
+	f.marked[st.Dev] = true
+	return nil
+}
+
+// handleKey is how a directory's handle appears in events: the
+// filesystem id, the handle type and its bytes.
+func handleKey(fsid [2]int32, typ int32, h []byte) string {
+	b := make([]byte, 12+len(h))
+	binary.NativeEndian.PutUint32(b[0:], uint32(fsid[0]))
+	binary.NativeEndian.PutUint32(b[4:], uint32(fsid[1]))
+	binary.NativeEndian.PutUint32(b[8:], uint32(typ))
+	copy(b[12:], h)
+	return string(b)
+}
+
+// watch registers the open directory dirfd (gfid g): events naming it are
+// the tree's from now on.
+func (f *fanotify) watch(dirfd int, g gfid.GFID) error {
+	if err := f.markFS(dirfd); err != nil {
+		return fmt.Errorf("changelog: directory %s: %w (%w)", g, errUnwatchable, err)
+	}
+	h, _, err := unix.NameToHandleAt(dirfd, "", unix.AT_EMPTY_PATH)
+	if err != nil {
+		return fmt.Errorf("changelog: directory %s: file handle: %w (%w)", g, errUnwatchable, err)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(dirfd, &sfs); err != nil {
+		return fmt.Errorf("changelog: directory %s: %w", g, err)
+	}
+	key := handleKey(sfs.Fsid.Val, h.Type(), h.Bytes())
+	if old, ok := f.byKey[key]; ok && old != g {
+		delete(f.byDir, old) // the same inode under a new gfid
+	}
+	if old, ok := f.byDir[g]; ok && old != key {
+		delete(f.byKey, old)
+	}
+	f.byKey[key] = g
+	f.byDir[g] = key
+	return nil
+}
+
+func (f *fanotify) watched(g gfid.GFID) bool {
+	_, ok := f.byDir[g]
+	return ok
+}
+
+func (f *fanotify) unwatch(g gfid.GFID) {
+	if key, ok := f.byDir[g]; ok {
+		delete(f.byKey, key)
+		delete(f.byDir, g)
+	}
+}
+
+func (f *fanotify) wait(timeout time.Duration) error {
+	return pollIn(f.fd, timeout)
+}
+
+// read returns the tree's events queued now.
+func (f *fanotify) read() ([]event, bool, error) {
+	var out []event
+	overflow := false
+	for {
+		n, err := unix.Read(f.fd, f.buf)
+		if errors.Is(err, unix.EAGAIN) || n == 0 {
+			return out, overflow, nil
+		}
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return out, overflow, fmt.Errorf("changelog: reading fanotify: %w", err)
+		}
+		err = parseFanEvents(f.buf[:n], func(fe *fanEvent) {
+			if fe.fd >= 0 {
+				unix.Close(int(fe.fd))
+			}
+			if fe.mask&unix.FAN_Q_OVERFLOW != 0 {
+				overflow = true
+				return
+			}
+			out = f.translate(fe, out)
+		})
+		if err != nil {
+			return out, overflow, err
+		}
+	}
+}
+
+// translate turns one fanotify event into the recorder's events: a rename
+// into a MOVED_FROM and MOVED_TO sharing a cookie (either half alone when
+// the other directory is not the tree's), and the bits of a merged event
+// into one event each, entry changes first.
+func (f *fanotify) translate(fe *fanEvent, out []event) []event {
+	dirBit := uint32(fe.mask & unix.FAN_ONDIR)
+	if fe.mask&unix.FAN_RENAME != 0 {
+		f.cookie++
+		if g, ok := f.byKey[fe.old.key]; ok && fe.old.ok {
+			out = append(out, event{mask: unix.IN_MOVED_FROM | dirBit, cookie: f.cookie, dir: g, name: fe.old.name, known: true})
+		}
+		if g, ok := f.byKey[fe.new.key]; ok && fe.new.ok {
+			out = append(out, event{mask: unix.IN_MOVED_TO | dirBit, cookie: f.cookie, dir: g, name: fe.new.name, known: true})
+		}
+	}
+	const dirent = unix.FAN_CREATE | unix.FAN_DELETE
+	if fe.mask&unix.FAN_ONDIR != 0 && fe.mask&dirent == 0 {
+		// On a directory itself: it is named by its own handle.
+		key := fe.obj.key
+		if !fe.obj.ok {
+			key = fe.dir.key
+		}
+		if g, ok := f.byKey[key]; ok && fe.mask&unix.FAN_ATTRIB != 0 {
+			out = append(out, event{mask: unix.IN_ATTRIB | dirBit, dir: g, known: true, self: true})
+		}
+		return out
+	}
+	if !fe.dir.ok || fe.dir.name == "" || fe.dir.name == "." {
+		return out
+	}
+	g, ok := f.byKey[fe.dir.key]
+	if !ok {
+		return out // not the tree's
+	}
+	for _, bits := range []uint64{dirent, unix.FAN_MODIFY | unix.FAN_CLOSE_WRITE, unix.FAN_ATTRIB} {
+		if m := fe.mask & bits; m != 0 {
+			out = append(out, event{mask: uint32(m) | dirBit, dir: g, name: fe.dir.name, known: true})
+		}
+	}
+	return out
+}
+
+// fanEvent is one fanotify event as read: its mask, the object's handle,
+// the directory's handle and the entry's name (for a rename, both).
+type fanEvent struct {
+	mask     uint64
+	fd       int32
+	obj, dir fanID
+	old, new fanID
+}
+
+// fanID is one info record: a handle key, and the name that followed it.
+type fanID struct {
+	ok   bool
+	key  string
+	name string
+}
+
+// parseFanEvents calls fn for each event in buf, as read from a fanotify
+// group reporting FIDs and names. A malformed buffer is an error, never a
+// panic.
+func parseFanEvents(buf []byte, fn func(*fanEvent)) error {
+	const metaLen = 24 // struct fanotify_event_metadata
+	for off := 0; off < len(buf); {
+		if len(buf)-off < metaLen {
+			return fmt.Errorf("changelog: fanotify returned a truncated event (%d bytes)", len(buf)-off)
+		}
+		m := buf[off:]
+		evLen := int(binary.NativeEndian.Uint32(m[0:]))
+		vers := m[4]
+		mdLen := int(binary.NativeEndian.Uint16(m[6:]))
+		if vers != unix.FANOTIFY_METADATA_VERSION {
+			return fmt.Errorf("changelog: fanotify event version %d, want %d", vers, unix.FANOTIFY_METADATA_VERSION)
+		}
+		if evLen < metaLen || mdLen < metaLen || mdLen > evLen || evLen > len(m) {
+			return fmt.Errorf("changelog: fanotify returned a malformed event (length %d, metadata %d, %d bytes left)", evLen, mdLen, len(m))
+		}
+		fe := fanEvent{
+			mask: binary.NativeEndian.Uint64(m[8:]),
+			fd:   int32(binary.NativeEndian.Uint32(m[16:])),
+		}
+		if err := parseFanInfo(m[mdLen:evLen], &fe); err != nil {
+			return err
+		}
+		fn(&fe)
+		off += evLen
+	}
+	return nil
+}
+
+// parseFanInfo reads an event's info records.
+func parseFanInfo(b []byte, fe *fanEvent) error {
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return fmt.Errorf("changelog: fanotify info record truncated")
+		}
+		typ := b[0]
+		n := int(binary.NativeEndian.Uint16(b[2:]))
+		if n < 4 || n > len(b) {
+			return fmt.Errorf("changelog: fanotify info record of length %d (%d bytes left)", n, len(b))
+		}
+		rec := b[4:n]
+		b = b[n:]
+		var dst *fanID
+		withName := false
+		switch typ {
+		case unix.FAN_EVENT_INFO_TYPE_FID:
+			dst = &fe.obj
+		case unix.FAN_EVENT_INFO_TYPE_DFID:
+			dst = &fe.dir
+		case unix.FAN_EVENT_INFO_TYPE_DFID_NAME:
+			dst, withName = &fe.dir, true
+		case unix.FAN_EVENT_INFO_TYPE_OLD_DFID_NAME:
+			dst, withName = &fe.old, true
+		case unix.FAN_EVENT_INFO_TYPE_NEW_DFID_NAME:
+			dst, withName = &fe.new, true
+		default:
+			continue // a record we did not ask for
+		}
+		// __kernel_fsid_t, then struct file_handle, then the name.
+		if len(rec) < 16 {
+			return fmt.Errorf("changelog: fanotify fid record of %d bytes", len(rec))
+		}
+		var fsid [2]int32
+		fsid[0] = int32(binary.NativeEndian.Uint32(rec[0:]))
+		fsid[1] = int32(binary.NativeEndian.Uint32(rec[4:]))
+		hlen := int(binary.NativeEndian.Uint32(rec[8:]))
+		htype := int32(binary.NativeEndian.Uint32(rec[12:]))
+		if hlen > len(rec)-16 {
+			return fmt.Errorf("changelog: fanotify file handle of %d bytes in a %d-byte record", hlen, len(rec))
+		}
+		*dst = fanID{ok: true, key: handleKey(fsid, htype, rec[16:16+hlen])}
+		if withName {
+			name := rec[16+hlen:]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			dst.name = string(name)
+		}
+	}
+	return nil
+}
