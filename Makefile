@@ -45,6 +45,10 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzEscape -fuzztime=$(FUZZTIME) ./changelog/
 	$(GO) test -run=NONE -fuzz=FuzzIndexLine -fuzztime=$(FUZZTIME) ./changelog/
 	$(GO) test -run=NONE -fuzz=FuzzEntryOp -fuzztime=$(FUZZTIME) ./slave/
+	$(GO) test -run=NONE -fuzz=FuzzMetaOp -fuzztime=$(FUZZTIME) ./slave/
+	$(GO) test -run=NONE -fuzz=FuzzDataHeader -fuzztime=$(FUZZTIME) ./slave/
+	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/gfid/
+	$(GO) test -run=NONE -fuzz=FuzzValidName -fuzztime=$(FUZZTIME) ./internal/tlsconf/
 	$(GO) test -run=NONE -fuzz=FuzzCheckRel -fuzztime=$(FUZZTIME) ./internal/beneath/
 	$(GO) test -run=NONE -fuzz=FuzzRoundTrip -fuzztime=$(FUZZTIME) ./syncer/delta/
 	$(GO) test -run=NONE -fuzz=FuzzUnmarshalSignature -fuzztime=$(FUZZTIME) ./syncer/delta/

@@ -9,14 +9,15 @@ package master
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +37,7 @@ import (
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/marks"
 	"github.com/georep/georep/internal/mtree"
+	"github.com/georep/georep/internal/tlsconf"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/slave"
 	"github.com/georep/georep/syncer"
@@ -66,11 +68,13 @@ type Config struct {
 	Compress bool
 	// BWLimit caps the file data sent, in bytes per second (0: no cap).
 	BWLimit int64
-	// Creds secures the link; nil means plaintext, allowed only to a
-	// loopback address.
-	Creds   credentials.TransportCredentials
-	Retries int
-	Logger  hclog.Logger
+	// TLS secures the link (mutual TLS: see internal/tlsconf). Without
+	// it the link is plaintext, which needs Insecure and a loopback
+	// slave address.
+	TLS      *tls.Config
+	Insecure bool
+	Retries  int
+	Logger   hclog.Logger
 	// ChangeInterval is the longest a change waits in the recorder's open
 	// segment (live mode; default changelog.DefaultInterval).
 	ChangeInterval time.Duration
@@ -130,6 +134,11 @@ func New(cfg Config) (*Master, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
+	if cfg.TLS == nil {
+		if err := tlsconf.CheckPlaintext(cfg.Slave, cfg.Insecure); err != nil {
+			return nil, fmt.Errorf("master: slave %s: %w", cfg.Slave, err)
+		}
+	}
 	abs, err := filepath.Abs(cfg.Root)
 	if err != nil {
 		return nil, fmt.Errorf("master root %s: %w", cfg.Root, err)
@@ -160,7 +169,7 @@ func New(cfg Config) (*Master, error) {
 		root.Close()
 		return nil, err
 	}
-	m := &Master{cfg: cfg, log: log, tree: &tree{&mtree.Tree{Root: root, NS: ns, Idx: idx}}}
+	m := &Master{cfg: cfg, log: log, tree: &tree{Tree: &mtree.Tree{Root: root, NS: ns, Idx: idx}}}
 	m.marks = marks.NewStore(cfg.Root, ns, filepath.Join(cfg.StateDir, "marks.json"))
 	if m.volumeID, err = m.marks.VolumeID(true); err != nil {
 		m.Close()
@@ -232,34 +241,18 @@ func (m *Master) sessionID() []byte {
 	return b
 }
 
-// IsLoopback reports whether host:port names a loopback address.
-func IsLoopback(hostport string) bool {
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // ErrUnreachable says the slave could not be reached.
 var ErrUnreachable = errors.New("slave unreachable")
 
 // connect dials the slave and opens the session, retrying a few times.
 func (m *Master) connect(ctx context.Context) (*pb.HandshakeResponse, error) {
-	creds := m.cfg.Creds
-	if creds == nil {
-		if !IsLoopback(m.cfg.Slave) {
-			return nil, fmt.Errorf("refusing plaintext to %s: without TLS the slave must be on a loopback address", m.cfg.Slave)
-		}
-		creds = insecure.NewCredentials()
+	creds := insecure.NewCredentials()
+	if m.cfg.TLS != nil {
+		creds = credentials.NewTLS(m.cfg.TLS)
+	} else if err := tlsconf.CheckPlaintext(m.cfg.Slave, m.cfg.Insecure); err != nil {
+		return nil, err // New checked it already
 	}
-	conn, err := grpc.NewClient(m.cfg.Slave,
-		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(slave.MaxMessage), grpc.MaxCallSendMsgSize(slave.MaxMessage)))
+	conn, err := grpc.NewClient(m.cfg.Slave, append(slave.DialOptions(), grpc.WithTransportCredentials(creds))...)
 	if err != nil {
 		return nil, fmt.Errorf("slave %s: %w", m.cfg.Slave, err)
 	}
@@ -283,6 +276,11 @@ func (m *Master) connect(ctx context.Context) (*pb.HandshakeResponse, error) {
 		if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
 			return nil, fmt.Errorf("slave %s refused the session: %s", m.cfg.Slave, status.Convert(err).Message())
 		}
+		if m.cfg.TLS != nil && isTLSFailure(err) {
+			// Retrying cannot help: the certificates do not fit.
+			return nil, fmt.Errorf("%w with slave %s (whose certificate must be named %q): %s; check --ca/--cert/--key, --slave-name, and the slave's --allow-master",
+				ErrTLS, m.cfg.Slave, m.cfg.TLS.ServerName, status.Convert(err).Message())
+		}
 		m.log.Debug("slave not reachable yet", "attempt", attempt, "error", err)
 		select {
 		case <-ctx.Done():
@@ -291,7 +289,26 @@ func (m *Master) connect(ctx context.Context) (*pb.HandshakeResponse, error) {
 		}
 		delay = min(2*delay, 2*time.Second)
 	}
-	return nil, fmt.Errorf("%w: %s after %d attempts: %s", ErrUnreachable, m.cfg.Slave, connectAttempts, status.Convert(last).Message())
+	hint := ""
+	if m.cfg.TLS == nil {
+		hint = " (a slave serving TLS drops plaintext connections like this)"
+	}
+	return nil, fmt.Errorf("%w: %s after %d attempts: %s%s", ErrUnreachable, m.cfg.Slave, connectAttempts, status.Convert(last).Message(), hint)
+}
+
+// ErrTLS says the TLS handshake with the slave failed: one side's
+// certificate did not verify, or the slave does not admit this master.
+var ErrTLS = errors.New("TLS handshake failed")
+
+// isTLSFailure reports whether a failed call failed in the TLS handshake.
+// gRPC reports those as Unavailable, like a slave that is not up yet; only
+// the message tells them apart: the client's own verification failing
+// ("authentication handshake failed: tls: ... x509: ..."), or the slave
+// refusing this master's certificate with an alert ("remote error: tls:
+// ...").
+func isTLSFailure(err error) bool {
+	msg := status.Convert(err).Message()
+	return strings.Contains(msg, "authentication handshake failed") || strings.Contains(msg, "remote error: tls:")
 }
 
 // keepAlive renews the session lease every lease/3 until ctx is done. A
@@ -350,6 +367,12 @@ func (m *Master) open(ctx context.Context) (*link, error) {
 		}
 	}
 	m.log.Info("session open", "slave", m.cfg.Slave, "slave_root", hs.GetSlaveRoot(), "privileged_slave", hs.GetPrivileged())
+	privileged := os.Geteuid() == 0
+	m.tree.privXattrs.Store(privileged && hs.GetPrivileged())
+	if privileged && !hs.GetPrivileged() {
+		m.log.Warn("the slave runs unprivileged: owners it may not set are reported per entry (applied in part), " +
+			"trusted.* and security.* xattrs are not replicated, and device nodes cannot be made there")
+	}
 
 	lctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup

@@ -13,6 +13,7 @@ import (
 
 	"github.com/georep/georep/internal/testenv"
 	"github.com/georep/georep/internal/testtree"
+	"github.com/georep/georep/internal/tlsconf"
 	"github.com/georep/georep/internal/treecmp"
 	"github.com/georep/georep/master"
 )
@@ -20,7 +21,8 @@ import (
 func newMaster(t *testing.T, root, addr string, mod func(*master.Config)) *master.Master {
 	t.Helper()
 	// GEOREP_WATCHER picks the live recorder's event source (default auto).
-	cfg := master.Config{Root: root, Slave: addr, StateDir: filepath.Join(t.TempDir(), "master-state"), Logger: testenv.Logger(t, "master"), Watcher: os.Getenv("GEOREP_WATCHER")}
+	cfg := master.Config{Root: root, Slave: addr, StateDir: filepath.Join(t.TempDir(), "master-state"), Logger: testenv.Logger(t, "master"),
+		Watcher: os.Getenv("GEOREP_WATCHER"), Insecure: true}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -192,19 +194,32 @@ func TestUnreachableSlave(t *testing.T) {
 
 // TestMissingRoot fails early with a clear error.
 func TestMissingRoot(t *testing.T) {
-	_, err := master.New(master.Config{Root: filepath.Join(t.TempDir(), "nope"), Slave: "127.0.0.1:1", StateDir: t.TempDir()})
+	_, err := master.New(master.Config{Root: filepath.Join(t.TempDir(), "nope"), Slave: "127.0.0.1:1", StateDir: t.TempDir(), Insecure: true})
 	if err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Fatalf("New with a missing root = %v, want an error naming it", err)
 	}
 }
 
 // TestPlaintextOnlyToLoopback refuses to send the tree in the clear to a
-// non-loopback address.
+// non-loopback address, or without being asked to (Insecure), before it
+// dials anything.
 func TestPlaintextOnlyToLoopback(t *testing.T) {
-	m := newMaster(t, t.TempDir(), "192.0.2.1:9", nil) // TEST-NET-1: never dialled, refused before
-	_, err := m.RunOnce(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "loopback") {
-		t.Fatalf("RunOnce to a non-loopback address without TLS = %v, want a refusal", err)
+	for _, c := range []struct {
+		addr     string
+		insecure bool
+		want     string
+	}{
+		{"192.0.2.1:9", true, "only a loopback address"}, // TEST-NET-1: never dialled, refused before
+		{"localhost:9", true, "only a loopback address"},
+		{"127.0.0.1:9", false, "no TLS configured"},
+	} {
+		m, err := master.New(master.Config{Root: t.TempDir(), Slave: c.addr, StateDir: t.TempDir(), Insecure: c.insecure})
+		if err == nil {
+			m.Close()
+		}
+		if !errors.Is(err, tlsconf.ErrPlaintext) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("New(%s, insecure %v) = %v, want a refusal saying %q", c.addr, c.insecure, err, c.want)
+		}
 	}
 }
 

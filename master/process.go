@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -416,7 +415,7 @@ func (p *processor) crawlEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp
 		// the crawl's start); only the xattrs are read here.
 		if r.HasStat {
 			if dirfd, err := p.dir.get(tx, r.Parent); err == nil {
-				if xs, err := readXattrs(beneath.ProcPath(dirfd, r.Name), false, os.Geteuid() == 0); err == nil {
+				if xs, err := readXattrs(beneath.ProcPath(dirfd, r.Name), false, p.m.tree.privXattrs.Load()); err == nil {
 					op.CheckCurrent, op.Size, op.MtimeNs, op.Xattrs = true, r.Size, r.MtimeNS, xs
 				}
 			}
@@ -1086,7 +1085,7 @@ func (p *processor) metaOp(g gfid.GFID) (*pb.MetaOp, error) {
 		}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFREG, unix.S_IFDIR:
-			xs, err := readXattrs(xpath, follow, os.Geteuid() == 0)
+			xs, err := readXattrs(xpath, follow, p.m.tree.privXattrs.Load())
 			if err != nil {
 				return fmt.Errorf("master: xattrs of %s: %w", g, err)
 			}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -17,6 +18,9 @@ import (
 // tree is the master tree (mtree), plus opening files for the syncer.
 type tree struct {
 	*mtree.Tree
+	// privXattrs: trusted.* and security.* xattrs are replicated, which
+	// needs both ends privileged (set at each handshake).
+	privXattrs atomic.Bool
 }
 
 // errGone says an entry no longer exists where the record said (it was
@@ -132,7 +136,7 @@ func (t *tree) opened(fd int, l gfidx.Link, g gfid.GFID) *syncer.Opened {
 		return nil
 	}
 	o := &syncer.Opened{File: os.NewFile(uintptr(fd), l.Name), Stat: st}
-	if xs, err := readXattrs(beneath.FDPath(fd), true, t.NS.Prefix() == "trusted.georep."); err == nil {
+	if xs, err := readXattrs(beneath.FDPath(fd), true, t.privXattrs.Load()); err == nil {
 		o.Xattrs, o.XattrsKnown = xs, true
 	}
 	return o

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end check as a new user would do it: build georep, start a slave
-# process, run a one-shot master on a tree of awkward cases, and compare the
+# End-to-end check as a new user would do it: build georep, make a CA and
+# certificates, start a slave process (mutual TLS), run a one-shot master on a tree of awkward cases, and compare the
 # trees with tools that share no code with georep (GNU find, cmp, getfattr).
 # Then rerun (nothing may be rewritten), change the master, rerun, compare.
 set -euo pipefail
@@ -27,11 +27,14 @@ if [ "$(id -u)" = 0 ]; then mknod "$M/null" c 1 3; chown 12345:54321 "$M/h1/a"; 
 if command -v setfattr >/dev/null; then setfattr -n user.k -v 0x00ff01 "$M/big"; fi
 touch -h -d '2021-02-03 04:05:06.123456789' "$M/abs" "$M/fifo" "$M/big"
 
-"$work/georep" slave --root "$S" --listen 127.0.0.1:0 --state-dir "$work/sstate" 2> "$work/slave.log" &
+"$work/georep" cert init --dir "$work/certs" > /dev/null
+"$work/georep" cert issue --dir "$work/certs" --name slave > /dev/null
+"$work/georep" cert issue --dir "$work/certs" --name master > /dev/null
+"$work/georep" slave --root "$S" --listen 127.0.0.1:0 --state-dir "$work/sstate" --tls-dir "$work/certs" --allow-master master 2> "$work/slave.log" &
 slave_pid=$!
 for _ in $(seq 100); do grep -q 'listen=127' "$work/slave.log" && break; sleep 0.1; done
 addr=$(grep -o 'listen=127[0-9.:]*' "$work/slave.log" | head -1 | cut -d= -f2)
-run() { "$work/georep" master --root "$M" --slave "$addr" --state-dir "$work/mstate" --oneshot --log-level warn; }
+run() { "$work/georep" master --root "$M" --slave "$addr" --slave-name slave --tls-dir "$work/certs" --state-dir "$work/mstate" --oneshot --log-level warn; }
 
 # Metadata listing: path, type, mode, owner, size, mtime(ns), link target, inode group, rdev.
 listing() {

@@ -554,7 +554,7 @@ func (ds *dataStream) finish(in *incoming) outcome {
 	var st unix.Stat_t
 	if !in.create {
 		// The target must still be the inode this stream replaces.
-		got, lst, exists, err := ds.s.tree.lookup(in.dirfd, in.parent, in.name)
+		got, lst, exists, err := ds.s.tree.lookup(in.dirfd, in.parent, in.name, nil)
 		if err != nil || !exists || got != in.g || lst.Mode&unix.S_IFMT != unix.S_IFREG {
 			return failed(fmt.Errorf("%s moved while its data arrived: %w", in.g, errUnknown))
 		}
@@ -621,9 +621,12 @@ func (ds *dataStream) finish(in *incoming) outcome {
 	if err := unix.Fchmod(target, h.GetMode()&0o7777); err != nil {
 		return failed(fmt.Errorf("chmod %s: %w", in.g, err))
 	}
-	ts := []unix.Timespec{unix.NsecToTimespec(h.GetAtimeNs()), unix.NsecToTimespec(h.GetMtimeNs())}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, beneath.FDPath(target), ts, 0); err != nil {
+	note, err := setTimes(unix.AT_FDCWD, beneath.FDPath(target), 0, h.GetAtimeNs(), h.GetMtimeNs())
+	if err != nil {
 		return failed(fmt.Errorf("setting times of %s: %w", in.g, err))
+	}
+	if note != "" {
+		partial = errors.Join(partial, errors.New(note))
 	}
 	if target == in.fd {
 		if err := ds.install(in); err != nil {
@@ -669,7 +672,7 @@ func (ds *dataStream) install(in *incoming) error {
 			// Made meanwhile by an entry op (a LINK or RENAME of the
 			// announced file creates it empty): replace it if it is still
 			// this gfid's only name, else it is not ours to replace.
-			got, st, exists, lerr := ds.s.tree.lookup(in.dirfd, in.parent, in.name)
+			got, st, exists, lerr := ds.s.tree.lookup(in.dirfd, in.parent, in.name, nil)
 			switch {
 			case lerr == nil && exists && got == in.g && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink == 1:
 				err = unix.Renameat(in.dirfd, in.tmp, in.dirfd, in.name)

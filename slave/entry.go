@@ -286,7 +286,7 @@ func wantType(typ pb.EntryOpType, mode uint32) uint32 {
 // clearName makes name in dirfd free unless it already holds g; it reports
 // whether g is already there and whether a conflict was resolved.
 func (c *dirCache) clearName(dirfd int, parent gfid.GFID, name string, g gfid.GFID, wantFmt uint32) (present, conflict bool, st unix.Stat_t, err error) {
-	got, st, exists, err := c.t.lookup(dirfd, parent, name)
+	got, st, exists, err := c.t.lookup(dirfd, parent, name, c.tx)
 	if err != nil || !exists {
 		return false, false, st, err
 	}
@@ -313,7 +313,7 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 	if present && r.typ == pb.EntryOpType_ENTRY_OP_TYPE_MKNOD {
 		if st, err := beneath.Lstat(pfd, r.name); err == nil && uint64(st.Rdev) != r.rdev {
 			// Same identity, another device: make it anew.
-			g, st2, _, _ := c.t.lookup(pfd, r.parent, r.name)
+			g, st2, _, _ := c.t.lookup(pfd, r.parent, r.name, c.tx)
 			if err := c.moveAside(pfd, r.parent, r.name, g, &st2); err != nil {
 				return failed(err)
 			}
@@ -530,10 +530,11 @@ func (s *Slave) replaceSymlink(c *dirCache, pfd int, r *entryReq) outcome {
 
 // setGFID marks name in dirfd with g. An inode that cannot carry the xattr
 // here is fine when g is its derived gfid (the master could not mark its
-// copy either).
+// copy either), or when an unprivileged slave made it and the index names
+// it (see tree.lookup).
 func (s *Slave) setGFID(dirfd int, name string, parent, g gfid.GFID, mode uint32) error {
 	err := s.tree.ns.Set(beneath.ProcPath(dirfd, name), g)
-	if err != nil && gfid.CannotCarry(errors.Unwrap(err)) && g == gfid.Derived(parent, name, mode) {
+	if err != nil && gfid.CannotCarry(errors.Unwrap(err)) && (g == gfid.Derived(parent, name, mode) || s.tree.indexNames(mode)) {
 		return nil
 	}
 	return err
@@ -639,7 +640,7 @@ func (s *Slave) rename(c *dirCache, r *entryReq) outcome {
 	if err != nil {
 		return failed(err)
 	}
-	got, dst, exists, err := s.tree.lookup(dfd, r.parent2, r.name2)
+	got, dst, exists, err := s.tree.lookup(dfd, r.parent2, r.name2, c.tx)
 	if err != nil {
 		return failed(err)
 	}
@@ -649,7 +650,7 @@ func (s *Slave) rename(c *dirCache, r *entryReq) outcome {
 	var sst unix.Stat_t
 	srcKnown := false
 	if sfd, err := c.dir(r.parent); err == nil {
-		if g, st, ok, err := s.tree.lookup(sfd, r.parent, r.name); err == nil && ok && g == r.g {
+		if g, st, ok, err := s.tree.lookup(sfd, r.parent, r.name, c.tx); err == nil && ok && g == r.g {
 			src, sst, srcKnown = handle{dirfd: sfd, name: r.name, parent: r.parent}, st, true
 		}
 	}
@@ -730,7 +731,7 @@ func (s *Slave) remove(c *dirCache, r *entryReq) outcome {
 	if err != nil {
 		return failed(err)
 	}
-	got, _, exists, err := s.tree.lookup(pfd, r.parent, r.name)
+	got, _, exists, err := s.tree.lookup(pfd, r.parent, r.name, c.tx)
 	if err != nil {
 		return failed(err)
 	}
@@ -764,7 +765,7 @@ func (s *Slave) purge(c *dirCache, r *entryReq) outcome {
 			continue // a transfer in flight (crash leftovers go with a rebuild)
 		}
 		if r.reportOnly {
-			g, _, exists, err := s.tree.lookup(fd, r.g, n)
+			g, _, exists, err := s.tree.lookup(fd, r.g, n, c.tx)
 			if err != nil {
 				return failed(err)
 			}

@@ -1,12 +1,19 @@
 package slave_test
 
 import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
 
 	"github.com/georep/georep/internal/gfid"
 	pb "github.com/georep/georep/proto/georep/v1"
@@ -170,4 +177,176 @@ func FuzzEntryOp(f *testing.F) {
 		t.Fatalf("replaying %v (first %v %q, replay %v %q) is not a NOOP; changes:\n%s",
 			op, first.GetStatus(), first.GetError(), replay.GetStatus(), replay.GetError(), diff)
 	})
+}
+
+// checkResult fails t when r breaks the result invariants: a known status,
+// and an error text exactly with FAILED and PARTIAL.
+func checkResult(t *testing.T, what string, r *pb.OpResult) {
+	t.Helper()
+	if r.GetStatus() < stOK || r.GetStatus() > stFailed {
+		t.Fatalf("%s: status %v", what, r.GetStatus())
+	}
+	if (r.GetStatus() == stFailed || r.GetStatus() == stPartial) != (r.GetError() != "") {
+		t.Fatalf("%s: %v with error %q", what, r.GetStatus(), r.GetError())
+	}
+}
+
+// FuzzMetaOp sends one metadata op, twice, against the fuzz tree (with its
+// symlinks to the outside and the gfids the outside carries): nothing
+// outside the root changes, and the replay changes nothing.
+func FuzzMetaOp(f *testing.F) {
+	seeds := []struct {
+		g              string
+		mode, uid, gid uint32
+		atime, mtime   int64
+		sync           bool
+		xname, xval    string
+	}{
+		{"\x03", unix.S_IFREG | 0o644, 0, 0, 1e9, 2e9, false, "", ""},
+		{"\x03", unix.S_IFREG | 0o6755, 1234, 5678, 1e9, 2e9, true, "user.k", "v"},
+		{"\x01", unix.S_IFDIR | 0o1777, 0, 0, 1, 1, true, "trusted.k", "\x00"},
+		{"\x06", unix.S_IFDIR | 0o755, 4321, 4321, 5, 5, false, "", ""}, // E: its path is a symlink to the outside
+		{"\x02", unix.S_IFDIR | 0o700, 0, 0, 5, 5, true, "user.georep.gfid", "0123456789abcdef"},
+		{"\x04", unix.S_IFLNK | 0o777, 7, 7, 5, 5, false, "", ""},
+		{"\x07", unix.S_IFIFO | 0o600, 0, 0, 5, 5, true, "user.x", "y"},
+		{"\x00", unix.S_IFDIR | 0o755, 0, 0, 5, 5, false, "", ""},
+		{"\x08", unix.S_IFDIR | 0o755, 0, 0, 5, 5, false, "", ""}, // reserved
+		{"\x0a", unix.S_IFREG | 0o644, 0, 0, 5, 5, false, "", ""}, // unknown
+		{"\x03", 0o644, 0, 0, 5, 5, false, "", ""},
+		{"\x03", unix.S_IFREG | 0o644, 0, 0, -1, -1 << 62, false, "", ""},
+		{"\x03", unix.S_IFREG | 0o644, 0, 0, 5, 5, true, "user.a\x00b", "v"},
+		{"0123456789abcde", unix.S_IFREG | 0o644, 0, 0, 5, 5, false, "", ""},
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s.g), s.mode, s.uid, s.gid, s.atime, s.mtime, s.sync, []byte(s.xname), []byte(s.xval))
+	}
+	f.Fuzz(func(t *testing.T, g []byte, mode, uid, gid uint32, atime, mtime int64, sync bool, xname, xval []byte) {
+		ft := newFuzzTree(t)
+		fx := ft.f
+		op := &pb.MetaOp{Gfid: ft.pick(g), Mode: mode, Uid: uid, Gid: gid, AtimeNs: atime, MtimeNs: mtime, SyncXattrs: sync}
+		if len(xname) > 0 {
+			op.Xattrs = []*pb.Xattr{{Name: xname, Value: xval}}
+		}
+		first := fx.meta(op)[0]
+		checkResult(t, "first", first)
+		fx.checkOutside()
+		before := snapshot(t, fx.root)
+		replay := fx.meta(op)[0]
+		checkResult(t, "replay", replay)
+		fx.checkOutside()
+		if !exists(filepath.Join(fx.root, slave.ReservedName, "limbo")) {
+			t.Fatal("the slave's limbo is gone")
+		}
+		// A PARTIAL op (an owner or a time the slave could not apply)
+		// is tried again on a replay; anything else is a NOOP.
+		if diff := diffSnap(before, snapshot(t, fx.root)); diff != "" && first.GetStatus() != stPartial {
+			t.Fatalf("replaying %v (first %v %q, replay %v %q) changed:\n%s",
+				op, first.GetStatus(), first.GetError(), replay.GetStatus(), replay.GetError(), diff)
+		}
+	})
+}
+
+// FuzzDataHeader drives one file through a data stream with a fuzzed
+// header and chunk against the fuzz tree: the stream answers every file
+// (or ends with a clear error), nothing outside the root changes, no
+// staging file is left behind, and the slave serves on.
+func FuzzDataHeader(f *testing.F) {
+	seeds := []struct {
+		g              string
+		size           int64
+		mode, uid, gid uint32
+		mtime, off     int64
+		data           string
+		abort, sync    bool
+		xname          string
+	}{
+		{"\x03", 4, unix.S_IFREG | 0o644, 0, 0, 1e9, 0, "data", false, false, ""},
+		{"\x03", 4, unix.S_IFREG | 0o4755, 1, 2, 1e9, 0, "data", false, true, "user.k"},
+		{"\x05", 2, unix.S_IFREG | 0o644, 0, 0, 1e9, 0, "hh", false, false, ""}, // hardlinked
+		{"\x03", 4, unix.S_IFREG | 0o644, 0, 0, 1e9, 2, "data", false, false, ""},
+		{"\x03", 4, unix.S_IFREG | 0o644, 0, 0, 1e9, -1, "d", false, false, ""},
+		{"\x03", 4, unix.S_IFREG | 0o644, 0, 0, 1e9, 0, "data", true, false, ""},
+		{"\x03", -1, unix.S_IFREG | 0o644, 0, 0, 1e9, 0, "", false, false, ""},
+		{"\x03", 1 << 62, unix.S_IFREG | 0o644, 0, 0, 1e9, 1 << 62, "x", false, false, ""},
+		{"\x01", 4, unix.S_IFREG | 0o644, 0, 0, 1e9, 0, "data", false, false, ""}, // a directory
+		{"\x04", 4, unix.S_IFREG | 0o644, 0, 0, 1e9, 0, "data", false, false, ""}, // a symlink
+		{"\x06", 4, unix.S_IFREG | 0o644, 0, 0, 1e9, 0, "data", false, false, ""}, // E, behind a symlink
+		{"\x00", 4, unix.S_IFREG | 0o644, 0, 0, 1e9, 0, "data", false, false, ""}, // the root
+		{"\x09", 4, unix.S_IFREG | 0o644, 0, 0, 1e9, 0, "data", false, false, ""}, // limbo
+		{"\x0a", 4, unix.S_IFREG | 0o644, 0, 0, 1e9, 0, "data", false, false, ""}, // unknown
+		{"\x03", 4, unix.S_IFDIR | 0o755, 0, 0, 1e9, 0, "data", false, true, "trusted.georep.gfid"},
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s.g), s.size, s.mode, s.uid, s.gid, s.mtime, s.off, []byte(s.data), s.abort, s.sync, []byte(s.xname))
+	}
+	f.Fuzz(func(t *testing.T, g []byte, size int64, mode, uid, gid uint32, mtime, off int64, data []byte, abort, sync bool, xname []byte) {
+		ft := newFuzzTree(t)
+		fx := ft.f
+		client := fx.serve()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		st, err := client.SyncData(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr := &pb.FileHeader{Id: 1, Gfid: ft.pick(g), Size: size, Mode: mode, Uid: uid, Gid: gid, AtimeNs: mtime, MtimeNs: mtime, SyncXattrs: sync}
+		if len(xname) > 0 {
+			hdr.Xattrs = []*pb.Xattr{{Name: xname, Value: []byte("v")}}
+		}
+		send := func(m *pb.SyncDataRequest) bool { return st.Send(m) == nil }
+		ok := send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionId: fx.sid}}}) &&
+			send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: hdr}})
+		var streamErr error
+		var result *pb.OpResult
+		for ok && result == nil {
+			m, err := st.Recv()
+			if err != nil {
+				streamErr = err
+				break
+			}
+			switch {
+			case m.GetWant() != nil && m.GetWant().GetSend():
+				sum := sha256.Sum256(data)
+				ok = send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: 1, Offset: off, Data: data}}}) &&
+					send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: 1, Aborted: abort, Sha256: sum[:]}}})
+			case m.GetResult() != nil:
+				result = m.GetResult().GetResult()
+			}
+		}
+		if streamErr == nil {
+			st.CloseSend()
+			for {
+				if _, err := st.Recv(); err != nil {
+					if !errors.Is(err, io.EOF) {
+						streamErr = err
+					}
+					break
+				}
+			}
+		}
+		if streamErr != nil && grpcCode(streamErr) != codes.InvalidArgument {
+			t.Fatalf("stream ended with %v", streamErr)
+		}
+		if result != nil {
+			checkResult(t, "data", result)
+		} else if streamErr == nil {
+			t.Fatal("no result for the file and no stream error")
+		}
+		fx.checkOutside()
+		waitFor(t, "staging files to go", func() bool { return !hasTempFile(fx.root) })
+		// The slave serves on.
+		fx.ok(opCreate(newGFID(t), gfid.Root, "after"))
+	})
+}
+
+// hasTempFile reports whether a staging file is anywhere under dir.
+func hasTempFile(dir string) bool {
+	found := false
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && slave.IsTempName(d.Name()) {
+			found = true
+		}
+		return nil
+	})
+	return found
 }

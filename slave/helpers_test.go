@@ -78,6 +78,7 @@ type fixture struct {
 	baseNames   []string
 
 	client pb.SlaveServiceClient
+	addr   string // where serve serves
 }
 
 func newSessionID(t testing.TB) []byte {
@@ -499,7 +500,8 @@ func (f *fixture) serve() pb.SlaveServiceClient {
 	done := make(chan error, 1)
 	s := f.s
 	go func() { done <- s.Serve(ctx, lis, nil) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	f.addr = lis.Addr().String()
+	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		cancel()
 		f.t.Fatal(err)

@@ -170,9 +170,12 @@ func (s *Slave) applyMetaAt(h handle, st unix.Stat_t, r *metaReq) outcome {
 	// Only mtime is compared: atime moves whenever anything reads the file,
 	// and rewriting it on every pass would change every ctime.
 	if st.Mtim.Nano() != r.mtime {
-		ts := []unix.Timespec{unix.NsecToTimespec(r.atime), unix.NsecToTimespec(r.mtime)}
-		if err := unix.UtimesNanoAt(dirfd, name, ts, flags); err != nil {
+		note, err := setTimes(dirfd, name, flags, r.atime, r.mtime)
+		if err != nil {
 			return failed(fmt.Errorf("setting times of %s: %w", r.g, err))
+		}
+		if note != "" {
+			partial = append(partial, note)
 		}
 		changed = true
 	}
@@ -183,4 +186,23 @@ func (s *Slave) applyMetaAt(h handle, st unix.Stat_t, r *metaReq) outcome {
 		return noop
 	}
 	return done
+}
+
+// setTimes sets the times of name in dirfd (flags: AT_SYMLINK_NOFOLLOW or
+// 0) and checks that the filesystem stored the mtime asked for: one it
+// cannot represent (ext4 keeps 1901 to 2446) is clamped, which is
+// reported (note), not passed off as applied.
+func setTimes(dirfd int, name string, flags int, atime, mtime int64) (note string, err error) {
+	ts := []unix.Timespec{unix.NsecToTimespec(atime), unix.NsecToTimespec(mtime)}
+	if err := unix.UtimesNanoAt(dirfd, name, ts, flags); err != nil {
+		return "", err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &st, flags); err != nil {
+		return "", err
+	}
+	if got := st.Mtim.Nano(); got != mtime {
+		return fmt.Sprintf("mtime %d ns not representable here (stored as %d)", mtime, got), nil
+	}
+	return "", nil
 }

@@ -7,10 +7,12 @@ import (
 	"net"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/georep/georep/internal/tlsconf"
 	pb "github.com/georep/georep/proto/georep/v1"
 )
 
@@ -33,10 +35,29 @@ func ServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
 	return opts
 }
 
+// DialOptions are the gRPC options a master dials its slave with: the same
+// message limit both ways, so that neither end accepts (or builds) a
+// message the other would refuse.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessage), grpc.MaxCallSendMsgSize(MaxMessage)),
+	}
+}
+
 // Serve serves s on lis until ctx is done, then stops gracefully (giving
-// in-flight calls a few seconds). extra adds server options (tests use it
-// for interceptors).
+// in-flight calls a few seconds). creds secures the link (mutual TLS, see
+// internal/tlsconf); nil serves plaintext, which only a loopback listener
+// may. extra adds server options (tests use it for interceptors and
+// limits).
 func (s *Slave) Serve(ctx context.Context, lis net.Listener, creds credentials.TransportCredentials, extra ...grpc.ServerOption) error {
+	if creds == nil {
+		if err := tlsconf.CheckListener(lis.Addr()); err != nil {
+			return fmt.Errorf("slave: %w", err)
+		}
+	}
+	if creds != nil {
+		creds = handshakeLogger{creds, s.log}
+	}
 	srv := grpc.NewServer(append(ServerOptions(creds), extra...)...)
 	pb.RegisterSlaveServiceServer(srv, s)
 	errc := make(chan error, 1)
@@ -58,4 +79,24 @@ func (s *Slave) Serve(ctx context.Context, lis net.Listener, creds credentials.T
 	}
 	<-errc
 	return nil
+}
+
+// handshakeLogger logs the connections refused in the TLS handshake (a
+// certificate from another CA, a master not allowed, a plaintext client),
+// which gRPC would drop without a word in the slave's log.
+type handshakeLogger struct {
+	credentials.TransportCredentials
+	log hclog.Logger
+}
+
+func (h handshakeLogger) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := h.TransportCredentials.ServerHandshake(c)
+	if err != nil {
+		h.log.Warn("refused a connection in the TLS handshake", "from", c.RemoteAddr().String(), "error", err)
+	}
+	return conn, info, err
+}
+
+func (h handshakeLogger) Clone() credentials.TransportCredentials {
+	return handshakeLogger{h.TransportCredentials.Clone(), h.log}
 }

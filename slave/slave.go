@@ -21,12 +21,15 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/georep/georep/internal/beneath"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/marks"
+	"github.com/georep/georep/internal/tlsconf"
 	pb "github.com/georep/georep/proto/georep/v1"
 )
 
@@ -76,6 +79,7 @@ type Slave struct {
 
 	mu       sync.Mutex // guards the fields below
 	session  []byte
+	holder   string // who opened the session: identity, host and root
 	lastSeen time.Time
 	dirty    bool // the index changed since it was last marked clean
 }
@@ -119,7 +123,7 @@ func New(cfg Config) (*Slave, error) {
 			s.Close()
 		}
 	}()
-	s.tree = &tree{root: root, ns: ns}
+	s.tree = &tree{root: root, ns: ns, unprivileged: !s.privileged}
 	// One slave process per root: an exclusive lock on the root itself.
 	if err := unix.Flock(root.FD(), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return nil, fmt.Errorf("slave: root %s is in use by another georep slave: %w", cfg.Root, err)
@@ -291,17 +295,20 @@ func (s *Slave) Handshake(ctx context.Context, req *pb.HandshakeRequest) (*pb.Ha
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.cfg.Now()
+	who := masterIdentity(ctx, req)
 	if s.session != nil && !bytes.Equal(s.session, req.GetSessionId()) {
 		if left := s.cfg.Lease - now.Sub(s.lastSeen); left > 0 {
+			s.log.Warn("refused a second master: the root is held", "refused", who, "holder", s.holder)
 			return nil, status.Errorf(codes.FailedPrecondition,
-				"slave root %s is held by another master session (%x); its lease expires in %s unless renewed",
-				s.cfg.Root, s.session, left.Round(time.Second))
+				"slave root %s is held by another master (%s, session %x): one master per slave root; its lease expires %s after its last call unless renewed (in %s now)",
+				s.cfg.Root, s.holder, s.session, s.cfg.Lease, left.Round(time.Second))
 		}
-		s.log.Warn("taking over from a master session whose lease expired", "old", fmt.Sprintf("%x", s.session))
+		s.log.Warn("taking over from a master session whose lease expired", "old", fmt.Sprintf("%x", s.session), "old_master", s.holder, "new_master", who)
 	}
 	s.session = append([]byte(nil), req.GetSessionId()...)
+	s.holder = who
 	s.lastSeen = now
-	s.log.Info("master session opened", "session", fmt.Sprintf("%x", s.session), "master", req.GetMasterHost()+":"+req.GetMasterRoot())
+	s.log.Info("master session opened", "session", fmt.Sprintf("%x", s.session), "master", who)
 	return &pb.HandshakeResponse{
 		ProtocolVersion: ProtocolVersion,
 		SlaveVolumeId:   s.volumeID,
@@ -309,6 +316,20 @@ func (s *Slave) Handshake(ctx context.Context, req *pb.HandshakeRequest) (*pb.Ha
 		LeaseMs:         s.cfg.Lease.Milliseconds(),
 		Privileged:      s.privileged,
 	}, nil
+}
+
+// masterIdentity describes the master of a handshake for logs and refusals:
+// the identity of its TLS certificate (when the link has one), and the host
+// and root it says it has (which only describe; the certificate is what was
+// verified).
+func masterIdentity(ctx context.Context, req *pb.HandshakeRequest) string {
+	where := fmt.Sprintf("%q on host %q", req.GetMasterRoot(), req.GetMasterHost())
+	if p, ok := peer.FromContext(ctx); ok {
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
+			return fmt.Sprintf("master %q, root %s", tlsconf.Identity(ti.State.PeerCertificates[0]), where)
+		}
+	}
+	return "master root " + where
 }
 
 // KeepAlive implements SlaveService.

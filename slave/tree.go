@@ -35,6 +35,20 @@ type tree struct {
 	root *beneath.Root
 	ns   gfid.Namespace
 	idx  *gfidx.Index
+	// unprivileged: gfids live in user.* xattrs, which the kernel refuses
+	// on symlinks and special files (see indexNames).
+	unprivileged bool
+}
+
+// indexNames reports whether an inode of type mode that carries no gfid
+// xattr is named by the index: an unprivileged slave cannot mark the
+// symlinks, FIFOs, sockets and devices it makes (the user xattr namespace
+// refuses them), so what it made is known by its name in the index, as it
+// recorded it when it made it. Regular files and directories always carry
+// their gfid.
+func (t *tree) indexNames(mode uint32) bool {
+	typ := mode & unix.S_IFMT
+	return t.unprivileged && typ != unix.S_IFREG && typ != unix.S_IFDIR
 }
 
 // handle names an existing entry: a name in an open directory (or the root
@@ -133,8 +147,9 @@ func (c *dirCache) dir(g gfid.GFID) (int, error) {
 
 // lookup returns the gfid and stat of name in dirfd (directory parent);
 // exists is false when there is no such name. An entry without a gfid xattr
-// is named by gfid.Derived, as the master names an inode it could not mark.
-func (t *tree) lookup(dirfd int, parent gfid.GFID, name string) (g gfid.GFID, st unix.Stat_t, exists bool, err error) {
+// is named by the index when indexNames says so (tx nil: not), else by
+// gfid.Derived, as the master names an inode it could not mark.
+func (t *tree) lookup(dirfd int, parent gfid.GFID, name string, tx *gfidx.Tx) (g gfid.GFID, st unix.Stat_t, exists bool, err error) {
 	st, err = beneath.Lstat(dirfd, name)
 	if errors.Is(err, unix.ENOENT) {
 		return gfid.Zero, st, false, nil
@@ -144,6 +159,11 @@ func (t *tree) lookup(dirfd int, parent gfid.GFID, name string) (g gfid.GFID, st
 	}
 	g, err = t.ns.Get(beneath.ProcPath(dirfd, name))
 	if errors.Is(err, gfid.ErrNoGFID) || errors.Is(err, unix.EACCES) {
+		if tx != nil && t.indexNames(st.Mode) {
+			if ig, ok := tx.Child(gfidx.Link{Parent: parent, Name: name}); ok {
+				return ig, st, true, nil
+			}
+		}
 		return gfid.Derived(parent, name, st.Mode), st, true, nil
 	}
 	if err != nil {
@@ -177,7 +197,7 @@ func (c *dirCache) locate(g gfid.GFID) (h handle, st unix.Stat_t, pending bool, 
 		if err != nil {
 			continue
 		}
-		got, lst, exists, err := c.t.lookup(dirfd, l.Parent, l.Name)
+		got, lst, exists, err := c.t.lookup(dirfd, l.Parent, l.Name, c.tx)
 		if err == nil && exists && got == g {
 			return handle{dirfd: dirfd, name: l.Name, parent: l.Parent}, lst, false, nil
 		}
@@ -256,7 +276,7 @@ func (c *dirCache) moveAside(dirfd int, parent gfid.GFID, name string, g gfid.GF
 // removeTree removes name from dirfd, with everything below it when it is a
 // directory, and forgets the removed links in the index.
 func (c *dirCache) removeTree(dirfd int, parent gfid.GFID, name string) error {
-	g, st, exists, err := c.t.lookup(dirfd, parent, name)
+	g, st, exists, err := c.t.lookup(dirfd, parent, name, c.tx)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -40,11 +41,64 @@ func TestMain(m *testing.M) {
 
 var listenRE = regexp.MustCompile(`listen=(127\.0\.0\.1:[0-9]+)`)
 
-// startSlaveProcess runs `georep slave` as a process and returns its address.
-func startSlaveProcess(t *testing.T, root string) string {
+// startSlaveProcess runs `georep slave` as a process and returns its
+// address; extra are more flags (by default --insecure).
+func startSlaveProcess(t *testing.T, root string, extra ...string) string {
 	t.Helper()
-	cmd := exec.Command(georepBin, "slave", "--root", root, "--listen", "127.0.0.1:0",
-		"--state-dir", filepath.Join(t.TempDir(), "slave-state"))
+	return startSlaveProcessAs(t, nil, nil, root, filepath.Join(t.TempDir(), "slave-state"), extra...)
+}
+
+// lineLog collects a process's log lines.
+type lineLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *lineLog) add(s string) {
+	l.mu.Lock()
+	l.lines = append(l.lines, s)
+	l.mu.Unlock()
+}
+
+// eventually reports whether a line holding all of parts comes within 10 s
+// (the log reaches the test through a pipe, a little after the fact).
+func (l *lineLog) eventually(parts ...string) bool {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if l.contains(parts...) {
+			return true
+		}
+	}
+	return false
+}
+
+// contains reports whether a line holds all of parts.
+func (l *lineLog) contains(parts ...string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+next:
+	for _, line := range l.lines {
+		for _, p := range parts {
+			if !strings.Contains(line, p) {
+				continue next
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// startSlaveProcessAs is startSlaveProcess with the process's credentials
+// (nil: the test's) and state directory; log (if not nil) gets its log.
+func startSlaveProcessAs(t *testing.T, cred *syscall.Credential, log *lineLog, root, stateDir string, extra ...string) string {
+	t.Helper()
+	if len(extra) == 0 {
+		extra = []string{"--insecure"}
+	}
+	cmd := exec.Command(georepBin, append([]string{"slave", "--root", root, "--listen", "127.0.0.1:0",
+		"--state-dir", stateDir}, extra...)...)
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -71,6 +125,9 @@ func startSlaveProcess(t *testing.T, root string) string {
 		sc := bufio.NewScanner(stderr)
 		sent := false
 		for sc.Scan() {
+			if log != nil {
+				log.add(sc.Text())
+			}
 			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil && !sent {
 				addr <- m[1]
 				sent = true
@@ -111,7 +168,7 @@ func TestProcessesOneShot(t *testing.T) {
 	}
 	addr := startSlaveProcess(t, sroot)
 	state := filepath.Join(t.TempDir(), "master-state")
-	args := []string{"--root", mroot, "--slave", addr, "--state-dir", state, "--oneshot"}
+	args := []string{"--root", mroot, "--slave", addr, "--state-dir", state, "--oneshot", "--insecure"}
 	code, out, errs := runMasterProcess(t, args...)
 	if code != 0 {
 		t.Fatalf("master --oneshot exited %d\nstdout: %s\nstderr: %s", code, out, errs)
@@ -166,7 +223,7 @@ func TestProcessesOpFailure(t *testing.T) {
 	}
 	addr := startSlaveProcess(t, sroot)
 	state := filepath.Join(t.TempDir(), "master-state")
-	args := []string{"--root", mroot, "--slave", addr, "--state-dir", state, "--oneshot", "--retries", "2"}
+	args := []string{"--root", mroot, "--slave", addr, "--state-dir", state, "--oneshot", "--retries", "2", "--insecure"}
 	if code, out, errs := runMasterProcess(t, args...); code != 0 {
 		t.Fatalf("first run exited %d: %s %s", code, out, errs)
 	}
@@ -207,10 +264,9 @@ func TestExitCodes(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
 		{"master without root", []string{"master", "--slave", "127.0.0.1:1", "--oneshot"}, 2, "--root and --slave are required"},
 		{"unknown flag", []string{"master", "--bogus"}, 2, "bogus"},
-		{"missing root", []string{"master", "--root", filepath.Join(dir, "missing"), "--slave", "127.0.0.1:1", "--oneshot", "--state-dir", filepath.Join(dir, "s1")}, 1, "missing"},
-		{"unreachable slave", []string{"master", "--root", dir, "--slave", "127.0.0.1:1", "--oneshot", "--state-dir", filepath.Join(dir, "s2")}, 1, "unreachable"},
-		{"slave on a public address", []string{"slave", "--root", dir, "--listen", "0.0.0.0:0", "--state-dir", filepath.Join(dir, "s3")}, 1, "loopback"},
-		{"slave missing root", []string{"slave", "--root", filepath.Join(dir, "missing"), "--listen", "127.0.0.1:0", "--state-dir", filepath.Join(dir, "s4")}, 1, "missing"},
+		{"missing root", []string{"master", "--root", filepath.Join(dir, "missing"), "--slave", "127.0.0.1:1", "--oneshot", "--state-dir", filepath.Join(dir, "s1"), "--insecure"}, 1, "missing"},
+		{"unreachable slave", []string{"master", "--root", dir, "--slave", "127.0.0.1:1", "--oneshot", "--state-dir", filepath.Join(dir, "s2"), "--insecure"}, 1, "unreachable"},
+		{"slave missing root", []string{"slave", "--root", filepath.Join(dir, "missing"), "--listen", "127.0.0.1:0", "--state-dir", filepath.Join(dir, "s4"), "--insecure"}, 1, "missing"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -255,7 +311,7 @@ func TestProcessesLive(t *testing.T) {
 	}
 	addr := startSlaveProcess(t, sroot)
 	state := filepath.Join(t.TempDir(), "master-state")
-	cmd := exec.Command(georepBin, "master", "--root", mroot, "--slave", addr, "--state-dir", state, "--change-interval", "200ms")
+	cmd := exec.Command(georepBin, "master", "--root", mroot, "--slave", addr, "--state-dir", state, "--change-interval", "200ms", "--insecure")
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
@@ -304,7 +360,7 @@ func TestProcessesLive(t *testing.T) {
 	}
 	// Whatever was made before the stop is on the slave once a one-shot
 	// run with the same state confirms it (nothing left to send for it).
-	code, out, errs := runMasterProcess(t, "--root", mroot, "--slave", addr, "--state-dir", state, "--oneshot")
+	code, out, errs := runMasterProcess(t, "--root", mroot, "--slave", addr, "--state-dir", state, "--oneshot", "--insecure")
 	if code != 0 {
 		t.Fatalf("one-shot after live exited %d: %s %s", code, out, errs)
 	}

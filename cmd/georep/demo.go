@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/georep/georep/internal/testtree"
+	"github.com/georep/georep/internal/tlsconf"
 	"github.com/georep/georep/internal/treecmp"
 	"github.com/georep/georep/slave"
 )
@@ -57,6 +58,18 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		return err
 	}
 
+	// Mutual TLS, as a real deployment runs, with a throwaway CA.
+	certs := filepath.Join(o.dir, "certs")
+	if _, err := tlsconf.InitDir(certs, "georep-demo-ca", 24*time.Hour, time.Now()); err != nil {
+		return err
+	}
+	for _, n := range []string{"slave", "master"} {
+		if _, err := tlsconf.IssueInDir(certs, n, nil, "", 24*time.Hour, time.Now(), false); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "== a throwaway CA and certificates for \"slave\" and \"master\" in %s (georep cert init/issue)\n", certs)
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ready := make(chan string, 1)
@@ -68,6 +81,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	go func() {
 		slaveErr <- runSlave(ctx, slaveOptions{
 			root: slaveRoot, listen: "127.0.0.1:0", stateDir: filepath.Join(o.dir, "slave-state"),
+			tls: tlsOptions{dir: certs, name: "slave"}, allowMasters: stringList{"master"},
 			log: logOptions{level: "warn"}, ready: func(a string) { ready <- a },
 		}, logs)
 	}()
@@ -83,10 +97,11 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		cancel()
 		<-slaveErr
 	}()
-	fmt.Fprintf(stdout, "== slave serving %s on %s\n", slaveRoot, addr)
+	fmt.Fprintf(stdout, "== slave serving %s on %s (mutual TLS 1.3, admitting master \"master\" only)\n", slaveRoot, addr)
 
 	mo := masterOptions{root: masterRoot, slave: addr, stateDir: filepath.Join(o.dir, "master-state"),
-		oneshot: true, syncJobs: 3, retries: 3, log: logOptions{level: "warn"}}
+		oneshot: true, syncJobs: 3, retries: 3, log: logOptions{level: "warn"},
+		tls: tlsOptions{dir: certs, name: "master"}, slaveName: "slave"}
 	cmpOpt := treecmp.Options{IgnoreTop: []string{slave.ReservedName}, IgnoreXattrPrefixes: []string{"trusted.georep.", "user.georep."}}
 	check := func() error {
 		diffs, err := treecmp.Compare(masterRoot, slaveRoot, cmpOpt)

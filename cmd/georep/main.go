@@ -1,7 +1,8 @@
 // Command georep replicates a directory tree from a master to a slave.
 //
-//	georep slave  --root DIR --listen HOST:PORT [--state-dir DIR]
-//	georep master --root DIR --slave HOST:PORT [--state-dir DIR] [--oneshot] [--sync-jobs N]
+//	georep slave  --root DIR --listen HOST:PORT [--state-dir DIR] (--tls-dir DIR | --ca F --cert F --key F | --insecure)
+//	georep master --root DIR --slave HOST:PORT [--state-dir DIR] [--oneshot] [--sync-jobs N] (TLS flags | --insecure)
+//	georep cert init|issue --dir DIR ...
 //	georep demo
 //
 // Each subcommand lives in its own file: an options struct, its flags, and
@@ -32,6 +33,7 @@ func commands() []command {
 	return []command{
 		{"slave", "serve a slave root to one master", runSlaveCmd},
 		{"master", "replicate a master root to a slave", runMasterCmd},
+		{"cert", "make a CA and certificates for mutual TLS (init, issue)", runCertCmd},
 		{"demo", "replicate a sample tree between temp dirs and show the result", runDemoCmd},
 		{"changelog", "inspect a master's live changelog journal (dump)", runChangelogCmd},
 	}

@@ -24,6 +24,8 @@ type masterOptions struct {
 	changeInterval time.Duration
 	watcher        string
 	batchSize      int
+	tls            tlsOptions
+	slaveName      string
 	log            logOptions
 }
 
@@ -43,6 +45,8 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.IntVar(&o.retries, "retries", master.DefaultRetries, "attempts at a failing batch before a one-shot run gives up")
 	fs.BoolVar(&o.compress, "compress", false, "compress file data (zstd) on the wire")
 	fs.Int64Var(&o.bwlimit, "bwlimit", 0, "cap file data sent to this many KiB/s (0: no cap)")
+	o.tls.register(fs, "master")
+	fs.StringVar(&o.slaveName, "slave-name", "", "the name the slave's certificate must have (default: the host of --slave)")
 	o.log.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -98,6 +102,10 @@ func runMasterLive(ctx context.Context, o masterOptions, stderr io.Writer) error
 }
 
 func newMasterFromOptions(o masterOptions, stderr io.Writer) (*master.Master, func(), error) {
+	tlsCfg, err := o.tls.clientTLS(o.slave, o.slaveName)
+	if err != nil {
+		return nil, nil, err
+	}
 	log, err := o.log.logger("master", stderr)
 	if err != nil {
 		return nil, nil, err
@@ -114,6 +122,7 @@ func newMasterFromOptions(o masterOptions, stderr io.Writer) (*master.Master, fu
 		IgnoreDeletes: o.ignoreDeletes, Retries: o.retries, Logger: log,
 		Compress: o.compress, BWLimit: o.bwlimit * 1024,
 		ChangeInterval: o.changeInterval, BatchSize: o.batchSize, Watcher: o.watcher,
+		TLS: tlsCfg, Insecure: o.tls.insecure,
 	})
 	if err != nil {
 		stopProfile()

@@ -7,7 +7,8 @@ import (
 	"net"
 	"time"
 
-	"github.com/georep/georep/master"
+	"google.golang.org/grpc/credentials"
+
 	"github.com/georep/georep/slave"
 )
 
@@ -16,7 +17,10 @@ type slaveOptions struct {
 	listen   string
 	stateDir string
 	lease    time.Duration
-	log      logOptions
+	tls      tlsOptions
+	// allowMasters, when set, are the only master identities admitted.
+	allowMasters stringList
+	log          logOptions
 	// ready, when set, receives the listening address (tests, demo).
 	ready func(addr string)
 }
@@ -25,9 +29,11 @@ func runSlaveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var o slaveOptions
 	fs := newFlagSet("slave", stderr)
 	fs.StringVar(&o.root, "root", "", "slave root directory (required)")
-	fs.StringVar(&o.listen, "listen", "", "address to serve on, HOST:PORT (required; a loopback address until TLS is configured)")
+	fs.StringVar(&o.listen, "listen", "", "address to serve on, HOST:PORT (required; with --insecure a loopback address)")
 	fs.StringVar(&o.stateDir, "state-dir", "", "state directory (default: derived from the root under /var/lib/georep or ~/.local/state/georep)")
 	fs.DurationVar(&o.lease, "timeout", slave.DefaultLease, "drop a master session silent for this long")
+	o.tls.register(fs, "slave")
+	fs.Var(&o.allowMasters, "allow-master", "admit only masters whose certificate has this name (repeat, or comma-separate; default: any the CA signed)")
 	o.log.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -39,8 +45,13 @@ func runSlaveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 }
 
 func runSlave(ctx context.Context, o slaveOptions, stderr io.Writer) error {
-	if !master.IsLoopback(o.listen) {
-		return fmt.Errorf("refusing to serve plaintext on %s: without TLS the slave listens on a loopback address only", o.listen)
+	tlsCfg, err := o.tls.serverTLS(o.listen, o.allowMasters)
+	if err != nil {
+		return err
+	}
+	var creds credentials.TransportCredentials
+	if tlsCfg != nil {
+		creds = credentials.NewTLS(tlsCfg)
 	}
 	log, err := o.log.logger("slave", stderr)
 	if err != nil {
@@ -63,9 +74,10 @@ func runSlave(ctx context.Context, o slaveOptions, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", o.listen, err)
 	}
-	log.Info("serving", "root", o.root, "listen", lis.Addr().String(), "state_dir", o.stateDir, "privileged", s.Privileged())
+	log.Info("serving", "root", o.root, "listen", lis.Addr().String(), "state_dir", o.stateDir, "privileged", s.Privileged(),
+		"tls", tlsCfg != nil, "allow_master", o.allowMasters.String())
 	if o.ready != nil {
 		o.ready(lis.Addr().String())
 	}
-	return s.Serve(ctx, lis, nil)
+	return s.Serve(ctx, lis, creds)
 }

@@ -338,3 +338,25 @@ func TestSymlink(t *testing.T) {
 		t.Fatalf("Get on a dangling symlink = %v, %v", got, err)
 	}
 }
+
+// FuzzParse: the text form (journal records, logs) parses only when it is
+// the canonical form, and round-trips; the wire form (16 bytes) only when
+// it is not zero.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000000",
+		"0123456789abcdef0123456789abcdef", "0123456789ABCDEF-0123-4567-89ab-cdef01234567", "", "g0000000-0000-0000-0000-000000000001"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if g, err := Parse(s); err == nil {
+			if g.String() != s {
+				t.Fatalf("Parse(%q) = %s", s, g)
+			}
+		}
+		if g, err := FromBytes([]byte(s)); err == nil {
+			if g.IsZero() || string(g.Bytes()) != s {
+				t.Fatalf("FromBytes(%q) = %s", s, g)
+			}
+		}
+	})
+}

@@ -105,7 +105,7 @@ func (b *bench) startGeorepLive(ctx context.Context, s *liveSession) error {
 		return err
 	}
 	args := []string{"master", "--root", s.tg.src(), "--slave", s.relay.addr(), "--state-dir", s.tg.mstate(),
-		"--log-level", "warn"}
+		"--log-level", "warn", "--insecure"}
 	args = append(args, b.cfg.georepExtra...)
 	args = append(args, b.cfg.georepLive...)
 	if s.client, err = startProc(ctx, b.cfg.georep, args...); err != nil {

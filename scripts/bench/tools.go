@@ -77,8 +77,10 @@ var (
 // startSlave starts a georep slave on 127.0.0.1 with a kernel-chosen port
 // and waits for its "serving ... listen=" line.
 func (b *bench) startSlave(ctx context.Context, tg target) (*proc, string, error) {
+	// Plaintext on loopback, like the rsync daemon it is compared with:
+	// the bench measures replication, not TLS (docs/PERFORMANCE.md).
 	sl, err := startProc(ctx, b.cfg.georep, "slave", "--root", tg.dst(), "--listen", "127.0.0.1:0",
-		"--state-dir", tg.sstate())
+		"--state-dir", tg.sstate(), "--insecure")
 	if err != nil {
 		return nil, "", err
 	}
@@ -116,7 +118,7 @@ func (b *bench) runGeorep(ctx context.Context, src string, tg target) (runResult
 		return res, err
 	}
 	args := []string{"master", "--root", src, "--slave", rl.addr(), "--state-dir", tg.mstate(),
-		"--oneshot", "--log-level", "warn"}
+		"--oneshot", "--log-level", "warn", "--insecure"}
 	args = append(args, b.cfg.georepExtra...)
 	m, merr := runTimed(ctx, b.cfg.georep, args...)
 	res.wire = rl.close(10 * time.Second)
