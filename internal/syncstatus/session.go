@@ -46,7 +46,7 @@ func Read(stateDir string) (*Snapshot, error) {
 	if s.State != Faulty {
 		s.Fault = ""
 	}
-	s.State, s.Started = Stopped, time.Time{}
+	s.State, s.Started, s.Crawl = Stopped, time.Time{}, NoCrawl
 	cp, err := loadCheckpoint(stateDir)
 	if err != nil {
 		return nil, err

@@ -125,6 +125,7 @@ func TestSocketProtocol(t *testing.T) {
 func TestOneMasterPerSocket(t *testing.T) {
 	dir := t.TempDir()
 	svc := startService(t, dir)
+	svc.Tracker.SetIdentity(testID)
 	if _, err := Start(Options{StateDir: dir}); !errors.Is(err, ErrRunning) {
 		t.Fatalf("second master: %v, want ErrRunning", err)
 	}

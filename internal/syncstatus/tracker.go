@@ -342,12 +342,14 @@ func (t *Tracker) ClearCheckpoint() error {
 }
 
 // Persist writes the figures to the status file (atomically) if they
-// changed since the last write, or always with force.
+// changed since the last write, or always with force. Before the master
+// has told the session's identity there is no session to keep figures of
+// (a master that failed to start leaves no status file behind).
 func (t *Tracker) Persist(force bool) error {
 	t.persistMu.Lock()
 	defer t.persistMu.Unlock()
 	t.mu.Lock()
-	if !t.dirty && !force {
+	if (!t.dirty && !force) || t.snap.Identity.Session == "" {
 		t.mu.Unlock()
 		return nil
 	}

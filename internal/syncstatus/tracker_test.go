@@ -213,6 +213,19 @@ func TestCorruptStatusFileMovedAside(t *testing.T) {
 }
 
 func TestNoSession(t *testing.T) {
+	// A master that never told its identity (it failed to start) leaves
+	// no session behind.
+	dir := t.TempDir()
+	svc, err := Start(Options{StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Read(dir); !errors.Is(err, ErrNoSession) {
+		t.Errorf("after a master that never started: %v", err)
+	}
 	if _, err := Read(t.TempDir()); !errors.Is(err, ErrNoSession) {
 		t.Errorf("empty state dir: %v", err)
 	}
