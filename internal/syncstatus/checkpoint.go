@@ -93,11 +93,7 @@ func loadCheckpoint(stateDir string) (*Checkpoint, error) {
 }
 
 func saveCheckpoint(stateDir string, c *Checkpoint) error {
-	data, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return fmt.Errorf("status: encoding checkpoint: %w", err)
-	}
-	if err := atomicfile.Write(filepath.Join(stateDir, checkpointFile), append(data, '\n'), 0o600); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(stateDir, checkpointFile), c, 0o600); err != nil {
 		return fmt.Errorf("status: saving checkpoint: %w", err)
 	}
 	return nil

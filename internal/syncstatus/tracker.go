@@ -388,11 +388,7 @@ func (t *Tracker) Run(ctx context.Context) error {
 }
 
 func writeStatusFile(stateDir string, s *Snapshot) error {
-	data, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return fmt.Errorf("status: encoding: %w", err)
-	}
-	if err := atomicfile.Write(filepath.Join(stateDir, statusFile), append(data, '\n'), 0o600); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(stateDir, statusFile), s, 0o600); err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
 	return nil
