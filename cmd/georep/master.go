@@ -95,14 +95,16 @@ func runMasterLive(ctx context.Context, o masterOptions, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	defer stop()
-	return m.Run(ctx)
+	err = m.Run(ctx)
+	stop(err)
+	return err
 }
 
 // newMasterFromOptions makes a master with what runs beside it: its
 // status (socket and persisted figures), metrics when asked, and a
-// progress bar when stderr is a terminal. The returned stop ends them all.
-func newMasterFromOptions(o masterOptions, stderr io.Writer) (m *master.Master, stop func(), err error) {
+// progress bar when stderr is a terminal. The returned stop ends them all;
+// the run's error, if any, is the last fault the status keeps.
+func newMasterFromOptions(o masterOptions, stderr io.Writer) (m *master.Master, stop func(runErr error), err error) {
 	bar := newProgressBar(stderr)
 	logOut := stderr
 	if bar != nil {
@@ -188,7 +190,10 @@ func newMasterFromOptions(o masterOptions, stderr io.Writer) (m *master.Master, 
 		return nil, nil, err
 	}
 	cleanups = append(cleanups, func() { m.Close() })
-	return m, stopAll, nil
+	return m, func(runErr error) {
+		svc.Tracker.Fault(runErr)
+		stopAll()
+	}, nil
 }
 
 // masterName is how the status table names a master: host:root.
@@ -211,7 +216,7 @@ func runMasterOnce(ctx context.Context, o masterOptions, stdout, stderr io.Write
 	sum, err := m.RunOnce(ctx)
 	// Stopped before the summary, so that the progress bar has its last
 	// word before it.
-	stop()
+	stop(err)
 	if err != nil {
 		return nil, err
 	}

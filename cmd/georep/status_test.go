@@ -311,3 +311,21 @@ func TestProcessesStatus(t *testing.T) {
 		t.Errorf("after a restart: files synced %d, want %d; checkpoint %s", s.Totals.FilesSynced, synced+2, s.Checkpoint.Answer())
 	}
 }
+
+// TestStatusAfterFailedRun: a master that stopped on an error leaves it
+// as the session's last fault.
+func TestStatusAfterFailedRun(t *testing.T) {
+	dir, state := t.TempDir(), filepath.Join(t.TempDir(), "state")
+	var out, errb bytes.Buffer
+	ctx := context.Background()
+	if code := run(ctx, []string{"master", "--root", dir, "--slave", "127.0.0.1:1", "--oneshot", "--state-dir", state}, &out, &errb); code != 1 {
+		t.Fatalf("master with an unreachable slave: exit %d: %s", code, errb.String())
+	}
+	out.Reset()
+	if code := run(ctx, []string{"status", "--state-dir", state}, &out, &errb); code != 0 {
+		t.Fatalf("status: exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "Stopped") || !strings.Contains(out.String(), "stopped Faulty: ") || !strings.Contains(out.String(), "unreachable") {
+		t.Errorf("status after a failed run:\n%s", out.String())
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"sync"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // Service is a running master's status: its Tracker, persisted while it
@@ -22,14 +24,22 @@ type Service struct {
 // Start loads the session's figures, takes its socket (ErrRunning when
 // another master answers on it) and starts serving and persisting.
 func Start(opts Options) (*Service, error) {
+	// The socket first: a second master is refused before it reads (or
+	// moves aside) anything of the session's.
+	log := opts.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	srv, err := Listen(context.Background(), opts.StateDir, nil, log.Named("status"))
+	if err != nil {
+		return nil, err
+	}
 	t, err := NewTracker(opts)
 	if err != nil {
+		srv.close()
 		return nil, err
 	}
-	srv, err := Listen(context.Background(), opts.StateDir, t, t.log.Named("status"))
-	if err != nil {
-		return nil, err
-	}
+	srv.t = t
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	s := &Service{Tracker: t, srv: srv, stopServe: stopServe, serveDone: make(chan error, 1), runDone: make(chan error, 1)}
 	go func() { s.serveDone <- srv.Serve(serveCtx) }()

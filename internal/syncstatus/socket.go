@@ -116,7 +116,8 @@ type Server struct {
 }
 
 // Listen opens the socket of the session in stateDir, mode 0600 (in a
-// state directory of mode 0700). A socket a master answers on is never
+// state directory of mode 0700), to serve t (which may be set until Serve
+// starts). A socket a master answers on is never
 // taken (ErrRunning); a stale one, left by a master that died, is
 // replaced. A lock file held while serving closes the race between two
 // masters that both find a stale socket.
@@ -177,6 +178,13 @@ func Listen(ctx context.Context, stateDir string, t *Tracker, log hclog.Logger) 
 		return nil, fmt.Errorf("status: socket mode: %w", err)
 	}
 	return &Server{path: path, lis: lis, lock: lock, t: t, log: log}, nil
+}
+
+// close releases what Listen took, for a server that will not serve.
+func (s *Server) close() {
+	s.lis.Close()
+	os.Remove(s.path)
+	s.lock.Close()
 }
 
 // Path is the socket's path.
