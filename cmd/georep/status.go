@@ -19,6 +19,9 @@ type statusOptions struct {
 	session sessionFlags
 	detail  bool
 	json    bool
+	// base is where the sessions are listed from when none is named
+	// (default stateBase(); tests).
+	base string
 }
 
 func runStatusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -41,8 +44,11 @@ func runStatus(ctx context.Context, o statusOptions, stdout io.Writer) error {
 		return err
 	}
 	dirs := []string{dir}
+	if o.base == "" {
+		o.base = stateBase()
+	}
 	if dir == "" {
-		if dirs, err = filepath.Glob(filepath.Join(stateBase(), "master-*")); err != nil {
+		if dirs, err = filepath.Glob(filepath.Join(o.base, "master-*")); err != nil {
 			return err
 		}
 	}
@@ -61,7 +67,7 @@ func runStatus(ctx context.Context, o statusOptions, stdout io.Writer) error {
 		if dir != "" {
 			return fmt.Errorf("no georep session in %s", dir)
 		}
-		return fmt.Errorf("no georep session under %s (name one with --state-dir, or --root and --slave)", stateBase())
+		return fmt.Errorf("no georep session under %s (name one with --state-dir, or --root and --slave)", o.base)
 	}
 	if o.json {
 		enc := json.NewEncoder(stdout)

@@ -329,3 +329,37 @@ func TestStatusAfterFailedRun(t *testing.T) {
 		t.Errorf("status after a failed run:\n%s", out.String())
 	}
 }
+
+// TestStatusListsSessions: with no session named, status shows every
+// session under the default state directories, one row each.
+func TestStatusListsSessions(t *testing.T) {
+	base := t.TempDir()
+	ctx := context.Background()
+	o := statusOptions{base: base}
+	var out bytes.Buffer
+	if err := runStatus(ctx, o, &out); err == nil || !strings.Contains(err.Error(), "no georep session under "+base) {
+		t.Fatalf("no sessions: %v", err)
+	}
+	for i, name := range []string{"master-b", "master-a", "slave-c"} {
+		svc, err := syncstatus.Start(syncstatus.Options{StateDir: filepath.Join(base, name), Master: "h:/" + name, Slave: "127.0.0.1:1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc.Tracker.SetIdentity(syncstatus.Identity{Session: name, MasterVolume: "v"})
+		if i > 0 {
+			if err := svc.Close(); err != nil { // one stays running
+				t.Fatal(err)
+			}
+		} else {
+			defer svc.Close()
+		}
+	}
+	if err := runStatus(ctx, o, &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[2], "h:/master-a ") || !strings.Contains(lines[2], "Stopped") ||
+		!strings.HasPrefix(lines[3], "h:/master-b ") || !strings.Contains(lines[3], "Initializing") {
+		t.Errorf("sessions listed:\n%s", out.String())
+	}
+}
