@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/marks"
 	"github.com/georep/georep/internal/syncstatus"
 	"github.com/georep/georep/internal/testenv"
 	"github.com/georep/georep/internal/testtree"
@@ -24,8 +28,10 @@ func newTracker(t *testing.T, stateDir string) *syncstatus.Tracker {
 
 // TestStatusOneShot: a one-shot run tells its tracker what it did: the
 // crawl's progress (totals as the crawl counted them, all done), the files
-// and bytes synced, the stime, Active; and a second run over the
-// unchanged tree syncs no more files.
+// and bytes synced, the stime, Active; a second run over the tree less a
+// file syncs no more files, counts the delete and completes a checkpoint
+// set before it; and once the master root's marks are reset, the next
+// master finds that checkpoint invalid.
 func TestStatusOneShot(t *testing.T) {
 	mroot, sroot := t.TempDir(), t.TempDir()
 	if err := testtree.Build(mroot, testtree.Options{BigFileSize: 1 << 20, Seed: 7}); err != nil {
@@ -62,10 +68,35 @@ func TestStatusOneShot(t *testing.T) {
 	if err := os.Remove(filepath.Join(mroot, "gone-next-time")); err != nil {
 		t.Fatal(err)
 	}
+	cp, err := tr.SetCheckpoint(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	runOnce(t, m)
 	s2 := tr.Snapshot()
 	if s2.Totals.FilesSynced != s.Totals.FilesSynced || s2.Totals.Deletes != 1 {
 		t.Errorf("second run over the tree less one file: totals %+v, before %+v", s2.Totals, s.Totals)
+	}
+	if s2.Checkpoint.Answer() != syncstatus.CheckpointYes || s2.Checkpoint.Completed.Before(cp.SetAt) {
+		t.Errorf("checkpoint after the second run: %+v", s2.Checkpoint)
+	}
+
+	// The marks are reset (the master root's volume id removed): the
+	// next master mints a new one, and the checkpoint no longer answers.
+	m.Close()
+	if err := tr.Persist(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Removexattr(mroot, gfid.DefaultNamespace().Name(string(marks.KeyVolumeID))); err != nil {
+		t.Fatal(err)
+	}
+	tr2 := newTracker(t, state)
+	if s := tr2.Snapshot(); s.Totals != s2.Totals || s.Checkpoint.Answer() != syncstatus.CheckpointYes {
+		t.Fatalf("restarted tracker: %+v", s)
+	}
+	newMaster(t, mroot, sl.Addr, func(c *master.Config) { c.StateDir, c.Status = state, tr2 })
+	if s := tr2.Snapshot(); s.Checkpoint.Answer() != syncstatus.CheckpointInvalid || s.Identity.MasterVolume == id.MasterVolume {
+		t.Errorf("after the marks were reset: checkpoint %s, identity %+v (was %+v)", s.Checkpoint.Answer(), s.Identity, id)
 	}
 }
 
