@@ -52,13 +52,15 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzCheckRel -fuzztime=$(FUZZTIME) ./internal/beneath/
 	$(GO) test -run=NONE -fuzz=FuzzRoundTrip -fuzztime=$(FUZZTIME) ./syncer/delta/
 	$(GO) test -run=NONE -fuzz=FuzzUnmarshalSignature -fuzztime=$(FUZZTIME) ./syncer/delta/
+	$(GO) test -run=NONE -fuzz=FuzzParseRequest -fuzztime=$(FUZZTIME) ./internal/syncstatus/
 
 # georep vs rsync on the same workloads (BENCH_SCALE, RUNS, BENCH_OUT: see scripts/bench/main.go).
 bench: build
 	command -v rsync >/dev/null || { apt-get update && apt-get install -y rsync; }
 	$(GO) run ./scripts/bench
 
-# A slave and a master on temp dirs, a sample tree, one-shot syncs, the result.
+# A slave and a master on temp dirs, a sample tree, one-shot syncs, a live
+# master completing a checkpoint, and the status table.
 demo:
 	$(GO) run ./cmd/georep demo
 

@@ -17,6 +17,7 @@ import (
 	"github.com/georep/georep/changelog"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/internal/syncstatus"
 )
 
 // DefaultBatchSize is how many journal segments one changelog batch takes
@@ -131,6 +132,7 @@ func (m *Master) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.prog.update(func() { m.prog.stime = stime })
+	m.cfg.Status.Synced(stime)
 	needCrawl := true
 	lastIdle := time.Now()
 	for {
@@ -158,6 +160,7 @@ func (m *Master) Run(ctx context.Context) (err error) {
 				return err
 			}
 			stime, needCrawl = st, false
+			m.cfg.Status.CrawlStarted(syncstatus.ChangelogCrawl)
 			m.prog.update(func() { m.prog.stime = stime })
 			if err := j.Done(stime.UnixNano()); err != nil {
 				return err
@@ -236,7 +239,9 @@ func (m *Master) advanceLive(ctx context.Context, j *changelog.Journal, t time.T
 func (m *Master) retry(ctx context.Context, what string, fn func() error) error {
 	delay := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
+		t0 := time.Now()
 		err := fn()
+		m.cfg.Status.BatchEnded(time.Since(t0), err)
 		if err == nil {
 			return nil
 		}

@@ -37,6 +37,7 @@ import (
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/marks"
 	"github.com/georep/georep/internal/mtree"
+	"github.com/georep/georep/internal/syncstatus"
 	"github.com/georep/georep/internal/tlsconf"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/slave"
@@ -84,6 +85,8 @@ type Config struct {
 	// Watcher is the recorder's event source (changelog.WatchAuto,
 	// WatchFanotify, WatchInotify; "" is auto).
 	Watcher string
+	// Status is told what the session does (nil: nobody listens).
+	Status *syncstatus.Tracker
 }
 
 // Master runs one session.
@@ -179,6 +182,7 @@ func New(cfg Config) (*Master, error) {
 		m.Close()
 		return nil, err
 	}
+	cfg.Status.SetIdentity(m.identity())
 	return m, nil
 }
 
@@ -373,6 +377,8 @@ func (m *Master) open(ctx context.Context) (*link, error) {
 		m.log.Warn("the slave runs unprivileged: owners it may not set are reported per entry (applied in part), " +
 			"trusted.* and security.* xattrs are not replicated, and device nodes cannot be made there")
 	}
+	m.cfg.Status.SetIdentity(m.identity())
+	m.cfg.Status.SessionOpen()
 
 	lctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
@@ -435,6 +441,7 @@ func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
 		sum.Crawl = crawl
 		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: syn, dir: dirFDs{t: m.tree}, trustRecords: true}
 		err = p.run(ctx, journal)
+		m.cfg.Status.BatchEnded(time.Since(stime), err)
 		sum.Batch.Add(p.stats)
 		if err == nil {
 			if err := m.advance(ctx, stime); err != nil {
@@ -473,7 +480,8 @@ func (m *Master) crawl(stime time.Time, recorderSync func() error) (CrawlStats, 
 	if err != nil {
 		return CrawlStats{}, "", err
 	}
-	x := &xsync{t: m.tree, w: w, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]uint64{}, live: live, sync: recorderSync}
+	x := &xsync{t: m.tree, w: w, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]uint64{}, live: live, sync: recorderSync, st: m.cfg.Status}
+	m.cfg.Status.CrawlStarted(syncstatus.HybridCrawl)
 	// A full crawl sees every entry: rebuild the index from it so that
 	// links of entries renamed or removed since the last crawl go away.
 	if !live {
@@ -490,6 +498,7 @@ func (m *Master) crawl(stime time.Time, recorderSync func() error) (CrawlStats, 
 	if err := w.Commit(); err != nil {
 		return CrawlStats{}, "", err
 	}
+	m.cfg.Status.CrawlListed()
 	m.log.Info("xsync crawl done", "dirs", x.stats.Dirs, "files", x.stats.Files, "bytes", x.stats.Bytes,
 		"symlinks", x.stats.Symlinks, "others", x.stats.Others, "records", w.Len(), "took", time.Since(t0))
 	return x.stats, path, nil
@@ -536,7 +545,11 @@ func (m *Master) advance(ctx context.Context, stime time.Time) error {
 	if err := m.tree.Idx.Sync(); err != nil {
 		return err
 	}
-	return unix.Fsync(m.tree.Root.FD())
+	if err := unix.Fsync(m.tree.Root.FD()); err != nil {
+		return err
+	}
+	m.cfg.Status.Synced(stime)
+	return nil
 }
 
 // Stime returns the session's stime on the master root (zero if none).

@@ -148,6 +148,7 @@ type processor struct {
 	touched   map[gfid.GFID]bool
 	reconcile bool
 	missing   map[gfid.GFID]bool // reconcile: directories the slave lacks
+	rep       batchReport        // for the status tracker (status.go)
 }
 
 // dirFDs caches a few master directory descriptors by gfid while records
@@ -207,6 +208,7 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 	defer p.dir.close()
 	// Whatever happens, never leave with data of this batch in flight.
 	defer p.drain()
+	defer p.report(true)
 	// 1. Entry ops, in journal order, many per call.
 	for _, path := range paths {
 		if err := p.readEntries(ctx, path); err != nil {
@@ -216,6 +218,7 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 	if err := p.flushEntries(ctx); err != nil {
 		return err
 	}
+	p.rep.purging = true
 	if err := p.purge(ctx); err != nil {
 		return err
 	}
@@ -585,7 +588,9 @@ func (p *processor) flushEntries(ctx context.Context) (err error) {
 	// call or an earlier one: once this call is applied, their data can go.
 	ready := p.pendingData
 	p.pendingData = nil
+	p.sending(ops)
 	resp, err := p.client.EntryOps(ctx, &pb.EntryOpsRequest{SessionId: p.session, Ops: ops})
+	p.sending(nil)
 	if err != nil {
 		return fmt.Errorf("master: entry ops: %w", err)
 	}
@@ -602,6 +607,7 @@ func (p *processor) flushEntries(ctx context.Context) (err error) {
 		return fmt.Errorf("master: slave answered %d results for %d entry ops", len(resp.GetResults()), len(ops))
 	}
 	for i, r := range resp.GetResults() {
+		p.rep.answered(ops[i], r)
 		if p.m.log.IsTrace() {
 			p.m.log.Trace("entry op", "op", describe(ops[i]), "parent", fmt.Sprintf("%x", ops[i].GetPargfid()),
 				"to", fmt.Sprintf("%x/%q", ops[i].GetPargfid2(), ops[i].GetName2()), "status", r.GetStatus(), "error", r.GetError())
@@ -860,6 +866,7 @@ func (p *processor) reap(ctx context.Context, block bool) error {
 		delete(p.boxFiles, b)
 		p.inflight -= len(files)
 		p.account(files)
+		p.report(false)
 	}
 	return nil
 }
@@ -945,6 +952,7 @@ func (p *processor) account(files []*syncer.File) {
 			p.fail("data of %s: %v (%s)", f.GFID, f.Err, strings.TrimPrefix(f.Code.String(), "ERROR_CODE_"))
 			continue
 		}
+		p.rep.bytesDone += f.Size
 		if f.MetaDone {
 			if p.metaDone != nil {
 				p.metaDone[f.GFID] = true
@@ -1011,6 +1019,8 @@ func (p *processor) syncMeta(ctx context.Context) error {
 			}
 			p.tally("metadata of "+g.String(), r, &p.stats.MetaOps, &p.stats.MetaNoops)
 		}
+		p.rep.metaLeft -= len(ops)
+		p.report(false)
 		ops = ops[:0]
 		return nil
 	}
@@ -1041,6 +1051,7 @@ func (p *processor) syncMeta(ctx context.Context) error {
 		}
 		return nil
 	}
+	p.rep.metaLeft = len(p.meta) + len(p.needMeta)
 	if err := add(append(p.meta, p.needMeta...), false); err != nil {
 		return err
 	}

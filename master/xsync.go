@@ -13,6 +13,7 @@ import (
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/mtree"
+	"github.com/georep/georep/internal/syncstatus"
 	"github.com/georep/georep/slave"
 )
 
@@ -51,6 +52,9 @@ type xsync struct {
 	// shallow: crawl the directories named, not what is below them
 	// (reconciling the directories a changelog batch touched).
 	shallow bool
+
+	// st counts the files found, for the crawl's progress (nil: nobody).
+	st *syncstatus.Tracker
 
 	warnedDerived bool
 	// pending index links, flushed in large transactions.
@@ -316,6 +320,7 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 			if first {
 				x.stats.Files++
 				x.stats.Bytes += st.Size
+				x.st.CrawlFound(st.Size)
 			}
 		case unix.S_IFLNK:
 			rec = changelog.Record{Kind: changelog.KindEntry, Op: changelog.OpSymlink, GFID: eg, Parent: g, Name: name}

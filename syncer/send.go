@@ -31,6 +31,7 @@ type File struct {
 	Sent     int64 // file data bytes sent (literal data, after compression)
 	Matched  int64 // bytes the slave rebuilt from its old copy (delta)
 	Delta    bool  // the slave had an old copy and a delta was sent
+	Size     int64 // the file's size when it was opened
 	// NoDelta asks for the whole file (set for the retry after a hash
 	// mismatch).
 	NoDelta bool
@@ -320,6 +321,7 @@ func (s *Sender) open(f *File) (*openFile, error) {
 	if op.File == nil && op.Stat.Size != 0 {
 		return nil, fmt.Errorf("syncer: source gave no file for %s of %d bytes", f.GFID, op.Stat.Size)
 	}
+	f.Size = op.Stat.Size
 	return &openFile{f: op.File, st: op.Stat, file: f, xattrs: op.Xattrs, known: op.XattrsKnown}, nil
 }
 

@@ -41,30 +41,18 @@ func runChangelogCmd(ctx context.Context, args []string, stdout, stderr io.Write
 	return usageErr("unknown subcommand %q (want dump)", args[0])
 }
 
-type changelogDumpOptions struct {
-	stateDir string
-	root     string
-	slave    string
-}
-
 func runChangelogDumpCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var o changelogDumpOptions
+	var session sessionFlags
 	flags := newFlagSet("changelog dump", stderr)
-	flags.StringVar(&o.stateDir, "state-dir", "", "the master's state directory")
-	flags.StringVar(&o.root, "root", "", "the master's root, to derive its default state directory (with --slave)")
-	flags.StringVar(&o.slave, "slave", "", "the master's slave HOST:PORT, to derive its default state directory (with --root)")
+	session.register(flags)
 	if err := parseFlags(flags, args); err != nil {
 		return err
 	}
-	switch {
-	case o.stateDir != "" && (o.root != "" || o.slave != ""):
-		return usageErr("give either --state-dir or --root and --slave, not both")
-	case o.stateDir == "" && (o.root == "" || o.slave == ""):
-		return usageErr("--state-dir, or --root and --slave, is required")
-	case o.stateDir == "":
-		o.stateDir = defaultStateDir("master", o.root, ":"+o.slave)
+	stateDir, err := session.dir(false)
+	if err != nil {
+		return err
 	}
-	return dumpChangelog(ctx, o.stateDir, stdout)
+	return dumpChangelog(ctx, stateDir, stdout)
 }
 
 // dumpChangelog prints the journal under stateDir: each index entry, then

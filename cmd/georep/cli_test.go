@@ -296,8 +296,16 @@ func TestDemo(t *testing.T) {
 	if err := runDemo(context.Background(), demoOptions{dir: t.TempDir()}, &out, io.Discard); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
-	if got := strings.Count(out.String(), "identical"); got != 3 {
-		t.Errorf("demo reported %d identical comparisons, want 3:\n%s", got, out.String())
+	if got := strings.Count(out.String(), "identical"); got != 4 {
+		t.Errorf("demo reported %d identical comparisons, want 4:\n%s", got, out.String())
+	}
+	// It ends with the status table of the stopped session.
+	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+	if n := len(lines); n < 3 || !strings.HasPrefix(lines[n-3], "MASTER ") || !strings.Contains(lines[n-1], "Stopped") {
+		t.Errorf("demo does not end with the status table:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "completed: No") || !strings.Contains(out.String(), "CHECKPOINT COMPLETED") {
+		t.Errorf("demo shows no checkpoint:\n%s", out.String())
 	}
 }
 

@@ -63,19 +63,53 @@ func defaultStateDir(role string, key ...string) string {
 		}
 		fmt.Fprintf(h, "%s\x00", k)
 	}
-	name := role + "-" + hex.EncodeToString(h.Sum(nil))[:16]
+	return filepath.Join(stateBase(), role+"-"+hex.EncodeToString(h.Sum(nil))[:16])
+}
+
+// stateBase is where default state directories go: /var/lib/georep as
+// root, else the user's state directory.
+func stateBase() string {
 	if os.Geteuid() == 0 {
-		return filepath.Join("/var/lib/georep", name)
+		return "/var/lib/georep"
 	}
 	base := os.Getenv("XDG_STATE_HOME")
 	if base == "" {
 		home, err := os.UserHomeDir()
 		if err != nil {
-			return filepath.Join(os.TempDir(), "georep-"+name)
+			return filepath.Join(os.TempDir(), "georep")
 		}
 		base = filepath.Join(home, ".local", "state")
 	}
-	return filepath.Join(base, "georep", name)
+	return filepath.Join(base, "georep")
+}
+
+// sessionFlags name a master's session for the commands that inspect
+// one: its state directory, or its root and slave (from which the master
+// derived its default state directory).
+type sessionFlags struct {
+	stateDir, root, slave string
+}
+
+func (s *sessionFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&s.stateDir, "state-dir", "", "the master's state directory")
+	fs.StringVar(&s.root, "root", "", "the master's root, to derive its default state directory (with --slave)")
+	fs.StringVar(&s.slave, "slave", "", "the master's slave HOST:PORT, to derive its default state directory (with --root)")
+}
+
+// dir returns the session's state directory; "" when none was named and
+// optional is set.
+func (s *sessionFlags) dir(optional bool) (string, error) {
+	switch {
+	case s.stateDir != "" && (s.root != "" || s.slave != ""):
+		return "", usageErr("give either --state-dir or --root and --slave, not both")
+	case s.stateDir != "":
+		return s.stateDir, nil
+	case s.root != "" && s.slave != "":
+		return defaultStateDir("master", s.root, ":"+s.slave), nil
+	case optional && s.root == "" && s.slave == "":
+		return "", nil
+	}
+	return "", usageErr("--state-dir, or --root and --slave, is required")
 }
 
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/georep/georep/internal/syncstatus"
 	"github.com/georep/georep/internal/testtree"
 	"github.com/georep/georep/internal/tlsconf"
 	"github.com/georep/georep/internal/treecmp"
@@ -159,5 +160,71 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	if o.keep {
 		fmt.Fprintf(stdout, "\nwork directory kept: %s\n", o.dir)
 	}
-	return nil
+	return demoLive(ctx, mo, stdout, logs, check)
+}
+
+// demoLive runs a live master on the demo's session: a change and a
+// checkpoint set after it, which the master completes once the change is
+// on the slave; then the status table, while it runs and after it stopped.
+func demoLive(ctx context.Context, mo masterOptions, stdout, logs io.Writer, check func() error) error {
+	mo.oneshot = false
+	mo.changeInterval, mo.batchSize = 100*time.Millisecond, 64
+	fmt.Fprintf(stdout, "\n== a live master on the same session; a new file, then `georep checkpoint set now`\n")
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- runMasterLive(lctx, mo, logs) }()
+	stopMaster := func() error {
+		stop()
+		return <-done
+	}
+	wait := func(what string, ok func(*syncstatus.Snapshot) bool) error {
+		deadline := time.Now().Add(time.Minute)
+		for {
+			s, err := syncstatus.Get(ctx, mo.stateDir)
+			if err == nil && s.State != syncstatus.Stopped && ok(s) {
+				return nil
+			}
+			select {
+			case err := <-done:
+				return fmt.Errorf("live master stopped while %s: %v", what, err)
+			case <-time.After(20 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				stopMaster()
+				return fmt.Errorf("live master: %s took over a minute", what)
+			}
+		}
+	}
+	if err := wait("starting", func(s *syncstatus.Snapshot) bool { return s.Crawl == syncstatus.ChangelogCrawl }); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(mo.root, "written before the checkpoint"), []byte("live\n"), 0o644); err != nil {
+		stopMaster()
+		return err
+	}
+	if err := runCheckpointCmd(ctx, []string{"set", "now", "--state-dir", mo.stateDir}, stdout, logs); err != nil {
+		stopMaster()
+		return err
+	}
+	if err := wait("completing the checkpoint", func(s *syncstatus.Snapshot) bool {
+		return s.Checkpoint != nil && s.Checkpoint.Answer() == syncstatus.CheckpointYes
+	}); err != nil {
+		return err
+	}
+	if err := check(); err != nil {
+		stopMaster()
+		return err
+	}
+	fmt.Fprintf(stdout, "\n== georep status --detail (the live master, through its socket)\n")
+	session := sessionFlags{stateDir: mo.stateDir}
+	if err := runStatus(ctx, statusOptions{session: session, detail: true}, stdout); err != nil {
+		stopMaster()
+		return err
+	}
+	if err := stopMaster(); err != nil {
+		return fmt.Errorf("live master: %w", err)
+	}
+	fmt.Fprintf(stdout, "\n== georep status (no master running: the figures it left)\n")
+	return runStatus(ctx, statusOptions{session: session}, stdout)
 }

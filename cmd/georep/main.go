@@ -1,8 +1,10 @@
 // Command georep replicates a directory tree from a master to a slave.
 //
 //	georep slave  --root DIR --listen HOST:PORT [--state-dir DIR] (--tls-dir DIR | --ca F --cert F --key F | --insecure)
-//	georep master --root DIR --slave HOST:PORT [--state-dir DIR] [--oneshot] [--sync-jobs N] (TLS flags | --insecure)
+//	georep master --root DIR --slave HOST:PORT [--state-dir DIR] [--oneshot] [--sync-jobs N] [--metrics-addr HOST:PORT] (TLS flags | --insecure)
 //	georep cert init|issue --dir DIR ...
+//	georep status [--state-dir DIR | --root DIR --slave HOST:PORT] [--detail] [--json]
+//	georep checkpoint set [now|UNIX-TIME] | clear  [--state-dir DIR | --root DIR --slave HOST:PORT]
 //	georep demo
 //
 // Each subcommand lives in its own file: an options struct, its flags, and
@@ -36,6 +38,8 @@ func commands() []command {
 		{"cert", "make a CA and certificates for mutual TLS (init, issue)", runCertCmd},
 		{"demo", "replicate a sample tree between temp dirs and show the result", runDemoCmd},
 		{"changelog", "inspect a master's live changelog journal (dump)", runChangelogCmd},
+		{"status", "show a session's status (the running master's, or the last figures)", runStatusCmd},
+		{"checkpoint", "set or clear a checkpoint: has everything before T reached the slave?", runCheckpointCmd},
 	}
 }
 

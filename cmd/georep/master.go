@@ -2,11 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/georep/georep/changelog"
+	"github.com/georep/georep/internal/metrics"
+	"github.com/georep/georep/internal/syncstatus"
 	"github.com/georep/georep/master"
 )
 
@@ -26,6 +33,7 @@ type masterOptions struct {
 	batchSize      int
 	tls            tlsOptions
 	slaveName      string
+	metricsAddr    string
 	log            logOptions
 }
 
@@ -47,6 +55,7 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.Int64Var(&o.bwlimit, "bwlimit", 0, "cap file data sent to this many KiB/s (0: no cap)")
 	o.tls.register(fs, "master")
 	fs.StringVar(&o.slaveName, "slave-name", "", "the name the slave's certificate must have (default: the host of --slave)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics (default: none)")
 	o.log.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -97,38 +106,121 @@ func runMasterLive(ctx context.Context, o masterOptions, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	defer stop()
-	return m.Run(ctx)
+	err = m.Run(ctx)
+	stop(err)
+	return err
 }
 
-func newMasterFromOptions(o masterOptions, stderr io.Writer) (*master.Master, func(), error) {
+// newMasterFromOptions makes a master with what runs beside it: its
+// status (socket and persisted figures), metrics when asked, and a
+// progress bar when stderr is a terminal. The returned stop ends them all;
+// the run's error, if any, is the last fault the status keeps.
+func newMasterFromOptions(o masterOptions, stderr io.Writer) (m *master.Master, stop func(runErr error), err error) {
+	bar := newProgressBar(stderr)
+	logOut := stderr
+	if bar != nil {
+		logOut = bar
+	}
 	tlsCfg, err := o.tls.clientTLS(o.slave, o.slaveName)
 	if err != nil {
 		return nil, nil, err
 	}
-	log, err := o.log.logger("master", stderr)
-	if err != nil {
-		return nil, nil, err
-	}
-	stopProfile, err := o.log.profile()
+	log, err := o.log.logger("master", logOut)
 	if err != nil {
 		return nil, nil, err
 	}
 	if o.stateDir == "" {
 		o.stateDir = defaultStateDir("master", o.root, ":"+o.slave)
 	}
-	m, err := master.New(master.Config{
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var cleanups []func()
+	stopAll := func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			stopAll()
+		}
+	}()
+	cleanups = append(cleanups, func() { cancel(); wg.Wait() })
+	stopProfile, err := o.log.profile()
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanups = append(cleanups, stopProfile)
+
+	var met *metrics.Metrics
+	sopts := syncstatus.Options{StateDir: o.stateDir, Master: masterName(o.root), Slave: o.slave, Logger: log}
+	if o.metricsAddr != "" {
+		met = metrics.New()
+		sopts.OnBatch = met.ObserveBatch
+	}
+	svc, err := syncstatus.Start(sopts)
+	if errors.Is(err, syncstatus.ErrRunning) {
+		return nil, nil, fmt.Errorf("a master is already running for this session (state dir %s)", o.stateDir)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanups = append(cleanups, func() {
+		if err := svc.Close(); err != nil {
+			log.Warn("status", "error", err)
+		}
+	})
+	if met != nil {
+		if err := met.Watch(svc.Tracker.Snapshot); err != nil {
+			return nil, nil, err
+		}
+		lis, err := net.Listen("tcp", o.metricsAddr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("metrics: %w", err)
+		}
+		log.Info("serving metrics", "url", "http://"+lis.Addr().String()+"/metrics")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := metrics.Serve(ctx, lis, met.Handler()); err != nil {
+				log.Error("metrics stopped", "error", err)
+			}
+		}()
+	}
+	if bar != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bar.run(ctx, svc.Tracker.Snapshot)
+		}()
+	}
+	m, err = master.New(master.Config{
 		Root: o.root, Slave: o.slave, StateDir: o.stateDir, SyncJobs: o.syncJobs,
 		IgnoreDeletes: o.ignoreDeletes, Retries: o.retries, Logger: log,
 		Compress: o.compress, BWLimit: o.bwlimit * 1024,
 		ChangeInterval: o.changeInterval, BatchSize: o.batchSize, Watcher: o.watcher,
-		TLS: tlsCfg, Insecure: o.tls.insecure,
+		TLS: tlsCfg, Insecure: o.tls.insecure, Status: svc.Tracker,
 	})
 	if err != nil {
-		stopProfile()
 		return nil, nil, err
 	}
-	return m, func() { m.Close(); stopProfile() }, nil
+	cleanups = append(cleanups, func() { m.Close() })
+	return m, func(runErr error) {
+		svc.Tracker.Fault(runErr)
+		stopAll()
+	}, nil
+}
+
+// masterName is how the status table names a master: host:root.
+func masterName(root string) string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "localhost"
+	}
+	if abs, err := filepath.Abs(root); err == nil {
+		root = abs
+	}
+	return host + ":" + root
 }
 
 func runMasterOnce(ctx context.Context, o masterOptions, stdout, stderr io.Writer) (*master.Summary, error) {
@@ -136,8 +228,10 @@ func runMasterOnce(ctx context.Context, o masterOptions, stdout, stderr io.Write
 	if err != nil {
 		return nil, err
 	}
-	defer stop()
 	sum, err := m.RunOnce(ctx)
+	// Stopped before the summary, so that the progress bar has its last
+	// word before it.
+	stop(err)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@
 package atomicfile
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -48,4 +49,14 @@ func Write(path string, data []byte, perm os.FileMode) error {
 		return fmt.Errorf("atomicfile: fsync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// WriteJSON replaces path with v as indented JSON, atomically and
+// durably.
+func WriteJSON(path string, v any, perm os.FileMode) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("atomicfile: encoding %s: %w", path, err)
+	}
+	return Write(path, append(data, '\n'), perm)
 }

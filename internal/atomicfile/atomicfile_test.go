@@ -182,3 +182,15 @@ func TestWriteReadOnlyDir(t *testing.T) {
 		t.Fatalf("Write into a read-only dir = %v", err)
 	}
 }
+
+func TestWriteJSON(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	if err := WriteJSON(path, map[string]int{"a": 1}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	check(t, path, []byte("{\n  \"a\": 1\n}\n"), 0o600)
+	if err := WriteJSON(path, func() {}, 0o600); err == nil {
+		t.Error("a value JSON cannot encode was written")
+	}
+	check(t, path, []byte("{\n  \"a\": 1\n}\n"), 0o600)
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/georep/georep/internal/syncstatus"
+)
+
+type statusOptions struct {
+	session sessionFlags
+	detail  bool
+	json    bool
+	// base is where the sessions are listed from when none is named
+	// (default stateBase(); tests).
+	base string
+}
+
+func runStatusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o statusOptions
+	fs := newFlagSet("status", stderr)
+	o.session.register(fs)
+	fs.BoolVar(&o.detail, "detail", false, "also pending ops, failures, totals, uptime and the checkpoint")
+	fs.BoolVar(&o.json, "json", false, "print the figures as JSON (a list, one object per session)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	return runStatus(ctx, o, stdout)
+}
+
+// runStatus prints the status of the named session, or of every session
+// under the default state directories when none is named.
+func runStatus(ctx context.Context, o statusOptions, stdout io.Writer) error {
+	dir, err := o.session.dir(true)
+	if err != nil {
+		return err
+	}
+	dirs := []string{dir}
+	if o.base == "" {
+		o.base = stateBase()
+	}
+	if dir == "" {
+		if dirs, err = filepath.Glob(filepath.Join(o.base, "master-*")); err != nil {
+			return err
+		}
+	}
+	var snaps []*syncstatus.Snapshot
+	for _, d := range dirs {
+		s, err := syncstatus.Get(ctx, d)
+		if errors.Is(err, syncstatus.ErrNoSession) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", d, err)
+		}
+		snaps = append(snaps, s)
+	}
+	if len(snaps) == 0 {
+		if dir != "" {
+			return fmt.Errorf("no georep session in %s", dir)
+		}
+		return fmt.Errorf("no georep session under %s (name one with --state-dir, or --root and --slave)", o.base)
+	}
+	if o.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(snaps)
+	}
+	renderStatus(stdout, snaps, o.detail, time.Local)
+	return nil
+}
+
+// notAvailable is what the table shows for a figure that has no value.
+const notAvailable = "N/A"
+
+// renderStatus prints sessions as a table, as `gluster volume
+// geo-replication status` does, times in loc; below it, why a session is
+// Faulty and (with detail) the last hybrid crawl's progress.
+func renderStatus(w io.Writer, snaps []*syncstatus.Snapshot, detail bool, loc *time.Location) {
+	sort.SliceStable(snaps, func(i, j int) bool { return snaps[i].Master < snaps[j].Master })
+	cols := []string{"MASTER", "SLAVE", "STATUS", "CRAWL STATUS", "LAST_SYNCED"}
+	if detail {
+		cols = append(cols, "ENTRY", "DATA", "META", "FAILURES", "FILES SYNCED", "FILES PENDING",
+			"BYTES PENDING", "DELETES PENDING", "UPTIME", "CHECKPOINT TIME", "CHECKPOINT COMPLETED", "CHECKPOINT COMPLETION TIME")
+	}
+	rows := [][]string{cols}
+	for _, s := range snaps {
+		row := []string{orNA(s.Master), orNA(s.Slave), string(s.State), orNA(string(s.Crawl)), formatTime(s.LastSynced, loc)}
+		if detail {
+			n := func(v int64) string { return strconv.FormatInt(v, 10) }
+			cpTime, cpDone, cpWhen := notAvailable, notAvailable, notAvailable
+			if cp := s.Checkpoint; cp != nil {
+				cpTime, cpDone = formatTime(cp.Target, loc), cp.Answer()
+				if cp.Answer() == syncstatus.CheckpointYes {
+					cpWhen = formatTime(cp.Completed, loc)
+				}
+			}
+			uptime := notAvailable
+			if up := s.Uptime(); up > 0 {
+				uptime = up.Round(time.Second).String()
+			}
+			row = append(row, n(s.Pending.Entry), n(s.Pending.Data), n(s.Pending.Meta), n(s.Totals.Failures),
+				n(s.Totals.FilesSynced), n(s.Pending.Files), humanBytes(s.Pending.Bytes), n(s.Pending.Deletes),
+				uptime, cpTime, cpDone, cpWhen)
+		}
+		rows = append(rows, row)
+	}
+	// The dashes under the header span the table, as gluster's do.
+	widths := make([]int, len(cols))
+	for _, r := range rows {
+		for i, c := range r {
+			widths[i] = max(widths[i], len(c))
+		}
+	}
+	const pad = 4
+	total := -pad
+	for _, wd := range widths {
+		total += wd + pad
+	}
+	for i, r := range rows {
+		var b strings.Builder
+		for j, c := range r {
+			b.WriteString(c)
+			if j < len(r)-1 {
+				b.WriteString(strings.Repeat(" ", widths[j]-len(c)+pad))
+			}
+		}
+		fmt.Fprintln(w, b.String())
+		if i == 0 {
+			fmt.Fprintln(w, strings.Repeat("-", total))
+		}
+	}
+	for _, s := range snaps {
+		if s.Fault != "" {
+			label := "Faulty"
+			if s.State == syncstatus.Stopped {
+				label = "stopped Faulty"
+			}
+			fmt.Fprintf(w, "\n%s: %s: %s\n", orNA(s.Master), label, s.Fault)
+		}
+		if detail && s.Progress != nil {
+			fmt.Fprintf(w, "\n%s: last %s\n", orNA(s.Master), crawlSummary(s, loc))
+		}
+	}
+}
+
+// crawlSummary says where the last hybrid crawl got to: the same figures
+// as the progress bar.
+func crawlSummary(s *syncstatus.Snapshot, loc *time.Location) string {
+	p := s.Progress
+	started := formatTime(p.Started, loc)
+	switch {
+	case p.Finished:
+		return fmt.Sprintf("Hybrid Crawl (started %s): done, %d files, %s", started, p.FilesTotal, humanBytes(p.BytesTotal))
+	case s.State == syncstatus.Stopped:
+		return fmt.Sprintf("Hybrid Crawl (started %s): interrupted at %d/%d files, %s/%s", started,
+			p.FilesDone, p.FilesTotal, humanBytes(p.BytesDone), humanBytes(p.BytesTotal))
+	}
+	return fmt.Sprintf("Hybrid Crawl (started %s): %s", started, strings.TrimPrefix(progressLine(*s, s.Updated), "Hybrid Crawl: "))
+}
+
+func formatTime(t time.Time, loc *time.Location) string {
+	if t.IsZero() {
+		return notAvailable
+	}
+	return t.In(loc).Format("2006-01-02 15:04:05")
+}
+
+func orNA(s string) string {
+	if s == "" {
+		return notAvailable
+	}
+	return s
+}

@@ -1,0 +1,413 @@
+package syncstatus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/georep/georep/internal/atomicfile"
+)
+
+// Batch is what the master reports about the batch it is applying (a
+// crawl's journal, or changelog segments): each report replaces the last,
+// so that figures reported twice are not counted twice.
+type Batch struct {
+	// Ops not yet applied on the slave.
+	EntryPending, DataPending, MetaPending, DeletesPending int64
+	// Done so far in this batch.
+	FilesSynced, BytesSynced, Deletes int64
+	// FilesDone and BytesDone feed a hybrid crawl's progress: files
+	// synced, found current or gone, and the sizes of those synced or
+	// found current.
+	FilesDone, BytesDone int64
+}
+
+// Options configure a Tracker.
+type Options struct {
+	StateDir string
+	// Master (host:root) and Slave (address) name the session in the
+	// table.
+	Master, Slave string
+	Logger        hclog.Logger
+	// OnBatch, when set, is called at the end of every batch attempt (the
+	// metrics' histogram), from the master's goroutine, without the
+	// tracker's lock held; it must not block.
+	OnBatch func(d time.Duration, err error)
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Tracker holds a running master's status. The master calls its report
+// methods (SetIdentity, SessionOpen, CrawlStarted, CrawlFound,
+// CrawlListed, BatchProgress, BatchEnded, Synced, Fault) from its own
+// goroutines; they are cheap, safe for concurrent use, and no-ops on a
+// nil *Tracker, so that a master without status needs no checks. The
+// socket server and `Persist` read it.
+type Tracker struct {
+	opts Options
+	log  hclog.Logger
+
+	mu    sync.Mutex
+	snap  Snapshot // Totals without batch; Pending from batch at Snapshot
+	batch Batch
+	dirty bool
+	// persistMu serialises writes of the status file (never held with mu
+	// while waiting: mu is taken inside it, not the other way round).
+	persistMu sync.Mutex
+}
+
+// NewTracker loads the session's persisted figures and checkpoint from
+// opts.StateDir and starts as Initializing. A status file that cannot be
+// read is moved aside with a warning (the figures restart from zero):
+// status must never stop replication.
+func NewTracker(opts Options) (*Tracker, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	t := &Tracker{opts: opts, log: log}
+	prev, err := readStatusFile(opts.StateDir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		aside := filepath.Join(opts.StateDir, statusFile+".corrupt")
+		log.Warn("status file unreadable; moved aside, totals restart from zero", "error", err, "moved_to", aside)
+		if rerr := os.Rename(filepath.Join(opts.StateDir, statusFile), aside); rerr != nil {
+			return nil, fmt.Errorf("status: moving aside %s: %w", statusFile, rerr)
+		}
+	default:
+		t.snap.Totals = prev.Totals
+		t.snap.LastSynced = prev.LastSynced
+		t.snap.Identity = prev.Identity
+		t.snap.Progress = prev.Progress
+		if t.snap.Progress != nil && !t.snap.Progress.Finished {
+			// That crawl was interrupted; this run crawls again.
+			t.snap.Progress.Listing = false
+		}
+	}
+	cp, err := loadCheckpoint(opts.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	now := opts.Now()
+	t.snap.Version = snapshotVersion
+	t.snap.Master, t.snap.Slave, t.snap.StateDir = opts.Master, opts.Slave, opts.StateDir
+	t.snap.State = Initializing
+	t.snap.Started = now
+	t.snap.Checkpoint = cp
+	t.dirty = true
+	return t, nil
+}
+
+// Snapshot returns the status now.
+func (t *Tracker) Snapshot() Snapshot {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.snapshotLocked()
+}
+
+func (t *Tracker) snapshotLocked() Snapshot {
+	s := t.snap
+	s.Updated = t.opts.Now()
+	b := t.batch
+	s.Totals = s.Totals.Add(Totals{FilesSynced: b.FilesSynced, BytesSynced: b.BytesSynced, Deletes: b.Deletes})
+	s.Pending = Pending{Entry: b.EntryPending, Data: b.DataPending, Meta: b.MetaPending}
+	if p := s.Progress; p != nil {
+		cp := *p
+		s.Progress = &cp
+		if s.Crawl == HybridCrawl && !p.Finished {
+			s.Pending.Files = max(p.FilesTotal-p.FilesDone, 0)
+			s.Pending.Bytes = max(p.BytesTotal-p.BytesDone, 0)
+			s.Pending.Deletes = b.DeletesPending
+		}
+	}
+	if s.Checkpoint != nil {
+		cp := *s.Checkpoint
+		s.Checkpoint = &cp
+	}
+	return s
+}
+
+// SetIdentity records the session's identity (the master calls it when
+// it opens its state, and again once the slave told its volume id).
+func (t *Tracker) SetIdentity(id Identity) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.snap.Identity = id
+	if cp := t.snap.Checkpoint; cp != nil {
+		wasInvalid := cp.Invalid
+		t.completeLocked()
+		if cp.Invalid && !wasInvalid {
+			t.log.Warn("the checkpoint was set before the marks were reset (the session or a volume id changed): it is invalid; clear it and set a new one",
+				"checkpoint", cp.Target, "set_for", cp.Identity, "now", id)
+		}
+	}
+	t.dirty = true
+}
+
+// SessionOpen says the session with the slave is open: Active.
+func (t *Tracker) SessionOpen() {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.snap.State, t.snap.Fault = Active, ""
+	t.dirty = true
+}
+
+// Fault says the session cannot make progress, and why (cleared by the
+// next batch that succeeds).
+func (t *Tracker) Fault(err error) {
+	if t == nil || err == nil || errors.Is(err, context.Canceled) {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.snap.State, t.snap.Fault = Faulty, err.Error()
+	t.dirty = true
+}
+
+// CrawlStarted says which crawl now finds the changes; a hybrid crawl
+// starts a new progress.
+func (t *Tracker) CrawlStarted(c Crawl) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.snap.Crawl = c
+	if c == HybridCrawl {
+		t.snap.Progress = &Progress{Started: t.opts.Now(), Listing: true}
+	}
+	t.dirty = true
+}
+
+// CrawlFound counts a regular file of size bytes the hybrid crawl found.
+func (t *Tracker) CrawlFound(size int64) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p := t.snap.Progress; p != nil && p.Listing {
+		p.FilesTotal++
+		p.BytesTotal += size
+	}
+}
+
+// CrawlListed says the hybrid crawl walked the whole tree: its totals are
+// final.
+func (t *Tracker) CrawlListed() {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p := t.snap.Progress; p != nil && p.Listing {
+		p.Listing, p.DataStarted = false, t.opts.Now()
+	}
+	t.dirty = true
+}
+
+// BatchProgress replaces the current batch's figures.
+func (t *Tracker) BatchProgress(b Batch) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.batch = b
+	if p := t.snap.Progress; p != nil && t.snap.Crawl == HybridCrawl && !p.Finished {
+		p.FilesDone, p.BytesDone = b.FilesDone, b.BytesDone
+	}
+	t.dirty = true
+}
+
+// failureCounter is an error that knows how many ops failed in it (the
+// master's OpError).
+type failureCounter interface{ FailureCount() int }
+
+// BatchEnded ends a batch attempt that took d: what it synced joins the
+// totals (data sent in a failed attempt was sent all the same), its
+// pending figures go, and err (nil: success) sets or clears Faulty. A
+// hybrid crawl's batch that succeeded finishes its progress.
+func (t *Tracker) BatchEnded(d time.Duration, err error) {
+	if t == nil {
+		return
+	}
+	cancelled := errors.Is(err, context.Canceled)
+	t.mu.Lock()
+	b := t.batch
+	t.batch = Batch{}
+	t.snap.Totals = t.snap.Totals.Add(Totals{FilesSynced: b.FilesSynced, BytesSynced: b.BytesSynced, Deletes: b.Deletes})
+	switch {
+	case err == nil:
+		if t.snap.State == Faulty || t.snap.State == Initializing {
+			t.snap.State, t.snap.Fault = Active, ""
+		}
+		if p := t.snap.Progress; p != nil && t.snap.Crawl == HybridCrawl && !p.Listing {
+			p.Finished = true
+			p.FilesDone, p.BytesDone = p.FilesTotal, p.BytesTotal
+		}
+	case !cancelled:
+		n := 1
+		var fc failureCounter
+		if errors.As(err, &fc) && fc.FailureCount() > 0 {
+			n = fc.FailureCount()
+		}
+		t.snap.Totals.Failures += int64(n)
+		t.snap.State, t.snap.Fault = Faulty, err.Error()
+	}
+	t.dirty = true
+	t.mu.Unlock()
+	if t.opts.OnBatch != nil && !cancelled {
+		t.opts.OnBatch(d, err)
+	}
+}
+
+// Synced says the slave holds everything up to stime (the stime mark
+// moved there); a checkpoint it reaches completes, and is persisted at
+// once.
+func (t *Tracker) Synced(stime time.Time) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	t.snap.LastSynced = stime
+	t.dirty = true
+	var save *Checkpoint
+	if t.completeLocked() {
+		cp := *t.snap.Checkpoint
+		save = &cp
+		t.log.Info("checkpoint completed", "checkpoint", cp.Target, "stime", stime)
+	}
+	t.mu.Unlock()
+	if save != nil {
+		if err := saveCheckpoint(t.opts.StateDir, save); err != nil {
+			t.log.Error("persisting the checkpoint's completion", "error", err)
+		}
+	}
+}
+
+// completeLocked evaluates the checkpoint; true if it just completed.
+func (t *Tracker) completeLocked() bool {
+	cp := t.snap.Checkpoint
+	if cp == nil || t.snap.Identity.Session == "" {
+		return false
+	}
+	return cp.evaluate(t.snap.Identity, t.snap.LastSynced, t.opts.Now())
+}
+
+// SetCheckpoint sets (replaces) the checkpoint at target, persisted
+// before it returns; it is completed at once when the stime is there
+// already.
+func (t *Tracker) SetCheckpoint(target time.Time) (*Checkpoint, error) {
+	t.mu.Lock()
+	if t.snap.Identity.Session == "" {
+		t.mu.Unlock()
+		return nil, errors.New("status: the session is not open yet; try again in a moment")
+	}
+	now := t.opts.Now()
+	cp := &Checkpoint{Target: target, SetAt: now, Identity: t.snap.Identity}
+	cp.evaluate(t.snap.Identity, t.snap.LastSynced, now)
+	t.snap.Checkpoint = cp
+	save := *cp
+	t.mu.Unlock()
+	if err := saveCheckpoint(t.opts.StateDir, &save); err != nil {
+		return nil, err
+	}
+	return &save, nil
+}
+
+// ClearCheckpoint removes the checkpoint.
+func (t *Tracker) ClearCheckpoint() error {
+	t.mu.Lock()
+	t.snap.Checkpoint = nil
+	t.mu.Unlock()
+	return removeCheckpoint(t.opts.StateDir)
+}
+
+// Persist writes the figures to the status file (atomically) if they
+// changed since the last write, or always with force. Before the master
+// has told the session's identity there is no session to keep figures of
+// (a master that failed to start leaves no status file behind).
+func (t *Tracker) Persist(force bool) error {
+	t.persistMu.Lock()
+	defer t.persistMu.Unlock()
+	t.mu.Lock()
+	if (!t.dirty && !force) || t.snap.Identity.Session == "" {
+		t.mu.Unlock()
+		return nil
+	}
+	s := t.snapshotLocked()
+	t.dirty = false
+	t.mu.Unlock()
+	if err := writeStatusFile(t.opts.StateDir, &s); err != nil {
+		t.mu.Lock()
+		t.dirty = true
+		t.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// persistEvery is how often the figures are written while they change:
+// often enough that a crash loses about a second of counts, rarely enough
+// that a busy session does not fsync for every batch.
+const persistEvery = time.Second
+
+// Run persists the figures every persistEvery while they change, until
+// ctx ends; then once more, as they are at the stop.
+func (t *Tracker) Run(ctx context.Context) error {
+	tick := time.NewTicker(persistEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return t.Persist(true)
+		case <-tick.C:
+			if err := t.Persist(false); err != nil {
+				t.log.Warn("persisting status", "error", err)
+			}
+		}
+	}
+}
+
+func writeStatusFile(stateDir string, s *Snapshot) error {
+	if err := atomicfile.WriteJSON(filepath.Join(stateDir, statusFile), s, 0o600); err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	return nil
+}
+
+// readStatusFile reads the persisted figures (os.ErrNotExist when there
+// are none).
+func readStatusFile(stateDir string) (*Snapshot, error) {
+	path := filepath.Join(stateDir, statusFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var s Snapshot
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("status file %s is corrupt: %w", path, err)
+	}
+	if s.Version != snapshotVersion {
+		return nil, fmt.Errorf("status file %s has version %d, want %d", path, s.Version, snapshotVersion)
+	}
+	return &s, nil
+}
