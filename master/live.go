@@ -294,7 +294,7 @@ func (m *Master) liveCrawl(ctx context.Context, l *link, sync func(context.Conte
 // (see liveBatch). Directories the slave turns out to lack are made by
 // reconciling their parents, then reconciled themselves: a few rounds at
 // most, as deep as the slave's copy lags.
-func (m *Master) reconcile(ctx context.Context, l *link, dirs []gfid.GFID, sync func(context.Context) error) (BatchStats, error) {
+func (m *Master) reconcile(ctx context.Context, l *link, dirs []gfid.GFID, sync func(context.Context) error, prev *processor) (BatchStats, error) {
 	var total BatchStats
 	syncFn := func() error { return sync(ctx) }
 	done := map[gfid.GFID]int{}
@@ -312,12 +312,21 @@ func (m *Master) reconcile(ctx context.Context, l *link, dirs []gfid.GFID, sync 
 		}
 		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, trustRecords: true, live: true,
 			reconcile: true, missing: map[gfid.GFID]bool{}, syncRecorder: sync, lastSync: time.Now()}
+		// The status tracker hears of one batch: the counts go on from
+		// the replay's (or the last round's).
+		base := prev.stats
+		p.stats, p.rep.bytesDone, p.rep.deletes = prev.stats, prev.rep.bytesDone, prev.rep.deletes
+		p.stats.Partial = nil
 		err = p.run(ctx, journal)
 		os.Remove(journal)
 		if err != nil {
 			return total, err
 		}
-		total.Add(p.stats)
+		round := p.stats
+		round.Partial = nil
+		total.Add(sub(round, base))
+		total.Partial = append(total.Partial, p.stats.Partial...)
+		prev = p
 		// The next round: each missing directory, after its parent.
 		next := map[gfid.GFID]bool{}
 		m.tree.Idx.View(func(tx *gfidx.Tx) error {
@@ -339,6 +348,17 @@ func (m *Master) reconcile(ctx context.Context, l *link, dirs []gfid.GFID, sync 
 		}
 	}
 	return total, nil
+}
+
+// sub is a - b, count by count (not Partial).
+func sub(a, b BatchStats) BatchStats {
+	return BatchStats{
+		EntryOps: a.EntryOps - b.EntryOps, EntryNoops: a.EntryNoops - b.EntryNoops, Conflicts: a.Conflicts - b.Conflicts,
+		MetaOps: a.MetaOps - b.MetaOps, MetaNoops: a.MetaNoops - b.MetaNoops,
+		Files: a.Files - b.Files, FilesUnchanged: a.FilesUnchanged - b.FilesUnchanged, Vanished: a.Vanished - b.Vanished,
+		BytesSent: a.BytesSent - b.BytesSent, BytesMatched: a.BytesMatched - b.BytesMatched, Deltas: a.Deltas - b.Deltas,
+		HashRetries: a.HashRetries - b.HashRetries, Purged: a.Purged - b.Purged, Skipped: a.Skipped - b.Skipped,
+	}
 }
 
 // maxReconcileRounds bounds the rounds of one reconciliation: each round
@@ -401,7 +421,7 @@ func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segmen
 		// found its entry gone, moved on, or its directory not made yet
 		// on the slave; what one batch left out, its reconciliation
 		// brings, and a later change is reconciled by a later batch.
-		q, err := m.reconcile(ctx, l, p.touchedDirs(), sync)
+		q, err := m.reconcile(ctx, l, p.touchedDirs(), sync, p)
 		if err != nil {
 			return err
 		}

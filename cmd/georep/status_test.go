@@ -176,7 +176,7 @@ func TestProcessesStatus(t *testing.T) {
 	}
 	addr := startSlaveProcess(t, sroot)
 	state := filepath.Join(t.TempDir(), "master-state")
-	args := []string{"--root", mroot, "--slave", addr, "--state-dir", state}
+	args := []string{"--root", mroot, "--slave", addr, "--state-dir", state, "--insecure"}
 	if code, out, errs := runMasterProcess(t, append(args, "--oneshot")...); code != 0 {
 		t.Fatalf("one-shot exited %d: %s %s", code, out, errs)
 	}
@@ -318,7 +318,7 @@ func TestStatusAfterFailedRun(t *testing.T) {
 	dir, state := t.TempDir(), filepath.Join(t.TempDir(), "state")
 	var out, errb bytes.Buffer
 	ctx := context.Background()
-	if code := run(ctx, []string{"master", "--root", dir, "--slave", "127.0.0.1:1", "--oneshot", "--state-dir", state}, &out, &errb); code != 1 {
+	if code := run(ctx, []string{"master", "--root", dir, "--slave", "127.0.0.1:1", "--oneshot", "--state-dir", state, "--insecure"}, &out, &errb); code != 1 {
 		t.Fatalf("master with an unreachable slave: exit %d: %s", code, errb.String())
 	}
 	out.Reset()
