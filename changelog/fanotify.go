@@ -32,7 +32,16 @@ type fanotify struct {
 	marked map[uint64]bool // st_dev of the filesystems marked
 	buf    []byte
 	cookie uint32
+	// foreign: the last read held only other directories' events. The
+	// mark covers the whole filesystem: the next wait first lets such
+	// events gather for foreignPause, so that busy neighbours cost a few
+	// hundred wakeups a second at most, not one per event.
+	foreign bool
 }
+
+// foreignPause is how long a wait lets events gather after a read that
+// held none of the tree's (at most that much added latency).
+const foreignPause = 5 * time.Millisecond
 
 // errUnwatchable: a directory lives on a filesystem fanotify cannot mark
 // (its changes are found by crawls only, like a watch inotify could not
@@ -76,14 +85,16 @@ func (f *fanotify) markFS(dirfd int) error {
 	return nil
 }
 
-// handleKey is how a directory's handle appears in events: the
-// filesystem id, the handle type and its bytes.
+// handleKey is how a directory's handle appears in events, byte for
+// byte: the filesystem id, then struct file_handle (its length, its type,
+// its bytes). Events are matched against it without a copy.
 func handleKey(fsid [2]int32, typ int32, h []byte) string {
-	b := make([]byte, 12+len(h))
+	b := make([]byte, 16+len(h))
 	binary.NativeEndian.PutUint32(b[0:], uint32(fsid[0]))
 	binary.NativeEndian.PutUint32(b[4:], uint32(fsid[1]))
-	binary.NativeEndian.PutUint32(b[8:], uint32(typ))
-	copy(b[12:], h)
+	binary.NativeEndian.PutUint32(b[8:], uint32(len(h)))
+	binary.NativeEndian.PutUint32(b[12:], uint32(typ))
+	copy(b[16:], h)
 	return string(b)
 }
 
@@ -126,18 +137,26 @@ func (f *fanotify) unwatch(g gfid.GFID) {
 }
 
 func (f *fanotify) wait(timeout time.Duration) error {
+	if f.foreign {
+		f.foreign = false
+		pause := min(foreignPause, timeout)
+		time.Sleep(pause)
+		timeout -= pause
+	}
 	return pollIn(f.fd, timeout)
 }
 
 // read returns the tree's events queued now.
 func (f *fanotify) read() ([]event, bool, error) {
 	var out []event
-	overflow := false
+	overflow, any := false, false
 	for {
 		n, err := unix.Read(f.fd, f.buf)
 		if errors.Is(err, unix.EAGAIN) || n == 0 {
+			f.foreign = any && len(out) == 0 && !overflow
 			return out, overflow, nil
 		}
+		any = true
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -168,11 +187,11 @@ func (f *fanotify) translate(fe *fanEvent, out []event) []event {
 	dirBit := uint32(fe.mask & unix.FAN_ONDIR)
 	if fe.mask&unix.FAN_RENAME != 0 {
 		f.cookie++
-		if g, ok := f.byKey[fe.old.key]; ok && fe.old.ok {
-			out = append(out, event{mask: unix.IN_MOVED_FROM | dirBit, cookie: f.cookie, dir: g, name: fe.old.name, known: true})
+		if g, ok := f.byKey[string(fe.old.key)]; ok && fe.old.ok {
+			out = append(out, event{mask: unix.IN_MOVED_FROM | dirBit, cookie: f.cookie, dir: g, name: string(fe.old.name), known: true})
 		}
-		if g, ok := f.byKey[fe.new.key]; ok && fe.new.ok {
-			out = append(out, event{mask: unix.IN_MOVED_TO | dirBit, cookie: f.cookie, dir: g, name: fe.new.name, known: true})
+		if g, ok := f.byKey[string(fe.new.key)]; ok && fe.new.ok {
+			out = append(out, event{mask: unix.IN_MOVED_TO | dirBit, cookie: f.cookie, dir: g, name: string(fe.new.name), known: true})
 		}
 	}
 	const dirent = unix.FAN_CREATE | unix.FAN_DELETE
@@ -182,21 +201,22 @@ func (f *fanotify) translate(fe *fanEvent, out []event) []event {
 		if !fe.obj.ok {
 			key = fe.dir.key
 		}
-		if g, ok := f.byKey[key]; ok && fe.mask&unix.FAN_ATTRIB != 0 {
+		if g, ok := f.byKey[string(key)]; ok && fe.mask&unix.FAN_ATTRIB != 0 {
 			out = append(out, event{mask: unix.IN_ATTRIB | dirBit, dir: g, known: true, self: true})
 		}
 		return out
 	}
-	if !fe.dir.ok || fe.dir.name == "" || fe.dir.name == "." {
+	if !fe.dir.ok || len(fe.dir.name) == 0 || string(fe.dir.name) == "." {
 		return out
 	}
-	g, ok := f.byKey[fe.dir.key]
+	g, ok := f.byKey[string(fe.dir.key)]
 	if !ok {
 		return out // not the tree's
 	}
-	for _, bits := range []uint64{dirent, unix.FAN_MODIFY | unix.FAN_CLOSE_WRITE, unix.FAN_ATTRIB} {
+	name := string(fe.dir.name)
+	for _, bits := range [...]uint64{dirent, unix.FAN_MODIFY | unix.FAN_CLOSE_WRITE, unix.FAN_ATTRIB} {
 		if m := fe.mask & bits; m != 0 {
-			out = append(out, event{mask: uint32(m) | dirBit, dir: g, name: fe.dir.name, known: true})
+			out = append(out, event{mask: uint32(m) | dirBit, dir: g, name: name, known: true})
 		}
 	}
 	return out
@@ -211,11 +231,12 @@ type fanEvent struct {
 	old, new fanID
 }
 
-// fanID is one info record: a handle key, and the name that followed it.
+// fanID is one info record: a handle key, and the name that followed it,
+// both slices of the read buffer (valid until the next read).
 type fanID struct {
 	ok   bool
-	key  string
-	name string
+	key  []byte
+	name []byte
 }
 
 // parseFanEvents calls fn for each event in buf, as read from a fanotify
@@ -283,21 +304,17 @@ func parseFanInfo(b []byte, fe *fanEvent) error {
 		if len(rec) < 16 {
 			return fmt.Errorf("changelog: fanotify fid record of %d bytes", len(rec))
 		}
-		var fsid [2]int32
-		fsid[0] = int32(binary.NativeEndian.Uint32(rec[0:]))
-		fsid[1] = int32(binary.NativeEndian.Uint32(rec[4:]))
 		hlen := int(binary.NativeEndian.Uint32(rec[8:]))
-		htype := int32(binary.NativeEndian.Uint32(rec[12:]))
 		if hlen > len(rec)-16 {
 			return fmt.Errorf("changelog: fanotify file handle of %d bytes in a %d-byte record", hlen, len(rec))
 		}
-		*dst = fanID{ok: true, key: handleKey(fsid, htype, rec[16:16+hlen])}
+		*dst = fanID{ok: true, key: rec[:16+hlen]}
 		if withName {
 			name := rec[16+hlen:]
 			if i := bytes.IndexByte(name, 0); i >= 0 {
 				name = name[:i]
 			}
-			dst.name = string(name)
+			dst.name = name
 		}
 	}
 	return nil

@@ -64,18 +64,18 @@ func TestParseFanEvents(t *testing.T) {
 	if len(got) != 4 {
 		t.Fatalf("%d events, want 4", len(got))
 	}
-	if got[0].dir.name != "a name\nwith \xff" || got[0].fd != -1 || !got[0].obj.ok {
+	if string(got[0].dir.name) != "a name\nwith \xff" || got[0].fd != -1 || !got[0].obj.ok {
 		t.Errorf("first event: %+v", got[0])
 	}
-	if got[1].old.name != "old" || got[1].new.name != "new" {
+	if string(got[1].old.name) != "old" || string(got[1].new.name) != "new" {
 		t.Errorf("rename: %+v", got[1])
 	}
 
 	// Translated with the directories registered: split, renames paired.
 	f := &fanotify{byKey: map[string]gfid.GFID{}, byDir: map[gfid.GFID]string{}}
 	d1, d2 := gfid.GFID{1}, gfid.GFID{2}
-	f.byKey[got[0].dir.key] = d1
-	f.byKey[got[1].new.key] = d2
+	f.byKey[string(got[0].dir.key)] = d1
+	f.byKey[string(got[1].new.key)] = d2
 	var evs []event
 	for i := range got {
 		evs = f.translate(&got[i], evs)
@@ -113,7 +113,7 @@ func FuzzFanEvents(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fa := &fanotify{byKey: map[string]gfid.GFID{}, byDir: map[gfid.GFID]string{}}
 		parseFanEvents(b, func(fe *fanEvent) {
-			fa.byKey[fe.dir.key] = gfid.Root
+			fa.byKey[string(fe.dir.key)] = gfid.Root
 			fa.translate(fe, nil)
 		})
 	})
