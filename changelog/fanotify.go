@@ -149,21 +149,9 @@ func (f *fanotify) wait(timeout time.Duration) error {
 // read returns the tree's events queued now.
 func (f *fanotify) read() ([]event, bool, error) {
 	var out []event
-	overflow, any := false, false
-	for {
-		n, err := unix.Read(f.fd, f.buf)
-		if errors.Is(err, unix.EAGAIN) || n == 0 {
-			f.foreign = any && len(out) == 0 && !overflow
-			return out, overflow, nil
-		}
-		any = true
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return out, overflow, fmt.Errorf("changelog: reading fanotify: %w", err)
-		}
-		err = parseFanEvents(f.buf[:n], func(fe *fanEvent) {
+	overflow := false
+	read, err := drainFD(f.fd, f.buf, "fanotify", func(b []byte) error {
+		return parseFanEvents(b, func(fe *fanEvent) {
 			if fe.fd >= 0 {
 				unix.Close(int(fe.fd))
 			}
@@ -173,10 +161,9 @@ func (f *fanotify) read() ([]event, bool, error) {
 			}
 			out = f.translate(fe, out)
 		})
-		if err != nil {
-			return out, overflow, err
-		}
-	}
+	})
+	f.foreign = read && len(out) == 0 && !overflow
+	return out, overflow, err
 }
 
 // translate turns one fanotify event into the recorder's events: a rename

@@ -141,24 +141,14 @@ func (in *inotify) wait(timeout time.Duration) error { return pollIn(in.fd, time
 func (in *inotify) read() ([]event, bool, error) {
 	var out []event
 	overflow := false
-	for {
-		n, err := unix.Read(in.fd, in.buf)
-		if errors.Is(err, unix.EAGAIN) || n == 0 {
-			return out, overflow, nil
-		}
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return out, overflow, fmt.Errorf("changelog: reading inotify: %w", err)
-		}
-		for off := 0; off+unix.SizeofInotifyEvent <= n; {
-			raw := (*unix.InotifyEvent)(unsafe.Pointer(&in.buf[off]))
+	_, err := drainFD(in.fd, in.buf, "inotify", func(b []byte) error {
+		for off := 0; off+unix.SizeofInotifyEvent <= len(b); {
+			raw := (*unix.InotifyEvent)(unsafe.Pointer(&b[off]))
 			end := off + unix.SizeofInotifyEvent + int(raw.Len)
-			if end > n {
-				return out, overflow, fmt.Errorf("changelog: inotify returned a truncated event")
+			if end > len(b) {
+				return fmt.Errorf("changelog: inotify returned a truncated event")
 			}
-			name := in.buf[off+unix.SizeofInotifyEvent : end]
+			name := b[off+unix.SizeofInotifyEvent : end]
 			if i := bytes.IndexByte(name, 0); i >= 0 {
 				name = name[:i]
 			}
@@ -173,6 +163,30 @@ func (in *inotify) read() ([]event, bool, error) {
 			}
 			g, known := in.byWD[raw.Wd]
 			out = append(out, event{mask: raw.Mask, cookie: raw.Cookie, dir: g, name: string(name), known: known})
+		}
+		return nil
+	})
+	return out, overflow, err
+}
+
+// drainFD reads the non-blocking fd into buf until it has nothing more,
+// handing each read's bytes to fn; it reports whether anything was read.
+func drainFD(fd int, buf []byte, what string, fn func([]byte) error) (bool, error) {
+	read := false
+	for {
+		n, err := unix.Read(fd, buf)
+		if errors.Is(err, unix.EAGAIN) || (err == nil && n == 0) {
+			return read, nil
+		}
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return read, fmt.Errorf("changelog: reading %s: %w", what, err)
+		}
+		read = true
+		if err := fn(buf[:n]); err != nil {
+			return read, err
 		}
 	}
 }

@@ -89,32 +89,22 @@ func (w *Writer) Len() int { return w.n }
 
 // Commit flushes, fsyncs, renames the journal to its final name and fsyncs
 // the directory.
-func (w *Writer) Commit() error {
-	if err := w.w.Flush(); err != nil {
-		w.Abort()
-		return fmt.Errorf("changelog: flushing %s: %w", w.tmp, err)
-	}
-	if err := w.f.Sync(); err != nil {
-		w.Abort()
-		return fmt.Errorf("changelog: fsync %s: %w", w.tmp, err)
-	}
-	if err := w.f.Close(); err != nil {
-		os.Remove(w.tmp)
-		return fmt.Errorf("changelog: closing %s: %w", w.tmp, err)
-	}
-	if err := os.Rename(w.tmp, w.final); err != nil {
-		os.Remove(w.tmp)
-		return fmt.Errorf("changelog: naming %s: %w", w.final, err)
-	}
-	return syncDir(filepath.Dir(w.final))
-}
+func (w *Writer) Commit() error { return w.commit(true) }
 
 // CommitVolatile names the journal like Commit, without syncing it: for
 // a journal of the moment, which a crash may lose (it is made again).
-func (w *Writer) CommitVolatile() error {
+func (w *Writer) CommitVolatile() error { return w.commit(false) }
+
+func (w *Writer) commit(durable bool) error {
 	if err := w.w.Flush(); err != nil {
 		w.Abort()
 		return fmt.Errorf("changelog: flushing %s: %w", w.tmp, err)
+	}
+	if durable {
+		if err := w.f.Sync(); err != nil {
+			w.Abort()
+			return fmt.Errorf("changelog: fsync %s: %w", w.tmp, err)
+		}
 	}
 	if err := w.f.Close(); err != nil {
 		os.Remove(w.tmp)
@@ -124,7 +114,10 @@ func (w *Writer) CommitVolatile() error {
 		os.Remove(w.tmp)
 		return fmt.Errorf("changelog: naming %s: %w", w.final, err)
 	}
-	return nil
+	if !durable {
+		return nil
+	}
+	return syncDir(filepath.Dir(w.final))
 }
 
 // Abort discards the journal.
