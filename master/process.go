@@ -149,6 +149,12 @@ type processor struct {
 	reconcile bool
 	missing   map[gfid.GFID]bool // reconcile: directories the slave lacks
 	rep       batchReport        // for the status tracker (status.go)
+	// skipEntries: the batch's entry ops were applied by an earlier
+	// attempt (its entry stime says so); only its data and metadata go
+	// (and its directories are reconciled). entriesApplied, if set, is
+	// called once every entry op of the batch is applied.
+	skipEntries    bool
+	entriesApplied func() error
 }
 
 // dirFDs caches a few master directory descriptors by gfid while records
@@ -227,6 +233,11 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 		// batch is retried as a whole.
 		return &OpError{Failures: p.failures}
 	}
+	if p.entriesApplied != nil {
+		if err := p.entriesApplied(); err != nil {
+			return err
+		}
+	}
 	// 2. Data, through the syncer's PostBoxes: most of it is on its way
 	// already; wait for it, and send again what needs another try.
 	if err := p.reap(ctx, true); err != nil {
@@ -277,6 +288,9 @@ func (p *processor) readEntries(ctx context.Context, path string) error {
 			case changelog.OpPurge, changelog.OpMkdir:
 				p.touched[r.GFID] = true
 			}
+		}
+		if p.skipEntries {
+			return nil
 		}
 		if p.m.cfg.IgnoreDeletes && (r.Op == changelog.OpPurge || r.Op == changelog.OpUnlink || r.Op == changelog.OpRmdir) {
 			return nil
