@@ -427,14 +427,18 @@ func (m *Master) open(ctx context.Context) (*link, error) {
 		syn.Run(lctx)
 	}()
 	return &link{ctx: lctx, syn: syn, close: func() {
+		failed := lctx.Err() != nil && !errors.Is(context.Cause(lctx), context.Canceled)
 		cancel(nil)
 		wg.Wait()
 		// Release the slave root for the next session (best effort: the
-		// lease expires anyway).
-		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer ccancel()
-		if _, err := m.client.EndSession(cctx, &pb.EndSessionRequest{SessionId: m.sessionID()}); err != nil {
-			m.log.Debug("ending the session", "error", err)
+		// lease expires anyway), unless the session failed: then the slave
+		// dropped it or does not answer.
+		if !failed {
+			cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer ccancel()
+			if _, err := m.client.EndSession(cctx, &pb.EndSessionRequest{SessionId: m.sessionID()}); err != nil {
+				m.log.Debug("ending the session", "error", err)
+			}
 		}
 		m.conn.Close()
 		m.conn = nil

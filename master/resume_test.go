@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/georep/georep/internal/syncstatus"
 	"github.com/georep/georep/internal/testenv"
@@ -169,10 +171,7 @@ func TestRestartResumesWithoutResend(t *testing.T) {
 	}
 	t.Logf("%d changes while the master was down, %d bytes of new data", n, changed)
 
-	tr, err := syncstatus.NewTracker(syncstatus.Options{StateDir: state, Logger: testenv.Logger(t, "status")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := newTracker(t, state)
 	creates := w.opCount(pb.EntryOpType_ENTRY_OP_TYPE_CREATE)
 	m2 := newMaster(t, mroot, sl.Addr, func(c *master.Config) { c.StateDir = state; c.Status = tr })
 	t0 := time.Now()
@@ -206,10 +205,7 @@ func TestWorkerRestartReplaysHistory(t *testing.T) {
 	sstate := filepath.Join(t.TempDir(), "slave-state")
 	sopt := testenv.SlaveOptions{StateDir: sstate, Lease: 3 * time.Second, ServerOptions: w.options()}
 	sl := testenv.StartSlaveWith(t, sroot, sopt)
-	tr, err := syncstatus.NewTracker(syncstatus.Options{StateDir: t.TempDir(), Logger: testenv.Logger(t, "status")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := newTracker(t, t.TempDir())
 	m := newMaster(t, mroot, sl.Addr, func(c *master.Config) { c.Status = tr; c.MaxBackoff = 2 * time.Second })
 	live := startLive(t, m)
 	waitSynced(t, m, time.Minute)
@@ -251,5 +247,50 @@ func TestWorkerRestartReplaysHistory(t *testing.T) {
 	// they name (a CREATE check for each of their files).
 	if renames, total := w.opCount(pb.EntryOpType_ENTRY_OP_TYPE_RENAME), w.opTotal()-ops; renames != 1 || total >= 500 {
 		t.Errorf("after the restart the slave got %d entry ops (%d RENAME); want the replayed records, not a crawl", total, renames)
+	}
+}
+
+// TestEntryStimeSkipsAppliedEntryOps: a batch whose entry ops were
+// applied and whose data then failed (the data stream broke) is retried
+// without its entry ops: the entry stime says they are on the slave. The
+// rename in it reaches the slave once; the data follows on the retry.
+func TestEntryStimeSkipsAppliedEntryOps(t *testing.T) {
+	mroot, sroot := t.TempDir(), t.TempDir()
+	bulkTree(t, mroot, 3, 30, 2000)
+	w := newWire()
+	var armed, broke atomic.Int64
+	breakData := grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		if armed.CompareAndSwap(1, 0) {
+			broke.Add(1)
+			return status.Error(codes.Unavailable, "link broke (test)")
+		}
+		return h(srv, ss)
+	})
+	sl := testenv.StartSlave(t, sroot, append(w.options(), breakData)...)
+	tr := newTracker(t, t.TempDir())
+	m := newMaster(t, mroot, sl.Addr, func(c *master.Config) { c.Status = tr; c.MaxBackoff = time.Second })
+	live := startLive(t, m)
+	waitSynced(t, m, time.Minute)
+
+	armed.Store(1)
+	if err := os.Rename(filepath.Join(mroot, "d000", "f00000"), filepath.Join(mroot, "d001", "renamed")); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(mroot, "d002", "new"), randomBytes(3000, 7))
+	waitSynced(t, m, time.Minute)
+	if ok, err := live.exited(); ok {
+		t.Fatal(err)
+	}
+	testenv.RequireEqual(t, mroot, sroot)
+	if broke.Load() != 1 {
+		t.Fatalf("%d data streams broken; want 1", broke.Load())
+	}
+	if n := w.opCount(pb.EntryOpType_ENTRY_OP_TYPE_RENAME); n != 1 {
+		t.Errorf("the slave got %d RENAME ops; want 1 (not replayed after the data failed)", n)
+	}
+	es, err := m.EntryStime()
+	st, err2 := m.Stime()
+	if err != nil || err2 != nil || es.Before(st) {
+		t.Errorf("entry stime %v (%v) behind stime %v (%v)", es, err, st, err2)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/georep/georep/internal/treecmp"
 	"github.com/georep/georep/slave"
@@ -39,6 +40,8 @@ type SlaveOptions struct {
 	Logger hclog.Logger
 	// ServerOptions add gRPC server options (interceptors, limits).
 	ServerOptions []grpc.ServerOption
+	// Creds secure the link (default: plaintext on loopback).
+	Creds credentials.TransportCredentials
 }
 
 // StartSlave serves a new slave on root (state in a temp dir) at a loopback
@@ -80,7 +83,7 @@ func StartSlaveWith(t testing.TB, root string, o SlaveOptions) *Slave {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, lis, nil, o.ServerOptions...) }()
+	go func() { done <- s.Serve(ctx, lis, o.Creds, o.ServerOptions...) }()
 	var once sync.Once
 	var stopErr error
 	stop := func() error {
