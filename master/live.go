@@ -140,7 +140,9 @@ func (m *Master) Run(ctx context.Context) (err error) {
 		Backoff: monitor.Backoff{Min: time.Second, Max: max(m.cfg.MaxBackoff, time.Second), Healthy: time.Minute},
 		OnFault: func(err error, in time.Duration) {
 			m.log.Error("worker faulty; restarting it", "error", err, "in", in)
-			m.cfg.Status.Fault(err)
+			// A fault, even one whose chain holds a cancelled context
+			// (which the tracker takes for a shutdown): the run goes on.
+			m.cfg.Status.Fault(errors.New(err.Error()))
 		},
 	}, func(ctx context.Context) error { return m.work(ctx, j, rec) })
 	stopWork(nil)

@@ -732,11 +732,14 @@ func (p *processor) purgeReport(op *pb.EntryOp, r *pb.OpResult) {
 						// Moved: reconciling its new parent moves it.
 						continue
 					}
-					if !p.reconcile && (e.St.Mode&unix.S_IFMT == unix.S_IFDIR || e.St.Nlink > 1) {
+					if !p.reconcile && (e.St.Mode&unix.S_IFMT == unix.S_IFDIR || e.St.Nlink > 1 && hasLink(tx, g, op.GetPargfid(), n)) {
 						// Moved since (a directory, subtree and all), or one
-						// of several names of a file: the record that moves
-						// or removes it comes later; removing it now would
-						// make that record move another name of the inode.
+						// of several names of a file that the master's index
+						// still holds: the record that moves or removes it
+						// comes later; removing it now would make that record
+						// move another name of the inode. A name the index
+						// does not hold is gone on the master (a restart's
+						// crawl finds the links removed while it was down).
 						continue
 					}
 					// A file with one name on the master: this is a stale
@@ -750,6 +753,17 @@ func (p *processor) purgeReport(op *pb.EntryOp, r *pb.OpResult) {
 		}
 		return nil
 	})
+}
+
+// hasLink reports whether the index holds name in directory parent as a
+// link of g.
+func hasLink(tx *gfidx.Tx, g gfid.GFID, parent []byte, name []byte) bool {
+	for _, l := range tx.Links(g) {
+		if bytes.Equal(l.Parent[:], parent) && l.Name == string(name) {
+			return true
+		}
+	}
+	return false
 }
 
 // purge sends one PURGE per directory crawled, naming what the master's
