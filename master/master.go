@@ -179,7 +179,19 @@ func New(cfg Config) (*Master, error) {
 		return nil, fmt.Errorf("master state dir: %w", err)
 	}
 	ns := gfid.DefaultNamespace()
-	idx, err := gfidx.Open(filepath.Join(cfg.StateDir, "gfid.db"))
+	idxPath := filepath.Join(cfg.StateDir, "gfid.db")
+	idx, err := gfidx.Open(idxPath)
+	if err != nil && !errors.Is(err, gfidx.ErrInUse) {
+		// The index is a cache of the tree's gfid xattrs, and every start
+		// of the process crawls the tree (which refills it): a damaged
+		// one is rebuilt, never trusted.
+		log.Warn("gfid index unreadable; rebuilding it from the tree", "path", idxPath, "error", err)
+		if rerr := gfidx.Remove(idxPath); rerr != nil {
+			root.Close()
+			return nil, fmt.Errorf("master: %w", rerr)
+		}
+		idx, err = gfidx.Open(idxPath)
+	}
 	if err != nil {
 		root.Close()
 		return nil, err
