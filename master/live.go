@@ -503,7 +503,7 @@ func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segmen
 	return m.retry(ctx, "batch", func() error {
 		t0 := time.Now()
 		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, syncRecorder: sync, live: true,
-			touched: map[gfid.GFID]bool{}}
+			touched: map[gfid.GFID]bool{}, notAfter: end.UnixNano()}
 		// Entry stime: once the batch's entry ops are applied, a retry
 		// (after its data failed, or after the worker restarted) does
 		// not replay them; it sends the data and metadata and reconciles

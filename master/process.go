@@ -155,6 +155,13 @@ type processor struct {
 	// called once every entry op of the batch is applied.
 	skipEntries    bool
 	entriesApplied func() error
+	// notAfter (ns; 0: none) is a changelog batch's end: a regular file
+	// changed after it (ctime) has its times left alone by this batch's
+	// metadata op, since they may come with content the slave does not
+	// have yet (the later change's record sends both). Otherwise a crash
+	// before that record would leave the slave a stale copy with the new
+	// size and mtime, which a restart's crawl would take for current.
+	notAfter int64
 }
 
 // dirFDs caches a few master directory descriptors by gfid while records
@@ -1121,6 +1128,7 @@ func (p *processor) metaOp(g gfid.GFID) (*pb.MetaOp, error) {
 		op = &pb.MetaOp{
 			Gfid: g.Bytes(), Mode: st.Mode, Uid: st.Uid, Gid: st.Gid,
 			AtimeNs: st.Atim.Nano(), MtimeNs: st.Mtim.Nano(),
+			KeepTimes: p.notAfter > 0 && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Ctim.Nano() > p.notAfter,
 		}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFREG, unix.S_IFDIR:
