@@ -711,7 +711,15 @@ func (r *Recorder) created(dir gfid.GFID, name string) error {
 			return nil
 		})
 		if r.knows(g, link) {
-			return nil // recorded already (a directory's scan, or the crawl)
+			// Recorded already (a directory's scan), or indexed by the
+			// crawl — which watches nothing: a directory it found before
+			// its event came in is watched here all the same.
+			if sub >= 0 && !r.in.watched(g) {
+				d := sub
+				sub = -1
+				return r.newDir(d, g)
+			}
+			return nil
 		}
 		switch r.sameInode(g, other, &st) {
 		case inodeSame:

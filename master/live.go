@@ -394,15 +394,16 @@ func (m *Master) reconcile(ctx context.Context, l *link, dirs []gfid.GFID, sync 
 	var total BatchStats
 	syncFn := func() error { return sync(ctx) }
 	done := map[gfid.GFID]int{}
-	for round := 0; len(dirs) > 0; round++ {
+	deep := prev.made // made empty on the slave by the replay or the last round: crawled whole
+	for round := 0; len(dirs)+len(deep) > 0; round++ {
 		if round == maxReconcileRounds {
-			return total, fmt.Errorf("master: reconciling directories: the slave still lacks %d after %d rounds", len(dirs), round)
+			return total, fmt.Errorf("master: reconciling directories: the slave still lacks %d after %d rounds", len(dirs)+len(deep), round)
 		}
 		if err := syncFn(); err != nil {
 			return total, err
 		}
 		dirs = m.parentsFirst(dirs)
-		journal, err := m.crawlDirs(time.Now(), dirs, syncFn)
+		journal, err := m.crawlDirs(time.Now(), dirs, deep, syncFn)
 		if err != nil {
 			return total, err
 		}
@@ -442,6 +443,7 @@ func (m *Master) reconcile(ctx context.Context, l *link, dirs []gfid.GFID, sync 
 		for g := range next {
 			dirs = append(dirs, g)
 		}
+		deep = p.made
 	}
 	return total, nil
 }

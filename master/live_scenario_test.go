@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/internal/testenv"
+	"github.com/georep/georep/master"
 )
 
 // Scenarios the churn found, replayed one by one.
@@ -54,5 +55,48 @@ func TestLiveScenarios(t *testing.T) {
 			waitSynced(t, m, time.Minute)
 			testenv.RequireEqual(t, mroot, sroot)
 		})
+	}
+}
+
+// TestLiveIgnoreDeletes: with IgnoreDeletes a live session keeps on the
+// slave what the master removed — also through the reconciliation of the
+// directories where the removals happened — and still replicates
+// creations and renames there.
+func TestLiveIgnoreDeletes(t *testing.T) {
+	mroot, sroot := t.TempDir(), t.TempDir()
+	for _, p := range []string{"d/sub", "e"} {
+		if err := os.MkdirAll(filepath.Join(mroot, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{"d/f", "d/sub/g", "e/h"} {
+		if err := os.WriteFile(filepath.Join(mroot, p), []byte(p), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sl := testenv.StartSlave(t, sroot)
+	m := newMaster(t, mroot, sl.Addr, func(c *master.Config) { c.IgnoreDeletes = true })
+	startLive(t, m)
+	waitSynced(t, m, time.Minute)
+	if err := os.Remove(filepath.Join(mroot, "d/f")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(mroot, "d/sub")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mroot, "d/new"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Rename(filepath.Join(mroot, "e/h"), filepath.Join(mroot, "d/h")); err != nil {
+		t.Fatal(err)
+	}
+	waitSynced(t, m, time.Minute)
+	for _, p := range []string{"d/f", "d/sub/g", "d/new", "d/h"} {
+		if _, err := os.Lstat(filepath.Join(sroot, p)); err != nil {
+			t.Errorf("slave lacks %s: %v", p, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(sroot, "e/h")); !os.IsNotExist(err) {
+		t.Errorf("the rename was not replicated: e/h still on the slave (%v)", err)
 	}
 }

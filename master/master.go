@@ -551,9 +551,10 @@ func (m *Master) crawl(stime time.Time, recorderSync func() error) (CrawlStats, 
 }
 
 // crawlDirs writes an XSYNC journal of directories dirs alone (not what
-// is below them), beside the recorder: what reconciles the slave's copies
-// of the directories a changelog batch touched with the master's now.
-func (m *Master) crawlDirs(stime time.Time, dirs []gfid.GFID, recorderSync func() error) (string, error) {
+// is below them), and of directories deep with everything below them,
+// beside the recorder: what reconciles the slave's copies of the
+// directories a changelog batch touched with the master's now.
+func (m *Master) crawlDirs(stime time.Time, dirs, deep []gfid.GFID, recorderSync func() error) (string, error) {
 	dir := filepath.Join(m.cfg.StateDir, "xsync")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("xsync dir: %w", err)
@@ -565,6 +566,12 @@ func (m *Master) crawlDirs(stime time.Time, dirs []gfid.GFID, recorderSync func(
 	}
 	x := &xsync{t: m.tree, w: w, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]uint64{}, live: true, shallow: true, sync: recorderSync}
 	if err := x.crawlDirs(dirs); err != nil {
+		w.Abort()
+		return "", err
+	}
+	// Directories the slave lacked: what they hold, all the way down.
+	x.shallow = false
+	if err := x.crawlDirs(deep); err != nil {
 		w.Abort()
 		return "", err
 	}

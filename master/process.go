@@ -148,6 +148,7 @@ type processor struct {
 	touched   map[gfid.GFID]bool
 	reconcile bool
 	missing   map[gfid.GFID]bool // reconcile: directories the slave lacks
+	made      []gfid.GFID        // directories the slave made from an op: it has none of their content
 	rep       batchReport        // for the status tracker (status.go)
 	// skipEntries: the batch's entry ops were applied by an earlier
 	// attempt (its entry stime says so); only its data and metadata go
@@ -691,6 +692,15 @@ func (p *processor) flushEntries(ctx context.Context) (err error) {
 			}
 			p.stats.FilesUnchanged++
 		}
+		if r.GetMade() && (ops[i].GetType() == pb.EntryOpType_ENTRY_OP_TYPE_MKDIR || ops[i].GetMode()&unix.S_IFMT == unix.S_IFDIR) {
+			// A directory the slave had nowhere, made empty from the op
+			// (moved or made while a crawl passed it by, its rename
+			// replayed here): what it holds is crawled whole by the
+			// reconciliation.
+			if g, err := gfid.FromBytes(ops[i].GetGfid()); err == nil {
+				p.made = append(p.made, g)
+			}
+		}
 		p.tally(describe(ops[i]), r, &p.stats.EntryOps, &p.stats.EntryNoops)
 		if ops[i].GetType() == pb.EntryOpType_ENTRY_OP_TYPE_PURGE && r.GetStatus() == pb.OpStatus_OP_STATUS_OK {
 			p.stats.Purged++
@@ -719,10 +729,9 @@ func (p *processor) tally(what string, r *pb.OpResult, applied, noops *int64) {
 }
 
 // purgeReport turns what a report-only PURGE found beyond the master's
-// names into removals of what the master no longer has anywhere. A name
-// whose gfid the master still has was moved after the listing; the record
-// of that move (in this batch or a later one) moves it on the slave too —
-// removing it here would lose it, and a directory's whole subtree with it.
+// names into removals: every extra name, but a directory the master has
+// elsewhere (removing it would lose its subtree, which the op that moves
+// it keeps).
 func (p *processor) purgeReport(op *pb.EntryOp, r *pb.OpResult) {
 	names, gs := r.GetExtraNames(), r.GetExtraGfids()
 	if len(names) != len(gs) {
@@ -735,24 +744,17 @@ func (p *processor) purgeReport(op *pb.EntryOp, r *pb.OpResult) {
 			if err == nil {
 				if e, ferr := p.m.tree.Find(tx, g); ferr == nil {
 					unix.Close(e.DirFD)
-					if p.reconcile && e.St.Mode&unix.S_IFMT == unix.S_IFDIR {
-						// Moved: reconciling its new parent moves it.
+					if e.St.Mode&unix.S_IFMT == unix.S_IFDIR {
+						// Moved, subtree and all: the op that puts it where
+						// the master has it (a crawl's or a reconciliation's
+						// MKDIR, a RENAME record) moves it.
 						continue
 					}
-					if !p.reconcile && (e.St.Mode&unix.S_IFMT == unix.S_IFDIR || e.St.Nlink > 1 && hasLink(tx, g, op.GetPargfid(), n)) {
-						// Moved since (a directory, subtree and all), or one
-						// of several names of a file that the master's index
-						// still holds: the record that moves or removes it
-						// comes later; removing it now would make that record
-						// move another name of the inode. A name the index
-						// does not hold is gone on the master (a restart's
-						// crawl finds the links removed while it was down).
-						continue
-					}
-					// A file with one name on the master: this is a stale
-					// extra link, or an old name a later record moves on;
-					// removing it costs at worst sending the file again,
-					// keeping it may leave a link too many.
+					// A file the master has under other names: this name
+					// is stale (a crawl that met the inode under two names
+					// in turn, a rename replayed as a link). A later
+					// record that moves it finds the inode under its
+					// other names (the slave makes the move a link).
 				}
 			}
 			p.removals = append(p.removals, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_UNLINK,
@@ -760,17 +762,6 @@ func (p *processor) purgeReport(op *pb.EntryOp, r *pb.OpResult) {
 		}
 		return nil
 	})
-}
-
-// hasLink reports whether the index holds name in directory parent as a
-// link of g.
-func hasLink(tx *gfidx.Tx, g gfid.GFID, parent []byte, name []byte) bool {
-	for _, l := range tx.Links(g) {
-		if bytes.Equal(l.Parent[:], parent) && l.Name == string(name) {
-			return true
-		}
-	}
-	return false
 }
 
 // purge sends one PURGE per directory crawled, naming what the master's

@@ -27,6 +27,7 @@ type outcome struct {
 	status  pb.OpStatus
 	err     error // for PARTIAL and FAILED
 	current bool  // CREATE with check_current: content and metadata match
+	made    bool  // made from the op's description: the gfid was nowhere here
 	// PURGE with report_only: what the directory holds beyond keep.
 	extraNames, extraGFIDs [][]byte
 }
@@ -62,7 +63,7 @@ func codeOf(err error) pb.ErrorCode {
 }
 
 func (o outcome) result() *pb.OpResult {
-	r := &pb.OpResult{Status: o.status, Current: o.current, ExtraNames: o.extraNames, ExtraGfids: o.extraGFIDs}
+	r := &pb.OpResult{Status: o.status, Current: o.current, Made: o.made, ExtraNames: o.extraNames, ExtraGfids: o.extraGFIDs}
 	if o.err != nil {
 		r.Code = codeOf(o.err)
 		r.Error = o.err.Error()
@@ -481,8 +482,9 @@ create:
 		return failed(err)
 	}
 	if ownerErr != nil {
-		return outcome{status: pb.OpStatus_OP_STATUS_PARTIAL, err: ownerErr}
+		return outcome{status: pb.OpStatus_OP_STATUS_PARTIAL, err: ownerErr, made: true}
 	}
+	res.made = true
 	return res
 }
 

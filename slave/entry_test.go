@@ -774,3 +774,53 @@ func TestEntryPurgeReportOnly(t *testing.T) {
 	}
 	f.checkOutside()
 }
+
+// An op naming a gfid the slave has under another name reuses that inode
+// (a FIFO, a symlink with the same target) instead of making a second one
+// with the same gfid; made says whether the slave made the entry from the
+// op's description.
+func TestEntryReuseAndMade(t *testing.T) {
+	f := newFixture(t)
+	fifo, link, dir, other := newGFID(t), newGFID(t), newGFID(t), newGFID(t)
+	res := f.entry(opMknod(fifo, gfid.Root, "p", unix.S_IFIFO|0o644, 0), opSymlink(link, gfid.Root, "l", "target"),
+		opMkdir(dir, gfid.Root, "d"))
+	for i, r := range res {
+		if r.GetStatus() != pb.OpStatus_OP_STATUS_OK || !r.GetMade() {
+			t.Fatalf("op %d: %v, made=%v; want OK, made", i, r.GetStatus(), r.GetMade())
+		}
+	}
+	// The same gfids named elsewhere: the same inodes, not made again.
+	res = f.entry(opMknod(fifo, gfid.Root, "p2", unix.S_IFIFO|0o644, 0), opSymlink(link, gfid.Root, "l2", "target"),
+		opMkdir(dir, gfid.Root, "d2"))
+	for i, r := range res {
+		if r.GetStatus() == pb.OpStatus_OP_STATUS_FAILED || r.GetMade() {
+			t.Fatalf("op %d again: %v (%s), made=%v; want reuse", i, r.GetStatus(), r.GetError(), r.GetMade())
+		}
+	}
+	for _, pair := range [][2]string{{"p", "p2"}, {"l", "l2"}} {
+		var a, b unix.Stat_t
+		if err := unix.Lstat(f.path(pair[0]), &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Lstat(f.path(pair[1]), &b); err != nil {
+			t.Fatal(err)
+		}
+		if a.Ino != b.Ino {
+			t.Errorf("%s and %s: two inodes with one gfid", pair[0], pair[1])
+		}
+	}
+	if _, err := os.Stat(f.path("d")); !os.IsNotExist(err) {
+		t.Errorf("the directory was not moved to d2: d is still there (%v)", err)
+	}
+	// A symlink with another target is made anew.
+	if r := f.entry(opSymlink(link, gfid.Root, "l3", "elsewhere"))[0]; r.GetStatus() == pb.OpStatus_OP_STATUS_FAILED || !r.GetMade() {
+		t.Errorf("symlink with another target: %v, made=%v; want made anew", r.GetStatus(), r.GetMade())
+	}
+	// A RENAME of a gfid the slave lacks, with a description, makes it.
+	op := opRename(other, gfid.Root, "gone", gfid.Root, "new dir")
+	op.Mode = unix.S_IFDIR | 0o755
+	if r := f.entry(op)[0]; r.GetStatus() == pb.OpStatus_OP_STATUS_FAILED || !r.GetMade() {
+		t.Errorf("rename of an unknown directory: %v (%s), made=%v; want made", r.GetStatus(), r.GetError(), r.GetMade())
+	}
+	f.checkOutside()
+}

@@ -264,6 +264,7 @@ func TestExitCodes(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
 		{"master without root", []string{"master", "--slave", "127.0.0.1:1", "--oneshot"}, 2, "--root and --slave are required"},
 		{"unknown flag", []string{"master", "--bogus"}, 2, "bogus"},
+		{"unknown watcher", []string{"master", "--root", dir, "--slave", "127.0.0.1:1", "--watcher", "dnotify", "--insecure"}, 2, "--watcher must be auto, fanotify or inotify"},
 		{"missing root", []string{"master", "--root", filepath.Join(dir, "missing"), "--slave", "127.0.0.1:1", "--oneshot", "--state-dir", filepath.Join(dir, "s1"), "--insecure"}, 1, "missing"},
 		{"unreachable slave", []string{"master", "--root", dir, "--slave", "127.0.0.1:1", "--oneshot", "--state-dir", filepath.Join(dir, "s2"), "--insecure"}, 1, "unreachable"},
 		{"slave missing root", []string{"slave", "--root", filepath.Join(dir, "missing"), "--listen", "127.0.0.1:0", "--state-dir", filepath.Join(dir, "s4"), "--insecure"}, 1, "missing"},

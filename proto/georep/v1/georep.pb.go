@@ -828,8 +828,13 @@ type OpResult struct {
 	Current bool `protobuf:"varint,4,opt,name=current,proto3" json:"current,omitempty"`
 	// For a PURGE with report_only: the entries the directory holds beyond
 	// keep_names (names, and their gfids in the same order).
-	ExtraNames    [][]byte `protobuf:"bytes,5,rep,name=extra_names,json=extraNames,proto3" json:"extra_names,omitempty"`
-	ExtraGfids    [][]byte `protobuf:"bytes,6,rep,name=extra_gfids,json=extraGfids,proto3" json:"extra_gfids,omitempty"`
+	ExtraNames [][]byte `protobuf:"bytes,5,rep,name=extra_names,json=extraNames,proto3" json:"extra_names,omitempty"`
+	ExtraGfids [][]byte `protobuf:"bytes,6,rep,name=extra_gfids,json=extraGfids,proto3" json:"extra_gfids,omitempty"`
+	// The slave did not have the entry's gfid anywhere and made the entry
+	// from the op's description (a MKDIR, or a RENAME or LINK of a gfid it
+	// lacked): a directory made so is empty, and the master sends what it
+	// holds.
+	Made          bool `protobuf:"varint,7,opt,name=made,proto3" json:"made,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -904,6 +909,13 @@ func (x *OpResult) GetExtraGfids() [][]byte {
 		return x.ExtraGfids
 	}
 	return nil
+}
+
+func (x *OpResult) GetMade() bool {
+	if x != nil {
+		return x.Made
+	}
+	return false
 }
 
 type EntryOpsResponse struct {
@@ -2244,7 +2256,7 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x0fEntryOpsRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\fR\tsessionId\x12$\n" +
-	"\x03ops\x18\x02 \x03(\v2\x12.georep.v1.EntryOpR\x03ops\"\xd3\x01\n" +
+	"\x03ops\x18\x02 \x03(\v2\x12.georep.v1.EntryOpR\x03ops\"\xe7\x01\n" +
 	"\bOpResult\x12+\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x13.georep.v1.OpStatusR\x06status\x12(\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x14.georep.v1.ErrorCodeR\x04code\x12\x14\n" +
@@ -2253,7 +2265,8 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\vextra_names\x18\x05 \x03(\fR\n" +
 	"extraNames\x12\x1f\n" +
 	"\vextra_gfids\x18\x06 \x03(\fR\n" +
-	"extraGfids\"A\n" +
+	"extraGfids\x12\x12\n" +
+	"\x04made\x18\a \x01(\bR\x04made\"A\n" +
 	"\x10EntryOpsResponse\x12-\n" +
 	"\aresults\x18\x01 \x03(\v2\x13.georep.v1.OpResultR\aresults\"1\n" +
 	"\x05Xattr\x12\x12\n" +
