@@ -10,7 +10,7 @@ BUF       := $(GOBIN)/buf
 TESTFLAGS ?=
 FUZZTIME  ?= 10s
 
-.PHONY: all build test test-short test-churn test-churn-small fuzz demo proto proto-check lint tools clean bench
+.PHONY: all build test test-short test-churn test-churn-small test-faults fuzz demo proto proto-check lint tools clean bench
 
 all: build
 
@@ -36,6 +36,13 @@ test-churn-small:
 
 test-churn:
 	GEOREP_CHURN=1 GEOREP_CHURN_OPS=20000 $(GO) test -race -run 'TestLiveConvergence|TestLiveChurnDuringInitialCrawl' -count=1 -timeout 20m ./master
+
+# Fault tests with real processes (scripts/faults): the master killed 10
+# times during churn, the slave killed during a large stream, the link cut
+# mid-batch by a proxy, the slave's filesystem full (a tmpfs: needs root).
+# Trees compared after each; the bytes sent again are logged (-v).
+test-faults:
+	GEOREP_FAULTS=1 $(GO) test -count=1 -timeout 15m -v -run 'Test' ./scripts/faults
 
 # Run each fuzz target for FUZZTIME, a duration (10s) or a count of
 # executions (2000x). CI uses a count: a duration races the fuzzer's own

@@ -11,12 +11,10 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/georep/georep/changelog"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/internal/monitor"
 	"github.com/georep/georep/internal/syncstatus"
 )
 
@@ -81,17 +79,25 @@ func (m *Master) WaitSynced(ctx context.Context, t time.Time) error {
 }
 
 // Run replicates continuously until ctx is cancelled (then it returns
-// nil): the recorder watches the tree and writes the journal; a crawl
-// brings the slave up to date with whatever happened before (the recorder
-// starts first, so nothing is missed in between); then batches of journal
-// segments go through the same processor, each advancing the marks to the
-// end of its last segment. A segment that is a gap (the recorder may have
-// missed changes) is followed by another crawl.
+// nil). The recorder watches the tree and writes the journal for as long
+// as the process runs; the worker (the session with the slave) runs under
+// a monitor that restarts it with capped back-off after a fault (the
+// slave gone, an RPC error, a fault on either side), reporting Faulty with
+// the reason meanwhile. Run returns an error only when the recorder
+// stops, or the worker meets a fault a restart cannot mend (the slave
+// refuses this master's certificate or configuration).
+//
+// Each worker resumes from the marks: when the journal covers the time
+// since the stime (the worker restarted in a running process), it replays
+// it (history crawl); otherwise (the first run, a restart of the process,
+// a gap) it crawls the tree beside the recorder (hybrid crawl). Then it
+// follows the journal (changelog crawl).
 func (m *Master) Run(ctx context.Context) (err error) {
 	m.prog.init()
 	defer func() {
 		m.prog.update(func() { m.prog.done, m.prog.err = true, err })
 	}()
+	m.cleanXsync()
 	j, err := changelog.OpenJournal(filepath.Join(m.cfg.StateDir, "changelog"))
 	if err != nil {
 		return err
@@ -113,13 +119,72 @@ func (m *Master) Run(ctx context.Context) (err error) {
 	recCtx, stopRec := context.WithCancel(context.Background())
 	recDone := make(chan error, 1)
 	go func() { recDone <- rec.Run(recCtx) }()
-	defer func() {
-		stopRec()
-		if rerr := <-recDone; rerr != nil && err == nil {
-			err = fmt.Errorf("recorder: %w", rerr)
+
+	// The worker runs while the recorder does.
+	wctx, stopWork := context.WithCancelCause(ctx)
+	var recErr error
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case rerr := <-recDone:
+			if rerr == nil {
+				rerr = errors.New("stopped")
+			}
+			recErr = fmt.Errorf("recorder: %w", rerr)
+			stopWork(recErr)
+		case <-wctx.Done():
 		}
 	}()
+	err = monitor.Run(wctx, monitor.Config{
+		Backoff: monitor.Backoff{Min: time.Second, Max: max(m.cfg.MaxBackoff, time.Second), Healthy: time.Minute},
+		OnFault: func(err error, in time.Duration) {
+			m.log.Error("worker faulty; restarting it", "error", err, "in", in)
+			// A fault, even one whose chain holds a cancelled context
+			// (which the tracker takes for a shutdown): the run goes on.
+			m.cfg.Status.Fault(errors.New(err.Error()))
+		},
+	}, func(ctx context.Context) error { return m.work(ctx, j, rec) })
+	stopWork(nil)
+	<-watched
+	stopRec()
+	if recErr != nil {
+		return recErr
+	}
+	if rerr := <-recDone; rerr != nil && err == nil {
+		err = fmt.Errorf("recorder: %w", rerr)
+	}
+	return err
+}
 
+// resumePlan says how a worker catches up from stime: by replaying the
+// journal up to historyEnd (it covers (stime, historyEnd] continuously),
+// or by a hybrid crawl (crawl: the first run, or the journal has a gap
+// since stime: the process was down, the recorder overflowed, the journal
+// was lost).
+func (m *Master) resumePlan(j *changelog.Journal, stime time.Time) (crawl bool, historyEnd int64) {
+	if stime.IsZero() {
+		m.log.Info("no stime: crawling the whole tree (hybrid crawl)")
+		return true, 0
+	}
+	segs, err := j.Next(stime.UnixNano(), 0)
+	if err != nil || len(segs) == 0 {
+		return false, 0 // nothing committed since: follow the journal
+	}
+	end := segs[len(segs)-1].End
+	if _, err := j.History(stime.UnixNano(), end); err != nil {
+		m.log.Info("the journal does not cover the time since the stime: crawling the tree (hybrid crawl), sending only what differs",
+			"stime", stime, "gap", err)
+		return true, 0
+	}
+	m.log.Info("replaying the journal from the stime (history crawl)", "stime", stime, "to", changelog.FormatNS(end), "segments", len(segs))
+	return false, end
+}
+
+// work is one run of the worker: it opens a session with the slave,
+// resumes from the marks (see resumePlan), and follows the journal until
+// the session fails (it returns why) or ctx ends (it returns nil).
+func (m *Master) work(ctx context.Context, j *changelog.Journal, rec *changelog.Recorder) error {
 	l, err := m.open(ctx)
 	if err != nil {
 		return err
@@ -129,11 +194,19 @@ func (m *Master) Run(ctx context.Context) (err error) {
 
 	stime, err := m.Stime()
 	if err != nil {
-		return err
+		// A crawl from nothing is always safe: it sends what differs.
+		m.log.Warn("the stime mark is unreadable; crawling the whole tree", "error", err)
+		stime = time.Time{}
 	}
 	m.prog.update(func() { m.prog.stime = stime })
 	m.cfg.Status.Synced(stime)
-	needCrawl := true
+	needCrawl, historyEnd := m.resumePlan(j, stime)
+	switch {
+	case historyEnd > 0:
+		m.cfg.Status.CrawlStarted(syncstatus.HistoryCrawl)
+	case !needCrawl:
+		m.cfg.Status.CrawlStarted(syncstatus.ChangelogCrawl)
+	}
 	lastIdle := time.Now()
 	for {
 		if lctx.Err() != nil {
@@ -142,14 +215,10 @@ func (m *Master) Run(ctx context.Context) (err error) {
 			}
 			return context.Cause(lctx)
 		}
-		select {
-		case rerr := <-recDone:
-			recDone <- rerr
-			if rerr == nil {
-				rerr = errors.New("stopped")
-			}
-			return fmt.Errorf("recorder: %w", rerr)
-		default:
+		if historyEnd > 0 && stime.UnixNano() >= historyEnd {
+			m.log.Info("history replayed; following the journal", "stime", stime)
+			historyEnd = 0
+			m.cfg.Status.CrawlStarted(syncstatus.ChangelogCrawl)
 		}
 		if needCrawl {
 			st, err := m.liveCrawl(lctx, l, rec.Sync)
@@ -159,7 +228,7 @@ func (m *Master) Run(ctx context.Context) (err error) {
 				}
 				return err
 			}
-			stime, needCrawl = st, false
+			stime, needCrawl, historyEnd = st, false, 0
 			m.cfg.Status.CrawlStarted(syncstatus.ChangelogCrawl)
 			m.prog.update(func() { m.prog.stime = stime })
 			if err := j.Done(stime.UnixNano()); err != nil {
@@ -188,11 +257,20 @@ func (m *Master) Run(ctx context.Context) (err error) {
 			select {
 			case <-j.Notify():
 			case <-lctx.Done():
-			case rerr := <-recDone:
-				recDone <- rerr
 			case <-time.After(idleAdvance):
 			}
 			continue
+		}
+		if es, err := m.EntryStime(); err == nil && es.After(stime) {
+			// A batch whose entry ops were applied before it failed:
+			// retry exactly that batch (without them) first.
+			k := 0
+			for k < len(segs) && segs[k].End <= es.UnixNano() {
+				k++
+			}
+			if k > 0 {
+				segs = segs[:k]
+			}
 		}
 		// A gap: its records go with the batch, and a crawl follows.
 		for i, s := range segs {
@@ -223,6 +301,21 @@ func (m *Master) Run(ctx context.Context) (err error) {
 	}
 }
 
+// cleanXsync removes crawl journals a crashed run left behind (each run
+// writes its own; an old one is never read again).
+func (m *Master) cleanXsync() {
+	dir := filepath.Join(m.cfg.StateDir, "xsync")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			m.log.Debug("removing an old crawl journal", "error", err)
+		}
+	}
+}
+
 // advanceLive moves the marks to t and lets the journal drop what is
 // applied.
 func (m *Master) advanceLive(ctx context.Context, j *changelog.Journal, t time.Time) error {
@@ -233,9 +326,12 @@ func (m *Master) advanceLive(ctx context.Context, j *changelog.Journal, t time.T
 	return j.Done(t.UnixNano())
 }
 
-// retry runs one batch until it succeeds: a live session never gives up
-// on a batch nor moves past it (gsyncd's "moving on" loses data); it
-// reports and backs off. Configuration errors end the session.
+// retry runs one batch until it succeeds or fails otherwise than by ops
+// the slave could not apply: a live session never gives up on a batch nor
+// moves past it (gsyncd's "moving on" loses data); it reports and backs
+// off (capped at MaxBackoff). Any other error (the link, a fault on the
+// master's side) ends the worker, which the monitor restarts with a new
+// session.
 func (m *Master) retry(ctx context.Context, what string, fn func() error) error {
 	delay := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -249,7 +345,7 @@ func (m *Master) retry(ctx context.Context, what string, fn func() error) error 
 			return fmt.Errorf("%w (%v)", context.Cause(ctx), err)
 		}
 		var opErr *OpError
-		if !errors.As(err, &opErr) && status.Code(err) == codes.FailedPrecondition {
+		if !errors.As(err, &opErr) {
 			return err
 		}
 		m.log.Warn(what+" incomplete; retrying it whole", "attempt", attempt, "error", err, "in", delay)
@@ -258,7 +354,7 @@ func (m *Master) retry(ctx context.Context, what string, fn func() error) error 
 			return context.Cause(ctx)
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, 30*time.Second)
+		delay = min(2*delay, m.cfg.MaxBackoff)
 	}
 }
 
@@ -405,10 +501,21 @@ func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segmen
 	if len(paths) == 0 {
 		return nil
 	}
+	end := time.Unix(0, segs[len(segs)-1].End)
 	return m.retry(ctx, "batch", func() error {
 		t0 := time.Now()
 		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, syncRecorder: sync, live: true,
-			touched: map[gfid.GFID]bool{}}
+			touched: map[gfid.GFID]bool{}, notAfter: end.UnixNano()}
+		// Entry stime: once the batch's entry ops are applied, a retry
+		// (after its data failed, or after the worker restarted) does
+		// not replay them; it sends the data and metadata and reconciles
+		// the directories the records name.
+		if es, err := m.EntryStime(); err == nil && !es.Before(end) {
+			p.skipEntries = true
+			m.log.Info("the batch's entry ops were applied before it failed; sending its data and metadata", "entry_stime", es)
+		} else {
+			p.entriesApplied = func() error { return m.setEntryStime(end) }
+		}
 		// The index follows the tree as the recorder sees it: let it
 		// catch up before the batch reads the tree.
 		if err := sync(ctx); err != nil {

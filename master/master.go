@@ -36,6 +36,7 @@ import (
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/marks"
+	"github.com/georep/georep/internal/monitor"
 	"github.com/georep/georep/internal/mtree"
 	"github.com/georep/georep/internal/syncstatus"
 	"github.com/georep/georep/internal/tlsconf"
@@ -52,6 +53,10 @@ const (
 	// DefaultRetries is how many times a failed batch is retried in a
 	// one-shot run before giving up (a live session never gives up).
 	DefaultRetries = 3
+	// DefaultMaxBackoff caps the back-off of a live session: a slave
+	// that comes back is used within half a minute, and a persistent
+	// fault costs two attempts a minute.
+	DefaultMaxBackoff = 30 * time.Second
 	// connectAttempts bounds the handshake retries when the slave is not
 	// reachable: about 6 seconds in all.
 	connectAttempts = 6
@@ -87,6 +92,10 @@ type Config struct {
 	Watcher string
 	// Status is told what the session does (nil: nobody listens).
 	Status *syncstatus.Tracker
+	// MaxBackoff caps the wait before a failed live batch is tried again
+	// and before the monitor restarts a faulty worker (default
+	// DefaultMaxBackoff).
+	MaxBackoff time.Duration
 }
 
 // Master runs one session.
@@ -133,6 +142,9 @@ func New(cfg Config) (*Master, error) {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = DefaultBatchSize
 	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
@@ -167,7 +179,19 @@ func New(cfg Config) (*Master, error) {
 		return nil, fmt.Errorf("master state dir: %w", err)
 	}
 	ns := gfid.DefaultNamespace()
-	idx, err := gfidx.Open(filepath.Join(cfg.StateDir, "gfid.db"))
+	idxPath := filepath.Join(cfg.StateDir, "gfid.db")
+	idx, err := gfidx.Open(idxPath)
+	if err != nil && !errors.Is(err, gfidx.ErrInUse) {
+		// The index is a cache of the tree's gfid xattrs, and every start
+		// of the process crawls the tree (which refills it): a damaged
+		// one is rebuilt, never trusted.
+		log.Warn("gfid index unreadable; rebuilding it from the tree", "path", idxPath, "error", err)
+		if rerr := gfidx.Remove(idxPath); rerr != nil {
+			root.Close()
+			return nil, fmt.Errorf("master: %w", rerr)
+		}
+		idx, err = gfidx.Open(idxPath)
+	}
 	if err != nil {
 		root.Close()
 		return nil, err
@@ -258,7 +282,10 @@ func (m *Master) connect(ctx context.Context) (*pb.HandshakeResponse, error) {
 	}
 	conn, err := grpc.NewClient(m.cfg.Slave, append(slave.DialOptions(), grpc.WithTransportCredentials(creds))...)
 	if err != nil {
-		return nil, fmt.Errorf("slave %s: %w", m.cfg.Slave, err)
+		return nil, &monitor.Fatal{Err: fmt.Errorf("slave %s: %w", m.cfg.Slave, err)}
+	}
+	if m.conn != nil {
+		m.conn.Close() // a worker's earlier connection
 	}
 	m.conn = conn
 	m.client = pb.NewSlaveServiceClient(conn)
@@ -278,12 +305,18 @@ func (m *Master) connect(ctx context.Context) (*pb.HandshakeResponse, error) {
 		}
 		last = err
 		if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
-			return nil, fmt.Errorf("slave %s refused the session: %s", m.cfg.Slave, status.Convert(err).Message())
+			err := fmt.Errorf("slave %s refused the session: %s", m.cfg.Slave, status.Convert(err).Message())
+			switch c {
+			case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented:
+				// A configuration the slave will refuse every time.
+				return nil, &monitor.Fatal{Err: err}
+			}
+			return nil, err // e.g. held by another master until its lease ends
 		}
 		if m.cfg.TLS != nil && isTLSFailure(err) {
 			// Retrying cannot help: the certificates do not fit.
-			return nil, fmt.Errorf("%w with slave %s (whose certificate must be named %q): %s; check --ca/--cert/--key, --slave-name, and the slave's --allow-master",
-				ErrTLS, m.cfg.Slave, m.cfg.TLS.ServerName, status.Convert(err).Message())
+			return nil, &monitor.Fatal{Err: fmt.Errorf("%w with slave %s (whose certificate must be named %q): %s; check --ca/--cert/--key, --slave-name, and the slave's --allow-master",
+				ErrTLS, m.cfg.Slave, m.cfg.TLS.ServerName, status.Convert(err).Message())}
 		}
 		m.log.Debug("slave not reachable yet", "attempt", attempt, "error", err)
 		select {
@@ -315,8 +348,11 @@ func isTLSFailure(err error) bool {
 	return strings.Contains(msg, "authentication handshake failed") || strings.Contains(msg, "remote error: tls:")
 }
 
-// keepAlive renews the session lease every lease/3 until ctx is done. A
-// slave that stays silent for a whole lease cancels the run through fail.
+// keepAlive renews the session lease every lease/3 until ctx is done. It
+// ends the session through fail when the slave says it no longer holds
+// it (it restarted, or dropped this master), or when it has been silent
+// so long that the next try would come after its lease ran out: a silent
+// slave is detected within the slave's timeout.
 func (m *Master) keepAlive(ctx context.Context, lease time.Duration, fail func(error)) {
 	every := max(lease/3, 100*time.Millisecond)
 	last := time.Now()
@@ -339,8 +375,12 @@ func (m *Master) keepAlive(ctx context.Context, lease time.Duration, fail func(e
 			return
 		}
 		m.log.Warn("keep-alive failed", "error", err)
-		if time.Since(last) > lease {
-			fail(fmt.Errorf("slave silent for %s (keep-alive: %v)", time.Since(last).Round(time.Second), err))
+		if status.Code(err) == codes.FailedPrecondition {
+			fail(fmt.Errorf("the slave dropped the session: %s", status.Convert(err).Message()))
+			return
+		}
+		if silent := time.Since(last); silent+every > lease {
+			fail(fmt.Errorf("slave silent for %s, its lease is %s (keep-alive: %v)", silent.Round(time.Millisecond), lease, err))
 			return
 		}
 	}
@@ -399,15 +439,21 @@ func (m *Master) open(ctx context.Context) (*link, error) {
 		syn.Run(lctx)
 	}()
 	return &link{ctx: lctx, syn: syn, close: func() {
+		failed := lctx.Err() != nil && !errors.Is(context.Cause(lctx), context.Canceled)
 		cancel(nil)
 		wg.Wait()
 		// Release the slave root for the next session (best effort: the
-		// lease expires anyway).
-		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer ccancel()
-		if _, err := m.client.EndSession(cctx, &pb.EndSessionRequest{SessionId: m.sessionID()}); err != nil {
-			m.log.Debug("ending the session", "error", err)
+		// lease expires anyway), unless the session failed: then the slave
+		// dropped it or does not answer.
+		if !failed {
+			cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer ccancel()
+			if _, err := m.client.EndSession(cctx, &pb.EndSessionRequest{SessionId: m.sessionID()}); err != nil {
+				m.log.Debug("ending the session", "error", err)
+			}
 		}
+		m.conn.Close()
+		m.conn = nil
 	}}, nil
 }
 
@@ -543,7 +589,8 @@ func (m *Master) advance(ctx context.Context, stime time.Time) error {
 	if _, err := m.client.SetMark(ctx, &pb.SetMarkRequest{SessionId: m.sessionID(), StimeNs: ns}); err != nil {
 		return fmt.Errorf("setting the slave mark: %w", err)
 	}
-	if err := m.marks.SetTime(marks.EntryStime(m.sessionID()), ns); err != nil {
+	// Never back: a later batch's entry ops may be applied already.
+	if err := m.setEntryStime(stime); err != nil {
 		return err
 	}
 	if err := m.marks.SetTime(marks.Stime(m.sessionID()), ns); err != nil {
@@ -560,8 +607,17 @@ func (m *Master) advance(ctx context.Context, stime time.Time) error {
 }
 
 // Stime returns the session's stime on the master root (zero if none).
-func (m *Master) Stime() (time.Time, error) {
-	ns, err := m.marks.GetTime(marks.Stime(m.sessionID()))
+func (m *Master) Stime() (time.Time, error) { return m.timeMark(marks.Stime(m.sessionID())) }
+
+// EntryStime returns the session's entry stime on the master root (zero
+// if none): the slave has every entry op recorded before it, and at least
+// the stime. A live batch whose entry ops were applied before its data
+// failed sets it to the batch's end, so that its retry does not replay
+// them.
+func (m *Master) EntryStime() (time.Time, error) { return m.timeMark(marks.EntryStime(m.sessionID())) }
+
+func (m *Master) timeMark(k marks.Key) (time.Time, error) {
+	ns, err := m.marks.GetTime(k)
 	if errors.Is(err, marks.ErrNoMark) {
 		return time.Time{}, nil
 	}
@@ -569,4 +625,12 @@ func (m *Master) Stime() (time.Time, error) {
 		return time.Time{}, err
 	}
 	return time.Unix(0, ns), nil
+}
+
+// setEntryStime moves the entry stime forward to t (never back).
+func (m *Master) setEntryStime(t time.Time) error {
+	if es, err := m.EntryStime(); err == nil && !es.Before(t) {
+		return nil
+	}
+	return m.marks.SetTime(marks.EntryStime(m.sessionID()), t.UnixNano())
 }

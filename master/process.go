@@ -150,6 +150,19 @@ type processor struct {
 	missing   map[gfid.GFID]bool // reconcile: directories the slave lacks
 	made      []gfid.GFID        // directories the slave made from an op: it has none of their content
 	rep       batchReport        // for the status tracker (status.go)
+	// skipEntries: the batch's entry ops were applied by an earlier
+	// attempt (its entry stime says so); only its data and metadata go
+	// (and its directories are reconciled). entriesApplied, if set, is
+	// called once every entry op of the batch is applied.
+	skipEntries    bool
+	entriesApplied func() error
+	// notAfter (ns; 0: none) is a changelog batch's end: a regular file
+	// changed after it (ctime) has its times left alone by this batch's
+	// metadata op, since they may come with content the slave does not
+	// have yet (the later change's record sends both). Otherwise a crash
+	// before that record would leave the slave a stale copy with the new
+	// size and mtime, which a restart's crawl would take for current.
+	notAfter int64
 }
 
 // dirFDs caches a few master directory descriptors by gfid while records
@@ -228,6 +241,11 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 		// batch is retried as a whole.
 		return &OpError{Failures: p.failures}
 	}
+	if p.entriesApplied != nil {
+		if err := p.entriesApplied(); err != nil {
+			return err
+		}
+	}
 	// 2. Data, through the syncer's PostBoxes: most of it is on its way
 	// already; wait for it, and send again what needs another try.
 	if err := p.reap(ctx, true); err != nil {
@@ -278,6 +296,9 @@ func (p *processor) readEntries(ctx context.Context, path string) error {
 			case changelog.OpPurge, changelog.OpMkdir:
 				p.touched[r.GFID] = true
 			}
+		}
+		if p.skipEntries {
+			return nil
 		}
 		if p.m.cfg.IgnoreDeletes && (r.Op == changelog.OpPurge || r.Op == changelog.OpUnlink || r.Op == changelog.OpRmdir) {
 			return nil
@@ -1098,6 +1119,7 @@ func (p *processor) metaOp(g gfid.GFID) (*pb.MetaOp, error) {
 		op = &pb.MetaOp{
 			Gfid: g.Bytes(), Mode: st.Mode, Uid: st.Uid, Gid: st.Gid,
 			AtimeNs: st.Atim.Nano(), MtimeNs: st.Mtim.Nano(),
+			KeepTimes: p.notAfter > 0 && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Ctim.Nano() > p.notAfter,
 		}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFREG, unix.S_IFDIR:

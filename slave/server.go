@@ -62,6 +62,10 @@ func (s *Slave) Serve(ctx context.Context, lis net.Listener, creds credentials.T
 	pb.RegisterSlaveServiceServer(srv, s)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
+	reapCtx, stopReap := context.WithCancel(ctx)
+	reaped := make(chan struct{})
+	go func() { defer close(reaped); s.reapLeases(reapCtx) }()
+	defer func() { stopReap(); <-reaped }()
 	select {
 	case err := <-errc:
 		if err != nil && !errors.Is(err, grpc.ErrServerStopped) {

@@ -36,7 +36,7 @@ func TestHandshake(t *testing.T) {
 		t.Fatal("volume id changed between handshakes")
 	}
 	_, err := f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion + 1, SessionId: f.sid})
-	wantCode(t, "wrong protocol", err, codes.FailedPrecondition)
+	wantCode(t, "wrong protocol", err, codes.Unimplemented)
 	_, err = f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: []byte("short")})
 	wantCode(t, "short session id", err, codes.InvalidArgument)
 	_, err = f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: make([]byte, 65)})

@@ -287,7 +287,9 @@ func (s *Slave) checkSession(id []byte) error {
 // Handshake implements SlaveService.
 func (s *Slave) Handshake(ctx context.Context, req *pb.HandshakeRequest) (*pb.HandshakeResponse, error) {
 	if req.GetProtocolVersion() != ProtocolVersion {
-		return nil, status.Errorf(codes.FailedPrecondition, "protocol version %d, this slave speaks %d", req.GetProtocolVersion(), ProtocolVersion)
+		// Unimplemented: a master that gets it stops (a configuration
+		// error) instead of retrying.
+		return nil, status.Errorf(codes.Unimplemented, "protocol version %d, this slave speaks %d", req.GetProtocolVersion(), ProtocolVersion)
 	}
 	if n := len(req.GetSessionId()); n < 8 || n > 64 {
 		return nil, status.Errorf(codes.InvalidArgument, "session id of %d bytes", n)
@@ -350,6 +352,37 @@ func (s *Slave) EndSession(ctx context.Context, req *pb.EndSessionRequest) (*pb.
 	s.mu.Unlock()
 	s.log.Info("master session ended", "session", fmt.Sprintf("%x", req.GetSessionId()))
 	return &pb.EndSessionResponse{}, nil
+}
+
+// dropExpired ends the session when its master has been silent for a
+// whole lease (it stopped sending keep-alives: killed, cut off), so that
+// the root is free and the slave's log says so; a call from that master
+// afterwards is refused until it handshakes again.
+func (s *Slave) dropExpired() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.session == nil {
+		return
+	}
+	if silent := s.cfg.Now().Sub(s.lastSeen); silent > s.cfg.Lease {
+		s.log.Warn("dropped a master session: no call for a whole lease", "session", fmt.Sprintf("%x", s.session),
+			"master", s.holder, "silent", silent.Round(time.Millisecond), "lease", s.cfg.Lease)
+		s.session, s.holder = nil, ""
+	}
+}
+
+// reapLeases drops expired sessions until ctx ends (Serve runs it).
+func (s *Slave) reapLeases(ctx context.Context) {
+	t := time.NewTicker(min(max(s.cfg.Lease/4, 10*time.Millisecond), time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.dropExpired()
+		}
+	}
 }
 
 // markDirty records, before the first change after a clean point, that the

@@ -178,6 +178,13 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 	sendErr := func(err error) error {
 		cancel()
 		<-readerDone
+		mu.Lock()
+		if recvErr != nil && errors.Is(err, context.Canceled) {
+			// The reader failed first and cancelled the send: its error
+			// is the reason (the link broke), not the cancellation.
+			err = recvErr
+		}
+		mu.Unlock()
 		return fmt.Errorf("syncer: data stream: %w", s.streamErr(stream, err))
 	}
 	answer := func(w *pb.FileWant) error {

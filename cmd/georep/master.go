@@ -31,6 +31,7 @@ type masterOptions struct {
 	changeInterval time.Duration
 	watcher        string
 	batchSize      int
+	maxBackoff     time.Duration
 	tls            tlsOptions
 	slaveName      string
 	metricsAddr    string
@@ -48,6 +49,7 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&o.watcher, "watcher", changelog.WatchAuto, "live: the recorder's event source: auto (fanotify where the process may, else inotify), fanotify or inotify")
 	fs.DurationVar(&o.changeInterval, "change-interval", changelog.DefaultInterval, "live: longest a change waits in the journal's open segment")
 	fs.IntVar(&o.batchSize, "changelog-batch-size", master.DefaultBatchSize, "live: most journal segments one batch takes")
+	fs.DurationVar(&o.maxBackoff, "max-backoff", master.DefaultMaxBackoff, "live: longest wait before a failed batch is retried or a faulty worker restarted")
 	fs.IntVar(&o.syncJobs, "sync-jobs", master.DefaultSyncJobs, "data workers, each shipping one box of files per stream")
 	fs.BoolVar(&o.ignoreDeletes, "ignore-deletes", false, "keep on the slave what was deleted on the master")
 	fs.IntVar(&o.retries, "retries", master.DefaultRetries, "attempts at a failing batch before a one-shot run gives up")
@@ -80,6 +82,9 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if o.batchSize < 1 {
 		return usageErr("--changelog-batch-size must be at least 1")
+	}
+	if o.maxBackoff < time.Second || o.maxBackoff > time.Hour {
+		return usageErr("--max-backoff must be between 1s and 1h")
 	}
 	switch o.watcher {
 	case changelog.WatchAuto, changelog.WatchFanotify, changelog.WatchInotify:
@@ -198,7 +203,7 @@ func newMasterFromOptions(o masterOptions, stderr io.Writer) (m *master.Master, 
 		Root: o.root, Slave: o.slave, StateDir: o.stateDir, SyncJobs: o.syncJobs,
 		IgnoreDeletes: o.ignoreDeletes, Retries: o.retries, Logger: log,
 		Compress: o.compress, BWLimit: o.bwlimit * 1024,
-		ChangeInterval: o.changeInterval, BatchSize: o.batchSize, Watcher: o.watcher,
+		ChangeInterval: o.changeInterval, BatchSize: o.batchSize, Watcher: o.watcher, MaxBackoff: o.maxBackoff,
 		TLS: tlsCfg, Insecure: o.tls.insecure, Status: svc.Tracker,
 	})
 	if err != nil {

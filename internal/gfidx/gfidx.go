@@ -52,6 +52,9 @@ type Link struct {
 	Name   string
 }
 
+// ErrInUse says another process has the index open.
+var ErrInUse = errors.New("gfidx: index in use by another georep process")
+
 // Index is a gfid index backed by one bbolt file. It is safe for concurrent
 // use: bbolt allows one writer and many readers at a time.
 type Index struct {
@@ -65,7 +68,7 @@ type Index struct {
 func Open(path string) (*Index, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: true, NoFreelistSync: true})
 	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("gfidx: %s is in use by another georep process (same state directory?)", path)
+		return nil, fmt.Errorf("%w: %s (same state directory?)", ErrInUse, path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("gfidx: opening %s: %w", path, err)

@@ -4,13 +4,17 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/georep/georep/internal/treecmp"
 	"github.com/georep/georep/slave"
@@ -20,36 +24,85 @@ import (
 type Slave struct {
 	Root, StateDir, Addr string
 	Slave                *slave.Slave
+
+	stop func() error
+}
+
+// SlaveOptions tune StartSlaveWith.
+type SlaveOptions struct {
+	// StateDir is the slave's state (default: a new temp dir).
+	StateDir string
+	// Addr is the loopback address to listen on (default 127.0.0.1:0);
+	// a restarted slave takes its predecessor's Addr.
+	Addr string
+	// Lease is the session lease (default slave.DefaultLease).
+	Lease  time.Duration
+	Logger hclog.Logger
+	// ServerOptions add gRPC server options (interceptors, limits).
+	ServerOptions []grpc.ServerOption
+	// Creds secure the link (default: plaintext on loopback).
+	Creds credentials.TransportCredentials
 }
 
 // StartSlave serves a new slave on root (state in a temp dir) at a loopback
 // address until the test ends; opts add gRPC server options.
 func StartSlave(t testing.TB, root string, opts ...grpc.ServerOption) *Slave {
 	t.Helper()
-	state := filepath.Join(t.TempDir(), "slave-state")
-	s, err := slave.New(slave.Config{Root: root, StateDir: state, Logger: Logger(t, "slave")})
+	return StartSlaveWith(t, root, SlaveOptions{ServerOptions: opts})
+}
+
+// StartSlaveWith serves a slave on root as o says, until Stop or the end
+// of the test.
+func StartSlaveWith(t testing.TB, root string, o SlaveOptions) *Slave {
+	t.Helper()
+	if o.StateDir == "" {
+		o.StateDir = filepath.Join(t.TempDir(), "slave-state")
+	}
+	if o.Addr == "" {
+		o.Addr = "127.0.0.1:0"
+	}
+	if o.Logger == nil {
+		o.Logger = Logger(t, "slave")
+	}
+	s, err := slave.New(slave.Config{Root: root, StateDir: o.StateDir, Lease: o.Lease, Logger: o.Logger})
 	if err != nil {
 		t.Fatalf("starting slave: %v", err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	var lis net.Listener
+	// A restarted slave may find its address still held a moment.
+	for i := 0; ; i++ {
+		lis, err = net.Listen("tcp", o.Addr)
+		if err == nil || i == 50 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err != nil {
 		s.Close()
 		t.Fatalf("listen: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, lis, nil, opts...) }()
+	go func() { done <- s.Serve(ctx, lis, o.Creds, o.ServerOptions...) }()
+	var once sync.Once
+	var stopErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			stopErr = errors.Join(<-done, s.Close())
+		})
+		return stopErr
+	}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("slave serve: %v", err)
-		}
-		if err := s.Close(); err != nil {
-			t.Errorf("slave close: %v", err)
+		if err := stop(); err != nil {
+			t.Errorf("slave: %v", err)
 		}
 	})
-	return &Slave{Root: root, StateDir: state, Addr: lis.Addr().String(), Slave: s}
+	return &Slave{Root: root, StateDir: o.StateDir, Addr: lis.Addr().String(), Slave: s, stop: stop}
 }
+
+// Stop stops serving and closes the slave (as a clean shutdown would).
+func (s *Slave) Stop() error { return s.stop() }
 
 // Logger logs through t at warn level (debug with -v and GEOREP_TEST_DEBUG).
 // Its level is warn, or GEOREP_TEST_LOG (e.g. trace: every record and op);

@@ -1,0 +1,296 @@
+package master_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/georep/georep/internal/syncstatus"
+	"github.com/georep/georep/internal/testenv"
+	"github.com/georep/georep/master"
+	pb "github.com/georep/georep/proto/georep/v1"
+)
+
+// wire counts, on the slave's side, what masters send it: literal file
+// data (FileChunk bytes) and entry ops by type.
+type wire struct {
+	data atomic.Int64
+	mu   sync.Mutex
+	ops  map[pb.EntryOpType]int
+}
+
+func newWire() *wire { return &wire{ops: map[pb.EntryOpType]int{}} }
+
+func (w *wire) options() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			return h(srv, &countStream{ServerStream: ss, w: w})
+		}),
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if r, ok := req.(*pb.EntryOpsRequest); ok {
+				w.mu.Lock()
+				for _, op := range r.GetOps() {
+					w.ops[op.GetType()]++
+				}
+				w.mu.Unlock()
+			}
+			return h(ctx, req)
+		}),
+	}
+}
+
+func (w *wire) opCount(t pb.EntryOpType) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ops[t]
+}
+
+func (w *wire) opTotal() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, c := range w.ops {
+		n += c
+	}
+	return n
+}
+
+type countStream struct {
+	grpc.ServerStream
+	w *wire
+}
+
+func (s *countStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if req, ok := m.(*pb.SyncDataRequest); ok {
+		s.w.data.Add(int64(len(req.GetChunk().GetData())))
+	}
+	return nil
+}
+
+// bulkTree writes files of size bytes, spread over dirs directories.
+func bulkTree(t *testing.T, root string, dirs, files, size int) {
+	t.Helper()
+	for i := range files {
+		write(t, filepath.Join(root, fmt.Sprintf("d%03d", i%dirs), fmt.Sprintf("f%05d", i)), randomBytes(size, uint64(i)))
+	}
+}
+
+// TestRestartResumesWithoutResend is issue 5's first point: a master
+// stopped and restarted later, with 100 changes made to a 5,000-file tree
+// meanwhile (rewrites, new files, deletes, renames of files and of a
+// directory of 100 files, new and removed directories), catches up by a
+// hybrid crawl that ships only the changed files' data: the renamed
+// directory is moved on the slave, the unchanged files go as "current"
+// checks. (The same at 100,000 files: GEOREP_RESUME_FILES=100000.)
+func TestRestartResumesWithoutResend(t *testing.T) {
+	const size = 4096
+	files := int(envInt(t, "GEOREP_RESUME_FILES", 5000))
+	if testing.Short() {
+		files = 1000
+	}
+	mroot, sroot := t.TempDir(), t.TempDir()
+	bulkTree(t, mroot, 50, files, size)
+	for i := range 100 {
+		write(t, filepath.Join(mroot, "moving", fmt.Sprintf("m%03d", i)), randomBytes(size, uint64(1e6+i)))
+	}
+	for i := range 10 {
+		write(t, filepath.Join(mroot, "doomed", fmt.Sprintf("x%d", i)), randomBytes(size, uint64(4e6+i)))
+	}
+	w := newWire()
+	sl := testenv.StartSlave(t, sroot, w.options()...)
+	state := filepath.Join(t.TempDir(), "master-state")
+	cfg := func(c *master.Config) { c.StateDir = state }
+
+	m1 := newMaster(t, mroot, sl.Addr, cfg)
+	live := startLive(t, m1)
+	waitSynced(t, m1, 3*time.Minute)
+	if err := live.stop(); err != nil {
+		t.Fatal(err)
+	}
+	m1.Close()
+	testenv.RequireEqual(t, mroot, sroot)
+	initial := w.data.Load()
+	t.Logf("initial sync: %d files, %d bytes of data shipped", files+110, initial)
+
+	// 100 changes while no master runs.
+	changed, n := int64(0), 0
+	file := func(i int) string { return filepath.Join(mroot, fmt.Sprintf("d%03d", i%50), fmt.Sprintf("f%05d", i)) }
+	for i := range 40 { // rewritten: new content, same size
+		write(t, file(i*7), randomBytes(size, uint64(2e6+i)))
+		changed += size
+		n++
+	}
+	for i := range 20 { // new files
+		write(t, filepath.Join(mroot, fmt.Sprintf("d%03d", i), fmt.Sprintf("new%02d", i)), randomBytes(size, uint64(3e6+i)))
+		changed += size
+		n++
+	}
+	for i := range 15 { // deleted
+		if err := os.Remove(file(i*7 + 1)); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	for i := range 15 { // renamed, within and across directories
+		if err := os.Rename(file(i*7+2), filepath.Join(mroot, fmt.Sprintf("d%03d", (i*7+5)%50), fmt.Sprintf("renamed%02d", i))); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if err := os.Rename(filepath.Join(mroot, "moving"), filepath.Join(mroot, "d010", "moved")); err != nil {
+		t.Fatal(err)
+	}
+	n++
+	for i := range 5 {
+		if err := os.Mkdir(filepath.Join(mroot, fmt.Sprintf("newdir%d", i)), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if err := os.RemoveAll(filepath.Join(mroot, "doomed")); err != nil {
+		t.Fatal(err)
+	}
+	n++
+	for i := range 3 { // a directory's mode and a file's: metadata only
+		if err := os.Chmod(filepath.Join(mroot, fmt.Sprintf("d%03d", 20+i)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	t.Logf("%d changes while the master was down, %d bytes of new data", n, changed)
+
+	tr := newTracker(t, state)
+	creates := w.opCount(pb.EntryOpType_ENTRY_OP_TYPE_CREATE)
+	m2 := newMaster(t, mroot, sl.Addr, func(c *master.Config) { c.StateDir = state; c.Status = tr })
+	t0 := time.Now()
+	live = startLive(t, m2)
+	waitSynced(t, m2, 3*time.Minute)
+	if err := live.stop(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.RequireEqual(t, mroot, sroot)
+	resent := w.data.Load() - initial
+	t.Logf("caught up in %s: %d bytes of data shipped for %d bytes changed (%d CREATE ops checked)",
+		time.Since(t0).Round(time.Millisecond), resent, changed, w.opCount(pb.EntryOpType_ENTRY_OP_TYPE_CREATE)-creates)
+	if resent != changed {
+		t.Errorf("catch-up shipped %d bytes of data; the changes were %d bytes", resent, changed)
+	}
+	if s := tr.Snapshot(); s.Totals.BytesSynced != resent {
+		t.Errorf("status says %d bytes synced, the slave received %d", s.Totals.BytesSynced, resent)
+	}
+}
+
+// TestWorkerRestartReplaysHistory: the slave restarts under a live
+// master; the worker's session fails, the monitor reports Faulty and
+// restarts the worker, which finds the journal covering the time since
+// the stime (the recorder kept running) and replays it (history crawl)
+// instead of crawling the tree: the changes made while the slave was down
+// arrive as their own entry ops.
+func TestWorkerRestartReplaysHistory(t *testing.T) {
+	mroot, sroot := t.TempDir(), t.TempDir()
+	bulkTree(t, mroot, 10, 500, 1024)
+	w := newWire()
+	sstate := filepath.Join(t.TempDir(), "slave-state")
+	sopt := testenv.SlaveOptions{StateDir: sstate, Lease: 3 * time.Second, ServerOptions: w.options()}
+	sl := testenv.StartSlaveWith(t, sroot, sopt)
+	tr := newTracker(t, t.TempDir())
+	m := newMaster(t, mroot, sl.Addr, func(c *master.Config) { c.Status = tr; c.MaxBackoff = 2 * time.Second })
+	live := startLive(t, m)
+	waitSynced(t, m, time.Minute)
+	if c := tr.Snapshot().Crawl; c != syncstatus.ChangelogCrawl {
+		t.Errorf("crawl status %q after the initial sync", c)
+	}
+
+	if err := sl.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ops := w.opTotal()
+	if err := os.Rename(filepath.Join(mroot, "d003"), filepath.Join(mroot, "d004", "d003")); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(mroot, "d005", "new"), randomBytes(5000, 9))
+	// The master notices: Faulty, with a reason.
+	deadline := time.Now().Add(time.Minute)
+	for s := tr.Snapshot(); s.State != syncstatus.Faulty; s = tr.Snapshot() {
+		if time.Now().After(deadline) {
+			t.Fatalf("status %s a minute after the slave stopped; want Faulty", s.State)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("faulty: %s", tr.Snapshot().Fault)
+
+	sopt.Addr = sl.Addr
+	testenv.StartSlaveWith(t, sroot, sopt)
+	waitSynced(t, m, time.Minute)
+	if ok, err := live.exited(); ok {
+		t.Fatal(err)
+	}
+	testenv.RequireEqual(t, mroot, sroot)
+	s := tr.Snapshot()
+	if s.State != syncstatus.Active || s.Crawl != syncstatus.ChangelogCrawl {
+		t.Errorf("after recovery: %s, %s; want Active, Changelog Crawl", s.State, s.Crawl)
+	}
+	// A hybrid crawl would have sent a CREATE for each of the 500 files;
+	// the replay sends the records and reconciles the three directories
+	// they name (a CREATE check for each of their files).
+	if renames, total := w.opCount(pb.EntryOpType_ENTRY_OP_TYPE_RENAME), w.opTotal()-ops; renames != 1 || total >= 500 {
+		t.Errorf("after the restart the slave got %d entry ops (%d RENAME); want the replayed records, not a crawl", total, renames)
+	}
+}
+
+// TestEntryStimeSkipsAppliedEntryOps: a batch whose entry ops were
+// applied and whose data then failed (the data stream broke) is retried
+// without its entry ops: the entry stime says they are on the slave. The
+// rename in it reaches the slave once; the data follows on the retry.
+func TestEntryStimeSkipsAppliedEntryOps(t *testing.T) {
+	mroot, sroot := t.TempDir(), t.TempDir()
+	bulkTree(t, mroot, 3, 30, 2000)
+	w := newWire()
+	var armed, broke atomic.Int64
+	breakData := grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		if armed.CompareAndSwap(1, 0) {
+			broke.Add(1)
+			return status.Error(codes.Unavailable, "link broke (test)")
+		}
+		return h(srv, ss)
+	})
+	sl := testenv.StartSlave(t, sroot, append(w.options(), breakData)...)
+	tr := newTracker(t, t.TempDir())
+	m := newMaster(t, mroot, sl.Addr, func(c *master.Config) { c.Status = tr; c.MaxBackoff = time.Second })
+	live := startLive(t, m)
+	waitSynced(t, m, time.Minute)
+
+	armed.Store(1)
+	if err := os.Rename(filepath.Join(mroot, "d000", "f00000"), filepath.Join(mroot, "d001", "renamed")); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(mroot, "d002", "new"), randomBytes(3000, 7))
+	waitSynced(t, m, time.Minute)
+	if ok, err := live.exited(); ok {
+		t.Fatal(err)
+	}
+	testenv.RequireEqual(t, mroot, sroot)
+	if broke.Load() != 1 {
+		t.Fatalf("%d data streams broken; want 1", broke.Load())
+	}
+	if n := w.opCount(pb.EntryOpType_ENTRY_OP_TYPE_RENAME); n != 1 {
+		t.Errorf("the slave got %d RENAME ops; want 1 (not replayed after the data failed)", n)
+	}
+	es, err := m.EntryStime()
+	st, err2 := m.Stime()
+	if err != nil || err2 != nil || es.Before(st) {
+		t.Errorf("entry stime %v (%v) behind stime %v (%v)", es, err, st, err2)
+	}
+}
