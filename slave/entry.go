@@ -395,6 +395,14 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 		} else {
 			err = unix.Linkat(h.dirfd, h.name, pfd, r.name, 0)
 		}
+		if errors.Is(err, unix.EINVAL) && isDir(&st) {
+			// The new parent is inside this directory here (the slave's
+			// nesting is older than the master's): the parent's own
+			// place comes first. Said as an unknown directory, which a
+			// live master's reconciliation answers by reconciling the
+			// parent's parent first.
+			return failed(fmt.Errorf("reusing %s for %q: the directory %s is inside it on the slave: %w", r.g, r.name, r.parent, errUnknown))
+		}
 		if err != nil {
 			return failed(fmt.Errorf("reusing %s for %q: %w", r.g, r.name, err))
 		}

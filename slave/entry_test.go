@@ -824,3 +824,23 @@ func TestEntryReuseAndMade(t *testing.T) {
 	}
 	f.checkOutside()
 }
+
+// Moving a directory under one of its own descendants (the slave's nesting
+// older than the master's) is refused as an unknown directory, which a
+// live master answers by placing the parent first.
+func TestEntryReuseIntoOwnSubtree(t *testing.T) {
+	f := newFixture(t)
+	x, p := newGFID(t), newGFID(t)
+	f.ok(opMkdir(x, gfid.Root, "x"), opMkdir(p, x, "p"))
+	r := f.entry(opMkdir(x, p, "x again"))[0]
+	checkFailed(t, r, pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID, "a directory moved into its own subtree")
+	// Once the parent is placed elsewhere, the move goes.
+	f.ok(opMkdir(p, gfid.Root, "p"))
+	if r := f.entry(opMkdir(x, p, "x again"))[0]; r.GetStatus() == pb.OpStatus_OP_STATUS_FAILED {
+		t.Fatalf("after the parent moved: %s", r.GetError())
+	}
+	if _, err := os.Stat(f.path("p/x again/")); err != nil {
+		t.Fatal(err)
+	}
+	f.checkOutside()
+}
