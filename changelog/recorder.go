@@ -918,6 +918,7 @@ func (r *Recorder) removed(dir gfid.GFID, name string, isDir bool, g gfid.GFID, 
 
 // forgetTree drops directory g's subtree from the index and the watches.
 func (r *Recorder) forgetTree(tx *gfidx.Tx, g gfid.GFID) error {
+	r.log.Debug("directory gone from the tree; its subtree is forgotten", "dir", g)
 	r.in.unwatch(g)
 	r.dropDir(g)
 	delete(r.unwatched, g)

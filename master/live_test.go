@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/georep/georep/internal/churn"
+	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/testenv"
 	"github.com/georep/georep/internal/testtree"
 	"github.com/georep/georep/internal/treecmp"
@@ -198,6 +199,14 @@ func requireConverged(t *testing.T, c *churn.Churn, mroot, sroot string) {
 			ev = ev[len(ev)-20:]
 		}
 		t.Logf("churn events on %q (under any earlier name) or its parents, last %d:\n  %s", d.Path, len(ev), strings.Join(ev, "\n  "))
+		// The gfids, to find the entry and its directory in a log
+		// (GEOREP_TEST_LOG=trace GEOREP_TEST_LOG_FILE=...).
+		ns := gfid.DefaultNamespace()
+		for _, side := range []struct{ name, root string }{{"master", mroot}, {"slave", sroot}} {
+			g, gerr := ns.Get(filepath.Join(side.root, d.Path))
+			pg, perr := ns.Get(filepath.Join(side.root, filepath.Dir(d.Path)))
+			t.Logf("  on the %s: gfid %v (%v), its directory's %v (%v)", side.name, g, gerr, pg, perr)
+		}
 	}
 	t.FailNow()
 }
