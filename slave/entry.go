@@ -775,9 +775,24 @@ func (s *Slave) purge(c *dirCache, r *entryReq) outcome {
 			continue // a transfer in flight (crash leftovers go with a rebuild)
 		}
 		if r.reportOnly {
-			g, _, exists, err := s.tree.lookup(fd, r.g, n, c.tx)
+			g, st, exists, err := s.tree.lookup(fd, r.g, n, c.tx)
 			if err != nil {
 				return failed(err)
+			}
+			if exists && isDir(&st) && !g.IsZero() {
+				// A directory whose gfid the index places at another
+				// inode is a stale copy (the index lost this one, and an
+				// op made the gfid anew): every op on the gfid goes to
+				// the other, and the master, which has the gfid, would
+				// keep this one for a move that never comes to it.
+				if h, hst, ferr := c.find(g); ferr == nil && (hst.Ino != st.Ino || hst.Dev != st.Dev) && !(h.parent == r.g && h.name == n) {
+					s.log.Debug("purge removes a stale copy of a directory", "dir", r.g, "name", fmt.Sprintf("%q", n), "gfid", g)
+					if err := c.removeTree(fd, r.g, n); err != nil {
+						return failed(err)
+					}
+					res = done
+					continue
+				}
 			}
 			if exists {
 				res.extraNames = append(res.extraNames, []byte(n))

@@ -844,3 +844,32 @@ func TestEntryReuseIntoOwnSubtree(t *testing.T) {
 	}
 	f.checkOutside()
 }
+
+// A report-only PURGE removes a directory that carries a gfid the index
+// places at another directory: a stale copy no op will ever reach.
+func TestEntryPurgeStaleDirCopy(t *testing.T) {
+	f := newFixture(t)
+	D, X := newGFID(t), newGFID(t)
+	f.ok(opMkdir(D, gfid.Root, "d"), opMkdir(X, D, "x"))
+	// A copy of x's identity elsewhere in d, as an index that lost it and
+	// an op that made the gfid anew would leave.
+	if err := os.MkdirAll(f.path("d/stale/sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := gfid.DefaultNamespace().Set(f.path("d/stale"), X); err != nil {
+		t.Fatal(err)
+	}
+	op := opPurge(D, "x")
+	op.ReportOnly = true
+	res := f.entry(op)
+	if res[0].GetStatus() == pb.OpStatus_OP_STATUS_FAILED || len(res[0].GetExtraNames()) != 0 {
+		t.Fatalf("purge: %v %q; want the stale copy removed, nothing reported", res[0].GetStatus(), res[0].GetExtraNames())
+	}
+	if exists(f.path("d/stale")) {
+		t.Fatal("the stale copy is still there")
+	}
+	if !exists(f.path("d/x")) {
+		t.Fatal("the indexed directory went too")
+	}
+	f.checkOutside()
+}
