@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/internal/xattrat"
 )
 
 // GFID is an inode's identity.
@@ -126,32 +128,33 @@ func Owns(name string) bool {
 
 // Get reads the gfid of the inode at path without following a final symlink.
 func (n Namespace) Get(path string) (GFID, error) {
-	var g GFID
-	sz, err := unix.Lgetxattr(path, n.GFIDAttr(), g[:])
-	if err != nil {
-		if errors.Is(err, unix.ENODATA) {
-			return Zero, ErrNoGFID
-		}
-		return Zero, fmt.Errorf("gfid: reading %q: %w", path, err)
-	}
-	if sz != len(g) || g.IsZero() {
-		return Zero, fmt.Errorf("gfid: %q carries a malformed gfid (%d bytes)", path, sz)
-	}
-	return g, nil
+	return n.read(func() string { return fmt.Sprintf("%q", path) }, func(b []byte) (int, error) { return unix.Lgetxattr(path, n.GFIDAttr(), b) })
+}
+
+// GetAt is Get of name in directory dirfd.
+func (n Namespace) GetAt(dirfd int, name string) (GFID, error) {
+	return n.read(func() string { return fmt.Sprintf("%q", name) }, func(b []byte) (int, error) { return xattrat.Get(dirfd, name, n.GFIDAttr(), b) })
 }
 
 // FGet reads the gfid of an open file.
 func (n Namespace) FGet(fd int) (GFID, error) {
+	return n.read(func() string { return fmt.Sprintf("fd %d", fd) }, func(b []byte) (int, error) { return unix.Fgetxattr(fd, n.GFIDAttr(), b) })
+}
+
+// read reads and checks a gfid xattr with get; what names the inode in
+// errors (a func: formatting it for every successful read would cost an
+// allocation per file).
+func (n Namespace) read(what func() string, get func([]byte) (int, error)) (GFID, error) {
 	var g GFID
-	sz, err := unix.Fgetxattr(fd, n.GFIDAttr(), g[:])
+	sz, err := get(g[:])
 	if err != nil {
 		if errors.Is(err, unix.ENODATA) {
 			return Zero, ErrNoGFID
 		}
-		return Zero, fmt.Errorf("gfid: reading fd %d: %w", fd, err)
+		return Zero, fmt.Errorf("gfid: reading %s: %w", what(), err)
 	}
 	if sz != len(g) || g.IsZero() {
-		return Zero, fmt.Errorf("gfid: fd %d carries a malformed gfid (%d bytes)", fd, sz)
+		return Zero, fmt.Errorf("gfid: %s carries a malformed gfid (%d bytes)", what(), sz)
 	}
 	return g, nil
 }
@@ -171,6 +174,22 @@ func (n Namespace) Set(path string, g GFID) error {
 func (n Namespace) SetNew(path string, g GFID) error {
 	if err := unix.Lsetxattr(path, n.GFIDAttr(), g[:], unix.XATTR_CREATE); err != nil {
 		return fmt.Errorf("gfid: setting on %q: %w", path, err)
+	}
+	return nil
+}
+
+// SetAt is Set of name in directory dirfd.
+func (n Namespace) SetAt(dirfd int, name string, g GFID) error {
+	if err := xattrat.Set(dirfd, name, n.GFIDAttr(), g[:], 0); err != nil {
+		return fmt.Errorf("gfid: setting on %q: %w", name, err)
+	}
+	return nil
+}
+
+// SetNewAt is SetNew of name in directory dirfd.
+func (n Namespace) SetNewAt(dirfd int, name string, g GFID) error {
+	if err := xattrat.Set(dirfd, name, n.GFIDAttr(), g[:], unix.XATTR_CREATE); err != nil {
+		return fmt.Errorf("gfid: setting on %q: %w", name, err)
 	}
 	return nil
 }
