@@ -31,8 +31,12 @@ type CrawlStats struct {
 // has. It also refills the master's gfid index.
 type xsync struct {
 	t   *tree
-	w   *changelog.Writer
+	w   recordSink
 	log hclog.Logger
+	// flushed, when set, is called after each index flush of a crawl that
+	// is not live: the records added so far name only indexed links (see
+	// feed).
+	flushed func() error
 	// hard maps the gfids of hardlinked inodes (non-directories with
 	// several links) met so far to their inode numbers: few, bounded by the
 	// tree's hardlinks, not its size.
@@ -60,6 +64,12 @@ type xsync struct {
 	// pending index links, flushed in large transactions.
 	links []pendingLink
 	stats CrawlStats
+}
+
+// recordSink takes a crawl's records: a journal (changelog.Writer), or a
+// feed to the processor.
+type recordSink interface {
+	Add(r *changelog.Record) error
 }
 
 type pendingLink struct {
@@ -118,6 +128,9 @@ func (x *xsync) flush(dirfd int) error {
 	clear(x.pending)
 	if err != nil {
 		return fmt.Errorf("master: indexing: %w", err)
+	}
+	if x.flushed != nil && !x.live {
+		return x.flushed()
 	}
 	return nil
 }
