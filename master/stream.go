@@ -100,15 +100,11 @@ func (m *Master) crawlInto(ctx context.Context, p *processor) (stats CrawlStats,
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	f := newFeed(ctx)
+	// The crawl keeps the index (see xsync.keep): it adds what is new and
+	// prunes what went, directory by directory.
 	x := &xsync{t: m.tree, w: f, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]uint64{},
-		st: m.cfg.Status, flushed: f.release}
+		st: m.cfg.Status, flushed: f.release, keep: true}
 	m.cfg.Status.CrawlStarted(syncstatus.HybridCrawl)
-	// A full crawl sees every entry: rebuild the index from it so that
-	// links of entries renamed or removed since the last crawl go away.
-	// (Before the processor starts: it reads the index.)
-	if err := m.tree.Idx.Reset(); err != nil {
-		return stats, err, nil
-	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
