@@ -139,3 +139,59 @@ func TestKeptIndexMatchesRebuild(t *testing.T) {
 		return nil
 	})
 }
+
+// TestKeptIndexSplitHardlinkGroup: a hardlink group indexed by the last
+// crawl, one of whose names is then replaced by a copy that carries the
+// group's gfid (cp -a --remove-destination as root). The names are in the
+// kept index with that gfid, yet the copy is another inode: it must not
+// stay a hardlink of the group on the slave.
+func TestKeptIndexSplitHardlinkGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("copying trusted.* xattrs needs root")
+	}
+	for _, names := range [][]string{{"a", "b"}, {"a", "b", "c"}} {
+		t.Run(fmt.Sprint(len(names)), func(t *testing.T) {
+			mroot, sroot := t.TempDir(), t.TempDir()
+			first := filepath.Join(mroot, names[0])
+			if err := os.WriteFile(first, []byte("group"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range names[1:] {
+				if err := os.Link(first, filepath.Join(mroot, n)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sl := testenv.StartSlave(t, sroot)
+			m, err := New(Config{Root: mroot, Slave: sl.Addr, StateDir: filepath.Join(t.TempDir(), "state"),
+				Logger: testenv.Logger(t, "master"), Insecure: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if _, err := m.RunOnce(ctx); err != nil {
+				t.Fatal(err)
+			}
+			g, err := m.tree.NS.Get(first)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Replace the second name by a copy carrying the same gfid.
+			b := filepath.Join(mroot, names[1])
+			if err := os.Remove(b); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(b, []byte("group"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.tree.NS.Set(b, g); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.RunOnce(ctx); err != nil {
+				t.Fatal(err)
+			}
+			testenv.RequireEqual(t, mroot, sroot) // hardlink groups included
+		})
+	}
+}

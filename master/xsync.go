@@ -263,7 +263,7 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 		return err
 	}
 	sort.Strings(names)
-	var known map[string]gfid.GFID // keep: what the index holds here
+	var known map[string]knownLink // keep: what the index holds here
 	if x.live || x.keep {
 		if known, err = x.prune(dirfd, g, names); err != nil {
 			unix.Close(dirfd)
@@ -309,11 +309,16 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 		// are told apart by inode number (few); the rest by whether the
 		// index (emptied when the crawl began) holds the gfid already.
 		hardlinked := st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink > 1
-		// keep: a link the last crawl indexed is neither a copy met twice
-		// (an inode that carries it elsewhere is, when met there) nor
-		// written again.
-		old, wasKnown := known[name]
-		indexed := x.keep && wasKnown && old == eg
+		// keep: a link the last crawl indexed, the only link of its gfid
+		// there, of an inode with one name, is neither a copy met twice (an
+		// inode that carries the gfid elsewhere is, when met there: the
+		// index names this one, which it is not) nor written again. A
+		// hardlinked inode, or a gfid indexed under several names (a
+		// hardlink group then, perhaps split since), is checked as any.
+		k, wasKnown := known[name]
+		old := k.g
+		_, metHard := x.hard[eg]
+		indexed := x.keep && wasKnown && old == eg && k.single && !hardlinked && !metHard
 		if !x.keep || indexed {
 			old = gfid.Zero
 		}
@@ -452,18 +457,22 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 // listing is never dropped. In a keep crawl, what was indexed below a
 // dropped name that has no other link goes too (a removed directory's
 // subtree; one moved elsewhere is indexed again where the crawl meets it).
-func (x *xsync) prune(dirfd int, g gfid.GFID, names []string) (map[string]gfid.GFID, error) {
+func (x *xsync) prune(dirfd int, g gfid.GFID, names []string) (map[string]knownLink, error) {
 	have := make(map[string]bool, len(names))
 	for _, n := range names {
 		have[n] = true
 	}
 	var stale []gfidx.Child
-	var known map[string]gfid.GFID
+	var known map[string]knownLink
 	x.t.Idx.View(func(tx *gfidx.Tx) error {
 		children := tx.Children(g)
-		known = make(map[string]gfid.GFID, len(children))
+		known = make(map[string]knownLink, len(children))
 		for _, c := range children {
-			known[c.Name] = c.GFID
+			k := knownLink{g: c.GFID}
+			if x.keep {
+				k.single = tx.OneLink(c.GFID)
+			}
+			known[c.Name] = k
 			if !have[c.Name] {
 				stale = append(stale, c)
 			}
@@ -493,6 +502,13 @@ func (x *xsync) prune(dirfd int, g gfid.GFID, names []string) (map[string]gfid.G
 		return nil, fmt.Errorf("master: pruning the index: %w", err)
 	}
 	return known, nil
+}
+
+// knownLink is what the index holds at a name: its gfid, and whether
+// that is the gfid's only link (filled in for a keep crawl only).
+type knownLink struct {
+	g      gfid.GFID
+	single bool
 }
 
 // maxDepth bounds removeSubtree's recursion (a damaged index could hold a
