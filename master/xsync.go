@@ -24,11 +24,12 @@ type CrawlStats struct {
 	Skipped                       int64 // entries that vanished or could not be read
 }
 
-// xsync walks the master tree and writes what it finds as an XSYNC journal:
+// xsync walks the master tree and writes what it finds as an XSYNC journal
+// (or, for a one-shot, hands it to the processor as it goes: see feed):
 // every entry as an E record keyed by gfid (assigning gfids to inodes that
 // have none), a D record per regular file, an M record per inode, and a
 // PURGE per directory so that the slave drops what the master no longer
-// has. It also refills the master's gfid index.
+// has. It also brings the master's gfid index up to date (see keep).
 type xsync struct {
 	t   *tree
 	w   recordSink
