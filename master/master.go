@@ -480,20 +480,18 @@ func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
 			}
 		}
 		stime := time.Now()
-		crawl, journal, err := m.crawl(stime, nil)
-		if err != nil {
-			return nil, err
+		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: syn, dir: dirFDs{t: m.tree}, trustRecords: true}
+		crawl, crawlErr, err := m.crawlInto(ctx, p)
+		if crawlErr != nil {
+			return nil, crawlErr
 		}
 		sum.Crawl = crawl
-		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: syn, dir: dirFDs{t: m.tree}, trustRecords: true}
-		err = p.run(ctx, journal)
 		m.cfg.Status.BatchEnded(time.Since(stime), err)
 		sum.Batch.Add(p.stats)
 		if err == nil {
 			if err := m.advance(ctx, stime); err != nil {
 				return nil, err
 			}
-			os.Remove(journal)
 			sum.Stime = stime
 			sum.Duration = time.Since(t0)
 			return sum, nil

@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/changelog"
-	"github.com/georep/georep/internal/beneath"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/xattrs"
@@ -93,6 +92,9 @@ type processor struct {
 	trustRecords bool
 	// live: the batch belongs to a live session (the recorder runs).
 	live bool
+	// feed, when set, brings a one-shot crawl's records while the crawl
+	// runs (before the journals at run's paths, if any).
+	feed *feed
 
 	// What the journal asks for beyond entry ops, in first-seen order. A
 	// crawl's journal names each gfid once, so the dedupe sets (whose size
@@ -224,6 +226,11 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 	defer p.drain()
 	defer p.report(true)
 	// 1. Entry ops, in journal order, many per call.
+	if p.feed != nil {
+		if err := p.feed.read(p.record(ctx)); err != nil {
+			return err
+		}
+	}
 	for _, path := range paths {
 		if err := p.readEntries(ctx, path); err != nil {
 			return err
@@ -274,7 +281,14 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 // readEntries reads one journal of the batch, sending its entry ops as
 // they fill calls and collecting the rest.
 func (p *processor) readEntries(ctx context.Context, path string) error {
-	_, err := changelog.ReadFile(path, func(r changelog.Record) error {
+	_, err := changelog.ReadFile(path, p.record(ctx))
+	return err
+}
+
+// record takes one record of the batch: an entry op goes into the next
+// call (sent when it is full), the rest is collected.
+func (p *processor) record(ctx context.Context) func(r changelog.Record) error {
+	return func(r changelog.Record) error {
 		switch r.Kind {
 		case changelog.KindData:
 			p.addData(r.GFID)
@@ -322,8 +336,7 @@ func (p *processor) readEntries(ctx context.Context, path string) error {
 			return p.flushEntries(ctx)
 		}
 		return nil
-	})
-	return err
+	}
 }
 
 // describe fills in what an op needs to create its entry where the slave
@@ -440,7 +453,7 @@ func (p *processor) crawlEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp
 		// the crawl's start); only the xattrs are read here.
 		if r.HasStat {
 			if dirfd, err := p.dir.get(tx, r.Parent); err == nil {
-				if xs, err := readXattrs(beneath.ProcPath(dirfd, r.Name), false, p.m.tree.privXattrs.Load()); err == nil {
+				if xs, err := toPB(xattrs.ListAt(dirfd, r.Name, p.m.tree.replicated())); err == nil {
 					op.CheckCurrent, op.Size, op.MtimeNs, op.Xattrs = true, r.Size, r.MtimeNS, xs
 				}
 			}
@@ -1100,13 +1113,12 @@ func (p *processor) metaOp(g gfid.GFID) (*pb.MetaOp, error) {
 	var op *pb.MetaOp
 	err := p.m.tree.Idx.View(func(tx *gfidx.Tx) error {
 		var st unix.Stat_t
-		var xpath string
-		follow := false
+		var list func() ([]*pb.Xattr, error)
 		if g == gfid.Root {
 			if err := unix.Fstat(p.m.tree.Root.FD(), &st); err != nil {
 				return fmt.Errorf("master: stat root: %w", err)
 			}
-			xpath, follow = beneath.FDPath(p.m.tree.Root.FD()), true
+			list = func() ([]*pb.Xattr, error) { return toPB(xattrs.ListFD(p.m.tree.Root.FD(), p.m.tree.replicated())) }
 		} else {
 			e, err := p.m.tree.Find(tx, g)
 			if err != nil {
@@ -1114,7 +1126,7 @@ func (p *processor) metaOp(g gfid.GFID) (*pb.MetaOp, error) {
 			}
 			defer unix.Close(e.DirFD)
 			st = e.St
-			xpath = beneath.ProcPath(e.DirFD, e.Name)
+			list = func() ([]*pb.Xattr, error) { return toPB(xattrs.ListAt(e.DirFD, e.Name, p.m.tree.replicated())) }
 		}
 		op = &pb.MetaOp{
 			Gfid: g.Bytes(), Mode: st.Mode, Uid: st.Uid, Gid: st.Gid,
@@ -1123,7 +1135,7 @@ func (p *processor) metaOp(g gfid.GFID) (*pb.MetaOp, error) {
 		}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFREG, unix.S_IFDIR:
-			xs, err := readXattrs(xpath, follow, p.m.tree.privXattrs.Load())
+			xs, err := list()
 			if err != nil {
 				return fmt.Errorf("master: xattrs of %s: %w", g, err)
 			}
@@ -1135,9 +1147,9 @@ func (p *processor) metaOp(g gfid.GFID) (*pb.MetaOp, error) {
 	return op, err
 }
 
-// readXattrs returns the replicated xattrs at path, sorted by name.
-func readXattrs(path string, follow, privileged bool) ([]*pb.Xattr, error) {
-	m, err := xattrs.List(path, follow, func(n string) bool { return xattrs.Replicated(n, privileged) })
+// toPB turns the xattrs an xattrs.List* call read into wire form, sorted by
+// name.
+func toPB(m map[string][]byte, err error) ([]*pb.Xattr, error) {
 	if err != nil {
 		return nil, err
 	}

@@ -8,10 +8,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/georep/georep/internal/beneath"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/mtree"
+	"github.com/georep/georep/internal/xattrs"
 	"github.com/georep/georep/syncer"
 )
 
@@ -21,6 +21,12 @@ type tree struct {
 	// privXattrs: trusted.* and security.* xattrs are replicated, which
 	// needs both ends privileged (set at each handshake).
 	privXattrs atomic.Bool
+}
+
+// replicated is the filter of the xattrs this session replicates.
+func (t *tree) replicated() func(name string) bool {
+	priv := t.privXattrs.Load()
+	return func(n string) bool { return xattrs.Replicated(n, priv) }
 }
 
 // errGone says an entry no longer exists where the record said (it was
@@ -136,7 +142,7 @@ func (t *tree) opened(fd int, l gfidx.Link, g gfid.GFID) *syncer.Opened {
 		return nil
 	}
 	o := &syncer.Opened{File: os.NewFile(uintptr(fd), l.Name), Stat: st}
-	if xs, err := readXattrs(beneath.FDPath(fd), true, t.privXattrs.Load()); err == nil {
+	if xs, err := toPB(xattrs.ListFD(fd, t.replicated())); err == nil {
 		o.Xattrs, o.XattrsKnown = xs, true
 	}
 	return o

@@ -16,7 +16,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/georep/georep/internal/beneath"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/xattrs"
@@ -84,9 +83,14 @@ func (in *incoming) stage(dt *dirTimes) error {
 		return fmt.Errorf("staging %q (%s): %w", in.name, in.g, err)
 	}
 	in.dt, in.dtKey = dt, key
+	// Created with the file's final permission bits where they are at
+	// most 0755 (most files), so that finish need not chmod it; never
+	// writable by others while it is being built (the hash check covers
+	// what this stream wrote, not what someone else might write).
+	perm := in.hdr.GetMode()&0o755 | 0o600
 	for i := 0; i < 100; i++ {
 		name := tempName(in.g)
-		fd, err := unix.Openat(in.dirfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		fd, err := unix.Openat(in.dirfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
 		if errors.Is(err, unix.EEXIST) {
 			continue
 		}
@@ -147,8 +151,7 @@ func (d *dirTimes) release(k dirKey, dirfd int) {
 		return
 	}
 	delete(d.held, k)
-	ts := []unix.Timespec{{Sec: 0, Nsec: unix.UTIME_OMIT}, h.mtime}
-	unix.UtimesNanoAt(unix.AT_FDCWD, beneath.FDPath(dirfd), ts, 0)
+	futimens(dirfd, [2]unix.Timespec{{Sec: 0, Nsec: unix.UTIME_OMIT}, h.mtime})
 }
 
 // tempName is a staging name: tmpPrefix, the gfid, a random suffix.
@@ -548,8 +551,15 @@ var errHashMismatch = errors.New("hash mismatch")
 // that the links keep sharing the inode.
 func (ds *dataStream) finish(in *incoming) outcome {
 	h := in.hdr
-	if err := unix.Ftruncate(in.fd, h.GetSize()); err != nil {
-		return failed(fmt.Errorf("truncating %s: %w", in.g, err))
+	var cur unix.Stat_t
+	if err := unix.Fstat(in.fd, &cur); err != nil {
+		return failed(fmt.Errorf("stat %s: %w", in.g, err))
+	}
+	if cur.Size != h.GetSize() {
+		// Trailing zero pages are not written (sparse).
+		if err := unix.Ftruncate(in.fd, h.GetSize()); err != nil {
+			return failed(fmt.Errorf("truncating %s: %w", in.g, err))
+		}
 	}
 	var st unix.Stat_t
 	if !in.create {
@@ -594,8 +604,7 @@ func (ds *dataStream) finish(in *incoming) outcome {
 			}
 		}
 	} else {
-		old := beneath.ProcPath(in.dirfd, in.name)
-		xs, err := listAllXattrs(old, ds.s.privileged)
+		xs, err := listAllXattrs(in.dirfd, in.name, ds.s.privileged)
 		if err != nil {
 			return failed(fmt.Errorf("%s: %w", in.g, err))
 		}
@@ -606,11 +615,14 @@ func (ds *dataStream) finish(in *incoming) outcome {
 		}
 	}
 	var partial error
-	var cur unix.Stat_t
-	if err := unix.Fstat(target, &cur); err != nil {
-		return failed(fmt.Errorf("stat %s: %w", in.g, err))
+	if target != in.fd {
+		if err := unix.Fstat(target, &cur); err != nil {
+			return failed(fmt.Errorf("stat %s: %w", in.g, err))
+		}
 	}
+	chowned := false
 	if cur.Uid != h.GetUid() || cur.Gid != h.GetGid() {
+		chowned = true
 		if err := unix.Fchown(target, int(h.GetUid()), int(h.GetGid())); err != nil {
 			if !errors.Is(err, unix.EPERM) {
 				return failed(fmt.Errorf("chown %s: %w", in.g, err))
@@ -618,10 +630,14 @@ func (ds *dataStream) finish(in *incoming) outcome {
 			partial = fmt.Errorf("owner %d:%d not applied: %w", h.GetUid(), h.GetGid(), err)
 		}
 	}
-	if err := unix.Fchmod(target, h.GetMode()&0o7777); err != nil {
-		return failed(fmt.Errorf("chmod %s: %w", in.g, err))
+	// Only when the bits differ (the staging file was made with them,
+	// mostly), or after a chown, which clears setuid and setgid.
+	if want := h.GetMode() & 0o7777; cur.Mode&0o7777 != want || chowned && want&0o6000 != 0 {
+		if err := unix.Fchmod(target, h.GetMode()&0o7777); err != nil {
+			return failed(fmt.Errorf("chmod %s: %w", in.g, err))
+		}
 	}
-	note, err := setTimes(unix.AT_FDCWD, beneath.FDPath(target), 0, h.GetAtimeNs(), h.GetMtimeNs())
+	note, err := setTimesFD(target, h.GetAtimeNs(), h.GetMtimeNs())
 	if err != nil {
 		return failed(fmt.Errorf("setting times of %s: %w", in.g, err))
 	}
@@ -641,7 +657,7 @@ func (ds *dataStream) finish(in *incoming) outcome {
 
 // syncFdXattrs makes the replicated xattrs of fd exactly want.
 func syncFdXattrs(fd int, want map[string][]byte, privileged bool) error {
-	cur, err := listXattrs(beneath.FDPath(fd), true, privileged)
+	cur, err := xattrs.ListFD(fd, func(n string) bool { return Replicated(n, privileged) })
 	if err != nil {
 		return err
 	}
@@ -737,8 +753,8 @@ func (ds *dataStream) fdGFID(in *incoming, fd int) gfid.GFID {
 	return g
 }
 
-// listAllXattrs returns every xattr at path (not followed) that a copy of
-// the inode should keep: replicated ones and georep's own.
-func listAllXattrs(path string, privileged bool) (map[string][]byte, error) {
-	return xattrs.List(path, false, func(n string) bool { return Replicated(n, privileged) || gfid.Owns(n) })
+// listAllXattrs returns every xattr of name in dirfd (not followed) that a
+// copy of the inode should keep: replicated ones and georep's own.
+func listAllXattrs(dirfd int, name string, privileged bool) (map[string][]byte, error) {
+	return xattrs.ListAt(dirfd, name, func(n string) bool { return Replicated(n, privileged) || gfid.Owns(n) })
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/georep/georep/internal/beneath"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/internal/xattrs"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/syncer/delta"
 )
@@ -503,7 +504,7 @@ func (s *Slave) isCurrent(pfd int, r *entryReq, st *unix.Stat_t) bool {
 	if st.Size != r.size || st.Mtim.Nano() != r.mtime || st.Mode&0o7777 != r.mode&0o7777 || st.Uid != r.uid || st.Gid != r.gid {
 		return false
 	}
-	cur, err := listXattrs(beneath.ProcPath(pfd, r.name), false, s.privileged)
+	cur, err := xattrs.ListAt(pfd, r.name, func(n string) bool { return Replicated(n, s.privileged) })
 	if err != nil || len(cur) != len(r.xattrs) {
 		return false
 	}
@@ -543,7 +544,7 @@ func (s *Slave) replaceSymlink(c *dirCache, pfd int, r *entryReq) outcome {
 // copy either), or when an unprivileged slave made it and the index names
 // it (see tree.lookup).
 func (s *Slave) setGFID(dirfd int, name string, parent, g gfid.GFID, mode uint32) error {
-	err := s.tree.ns.Set(beneath.ProcPath(dirfd, name), g)
+	err := s.tree.ns.SetAt(dirfd, name, g)
 	if err != nil && gfid.CannotCarry(errors.Unwrap(err)) && (g == gfid.Derived(parent, name, mode) || s.tree.indexNames(mode)) {
 		return nil
 	}

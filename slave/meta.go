@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -202,8 +203,35 @@ func setTimes(dirfd int, name string, flags int, atime, mtime int64) (note strin
 	if err := unix.Fstatat(dirfd, name, &st, flags); err != nil {
 		return "", err
 	}
-	if got := st.Mtim.Nano(); got != mtime {
-		return fmt.Sprintf("mtime %d ns not representable here (stored as %d)", mtime, got), nil
+	return mtimeNote(&st, mtime), nil
+}
+
+// setTimesFD is setTimes of an open file: futimens(2), where a
+// /proc/self/fd path would cost a magic-link resolution per file.
+func setTimesFD(fd int, atime, mtime int64) (note string, err error) {
+	if err := futimens(fd, [2]unix.Timespec{unix.NsecToTimespec(atime), unix.NsecToTimespec(mtime)}); err != nil {
+		return "", err
 	}
-	return "", nil
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return "", err
+	}
+	return mtimeNote(&st, mtime), nil
+}
+
+// futimens sets the times of an open file (utimensat(fd, NULL, ts, 0):
+// x/sys/unix has no wrapper that passes a NULL path).
+func futimens(fd int, ts [2]unix.Timespec) error {
+	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
+		return e
+	}
+	return nil
+}
+
+// mtimeNote says when the filesystem did not store mtime as asked.
+func mtimeNote(st *unix.Stat_t, mtime int64) string {
+	if got := st.Mtim.Nano(); got != mtime {
+		return fmt.Sprintf("mtime %d ns not representable here (stored as %d)", mtime, got)
+	}
+	return ""
 }

@@ -64,9 +64,10 @@ type Slave struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// nsLock orders namespace changes (EntryOps, SetMark's limbo sweep:
-	// writers) against data streams and metadata ops (readers), so that a
-	// data stream never sees a half-applied entry batch.
+	// nsLock orders namespace changes (EntryOps, one index transaction of
+	// ops at a time, and SetMark's limbo sweep: writers) against data
+	// streams and metadata ops (readers), so that a data stream never sees
+	// a half-applied transaction of entry ops.
 	nsLock sync.RWMutex
 
 	// gen counts namespace changes (EntryOps, SetMark); data streams drop
@@ -414,9 +415,6 @@ func (s *Slave) EntryOps(ctx context.Context, req *pb.EntryOpsRequest) (*pb.Entr
 		return nil, status.Errorf(codes.InvalidArgument, "%d ops in one call, at most %d", len(req.GetOps()), maxOpsPerCall)
 	}
 	resp := &pb.EntryOpsResponse{Results: make([]*pb.OpResult, len(req.GetOps()))}
-	s.nsLock.Lock()
-	defer s.nsLock.Unlock()
-	s.gen.Add(1)
 	if err := s.markDirty(); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
@@ -425,30 +423,17 @@ func (s *Slave) EntryOps(ctx context.Context, req *pb.EntryOpsRequest) (*pb.Entr
 	// dirty pages all over the tree, so a large one would cost memory in
 	// proportion to the tree (the index is a cache: it need not change
 	// atomically with the whole request; an unclean stop rebuilds it).
-	c := s.tree.newDirCache(nil)
-	defer c.close()
+	// The namespace lock is taken per transaction, not for the whole call:
+	// data streams (which wait for it) then go on between them, as they
+	// would between calls of opsPerTxn ops — the ops are applied in order
+	// all the same, and the master sends a file's data only once the call
+	// with its entry op has returned. (Held for a whole 4,096-op call, it
+	// left the slave's second core idle while the call ran.)
 	ops := req.GetOps()
 	var err error
 	for start := 0; start < len(ops) && err == nil; start += opsPerTxn {
 		end := min(start+opsPerTxn, len(ops))
-		err = s.tree.idx.Update(func(tx *gfidx.Tx) error {
-			c.tx = tx
-			for i := start; i < end; i++ {
-				op := ops[i]
-				r, err := validateEntry(op, s.privileged)
-				var o outcome
-				if err != nil {
-					o = failed(err)
-				} else {
-					o = s.applyEntry(c, r)
-				}
-				if o.err != nil {
-					s.log.Debug("entry op", "type", op.GetType(), "status", o.status, "error", o.err)
-				}
-				resp.Results[i] = o.result()
-			}
-			return nil
-		})
+		err = s.entryTxn(ops[start:end], resp.Results[start:end])
 	}
 	if err != nil {
 		// The tree changed but the index did not record it: leave the
@@ -456,6 +441,33 @@ func (s *Slave) EntryOps(ctx context.Context, req *pb.EntryOpsRequest) (*pb.Entr
 		return nil, status.Errorf(codes.Internal, "recording entry ops in the gfid index: %v", err)
 	}
 	return resp, nil
+}
+
+// entryTxn applies ops, putting their results in results, in one index
+// transaction under the namespace lock.
+func (s *Slave) entryTxn(ops []*pb.EntryOp, results []*pb.OpResult) error {
+	s.nsLock.Lock()
+	defer s.nsLock.Unlock()
+	s.gen.Add(1)
+	c := s.tree.newDirCache(nil)
+	defer c.close()
+	return s.tree.idx.Update(func(tx *gfidx.Tx) error {
+		c.tx = tx
+		for i, op := range ops {
+			r, err := validateEntry(op, s.privileged)
+			var o outcome
+			if err != nil {
+				o = failed(err)
+			} else {
+				o = s.applyEntry(c, r)
+			}
+			if o.err != nil {
+				s.log.Debug("entry op", "type", op.GetType(), "status", o.status, "error", o.err)
+			}
+			results[i] = o.result()
+		}
+		return nil
+	})
 }
 
 // MetaOps implements SlaveService.

@@ -157,7 +157,7 @@ func (t *tree) lookup(dirfd int, parent gfid.GFID, name string, tx *gfidx.Tx) (g
 	if err != nil {
 		return gfid.Zero, st, false, fmt.Errorf("stat %q: %w", name, err)
 	}
-	g, err = t.ns.Get(beneath.ProcPath(dirfd, name))
+	g, err = t.ns.GetAt(dirfd, name)
 	if errors.Is(err, gfid.ErrNoGFID) || errors.Is(err, unix.EACCES) {
 		if tx != nil && t.indexNames(st.Mode) {
 			if ig, ok := tx.Child(gfidx.Link{Parent: parent, Name: name}); ok {

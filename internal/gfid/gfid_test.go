@@ -1,17 +1,43 @@
 package gfid
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-var canonical = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+var canonical = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+// TestNewIsTimeOrdered: gfids made in later milliseconds sort after earlier
+// ones (byte order, the index's key order), so a crawl's new links go to
+// the end of the index instead of all over it.
+func TestNewIsTimeOrdered(t *testing.T) {
+	t0 := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	prev, err := newAt(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 1000; i++ {
+		g, err := newAt(t0.Add(time.Duration(i) * time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Compare(prev[:], g[:]) >= 0 {
+			t.Fatalf("%s (ms %d) does not sort after %s", g, i, prev)
+		}
+		prev = g
+	}
+	if ms := uint64(prev[0])<<40 | uint64(prev[1])<<32 | uint64(prev[2])<<24 | uint64(prev[3])<<16 | uint64(prev[4])<<8 | uint64(prev[5]); ms != uint64(t0.UnixMilli())+999 {
+		t.Fatalf("timestamp field %d, want %d", ms, t0.UnixMilli()+999)
+	}
+}
 
 func TestNew(t *testing.T) {
 	seen := map[GFID]bool{}
@@ -20,8 +46,8 @@ func TestNew(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if g[6]>>4 != 4 {
-			t.Fatalf("%s: version nibble %x, want 4", g, g[6]>>4)
+		if g[6]>>4 != 7 {
+			t.Fatalf("%s: version nibble %x, want 7", g, g[6]>>4)
 		}
 		if g[8]&0xc0 != 0x80 {
 			t.Fatalf("%s: variant bits %02b, want 10", g, g[8]>>6)
@@ -30,7 +56,7 @@ func TestNew(t *testing.T) {
 			t.Fatalf("New returned %s", g)
 		}
 		if !canonical.MatchString(g.String()) {
-			t.Fatalf("%q is not a canonical version-4 UUID", g)
+			t.Fatalf("%q is not a canonical version-7 UUID", g)
 		}
 		if seen[g] {
 			t.Fatalf("New returned %s twice", g)

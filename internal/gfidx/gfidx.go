@@ -241,6 +241,19 @@ func (t *Tx) Links(g gfid.GFID) []Link {
 	return out
 }
 
+// OneLink reports whether g has exactly one link (without building the
+// list: two cursor steps).
+func (t *Tx) OneLink(g gfid.GFID) bool {
+	c := t.b.Cursor()
+	n := 0
+	for k, _ := c.Seek(g[:]); k != nil && bytes.HasPrefix(k, g[:]) && n < 2; k, _ = c.Next() {
+		if len(k) >= 33 {
+			n++
+		}
+	}
+	return n == 1
+}
+
 // HasLink reports whether g has link l.
 func (t *Tx) HasLink(g gfid.GFID, l Link) bool { return t.b.Get(key(g, l)) != nil }
 

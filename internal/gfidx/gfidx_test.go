@@ -591,3 +591,33 @@ func mustParse(s string) gfid.GFID {
 	}
 	return g
 }
+
+// TestOneLink: none, one, two links; a neighbouring gfid's links do not
+// count.
+func TestOneLink(t *testing.T) {
+	ix, _ := openIndex(t)
+	g, p := newGFID(t), newGFID(t)
+	near := g
+	near[15]++
+	one := func() bool {
+		var r bool
+		ix.View(func(tx *Tx) error { r = tx.OneLink(g); return nil })
+		return r
+	}
+	if one() {
+		t.Fatal("OneLink of an unknown gfid")
+	}
+	update(t, ix, func(tx *Tx) error {
+		if err := tx.AddLink(near, Link{Parent: p, Name: "near"}); err != nil {
+			return err
+		}
+		return tx.AddLink(g, Link{Parent: p, Name: "a"})
+	})
+	if !one() {
+		t.Fatal("OneLink false with one link")
+	}
+	update(t, ix, func(tx *Tx) error { return tx.AddLink(g, Link{Parent: p, Name: "b"}) })
+	if one() {
+		t.Fatal("OneLink true with two links")
+	}
+}

@@ -143,7 +143,7 @@ func (t *Tree) Find(tx *gfidx.Tx, g gfid.GFID) (Entry, error) {
 // lstat). An inode without a gfid xattr is named by gfid.Derived: the
 // crawl could not give it one.
 func (t *Tree) GetGFID(dirfd int, parent gfid.GFID, name string, st *unix.Stat_t) (gfid.GFID, error) {
-	g, err := t.NS.Get(beneath.ProcPath(dirfd, name))
+	g, err := t.NS.GetAt(dirfd, name)
 	if errors.Is(err, gfid.ErrNoGFID) || errors.Is(err, unix.EACCES) {
 		return gfid.Derived(parent, name, st.Mode), nil
 	}
@@ -155,8 +155,7 @@ func (t *Tree) GetGFID(dirfd int, parent gfid.GFID, name string, st *unix.Stat_t
 // the user namespace, a file an unprivileged master may not write) gets
 // its derived gfid; derived reports that.
 func (t *Tree) EnsureGFID(dirfd int, parent gfid.GFID, name string, st *unix.Stat_t) (g gfid.GFID, derived bool, err error) {
-	p := beneath.ProcPath(dirfd, name)
-	g, err = t.NS.Get(p)
+	g, err = t.NS.GetAt(dirfd, name)
 	if err == nil {
 		return g, false, nil
 	}
@@ -174,10 +173,10 @@ func (t *Tree) EnsureGFID(dirfd int, parent gfid.GFID, name string, st *unix.Sta
 	if g, err = gfid.New(); err != nil {
 		return gfid.Zero, false, err
 	}
-	if err := t.NS.SetNew(p, g); err != nil {
+	if err := t.NS.SetNewAt(dirfd, name, g); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			// Given one by someone else just now.
-			g, err = t.NS.Get(p)
+			g, err = t.NS.GetAt(dirfd, name)
 			return g, false, err
 		}
 		if gfid.CannotCarry(err) {

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/xattrat"
 )
 
 // Replicated reports whether an xattr name is data that georep copies: the
@@ -41,11 +42,29 @@ func List(path string, follow bool, keep func(name string) bool) (map[string][]b
 	if follow {
 		list, get = unix.Listxattr, unix.Getxattr
 	}
+	return listWith(func(b []byte) (int, error) { return list(path, b) },
+		func(n string, b []byte) (int, error) { return get(path, n, b) }, keep)
+}
+
+// ListAt is List of name in directory dirfd, not followed (through the
+// *xattrat system calls: no /proc path to resolve per entry).
+func ListAt(dirfd int, name string, keep func(name string) bool) (map[string][]byte, error) {
+	return listWith(func(b []byte) (int, error) { return xattrat.List(dirfd, name, b) },
+		func(n string, b []byte) (int, error) { return xattrat.Get(dirfd, name, n, b) }, keep)
+}
+
+// ListFD is List of an open file or directory (not an O_PATH descriptor).
+func ListFD(fd int, keep func(name string) bool) (map[string][]byte, error) {
+	return listWith(func(b []byte) (int, error) { return unix.Flistxattr(fd, b) },
+		func(n string, b []byte) (int, error) { return unix.Fgetxattr(fd, n, b) }, keep)
+}
+
+func listWith(list func([]byte) (int, error), get func(string, []byte) (int, error), keep func(name string) bool) (map[string][]byte, error) {
 	buf := make([]byte, 1024)
 	var n int
 	var err error
 	for {
-		n, err = list(path, buf)
+		n, err = list(buf)
 		if errors.Is(err, unix.ERANGE) {
 			buf = make([]byte, len(buf)*4)
 			continue
@@ -63,7 +82,7 @@ func List(path string, follow bool, keep func(name string) bool) (map[string][]b
 		if name == "" || !keep(name) {
 			continue
 		}
-		v, err := value(get, path, name)
+		v, err := value(get, name)
 		if errors.Is(err, unix.ENODATA) {
 			continue // removed meanwhile
 		}
@@ -75,12 +94,12 @@ func List(path string, follow bool, keep func(name string) bool) (map[string][]b
 	return out, nil
 }
 
-func value(get func(string, string, []byte) (int, error), path, name string) ([]byte, error) {
+func value(get func(string, []byte) (int, error), name string) ([]byte, error) {
 	buf := make([]byte, 256)
 	for {
-		n, err := get(path, name, buf)
+		n, err := get(name, buf)
 		if errors.Is(err, unix.ERANGE) {
-			sz, err := get(path, name, nil)
+			sz, err := get(name, nil)
 			if err != nil {
 				return nil, fmt.Errorf("reading xattr %q: %w", name, err)
 			}

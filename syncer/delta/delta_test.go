@@ -637,3 +637,36 @@ func TestDiffMemoryBounded(t *testing.T) {
 		t.Errorf("Diff allocated %d bytes for a %d-byte file", alloc, size)
 	}
 }
+
+// TestWeakSumMatchesDefinition: the SWAR weakSum equals the byte-at-a-time
+// definition on every length up to 200, on random bytes, all-0xff bytes
+// (the largest lane values) and zeros, and on a long block.
+func TestWeakSumMatchesDefinition(t *testing.T) {
+	ref := func(p []byte) (a, b uint32) {
+		for _, x := range p {
+			a += uint32(x)
+			b += a
+		}
+		return a, b
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	long := make([]byte, 1<<20+13)
+	for i := range long {
+		long[i] = byte(rng.Uint32())
+	}
+	inputs := [][]byte{long, bytes.Repeat([]byte{0xff}, 1<<17)}
+	for n := 0; n <= 200; n++ {
+		r := make([]byte, n)
+		for i := range r {
+			r[i] = byte(rng.Uint32())
+		}
+		inputs = append(inputs, r, bytes.Repeat([]byte{0xff}, n), make([]byte, n))
+	}
+	for _, p := range inputs {
+		a, b := weakSum(p)
+		ra, rb := ref(p)
+		if a != ra || b != rb {
+			t.Fatalf("weakSum of %d bytes = %#x, %#x; want %#x, %#x", len(p), a, b, ra, rb)
+		}
+	}
+}
