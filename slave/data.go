@@ -649,10 +649,38 @@ func (ds *dataStream) finish(in *incoming) outcome {
 			return failed(err)
 		}
 	}
+	ds.linkPending(in)
 	if partial != nil {
 		return outcome{status: pb.OpStatus_OP_STATUS_PARTIAL, err: partial}
 	}
 	return done
+}
+
+// linkPending gives the file just written the other names CREATEs
+// announced for its gfid that are not there yet: two CREATEs of one new
+// inode, or a CREATE made while the index did not know where the gfid
+// lived. The data lands at one name; without this the others would stay
+// announced, and nothing would ever make them.
+func (ds *dataStream) linkPending(in *incoming) {
+	ds.s.tree.idx.View(func(tx *gfidx.Tx) error {
+		c := ds.cache(tx)
+		for _, l := range tx.Links(in.g) {
+			if l.Parent == in.parent && l.Name == in.name {
+				continue
+			}
+			dirfd, err := c.dir(l.Parent)
+			if err != nil {
+				continue
+			}
+			if _, _, exists, err := ds.s.tree.lookup(dirfd, l.Parent, l.Name, tx); err != nil || exists {
+				continue
+			}
+			if err := unix.Linkat(in.dirfd, in.name, dirfd, l.Name, 0); err != nil {
+				ds.s.log.Debug("linking an announced name of a file", "gfid", in.g, "name", fmt.Sprintf("%q", l.Name), "error", err)
+			}
+		}
+		return nil
+	})
 }
 
 // syncFdXattrs makes the replicated xattrs of fd exactly want.

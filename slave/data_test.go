@@ -455,3 +455,49 @@ func TestDataKeepsXattrs(t *testing.T) {
 	// And a later meta op with the same values is a NOOP.
 	checkStatuses(t, f.meta(xattrOp(F, unix.S_IFREG|0o4750, 4e9, "user.keep", "\x00me")), stNoop)
 }
+
+// A CREATE announced a name for a gfid while the index did not know where
+// the gfid lived; the index learnt it before the data came, so the data
+// patches the file there — and the announced name is linked to it, not
+// left announced forever.
+func TestDataLinksAnnouncedNames(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	const mtime = int64(1_700_000_000_111_222_333)
+	f.ok(opCreate(F, gfid.Root, "one"))
+	d := f.openData(f.sid)
+	d.header(1, F, 5, mtime)
+	d.expectWant(1, true)
+	d.chunk(1, 0, "hello")
+	d.end(1, false)
+	if r := d.expectResult(1); r.GetResult().GetStatus() != stOK {
+		t.Fatalf("first result %v", r)
+	}
+	d.commit()
+	if err := f.s.SetLinkForTest(F, gfid.Root, "one", false); err != nil {
+		t.Fatal(err)
+	}
+	two := opCreate(F, gfid.Root, "two")
+	two.DataFollows = true
+	f.ok(two)
+	if err := f.s.SetLinkForTest(F, gfid.Root, "one", true); err != nil {
+		t.Fatal(err)
+	}
+	d = f.openData(f.sid)
+	d.header(2, F, 6, mtime+1)
+	d.expectWant(2, true)
+	d.chunk(2, 0, "hello!")
+	d.end(2, false)
+	if r := d.expectResult(2); r.GetResult().GetStatus() != stOK {
+		t.Fatalf("second result %v", r)
+	}
+	d.commit()
+	a, b := lstat(t, f.path("one")), lstat(t, f.path("two"))
+	if a.Ino != b.Ino || a.Nlink != 2 {
+		t.Fatalf("one and two: inodes %d and %d, nlink %d; want one inode with two names", a.Ino, b.Ino, a.Nlink)
+	}
+	if got := readFile(t, f.path("two")); got != "hello!" {
+		t.Fatalf("two = %q", got)
+	}
+	f.checkOutside()
+}
