@@ -501,3 +501,37 @@ func TestDataLinksAnnouncedNames(t *testing.T) {
 	}
 	f.checkOutside()
 }
+
+// A name announced by a CREATE and then renamed onto another name of the
+// same gfid before the data came is not made by the data.
+func TestDataDropsSupersededAnnouncement(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "y"))
+	if err := f.s.SetLinkForTest(F, gfid.Root, "y", false); err != nil {
+		t.Fatal(err)
+	}
+	x := opCreate(F, gfid.Root, "x")
+	x.DataFollows = true
+	f.ok(x)
+	if err := f.s.SetLinkForTest(F, gfid.Root, "y", true); err != nil {
+		t.Fatal(err)
+	}
+	checkStatuses(t, f.entry(opRename(F, gfid.Root, "x", gfid.Root, "y")), stNoop)
+	d := f.openData(f.sid)
+	d.header(1, F, 5, 1_700_000_000_000_000_000)
+	d.expectWant(1, true)
+	d.chunk(1, 0, "hello")
+	d.end(1, false)
+	if r := d.expectResult(1); r.GetResult().GetStatus() != stOK {
+		t.Fatalf("result %v", r)
+	}
+	d.commit()
+	if exists(f.path("x")) {
+		t.Fatal("the data made a name a rename had moved on from")
+	}
+	if got := readFile(t, f.path("y")); got != "hello" {
+		t.Fatalf("y = %q", got)
+	}
+	f.checkOutside()
+}

@@ -667,6 +667,14 @@ func (s *Slave) rename(c *dirCache, r *entryReq) outcome {
 	}
 	if exists && got == r.g {
 		res := noop
+		if !srcKnown && !(r.parent == r.parent2 && r.name == r.name2) {
+			// The old name is not here: if a CREATE announced it (data
+			// to follow), the announcement is superseded — the data must
+			// not make it later (see linkPending).
+			if err := c.tx.RemoveLink(r.g, gfidx.Link{Parent: r.parent, Name: r.name}); err != nil {
+				return failed(err)
+			}
+		}
 		if srcKnown && !(src.parent == r.parent2 && src.name == r.name2) {
 			// Both names hold the inode: a rename between two hardlinks
 			// of one file, which POSIX makes a no-op; drop the old name as
