@@ -27,8 +27,7 @@ const fanMask = unix.FAN_CREATE | unix.FAN_DELETE | unix.FAN_RENAME | unix.FAN_M
 // recorder handles (the event bits have the same values in both APIs).
 type fanotify struct {
 	fd     int
-	byKey  map[string]gfid.GFID // directory handle → gfid
-	byDir  map[gfid.GFID]string
+	dirs   dirMap[string]  // directory handle keys (see handleKey)
 	marked map[uint64]bool // st_dev of the filesystems marked
 	buf    []byte
 	cookie uint32
@@ -58,7 +57,7 @@ func newFanotify(root int) (*fanotify, error) {
 	if err != nil {
 		return nil, fmt.Errorf("changelog: fanotify_init: %w", err)
 	}
-	f := &fanotify{fd: fd, byKey: map[string]gfid.GFID{}, byDir: map[gfid.GFID]string{}, marked: map[uint64]bool{}, buf: make([]byte, 256<<10)}
+	f := &fanotify{fd: fd, dirs: newDirMap[string](), marked: map[uint64]bool{}, buf: make([]byte, 256<<10)}
 	if err := f.markFS(root); err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -112,29 +111,12 @@ func (f *fanotify) watch(dirfd int, g gfid.GFID) error {
 	if err := unix.Fstatfs(dirfd, &sfs); err != nil {
 		return fmt.Errorf("changelog: directory %s: %w", g, err)
 	}
-	key := handleKey(sfs.Fsid.Val, h.Type(), h.Bytes())
-	if old, ok := f.byKey[key]; ok && old != g {
-		delete(f.byDir, old) // the same inode under a new gfid
-	}
-	if old, ok := f.byDir[g]; ok && old != key {
-		delete(f.byKey, old)
-	}
-	f.byKey[key] = g
-	f.byDir[g] = key
+	f.dirs.set(handleKey(sfs.Fsid.Val, h.Type(), h.Bytes()), g)
 	return nil
 }
 
-func (f *fanotify) watched(g gfid.GFID) bool {
-	_, ok := f.byDir[g]
-	return ok
-}
-
-func (f *fanotify) unwatch(g gfid.GFID) {
-	if key, ok := f.byDir[g]; ok {
-		delete(f.byKey, key)
-		delete(f.byDir, g)
-	}
-}
+func (f *fanotify) watched(g gfid.GFID) bool { return f.dirs.has(g) }
+func (f *fanotify) unwatch(g gfid.GFID)      { f.dirs.remove(g) }
 
 func (f *fanotify) wait(timeout time.Duration) error {
 	if f.foreign {
@@ -174,10 +156,10 @@ func (f *fanotify) translate(fe *fanEvent, out []event) []event {
 	dirBit := uint32(fe.mask & unix.FAN_ONDIR)
 	if fe.mask&unix.FAN_RENAME != 0 {
 		f.cookie++
-		if g, ok := f.byKey[string(fe.old.key)]; ok && fe.old.ok {
+		if g, ok := f.dirs.byKey[string(fe.old.key)]; ok && fe.old.ok {
 			out = append(out, event{mask: unix.IN_MOVED_FROM | dirBit, cookie: f.cookie, dir: g, name: string(fe.old.name), known: true})
 		}
-		if g, ok := f.byKey[string(fe.new.key)]; ok && fe.new.ok {
+		if g, ok := f.dirs.byKey[string(fe.new.key)]; ok && fe.new.ok {
 			out = append(out, event{mask: unix.IN_MOVED_TO | dirBit, cookie: f.cookie, dir: g, name: string(fe.new.name), known: true})
 		}
 	}
@@ -188,7 +170,7 @@ func (f *fanotify) translate(fe *fanEvent, out []event) []event {
 		if !fe.obj.ok {
 			key = fe.dir.key
 		}
-		if g, ok := f.byKey[string(key)]; ok && fe.mask&unix.FAN_ATTRIB != 0 {
+		if g, ok := f.dirs.byKey[string(key)]; ok && fe.mask&unix.FAN_ATTRIB != 0 {
 			out = append(out, event{mask: unix.IN_ATTRIB | dirBit, dir: g, known: true, self: true})
 		}
 		return out
@@ -196,7 +178,7 @@ func (f *fanotify) translate(fe *fanEvent, out []event) []event {
 	if !fe.dir.ok || len(fe.dir.name) == 0 || string(fe.dir.name) == "." {
 		return out
 	}
-	g, ok := f.byKey[string(fe.dir.key)]
+	g, ok := f.dirs.byKey[string(fe.dir.key)]
 	if !ok {
 		return out // not the tree's
 	}

@@ -72,10 +72,10 @@ func TestParseFanEvents(t *testing.T) {
 	}
 
 	// Translated with the directories registered: split, renames paired.
-	f := &fanotify{byKey: map[string]gfid.GFID{}, byDir: map[gfid.GFID]string{}}
+	f := &fanotify{dirs: newDirMap[string]()}
 	d1, d2 := gfid.GFID{1}, gfid.GFID{2}
-	f.byKey[string(got[0].dir.key)] = d1
-	f.byKey[string(got[1].new.key)] = d2
+	f.dirs.byKey[string(got[0].dir.key)] = d1
+	f.dirs.byKey[string(got[1].new.key)] = d2
 	var evs []event
 	for i := range got {
 		evs = f.translate(&got[i], evs)
@@ -111,9 +111,9 @@ func FuzzFanEvents(f *testing.F) {
 		fanRecord(unix.FAN_EVENT_INFO_TYPE_OLD_DFID_NAME, []byte{1}, "o"),
 		fanRecord(unix.FAN_EVENT_INFO_TYPE_NEW_DFID_NAME, []byte{2}, "n")))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fa := &fanotify{byKey: map[string]gfid.GFID{}, byDir: map[gfid.GFID]string{}}
+		fa := &fanotify{dirs: newDirMap[string]()}
 		parseFanEvents(b, func(fe *fanEvent) {
-			fa.byKey[string(fe.dir.key)] = gfid.Root
+			fa.dirs.byKey[string(fe.dir.key)] = gfid.Root
 			fa.translate(fe, nil)
 		})
 	})

@@ -72,10 +72,9 @@ func (e *event) isDir() bool         { return e.mask&unix.IN_ISDIR != 0 }
 // inotify is the recorder's event source: one watch per directory of the
 // tree, keyed both ways between watch descriptors and directory gfids.
 type inotify struct {
-	fd    int
-	byWD  map[int32]gfid.GFID
-	byDir map[gfid.GFID]int32
-	buf   []byte
+	fd   int
+	dirs dirMap[int32] // watch descriptors
+	buf  []byte
 }
 
 func newInotify() (*inotify, error) {
@@ -83,7 +82,7 @@ func newInotify() (*inotify, error) {
 	if err != nil {
 		return nil, fmt.Errorf("changelog: inotify: %w", err)
 	}
-	return &inotify{fd: fd, byWD: map[int32]gfid.GFID{}, byDir: map[gfid.GFID]int32{}, buf: make([]byte, 256<<10)}, nil
+	return &inotify{fd: fd, dirs: newDirMap[int32](), buf: make([]byte, 256<<10)}, nil
 }
 
 func (in *inotify) kind() string { return "inotify" }
@@ -97,39 +96,16 @@ func (in *inotify) watch(dirfd int, g gfid.GFID) error {
 	if err != nil {
 		return fmt.Errorf("changelog: watching directory %s: %w", g, err)
 	}
-	w := int32(wd)
-	if old, ok := in.byWD[w]; ok && old != g {
-		// The same inode under another gfid: it was given a new one.
-		delete(in.byDir, old)
-	}
-	in.byWD[w] = g
-	in.byDir[g] = w
+	in.dirs.set(int32(wd), g)
 	return nil
 }
 
-func (in *inotify) watched(g gfid.GFID) bool {
-	_, ok := in.byDir[g]
-	return ok
-}
+func (in *inotify) watched(g gfid.GFID) bool { return in.dirs.has(g) }
 
 // unwatch removes the watch on directory g (it left the tree).
 func (in *inotify) unwatch(g gfid.GFID) {
-	w, ok := in.byDir[g]
-	if !ok {
-		return
-	}
-	delete(in.byDir, g)
-	delete(in.byWD, w)
-	unix.InotifyRmWatch(in.fd, uint32(w))
-}
-
-// forget drops the mapping of a watch the kernel removed (IN_IGNORED).
-func (in *inotify) forget(w int32) {
-	if g, ok := in.byWD[w]; ok {
-		delete(in.byWD, w)
-		if in.byDir[g] == w {
-			delete(in.byDir, g)
-		}
+	if w, ok := in.dirs.remove(g); ok {
+		unix.InotifyRmWatch(in.fd, uint32(w))
 	}
 }
 
@@ -158,10 +134,10 @@ func (in *inotify) read() ([]event, bool, error) {
 				continue
 			}
 			if raw.Mask&unix.IN_IGNORED != 0 {
-				in.forget(raw.Wd)
+				in.dirs.removeKey(raw.Wd) // the kernel removed the watch
 				continue
 			}
-			g, known := in.byWD[raw.Wd]
+			g, known := in.dirs.byKey[raw.Wd]
 			out = append(out, event{mask: raw.Mask, cookie: raw.Cookie, dir: g, name: string(name), known: known})
 		}
 		return nil
