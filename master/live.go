@@ -410,19 +410,14 @@ func (m *Master) reconcile(ctx context.Context, l *link, dirs []gfid.GFID, sync 
 		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, trustRecords: true, live: true,
 			reconcile: true, missing: map[gfid.GFID]bool{}, syncRecorder: sync, lastSync: time.Now()}
 		// The status tracker hears of one batch: the counts go on from
-		// the replay's (or the last round's).
-		base := prev.stats
-		p.stats, p.rep.bytesDone, p.rep.deletes = prev.stats, prev.rep.bytesDone, prev.rep.deletes
-		p.stats.Partial = nil
+		// the replay's (and the earlier rounds').
+		p.rep.base = prev.synced()
 		err = p.run(ctx, journal)
 		os.Remove(journal)
 		if err != nil {
 			return total, err
 		}
-		round := p.stats
-		round.Partial = nil
-		total.Add(sub(round, base))
-		total.Partial = append(total.Partial, p.stats.Partial...)
+		total.Add(p.stats)
 		prev = p
 		// The next round: each missing directory, after its parent.
 		next := map[gfid.GFID]bool{}
@@ -446,17 +441,6 @@ func (m *Master) reconcile(ctx context.Context, l *link, dirs []gfid.GFID, sync 
 		deep = p.made
 	}
 	return total, nil
-}
-
-// sub is a - b, count by count (not Partial).
-func sub(a, b BatchStats) BatchStats {
-	return BatchStats{
-		EntryOps: a.EntryOps - b.EntryOps, EntryNoops: a.EntryNoops - b.EntryNoops, Conflicts: a.Conflicts - b.Conflicts,
-		MetaOps: a.MetaOps - b.MetaOps, MetaNoops: a.MetaNoops - b.MetaNoops,
-		Files: a.Files - b.Files, FilesUnchanged: a.FilesUnchanged - b.FilesUnchanged, Vanished: a.Vanished - b.Vanished,
-		BytesSent: a.BytesSent - b.BytesSent, BytesMatched: a.BytesMatched - b.BytesMatched, Deltas: a.Deltas - b.Deltas,
-		HashRetries: a.HashRetries - b.HashRetries, Purged: a.Purged - b.Purged, Skipped: a.Skipped - b.Skipped,
-	}
 }
 
 // maxReconcileRounds bounds the rounds of one reconciliation: each round

@@ -1,11 +1,9 @@
 package master
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -371,14 +369,13 @@ func (p *processor) addData(g gfid.GFID) {
 	p.pendingData = append(p.pendingData, g)
 }
 
-// touchedDirs lists the directories the batch's entry records named, in
-// a stable order.
+// touchedDirs lists the directories the batch's entry records named
+// (Master.parentsFirst orders them).
 func (p *processor) touchedDirs() []gfid.GFID {
 	out := make([]gfid.GFID, 0, len(p.touched))
 	for g := range p.touched {
 		out = append(out, g)
 	}
-	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i][:], out[j][:]) < 0 })
 	return out
 }
 

@@ -17,6 +17,9 @@ type batchReport struct {
 	bytesDone int64         // sizes of files synced or found current
 	deletes   int64         // UNLINK and RMDIR ops applied
 	purging   bool          // the batch's purges are queued as ops
+	// base: what the batch's earlier passes synced (a changelog batch's
+	// replay, before its reconciliation rounds).
+	base syncstatus.Batch
 }
 
 // reportEvery bounds how often a processor reports while it works: the
@@ -42,17 +45,23 @@ func (p *processor) report(final bool) {
 	if !p.rep.purging {
 		deletes += int64(len(p.purges))
 	}
-	st.BatchProgress(syncstatus.Batch{
-		EntryPending:   int64(len(p.ops) + len(p.rep.inRPC)),
-		DataPending:    int64(len(p.pendingData) + p.inflight + len(p.again) + len(p.whole) + len(p.lagged) + len(p.later)),
-		MetaPending:    int64(max(p.rep.metaLeft, 0)),
-		DeletesPending: deletes,
-		FilesSynced:    p.stats.Files,
-		BytesSynced:    p.stats.BytesSent,
-		Deletes:        p.rep.deletes + p.stats.Purged,
-		FilesDone:      p.stats.Files + p.stats.FilesUnchanged + p.stats.Vanished,
-		BytesDone:      p.rep.bytesDone,
-	})
+	b := p.synced()
+	b.EntryPending = int64(len(p.ops) + len(p.rep.inRPC))
+	b.DataPending = int64(len(p.pendingData) + p.inflight + len(p.again) + len(p.whole) + len(p.lagged) + len(p.later))
+	b.MetaPending = int64(max(p.rep.metaLeft, 0))
+	b.DeletesPending = deletes
+	st.BatchProgress(b)
+}
+
+// synced is what the batch has synced so far, its earlier passes included.
+func (p *processor) synced() syncstatus.Batch {
+	b := p.rep.base
+	b.FilesSynced += p.stats.Files
+	b.BytesSynced += p.stats.BytesSent
+	b.Deletes += p.rep.deletes + p.stats.Purged
+	b.FilesDone += p.stats.Files + p.stats.FilesUnchanged + p.stats.Vanished
+	b.BytesDone += p.rep.bytesDone
+	return b
 }
 
 // sending notes entry ops on their way to the slave (nil: answered).
