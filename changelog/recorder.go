@@ -573,8 +573,7 @@ func (r *Recorder) createdAndRemoved(e *event) error {
 	}
 	if known {
 		if cur, err := r.t.GetGFID(fd, e.dir, e.name, &st); err != nil || cur != old {
-			wasDir := e.isDir()
-			if err := r.removed(e.dir, e.name, wasDir, old, true); err != nil {
+			if err := r.removed(e.dir, e.name, e.isDir(), old, true); err != nil {
 				return err
 			}
 		}

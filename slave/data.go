@@ -43,6 +43,7 @@ type incoming struct {
 	tmp     string            // its name in dirfd when O_TMPFILE was not available
 	old     int               // the old copy, read for FileCopy ops; -1 for none
 	create  bool              // no file yet (an announced CREATE): link the new one in
+	names   bool              // the index has other names for it (see linkPending)
 	xattrs  map[string][]byte // the header's xattrs, when it syncs them
 	patch   *delta.Patcher
 	written int64 // bytes received (literal data) for this file
@@ -367,6 +368,7 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 		if err != nil {
 			return err
 		}
+		in.names = len(tx.Links(g)) > 1
 		if pending {
 			// Announced by a CREATE, not created yet: it will be
 			// created whole from this stream.
@@ -662,6 +664,9 @@ func (ds *dataStream) finish(in *incoming) outcome {
 // lived. The data lands at one name; without this the others would stay
 // announced, and nothing would ever make them.
 func (ds *dataStream) linkPending(in *incoming) {
+	if !in.names {
+		return // one name, the one just written: no index transaction per file
+	}
 	ds.s.tree.idx.View(func(tx *gfidx.Tx) error {
 		c := ds.cache(tx)
 		for _, l := range tx.Links(in.g) {
