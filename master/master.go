@@ -508,68 +508,45 @@ func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
 	return nil, fmt.Errorf("sync incomplete after %d attempts: %w", m.cfg.Retries, lastErr)
 }
 
-// crawl runs an xsync crawl into a new journal and returns its path. A
-// live session's crawl runs beside the recorder, which keeps the index:
-// the crawl adds what it finds and drops the names it no longer finds,
-// where a one-shot crawl empties the index and refills it.
-// With recorderSync (nil for a one-shot crawl) the crawl is a live one.
+// crawl crawls the whole tree beside the recorder (recorderSync waits
+// until it has indexed every change made so far) into a journal, and
+// returns its path: the crawl adds what it finds to the index the
+// recorder keeps, and drops the names it no longer finds.
 func (m *Master) crawl(stime time.Time, recorderSync func() error) (CrawlStats, string, error) {
-	live := recorderSync != nil
-	dir := filepath.Join(m.cfg.StateDir, "xsync")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return CrawlStats{}, "", fmt.Errorf("xsync dir: %w", err)
-	}
-	path := filepath.Join(dir, "XSYNC-CHANGELOG."+strconv.FormatInt(stime.UnixNano(), 10))
-	w, err := changelog.Create(path, changelog.Header{Type: changelog.TypeXsync, StartNS: stime.UnixNano()})
-	if err != nil {
-		return CrawlStats{}, "", err
-	}
-	x := &xsync{t: m.tree, w: w, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]uint64{}, live: live, sync: recorderSync, st: m.cfg.Status}
+	x := m.liveXsync(recorderSync)
 	m.cfg.Status.CrawlStarted(syncstatus.HybridCrawl)
-	// A full crawl sees every entry: rebuild the index from it so that
-	// links of entries renamed or removed since the last crawl go away.
-	if !live {
-		if err := m.tree.Idx.Reset(); err != nil {
-			w.Abort()
-			return CrawlStats{}, "", err
-		}
-	}
 	t0 := time.Now()
-	if err := x.crawlRoot(); err != nil {
-		w.Abort()
-		return CrawlStats{}, "", err
-	}
-	if err := w.Commit(); err != nil {
+	path, err := m.crawlJournal(stime, "XSYNC-CHANGELOG.", x, x.crawlRoot)
+	if err != nil {
 		return CrawlStats{}, "", err
 	}
 	m.cfg.Status.CrawlListed()
 	m.log.Info("xsync crawl done", "dirs", x.stats.Dirs, "files", x.stats.Files, "bytes", x.stats.Bytes,
-		"symlinks", x.stats.Symlinks, "others", x.stats.Others, "records", w.Len(), "took", time.Since(t0))
+		"symlinks", x.stats.Symlinks, "others", x.stats.Others, "took", time.Since(t0))
 	return x.stats, path, nil
 }
 
-// crawlDirs writes an XSYNC journal of directories dirs alone (not what
-// is below them), and of directories deep with everything below them,
-// beside the recorder: what reconciles the slave's copies of the
-// directories a changelog batch touched with the master's now.
-func (m *Master) crawlDirs(stime time.Time, dirs, deep []gfid.GFID, recorderSync func() error) (string, error) {
+// liveXsync is a crawl beside the recorder (see xsync.live).
+func (m *Master) liveXsync(recorderSync func() error) *xsync {
+	return &xsync{t: m.tree, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]uint64{}, live: true, sync: recorderSync, st: m.cfg.Status}
+}
+
+// crawlJournal runs walk (a crawl by x) into a new XSYNC journal in the
+// state dir and returns its path. The journal is not synced: it is read
+// once by the processor and removed, and after a crash the crawl runs
+// again.
+func (m *Master) crawlJournal(stime time.Time, prefix string, x *xsync, walk func() error) (string, error) {
 	dir := filepath.Join(m.cfg.StateDir, "xsync")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("xsync dir: %w", err)
 	}
-	path := filepath.Join(dir, "XSYNC-DIRS."+strconv.FormatInt(stime.UnixNano(), 10))
+	path := filepath.Join(dir, prefix+strconv.FormatInt(stime.UnixNano(), 10))
 	w, err := changelog.Create(path, changelog.Header{Type: changelog.TypeXsync, StartNS: stime.UnixNano()})
 	if err != nil {
 		return "", err
 	}
-	x := &xsync{t: m.tree, w: w, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]uint64{}, live: true, shallow: true, sync: recorderSync}
-	if err := x.crawlDirs(dirs); err != nil {
-		w.Abort()
-		return "", err
-	}
-	// Directories the slave lacked: what they hold, all the way down.
-	x.shallow = false
-	if err := x.crawlDirs(deep); err != nil {
+	x.w = w
+	if err := walk(); err != nil {
 		w.Abort()
 		return "", err
 	}
@@ -577,6 +554,23 @@ func (m *Master) crawlDirs(stime time.Time, dirs, deep []gfid.GFID, recorderSync
 		return "", err
 	}
 	return path, nil
+}
+
+// crawlDirs writes an XSYNC journal of directories dirs alone (not what
+// is below them), and of directories deep with everything below them,
+// beside the recorder: what reconciles the slave's copies of the
+// directories a changelog batch touched with the master's now.
+func (m *Master) crawlDirs(stime time.Time, dirs, deep []gfid.GFID, recorderSync func() error) (string, error) {
+	x := m.liveXsync(recorderSync)
+	return m.crawlJournal(stime, "XSYNC-DIRS.", x, func() error {
+		x.shallow = true
+		if err := x.crawlDirs(dirs); err != nil {
+			return err
+		}
+		// Directories the slave lacked: what they hold, all the way down.
+		x.shallow = false
+		return x.crawlDirs(deep)
+	})
 }
 
 // advance records that the slave has everything up to stime: first on the
