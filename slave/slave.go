@@ -78,6 +78,10 @@ type Slave struct {
 	// them (see stageDir).
 	dirTimes dirTimes
 
+	// closers are the goroutines closing replaced big files' old copies
+	// (see incoming.close); Close waits for them.
+	closers sync.WaitGroup
+
 	mu       sync.Mutex // guards the fields below
 	session  []byte
 	holder   string // who opened the session: identity, host and root
@@ -241,6 +245,7 @@ func (s *Slave) Close() error {
 
 func (s *Slave) close() error {
 	var errs []error
+	s.closers.Wait()
 	if s.tree != nil && s.tree.idx != nil {
 		s.nsLock.Lock()
 		if err := s.tree.idx.Sync(); err == nil {

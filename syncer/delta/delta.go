@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync"
 
 	"github.com/zeebo/xxh3"
 )
@@ -141,6 +142,53 @@ func Sign(r io.Reader, size int64) (*Signature, error) {
 // SignBlockSize is Sign with a chosen block size in [1, HardMaxBlock]
 // (mostly for tests: small blocks exercise the matching on small files).
 func SignBlockSize(r io.Reader, size int64, blockSize int) (*Signature, error) {
+	sig, err := newSignature(size, blockSize)
+	if err != nil {
+		return nil, err
+	}
+	if err := sig.signRange(r, 0, len(sig.Weak)); err != nil {
+		return nil, err
+	}
+	return sig, nil
+}
+
+// parallelSignMin is the smallest file SignAt splits between goroutines.
+const parallelSignMin = 16 << 20
+
+// SignAt is Sign over a ReaderAt: the file's blocks are cut in up to
+// workers contiguous parts (files of at least 16 MiB), each read and summed
+// on its own goroutine. The slave signs its old copy before the master can
+// start a delta, so this is on a big file's critical path.
+func SignAt(r io.ReaderAt, size int64, workers int) (*Signature, error) {
+	sig, err := newSignature(size, BlockSize(size))
+	if err != nil {
+		return nil, err
+	}
+	n := len(sig.Weak)
+	if size < parallelSignMin || workers < 2 {
+		workers = 1
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		from, to := n*w/workers, n*(w+1)/workers
+		off := int64(from) * int64(sig.BlockSize)
+		end := min(int64(to)*int64(sig.BlockSize), size)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[w] = sig.signRange(io.NewSectionReader(r, off, end-off), from, to)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return sig, nil
+}
+
+// newSignature checks the arguments and makes room for the sums.
+func newSignature(size int64, blockSize int) (*Signature, error) {
 	if blockSize < 1 || blockSize > HardMaxBlock {
 		return nil, fmt.Errorf("delta: block size %d out of range [1, %d]", blockSize, HardMaxBlock)
 	}
@@ -151,25 +199,32 @@ func SignBlockSize(r io.Reader, size int64, blockSize int) (*Signature, error) {
 	if n > math.MaxInt32 {
 		return nil, fmt.Errorf("delta: %d blocks is too many", n)
 	}
-	sig := &Signature{
+	return &Signature{
 		BlockSize: blockSize,
 		Size:      size,
 		Weak:      make([]uint32, n),
 		Strong:    make([][strongLen]byte, n),
-	}
+	}, nil
+}
+
+// signRange reads blocks [from, to) from r, which starts at block from, and
+// sums them.
+func (sig *Signature) signRange(r io.Reader, from, to int) error {
+	blockSize := sig.BlockSize
+	size := min(int64(to)*int64(blockSize), sig.Size) - int64(from)*int64(blockSize)
 	// Read whole blocks at a time, about 1 MiB per read.
 	per := max(1, (1<<20)/blockSize)
 	bufLen := int64(per * blockSize)
 	buf := make([]byte, min(bufLen, size))
 	var off int64
-	i := 0
+	i := from
 	for off < size {
 		m := min(int64(len(buf)), size-off)
 		if _, err := io.ReadFull(r, buf[:m]); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, fmt.Errorf("delta: reading old file at %d: %w", off, err)
+			return fmt.Errorf("delta: reading old file at %d: %w", int64(from)*int64(blockSize)+off, err)
 		}
 		for p := buf[:m]; len(p) > 0; i++ {
 			blk := p[:min(len(p), blockSize)]
@@ -180,7 +235,7 @@ func SignBlockSize(r io.Reader, size int64, blockSize int) (*Signature, error) {
 		}
 		off += m
 	}
-	return sig, nil
+	return nil
 }
 
 // weakSum returns rsync's a = Σ x_i and b = Σ (len-i)·x_i (mod 2^32) over p.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 	"testing/iotest"
 )
@@ -85,6 +86,7 @@ func roundTrip(t testing.TB, old, new []byte, blockSize, maxLit int) stats {
 	}
 	var st stats
 	var prevCopyEnd = -1
+	var prevCopyLen int64
 	var prevOff int64 = -1
 	n, sum, err := Diff(sig, bytes.NewReader(new), maxLit, func(op Op) error {
 		st.ops++
@@ -98,10 +100,13 @@ func roundTrip(t testing.TB, old, new []byte, blockSize, maxLit int) stats {
 			if op.Data != nil {
 				t.Errorf("copy op with data")
 			}
-			if op.Block == prevCopyEnd {
-				t.Errorf("copy of block %d not coalesced with the previous copy", op.Block)
+			if op.Block == prevCopyEnd && prevCopyLen < MaxCopyRun {
+				t.Errorf("copy of block %d not coalesced with the previous copy (%d bytes)", op.Block, prevCopyLen)
 			}
-			prevCopyEnd = op.Block + op.Count
+			if l := op.Len(sig); l >= MaxCopyRun+int64(sig.BlockSize) {
+				t.Errorf("copy op of %d bytes, more than MaxCopyRun (%d) and a block", l, MaxCopyRun)
+			}
+			prevCopyEnd, prevCopyLen = op.Block+op.Count, op.Len(sig)
 		} else {
 			st.literalOps++
 			st.literal += int64(len(op.Data))
@@ -221,8 +226,9 @@ func TestRoundTrip(t *testing.T) {
 			switch {
 			case c.maxOps < 0 && st.ops != 0:
 				t.Errorf("%d ops, want none", st.ops)
-			case c.maxOps > 0 && st.ops > c.maxOps:
-				t.Errorf("%d ops, want at most %d", st.ops, c.maxOps)
+			case c.maxOps > 0 && st.ops > c.maxOps+int(st.copied/MaxCopyRun):
+				// Long copy runs are cut every MaxCopyRun bytes.
+				t.Errorf("%d ops, want at most %d (+1 per %d copied bytes)", st.ops, c.maxOps, MaxCopyRun)
 			}
 			t.Logf("%+v", st)
 		})
@@ -668,5 +674,62 @@ func TestWeakSumMatchesDefinition(t *testing.T) {
 		if a != ra || b != rb {
 			t.Fatalf("weakSum of %d bytes = %#x, %#x; want %#x, %#x", len(p), a, b, ra, rb)
 		}
+	}
+}
+
+// An unchanged stretch longer than MaxCopyRun goes out as several copy ops,
+// the first as soon as Diff has scanned MaxCopyRun bytes of it: the slave
+// can rebuild it while Diff reads on.
+func TestDiffCutsLongCopyRuns(t *testing.T) {
+	old := randBytes(9, 3*MaxCopyRun+12345)
+	sig, err := Sign(bytes.NewReader(old), int64(len(old)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var copies []Op
+	_, _, err = Diff(sig, bytes.NewReader(old), 0, func(op Op) error {
+		if op.Count == 0 {
+			t.Errorf("literal of %d bytes at %d in an unchanged file", len(op.Data), op.Offset)
+		}
+		copies = append(copies, op)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(copies) != 4 {
+		t.Fatalf("%d copy ops for %d unchanged bytes, want 4 (one per %d bytes)", len(copies), len(old), MaxCopyRun)
+	}
+	for _, op := range copies[:3] {
+		if l := op.Len(sig); l < MaxCopyRun || l >= MaxCopyRun+int64(sig.BlockSize) {
+			t.Errorf("copy op of %d bytes at %d, want MaxCopyRun (%d) up to a block more", l, op.Offset, MaxCopyRun)
+		}
+	}
+	roundTrip(t, old, old, 0, 0)
+}
+
+// SignAt's parts, whatever their number, make the same signature as Sign's
+// one sequential pass; a file shorter than announced is an error.
+func TestSignAtMatchesSign(t *testing.T) {
+	for _, size := range []int{0, 1, parallelSignMin - 1, parallelSignMin, parallelSignMin + 4097, 2*parallelSignMin + 77} {
+		data := randBytes(uint64(size), size)
+		want, err := Sign(bytes.NewReader(data), int64(size))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, workers := range []int{0, 1, 2, 3, 7} {
+			got, err := SignAt(bytes.NewReader(data), int64(size), workers)
+			if err != nil {
+				t.Fatalf("size %d, %d workers: %v", size, workers, err)
+			}
+			if got.BlockSize != want.BlockSize || got.Size != want.Size ||
+				!slices.Equal(got.Weak, want.Weak) || !slices.Equal(got.Strong, want.Strong) {
+				t.Errorf("size %d, %d workers: the signature differs from Sign's", size, workers)
+			}
+		}
+	}
+	short := randBytes(3, parallelSignMin)
+	if _, err := SignAt(bytes.NewReader(short), int64(len(short))+1<<20, 2); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("SignAt of a file 1 MiB shorter than announced: %v, want io.ErrUnexpectedEOF", err)
 	}
 }

@@ -199,8 +199,10 @@ type differ struct {
 // window of maxLiteral + 2*BlockSize + 5 MiB, whatever the file size.
 // Literal runs are emitted in pieces of at most maxLiteral bytes (<= 0 means
 // DefaultMaxLiteral; larger than MaxLiteral is clamped to it); runs of
-// matching blocks that are consecutive in both files are coalesced into one
-// copy op. An Op's Data aliases Diff's window: it is valid only during the
+// matching blocks that are consecutive in both files are coalesced into
+// copy ops that end once they reach MaxCopyRun bytes (so that the slave
+// rebuilds a long unchanged stretch while Diff scans the next, not after
+// it). An Op's Data aliases Diff's window: it is valid only during the
 // emit call and must be neither kept nor modified (copy it to keep it).
 //
 // Diff returns the length of the new file and its SHA-256, computed in the
@@ -242,6 +244,12 @@ func Diff(sig *Signature, r io.Reader, maxLiteral int, emit func(Op) error) (n i
 	d.sha.sum(sum[:0])
 	return d.base + int64(d.end), sum, nil
 }
+
+// MaxCopyRun bounds the length a copy op reaches before Diff emits it and
+// starts the next: one op per run of unchanged blocks would leave the
+// Patcher idle until Diff had read the whole run (half of a 1 GiB file
+// with a change in the middle).
+const MaxCopyRun = 8 << 20
 
 // readChunk is how much fill reads at a time (more if the block is larger).
 const readChunk = 1 << 20
@@ -452,7 +460,7 @@ func (d *differ) match(k int) error {
 	}
 	off := d.base + int64(d.p)
 	n := d.sig.blockLen(k)
-	if d.pend && d.pendBlock+d.pendCnt == k && d.pendEnd == off {
+	if d.pend && d.pendBlock+d.pendCnt == k && d.pendEnd == off && d.pendEnd-d.pendOff < MaxCopyRun {
 		d.pendCnt++
 		d.pendEnd += int64(n)
 	} else {
