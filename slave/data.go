@@ -213,10 +213,12 @@ const writeBehind = 8 << 20
 type stagedOut struct {
 	fd     int
 	kicked int64 // writeback was started for bytes [0, kicked)
+	wrote  func(int)
 }
 
 func (o *stagedOut) WriteAt(b []byte, off int64) (int, error) {
 	n, err := fdIO(o.fd).WriteAt(b, off)
+	o.wrote(n)
 	if end := off + int64(n); end-o.kicked >= writeBehind {
 		// Only a hint: if it fails, the writeback happens later.
 		_ = unix.SyncFileRange(o.fd, o.kicked, end-o.kicked, unix.SYNC_FILE_RANGE_WRITE)
@@ -473,7 +475,7 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 	if in.old >= 0 {
 		old = fdIO(in.old)
 	}
-	in.patch = delta.NewPatcher(sig, old, &stagedOut{fd: in.fd}, true)
+	in.patch = delta.NewPatcher(sig, old, &stagedOut{fd: in.fd, wrote: ds.s.wrote}, true)
 	in.patch.SetLimit(h.GetSize())
 	w := &pb.FileWant{Id: h.GetId(), Send: true}
 	if sig != nil {

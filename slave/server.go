@@ -65,7 +65,9 @@ func (s *Slave) Serve(ctx context.Context, lis net.Listener, creds credentials.T
 	reapCtx, stopReap := context.WithCancel(ctx)
 	reaped := make(chan struct{})
 	go func() { defer close(reaped); s.reapLeases(reapCtx) }()
-	defer func() { stopReap(); <-reaped }()
+	flushed := make(chan struct{})
+	go func() { defer close(flushed); s.writeback(reapCtx) }()
+	defer func() { stopReap(); <-reaped; <-flushed }()
 	select {
 	case err := <-errc:
 		if err != nil && !errors.Is(err, grpc.ErrServerStopped) {

@@ -82,6 +82,11 @@ type Slave struct {
 	// (see incoming.close); Close waits for them.
 	closers sync.WaitGroup
 
+	// unflushed counts the bytes data streams wrote since writeback last
+	// ran; flushKick wakes it.
+	unflushed atomic.Int64
+	flushKick chan struct{}
+
 	mu       sync.Mutex // guards the fields below
 	session  []byte
 	holder   string // who opened the session: identity, host and root
@@ -116,7 +121,7 @@ func New(cfg Config) (*Slave, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("slave: state dir: %w", err)
 	}
-	s := &Slave{cfg: cfg, log: log, privileged: os.Geteuid() == 0}
+	s := &Slave{cfg: cfg, log: log, privileged: os.Geteuid() == 0, flushKick: make(chan struct{}, 1)}
 	ns := gfid.NewNamespace(s.privileged)
 	root, err := beneath.Open(cfg.Root)
 	if err != nil {
@@ -387,6 +392,42 @@ func (s *Slave) reapLeases(ctx context.Context) {
 			return
 		case <-t.C:
 			s.dropExpired()
+		}
+	}
+}
+
+// writebackEvery is how many bytes the data streams write between two
+// background writebacks of the slave's filesystem (see writeback).
+const writebackEvery = 64 << 20
+
+// wrote counts n bytes written by a data stream, and wakes writeback each
+// time writebackEvery more have been written.
+func (s *Slave) wrote(n int) {
+	if s.unflushed.Add(int64(n)) < writebackEvery {
+		return
+	}
+	s.unflushed.Store(0)
+	select {
+	case s.flushKick <- struct{}{}:
+	default: // one is under way or already asked for
+	}
+}
+
+// writeback syncs the slave's filesystem each time the data streams have
+// written writebackEvery bytes more, until ctx ends (Serve runs it). Only a
+// head start: SetMark's syncfs is what makes a batch durable and must wait
+// for every dirty page; run now and then while the streams write, it finds
+// little left, and the disk works while the streams go on (the kernel's own
+// writeback would wait for 10 % of memory to be dirty, or 30 s).
+func (s *Slave) writeback(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.flushKick:
+		}
+		if err := unix.Syncfs(s.tree.root.FD()); err != nil {
+			s.log.Debug("background writeback", "error", err)
 		}
 	}
 }
