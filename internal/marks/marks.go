@@ -82,6 +82,11 @@ func unsupported(err error) bool {
 	return errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP)
 }
 
+// full reports a setxattr refused for want of room.
+func full(err error) bool {
+	return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.E2BIG)
+}
+
 // Get reads mark k.
 func (s *Store) Get(k Key) ([]byte, error) {
 	buf := make([]byte, 256)
@@ -107,6 +112,16 @@ func (s *Store) Set(k Key, v []byte) error {
 		return nil
 	}
 	if unsupported(err) && s.fallback != "" {
+		return s.fileSet(k, v)
+	}
+	if full(err) && s.fallback != "" {
+		// The root's xattr space is full (a few KiB on ext4: the marks
+		// of a few dozen slaves this tree was ever replicated to). The
+		// file takes this mark; no older copy may stay on the root,
+		// where Get would find it first.
+		if rerr := unix.Removexattr(s.root, s.ns.Name(string(k))); rerr != nil && !errors.Is(rerr, unix.ENODATA) {
+			return fmt.Errorf("marks: writing %s on %s: %w (and removing the old copy: %v)", k, s.root, err, rerr)
+		}
 		return s.fileSet(k, v)
 	}
 	return fmt.Errorf("marks: writing %s on %s: %w", k, s.root, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -379,5 +380,44 @@ func TestFallbackGetCopies(t *testing.T) {
 	v[0] = 9
 	if v2, _ := s.Get("k"); v2[0] != 1 {
 		t.Fatalf("modifying Get's result changed the stored mark: %x", v2)
+	}
+}
+
+// A root whose xattr space is full (the marks of many slaves) refuses a
+// new mark with ENOSPC: the fallback file takes it, and it reads back.
+func TestStoreFullRootFallsBack(t *testing.T) {
+	root := xattrRoot(t)
+	// Fill the root's xattr space (one block on ext4; tmpfs and others
+	// may take much more: then the test has nothing to show).
+	i := 0
+	for _, size := range []int{200, 20, 1} { // big fillers, then the gaps
+		for ; ; i++ {
+			err := unix.Setxattr(root, fmt.Sprintf("user.f%04d", i), bytes.Repeat([]byte{'x'}, size), 0)
+			if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.E2BIG) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 10000 {
+				t.Skip("this filesystem's xattr space did not fill up")
+			}
+		}
+	}
+	fallback := filepath.Join(t.TempDir(), "marks.json")
+	s := NewStore(root, gfid.NewNamespace(false), fallback)
+	k := Stime([]byte{9, 9})
+	if err := s.SetTime(k, 42); err != nil {
+		t.Fatalf("SetTime on a full root: %v", err)
+	}
+	if ns, err := s.GetTime(k); err != nil || ns != 42 {
+		t.Fatalf("GetTime = %d, %v", ns, err)
+	}
+	if _, err := os.Stat(fallback); err != nil {
+		t.Fatalf("the fallback file: %v", err)
+	}
+	// Without a fallback file, the error says what refused it.
+	if err := NewStore(root, gfid.NewNamespace(false), "").SetTime(Stime([]byte{8}), 1); !errors.Is(err, unix.ENOSPC) && !errors.Is(err, unix.E2BIG) {
+		t.Fatalf("SetTime on a full root without fallback: %v", err)
 	}
 }
