@@ -89,7 +89,11 @@ func (s *tamperStream) RecvMsg(m any) error {
 		return err
 	}
 	req, ok := m.(*pb.SyncDataRequest)
-	if c := req.GetChunk(); ok && c != nil && len(c.Data) > 0 && !c.Compressed {
+	c := req.GetChunk()
+	if c == nil {
+		c = req.GetHeader().GetInlineData() // a small file's data rides in its header
+	}
+	if ok && c != nil && len(c.Data) > 0 && !c.Compressed {
 		if s.done == nil {
 			s.done = map[uint64]bool{}
 		}

@@ -106,7 +106,8 @@ type processor struct {
 	needMeta    []gfid.GFID        // files whose data did not carry their metadata
 	// Files the slave reported current, from the last two entry calls (a
 	// D record is posted at the call after its E record's at the latest).
-	current, prevCurrent map[gfid.GFID]bool
+	// What the slave said of a file's copy there (slaveCopy bits).
+	current, prevCurrent map[gfid.GFID]slaveCopy
 	purges               []gfid.GFID
 	purgeSet             map[gfid.GFID]bool // nil for a crawl's journal
 
@@ -216,7 +217,7 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 		p.bestEffort = map[*pb.EntryOp]bool{}
 		p.removeOnFail = map[*pb.EntryOp]bool{}
 	}
-	p.current, p.prevCurrent = map[gfid.GFID]bool{}, map[gfid.GFID]bool{}
+	p.current, p.prevCurrent = map[gfid.GFID]slaveCopy{}, map[gfid.GFID]slaveCopy{}
 	p.boxFiles = map[*syncer.PostBox[*syncer.File]][]*syncer.File{}
 	p.rounds = map[gfid.GFID]int{}
 	defer p.dir.close()
@@ -626,7 +627,7 @@ func (p *processor) flushEntries(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("master: entry ops: %w", err)
 	}
-	p.prevCurrent, p.current = p.current, map[gfid.GFID]bool{}
+	p.prevCurrent, p.current = p.current, map[gfid.GFID]slaveCopy{}
 	defer func() {
 		if perr := p.post(ctx, ready, false); perr != nil && err == nil {
 			err = perr
@@ -696,11 +697,15 @@ func (p *processor) flushEntries(ctx context.Context) (err error) {
 		}
 		if r.GetCurrent() {
 			g, _ := gfid.FromBytes(ops[i].GetGfid())
-			p.current[g] = true
+			p.current[g] |= copyCurrent
 			if p.metaDone != nil {
 				p.metaDone[g] = true
 			}
 			p.stats.FilesUnchanged++
+		} else if r.GetMade() && ops[i].GetType() == pb.EntryOpType_ENTRY_OP_TYPE_CREATE {
+			// The slave has no copy: the data may go inline.
+			g, _ := gfid.FromBytes(ops[i].GetGfid())
+			p.current[g] |= copyAbsent
 		}
 		if r.GetMade() && (ops[i].GetType() == pb.EntryOpType_ENTRY_OP_TYPE_MKDIR || ops[i].GetMode()&unix.S_IFMT == unix.S_IFDIR) {
 			// A directory the slave had nowhere, made empty from the op
@@ -842,11 +847,20 @@ const maxDataRounds = 3
 // to the size of the tree (about 150 bytes a file, unbounded).
 const maxInflight = 16384
 
+// slaveCopy is what the slave's answer to a CREATE said of its copy.
+type slaveCopy uint8
+
+const (
+	copyCurrent slaveCopy = 1 << iota // content and metadata current
+	copyAbsent                        // no copy (a CREATE made it anew)
+)
+
 // post hands files to the syncer (except those the slave has current),
 // waiting for shipped boxes while too many files are in flight.
 func (p *processor) post(ctx context.Context, gs []gfid.GFID, noDelta bool) error {
 	for _, g := range gs {
-		if p.current[g] || p.prevCurrent[g] {
+		cp := p.current[g] | p.prevCurrent[g]
+		if cp&copyCurrent != 0 {
 			continue
 		}
 		for p.inflight >= maxInflight {
@@ -857,7 +871,11 @@ func (p *processor) post(ctx context.Context, gs []gfid.GFID, noDelta bool) erro
 		// A changelog's data record says the content changed: no quick
 		// check (a metadata op of an earlier batch, read from the tree as
 		// it was then, may have given the slave's old copy the new mtime).
-		f := &syncer.File{GFID: g, NoDelta: noDelta, NoQuickCheck: !p.trustRecords}
+		// A copy that may have the content already (it is not known
+		// to be absent) is asked about before the data goes (no inline
+		// data), unless the quick check is off anyway.
+		f := &syncer.File{GFID: g, NoDelta: noDelta, NoQuickCheck: !p.trustRecords,
+			NoInline: p.trustRecords && cp&copyAbsent == 0}
 		b := p.sync.Add(f)
 		p.boxFiles[b] = append(p.boxFiles[b], f)
 		p.inflight++

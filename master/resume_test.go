@@ -74,7 +74,7 @@ func (s *countStream) RecvMsg(m any) error {
 		return err
 	}
 	if req, ok := m.(*pb.SyncDataRequest); ok {
-		s.w.data.Add(int64(len(req.GetChunk().GetData())))
+		s.w.data.Add(int64(len(req.GetChunk().GetData()) + len(req.GetHeader().GetInlineData().GetData())))
 	}
 	return nil
 }

@@ -390,11 +390,20 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 	if _, dup := ds.files[h.GetId()]; dup {
 		return statusInvalid(fmt.Sprintf("file id %d announced twice", h.GetId()))
 	}
+	// An inline file (its data and end in the header) gets its result
+	// and no FileWant.
+	inline := h.GetInlineEnd() != nil
 	refuse := func(o outcome) error {
-		if err := ds.want(h.GetId(), false); err != nil {
-			return err
+		if !inline {
+			if err := ds.want(h.GetId(), false); err != nil {
+				return err
+			}
 		}
 		return ds.result(h.GetId(), o, 0)
+	}
+	if (h.GetInlineData() != nil && !inline) ||
+		inline && (h.GetInlineEnd().GetId() != h.GetId() || h.GetInlineData() != nil && h.GetInlineData().GetId() != h.GetId()) {
+		return statusInvalid(fmt.Sprintf("file id %d: inline data or end without the other, or of another id", h.GetId()))
 	}
 	g, err := gfid.FromBytes(h.GetGfid())
 	if err != nil || isReserved(g) || g == gfid.Root {
@@ -457,6 +466,18 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 	if err := in.stage(&ds.s.dirTimes); err != nil {
 		in.close()
 		return refuse(failed(err))
+	}
+	if inline {
+		// Whole, from the header: no signature, no delta.
+		in.patch = delta.NewPatcher(nil, nil, &stagedOut{fd: in.fd, wrote: ds.s.wrote}, true)
+		in.patch.SetLimit(h.GetSize())
+		ds.files[h.GetId()] = in
+		if c := h.GetInlineData(); c != nil {
+			if err := ds.chunk(c); err != nil {
+				return err
+			}
+		}
+		return ds.end(h.GetInlineEnd())
 	}
 	if h.GetSize() == 0 {
 		o := ds.finish(in)

@@ -535,3 +535,63 @@ func TestDataDropsSupersededAnnouncement(t *testing.T) {
 	}
 	f.checkOutside()
 }
+
+// A small file's data and end may ride in its header: the slave answers
+// with the result alone (no FileWant), for a new file, a current one, an
+// aborted one and a bad hash alike; an inline part of another id, or data
+// without an end, is a protocol error.
+func TestDataInline(t *testing.T) {
+	f := newFixture(t)
+	F, E := newGFID(t), newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "f"), opCreate(E, gfid.Root, "e"))
+	d := f.openData(f.sid)
+	d.inline(1, F, "hello inline", 1e9, false, nil)
+	if r := d.expectResult(1); r.GetResult().GetStatus() != stOK || r.GetBytesWritten() != 12 {
+		t.Fatalf("inline file: %v", r)
+	}
+	d.inline(2, E, "", 1e9, false, nil)
+	if r := d.expectResult(2); r.GetResult().GetStatus() != stOK {
+		t.Fatalf("inline empty file: %v", r)
+	}
+	// Current (same size and mtime): NOOP, the inline data unused.
+	st := lstat(t, f.path("f"))
+	d.inline(3, F, "HELLO INLINE", 1e9, false, nil)
+	if r := d.expectResult(3); r.GetResult().GetStatus() != stNoop {
+		t.Fatalf("current inline file: %v", r)
+	}
+	// Aborted, or built with another hash: failed, the old copy kept.
+	d.inline(4, F, "changed", 2e9, true, nil)
+	if r := d.expectResult(4); r.GetResult().GetStatus() != stFailed {
+		t.Fatalf("aborted inline file: %v", r)
+	}
+	d.inline(5, F, "changed", 2e9, false, make([]byte, 32))
+	if r := d.expectResult(5); r.GetResult().GetStatus() != stFailed || !strings.Contains(r.GetResult().GetError(), "SHA-256") {
+		t.Fatalf("inline file with a bad hash: %v", r)
+	}
+	d.commit()
+	if got := readFile(t, f.path("f")); got != "hello inline" {
+		t.Fatalf("f = %q", got)
+	}
+	if after := lstat(t, f.path("f")); after.Ino != st.Ino || after.Ctim != st.Ctim {
+		t.Fatal("a NOOP, aborted or mismatched inline file changed f")
+	}
+	if st := lstat(t, f.path("e")); st.Size != 0 || st.Mtim.Nano() != 1e9 {
+		t.Fatalf("e: size %d mtime %d", st.Size, st.Mtim.Nano())
+	}
+	checkGFID(t, f.path("f"), F)
+	checkGFID(t, f.path("e"), E)
+	noTmp(t, f.root)
+
+	for name, h := range map[string]*pb.FileHeader{
+		"data without end":   {Id: 7, Gfid: gb(F), Size: 1, InlineData: &pb.FileChunk{Id: 7, Data: []byte("x")}},
+		"end of another id":  {Id: 7, Gfid: gb(F), Size: 0, InlineEnd: &pb.FileEnd{Id: 8}},
+		"data of another id": {Id: 7, Gfid: gb(F), Size: 1, InlineData: &pb.FileChunk{Id: 8, Data: []byte("x")}, InlineEnd: &pb.FileEnd{Id: 7}},
+	} {
+		d := f.openData(f.sid)
+		d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: h}})
+		if _, err := d.st.Recv(); grpcCode(err) != codes.InvalidArgument {
+			t.Errorf("%s: %v, want InvalidArgument", name, err)
+		}
+	}
+	f.checkOutside()
+}

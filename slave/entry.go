@@ -415,10 +415,11 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 create:
 	if r.dataFollows {
 		// The name is free; the data stream will create the file there,
-		// whole (see pending).
+		// whole (see pending). No copy of it here: made.
 		if err := c.tx.AddLink(r.g, link); err != nil {
 			return failed(err)
 		}
+		res.made = true
 		return res
 	}
 	perm := r.mode & 0o7777

@@ -873,3 +873,49 @@ func TestEntryPurgeStaleDirCopy(t *testing.T) {
 	}
 	f.checkOutside()
 }
+
+// A CREATE with check_current of a file that is there answers current
+// when its size, mtime, mode, owner and replicated xattrs all match; a
+// CREATE with data_follows of a gfid the slave has nowhere answers made
+// (the master may then send the data inline: nothing there can be current).
+func TestEntryCheckCurrent(t *testing.T) {
+	f := newFixture(t)
+	F, G := newGFID(t), newGFID(t)
+	op := opCreate(G, gfid.Root, "g")
+	op.DataFollows = true
+	if r := f.entry(op)[0]; r.GetStatus() != stOK || !r.GetMade() {
+		t.Fatalf("CREATE with data_follows of a new gfid: %v, want OK and made", r)
+	}
+	f.ok(opCreate(F, gfid.Root, "f"))
+	d := f.openData(f.sid)
+	if r := d.sendFile(1, F, "content", 1e9); r.GetResult().GetStatus() != stOK {
+		t.Fatalf("data: %v", r)
+	}
+	d.commit()
+	st := lstat(t, f.path("f"))
+	check := func(mut func(op *pb.EntryOp)) *pb.OpResult {
+		t.Helper()
+		op := opCreate(F, gfid.Root, "f")
+		op.Mode, op.Uid, op.Gid = st.Mode, st.Uid, st.Gid
+		op.CheckCurrent, op.Size, op.MtimeNs, op.DataFollows = true, st.Size, st.Mtim.Nano(), true
+		mut(op)
+		r := f.entry(op)[0]
+		if r.GetStatus() != stNoop || r.GetMade() {
+			t.Fatalf("CREATE of a file there: %v, want NOOP, not made", r)
+		}
+		return r
+	}
+	if r := check(func(*pb.EntryOp) {}); !r.GetCurrent() {
+		t.Errorf("all the same: %v, want current", r)
+	}
+	for what, mut := range map[string]func(op *pb.EntryOp){
+		"mode":   func(op *pb.EntryOp) { op.Mode ^= 0o001 },
+		"xattrs": func(op *pb.EntryOp) { op.Xattrs = []*pb.Xattr{{Name: []byte("user.k"), Value: []byte("v")}} },
+		"size":   func(op *pb.EntryOp) { op.Size++ },
+		"mtime":  func(op *pb.EntryOp) { op.MtimeNs++ },
+	} {
+		if r := check(mut); r.GetCurrent() {
+			t.Errorf("another %s: %v, want not current", what, r)
+		}
+	}
+}

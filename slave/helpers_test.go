@@ -659,3 +659,19 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// inline sends file id with its data and end in the header (an empty
+// content sends no data); sum, when not nil, replaces the SHA-256.
+func (d *dataStream) inline(id uint64, g gfid.GFID, content string, mtime int64, aborted bool, sum []byte) {
+	d.t.Helper()
+	if sum == nil {
+		s := sha256.Sum256([]byte(content))
+		sum = s[:]
+	}
+	h := &pb.FileHeader{Id: id, Gfid: gb(g), Size: int64(len(content)), Mode: unix.S_IFREG | 0o640, AtimeNs: mtime, MtimeNs: mtime,
+		InlineEnd: &pb.FileEnd{Id: id, Aborted: aborted, Sha256: sum}}
+	if content != "" {
+		h.InlineData = &pb.FileChunk{Id: id, Data: []byte(content)}
+	}
+	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: h}})
+}

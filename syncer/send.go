@@ -38,6 +38,11 @@ type File struct {
 	// NoQuickCheck asks the slave not to take same size and mtime for
 	// current (the master knows the content changed).
 	NoQuickCheck bool
+	// NoInline announces the file and waits for the slave's FileWant even
+	// when it is small enough to go inline (InlineMax): the slave may have
+	// the content already (the quick check then keeps its copy), and a
+	// file sent inline would cost its bytes anyway.
+	NoInline bool
 	// MetaDone says the slave applied all of the file's metadata with it
 	// (mode, owner, times, xattrs): no separate metadata op is needed.
 	MetaDone bool
@@ -250,12 +255,20 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 			continue // vanished
 		}
 		id := uint64(i)
-		hdr := &pb.FileHeader{
-			Id: id, Gfid: f.GFID.Bytes(), Size: o.st.Size, Mode: o.st.Mode,
-			Uid: o.st.Uid, Gid: o.st.Gid,
-			AtimeNs: o.st.Atim.Nano(), MtimeNs: o.st.Mtim.Nano(), NoDelta: f.NoDelta, NoQuickCheck: f.NoQuickCheck,
-			SyncXattrs: o.known, Xattrs: o.xattrs,
+		if !f.NoInline && o.st.Size <= InlineMax && o.st.Size < int64(len(buf)) {
+			// Small: the data goes with the header, and the slave
+			// answers with the result alone.
+			err := s.sendInline(ctx, stream, id, o, buf)
+			if o.known {
+				sentMeta[i] = true
+			}
+			o.close()
+			if err != nil {
+				return sendErr(err)
+			}
+			continue
 		}
+		hdr := o.header(id)
 		if o.known {
 			sentMeta[i] = true
 		}
@@ -313,6 +326,65 @@ func (s *Sender) streamErr(stream pb.SlaveService_SyncDataClient, err error) err
 		}
 	}
 	return err
+}
+
+// header announces o's file as id.
+func (o *openFile) header(id uint64) *pb.FileHeader {
+	f := o.file
+	return &pb.FileHeader{
+		Id: id, Gfid: f.GFID.Bytes(), Size: o.st.Size, Mode: o.st.Mode,
+		Uid: o.st.Uid, Gid: o.st.Gid,
+		AtimeNs: o.st.Atim.Nano(), MtimeNs: o.st.Mtim.Nano(), NoDelta: f.NoDelta, NoQuickCheck: f.NoQuickCheck,
+		SyncXattrs: o.known, Xattrs: o.xattrs,
+	}
+}
+
+// InlineMax is the largest file sent inline: its data and end ride in its
+// header (FileHeader.inline_data, inline_end), one message instead of
+// three, and no FileWant round trip. Such a file costs at most this on the
+// wire whichever way it goes; the slave makes no delta below the same size
+// (slave.MinDelta).
+const InlineMax = 64 << 10
+
+// sendInline reads o's file whole into buf (which must hold one byte more)
+// and sends it in its header. A file that changed while read is sent with
+// an aborted end, as sendData would.
+func (s *Sender) sendInline(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, o *openFile, buf []byte) error {
+	hdr := o.header(id)
+	end := &pb.FileEnd{Id: id}
+	var data []byte
+	if o.f == nil {
+		end.Aborted = o.st.Size != 0
+	} else {
+		n, err := o.f.ReadAt(buf[:o.st.Size+1], 0)
+		var st unix.Stat_t
+		switch {
+		case int64(n) != o.st.Size || !errors.Is(err, io.EOF):
+			end.Aborted = true // grew, shrank or unreadable
+		case unix.Fstat(int(o.f.Fd()), &st) != nil || st.Size != o.st.Size || st.Mtim != o.st.Mtim:
+			end.Aborted = true
+		default:
+			data = buf[:n]
+		}
+	}
+	if end.Aborted {
+		o.file.Changed = true
+	} else {
+		sum := sha256.Sum256(data)
+		end.Sha256 = sum[:]
+	}
+	if len(data) > 0 {
+		c, err := s.literal(ctx, id, 0, data, o.file)
+		if err != nil {
+			return err
+		}
+		hdr.InlineData = c
+	}
+	hdr.InlineEnd = end
+	if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: hdr}}); err != nil {
+		return streamErr{err}
+	}
+	return nil
 }
 
 // open opens f's file and stats it; nil, nil when it vanished.
@@ -461,6 +533,19 @@ func (s *Sender) sendWhole(ctx context.Context, stream pb.SlaveService_SyncDataC
 // sendLiteral sends literal bytes, compressed when asked and worth it,
 // paced by the bandwidth limit.
 func (s *Sender) sendLiteral(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, off int64, data []byte, f *File) error {
+	c, err := s.literal(ctx, id, off, data, f)
+	if err != nil {
+		return err
+	}
+	if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: c}}); err != nil {
+		return streamErr{err}
+	}
+	return nil
+}
+
+// literal makes the chunk of literal bytes, compressed when asked and worth
+// it, once the bandwidth limit lets it go, and counts it as sent.
+func (s *Sender) literal(ctx context.Context, id uint64, off int64, data []byte, f *File) (*pb.FileChunk, error) {
 	c := &pb.FileChunk{Id: id, Offset: off, Data: data}
 	if s.Compress && len(data) >= 512 {
 		s.encOnce.Do(func() {
@@ -474,14 +559,11 @@ func (s *Sender) sendLiteral(ctx context.Context, stream pb.SlaveService_SyncDat
 	}
 	if s.Limit != nil {
 		if err := waitN(ctx, s.Limit, len(c.Data)); err != nil {
-			return streamErr{err}
+			return nil, streamErr{err}
 		}
 	}
-	if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: c}}); err != nil {
-		return streamErr{err}
-	}
 	f.Sent += int64(len(c.Data))
-	return nil
+	return c, nil
 }
 
 // waitN waits for n tokens, in bursts the limiter allows.

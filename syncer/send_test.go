@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,9 +60,38 @@ func (s *source) Open(g gfid.GFID) (*syncer.Opened, error) {
 // counted as vanished, not failed; one that shrank while read is aborted
 // (the slave keeps its old copy) and marked for another try; the others
 // arrive.
+//
+// Files of at most syncer.InlineMax go inline (in their header): the slave
+// sends no FileWant for them, and one per announced file otherwise.
 func TestShipVanishedAndChanged(t *testing.T) {
+	for _, size := range []int{100 << 10, 4 << 10} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) { testShipVanishedAndChanged(t, size) })
+	}
+}
+
+// wantCounter counts the FileWant messages a slave sends.
+type wantCounter struct{ n atomic.Int64 }
+
+func (c *wantCounter) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, countingStream{ss, c})
+}
+
+type countingStream struct {
+	grpc.ServerStream
+	c *wantCounter
+}
+
+func (s countingStream) SendMsg(m any) error {
+	if r, ok := m.(*pb.SyncDataResponse); ok && r.GetWant() != nil {
+		s.c.n.Add(1)
+	}
+	return s.ServerStream.SendMsg(m)
+}
+
+func testShipVanishedAndChanged(t *testing.T, size int) {
 	sroot, mdir := t.TempDir(), t.TempDir()
-	sl := testenv.StartSlave(t, sroot)
+	var wants wantCounter
+	sl := testenv.StartSlave(t, sroot, grpc.StreamInterceptor(wants.intercept))
 	conn, err := grpc.NewClient(sl.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +110,7 @@ func TestShipVanishedAndChanged(t *testing.T) {
 	for i, kind := range []string{"ok", "vanish", "shrink", "denied", "ok2"} {
 		g, _ := gfid.New()
 		src.names[g] = kind
-		if err := os.WriteFile(filepath.Join(mdir, kind), make([]byte, 100<<10+i), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(mdir, kind), make([]byte, size+i), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		switch kind {
@@ -100,6 +130,10 @@ func TestShipVanishedAndChanged(t *testing.T) {
 	s := &syncer.Sender{Client: client, Session: sid, Source: src}
 	if err := s.Ship(ctx, files); err != nil {
 		t.Fatalf("Ship: %v", err)
+	}
+	// Announced: all but the vanished and the unreadable.
+	if got, want := wants.n.Load(), int64(3); size <= syncer.InlineMax && got != 0 || size > syncer.InlineMax && got != want {
+		t.Errorf("the slave sent %d FileWants for files of %d bytes (inline up to %d)", got, size, syncer.InlineMax)
 	}
 	for _, f := range files {
 		kind := src.names[f.GFID]

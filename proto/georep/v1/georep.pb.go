@@ -833,7 +833,9 @@ type OpResult struct {
 	// The slave did not have the entry's gfid anywhere and made the entry
 	// from the op's description (a MKDIR, or a RENAME or LINK of a gfid it
 	// lacked): a directory made so is empty, and the master sends what it
-	// holds.
+	// holds. For a CREATE with data_follows: the slave has no copy of the
+	// file, so its data cannot be current there (the master may send it
+	// inline).
 	Made          bool `protobuf:"varint,7,opt,name=made,proto3" json:"made,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1422,7 +1424,13 @@ type FileHeader struct {
 	// master knows the content changed (a changelog's data record), and a
 	// metadata op may already have given the slave's stale copy the new
 	// mtime.
-	NoQuickCheck  bool `protobuf:"varint,12,opt,name=no_quick_check,json=noQuickCheck,proto3" json:"no_quick_check,omitempty"`
+	NoQuickCheck bool `protobuf:"varint,12,opt,name=no_quick_check,json=noQuickCheck,proto3" json:"no_quick_check,omitempty"`
+	// A small file's whole content and its end, sent with the header
+	// (inline_end set; inline_data unset for an empty file): the slave
+	// answers with the file's FileResult only, no FileWant, and sends no
+	// delta. Both carry the header's id.
+	InlineData    *FileChunk `protobuf:"bytes,13,opt,name=inline_data,json=inlineData,proto3" json:"inline_data,omitempty"`
+	InlineEnd     *FileEnd   `protobuf:"bytes,14,opt,name=inline_end,json=inlineEnd,proto3" json:"inline_end,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1539,6 +1547,20 @@ func (x *FileHeader) GetNoQuickCheck() bool {
 		return x.NoQuickCheck
 	}
 	return false
+}
+
+func (x *FileHeader) GetInlineData() *FileChunk {
+	if x != nil {
+		return x.InlineData
+	}
+	return nil
+}
+
+func (x *FileHeader) GetInlineEnd() *FileEnd {
+	if x != nil {
+		return x.InlineEnd
+	}
+	return nil
 }
 
 // FileChunk carries literal bytes at offset of the new file. With
@@ -2299,7 +2321,7 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x03msg\")\n" +
 	"\bDataOpen\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\fR\tsessionId\"\xbe\x02\n" +
+	"session_id\x18\x01 \x01(\fR\tsessionId\"\xa8\x03\n" +
 	"\n" +
 	"FileHeader\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
@@ -2315,7 +2337,11 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	" \x01(\bR\n" +
 	"syncXattrs\x12(\n" +
 	"\x06xattrs\x18\v \x03(\v2\x10.georep.v1.XattrR\x06xattrs\x12$\n" +
-	"\x0eno_quick_check\x18\f \x01(\bR\fnoQuickCheck\"\xa7\x01\n" +
+	"\x0eno_quick_check\x18\f \x01(\bR\fnoQuickCheck\x125\n" +
+	"\vinline_data\x18\r \x01(\v2\x14.georep.v1.FileChunkR\n" +
+	"inlineData\x121\n" +
+	"\n" +
+	"inline_end\x18\x0e \x01(\v2\x12.georep.v1.FileEndR\tinlineEnd\"\xa7\x01\n" +
 	"\tFileChunk\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
@@ -2463,31 +2489,33 @@ var file_georep_v1_georep_proto_depIdxs = []int32{
 	22, // 12: georep.v1.SyncDataRequest.end:type_name -> georep.v1.FileEnd
 	21, // 13: georep.v1.SyncDataRequest.copy:type_name -> georep.v1.FileCopy
 	13, // 14: georep.v1.FileHeader.xattrs:type_name -> georep.v1.Xattr
-	24, // 15: georep.v1.SyncDataResponse.want:type_name -> georep.v1.FileWant
-	25, // 16: georep.v1.SyncDataResponse.result:type_name -> georep.v1.FileResult
-	26, // 17: georep.v1.SyncDataResponse.commit:type_name -> georep.v1.DataCommit
-	11, // 18: georep.v1.FileResult.result:type_name -> georep.v1.OpResult
-	3,  // 19: georep.v1.SlaveService.Handshake:input_type -> georep.v1.HandshakeRequest
-	5,  // 20: georep.v1.SlaveService.KeepAlive:input_type -> georep.v1.KeepAliveRequest
-	7,  // 21: georep.v1.SlaveService.EndSession:input_type -> georep.v1.EndSessionRequest
-	10, // 22: georep.v1.SlaveService.EntryOps:input_type -> georep.v1.EntryOpsRequest
-	15, // 23: georep.v1.SlaveService.MetaOps:input_type -> georep.v1.MetaOpsRequest
-	17, // 24: georep.v1.SlaveService.SyncData:input_type -> georep.v1.SyncDataRequest
-	27, // 25: georep.v1.SlaveService.GetMark:input_type -> georep.v1.GetMarkRequest
-	29, // 26: georep.v1.SlaveService.SetMark:input_type -> georep.v1.SetMarkRequest
-	4,  // 27: georep.v1.SlaveService.Handshake:output_type -> georep.v1.HandshakeResponse
-	6,  // 28: georep.v1.SlaveService.KeepAlive:output_type -> georep.v1.KeepAliveResponse
-	8,  // 29: georep.v1.SlaveService.EndSession:output_type -> georep.v1.EndSessionResponse
-	12, // 30: georep.v1.SlaveService.EntryOps:output_type -> georep.v1.EntryOpsResponse
-	16, // 31: georep.v1.SlaveService.MetaOps:output_type -> georep.v1.MetaOpsResponse
-	23, // 32: georep.v1.SlaveService.SyncData:output_type -> georep.v1.SyncDataResponse
-	28, // 33: georep.v1.SlaveService.GetMark:output_type -> georep.v1.GetMarkResponse
-	30, // 34: georep.v1.SlaveService.SetMark:output_type -> georep.v1.SetMarkResponse
-	27, // [27:35] is the sub-list for method output_type
-	19, // [19:27] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	20, // 15: georep.v1.FileHeader.inline_data:type_name -> georep.v1.FileChunk
+	22, // 16: georep.v1.FileHeader.inline_end:type_name -> georep.v1.FileEnd
+	24, // 17: georep.v1.SyncDataResponse.want:type_name -> georep.v1.FileWant
+	25, // 18: georep.v1.SyncDataResponse.result:type_name -> georep.v1.FileResult
+	26, // 19: georep.v1.SyncDataResponse.commit:type_name -> georep.v1.DataCommit
+	11, // 20: georep.v1.FileResult.result:type_name -> georep.v1.OpResult
+	3,  // 21: georep.v1.SlaveService.Handshake:input_type -> georep.v1.HandshakeRequest
+	5,  // 22: georep.v1.SlaveService.KeepAlive:input_type -> georep.v1.KeepAliveRequest
+	7,  // 23: georep.v1.SlaveService.EndSession:input_type -> georep.v1.EndSessionRequest
+	10, // 24: georep.v1.SlaveService.EntryOps:input_type -> georep.v1.EntryOpsRequest
+	15, // 25: georep.v1.SlaveService.MetaOps:input_type -> georep.v1.MetaOpsRequest
+	17, // 26: georep.v1.SlaveService.SyncData:input_type -> georep.v1.SyncDataRequest
+	27, // 27: georep.v1.SlaveService.GetMark:input_type -> georep.v1.GetMarkRequest
+	29, // 28: georep.v1.SlaveService.SetMark:input_type -> georep.v1.SetMarkRequest
+	4,  // 29: georep.v1.SlaveService.Handshake:output_type -> georep.v1.HandshakeResponse
+	6,  // 30: georep.v1.SlaveService.KeepAlive:output_type -> georep.v1.KeepAliveResponse
+	8,  // 31: georep.v1.SlaveService.EndSession:output_type -> georep.v1.EndSessionResponse
+	12, // 32: georep.v1.SlaveService.EntryOps:output_type -> georep.v1.EntryOpsResponse
+	16, // 33: georep.v1.SlaveService.MetaOps:output_type -> georep.v1.MetaOpsResponse
+	23, // 34: georep.v1.SlaveService.SyncData:output_type -> georep.v1.SyncDataResponse
+	28, // 35: georep.v1.SlaveService.GetMark:output_type -> georep.v1.GetMarkResponse
+	30, // 36: georep.v1.SlaveService.SetMark:output_type -> georep.v1.SetMarkResponse
+	29, // [29:37] is the sub-list for method output_type
+	21, // [21:29] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_georep_v1_georep_proto_init() }
