@@ -33,8 +33,6 @@ const maxChunk = 4 << 20
 // At the end the staged file replaces the target by rename, or, when the
 // target has several links, is copied into it in place.
 type incoming struct {
-	dt     *dirTimes // set while the directory's times are held
-	dtKey  dirKey
 	hdr    *pb.FileHeader
 	g      gfid.GFID
 	dirfd  int    // dup of the target's directory; owned
@@ -79,10 +77,6 @@ func (in *incoming) close() {
 		unix.Unlinkat(in.dirfd, in.tmp, 0)
 		in.tmp = ""
 	}
-	if in.dt != nil {
-		in.dt.release(in.dtKey, in.dirfd)
-		in.dt = nil
-	}
 	if in.dirfd >= 0 {
 		unix.Close(in.dirfd)
 		in.dirfd = -1
@@ -94,12 +88,7 @@ func (in *incoming) close() {
 // costs ext4 a trip through its global orphan list per file: ten times the
 // whole rest of a small file's transfer. Crash leftovers are swept instead
 // by the index rebuild that every unclean stop triggers.)
-func (in *incoming) stage(dt *dirTimes) error {
-	key, err := dt.hold(in.dirfd)
-	if err != nil {
-		return fmt.Errorf("staging %q (%s): %w", in.name, in.g, err)
-	}
-	in.dt, in.dtKey = dt, key
+func (in *incoming) stage() error {
 	// Created with the file's final permission bits where they are at
 	// most 0755 (most files), so that finish need not chmod it; never
 	// writable by others while it is being built (the hash check covers
@@ -118,6 +107,48 @@ func (in *incoming) stage(dt *dirTimes) error {
 		return nil
 	}
 	return fmt.Errorf("staging %q (%s): no free temp name", in.name, in.g)
+}
+
+// holdDir holds the times of in's directory (see dirTimes) before a file
+// is staged there. The hold is the stream's, kept from file to file while
+// they are in one directory (files of a directory come together) and the
+// namespace stands still: not a stat and a utimes of the directory per
+// file. It is released when a file is staged elsewhere, and at the end of
+// the stream.
+func (ds *dataStream) holdDir(in *incoming) error {
+	gen := ds.s.gen.Load()
+	if h := ds.held; h != nil && h.parent == in.parent && h.gen == gen {
+		return nil
+	}
+	ds.releaseDir()
+	key, err := ds.s.dirTimes.hold(in.dirfd)
+	if err != nil {
+		return fmt.Errorf("staging %q (%s): %w", in.name, in.g, err)
+	}
+	fd, err := unix.Dup(in.dirfd)
+	if err != nil {
+		ds.s.dirTimes.release(key, in.dirfd)
+		return fmt.Errorf("staging %q (%s): %w", in.name, in.g, err)
+	}
+	ds.held = &heldByStream{key: key, dirfd: fd, parent: in.parent, gen: gen}
+	return nil
+}
+
+// releaseDir releases the stream's hold, if any.
+func (ds *dataStream) releaseDir() {
+	if h := ds.held; h != nil {
+		ds.s.dirTimes.release(h.key, h.dirfd)
+		unix.Close(h.dirfd)
+		ds.held = nil
+	}
+}
+
+// heldByStream is a data stream's hold on a directory's times.
+type heldByStream struct {
+	key    dirKey
+	dirfd  int // owned
+	parent gfid.GFID
+	gen    uint64 // the namespace generation it was taken in
 }
 
 // dirTimes keeps a directory's mtime while files are staged in it: the
@@ -263,6 +294,7 @@ type dataStream struct {
 	// have changed the namespace (gen moved).
 	dirs *dirCache
 	gen  uint64
+	held *heldByStream // see holdDir
 }
 
 // cache returns the stream's directory cache, bound to tx.
@@ -299,6 +331,7 @@ func (s *Slave) serveData(stream pb.SlaveService_SyncDataServer) error {
 		for _, in := range ds.files {
 			in.close()
 		}
+		ds.releaseDir()
 		if ds.zdec != nil {
 			ds.zdec.Close()
 		}
@@ -330,6 +363,9 @@ func (s *Slave) serveData(stream pb.SlaveService_SyncDataServer) error {
 		}
 	}
 	ds.files = map[uint64]*incoming{}
+	// The directories get their times back before the master hears that
+	// the box is done (its metadata ops may follow at once).
+	ds.releaseDir()
 	return stream.Send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Commit{Commit: &pb.DataCommit{}}})
 }
 
@@ -463,7 +499,11 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 		in.close()
 		return refuse(*current)
 	}
-	if err := in.stage(&ds.s.dirTimes); err != nil {
+	if err := ds.holdDir(in); err != nil {
+		in.close()
+		return refuse(failed(err))
+	}
+	if err := in.stage(); err != nil {
 		in.close()
 		return refuse(failed(err))
 	}

@@ -2,6 +2,7 @@ package slave_test
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -594,4 +595,43 @@ func TestDataInline(t *testing.T) {
 		}
 	}
 	f.checkOutside()
+}
+
+// Data into files that are there changes no directory's mtime: the stream
+// holds a directory's times across the files it stages there one after
+// the other, and gives them back when it moves on and at its end.
+func TestDataKeepsDirTimes(t *testing.T) {
+	f := newFixture(t)
+	D, E := newGFID(t), newGFID(t)
+	f.ok(opMkdir(D, gfid.Root, "d"), opMkdir(E, gfid.Root, "e"))
+	var files []gfid.GFID
+	for _, p := range []struct {
+		dir  gfid.GFID
+		name string
+	}{{D, "a"}, {D, "b"}, {E, "c"}, {D, "z"}} {
+		g := newGFID(t)
+		f.ok(opCreate(g, p.dir, p.name))
+		files = append(files, g)
+	}
+	const dirTime = int64(1_600_000_000_123_456_789)
+	checkStatuses(t, f.meta(metaOf(D, unix.S_IFDIR|0o755, 0, 0, dirTime, dirTime), metaOf(E, unix.S_IFDIR|0o755, 0, 0, dirTime, dirTime)), stOK, stOK)
+	d := f.openData(f.sid)
+	for i, g := range files {
+		if r := d.sendFile(uint64(i+1), g, fmt.Sprintf("content %d", i), 1e9); r.GetResult().GetStatus() != stOK {
+			t.Fatalf("file %d: %v", i, r)
+		}
+	}
+	for i, g := range files { // inline, the same
+		d.inline(uint64(10+i), g, fmt.Sprintf("inline content %d", i), 2e9, false, nil)
+		if r := d.expectResult(uint64(10 + i)); r.GetResult().GetStatus() != stOK {
+			t.Fatalf("inline file %d: %v", i, r)
+		}
+	}
+	d.commit()
+	for _, dir := range []string{"d", "e"} {
+		if st := lstat(t, f.path(dir)); st.Mtim.Nano() != dirTime {
+			t.Errorf("%s: mtime %d after data into its files, want %d", dir, st.Mtim.Nano(), dirTime)
+		}
+	}
+	noTmp(t, f.root)
 }
