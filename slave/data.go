@@ -645,8 +645,8 @@ func (ds *dataStream) end(e *pb.FileEnd) error {
 		o = failed(invalidf("%s: %d bytes built, %d announced", in.g, in.patch.Written(), in.hdr.GetSize()))
 	default:
 		sum := in.patch.Sum()
-		if !bytes.Equal(sum[:], e.GetSha256()) {
-			o = outcome{status: pb.OpStatus_OP_STATUS_FAILED, err: fmt.Errorf("%w: %s: the file built here has SHA-256 %x, the master's %x", errHashMismatch, in.g, sum, e.GetSha256())}
+		if !bytes.Equal(sum[:], e.GetSum()) {
+			o = outcome{status: pb.OpStatus_OP_STATUS_FAILED, err: fmt.Errorf("%w: %s: the file built here has BLAKE3 %x, the master's %x", errHashMismatch, in.g, sum, e.GetSum())}
 			break
 		}
 		o = ds.finish(in)

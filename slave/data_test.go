@@ -566,7 +566,7 @@ func TestDataInline(t *testing.T) {
 		t.Fatalf("aborted inline file: %v", r)
 	}
 	d.inline(5, F, "changed", 2e9, false, make([]byte, 32))
-	if r := d.expectResult(5); r.GetResult().GetStatus() != stFailed || !strings.Contains(r.GetResult().GetError(), "SHA-256") {
+	if r := d.expectResult(5); r.GetResult().GetStatus() != stFailed || !strings.Contains(r.GetResult().GetError(), "BLAKE3") {
 		t.Fatalf("inline file with a bad hash: %v", r)
 	}
 	d.commit()

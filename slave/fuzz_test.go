@@ -2,7 +2,6 @@ package slave_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"io"
 	"io/fs"
@@ -18,6 +17,7 @@ import (
 	"github.com/georep/georep/internal/gfid"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/slave"
+	"github.com/georep/georep/syncer/delta"
 )
 
 // fuzzTree is the fixture FuzzEntryOp runs against: a few known gfids, a
@@ -306,9 +306,9 @@ func FuzzDataHeader(f *testing.F) {
 			}
 			switch {
 			case m.GetWant() != nil && m.GetWant().GetSend():
-				sum := sha256.Sum256(data)
+				sum := delta.SumOf(data)
 				ok = send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: 1, Offset: off, Data: data}}}) &&
-					send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: 1, Aborted: abort, Sha256: sum[:]}}})
+					send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: 1, Aborted: abort, Sum: sum[:]}}})
 			case m.GetResult() != nil:
 				result = m.GetResult().GetResult()
 			}

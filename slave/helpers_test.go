@@ -2,7 +2,6 @@ package slave_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"io"
 	"io/fs"
@@ -24,6 +23,7 @@ import (
 	"github.com/georep/georep/internal/gfid"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/slave"
+	"github.com/georep/georep/syncer/delta"
 )
 
 // Shorthands for statuses and codes.
@@ -528,7 +528,7 @@ type dataStream struct {
 	st     pb.SlaveService_SyncDataClient
 	cancel context.CancelFunc
 	// sent is the content each file id's chunks make (for FileEnd's
-	// SHA-256, as a master computes it).
+	// end-to-end hash, as a master computes it).
 	sent map[uint64][]byte
 }
 
@@ -582,11 +582,11 @@ func (d *dataStream) chunk(id uint64, off int64, data string) {
 	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: id, Offset: off, Data: []byte(data)}}})
 }
 
-// end closes file id with the SHA-256 of the chunks sent for it.
+// end closes file id with the end-to-end hash of the chunks sent for it.
 func (d *dataStream) end(id uint64, aborted bool) {
 	d.t.Helper()
-	sum := sha256.Sum256(d.sent[id])
-	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: id, Aborted: aborted, Sha256: sum[:]}}})
+	sum := delta.SumOf(d.sent[id])
+	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: id, Aborted: aborted, Sum: sum[:]}}})
 }
 
 func (d *dataStream) recv() *pb.SyncDataResponse {
@@ -661,15 +661,15 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 // inline sends file id with its data and end in the header (an empty
-// content sends no data); sum, when not nil, replaces the SHA-256.
+// content sends no data); sum, when not nil, replaces the end-to-end hash.
 func (d *dataStream) inline(id uint64, g gfid.GFID, content string, mtime int64, aborted bool, sum []byte) {
 	d.t.Helper()
 	if sum == nil {
-		s := sha256.Sum256([]byte(content))
+		s := delta.SumOf([]byte(content))
 		sum = s[:]
 	}
 	h := &pb.FileHeader{Id: id, Gfid: gb(g), Size: int64(len(content)), Mode: unix.S_IFREG | 0o640, AtimeNs: mtime, MtimeNs: mtime,
-		InlineEnd: &pb.FileEnd{Id: id, Aborted: aborted, Sha256: sum}}
+		InlineEnd: &pb.FileEnd{Id: id, Aborted: aborted, Sum: sum}}
 	if content != "" {
 		h.InlineData = &pb.FileChunk{Id: id, Data: []byte(content)}
 	}

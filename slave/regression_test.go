@@ -4,7 +4,6 @@ package slave_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/georep/georep/internal/gfidx"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/slave"
+	"github.com/georep/georep/syncer/delta"
 )
 
 // Two headers for the same gfid (in one stream, or in two concurrent
@@ -100,8 +100,8 @@ func TestRegressionDataStreamSurvivesTakeover(t *testing.T) {
 	// failure of the test (it was flaky under load).
 	d.record(1, 0, []byte("old"))
 	d.st.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: 1, Offset: 0, Data: []byte("old")}}})
-	sum := sha256.Sum256([]byte("old"))
-	d.st.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: 1, Sha256: sum[:]}}})
+	sum := delta.SumOf([]byte("old"))
+	d.st.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: 1, Sum: sum[:]}}})
 	m, err := d.st.Recv()
 	if err == nil && m.GetResult().GetResult().GetStatus() == stOK {
 		t.Errorf("the old session's stream still wrote f after the takeover: %q", readFile(t, f.path("f")))

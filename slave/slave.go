@@ -33,8 +33,9 @@ import (
 	pb "github.com/georep/georep/proto/georep/v1"
 )
 
-// ProtocolVersion is the wire protocol this slave speaks.
-const ProtocolVersion = 1
+// ProtocolVersion is the wire protocol this slave speaks. Version 2: files
+// inline in their header, and BLAKE3 as the end-to-end hash.
+const ProtocolVersion = 2
 
 // DefaultLease is how long a session lives without any call from its
 // master. The master sends keep-alives at a third of it.

@@ -2,7 +2,6 @@ package syncer
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"github.com/klauspost/compress/zstd"
@@ -370,8 +369,8 @@ func (s *Sender) sendInline(ctx context.Context, stream pb.SlaveService_SyncData
 	if end.Aborted {
 		o.file.Changed = true
 	} else {
-		sum := sha256.Sum256(data)
-		end.Sha256 = sum[:]
+		sum := delta.SumOf(data)
+		end.Sum = sum[:]
 	}
 	if len(data) > 0 {
 		c, err := s.literal(ctx, id, 0, data, o.file)
@@ -406,7 +405,7 @@ func (s *Sender) open(f *File) (*openFile, error) {
 
 // sendData streams a file's bytes — a delta against sig when the slave has
 // an old copy, else the whole file with its holes as zero runs — and its
-// end marker with the SHA-256 of what was sent. A file that shrank, grew or
+// end marker with the end-to-end hash (delta.NewSum) of what was sent. A file that shrank, grew or
 // was modified while read is aborted and marked Changed: the slave keeps
 // its old copy, and the caller ships the file again.
 func (s *Sender) sendData(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, o *openFile, sig *delta.Signature, buf []byte) error {
@@ -416,7 +415,7 @@ func (s *Sender) sendData(ctx context.Context, stream pb.SlaveService_SyncDataCl
 	var err error
 	switch {
 	case o.f == nil:
-		sum = sha256.Sum256(nil)
+		sum = delta.SumOf(nil)
 		aborted = o.st.Size != 0
 	case sig != nil:
 		var n int64
@@ -454,7 +453,7 @@ func (s *Sender) sendData(ctx context.Context, stream pb.SlaveService_SyncDataCl
 	if aborted {
 		o.file.Changed = true
 	}
-	return stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: id, Aborted: aborted, Sha256: sum[:]}}})
+	return stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: id, Aborted: aborted, Sum: sum[:]}}})
 }
 
 // streamErr marks errors from the stream itself (as opposed to reading the
@@ -471,7 +470,7 @@ func isStreamErr(err error) bool {
 // sendWhole streams the whole file: data regions read and sent, holes
 // (found with SEEK_DATA/SEEK_HOLE) sent as zero runs without reading them.
 func (s *Sender) sendWhole(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, o *openFile, buf []byte) (sum [32]byte, aborted bool, err error) {
-	h := sha256.New()
+	h := delta.NewSum()
 	chunk := len(buf)
 	fd := int(o.f.Fd())
 	size := o.st.Size

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 
 	"github.com/hashicorp/go-hclog"
@@ -20,28 +21,48 @@ type logOptions struct {
 	level      string
 	json       bool
 	cpuprofile string
+	memprofile string
 }
 
 func (o *logOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.level, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.BoolVar(&o.json, "log-json", false, "log JSON lines")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile (pprof) to this file")
+	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile (pprof) to this file when the command ends")
 }
 
-// profile starts the CPU profile when asked; the returned stop writes it.
+// profile starts the CPU profile when asked; the returned stop writes it,
+// and the heap profile when asked (what is still held at the end: memory
+// that grows with the tree shows there).
 func (o *logOptions) profile() (stop func(), err error) {
-	if o.cpuprofile == "" {
-		return func() {}, nil
+	stopCPU := func() {}
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return nil, fmt.Errorf("cpu profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("cpu profile: %w", err)
+		}
+		stopCPU = func() { pprof.StopCPUProfile(); f.Close() }
 	}
-	f, err := os.Create(o.cpuprofile)
-	if err != nil {
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	return func() {
+		stopCPU()
+		if o.memprofile == "" {
+			return
+		}
+		f, err := os.Create(o.memprofile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "georep: heap profile: %v\n", err)
+			return
+		}
+		defer f.Close()
+		runtime.GC()
+		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+			fmt.Fprintf(os.Stderr, "georep: heap profile: %v\n", err)
+		}
+	}, nil
 }
 
 func (o *logOptions) logger(name string, w io.Writer) (hclog.Logger, error) {

@@ -1,7 +1,6 @@
 package delta
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -205,7 +204,7 @@ type differ struct {
 // it). An Op's Data aliases Diff's window: it is valid only during the
 // emit call and must be neither kept nor modified (copy it to keep it).
 //
-// Diff returns the length of the new file and its SHA-256, computed in the
+// Diff returns the length of the new file and its end-to-end hash (NewSum), computed in the
 // same pass, for the end-to-end check against Patcher.Sum. An error from
 // emit stops Diff and is returned as is. A nil sig means there is no old
 // copy: everything is literal.
@@ -234,7 +233,7 @@ func Diff(sig *Signature, r io.Reader, maxLiteral int, emit func(Op) error) (n i
 		// between moves. The window starts small, for small files.
 		bufMax: maxLiteral + 2*L + readChunk + 4<<20,
 		buf:    make([]byte, 2*L+smallWindow),
-		sha:    newPipeHash(sha256.New()),
+		sha:    newPipeHash(NewSum()),
 		last:   -1,
 	}
 	defer d.sha.wait()

@@ -1,9 +1,35 @@
 package delta
 
-import "hash"
+import (
+	"hash"
+
+	"github.com/zeebo/blake3"
+)
+
+// The end-to-end hash of a file: BLAKE3 with 256-bit output. A
+// cryptographic hash, as the end-to-end check wants (a strong hash, not
+// the per-block XXH3 that only picks blocks), at 2.3 times SHA-256's speed
+// (SHA-NI) on large files on the bench machine, and the same on small
+// ones: both ends hash every byte of every file, so on a 1 GiB file
+// SHA-256 cost each side 0.6 s of CPU.
+
+// SumSize is the length of a file's end-to-end hash.
+const SumSize = 32
+
+// NewSum returns a hash that computes the end-to-end hash.
+func NewSum() hash.Hash { return blake3.New() }
+
+// SumOf is the end-to-end hash of b.
+func SumOf(b []byte) (s [SumSize]byte) {
+	h := blake3.New()
+	h.Write(b)
+	h.Sum(s[:0])
+	return s
+}
 
 // pipeHash feeds a hash on another goroutine, one piece at a time, so that
-// SHA-256 (the slowest part of Diff and of the Patcher on unchanged data)
+// the end-to-end hash (the slowest part of Diff and of the Patcher on
+// unchanged data)
 // overlaps with the rest of the work. The bytes of a piece given to write
 // with async must not be modified until the next write, wait or sum. Each
 // piece has its own short-lived goroutine, so an abandoned pipeHash leaks

@@ -2,7 +2,6 @@ package delta
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -66,7 +65,7 @@ func NewPatcher(sig *Signature, old io.ReaderAt, out io.WriterAt, sparse bool) *
 		out:    out,
 		sparse: sparse,
 		limit:  -1,
-		sha:    newPipeHash(sha256.New()),
+		sha:    newPipeHash(NewSum()),
 	}
 }
 
@@ -79,7 +78,7 @@ func (p *Patcher) SetLimit(n int64) { p.limit = n }
 // truncate the output to at the end.
 func (p *Patcher) Written() int64 { return p.off }
 
-// Sum is the SHA-256 of the Written() bytes rebuilt so far, in order, to be
+// Sum is the end-to-end hash (NewSum) of the Written() bytes rebuilt so far, in order, to be
 // compared with Diff's sum once every op has been applied.
 func (p *Patcher) Sum() [32]byte {
 	var s [32]byte

@@ -1727,8 +1727,10 @@ type FileEnd struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Id      uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	Aborted bool                   `protobuf:"varint,2,opt,name=aborted,proto3" json:"aborted,omitempty"`
-	// SHA-256 of the whole new file; the slave checks what it built.
-	Sha256        []byte `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// The end-to-end hash of the whole new file, BLAKE3 with 256-bit output
+	// (protocol version 2; version 1 sent SHA-256 here); the slave checks
+	// what it built.
+	Sum           []byte `protobuf:"bytes,3,opt,name=sum,proto3" json:"sum,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1777,9 +1779,9 @@ func (x *FileEnd) GetAborted() bool {
 	return false
 }
 
-func (x *FileEnd) GetSha256() []byte {
+func (x *FileEnd) GetSum() []byte {
 	if x != nil {
-		return x.Sha256
+		return x.Sum
 	}
 	return nil
 }
@@ -2357,11 +2359,11 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x14\n" +
 	"\x05block\x18\x03 \x01(\x03R\x05block\x12\x14\n" +
-	"\x05count\x18\x04 \x01(\x03R\x05count\"K\n" +
+	"\x05count\x18\x04 \x01(\x03R\x05count\"E\n" +
 	"\aFileEnd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
-	"\aaborted\x18\x02 \x01(\bR\aaborted\x12\x16\n" +
-	"\x06sha256\x18\x03 \x01(\fR\x06sha256\"\xa6\x01\n" +
+	"\aaborted\x18\x02 \x01(\bR\aaborted\x12\x10\n" +
+	"\x03sum\x18\x03 \x01(\fR\x03sum\"\xa6\x01\n" +
 	"\x10SyncDataResponse\x12)\n" +
 	"\x04want\x18\x01 \x01(\v2\x13.georep.v1.FileWantH\x00R\x04want\x12/\n" +
 	"\x06result\x18\x02 \x01(\v2\x15.georep.v1.FileResultH\x00R\x06result\x12/\n" +
