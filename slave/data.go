@@ -53,6 +53,10 @@ type incoming struct {
 }
 
 func (in *incoming) close() {
+	if in.patch != nil {
+		in.patch.Release()
+		in.patch = nil
+	}
 	if in.old >= 0 {
 		if wg := in.oldCloser; wg != nil {
 			// The old copy of a big file, renamed over: this close frees

@@ -525,7 +525,8 @@ func (s *Sender) sendWhole(ctx context.Context, stream pb.SlaveService_SyncDataC
 			}
 		}
 	}
-	copy(sum[:], h.Sum(nil))
+	h.Sum(sum[:0])
+	delta.ReleaseSum(h)
 	return sum, false, nil
 }
 

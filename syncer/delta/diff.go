@@ -236,7 +236,7 @@ func Diff(sig *Signature, r io.Reader, maxLiteral int, emit func(Op) error) (n i
 		sha:    newPipeHash(NewSum()),
 		last:   -1,
 	}
-	defer d.sha.wait()
+	defer d.sha.release()
 	if err := d.run(); err != nil {
 		return 0, sum, err
 	}

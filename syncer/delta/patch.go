@@ -86,6 +86,10 @@ func (p *Patcher) Sum() [32]byte {
 	return s
 }
 
+// Release frees the Patcher's hasher for other Patchers; the Patcher is
+// not used after it.
+func (p *Patcher) Release() { p.sha.release() }
+
 // Err is the error that stopped the Patcher, or nil.
 func (p *Patcher) Err() error { return p.err }
 
