@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -114,6 +115,10 @@ type Master struct {
 	volumeID []byte
 
 	prog progress // live mode's marks, for WaitSynced
+
+	// slaveEmpty: the slave said at the handshake that its tree was empty,
+	// and no batch has run since (see processor.crawlEntry).
+	slaveEmpty atomic.Bool
 }
 
 // sessionState is persisted in the state directory.
@@ -413,6 +418,7 @@ func (m *Master) open(ctx context.Context) (*link, error) {
 	m.log.Info("session open", "slave", m.cfg.Slave, "slave_root", hs.GetSlaveRoot(), "privileged_slave", hs.GetPrivileged())
 	privileged := os.Geteuid() == 0
 	m.tree.privXattrs.Store(privileged && hs.GetPrivileged())
+	m.slaveEmpty.Store(hs.GetEmpty())
 	if privileged && !hs.GetPrivileged() {
 		m.log.Warn("the slave runs unprivileged: owners it may not set are reported per entry (applied in part), " +
 			"trusted.* and security.* xattrs are not replicated, and device nodes cannot be made there")

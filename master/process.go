@@ -226,6 +226,8 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 	p.boxFiles = map[*syncer.PostBox[*syncer.File]][]*syncer.File{}
 	p.rounds = map[gfid.GFID]int{}
 	defer p.dir.close()
+	// After a batch, the slave holds what it applied of it.
+	defer p.m.slaveEmpty.Store(false)
 	// Whatever happens, never leave with data of this batch in flight.
 	defer p.drain()
 	defer p.report(true)
@@ -453,8 +455,10 @@ func (p *processor) crawlEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp
 		// If the slave has it already, let it say whether it is
 		// current: then neither data nor metadata need to go.
 		// The crawl's stat is what this batch claims (its stime is
-		// the crawl's start); only the xattrs are read here.
-		if r.HasStat {
+		// the crawl's start); only the xattrs are read here. Not in
+		// the first batch into a slave that was empty: nothing there
+		// can be current.
+		if r.HasStat && !p.m.slaveEmpty.Load() {
 			if dirfd, err := p.dir.get(tx, r.Parent); err == nil {
 				if xs, err := toPB(xattrs.ListAt(dirfd, r.Name, p.m.tree.replicated())); err == nil {
 					op.CheckCurrent, op.Size, op.MtimeNs, op.Xattrs = true, r.Size, r.MtimeNS, xs

@@ -23,9 +23,10 @@ import (
 // wire counts, on the slave's side, what masters send it: literal file
 // data (FileChunk bytes) and entry ops by type.
 type wire struct {
-	data atomic.Int64
-	mu   sync.Mutex
-	ops  map[pb.EntryOpType]int
+	data   atomic.Int64
+	mu     sync.Mutex
+	ops    map[pb.EntryOpType]int
+	checks int // CREATEs with check_current
 }
 
 func newWire() *wire { return &wire{ops: map[pb.EntryOpType]int{}} }
@@ -40,6 +41,9 @@ func (w *wire) options() []grpc.ServerOption {
 				w.mu.Lock()
 				for _, op := range r.GetOps() {
 					w.ops[op.GetType()]++
+					if op.GetCheckCurrent() {
+						w.checks++
+					}
 				}
 				w.mu.Unlock()
 			}
@@ -293,4 +297,35 @@ func TestEntryStimeSkipsAppliedEntryOps(t *testing.T) {
 	if err != nil || err2 != nil || es.Before(st) {
 		t.Errorf("entry stime %v (%v) behind stime %v (%v)", es, err, st, err2)
 	}
+}
+
+// The first sync into an empty slave does not ask whether copies are
+// current (no xattrs read for it, no checks on the slave); a later one
+// asks for every file, and sends no data.
+func TestFirstSyncAsksNothing(t *testing.T) {
+	mroot, sroot := t.TempDir(), t.TempDir()
+	bulkTree(t, mroot, 5, 50, 1000)
+	w := newWire()
+	sl := testenv.StartSlave(t, sroot, w.options()...)
+	m := newMaster(t, mroot, sl.Addr, nil)
+	runOnce(t, m)
+	testenv.RequireEqual(t, mroot, sroot)
+	w.mu.Lock()
+	first := w.checks
+	w.mu.Unlock()
+	if first != 0 {
+		t.Errorf("the first sync into an empty slave sent %d CREATEs with check_current", first)
+	}
+	data := w.data.Load()
+	runOnce(t, m)
+	w.mu.Lock()
+	second := w.checks
+	w.mu.Unlock()
+	if second != 50 {
+		t.Errorf("the second sync sent %d CREATEs with check_current, want 50", second)
+	}
+	if d := w.data.Load() - data; d != 0 {
+		t.Errorf("the second sync sent %d bytes of data", d)
+	}
+	testenv.RequireEqual(t, mroot, sroot)
 }

@@ -289,3 +289,22 @@ func TestNewRefusesBadRoots(t *testing.T) {
 		t.Fatal("a second slave opened a root in use")
 	}
 }
+
+// The handshake says whether the slave tree is empty (nothing but the
+// reserved directory): the master skips asking whether copies are current
+// in a first sync.
+func TestHandshakeEmpty(t *testing.T) {
+	f := newFixture(t)
+	if !f.handshake(f.sid).GetEmpty() {
+		t.Fatal("a fresh slave root is not reported empty")
+	}
+	D := newGFID(t)
+	f.ok(opMkdir(D, gfid.Root, "d"))
+	if f.handshake(f.sid).GetEmpty() {
+		t.Fatal("a slave root holding a directory is reported empty")
+	}
+	f.ok(opRmdir(D, gfid.Root, "d"))
+	if !f.handshake(f.sid).GetEmpty() {
+		t.Fatal("a slave root emptied again is not reported empty")
+	}
+}

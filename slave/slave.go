@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -329,7 +330,33 @@ func (s *Slave) Handshake(ctx context.Context, req *pb.HandshakeRequest) (*pb.Ha
 		SlaveRoot:       s.cfg.Root,
 		LeaseMs:         s.cfg.Lease.Milliseconds(),
 		Privileged:      s.privileged,
+		Empty:           s.rootEmpty(),
 	}, nil
+}
+
+// rootEmpty reports whether the slave root holds nothing but the reserved
+// directory (read until a first other name; an error says not empty).
+func (s *Slave) rootEmpty() bool {
+	fd, err := unix.Openat(s.tree.root.FD(), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	f := os.NewFile(uintptr(fd), "root")
+	defer f.Close()
+	for {
+		names, err := f.Readdirnames(16)
+		for _, n := range names {
+			if n != ReservedName {
+				return false
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
 }
 
 // masterIdentity describes the master of a handshake for logs and refusals:

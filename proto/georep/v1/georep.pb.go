@@ -338,7 +338,11 @@ type HandshakeResponse struct {
 	LeaseMs int64 `protobuf:"varint,4,opt,name=lease_ms,json=leaseMs,proto3" json:"lease_ms,omitempty"`
 	// Whether the slave process runs with privileges to set owners, trusted
 	// xattrs and device nodes.
-	Privileged    bool `protobuf:"varint,5,opt,name=privileged,proto3" json:"privileged,omitempty"`
+	Privileged bool `protobuf:"varint,5,opt,name=privileged,proto3" json:"privileged,omitempty"`
+	// The slave tree held nothing but georep's reserved directory when the
+	// session opened: a first sync, where no copy can be current (the master
+	// then skips asking, and reading the xattrs to ask with).
+	Empty         bool `protobuf:"varint,6,opt,name=empty,proto3" json:"empty,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -404,6 +408,13 @@ func (x *HandshakeResponse) GetLeaseMs() int64 {
 func (x *HandshakeResponse) GetPrivileged() bool {
 	if x != nil {
 		return x.Privileged
+	}
+	return false
+}
+
+func (x *HandshakeResponse) GetEmpty() bool {
+	if x != nil {
+		return x.Empty
 	}
 	return false
 }
@@ -2237,7 +2248,7 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\vmaster_host\x18\x04 \x01(\tR\n" +
 	"masterHost\x12\x1f\n" +
 	"\vmaster_root\x18\x05 \x01(\tR\n" +
-	"masterRoot\"\xc0\x01\n" +
+	"masterRoot\"\xd6\x01\n" +
 	"\x11HandshakeResponse\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12&\n" +
 	"\x0fslave_volume_id\x18\x02 \x01(\fR\rslaveVolumeId\x12\x1d\n" +
@@ -2246,7 +2257,8 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\blease_ms\x18\x04 \x01(\x03R\aleaseMs\x12\x1e\n" +
 	"\n" +
 	"privileged\x18\x05 \x01(\bR\n" +
-	"privileged\"1\n" +
+	"privileged\x12\x14\n" +
+	"\x05empty\x18\x06 \x01(\bR\x05empty\"1\n" +
 	"\x10KeepAliveRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\fR\tsessionId\"\x13\n" +
