@@ -3,6 +3,7 @@ package master_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -140,17 +141,23 @@ func TestHashMismatchTwiceFails(t *testing.T) {
 	}
 }
 
-// TestCompress: compressible data crosses the wire compressed.
+// TestCompress: compressible data crosses the wire compressed, in big
+// files and in small ones (sent inline, in their headers).
 func TestCompress(t *testing.T) {
 	mroot, sroot := t.TempDir(), t.TempDir()
 	text := bytes.Repeat([]byte("georep replicates directory trees. "), 200000) // 7 MB
 	write(t, filepath.Join(mroot, "text"), text)
 	write(t, filepath.Join(mroot, "random"), randomBytes(1<<20, 5))
+	small := text[:60<<10] // inline (at most syncer.InlineMax)
+	for i := range 40 {
+		write(t, filepath.Join(mroot, "small", fmt.Sprintf("t%02d", i)), small)
+	}
 	sl := testenv.StartSlave(t, sroot)
 	sum := runOnce(t, newMaster(t, mroot, sl.Addr, func(c *master.Config) { c.Compress = true }))
 	testenv.RequireEqual(t, mroot, sroot)
-	raw := int64(len(text) + 1<<20)
-	if sum.Batch.BytesSent > int64(1<<20)+int64(len(text))/10 {
+	compressible := int64(len(text) + 40*len(small))
+	raw := compressible + 1<<20
+	if sum.Batch.BytesSent > int64(1<<20)+compressible/10 {
 		t.Errorf("with --compress sent %d bytes of %d (text should shrink >10x; random data not at all)", sum.Batch.BytesSent, raw)
 	}
 }
