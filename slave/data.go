@@ -44,6 +44,7 @@ type incoming struct {
 	// oldCloser, when set, closes old on a goroutine it waits for (see
 	// close).
 	oldCloser *sync.WaitGroup
+	held      *heldByStream     // the hold on the directory's times (see holdDir)
 	create    bool              // no file yet (an announced CREATE): link the new one in
 	names     bool              // the index has other names for it (see linkPending)
 	xattrs    map[string][]byte // the header's xattrs, when it syncs them
@@ -53,6 +54,13 @@ type incoming struct {
 }
 
 func (in *incoming) close() {
+	defer func() {
+		// Last: the staged file is renamed or removed by now.
+		if in.held != nil {
+			in.held.unref()
+			in.held = nil
+		}
+	}()
 	if in.patch != nil {
 		in.patch.Release()
 		in.patch = nil
@@ -113,15 +121,19 @@ func (in *incoming) stage() error {
 	return fmt.Errorf("staging %q (%s): no free temp name", in.name, in.g)
 }
 
-// holdDir holds the times of in's directory (see dirTimes) before a file
-// is staged there. The hold is the stream's, kept from file to file while
-// they are in one directory (files of a directory come together) and the
-// namespace stands still: not a stat and a utimes of the directory per
-// file. It is released when a file is staged elsewhere, and at the end of
-// the stream.
+// holdDir holds the times of in's directory (see dirTimes) until in is
+// closed. The stream shares one hold among the files it stages in a
+// directory one after the other (files of a directory come together)
+// while the namespace stands still: not a stat and a utimes of the
+// directory per file. The hold is counted: the stream moves on to another
+// directory's hold when a file is staged elsewhere, but the directory gets
+// its times back only once the last file staged under it is closed (files
+// announced earlier may still be waiting for their data).
 func (ds *dataStream) holdDir(in *incoming) error {
 	gen := ds.s.gen.Load()
 	if h := ds.held; h != nil && h.parent == in.parent && h.gen == gen {
+		h.refs++
+		in.held = h
 		return nil
 	}
 	ds.releaseDir()
@@ -134,25 +146,39 @@ func (ds *dataStream) holdDir(in *incoming) error {
 		ds.s.dirTimes.release(key, in.dirfd)
 		return fmt.Errorf("staging %q (%s): %w", in.name, in.g, err)
 	}
-	ds.held = &heldByStream{key: key, dirfd: fd, parent: in.parent, gen: gen}
+	// One reference for the stream (while it is its current hold), one
+	// for in.
+	h := &heldByStream{dt: &ds.s.dirTimes, key: key, dirfd: fd, parent: in.parent, gen: gen, refs: 2}
+	ds.held, in.held = h, h
 	return nil
 }
 
-// releaseDir releases the stream's hold, if any.
+// releaseDir drops the stream's reference to its current hold, if any.
 func (ds *dataStream) releaseDir() {
 	if h := ds.held; h != nil {
-		ds.s.dirTimes.release(h.key, h.dirfd)
-		unix.Close(h.dirfd)
 		ds.held = nil
+		h.unref()
 	}
 }
 
-// heldByStream is a data stream's hold on a directory's times.
+// heldByStream is a counted hold on a directory's times: by a data stream
+// while it stages files there, and by each file staged under it until the
+// file is closed. Used by its stream's goroutine only.
 type heldByStream struct {
+	dt     *dirTimes
 	key    dirKey
 	dirfd  int // owned
 	parent gfid.GFID
 	gen    uint64 // the namespace generation it was taken in
+	refs   int
+}
+
+// unref drops one reference; the last gives the directory its times back.
+func (h *heldByStream) unref() {
+	if h.refs--; h.refs == 0 {
+		h.dt.release(h.key, h.dirfd)
+		unix.Close(h.dirfd)
+	}
 }
 
 // dirTimes keeps a directory's mtime while files are staged in it: the

@@ -635,3 +635,35 @@ func TestDataKeepsDirTimes(t *testing.T) {
 	}
 	noTmp(t, f.root)
 }
+
+// Headers go ahead of their data (the master's window): a file announced
+// in d, then one in e, then the data of both. d's times are held until its
+// file is installed, though the stream staged e's in between.
+func TestDataDirTimesAcrossInterleavedFiles(t *testing.T) {
+	f := newFixture(t)
+	D, E := newGFID(t), newGFID(t)
+	f.ok(opMkdir(D, gfid.Root, "d"), opMkdir(E, gfid.Root, "e"))
+	A, C := newGFID(t), newGFID(t)
+	f.ok(opCreate(A, D, "a"), opCreate(C, E, "c"))
+	const dirTime = int64(1_600_000_000_123_456_789)
+	checkStatuses(t, f.meta(metaOf(D, unix.S_IFDIR|0o755, 0, 0, dirTime, dirTime), metaOf(E, unix.S_IFDIR|0o755, 0, 0, dirTime, dirTime)), stOK, stOK)
+	d := f.openData(f.sid)
+	d.header(1, A, 5, 1e9)
+	d.expectWant(1, true)
+	d.header(2, C, 5, 1e9)
+	d.expectWant(2, true)
+	for id, content := range map[uint64]string{1: "aaaaa", 2: "ccccc"} {
+		d.chunk(id, 0, content)
+		d.end(id, false)
+		if r := d.expectResult(id); r.GetResult().GetStatus() != stOK {
+			t.Fatalf("file %d: %v", id, r)
+		}
+	}
+	d.commit()
+	for _, dir := range []string{"d", "e"} {
+		if st := lstat(t, f.path(dir)); st.Mtim.Nano() != dirTime {
+			t.Errorf("%s: mtime %d after data into its files, want %d", dir, st.Mtim.Nano(), dirTime)
+		}
+	}
+	noTmp(t, f.root)
+}
