@@ -117,12 +117,16 @@ func (s *Store) Set(k Key, v []byte) error {
 	if full(err) && s.fallback != "" {
 		// The root's xattr space is full (a few KiB on ext4: the marks
 		// of a few dozen slaves this tree was ever replicated to). The
-		// file takes this mark; no older copy may stay on the root,
-		// where Get would find it first.
-		if rerr := unix.Removexattr(s.root, s.ns.Name(string(k))); rerr != nil && !errors.Is(rerr, unix.ENODATA) {
-			return fmt.Errorf("marks: writing %s on %s: %w (and removing the old copy: %v)", k, s.root, err, rerr)
+		// file takes this mark, first (if it cannot, the old mark stays
+		// as it was); then no older copy may stay on the root, where Get
+		// would find it first.
+		if ferr := s.fileSet(k, v); ferr != nil {
+			return fmt.Errorf("marks: writing %s on %s: %w (and in the fallback file: %v)", k, s.root, err, ferr)
 		}
-		return s.fileSet(k, v)
+		if rerr := unix.Removexattr(s.root, s.ns.Name(string(k))); rerr != nil && !errors.Is(rerr, unix.ENODATA) {
+			return fmt.Errorf("marks: %s is in %s, but its older copy on %s stays: %w", k, s.fallback, s.root, rerr)
+		}
+		return nil
 	}
 	return fmt.Errorf("marks: writing %s on %s: %w", k, s.root, err)
 }

@@ -387,23 +387,7 @@ func TestFallbackGetCopies(t *testing.T) {
 // new mark with ENOSPC: the fallback file takes it, and it reads back.
 func TestStoreFullRootFallsBack(t *testing.T) {
 	root := xattrRoot(t)
-	// Fill the root's xattr space (one block on ext4; tmpfs and others
-	// may take much more: then the test has nothing to show).
-	i := 0
-	for _, size := range []int{200, 20, 1} { // big fillers, then the gaps
-		for ; ; i++ {
-			err := unix.Setxattr(root, fmt.Sprintf("user.f%04d", i), bytes.Repeat([]byte{'x'}, size), 0)
-			if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.E2BIG) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if i == 10000 {
-				t.Skip("this filesystem's xattr space did not fill up")
-			}
-		}
-	}
+	fillXattrs(t, root)
 	fallback := filepath.Join(t.TempDir(), "marks.json")
 	s := NewStore(root, gfid.NewNamespace(false), fallback)
 	k := Stime([]byte{9, 9})
@@ -419,5 +403,49 @@ func TestStoreFullRootFallsBack(t *testing.T) {
 	// Without a fallback file, the error says what refused it.
 	if err := NewStore(root, gfid.NewNamespace(false), "").SetTime(Stime([]byte{8}), 1); !errors.Is(err, unix.ENOSPC) && !errors.Is(err, unix.E2BIG) {
 		t.Fatalf("SetTime on a full root without fallback: %v", err)
+	}
+}
+
+// A full root whose fallback file cannot be written either keeps the mark
+// it had: Set fails, and Get still reads the old value.
+func TestStoreFullRootKeepsOldMark(t *testing.T) {
+	root := xattrRoot(t)
+	blocker := filepath.Join(t.TempDir(), "f") // the fallback's directory is a file
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := NewStore(root, gfid.NewNamespace(false), filepath.Join(blocker, "marks.json"))
+	k := Stime([]byte{9, 9})
+	if err := s.SetTime(k, 41); err != nil {
+		t.Fatal(err)
+	}
+	fillXattrs(t, root)
+	// A longer value than the one there, so that replacing it needs room.
+	if err := s.Set(k, bytes.Repeat([]byte{1}, 40)); err == nil {
+		t.Fatal("Set on a full root with an unwritable fallback succeeded")
+	}
+	if ns, err := s.GetTime(k); err != nil || ns != 41 {
+		t.Fatalf("after the failed Set: %d, %v; want the old mark 41", ns, err)
+	}
+}
+
+// fillXattrs fills root's xattr space (one block on ext4; tmpfs and others
+// may take much more: then the test has nothing to show, and is skipped).
+func fillXattrs(t *testing.T, root string) {
+	t.Helper()
+	i := 0
+	for _, size := range []int{200, 20, 1} { // big fillers, then the gaps
+		for ; ; i++ {
+			err := unix.Setxattr(root, fmt.Sprintf("user.f%04d", i), bytes.Repeat([]byte{'x'}, size), 0)
+			if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.E2BIG) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 10000 {
+				t.Skip("this filesystem's xattr space did not fill up")
+			}
+		}
 	}
 }
