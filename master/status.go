@@ -48,6 +48,9 @@ func (p *processor) report(final bool) {
 	b := p.synced()
 	b.EntryPending = int64(len(p.ops) + len(p.rep.inRPC))
 	b.DataPending = int64(len(p.pendingData) + p.inflight + len(p.again) + len(p.whole) + len(p.lagged) + len(p.later))
+	if p.call != nil {
+		b.DataPending += int64(len(p.call.ready)) // posted once its entry call is answered
+	}
 	b.MetaPending = int64(max(p.rep.metaLeft, 0))
 	b.DeletesPending = deletes
 	st.BatchProgress(b)
