@@ -539,9 +539,7 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 	}
 	if inline {
 		// Whole, from the header: no signature, no delta.
-		in.patch = delta.NewPatcher(nil, nil, &stagedOut{fd: in.fd, wrote: ds.s.wrote}, true)
-		in.patch.SetLimit(h.GetSize())
-		ds.files[h.GetId()] = in
+		ds.expect(in, nil)
 		if c := h.GetInlineData(); c != nil {
 			if err := ds.chunk(c); err != nil {
 				return err
@@ -562,12 +560,6 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 		in.close()
 		return refuse(failed(err))
 	}
-	var old io.ReaderAt
-	if in.old >= 0 {
-		old = fdIO(in.old)
-	}
-	in.patch = delta.NewPatcher(sig, old, &stagedOut{fd: in.fd, wrote: ds.s.wrote}, true)
-	in.patch.SetLimit(h.GetSize())
 	w := &pb.FileWant{Id: h.GetId(), Send: true}
 	if sig != nil {
 		if w.Signature, err = sig.MarshalBinary(); err != nil {
@@ -575,8 +567,21 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 			return refuse(failed(err))
 		}
 	}
-	ds.files[h.GetId()] = in
+	ds.expect(in, sig)
 	return ds.stream.Send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Want{Want: w}})
+}
+
+// expect readies in for its data: a Patcher writing the staged file (from
+// the old copy's blocks too, when sig is the signature the slave sends for
+// a delta), and its place among the stream's files.
+func (ds *dataStream) expect(in *incoming, sig *delta.Signature) {
+	var old io.ReaderAt
+	if in.old >= 0 {
+		old = fdIO(in.old)
+	}
+	in.patch = delta.NewPatcher(sig, old, &stagedOut{fd: in.fd, wrote: ds.s.wrote}, true)
+	in.patch.SetLimit(in.hdr.GetSize())
+	ds.files[in.hdr.GetId()] = in
 }
 
 // zeros is the source of hole runs.

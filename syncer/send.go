@@ -327,6 +327,13 @@ func (s *Sender) streamErr(stream pb.SlaveService_SyncDataClient, err error) err
 	return err
 }
 
+// changed reports whether o's file has another size or mtime than when it
+// was opened (or cannot be stat'ed): what was read of it may mix versions.
+func (o *openFile) changed() bool {
+	var st unix.Stat_t
+	return unix.Fstat(int(o.f.Fd()), &st) != nil || st.Size != o.st.Size || st.Mtim != o.st.Mtim
+}
+
 // header announces o's file as id.
 func (o *openFile) header(id uint64) *pb.FileHeader {
 	f := o.file
@@ -356,11 +363,10 @@ func (s *Sender) sendInline(ctx context.Context, stream pb.SlaveService_SyncData
 		end.Aborted = o.st.Size != 0
 	} else {
 		n, err := o.f.ReadAt(buf[:o.st.Size+1], 0)
-		var st unix.Stat_t
 		switch {
 		case int64(n) != o.st.Size || !errors.Is(err, io.EOF):
 			end.Aborted = true // grew, shrank or unreadable
-		case unix.Fstat(int(o.f.Fd()), &st) != nil || st.Size != o.st.Size || st.Mtim != o.st.Mtim:
+		case o.changed():
 			end.Aborted = true
 		default:
 			data = buf[:n]
@@ -444,11 +450,8 @@ func (s *Sender) sendData(ctx context.Context, stream pb.SlaveService_SyncDataCl
 	if err != nil {
 		return err
 	}
-	if o.f != nil {
-		var st unix.Stat_t
-		if err := unix.Fstat(int(o.f.Fd()), &st); err != nil || st.Size != o.st.Size || st.Mtim != o.st.Mtim {
-			aborted = true
-		}
+	if o.f != nil && o.changed() {
+		aborted = true
 	}
 	if aborted {
 		o.file.Changed = true

@@ -145,17 +145,7 @@ func startSlaveProcessAs(t *testing.T, cred *syscall.Credential, log *lineLog, r
 
 func runMasterProcess(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	cmd := exec.Command(georepBin, append([]string{"master"}, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return code, out.String(), errb.String()
+	return georep(t, append([]string{"master"}, args...)...)
 }
 
 // TestProcessesOneShot runs georep as a user would: a slave process, a
