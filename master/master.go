@@ -226,6 +226,7 @@ func (m *Master) close() error {
 	if m.conn != nil {
 		errs = append(errs, m.conn.Close())
 	}
+	m.tree.dirs.reset()
 	if m.tree.Idx != nil {
 		errs = append(errs, m.tree.Idx.Sync(), m.tree.Idx.Close())
 	}

@@ -112,9 +112,12 @@ type processor struct {
 	// D record is posted at the call after its E record's at the latest).
 	// What the slave said of a file's copy there (slaveCopy bits).
 	current, prevCurrent map[gfid.GFID]slaveCopy
-	call                 *entryCall // the entry call on its way, if any
-	purges               []gfid.GFID
-	purgeSet             map[gfid.GFID]bool // nil for a crawl's journal
+	// Where the entry ops of the last two calls saw their regular files
+	// (a hint for opening them).
+	at, prevAt map[gfid.GFID]syncer.Link
+	call       *entryCall // the entry call on its way, if any
+	purges     []gfid.GFID
+	purgeSet   map[gfid.GFID]bool // nil for a crawl's journal
 
 	// Data in flight: posted to the syncer as soon as the entry ops before
 	// them were applied, so that data flows while later entry ops go;
@@ -228,6 +231,9 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 	defer p.dir.close()
 	// After a batch, the slave holds what it applied of it.
 	defer p.m.slaveEmpty.Store(false)
+	// The syncer's directories, once no file is read in them (a deleted
+	// directory's inode is not kept).
+	defer p.m.tree.dirs.reset()
 	// Whatever happens, never leave with data of this batch in flight.
 	defer p.drain()
 	defer p.report(true)
@@ -669,6 +675,7 @@ func (p *processor) settleEntries(ctx context.Context) (err error) {
 	}
 	ops, ready, resp := c.ops, c.ready, c.resp
 	p.prevCurrent, p.current = p.current, map[gfid.GFID]slaveCopy{}
+	p.prevAt, p.at = p.at, nil
 	defer func() {
 		if perr := p.post(ctx, ready, false); perr != nil && err == nil {
 			err = perr
@@ -747,6 +754,15 @@ func (p *processor) settleEntries(ctx context.Context) (err error) {
 			// The slave has no copy: the data may go inline.
 			g, _ := gfid.FromBytes(ops[i].GetGfid())
 			p.current[g] |= copyAbsent
+		}
+		if ops[i].GetDataFollows() {
+			// Where the record saw the file: the syncer opens it there.
+			g, _ := gfid.FromBytes(ops[i].GetGfid())
+			parent, _ := gfid.FromBytes(ops[i].GetPargfid())
+			if p.at == nil {
+				p.at = map[gfid.GFID]syncer.Link{}
+			}
+			p.at[g] = syncer.Link{Parent: parent, Name: string(ops[i].GetName())}
 		}
 		if r.GetMade() && (ops[i].GetType() == pb.EntryOpType_ENTRY_OP_TYPE_MKDIR || ops[i].GetMode()&unix.S_IFMT == unix.S_IFDIR) {
 			// A directory the slave had nowhere, made empty from the op
@@ -924,7 +940,11 @@ func (p *processor) post(ctx context.Context, gs []gfid.GFID, noDelta bool) erro
 		// A copy that may have the content already (it is not known
 		// to be absent) is asked about before the data goes (no inline
 		// data), unless the quick check is off anyway.
-		f := &syncer.File{GFID: g, NoDelta: noDelta, NoQuickCheck: !p.trustRecords,
+		at, ok := p.at[g]
+		if !ok {
+			at = p.prevAt[g]
+		}
+		f := &syncer.File{GFID: g, At: at, NoDelta: noDelta, NoQuickCheck: !p.trustRecords,
 			NoInline: p.trustRecords && cp&copyAbsent == 0}
 		b := p.sync.Add(f)
 		p.boxFiles[b] = append(p.boxFiles[b], f)
@@ -1094,6 +1114,7 @@ func (p *processor) syncData(ctx context.Context) error {
 		again, whole := p.again, p.whole
 		p.again, p.whole = nil, nil
 		p.current, p.prevCurrent = nil, nil
+		p.at, p.prevAt = nil, nil
 		if err := p.post(ctx, again, false); err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -21,6 +22,8 @@ type tree struct {
 	// privXattrs: trusted.* and security.* xattrs are replicated, which
 	// needs both ends privileged (set at each handshake).
 	privXattrs atomic.Bool
+	// dirs holds the directories the syncer's workers opened files in.
+	dirs dirRefs
 }
 
 // replicated is the filter of the xattrs this session replicates.
@@ -39,7 +42,12 @@ var errGone = mtree.ErrGone
 // its replicated xattrs are read from the open file. A file the master may
 // not read is an error, not a vanished file, except when it is empty:
 // there is nothing to read, and its stat is all the slave needs.
-func (t *tree) Open(g gfid.GFID) (*syncer.Opened, error) {
+func (t *tree) Open(g gfid.GFID, at syncer.Link) (*syncer.Opened, error) {
+	if at.Parent != gfid.Zero {
+		if o := t.openAt(g, at); o != nil {
+			return o, nil
+		}
+	}
 	var links []gfidx.Link
 	paths := map[gfidx.Link]string{}
 	err := t.Idx.View(func(tx *gfidx.Tx) error {
@@ -94,6 +102,123 @@ func (t *tree) Open(g gfid.GFID) (*syncer.Opened, error) {
 		return o, nil
 	}
 	return nil, errGone
+}
+
+// openAt opens g at the hinted link, in its directory's descriptor from
+// the cache: no index lookup, and no walk of the path from the root.
+// nil when g is not there (or that directory is not known): the caller
+// then looks g up in the index.
+func (t *tree) openAt(g gfid.GFID, at syncer.Link) *syncer.Opened {
+	d := t.dirs.get(at.Parent, func() (int, error) {
+		var fd int
+		err := t.Idx.View(func(tx *gfidx.Tx) (err error) {
+			fd, err = t.OpenDir(tx, at.Parent)
+			return err
+		})
+		return fd, err
+	})
+	if d == nil {
+		return nil
+	}
+	defer t.dirs.put(d)
+	fd, err := unix.Openat(d.fd, at.Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOATIME, 0)
+	if errors.Is(err, unix.EPERM) {
+		// O_NOATIME needs ownership of the file.
+		fd, err = unix.Openat(d.fd, at.Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	}
+	if err != nil {
+		return nil
+	}
+	return t.opened(fd, gfidx.Link{Parent: at.Parent, Name: at.Name}, g)
+}
+
+// dirRefs caches a few directory descriptors by gfid for the syncer's
+// workers, which open the files of a directory one after another. A
+// descriptor stands for the directory's inode, wherever it was moved
+// since (a link names its parent by gfid, not by path); a file opened in
+// it is checked for its gfid like any other. Entries are counted, so that
+// one evicted while a worker opens a file in it is closed after.
+type dirRefs struct {
+	mu    sync.Mutex
+	byG   map[gfid.GFID]*dirRef
+	order []gfid.GFID // oldest first, for eviction
+}
+
+type dirRef struct {
+	fd      int
+	refs    int
+	evicted bool
+}
+
+// dirRefsSize is how many directories the cache holds: a few per worker.
+const dirRefsSize = 32
+
+// get returns g's entry, counted, opening it with open on a miss; nil
+// when open fails.
+func (c *dirRefs) get(g gfid.GFID, open func() (int, error)) *dirRef {
+	c.mu.Lock()
+	if d, ok := c.byG[g]; ok {
+		d.refs++
+		c.mu.Unlock()
+		return d
+	}
+	c.mu.Unlock()
+	fd, err := open()
+	if err != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d, ok := c.byG[g]; ok {
+		// Opened meanwhile by another worker.
+		unix.Close(fd)
+		d.refs++
+		return d
+	}
+	if c.byG == nil {
+		c.byG = map[gfid.GFID]*dirRef{}
+	}
+	for len(c.order) >= dirRefsSize {
+		old := c.order[0]
+		c.order = c.order[1:]
+		c.evict(old)
+	}
+	d := &dirRef{fd: fd, refs: 1}
+	c.byG[g] = d
+	c.order = append(c.order, g)
+	return d
+}
+
+// put gives back an entry get returned.
+func (c *dirRefs) put(d *dirRef) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d.refs--; d.refs == 0 && d.evicted {
+		unix.Close(d.fd)
+	}
+}
+
+// evict drops g's entry; c.mu is held.
+func (c *dirRefs) evict(g gfid.GFID) {
+	d, ok := c.byG[g]
+	if !ok {
+		return
+	}
+	delete(c.byG, g)
+	d.evicted = true
+	if d.refs == 0 {
+		unix.Close(d.fd)
+	}
+}
+
+// reset closes every entry (as they are given back, for those in use).
+func (c *dirRefs) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, g := range c.order {
+		c.evict(g)
+	}
+	c.order = nil
 }
 
 // openByDirs opens a link of g through its directory opened by gfid (every

@@ -20,6 +20,10 @@ import (
 // File is one file to ship, with its outcome once its box was shipped.
 type File struct {
 	GFID gfid.GFID
+	// At, when its Parent is set, is where the file was last seen (a
+	// crawl's or a changelog's entry for it): the Source may try there
+	// first.
+	At Link
 
 	// Outcome, written by Ship before the box is woken.
 	Status   pb.OpStatus // OK, NOOP (slave already current), FAILED, ...
@@ -71,12 +75,19 @@ type Opened struct {
 	XattrsKnown bool
 }
 
+// Link is a name of a file in a directory (by gfid).
+type Link struct {
+	Parent gfid.GFID
+	Name   string
+}
+
 // Source opens master files by gfid.
 type Source interface {
 	// Open opens regular file g for reading, verified to carry gfid g, and
-	// stats it. An error wrapping fs.ErrNotExist means g is gone (or moved
-	// where the source cannot find it): a later record will tell.
-	Open(g gfid.GFID) (*Opened, error)
+	// stats it. at, when its Parent is set, is a hint of where g is. An
+	// error wrapping fs.ErrNotExist means g is gone (or moved where the
+	// source cannot find it): a later record will tell.
+	Open(g gfid.GFID, at Link) (*Opened, error)
 }
 
 // Sender ships boxes of files over SyncData streams.
@@ -394,7 +405,7 @@ func (s *Sender) sendInline(ctx context.Context, stream pb.SlaveService_SyncData
 
 // open opens f's file and stats it; nil, nil when it vanished.
 func (s *Sender) open(f *File) (*openFile, error) {
-	op, err := s.Source.Open(f.GFID)
+	op, err := s.Source.Open(f.GFID, f.At)
 	if errors.Is(err, fs.ErrNotExist) {
 		f.Vanished = true
 		return nil, nil

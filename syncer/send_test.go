@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,9 +29,16 @@ type source struct {
 	vanish  map[gfid.GFID]bool
 	shrink  map[gfid.GFID]bool // truncated to half between stat and read
 	openErr map[gfid.GFID]error
+	mu      sync.Mutex
+	at      map[gfid.GFID]syncer.Link // the hints Open was given
 }
 
-func (s *source) Open(g gfid.GFID) (*syncer.Opened, error) {
+func (s *source) Open(g gfid.GFID, at syncer.Link) (*syncer.Opened, error) {
+	s.mu.Lock()
+	if s.at != nil {
+		s.at[g] = at
+	}
+	s.mu.Unlock()
 	if s.vanish[g] {
 		return nil, fmt.Errorf("gone: %w", fs.ErrNotExist)
 	}
@@ -104,7 +112,7 @@ func testShipVanishedAndChanged(t *testing.T, size int) {
 	if _, err := client.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: sid}); err != nil {
 		t.Fatal(err)
 	}
-	src := &source{dir: mdir, names: map[gfid.GFID]string{}, vanish: map[gfid.GFID]bool{}, shrink: map[gfid.GFID]bool{}, openErr: map[gfid.GFID]error{}}
+	src := &source{dir: mdir, names: map[gfid.GFID]string{}, vanish: map[gfid.GFID]bool{}, shrink: map[gfid.GFID]bool{}, openErr: map[gfid.GFID]error{}, at: map[gfid.GFID]syncer.Link{}}
 	var files []*syncer.File
 	var ops []*pb.EntryOp
 	for i, kind := range []string{"ok", "vanish", "shrink", "denied", "ok2"} {
@@ -122,7 +130,7 @@ func testShipVanishedAndChanged(t *testing.T, size int) {
 			src.openErr[g] = fmt.Errorf("reading %q: %w", kind, unix.EACCES)
 		}
 		ops = append(ops, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_CREATE, Gfid: g.Bytes(), Pargfid: gfid.Root.Bytes(), Name: []byte(kind), Mode: unix.S_IFREG | 0o644})
-		files = append(files, &syncer.File{GFID: g})
+		files = append(files, &syncer.File{GFID: g, At: syncer.Link{Parent: gfid.Root, Name: kind}})
 	}
 	if _, err := client.EntryOps(ctx, &pb.EntryOpsRequest{SessionId: sid, Ops: ops}); err != nil {
 		t.Fatal(err)
@@ -137,6 +145,9 @@ func testShipVanishedAndChanged(t *testing.T, size int) {
 	}
 	for _, f := range files {
 		kind := src.names[f.GFID]
+		if src.at[f.GFID] != f.At {
+			t.Errorf("%s: the source was given the hint %v, want %v", kind, src.at[f.GFID], f.At)
+		}
 		switch kind {
 		case "ok", "ok2":
 			if !f.OK() || f.Status != pb.OpStatus_OP_STATUS_OK || f.Sent == 0 {

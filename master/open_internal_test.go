@@ -1,0 +1,183 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/internal/testenv"
+	"github.com/georep/georep/syncer"
+)
+
+// TestOpenAtHint: the syncer opens a file at the link its entry op named
+// (in a cached directory descriptor), and falls back to the index when
+// that link no longer holds the file: never the wrong file, never a hang
+// on a FIFO that took the name.
+func TestOpenAtHint(t *testing.T) {
+	mroot, sroot := t.TempDir(), t.TempDir()
+	for _, d := range []string{"a", "b"} {
+		if err := os.Mkdir(filepath.Join(mroot, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for rel, data := range map[string]string{"a/f": "file f", "a/g": "file g", "b/h": "file h"} {
+		if err := os.WriteFile(filepath.Join(mroot, rel), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sl := testenv.StartSlave(t, sroot)
+	m, err := New(Config{Root: mroot, Slave: sl.Addr, StateDir: filepath.Join(t.TempDir(), "state"),
+		Logger: testenv.Logger(t, "master"), Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := m.RunOnce(ctx); err != nil {
+		t.Fatalf("RunOnce: %v", err)
+	}
+	idx := indexedTree(t, m.tree.Idx)
+	a, b, f, g, h := idx["a"], idx["b"], idx["a/f"], idx["a/g"], idx["b/h"]
+	if a == gfid.Zero || f == gfid.Zero || g == gfid.Zero || h == gfid.Zero {
+		t.Fatalf("index: %v", idx)
+	}
+	open := func(want string, g gfid.GFID, at syncer.Link) {
+		t.Helper()
+		o, err := m.tree.Open(g, at)
+		if err != nil {
+			t.Fatalf("Open(%v, %v): %v", g, at, err)
+		}
+		defer o.File.Close()
+		got, err := io.ReadAll(o.File)
+		if err != nil || string(got) != want {
+			t.Fatalf("Open(%v, %v) read %q, %v; want %q", g, at, got, err, want)
+		}
+	}
+
+	// Right hints, and no hint.
+	open("file f", f, syncer.Link{Parent: a, Name: "f"})
+	open("file g", g, syncer.Link{Parent: a, Name: "g"})
+	open("file h", h, syncer.Link{})
+	if _, ok := m.tree.dirs.byG[a]; !ok {
+		t.Error("the hinted directory is not cached")
+	}
+	if _, ok := m.tree.dirs.byG[b]; ok {
+		t.Error("a directory was cached without a hint")
+	}
+
+	// A hint naming another file: that file is not taken for g.
+	open("file f", f, syncer.Link{Parent: a, Name: "g"})
+	// A hint in an unknown directory, and in the wrong one.
+	open("file f", f, syncer.Link{Parent: newGFID(t), Name: "f"})
+	open("file h", h, syncer.Link{Parent: a, Name: "h"})
+
+	// The file moved to another directory since its entry op: the cached
+	// descriptor of its old directory does not find it; the index does.
+	if err := os.Rename(filepath.Join(mroot, "a", "f"), filepath.Join(mroot, "b", "f2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.tree.Idx.Update(func(tx *gfidx.Tx) error {
+		if err := tx.RemoveLink(f, gfidx.Link{Parent: a, Name: "f"}); err != nil {
+			return err
+		}
+		return tx.AddLink(f, gfidx.Link{Parent: b, Name: "f2"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	open("file f", f, syncer.Link{Parent: a, Name: "f"})
+
+	// A FIFO took the hinted name: no hang, and g (gone) is reported gone.
+	if err := os.Remove(filepath.Join(mroot, "a", "g")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(mroot, "a", "g"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		o, err := m.tree.Open(g, syncer.Link{Parent: a, Name: "g"})
+		if err == nil {
+			o.File.Close()
+			err = errors.New("opened")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Open of a file replaced by a FIFO: %v, want gone", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Open hung on a FIFO at the hinted name")
+	}
+}
+
+// TestDirRefsEvictInUse: a directory evicted from the cache while a
+// worker opens a file in it stays open until the worker gives it back.
+func TestDirRefsEvictInUse(t *testing.T) {
+	dir := t.TempDir()
+	var c dirRefs
+	opened := 0
+	open := func() (int, error) {
+		opened++
+		return unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	}
+	first := newGFID(t)
+	d := c.get(first, open)
+	if d == nil {
+		t.Fatal("get failed")
+	}
+	if again := c.get(first, open); again != d || opened != 1 {
+		t.Fatalf("second get: %p (want %p), %d opens", again, d, opened)
+	}
+	c.put(d)
+	var fds []int
+	for i := 0; i < dirRefsSize; i++ {
+		e := c.get(newGFID(t), open)
+		fds = append(fds, e.fd)
+		c.put(e)
+	}
+	if _, ok := c.byG[first]; ok {
+		t.Fatal("the oldest entry was not evicted")
+	}
+	// Evicted with one reference left: still open.
+	if _, err := unix.FcntlInt(uintptr(d.fd), unix.F_GETFD, 0); err != nil {
+		t.Fatalf("evicted in-use descriptor closed early: %v", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(d.fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		t.Fatalf("evicted in-use descriptor: %v", err)
+	}
+	c.put(d)
+	if _, err := unix.FcntlInt(uintptr(d.fd), unix.F_GETFD, 0); !errors.Is(err, unix.EBADF) {
+		t.Errorf("evicted descriptor still open after its last put: %v", err)
+	}
+	c.reset()
+	for _, fd := range fds {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); !errors.Is(err, unix.EBADF) {
+			t.Errorf("descriptor %d still open after reset: %v", fd, err)
+		}
+	}
+	if c.get(newGFID(t), func() (int, error) { return -1, unix.ENOENT }) != nil {
+		t.Error("get returned an entry for a directory that failed to open")
+	}
+}
+
+func newGFID(t *testing.T) gfid.GFID {
+	t.Helper()
+	g, err := gfid.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
