@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/georep/georep/internal/rpccodec"
 	"github.com/georep/georep/internal/tlsconf"
 	pb "github.com/georep/georep/proto/georep/v1"
 )
@@ -32,6 +33,7 @@ func ServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
 		grpc.WaitForHandlers(true),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
+		grpc.ForceServerCodecV2(rpccodec.New()),
 	}
 	if creds != nil {
 		opts = append(opts, grpc.Creds(creds))
@@ -41,10 +43,11 @@ func ServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
 
 // DialOptions are the gRPC options a master dials its slave with: the same
 // message limit both ways, so that neither end accepts (or builds) a
-// message the other would refuse.
+// message the other would refuse, and the same codec (rpccodec).
 func DialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessage), grpc.MaxCallSendMsgSize(MaxMessage)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessage), grpc.MaxCallSendMsgSize(MaxMessage),
+			grpc.ForceCodecV2(rpccodec.New())),
 	}
 }
 
