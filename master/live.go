@@ -374,7 +374,7 @@ func (m *Master) liveCrawl(ctx context.Context, l *link, sync func(context.Conte
 			return err
 		}
 		m.log.Info("crawl applied", "files", crawl.Files, "dirs", crawl.Dirs, "data_files", p.stats.Files,
-			"bytes_sent", p.stats.BytesSent, "took", time.Since(stime).Round(time.Millisecond))
+			"bytes_sent", p.stats.BytesSent, "not_made", p.stats.NotMade, "took", time.Since(stime).Round(time.Millisecond))
 		return nil
 	})
 	if err != nil {
@@ -519,7 +519,7 @@ func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segmen
 			return err
 		}
 		m.log.Debug("batch applied", "segments", len(paths), "entry_ops", p.stats.EntryOps, "files", p.stats.Files,
-			"meta_ops", p.stats.MetaOps, "bytes_sent", p.stats.BytesSent,
+			"meta_ops", p.stats.MetaOps, "bytes_sent", p.stats.BytesSent, "not_made", p.stats.NotMade+q.NotMade,
 			"reconciled_dirs", len(p.touched), "reconcile_entry_ops", q.EntryOps, "reconcile_files", q.Files,
 			"took", time.Since(t0).Round(time.Millisecond))
 		return nil

@@ -119,6 +119,9 @@ type Master struct {
 	// slaveEmpty: the slave said at the handshake that its tree was empty,
 	// and no batch has run since (see processor.crawlEntry).
 	slaveEmpty atomic.Bool
+	// notMade: the entries (by gfid) the slave said it cannot make, of
+	// which the log has warned while this master runs.
+	notMade sync.Map
 }
 
 // sessionState is persisted in the state directory.
@@ -422,7 +425,7 @@ func (m *Master) open(ctx context.Context) (*link, error) {
 	m.slaveEmpty.Store(hs.GetEmpty())
 	if privileged && !hs.GetPrivileged() {
 		m.log.Warn("the slave runs unprivileged: owners it may not set are reported per entry (applied in part), " +
-			"trusted.* and security.* xattrs are not replicated, and device nodes cannot be made there")
+			"trusted.* and security.* xattrs are not replicated, and device nodes are not made there (each is left out with a warning, and counted)")
 	}
 	m.cfg.Status.SetIdentity(m.identity())
 	m.cfg.Status.SessionOpen()

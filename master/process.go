@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/changelog"
@@ -30,6 +31,7 @@ type BatchStats struct {
 	HashRetries                     int64 // files sent again whole after a hash mismatch
 	Purged                          int64 // PURGE ops that removed something
 	Skipped                         int64 // records whose entry was gone on the master
+	NotMade                         int64 // entries the slave cannot hold (device nodes on an unprivileged slave): SKIPPED
 	Partial                         []string
 }
 
@@ -49,6 +51,7 @@ func (s *BatchStats) Add(o BatchStats) {
 	s.HashRetries += o.HashRetries
 	s.Purged += o.Purged
 	s.Skipped += o.Skipped
+	s.NotMade += o.NotMade
 	s.Partial = append(s.Partial, o.Partial...)
 }
 
@@ -729,6 +732,10 @@ func (p *processor) settleEntries(ctx context.Context) (err error) {
 				continue
 			}
 		}
+		if r.GetStatus() == pb.OpStatus_OP_STATUS_SKIPPED {
+			p.notMade(ops[i], r)
+			continue
+		}
 		if ops[i].GetType() == pb.EntryOpType_ENTRY_OP_TYPE_PURGE && ops[i].GetReportOnly() && r.GetStatus() != pb.OpStatus_OP_STATUS_FAILED {
 			p.purgeReport(ops[i], r)
 		}
@@ -779,6 +786,37 @@ func (p *processor) settleEntries(ctx context.Context) (err error) {
 		}
 	}
 	return nil
+}
+
+// notMade counts an entry op the slave answered SKIPPED: an entry it
+// cannot hold (a device node on an unprivileged slave), left out there
+// while replication goes on. The log warns of each such entry, naming its
+// path on the master and why, once while the master runs (every crawl
+// and every reconciliation of its directory asks the slave again), and
+// tells of it again at debug level.
+func (p *processor) notMade(op *pb.EntryOp, r *pb.OpResult) {
+	p.stats.NotMade++
+	l := gfidx.Link{Name: string(op.GetName())}
+	pg := op.GetPargfid()
+	if op.GetType() == pb.EntryOpType_ENTRY_OP_TYPE_RENAME {
+		l.Name, pg = string(op.GetName2()), op.GetPargfid2()
+	}
+	path := l.Name
+	if g, err := gfid.FromBytes(pg); err == nil {
+		l.Parent = g
+		p.m.tree.Idx.View(func(tx *gfidx.Tx) error {
+			if lp, err := linkPath(tx, l); err == nil {
+				path = lp
+			}
+			return nil
+		})
+	}
+	g, _ := gfid.FromBytes(op.GetGfid())
+	level := hclog.Warn
+	if _, warned := p.m.notMade.LoadOrStore(g, true); warned {
+		level = hclog.Debug
+	}
+	p.m.log.Log(level, "entry not made on the slave; replication goes on without it", "path", path, "op", describe(op), "reason", r.GetError())
 }
 
 // tally counts an op's result; what describes the op (only made when the
@@ -1145,6 +1183,13 @@ func (p *processor) syncMeta(ctx context.Context) error {
 			}
 			if r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID && p.tolerant() {
 				p.stats.Skipped++ // as for data (see account)
+				continue
+			}
+			if r.GetStatus() == pb.OpStatus_OP_STATUS_SKIPPED {
+				// An entry the slave did not make (its entry op was
+				// counted and told of: see notMade).
+				p.stats.Skipped++
+				p.m.log.Debug("metadata not applied: the slave did not make the entry", "gfid", g, "reason", r.GetError())
 				continue
 			}
 			p.tally(func() string { return "metadata of " + g.String() }, r, &p.stats.MetaOps, &p.stats.MetaNoops)

@@ -53,14 +53,8 @@ func (t *tree) Open(g gfid.GFID, at syncer.Link) (*syncer.Opened, error) {
 	err := t.Idx.View(func(tx *gfidx.Tx) error {
 		links = tx.Links(g)
 		for _, l := range links {
-			dir, err := tx.Path(l.Parent)
-			if err != nil {
-				continue
-			}
-			if dir == "." {
-				paths[l] = l.Name
-			} else {
-				paths[l] = dir + "/" + l.Name
+			if p, err := linkPath(tx, l); err == nil {
+				paths[l] = p
 			}
 		}
 		return nil
@@ -219,6 +213,18 @@ func (c *dirRefs) reset() {
 		c.evict(g)
 	}
 	c.order = nil
+}
+
+// linkPath is l's path relative to the root, as the index has it.
+func linkPath(tx *gfidx.Tx, l gfidx.Link) (string, error) {
+	dir, err := tx.Path(l.Parent)
+	if err != nil {
+		return "", err
+	}
+	if dir == "." {
+		return l.Name, nil
+	}
+	return dir + "/" + l.Name, nil
 }
 
 // openByDirs opens a link of g through its directory opened by gfid (every

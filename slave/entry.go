@@ -41,6 +41,23 @@ var (
 
 func failed(err error) outcome { return outcome{status: pb.OpStatus_OP_STATUS_FAILED, err: err} }
 
+// skipped is the outcome of an op on an entry this slave cannot hold
+// (see cannotHold): not made, not a failure.
+func skipped(err error) outcome { return outcome{status: pb.OpStatus_OP_STATUS_SKIPPED, err: err} }
+
+// cannotHold says why this slave cannot make an entry of mode, or nil: an
+// unprivileged slave makes no device nodes (mknod(2) of a character or
+// block device needs CAP_MKNOD). Whatever asks it to make one (a MKNOD; a
+// RENAME or LINK that describes a device the slave lacks) is SKIPPED
+// rather than FAILED, so that the master goes on without it instead of
+// retrying its batch forever; so is a metadata op of one.
+func (s *Slave) cannotHold(mode uint32) error {
+	if t := mode & unix.S_IFMT; s.privileged || (t != unix.S_IFCHR && t != unix.S_IFBLK) {
+		return nil
+	}
+	return fmt.Errorf("%s not made: the slave runs unprivileged, and making a device node needs CAP_MKNOD: %w", typeName(mode&unix.S_IFMT), unix.EPERM)
+}
+
 // codeOf maps an error to its wire class: the one place where Go errors
 // become error codes.
 func codeOf(err error) pb.ErrorCode {
@@ -467,6 +484,9 @@ create:
 			return failed(fmt.Errorf("mkdir %q: %w", r.name, err))
 		}
 	case pb.EntryOpType_ENTRY_OP_TYPE_MKNOD:
+		if err := s.cannotHold(r.mode); err != nil {
+			return skipped(fmt.Errorf("%q: %w", r.name, err))
+		}
 		if err := unix.Mknodat(pfd, r.name, (r.mode&unix.S_IFMT)|0o600, int(r.rdev)); err != nil {
 			return failed(fmt.Errorf("mknod %q: %w", r.name, err))
 		}

@@ -33,6 +33,7 @@ const (
 	stResolved = pb.OpStatus_OP_STATUS_RESOLVED
 	stPartial  = pb.OpStatus_OP_STATUS_PARTIAL
 	stFailed   = pb.OpStatus_OP_STATUS_FAILED
+	stSkipped  = pb.OpStatus_OP_STATUS_SKIPPED
 
 	ecInvalid = pb.ErrorCode_ERROR_CODE_INVALID
 	ecUnknown = pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID
@@ -240,7 +241,7 @@ func checkStatuses(t testing.TB, res []*pb.OpResult, want ...pb.OpStatus) {
 			t.Errorf("op %d: status %v (code %v: %q), want %v", i, r.GetStatus(), r.GetCode(), r.GetError(), want[i])
 		}
 		switch r.GetStatus() {
-		case stFailed, stPartial:
+		case stFailed, stPartial, stSkipped:
 			if r.GetError() == "" {
 				t.Errorf("op %d: %v without an error message", i, r.GetStatus())
 			}

@@ -99,6 +99,12 @@ func (s *Slave) writable(dirfd int, name string, flags int, st *unix.Stat_t, fn 
 // that an unchanged entry keeps its ctime.
 func (s *Slave) applyMeta(c *dirCache, r *metaReq) outcome {
 	h, st, err := c.find(r.g)
+	if errors.Is(err, errUnknown) {
+		if why := s.cannotHold(r.mode); why != nil {
+			// Left out when the master asked to make it.
+			return skipped(fmt.Errorf("%s: %w", r.g, why))
+		}
+	}
 	if err != nil {
 		return failed(err)
 	}

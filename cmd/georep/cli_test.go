@@ -87,6 +87,13 @@ next:
 	return false
 }
 
+// String is the lines, one a line (for failure messages).
+func (l *lineLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
 // startSlaveProcessAs is startSlaveProcess with the process's credentials
 // (nil: the test's) and state directory; log (if not nil) gets its log.
 func startSlaveProcessAs(t *testing.T, cred *syscall.Credential, log *lineLog, root, stateDir string, extra ...string) string {

@@ -255,6 +255,9 @@ func runMasterOnce(ctx context.Context, o masterOptions, stdout, stderr io.Write
 		fmt.Fprintf(stdout, "  verify    %d files failed the end-to-end hash and were sent again whole\n", b.HashRetries)
 	}
 	fmt.Fprintf(stdout, "  metadata  %d applied, %d already current\n", b.MetaOps, b.MetaNoops)
+	if b.NotMade > 0 {
+		fmt.Fprintf(stdout, "  not made  %d entries the slave cannot hold, left out there (device nodes on an unprivileged slave; see the log)\n", b.NotMade)
+	}
 	if len(b.Partial) > 0 {
 		fmt.Fprintf(stdout, "  partial   %d ops applied in part (see the log), e.g. %s\n", len(b.Partial), b.Partial[0])
 	}

@@ -29,29 +29,7 @@ func TestProcessesUnprivilegedSlave(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run the slave as another user and to make a tree of several owners")
 	}
-	// Everything nobody needs must be reachable by nobody: not t.TempDir.
-	base, err := os.MkdirTemp("", "georep-unpriv-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(filepath.Dir(georepBin), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	mroot, sroot, sstate := filepath.Join(base, "master"), filepath.Join(base, "slave"), filepath.Join(base, "slave-state")
-	for _, d := range []string{mroot, sroot, sstate} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, d := range []string{sroot, sstate} {
-		if err := os.Chown(d, nobody, nobody); err != nil {
-			t.Fatal(err)
-		}
-	}
+	base, mroot, sroot, sstate := unprivilegedDirs(t)
 	mk := []entrySpec{
 		{"root-file", file("root"), 0, 0},
 		{"foreign-file", file("foreign"), 12345, 54321},
@@ -67,15 +45,7 @@ func TestProcessesUnprivilegedSlave(t *testing.T) {
 		{"readonly", func(p string) error { return os.Mkdir(p, 0o755) }, nobody, nobody},
 		{"readonly/f", file("read-only"), nobody, nobody},
 	}
-	for _, m := range mk {
-		p := filepath.Join(mroot, m.path)
-		if err := m.make(p); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Lchown(p, m.uid, m.gid); err != nil {
-			t.Fatal(err)
-		}
-	}
+	makeEntries(t, mroot, mk)
 	for p, mode := range map[string]uint32{"setuid-root": 0o4755, "readonly/f": 0o400, "readonly": 0o555} {
 		if err := unix.Chmod(filepath.Join(mroot, p), mode); err != nil {
 			t.Fatal(err)
@@ -143,6 +113,52 @@ func TestProcessesUnprivilegedSlave(t *testing.T) {
 		t.Errorf("moves of unmarked entries were taken for conflicts:\n%s", out)
 	}
 	compare(t, mroot, sroot, nil)
+}
+
+// unprivilegedDirs makes a base directory for a slave that runs as nobody
+// (everything nobody needs must be reachable by nobody: not t.TempDir),
+// and in it a master root (root's), a slave root and a slave state
+// directory (nobody's).
+func unprivilegedDirs(t *testing.T) (base, mroot, sroot, sstate string) {
+	t.Helper()
+	base, err := os.MkdirTemp("", "georep-unpriv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Dir(georepBin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mroot, sroot, sstate = filepath.Join(base, "master"), filepath.Join(base, "slave"), filepath.Join(base, "slave-state")
+	for _, d := range []string{mroot, sroot, sstate} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{sroot, sstate} {
+		if err := os.Chown(d, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return base, mroot, sroot, sstate
+}
+
+// makeEntries makes the entries of mk beneath root, in order, with their
+// owners.
+func makeEntries(t *testing.T, root string, mk []entrySpec) {
+	t.Helper()
+	for _, m := range mk {
+		p := filepath.Join(root, m.path)
+		if err := m.make(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(p, m.uid, m.gid); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // compare requires the trees equal but for owners and trusted.* xattrs,

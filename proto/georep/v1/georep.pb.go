@@ -126,6 +126,13 @@ const (
 	OpStatus_OP_STATUS_PARTIAL OpStatus = 4
 	// Not applied; error says why.
 	OpStatus_OP_STATUS_FAILED OpStatus = 5
+	// Not applied, and never will be by this slave: it cannot hold such an
+	// entry (a character or block device on an unprivileged slave: mknod of
+	// one needs CAP_MKNOD), and left it out. Nothing was made for it (a
+	// name that held another gfid was cleared, as for any op that makes an
+	// entry); error says why. For a metadata op: an entry this slave left
+	// out so. The master counts it and goes on: not a failure.
+	OpStatus_OP_STATUS_SKIPPED OpStatus = 6
 )
 
 // Enum value maps for OpStatus.
@@ -137,6 +144,7 @@ var (
 		3: "OP_STATUS_RESOLVED",
 		4: "OP_STATUS_PARTIAL",
 		5: "OP_STATUS_FAILED",
+		6: "OP_STATUS_SKIPPED",
 	}
 	OpStatus_value = map[string]int32{
 		"OP_STATUS_UNSPECIFIED": 0,
@@ -145,6 +153,7 @@ var (
 		"OP_STATUS_RESOLVED":    3,
 		"OP_STATUS_PARTIAL":     4,
 		"OP_STATUS_FAILED":      5,
+		"OP_STATUS_SKIPPED":     6,
 	}
 )
 
@@ -2412,14 +2421,15 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x14ENTRY_OP_TYPE_RENAME\x10\x06\x12\x18\n" +
 	"\x14ENTRY_OP_TYPE_UNLINK\x10\a\x12\x17\n" +
 	"\x13ENTRY_OP_TYPE_RMDIR\x10\b\x12\x17\n" +
-	"\x13ENTRY_OP_TYPE_PURGE\x10\t*\x90\x01\n" +
+	"\x13ENTRY_OP_TYPE_PURGE\x10\t*\xa7\x01\n" +
 	"\bOpStatus\x12\x19\n" +
 	"\x15OP_STATUS_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fOP_STATUS_OK\x10\x01\x12\x12\n" +
 	"\x0eOP_STATUS_NOOP\x10\x02\x12\x16\n" +
 	"\x12OP_STATUS_RESOLVED\x10\x03\x12\x15\n" +
 	"\x11OP_STATUS_PARTIAL\x10\x04\x12\x14\n" +
-	"\x10OP_STATUS_FAILED\x10\x05*\xd8\x01\n" +
+	"\x10OP_STATUS_FAILED\x10\x05\x12\x15\n" +
+	"\x11OP_STATUS_SKIPPED\x10\x06*\xd8\x01\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ERROR_CODE_INVALID\x10\x01\x12\x1b\n" +
