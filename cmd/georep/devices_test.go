@@ -58,23 +58,11 @@ var notMadeRE = regexp.MustCompile(`not made\s+(\d+) `)
 // left out there, named in a warning with the reason, and counted in the
 // summary, on every run.
 func TestProcessesUnprivilegedSlaveDevices(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to make device nodes and to run the slave as another user")
-	}
-	base, mroot, sroot, sstate := unprivilegedDirs(t)
-	makeEntries(t, mroot, deviceTree)
-	addr := startSlaveProcessAs(t, &syscall.Credential{Uid: nobody, Gid: nobody}, nil, sroot, sstate, "--insecure")
+	base, mroot, sroot, addr := startDeviceTree(t)
 	args := []string{"--root", mroot, "--slave", addr, "--state-dir", filepath.Join(base, "master-state"), "--oneshot", "--retries", "2", "--insecure"}
 	for run := 1; run <= 2; run++ {
-		code, out, errs := runMasterProcess(t, args...)
-		if code != 0 {
-			t.Fatalf("run %d: master exited %d\nstdout: %s\nstderr: %s", run, code, out, errs)
-		}
-		m := notMadeRE.FindStringSubmatch(out)
-		if m == nil {
-			t.Fatalf("run %d: the summary does not count the devices not made:\n%s", run, out)
-		}
-		if n, _ := strconv.Atoi(m[1]); n != len(devices) {
+		n, out, errs := runOnceCounting(t, run, notMadeRE, args...)
+		if n != len(devices) {
 			t.Errorf("run %d: %d entries counted as not made, want %d (the devices)\n%s", run, n, len(devices), out)
 		}
 		for _, d := range devices {
@@ -97,12 +85,7 @@ func TestProcessesUnprivilegedSlaveDevices(t *testing.T) {
 // FIFO and files made after them arrive, the file a device replaced goes,
 // and the slave holds everything but the devices.
 func TestProcessesUnprivilegedSlaveDevicesLive(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to make device nodes and to run the slave as another user")
-	}
-	base, mroot, sroot, sstate := unprivilegedDirs(t)
-	makeEntries(t, mroot, deviceTree)
-	addr := startSlaveProcessAs(t, &syscall.Credential{Uid: nobody, Gid: nobody}, nil, sroot, sstate, "--insecure")
+	base, mroot, sroot, addr := startDeviceTree(t)
 	cmd := exec.Command(georepBin, "master", "--root", mroot, "--slave", addr, "--state-dir", filepath.Join(base, "master-state"),
 		"--change-interval", "200ms", "--insecure", "--log-level", "debug")
 	stderr, err := cmd.StderrPipe()
@@ -187,6 +170,20 @@ func TestProcessesUnprivilegedSlaveDevicesLive(t *testing.T) {
 	if log.contains("retrying") {
 		t.Errorf("a batch was retried:\n%s", log)
 	}
+}
+
+// startDeviceTree makes deviceTree as a master tree and starts a slave
+// process as nobody on an empty slave root (see unprivilegedDirs); it
+// returns the base directory, the roots and the slave's address.
+func startDeviceTree(t *testing.T) (base, mroot, sroot, addr string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to make device nodes and to run the slave as another user")
+	}
+	base, mroot, sroot, sstate := unprivilegedDirs(t)
+	makeEntries(t, mroot, deviceTree)
+	addr = startSlaveProcessAs(t, &syscall.Credential{Uid: nobody, Gid: nobody}, nil, sroot, sstate, "--insecure")
+	return base, mroot, sroot, addr
 }
 
 // requireReplicaWithout requires sroot to hold what mroot does but the

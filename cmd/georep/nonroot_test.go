@@ -64,15 +64,7 @@ func TestProcessesUnprivilegedSlave(t *testing.T) {
 	partialRE := regexp.MustCompile(`partial\s+(\d+) ops applied in part`)
 	var reported []int
 	for run := 1; run <= 2; run++ {
-		code, out, errs := runMasterProcess(t, args...)
-		if code != 0 {
-			t.Fatalf("run %d: master exited %d\nstdout: %s\nstderr: %s", run, code, out, errs)
-		}
-		m := partialRE.FindStringSubmatch(out)
-		if m == nil {
-			t.Fatalf("run %d: no report of what the slave could not apply:\n%s", run, out)
-		}
-		n, _ := strconv.Atoi(m[1])
+		n, out, errs := runOnceCounting(t, run, partialRE, args...)
 		reported = append(reported, n)
 		for _, want := range []string{"the slave runs unprivileged", "owner 12345:54321", "owner 0:0", "not applied"} {
 			if !strings.Contains(errs, want) {
@@ -113,6 +105,24 @@ func TestProcessesUnprivilegedSlave(t *testing.T) {
 		t.Errorf("moves of unmarked entries were taken for conflicts:\n%s", out)
 	}
 	compare(t, mroot, sroot, nil)
+}
+
+// runOnceCounting runs a one-shot master (run numbers it in messages),
+// requires it to succeed and its summary to have a line that re matches,
+// and returns the count that re's first group finds there, and the
+// master's stdout and stderr.
+func runOnceCounting(t *testing.T, run int, re *regexp.Regexp, args ...string) (n int, out, errs string) {
+	t.Helper()
+	code, out, errs := runMasterProcess(t, args...)
+	if code != 0 {
+		t.Fatalf("run %d: master exited %d\nstdout: %s\nstderr: %s", run, code, out, errs)
+	}
+	m := re.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("run %d: the summary has no line matching %q:\n%s", run, re, out)
+	}
+	n, _ = strconv.Atoi(m[1])
+	return n, out, errs
 }
 
 // unprivilegedDirs makes a base directory for a slave that runs as nobody
