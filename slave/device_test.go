@@ -89,3 +89,35 @@ func TestEntryDeviceUnprivileged(t *testing.T) {
 	}
 	f.checkOutside()
 }
+
+// TestEntryDeviceWithoutCapMknod: root without CAP_MKNOD (a container's
+// root, often) cannot make device nodes either: its MKNOD of one is
+// SKIPPED, saying so, and so is the device's metadata op; a FIFO is made.
+// Run as root with the capability, the test re-runs itself without it.
+func TestEntryDeviceWithoutCapMknod(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (the slave must run privileged, without CAP_MKNOD)")
+	}
+	if os.Getenv(testenv.DroppedCapEnv) != "mknod" {
+		testenv.RunWithoutCap(t, "TestEntryDeviceWithoutCapMknod", "mknod")
+		return
+	}
+	f := newFixture(t)
+	if !f.s.Privileged() {
+		t.Fatal("root's slave is not privileged")
+	}
+	D, P, C := newGFID(t), newGFID(t), newGFID(t)
+	f.ok(opMkdir(D, gfid.Root, "dev"))
+	res := f.entry(opMknod(P, D, "fifo", unix.S_IFIFO|0o640, 0), opMknod(C, D, "null", unix.S_IFCHR|0o666, unix.Mkdev(1, 3)))
+	checkStatuses(t, res[:1], stOK)
+	if r := res[1]; r.GetStatus() != stSkipped || !strings.Contains(r.GetError(), "without CAP_MKNOD") {
+		t.Errorf("MKNOD of a device as root without CAP_MKNOD: %v %q, want SKIPPED saying why", r.GetStatus(), r.GetError())
+	}
+	if exists(f.path("dev/null")) {
+		t.Error("dev/null made")
+	}
+	res = f.meta(metaOf(C, unix.S_IFCHR|0o600, 0, 0, 1e9, 1e9))
+	if res[0].GetStatus() != stSkipped {
+		t.Errorf("metadata of the device not made: %v %q, want SKIPPED", res[0].GetStatus(), res[0].GetError())
+	}
+}

@@ -45,17 +45,21 @@ func failed(err error) outcome { return outcome{status: pb.OpStatus_OP_STATUS_FA
 // (see cannotHold): not made, not a failure.
 func skipped(err error) outcome { return outcome{status: pb.OpStatus_OP_STATUS_SKIPPED, err: err} }
 
-// cannotHold says why this slave cannot make an entry of mode, or nil: an
-// unprivileged slave makes no device nodes (mknod(2) of a character or
-// block device needs CAP_MKNOD). Whatever asks it to make one (a MKNOD; a
+// cannotHold says why this slave cannot make an entry of mode, or nil: a
+// slave without CAP_MKNOD (unprivileged, or root without it, as in many
+// containers) makes no device nodes. Whatever asks it to make one (a MKNOD; a
 // RENAME or LINK that describes a device the slave lacks) is SKIPPED
 // rather than FAILED, so that the master goes on without it instead of
 // retrying its batch forever; so is a metadata op of one.
 func (s *Slave) cannotHold(mode uint32) error {
-	if t := mode & unix.S_IFMT; s.privileged || (t != unix.S_IFCHR && t != unix.S_IFBLK) {
+	if t := mode & unix.S_IFMT; s.canMknod || (t != unix.S_IFCHR && t != unix.S_IFBLK) {
 		return nil
 	}
-	return fmt.Errorf("%s not made: the slave runs unprivileged, and making a device node needs CAP_MKNOD: %w", typeName(mode&unix.S_IFMT), unix.EPERM)
+	why := "the slave runs unprivileged"
+	if s.privileged {
+		why = "the slave runs as root without CAP_MKNOD"
+	}
+	return fmt.Errorf("%s not made: %s, and making a device node needs CAP_MKNOD: %w", typeName(mode&unix.S_IFMT), why, unix.EPERM)
 }
 
 // codeOf maps an error to its wire class: the one place where Go errors

@@ -62,6 +62,9 @@ type Slave struct {
 	marks      *marks.Store
 	volumeID   []byte
 	privileged bool
+	// canMknod: the slave may make device nodes (it has CAP_MKNOD, which
+	// root in a container or user namespace may lack).
+	canMknod bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -124,6 +127,7 @@ func New(cfg Config) (*Slave, error) {
 		return nil, fmt.Errorf("slave: state dir: %w", err)
 	}
 	s := &Slave{cfg: cfg, log: log, privileged: os.Geteuid() == 0, flushKick: make(chan struct{}, 1)}
+	s.canMknod = s.privileged && hasCap(unix.CAP_MKNOD)
 	ns := gfid.NewNamespace(s.privileged)
 	root, err := beneath.Open(cfg.Root)
 	if err != nil {
@@ -649,4 +653,15 @@ func (s *Slave) SetMark(ctx context.Context, req *pb.SetMarkRequest) (*pb.SetMar
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	return &pb.SetMarkResponse{}, nil
+}
+
+// hasCap reports whether this process has capability c in its effective
+// set (false when that cannot be told).
+func hasCap(c uint) bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil || c >= 64 {
+		return false
+	}
+	return data[c/32].Effective&(1<<(c%32)) != 0
 }

@@ -74,3 +74,27 @@ func MakeWritable(root string) {
 		return nil
 	})
 }
+
+// DroppedCapEnv is set (to the capability's name) in a test re-run by
+// RunWithoutCap.
+const DroppedCapEnv = "GEOREP_TEST_DROPPED_CAP"
+
+// RunWithoutCap re-runs test name of this test binary as root without
+// capability capName (e.g. "mknod", as in many containers), through
+// util-linux's setpriv; the re-run sees DroppedCapEnv set to capName. It
+// skips t where setpriv is missing, and fails t when the re-run fails.
+func RunWithoutCap(t testing.TB, name, capName string) {
+	t.Helper()
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux) not found: cannot drop a capability")
+	}
+	cmd := exec.Command(setpriv, "--bounding-set=-"+capName, "--inh-caps=-"+capName, "--",
+		os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), DroppedCapEnv+"="+capName)
+	out, err := cmd.CombinedOutput()
+	t.Logf("without CAP_%s:\n%s", capName, out)
+	if err != nil {
+		t.Fatalf("the test failed without CAP_%s: %v", capName, err)
+	}
+}
