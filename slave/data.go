@@ -51,6 +51,9 @@ type incoming struct {
 	patch     *delta.Patcher
 	written   int64 // bytes received (literal data) for this file
 	err       error // first failure; later chunks are dropped
+	// direct: fd is the new file itself, made at name (see stage);
+	// installed once finish has given it all its metadata.
+	direct, installed bool
 }
 
 func (in *incoming) close() {
@@ -81,6 +84,15 @@ func (in *incoming) close() {
 		}
 		in.old = -1
 	}
+	if in.direct && !in.installed {
+		// Made at its name and not finished (aborted, a hash mismatch):
+		// removed, if the name still holds it.
+		var fst, nst unix.Stat_t
+		if unix.Fstat(in.fd, &fst) == nil && unix.Fstatat(in.dirfd, in.name, &nst, unix.AT_SYMLINK_NOFOLLOW) == nil &&
+			fst.Ino == nst.Ino && fst.Dev == nst.Dev {
+			unix.Unlinkat(in.dirfd, in.name, 0)
+		}
+	}
 	if in.fd >= 0 {
 		unix.Close(in.fd)
 		in.fd = -1
@@ -100,12 +112,34 @@ func (in *incoming) close() {
 // costs ext4 a trip through its global orphan list per file: ten times the
 // whole rest of a small file's transfer. Crash leftovers are swept instead
 // by the index rebuild that every unclean stop triggers.)
-func (in *incoming) stage() error {
+//
+// With whole set (a new file whose data is all in its header: inline, and
+// handled under one hold of the namespace lock, so no entry op runs until
+// it is done), the file is made at its name instead, with its gfid first:
+// no rename, which was a tenth of the slave's CPU on 100,000 small files.
+// A reader may see it being written for the time of one write, as with
+// any writer; a crash leaves it with the wrong size or mtime (times are
+// set last), which the next run's quick check sends again. If the name is
+// taken, the staging file is used, and install sorts it out.
+func (in *incoming) stage(whole bool, ns gfid.Namespace) error {
 	// Created with the file's final permission bits where they are at
 	// most 0755 (most files), so that finish need not chmod it; never
 	// writable by others while it is being built (the hash check covers
 	// what this stream wrote, not what someone else might write).
 	perm := in.hdr.GetMode()&0o755 | 0o600
+	if whole && in.create {
+		fd, err := unix.Openat(in.dirfd, in.name, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
+		if err == nil {
+			in.fd, in.direct = fd, true
+			if err := ns.FSet(fd, in.g); err != nil && !gfid.CannotCarry(err) {
+				return fmt.Errorf("creating %q (%s): %w", in.name, in.g, err)
+			}
+			return nil
+		}
+		if !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("creating %q (%s): %w", in.name, in.g, err)
+		}
+	}
 	for i := 0; i < 100; i++ {
 		name := tempName(in.g)
 		fd, err := unix.Openat(in.dirfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
@@ -533,7 +567,7 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 		in.close()
 		return refuse(failed(err))
 	}
-	if err := in.stage(); err != nil {
+	if err := in.stage(inline, ds.s.tree.ns); err != nil {
 		in.close()
 		return refuse(failed(err))
 	}
@@ -718,7 +752,9 @@ func (ds *dataStream) finish(in *incoming) outcome {
 		st = lst
 	}
 	target := in.fd
-	if in.create && in.xattrs == nil {
+	if in.direct && in.xattrs == nil {
+		// Its gfid was given when it was made.
+	} else if in.create && in.xattrs == nil {
 		if err := ds.s.tree.ns.FSet(in.fd, in.g); err != nil && !gfid.CannotCarry(err) {
 			return failed(err)
 		}
@@ -860,6 +896,10 @@ func syncFdXattrs(fd int, want map[string][]byte, privileged bool) error {
 // install renames the staged file over the target, or links it in at the
 // announced name of a new file.
 func (ds *dataStream) install(in *incoming) error {
+	if in.direct {
+		in.installed = true // made at its name
+		return nil
+	}
 	if in.create {
 		err := unix.Renameat2(in.dirfd, in.tmp, in.dirfd, in.name, unix.RENAME_NOREPLACE)
 		if errors.Is(err, unix.EEXIST) {

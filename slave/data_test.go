@@ -597,6 +597,84 @@ func TestDataInline(t *testing.T) {
 	f.checkOutside()
 }
 
+// A new file whose data is all in its header (inline, announced by a
+// CREATE with data to follow) is made at its name, with its gfid, mode and
+// times; one that is aborted or built with another hash leaves nothing
+// there, nor a staging file; a name taken meanwhile by something else is
+// left alone. Its directory's times are kept.
+func TestDataInlineNewFile(t *testing.T) {
+	f := newFixture(t)
+	D, N, A, B, C, Z := newGFID(t), newGFID(t), newGFID(t), newGFID(t), newGFID(t), newGFID(t)
+	f.ok(opMkdir(D, gfid.Root, "d"))
+	const dirTime = int64(1_600_000_000_123_456_789)
+	checkStatuses(t, f.meta(metaOf(D, unix.S_IFDIR|0o755, 0, 0, dirTime, dirTime)), stOK)
+	var ops []*pb.EntryOp
+	for _, c := range []struct {
+		g    gfid.GFID
+		name string
+	}{{N, "new"}, {A, "aborted"}, {B, "badhash"}, {C, "taken"}, {Z, "empty"}} {
+		op := opCreate(c.g, D, c.name)
+		op.DataFollows = true
+		ops = append(ops, op)
+	}
+	checkStatuses(t, f.entry(ops...), stOK, stOK, stOK, stOK, stOK)
+	for _, n := range []string{"new", "aborted", "badhash", "taken", "empty"} {
+		if exists(f.path("d/" + n)) {
+			t.Fatalf("d/%s made before its data", n)
+		}
+	}
+	if err := os.WriteFile(f.path("d/taken"), []byte("someone else's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	checkStatuses(t, f.meta(metaOf(D, unix.S_IFDIR|0o755, 0, 0, dirTime, dirTime)), stOK)
+	d := f.openData(f.sid)
+	d.inline(1, N, "a new small file", 1e9, false, nil)
+	if r := d.expectResult(1); r.GetResult().GetStatus() != stOK || r.GetBytesWritten() != 16 {
+		t.Fatalf("new inline file: %v", r)
+	}
+	d.inline(2, A, "aborted", 1e9, true, nil)
+	if r := d.expectResult(2); r.GetResult().GetStatus() != stFailed {
+		t.Fatalf("aborted new inline file: %v", r)
+	}
+	d.inline(3, B, "bad hash", 1e9, false, make([]byte, 32))
+	if r := d.expectResult(3); r.GetResult().GetStatus() != stFailed || !strings.Contains(r.GetResult().GetError(), "BLAKE3") {
+		t.Fatalf("new inline file with a bad hash: %v", r)
+	}
+	d.inline(4, C, "mine", 1e9, false, nil)
+	if r := d.expectResult(4); r.GetResult().GetStatus() != stFailed {
+		t.Fatalf("new inline file whose name was taken: %v", r)
+	}
+	d.inline(5, Z, "", 3e9, false, nil)
+	if r := d.expectResult(5); r.GetResult().GetStatus() != stOK {
+		t.Fatalf("new empty inline file: %v", r)
+	}
+	d.commit()
+	if got := readFile(t, f.path("d/new")); got != "a new small file" {
+		t.Fatalf("d/new = %q", got)
+	}
+	st := lstat(t, f.path("d/new"))
+	if st.Mode != unix.S_IFREG|0o640 || st.Mtim.Nano() != 1e9 || st.Nlink != 1 {
+		t.Errorf("d/new: mode %o mtime %d nlink %d", st.Mode, st.Mtim.Nano(), st.Nlink)
+	}
+	checkGFID(t, f.path("d/new"), N)
+	if st := lstat(t, f.path("d/empty")); st.Size != 0 || st.Mtim.Nano() != 3e9 {
+		t.Errorf("d/empty: size %d mtime %d", st.Size, st.Mtim.Nano())
+	}
+	checkGFID(t, f.path("d/empty"), Z)
+	for _, n := range []string{"aborted", "badhash"} {
+		if exists(f.path("d/" + n)) {
+			t.Errorf("d/%s left behind by a failed transfer", n)
+		}
+	}
+	if got := readFile(t, f.path("d/taken")); got != "someone else's" {
+		t.Errorf("d/taken = %q: the data replaced what took its name", got)
+	}
+	if st := lstat(t, f.path("d")); st.Mtim.Nano() != dirTime {
+		t.Errorf("d: mtime %d after new files were made in it, want %d", st.Mtim.Nano(), dirTime)
+	}
+	noTmp(t, f.root)
+}
+
 // Data into files that are there changes no directory's mtime: the stream
 // holds a directory's times across the files it stages there one after
 // the other, and gives them back when it moves on and at its end.
