@@ -39,7 +39,7 @@ type incoming struct {
 	name   string // the target's name in dirfd
 	parent gfid.GFID
 	fd     int    // the staged copy
-	tmp    string // its name in dirfd when O_TMPFILE was not available
+	tmp    string // its name in dirfd (a staging file; empty when made at name)
 	old    int    // the old copy, read for FileCopy ops; -1 for none
 	// oldCloser, when set, closes old on a goroutine it waits for (see
 	// close).
