@@ -7,14 +7,17 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/testenv"
+	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/syncer"
 )
 
@@ -180,4 +183,50 @@ func newGFID(t *testing.T) gfid.GFID {
 		t.Fatal(err)
 	}
 	return g
+}
+
+// TestHintsOfEntryOps: the file an entry op announces data for is hinted
+// at the name the op leaves it at: a CREATE's name, a RENAME's new name.
+func TestHintsOfEntryOps(t *testing.T) {
+	m := &Master{log: hclog.NewNullLogger()}
+	var mu sync.Mutex
+	got := map[gfid.GFID]syncer.Link{}
+	syn := syncer.New(1, func(ctx context.Context, fs []*syncer.File) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, f := range fs {
+			got[f.GFID] = f.At
+			f.Status = pb.OpStatus_OP_STATUS_OK
+		}
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go syn.Run(ctx)
+	created, renamed, from, to := newGFID(t), newGFID(t), newGFID(t), newGFID(t)
+	ops := []*pb.EntryOp{
+		{Type: pb.EntryOpType_ENTRY_OP_TYPE_CREATE, Gfid: created.Bytes(), Pargfid: from.Bytes(), Name: []byte("made"),
+			Mode: unix.S_IFREG | 0o644, DataFollows: true},
+		{Type: pb.EntryOpType_ENTRY_OP_TYPE_RENAME, Gfid: renamed.Bytes(), Pargfid: from.Bytes(), Name: []byte("old"),
+			Pargfid2: to.Bytes(), Name2: []byte("new"), Mode: unix.S_IFREG | 0o644, DataFollows: true},
+	}
+	c := &entryCall{ops: ops, ready: []gfid.GFID{created, renamed}, done: make(chan struct{}),
+		resp: &pb.EntryOpsResponse{Results: []*pb.OpResult{{Status: pb.OpStatus_OP_STATUS_OK}, {Status: pb.OpStatus_OP_STATUS_OK}}}}
+	close(c.done)
+	p := &processor{m: m, sync: syn, call: c, current: map[gfid.GFID]slaveCopy{},
+		boxFiles: map[*syncer.PostBox[*syncer.File]][]*syncer.File{}, rounds: map[gfid.GFID]int{}}
+	if err := p.settleEntries(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for b := range p.boxFiles {
+		<-b.Done()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := (syncer.Link{Parent: from, Name: "made"}); got[created] != want {
+		t.Errorf("hint of a created file: %v, want %v", got[created], want)
+	}
+	if want := (syncer.Link{Parent: to, Name: "new"}); got[renamed] != want {
+		t.Errorf("hint of a renamed file: %v, want %v (where it was renamed to)", got[renamed], want)
+	}
 }

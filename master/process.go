@@ -763,13 +763,18 @@ func (p *processor) settleEntries(ctx context.Context) (err error) {
 			p.current[g] |= copyAbsent
 		}
 		if ops[i].GetDataFollows() {
-			// Where the record saw the file: the syncer opens it there.
+			// Where the record saw the file (a rename's new name): the
+			// syncer opens it there.
 			g, _ := gfid.FromBytes(ops[i].GetGfid())
-			parent, _ := gfid.FromBytes(ops[i].GetPargfid())
+			pg, name := ops[i].GetPargfid(), ops[i].GetName()
+			if ops[i].GetType() == pb.EntryOpType_ENTRY_OP_TYPE_RENAME {
+				pg, name = ops[i].GetPargfid2(), ops[i].GetName2()
+			}
+			parent, _ := gfid.FromBytes(pg)
 			if p.at == nil {
 				p.at = map[gfid.GFID]syncer.Link{}
 			}
-			p.at[g] = syncer.Link{Parent: parent, Name: string(ops[i].GetName())}
+			p.at[g] = syncer.Link{Parent: parent, Name: string(name)}
 		}
 		if r.GetMade() && (ops[i].GetType() == pb.EntryOpType_ENTRY_OP_TYPE_MKDIR || ops[i].GetMode()&unix.S_IFMT == unix.S_IFDIR) {
 			// A directory the slave had nowhere, made empty from the op

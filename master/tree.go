@@ -68,10 +68,10 @@ func (t *tree) Open(g gfid.GFID, at syncer.Link) (*syncer.Opened, error) {
 		if !ok {
 			continue
 		}
-		fd, err := t.Root.Open(p, unix.O_RDONLY|unix.O_NOATIME|unix.O_NONBLOCK)
+		fd, err := t.Root.Open(p, unix.O_RDONLY|unix.O_NOATIME|unix.O_NONBLOCK|unix.O_NOCTTY)
 		if errors.Is(err, unix.EPERM) {
 			// O_NOATIME needs ownership of the file.
-			fd, err = t.Root.Open(p, unix.O_RDONLY|unix.O_NONBLOCK)
+			fd, err = t.Root.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
 		}
 		if errors.Is(err, unix.EACCES) {
 			if o, ok := t.unreadableEmpty(l, g); ok {
@@ -115,10 +115,10 @@ func (t *tree) openAt(g gfid.GFID, at syncer.Link) *syncer.Opened {
 		return nil
 	}
 	defer t.dirs.put(d)
-	fd, err := unix.Openat(d.fd, at.Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOATIME, 0)
+	fd, err := unix.Openat(d.fd, at.Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_NOATIME, 0)
 	if errors.Is(err, unix.EPERM) {
 		// O_NOATIME needs ownership of the file.
-		fd, err = unix.Openat(d.fd, at.Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		fd, err = unix.Openat(d.fd, at.Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
 	}
 	if err != nil {
 		return nil
@@ -238,7 +238,7 @@ func (t *tree) openByDirs(g gfid.GFID, links []gfidx.Link) *syncer.Opened {
 				return err
 			}
 			defer unix.Close(pfd)
-			fd, err = unix.Openat(pfd, l.Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+			fd, err = unix.Openat(pfd, l.Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
 			if err != nil {
 				fd = -1
 			}
@@ -259,7 +259,8 @@ func (t *tree) openByDirs(g gfid.GFID, links []gfidx.Link) *syncer.Opened {
 func (t *tree) opened(fd int, l gfidx.Link, g gfid.GFID) *syncer.Opened {
 	var st unix.Stat_t
 	// O_NONBLOCK only kept the open from hanging on a FIFO that took the
-	// file's name meanwhile.
+	// file's name meanwhile (and O_NOCTTY a tty from becoming the
+	// master's terminal).
 	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || unix.SetNonblock(fd, false) != nil {
 		unix.Close(fd)
 		return nil

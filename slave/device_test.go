@@ -121,3 +121,37 @@ func TestEntryDeviceWithoutCapMknod(t *testing.T) {
 		t.Errorf("metadata of the device not made: %v %q, want SKIPPED", res[0].GetStatus(), res[0].GetError())
 	}
 }
+
+// TestEntryDeviceRefusedWithCap: a slave that has CAP_MKNOD may still be
+// refused device nodes (a container's device cgroup). The refused MKNOD
+// is SKIPPED, not FAILED (which would wedge the batch), and so are later
+// ones and their metadata ops; a FIFO is still made. Run as root, the
+// test re-runs itself in a devices cgroup that refuses mknod of devices.
+func TestEntryDeviceRefusedWithCap(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (a privileged slave with CAP_MKNOD)")
+	}
+	if os.Getenv(testenv.DeviceCgroupEnv) == "" {
+		testenv.RunInDeviceCgroup(t, "TestEntryDeviceRefusedWithCap")
+		return
+	}
+	testenv.EnterDeviceCgroup(t)
+	f := newFixture(t)
+	D, P, C, B := newGFID(t), newGFID(t), newGFID(t), newGFID(t)
+	f.ok(opMkdir(D, gfid.Root, "dev"))
+	res := f.entry(opMknod(C, D, "null", unix.S_IFCHR|0o666, unix.Mkdev(1, 3)), opMknod(P, D, "fifo", unix.S_IFIFO|0o640, 0),
+		opMknod(B, D, "loop", unix.S_IFBLK|0o660, unix.Mkdev(7, 200)))
+	for i, r := range []*pb.OpResult{res[0], res[2]} {
+		if r.GetStatus() != stSkipped || !strings.Contains(r.GetError(), "refused") {
+			t.Errorf("MKNOD %d of a refused device: %v %q, want SKIPPED saying why", i, r.GetStatus(), r.GetError())
+		}
+	}
+	checkStatuses(t, res[1:2], stOK)
+	for _, n := range []string{"null", "loop"} {
+		if exists(f.path("dev/" + n)) {
+			t.Errorf("dev/%s made", n)
+		}
+	}
+	res = f.meta(metaOf(C, unix.S_IFCHR|0o600, 0, 0, 1e9, 1e9), metaOf(B, unix.S_IFBLK|0o600, 0, 0, 1e9, 1e9))
+	checkStatuses(t, res, stSkipped, stSkipped)
+}

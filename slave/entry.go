@@ -52,12 +52,12 @@ func skipped(err error) outcome { return outcome{status: pb.OpStatus_OP_STATUS_S
 // rather than FAILED, so that the master goes on without it instead of
 // retrying its batch forever; so is a metadata op of one.
 func (s *Slave) cannotHold(mode uint32) error {
-	if t := mode & unix.S_IFMT; s.canMknod || (t != unix.S_IFCHR && t != unix.S_IFBLK) {
+	if t := mode & unix.S_IFMT; s.canMknod.Load() || (t != unix.S_IFCHR && t != unix.S_IFBLK) {
 		return nil
 	}
 	why := "the slave runs unprivileged"
 	if s.privileged {
-		why = "the slave runs as root without CAP_MKNOD"
+		why = "the slave runs as root without CAP_MKNOD, or its mknod of a device was refused"
 	}
 	return fmt.Errorf("%s not made: %s, and making a device node needs CAP_MKNOD: %w", typeName(mode&unix.S_IFMT), why, unix.EPERM)
 }
@@ -492,6 +492,14 @@ create:
 			return skipped(fmt.Errorf("%q: %w", r.name, err))
 		}
 		if err := unix.Mknodat(pfd, r.name, (r.mode&unix.S_IFMT)|0o600, int(r.rdev)); err != nil {
+			if t := r.mode & unix.S_IFMT; errors.Is(err, unix.EPERM) && (t == unix.S_IFCHR || t == unix.S_IFBLK) {
+				// Refused with the capability (a device cgroup): no device
+				// will be made here; this one and the later ones are
+				// skipped, their metadata too (see cannotHold).
+				s.canMknod.Store(false)
+				s.log.Warn("a device node was refused (EPERM) though the slave has CAP_MKNOD; device nodes are skipped from now on", "name", fmt.Sprintf("%q", r.name))
+				return skipped(fmt.Errorf("%q: %w", r.name, s.cannotHold(r.mode)))
+			}
 			return failed(fmt.Errorf("mknod %q: %w", r.name, err))
 		}
 		if err := s.setGFID(pfd, r.name, r.parent, r.g, r.mode); err != nil {

@@ -62,9 +62,10 @@ type Slave struct {
 	marks      *marks.Store
 	volumeID   []byte
 	privileged bool
-	// canMknod: the slave may make device nodes (it has CAP_MKNOD, which
-	// root in a container or user namespace may lack).
-	canMknod bool
+	// canMknod: the slave may make device nodes: it has CAP_MKNOD (which
+	// the root of many containers lacks), and no mknod of a device was
+	// refused yet (a device cgroup refuses them with the capability).
+	canMknod atomic.Bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -127,7 +128,7 @@ func New(cfg Config) (*Slave, error) {
 		return nil, fmt.Errorf("slave: state dir: %w", err)
 	}
 	s := &Slave{cfg: cfg, log: log, privileged: os.Geteuid() == 0, flushKick: make(chan struct{}, 1)}
-	s.canMknod = s.privileged && hasCap(unix.CAP_MKNOD)
+	s.canMknod.Store(s.privileged && hasCap(unix.CAP_MKNOD))
 	ns := gfid.NewNamespace(s.privileged)
 	root, err := beneath.Open(cfg.Root)
 	if err != nil {

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -96,5 +97,49 @@ func RunWithoutCap(t testing.TB, name, capName string) {
 	t.Logf("without CAP_%s:\n%s", capName, out)
 	if err != nil {
 		t.Fatalf("the test failed without CAP_%s: %v", capName, err)
+	}
+}
+
+// DeviceCgroupEnv names, in a test re-run by RunInDeviceCgroup, the
+// cgroup the re-run must enter (EnterDeviceCgroup).
+const DeviceCgroupEnv = "GEOREP_TEST_DEVICE_CGROUP"
+
+// RunInDeviceCgroup re-runs test name of this test binary in a cgroup (v1
+// devices controller) that refuses mknod of character and block devices,
+// as a container's device policy does, whatever the capabilities. The
+// re-run calls EnterDeviceCgroup first. It skips t where the controller
+// is not there or not writable, and fails t when the re-run fails.
+func RunInDeviceCgroup(t testing.TB, name string) {
+	t.Helper()
+	const base = "/sys/fs/cgroup/devices"
+	if _, err := os.Stat(filepath.Join(base, "devices.deny")); err != nil {
+		t.Skip("no cgroup v1 devices controller at " + base)
+	}
+	dir, err := os.MkdirTemp(base, "georep-test-")
+	if err != nil {
+		t.Skipf("cannot make a devices cgroup: %v", err)
+	}
+	defer os.Remove(dir) // empty once the re-run has exited
+	for _, rule := range []string{"c *:* m", "b *:* m"} {
+		if err := os.WriteFile(filepath.Join(dir, "devices.deny"), []byte(rule), 0o644); err != nil {
+			t.Fatalf("devices.deny %q: %v", rule, err)
+		}
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), DeviceCgroupEnv+"="+dir)
+	out, err := cmd.CombinedOutput()
+	t.Logf("in a devices cgroup refusing mknod:\n%s", out)
+	if err != nil {
+		t.Fatalf("the test failed in the devices cgroup: %v", err)
+	}
+}
+
+// EnterDeviceCgroup moves this process into the cgroup RunInDeviceCgroup
+// made for it.
+func EnterDeviceCgroup(t testing.TB) {
+	t.Helper()
+	dir := os.Getenv(DeviceCgroupEnv)
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(fmt.Sprint(os.Getpid())), 0o644); err != nil {
+		t.Fatalf("entering the devices cgroup %s: %v", dir, err)
 	}
 }
