@@ -41,6 +41,27 @@ func indexedTree(t *testing.T, ix *gfidx.Index) map[string]gfid.GFID {
 	return out
 }
 
+// oneShotMaster starts a slave on sroot and a master of mroot to it (closed
+// when t ends); once runs the master once, failing t if it fails.
+func oneShotMaster(t *testing.T, mroot, sroot string) (m *Master, once func()) {
+	t.Helper()
+	sl := testenv.StartSlave(t, sroot)
+	m, err := New(Config{Root: mroot, Slave: sl.Addr, StateDir: filepath.Join(t.TempDir(), "state"),
+		Logger: testenv.Logger(t, "master"), Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m, func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := m.RunOnce(ctx); err != nil {
+			t.Fatalf("RunOnce: %v", err)
+		}
+	}
+}
+
 // TestKeptIndexMatchesRebuild: a one-shot crawl keeps the index of the last
 // one (xsync.keep) instead of emptying it; after removals, renames and
 // replacements it must hold exactly what an index rebuilt from the tree
@@ -63,21 +84,7 @@ func TestKeptIndexMatchesRebuild(t *testing.T) {
 	}
 	write("b/x", "x")
 	write("c/y", "y")
-	sl := testenv.StartSlave(t, sroot)
-	m, err := New(Config{Root: mroot, Slave: sl.Addr, StateDir: filepath.Join(t.TempDir(), "state"),
-		Logger: testenv.Logger(t, "master"), Insecure: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	once := func() {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if _, err := m.RunOnce(ctx); err != nil {
-			t.Fatalf("RunOnce: %v", err)
-		}
-	}
+	m, once := oneShotMaster(t, mroot, sroot)
 	once()
 	before := indexedTree(t, m.tree.Idx)
 	if len(before) != 20+1+1+20+1+1+1+1+1 {
@@ -161,18 +168,8 @@ func TestKeptIndexSplitHardlinkGroup(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			sl := testenv.StartSlave(t, sroot)
-			m, err := New(Config{Root: mroot, Slave: sl.Addr, StateDir: filepath.Join(t.TempDir(), "state"),
-				Logger: testenv.Logger(t, "master"), Insecure: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if _, err := m.RunOnce(ctx); err != nil {
-				t.Fatal(err)
-			}
+			m, once := oneShotMaster(t, mroot, sroot)
+			once()
 			g, err := m.tree.NS.Get(first)
 			if err != nil {
 				t.Fatal(err)
@@ -188,9 +185,7 @@ func TestKeptIndexSplitHardlinkGroup(t *testing.T) {
 			if err := m.tree.NS.Set(b, g); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := m.RunOnce(ctx); err != nil {
-				t.Fatal(err)
-			}
+			once()
 			testenv.RequireEqual(t, mroot, sroot) // hardlink groups included
 		})
 	}

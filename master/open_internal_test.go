@@ -37,18 +37,8 @@ func TestOpenAtHint(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sl := testenv.StartSlave(t, sroot)
-	m, err := New(Config{Root: mroot, Slave: sl.Addr, StateDir: filepath.Join(t.TempDir(), "state"),
-		Logger: testenv.Logger(t, "master"), Insecure: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := m.RunOnce(ctx); err != nil {
-		t.Fatalf("RunOnce: %v", err)
-	}
+	m, once := oneShotMaster(t, mroot, sroot)
+	once()
 	idx := indexedTree(t, m.tree.Idx)
 	a, b, f, g, h := idx["a"], idx["b"], idx["a/f"], idx["a/g"], idx["b/h"]
 	if a == gfid.Zero || f == gfid.Zero || g == gfid.Zero || h == gfid.Zero {
@@ -176,14 +166,7 @@ func TestDirRefsEvictInUse(t *testing.T) {
 	}
 }
 
-func newGFID(t *testing.T) gfid.GFID {
-	t.Helper()
-	g, err := gfid.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g
-}
+func newGFID(t testing.TB) gfid.GFID { return testenv.NewGFID(t) }
 
 // TestHintsOfEntryOps: the file an entry op announces data for is hinted
 // at the name the op leaves it at: a CREATE's name, a RENAME's new name.

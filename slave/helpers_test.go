@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/testenv"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/slave"
 	"github.com/georep/georep/syncer/delta"
@@ -91,14 +92,7 @@ func newSessionID(t testing.TB) []byte {
 	return g.Bytes()
 }
 
-func newGFID(t testing.TB) gfid.GFID {
-	t.Helper()
-	g, err := gfid.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g
-}
+func newGFID(t testing.TB) gfid.GFID { return testenv.NewGFID(t) }
 
 // newFixture makes the directories, opens a slave and handshakes.
 func newFixture(t testing.TB, tweak ...func(*slave.Config)) *fixture {
