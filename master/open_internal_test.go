@@ -196,7 +196,7 @@ func TestHintsOfEntryOps(t *testing.T) {
 	c := &entryCall{ops: ops, ready: []gfid.GFID{created, renamed}, done: make(chan struct{}),
 		resp: &pb.EntryOpsResponse{Results: []*pb.OpResult{{Status: pb.OpStatus_OP_STATUS_OK}, {Status: pb.OpStatus_OP_STATUS_OK}}}}
 	close(c.done)
-	p := &processor{m: m, sync: syn, call: c, current: map[gfid.GFID]slaveCopy{},
+	p := &processor{m: m, sync: syn, call: c, answers: map[gfid.GFID]answer{},
 		boxFiles: map[*syncer.PostBox[*syncer.File]][]*syncer.File{}, rounds: map[gfid.GFID]int{}}
 	if err := p.settleEntries(ctx); err != nil {
 		t.Fatal(err)

@@ -111,16 +111,12 @@ type processor struct {
 	metaSet     map[gfid.GFID]bool // nil for a crawl's journal
 	metaDone    map[gfid.GFID]bool // metadata applied with the data (not for a crawl's journal)
 	needMeta    []gfid.GFID        // files whose data did not carry their metadata
-	// Files the slave reported current, from the last two entry calls (a
-	// D record is posted at the call after its E record's at the latest).
-	// What the slave said of a file's copy there (slaveCopy bits).
-	current, prevCurrent map[gfid.GFID]slaveCopy
-	// Where the entry ops of the last two calls saw their regular files
-	// (a hint for opening them).
-	at, prevAt map[gfid.GFID]syncer.Link
-	call       *entryCall // the entry call on its way, if any
-	purges     []gfid.GFID
-	purgeSet   map[gfid.GFID]bool // nil for a crawl's journal
+	// What the last two entry calls said of their files (a D record is
+	// posted at the call after its E record's at the latest).
+	answers, prevAnswers map[gfid.GFID]answer
+	call                 *entryCall // the entry call on its way, if any
+	purges               []gfid.GFID
+	purgeSet             map[gfid.GFID]bool // nil for a crawl's journal
 
 	// Data in flight: posted to the syncer as soon as the entry ops before
 	// them were applied, so that data flows while later entry ops go;
@@ -228,7 +224,7 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 		p.bestEffort = map[*pb.EntryOp]bool{}
 		p.removeOnFail = map[*pb.EntryOp]bool{}
 	}
-	p.current, p.prevCurrent = map[gfid.GFID]slaveCopy{}, map[gfid.GFID]slaveCopy{}
+	p.answers, p.prevAnswers = map[gfid.GFID]answer{}, map[gfid.GFID]answer{}
 	p.boxFiles = map[*syncer.PostBox[*syncer.File]][]*syncer.File{}
 	p.rounds = map[gfid.GFID]int{}
 	defer p.dir.close()
@@ -677,8 +673,7 @@ func (p *processor) settleEntries(ctx context.Context) (err error) {
 		return fmt.Errorf("master: entry ops: %w", c.err)
 	}
 	ops, ready, resp := c.ops, c.ready, c.resp
-	p.prevCurrent, p.current = p.current, map[gfid.GFID]slaveCopy{}
-	p.prevAt, p.at = p.at, nil
+	p.prevAnswers, p.answers = p.answers, map[gfid.GFID]answer{}
 	defer func() {
 		if perr := p.post(ctx, ready, false); perr != nil && err == nil {
 			err = perr
@@ -752,7 +747,9 @@ func (p *processor) settleEntries(ctx context.Context) (err error) {
 		}
 		if r.GetCurrent() {
 			g, _ := gfid.FromBytes(ops[i].GetGfid())
-			p.current[g] |= copyCurrent
+			a := p.answers[g]
+			a.copy |= copyCurrent
+			p.answers[g] = a
 			if p.metaDone != nil {
 				p.metaDone[g] = true
 			}
@@ -760,7 +757,9 @@ func (p *processor) settleEntries(ctx context.Context) (err error) {
 		} else if r.GetMade() && ops[i].GetType() == pb.EntryOpType_ENTRY_OP_TYPE_CREATE {
 			// The slave has no copy: the data may go inline.
 			g, _ := gfid.FromBytes(ops[i].GetGfid())
-			p.current[g] |= copyAbsent
+			a := p.answers[g]
+			a.copy |= copyAbsent
+			p.answers[g] = a
 		}
 		if ops[i].GetDataFollows() {
 			// Where the record saw the file (a rename's new name): the
@@ -771,10 +770,9 @@ func (p *processor) settleEntries(ctx context.Context) (err error) {
 				pg, name = ops[i].GetPargfid2(), ops[i].GetName2()
 			}
 			parent, _ := gfid.FromBytes(pg)
-			if p.at == nil {
-				p.at = map[gfid.GFID]syncer.Link{}
-			}
-			p.at[g] = syncer.Link{Parent: parent, Name: string(name)}
+			a := p.answers[g]
+			a.at = syncer.Link{Parent: parent, Name: string(name)}
+			p.answers[g] = a
 		}
 		if r.GetMade() && (ops[i].GetType() == pb.EntryOpType_ENTRY_OP_TYPE_MKDIR || ops[i].GetMode()&unix.S_IFMT == unix.S_IFDIR) {
 			// A directory the slave had nowhere, made empty from the op
@@ -956,6 +954,23 @@ const maxDataRounds = 3
 // to the size of the tree (about 150 bytes a file, unbounded).
 const maxInflight = 16384
 
+// answer is what an entry call said of a regular file: the slave's copy,
+// and where the op left the file on the master (a hint for opening it).
+type answer struct {
+	copy slaveCopy
+	at   syncer.Link
+}
+
+// answered is what the last two entry calls said of g.
+func (p *processor) answered(g gfid.GFID) answer {
+	a, prev := p.answers[g], p.prevAnswers[g]
+	a.copy |= prev.copy
+	if a.at.Parent == gfid.Zero {
+		a.at = prev.at
+	}
+	return a
+}
+
 // slaveCopy is what the slave's answer to a CREATE said of its copy.
 type slaveCopy uint8
 
@@ -968,8 +983,8 @@ const (
 // waiting for shipped boxes while too many files are in flight.
 func (p *processor) post(ctx context.Context, gs []gfid.GFID, noDelta bool) error {
 	for _, g := range gs {
-		cp := p.current[g] | p.prevCurrent[g]
-		if cp&copyCurrent != 0 {
+		a := p.answered(g)
+		if a.copy&copyCurrent != 0 {
 			continue
 		}
 		for p.inflight >= maxInflight {
@@ -983,12 +998,8 @@ func (p *processor) post(ctx context.Context, gs []gfid.GFID, noDelta bool) erro
 		// A copy that may have the content already (it is not known
 		// to be absent) is asked about before the data goes (no inline
 		// data), unless the quick check is off anyway.
-		at, ok := p.at[g]
-		if !ok {
-			at = p.prevAt[g]
-		}
-		f := &syncer.File{GFID: g, At: at, NoDelta: noDelta, NoQuickCheck: !p.trustRecords,
-			NoInline: p.trustRecords && cp&copyAbsent == 0}
+		f := &syncer.File{GFID: g, At: a.at, NoDelta: noDelta, NoQuickCheck: !p.trustRecords,
+			NoInline: p.trustRecords && a.copy&copyAbsent == 0}
 		b := p.sync.Add(f)
 		p.boxFiles[b] = append(p.boxFiles[b], f)
 		p.inflight++
@@ -1156,8 +1167,7 @@ func (p *processor) syncData(ctx context.Context) error {
 		}
 		again, whole := p.again, p.whole
 		p.again, p.whole = nil, nil
-		p.current, p.prevCurrent = nil, nil
-		p.at, p.prevAt = nil, nil
+		p.answers, p.prevAnswers = nil, nil
 		if err := p.post(ctx, again, false); err != nil {
 			return err
 		}

@@ -68,11 +68,7 @@ func (t *tree) Open(g gfid.GFID, at syncer.Link) (*syncer.Opened, error) {
 		if !ok {
 			continue
 		}
-		fd, err := t.Root.Open(p, unix.O_RDONLY|unix.O_NOATIME|unix.O_NONBLOCK|unix.O_NOCTTY)
-		if errors.Is(err, unix.EPERM) {
-			// O_NOATIME needs ownership of the file.
-			fd, err = t.Root.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
-		}
+		fd, err := openToRead(func(flags int) (int, error) { return t.Root.Open(p, flags) })
 		if errors.Is(err, unix.EACCES) {
 			if o, ok := t.unreadableEmpty(l, g); ok {
 				return o, nil
@@ -115,15 +111,26 @@ func (t *tree) openAt(g gfid.GFID, at syncer.Link) *syncer.Opened {
 		return nil
 	}
 	defer t.dirs.put(d)
-	fd, err := unix.Openat(d.fd, at.Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_NOATIME, 0)
-	if errors.Is(err, unix.EPERM) {
-		// O_NOATIME needs ownership of the file.
-		fd, err = unix.Openat(d.fd, at.Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
-	}
+	fd, err := openToRead(func(flags int) (int, error) {
+		return unix.Openat(d.fd, at.Name, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	})
 	if err != nil {
 		return nil
 	}
 	return t.opened(fd, gfidx.Link{Parent: at.Parent, Name: at.Name}, g)
+}
+
+// openToRead opens a file to send with open(flags): read-only, without
+// updating its atime where the master may (O_NOATIME needs ownership),
+// never hanging on a FIFO that took its name (O_NONBLOCK, cleared in
+// opened) nor making a tty the master's terminal.
+func openToRead(open func(flags int) (int, error)) (int, error) {
+	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY
+	fd, err := open(flags | unix.O_NOATIME)
+	if errors.Is(err, unix.EPERM) {
+		fd, err = open(flags)
+	}
+	return fd, err
 }
 
 // dirRefs caches a few directory descriptors by gfid for the syncer's
@@ -238,7 +245,9 @@ func (t *tree) openByDirs(g gfid.GFID, links []gfidx.Link) *syncer.Opened {
 				return err
 			}
 			defer unix.Close(pfd)
-			fd, err = unix.Openat(pfd, l.Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+			fd, err = openToRead(func(flags int) (int, error) {
+				return unix.Openat(pfd, l.Name, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			})
 			if err != nil {
 				fd = -1
 			}

@@ -109,18 +109,21 @@ func (in *incoming) close() {
 
 // stage creates the staging file beside the target, under a name unique to
 // this transfer. (O_TMPFILE would leave nothing behind after a crash, but
-// costs ext4 a trip through its global orphan list per file: ten times the
-// whole rest of a small file's transfer. Crash leftovers are swept instead
-// by the index rebuild that every unclean stop triggers.)
+// on a journaled ext4 every such inode goes through the orphan list, and
+// on the bench's journal-less ext4 it was no steadier than this. Crash
+// leftovers are swept instead by the index rebuild that every unclean stop
+// triggers.)
 //
 // With whole set (a new file whose data is all in its header: inline, and
 // handled under one hold of the namespace lock, so no entry op runs until
 // it is done), the file is made at its name instead, with its gfid first:
 // no rename, which was a tenth of the slave's CPU on 100,000 small files.
-// A reader may see it being written for the time of one write, as with
-// any writer; a crash leaves it with the wrong size or mtime (times are
-// set last), which the next run's quick check sends again. If the name is
-// taken, the staging file is used, and install sorts it out.
+// Until finish is done a reader may see it empty, or written with the
+// slave's owner and the current mtime (docs/ARCHITECTURE.md lists it); a
+// failed transfer removes it (close); a crash leaves it with the wrong
+// size or mtime (times are set last), which the next run's quick check
+// sends again. If the name is taken, the staging file is used, and install
+// sorts it out.
 func (in *incoming) stage(whole bool, ns gfid.Namespace) error {
 	// Created with the file's final permission bits where they are at
 	// most 0755 (most files), so that finish need not chmod it; never
@@ -752,11 +755,12 @@ func (ds *dataStream) finish(in *incoming) outcome {
 		st = lst
 	}
 	target := in.fd
-	if in.direct && in.xattrs == nil {
-		// Its gfid was given when it was made.
-	} else if in.create && in.xattrs == nil {
-		if err := ds.s.tree.ns.FSet(in.fd, in.g); err != nil && !gfid.CannotCarry(err) {
-			return failed(err)
+	if in.create && in.xattrs == nil {
+		// Made at its name (direct), it got its gfid then.
+		if !in.direct {
+			if err := ds.s.tree.ns.FSet(in.fd, in.g); err != nil && !gfid.CannotCarry(err) {
+				return failed(err)
+			}
 		}
 	} else if !in.create && st.Nlink > 1 {
 		fd, err := unix.Openat(in.dirfd, in.name, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
@@ -627,10 +628,37 @@ func TestDataInlineNewFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkStatuses(t, f.meta(metaOf(D, unix.S_IFDIR|0o755, 0, 0, dirTime, dirTime)), stOK)
+	// Watched: the new file is created at its name, not renamed there
+	// from a staging name.
+	ino, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ino)
+	if _, err := unix.InotifyAddWatch(ino, f.path("d"), unix.IN_CREATE|unix.IN_MOVED_TO); err != nil {
+		t.Fatal(err)
+	}
 	d := f.openData(f.sid)
 	d.inline(1, N, "a new small file", 1e9, false, nil)
 	if r := d.expectResult(1); r.GetResult().GetStatus() != stOK || r.GetBytesWritten() != 16 {
 		t.Fatalf("new inline file: %v", r)
+	}
+	var created, moved []string
+	buf := make([]byte, 64<<10)
+	n, _ := unix.Read(ino, buf)
+	for off := 0; n > 0 && off+unix.SizeofInotifyEvent <= n; {
+		ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+		name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+int(ev.Len)]), "\x00")
+		if ev.Mask&unix.IN_CREATE != 0 {
+			created = append(created, name)
+		}
+		if ev.Mask&unix.IN_MOVED_TO != 0 {
+			moved = append(moved, name)
+		}
+		off += unix.SizeofInotifyEvent + int(ev.Len)
+	}
+	if len(created) != 1 || created[0] != "new" || len(moved) != 0 {
+		t.Errorf("making a new inline file: created %q, moved in %q; want \"new\" created, nothing moved", created, moved)
 	}
 	d.inline(2, A, "aborted", 1e9, true, nil)
 	if r := d.expectResult(2); r.GetResult().GetStatus() != stFailed {

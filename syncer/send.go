@@ -422,9 +422,10 @@ func (s *Sender) open(f *File) (*openFile, error) {
 
 // sendData streams a file's bytes — a delta against sig when the slave has
 // an old copy, else the whole file with its holes as zero runs — and its
-// end marker with the end-to-end hash (delta.NewSum) of what was sent. A file that shrank, grew or
-// was modified while read is aborted and marked Changed: the slave keeps
-// its old copy, and the caller ships the file again.
+// end marker with the end-to-end hash (delta.NewSum) of what was sent. A
+// file that shrank, grew or was modified while read is aborted and marked
+// Changed: the slave keeps its old copy, and the caller ships the file
+// again.
 func (s *Sender) sendData(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, o *openFile, sig *delta.Signature, buf []byte) error {
 	chunk := len(buf)
 	var sum [32]byte

@@ -38,13 +38,29 @@ func RunAsNobody(t testing.TB, name string) {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.Command(bin, "-test.run=^"+name+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), "TMPDIR="+tmp, "HOME="+dir)
+	cmd := rerun(bin, name)
+	cmd.Env = append(cmd.Env, "TMPDIR="+tmp, "HOME="+dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: Nobody, Gid: Nobody}}
+	runRerun(t, cmd, "as nobody")
+}
+
+// rerun is the command that runs test name of the test binary bin alone
+// (prefixed by the command and arguments of wrap, if any), with this
+// process's environment.
+func rerun(bin, name string, wrap ...string) *exec.Cmd {
+	args := append(wrap, bin, "-test.run=^"+name+"$", "-test.v", "-test.count=1")
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = os.Environ()
+	return cmd
+}
+
+// runRerun runs cmd (see rerun), logs its output, and fails t if it fails.
+func runRerun(t testing.TB, cmd *exec.Cmd, how string) {
+	t.Helper()
 	out, err := cmd.CombinedOutput()
-	t.Logf("as nobody:\n%s", out)
+	t.Logf("%s:\n%s", how, out)
 	if err != nil {
-		t.Fatalf("the test failed as nobody: %v", err)
+		t.Fatalf("the test failed %s: %v", how, err)
 	}
 }
 
@@ -90,14 +106,9 @@ func RunWithoutCap(t testing.TB, name, capName string) {
 	if err != nil {
 		t.Skip("setpriv (util-linux) not found: cannot drop a capability")
 	}
-	cmd := exec.Command(setpriv, "--bounding-set=-"+capName, "--inh-caps=-"+capName, "--",
-		os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), DroppedCapEnv+"="+capName)
-	out, err := cmd.CombinedOutput()
-	t.Logf("without CAP_%s:\n%s", capName, out)
-	if err != nil {
-		t.Fatalf("the test failed without CAP_%s: %v", capName, err)
-	}
+	cmd := rerun(os.Args[0], name, setpriv, "--bounding-set=-"+capName, "--inh-caps=-"+capName, "--")
+	cmd.Env = append(cmd.Env, DroppedCapEnv+"="+capName)
+	runRerun(t, cmd, "without CAP_"+capName)
 }
 
 // DeviceCgroupEnv names, in a test re-run by RunInDeviceCgroup, the
@@ -125,13 +136,9 @@ func RunInDeviceCgroup(t testing.TB, name string) {
 			t.Fatalf("devices.deny %q: %v", rule, err)
 		}
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), DeviceCgroupEnv+"="+dir)
-	out, err := cmd.CombinedOutput()
-	t.Logf("in a devices cgroup refusing mknod:\n%s", out)
-	if err != nil {
-		t.Fatalf("the test failed in the devices cgroup: %v", err)
-	}
+	cmd := rerun(os.Args[0], name)
+	cmd.Env = append(cmd.Env, DeviceCgroupEnv+"="+dir)
+	runRerun(t, cmd, "in a devices cgroup refusing mknod")
 }
 
 // EnterDeviceCgroup moves this process into the cgroup RunInDeviceCgroup
