@@ -3,7 +3,6 @@ package master
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 
@@ -269,8 +268,9 @@ func (t *tree) opened(fd int, l gfidx.Link, g gfid.GFID) *syncer.Opened {
 	var st unix.Stat_t
 	// O_NONBLOCK only kept the open from hanging on a FIFO that took the
 	// file's name meanwhile (and O_NOCTTY a tty from becoming the
-	// master's terminal).
-	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || unix.SetNonblock(fd, false) != nil {
+	// master's terminal); it stays, as a regular file ignores it (see
+	// syncer.FD).
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		unix.Close(fd)
 		return nil
 	}
@@ -282,7 +282,7 @@ func (t *tree) opened(fd int, l gfidx.Link, g gfid.GFID) *syncer.Opened {
 		unix.Close(fd)
 		return nil
 	}
-	o := &syncer.Opened{File: os.NewFile(uintptr(fd), l.Name), Stat: st}
+	o := &syncer.Opened{File: syncer.FD(fd), Stat: st}
 	if xs, err := toPB(xattrs.ListFD(fd, t.replicated())); err == nil {
 		o.Xattrs, o.XattrsKnown = xs, true
 	}

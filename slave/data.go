@@ -33,9 +33,12 @@ const maxChunk = 4 << 20
 // At the end the staged file replaces the target by rename, or, when the
 // target has several links, is copied into it in place.
 type incoming struct {
-	hdr    *pb.FileHeader
-	g      gfid.GFID
-	dirfd  int    // dup of the target's directory; owned
+	hdr *pb.FileHeader
+	g   gfid.GFID
+	// dirfd is the target's directory, borrowed: from the stream's
+	// directory cache until holdDir, then from the hold (held), which
+	// outlives in (see close).
+	dirfd  int
 	name   string // the target's name in dirfd
 	parent gfid.GFID
 	fd     int    // the staged copy
@@ -54,6 +57,9 @@ type incoming struct {
 	// direct: fd is the new file itself, made at name (see stage);
 	// installed once finish has given it all its metadata.
 	direct, installed bool
+	// guessed: create was assumed, not looked up (see receive); a name
+	// already taken sends the file the long way.
+	guessed bool
 }
 
 func (in *incoming) close() {
@@ -101,10 +107,7 @@ func (in *incoming) close() {
 		unix.Unlinkat(in.dirfd, in.tmp, 0)
 		in.tmp = ""
 	}
-	if in.dirfd >= 0 {
-		unix.Close(in.dirfd)
-		in.dirfd = -1
-	}
+	in.dirfd = -1 // borrowed
 }
 
 // stage creates the staging file beside the target, under a name unique to
@@ -142,6 +145,9 @@ func (in *incoming) stage(whole bool, ns gfid.Namespace) error {
 		if !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("creating %q (%s): %w", in.name, in.g, err)
 		}
+		if in.guessed {
+			return errGuessedWrong
+		}
 	}
 	for i := 0; i < 100; i++ {
 		name := tempName(in.g)
@@ -170,7 +176,7 @@ func (ds *dataStream) holdDir(in *incoming) error {
 	gen := ds.s.gen.Load()
 	if h := ds.held; h != nil && h.parent == in.parent && h.gen == gen {
 		h.refs++
-		in.held = h
+		in.held, in.dirfd = h, h.dirfd
 		return nil
 	}
 	ds.releaseDir()
@@ -186,7 +192,7 @@ func (ds *dataStream) holdDir(in *incoming) error {
 	// One reference for the stream (while it is its current hold), one
 	// for in.
 	h := &heldByStream{dt: &ds.s.dirTimes, key: key, dirfd: fd, parent: in.parent, gen: gen, refs: 2}
-	ds.held, in.held = h, h
+	ds.held, in.held, in.dirfd = h, h, fd
 	return nil
 }
 
@@ -489,7 +495,27 @@ func (ds *dataStream) sign(in *incoming, st *unix.Stat_t) (*delta.Signature, err
 
 // header answers a file announcement: skip it when the slave's copy already
 // has its size and mtime (rsync's quick check), else get ready to receive.
+// header starts a file's transfer (and, for an inline file, does all of
+// it).
 func (ds *dataStream) header(h *pb.FileHeader) error {
+	err := ds.receive(h, true)
+	if errors.Is(err, errGuessedWrong) {
+		return ds.receive(h, false)
+	}
+	return err
+}
+
+// errGuessedWrong says a file receive guessed was new is not (see
+// receive); nothing was sent about it yet.
+var errGuessedWrong = errors.New("the name of a file guessed new is taken")
+
+// receive is header, with guess: an inline file whose gfid has one name
+// in the index is taken for a new file announced by its CREATE (the usual
+// case, and all of a first sync), and made at that name with O_EXCL
+// without a look at the name first, which cost a path lookup per file.
+// When the name is taken, receive returns errGuessedWrong, having sent
+// nothing, and header asks again without guessing.
+func (ds *dataStream) receive(h *pb.FileHeader, guess bool) error {
 	if _, dup := ds.files[h.GetId()]; dup {
 		return statusInvalid(fmt.Sprintf("file id %d announced twice", h.GetId()))
 	}
@@ -525,18 +551,25 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 	var current *outcome // set when the content is current
 	err = ds.s.tree.idx.View(func(tx *gfidx.Tx) error {
 		c := ds.cache(tx)
+		links := tx.Links(g)
+		in.names = len(links) > 1
+		if guess && inline && len(links) == 1 {
+			if dirfd, err := c.dir(links[0].Parent); err == nil {
+				in.create, in.guessed = true, true
+				in.dirfd, in.name, in.parent = dirfd, links[0].Name, links[0].Parent
+				return nil
+			}
+		}
 		hd, hst, pending, err := c.locate(g)
 		if err != nil {
 			return err
 		}
-		in.names = len(tx.Links(g)) > 1
 		if pending {
 			// Announced by a CREATE, not created yet: it will be
 			// created whole from this stream.
 			in.create = true
-			in.dirfd, err = unix.Dup(hd.dirfd)
-			in.name, in.parent = hd.name, hd.parent
-			return err
+			in.dirfd, in.name, in.parent = hd.dirfd, hd.name, hd.parent
+			return nil
 		}
 		st = hst
 		if st.Mode&unix.S_IFMT != unix.S_IFREG {
@@ -554,9 +587,8 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 			current = &o
 			return nil
 		}
-		in.dirfd, err = unix.Dup(hd.dirfd)
-		in.name, in.parent = hd.name, hd.parent
-		return err
+		in.dirfd, in.name, in.parent = hd.dirfd, hd.name, hd.parent
+		return nil
 	})
 	if err != nil {
 		in.close()
@@ -572,6 +604,9 @@ func (ds *dataStream) header(h *pb.FileHeader) error {
 	}
 	if err := in.stage(inline, ds.s.tree.ns); err != nil {
 		in.close()
+		if errors.Is(err, errGuessedWrong) {
+			return err
+		}
 		return refuse(failed(err))
 	}
 	if inline {
@@ -781,9 +816,12 @@ func (ds *dataStream) finish(in *incoming) outcome {
 		}
 		target = fd
 	} else if in.xattrs != nil {
-		// The header says what the xattrs are: the gfid and those.
-		if err := ds.s.tree.ns.FSet(in.fd, in.g); err != nil && !gfid.CannotCarry(err) {
-			return failed(err)
+		// The header says what the xattrs are: the gfid (which a file
+		// made at its name got then) and those.
+		if !in.direct {
+			if err := ds.s.tree.ns.FSet(in.fd, in.g); err != nil && !gfid.CannotCarry(err) {
+				return failed(err)
+			}
 		}
 		for n, v := range in.xattrs {
 			if err := unix.Fsetxattr(in.fd, n, v, 0); err != nil {

@@ -9,7 +9,6 @@ import (
 	"golang.org/x/time/rate"
 	"io"
 	"io/fs"
-	"os"
 	"sync"
 
 	"github.com/georep/georep/internal/gfid"
@@ -65,15 +64,62 @@ func (f *File) OK() bool {
 
 // Opened is a master file ready to be read.
 type Opened struct {
-	// File is the open file; nil only for an empty file the master may
-	// not open (there is nothing to read).
-	File *os.File
+	// File is the open file, closed by the Sender; nil only for an empty
+	// file the master may not open (there is nothing to read).
+	File ReadFile
 	Stat unix.Stat_t
 	// Xattrs are the file's replicated xattrs when XattrsKnown: the header
 	// then carries all of the file's metadata.
 	Xattrs      []*pb.Xattr
 	XattrsKnown bool
 }
+
+// ReadFile is an open file to send: an *os.File, or an FD.
+type ReadFile interface {
+	io.ReaderAt
+	io.Closer
+	Fd() uintptr
+}
+
+// FD is a regular file's descriptor as a ReadFile, read with pread(2).
+// Lighter than an *os.File, which costs a fcntl(2) and a finalizer per
+// file: on 100,000 small files that was a tenth of the master's system
+// calls. The descriptor may have O_NONBLOCK set (opened so, not to hang on
+// a FIFO that took a file's name): regular files ignore it, and where a
+// filesystem does not, ReadAt clears it.
+type FD int
+
+var _ ReadFile = FD(0)
+
+// ReadAt reads len(b) bytes at off, or up to the end of the file
+// (io.EOF).
+func (fd FD) ReadAt(b []byte, off int64) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := unix.Pread(int(fd), b[n:], off+int64(n))
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			if err := unix.SetNonblock(int(fd), false); err != nil {
+				return n, err
+			}
+			continue
+		case err != nil:
+			return n, &fs.PathError{Op: "pread", Path: "fd", Err: err}
+		case m == 0:
+			return n, io.EOF
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// Close closes the descriptor.
+func (fd FD) Close() error { return unix.Close(int(fd)) }
+
+// Fd is the descriptor.
+func (fd FD) Fd() uintptr { return uintptr(fd) }
 
 // Link is a name of a file in a directory (by gfid).
 type Link struct {
@@ -112,7 +158,7 @@ type Sender struct {
 }
 
 type openFile struct {
-	f      *os.File // nil for an unreadable empty file
+	f      ReadFile // nil for an unreadable empty file
 	st     unix.Stat_t
 	file   *File
 	xattrs []*pb.Xattr
@@ -363,9 +409,11 @@ func (o *openFile) header(id uint64) *pb.FileHeader {
 // (slave.MinDelta).
 const InlineMax = 64 << 10
 
-// sendInline reads o's file whole into buf (which must hold one byte more)
-// and sends it in its header. A file that changed while read is sent with
-// an aborted end, as sendData would.
+// sendInline reads o's file whole into buf and sends it in its header. A
+// file that changed while read is sent with an aborted end, as sendData
+// would. It reads the size the file had when opened, with no look past
+// it for more: a file that grew meanwhile has another size when stat'ed
+// after the read (changed), and one pread(2) is all a small file costs.
 func (s *Sender) sendInline(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, o *openFile, buf []byte) error {
 	hdr := o.header(id)
 	end := &pb.FileEnd{Id: id}
@@ -373,10 +421,10 @@ func (s *Sender) sendInline(ctx context.Context, stream pb.SlaveService_SyncData
 	if o.f == nil {
 		end.Aborted = o.st.Size != 0
 	} else {
-		n, err := o.f.ReadAt(buf[:o.st.Size+1], 0)
+		n, err := o.f.ReadAt(buf[:o.st.Size], 0)
 		switch {
-		case int64(n) != o.st.Size || !errors.Is(err, io.EOF):
-			end.Aborted = true // grew, shrank or unreadable
+		case int64(n) != o.st.Size || err != nil:
+			end.Aborted = true // shrank or unreadable
 		case o.changed():
 			end.Aborted = true
 		default:

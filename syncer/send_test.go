@@ -2,7 +2,9 @@ package syncer_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -28,6 +30,7 @@ type source struct {
 	names   map[gfid.GFID]string
 	vanish  map[gfid.GFID]bool
 	shrink  map[gfid.GFID]bool // truncated to half between stat and read
+	grow    map[gfid.GFID]bool // appended to between stat and read
 	openErr map[gfid.GFID]error
 	mu      sync.Mutex
 	at      map[gfid.GFID]syncer.Link // the hints Open was given
@@ -46,12 +49,13 @@ func (s *source) Open(g gfid.GFID, at syncer.Link) (*syncer.Opened, error) {
 		return nil, err
 	}
 	p := filepath.Join(s.dir, s.names[g])
-	f, err := os.Open(p)
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
+	f := syncer.FD(fd)
 	o := &syncer.Opened{File: f}
-	if err := unix.Fstat(int(f.Fd()), &o.Stat); err != nil {
+	if err := unix.Fstat(fd, &o.Stat); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -61,13 +65,24 @@ func (s *source) Open(g gfid.GFID, at syncer.Link) (*syncer.Opened, error) {
 			return nil, err
 		}
 	}
+	if s.grow[g] {
+		w, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+		if err == nil {
+			_, err = w.Write([]byte("more"))
+			w.Close()
+		}
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
 	return o, nil
 }
 
 // TestShipVanishedAndChanged: a file gone before it could be read is
-// counted as vanished, not failed; one that shrank while read is aborted
-// (the slave keeps its old copy) and marked for another try; the others
-// arrive.
+// counted as vanished, not failed; one that shrank or grew while read is
+// aborted (the slave keeps its old copy) and marked for another try; the
+// others arrive.
 //
 // Files of at most syncer.InlineMax go inline (in their header): the slave
 // sends no FileWant for them, and one per announced file otherwise.
@@ -112,10 +127,10 @@ func testShipVanishedAndChanged(t *testing.T, size int) {
 	if _, err := client.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: sid}); err != nil {
 		t.Fatal(err)
 	}
-	src := &source{dir: mdir, names: map[gfid.GFID]string{}, vanish: map[gfid.GFID]bool{}, shrink: map[gfid.GFID]bool{}, openErr: map[gfid.GFID]error{}, at: map[gfid.GFID]syncer.Link{}}
+	src := &source{dir: mdir, names: map[gfid.GFID]string{}, vanish: map[gfid.GFID]bool{}, shrink: map[gfid.GFID]bool{}, grow: map[gfid.GFID]bool{}, openErr: map[gfid.GFID]error{}, at: map[gfid.GFID]syncer.Link{}}
 	var files []*syncer.File
 	var ops []*pb.EntryOp
-	for i, kind := range []string{"ok", "vanish", "shrink", "denied", "ok2"} {
+	for i, kind := range []string{"ok", "vanish", "shrink", "grow", "denied", "ok2"} {
 		g, _ := gfid.New()
 		src.names[g] = kind
 		if err := os.WriteFile(filepath.Join(mdir, kind), make([]byte, size+i), 0o644); err != nil {
@@ -126,6 +141,8 @@ func testShipVanishedAndChanged(t *testing.T, size int) {
 			src.vanish[g] = true
 		case "shrink":
 			src.shrink[g] = true
+		case "grow":
+			src.grow[g] = true
 		case "denied":
 			src.openErr[g] = fmt.Errorf("reading %q: %w", kind, unix.EACCES)
 		}
@@ -140,7 +157,7 @@ func testShipVanishedAndChanged(t *testing.T, size int) {
 		t.Fatalf("Ship: %v", err)
 	}
 	// Announced: all but the vanished and the unreadable.
-	if got, want := wants.n.Load(), int64(3); size <= syncer.InlineMax && got != 0 || size > syncer.InlineMax && got != want {
+	if got, want := wants.n.Load(), int64(4); size <= syncer.InlineMax && got != 0 || size > syncer.InlineMax && got != want {
 		t.Errorf("the slave sent %d FileWants for files of %d bytes (inline up to %d)", got, size, syncer.InlineMax)
 	}
 	for _, f := range files {
@@ -157,17 +174,51 @@ func testShipVanishedAndChanged(t *testing.T, size int) {
 			if !f.Vanished || !f.OK() {
 				t.Errorf("vanished file: %+v, want Vanished and OK", f)
 			}
-		case "shrink":
+		case "shrink", "grow":
 			if !f.Changed || f.OK() {
-				t.Errorf("shrunk file: %+v, want Changed and not OK", f)
+				t.Errorf("%s: %+v, want Changed and not OK", kind, f)
 			}
-			if b, _ := os.ReadFile(filepath.Join(sroot, "shrink")); len(b) != 0 {
-				t.Errorf("the slave installed %d bytes of a file that changed while read", len(b))
+			if b, _ := os.ReadFile(filepath.Join(sroot, kind)); len(b) != 0 {
+				t.Errorf("the slave installed %d bytes of a file that changed while read (%s)", len(b), kind)
 			}
 		case "denied":
 			if f.OK() || f.Err == nil {
 				t.Errorf("unreadable file: %+v, want a failure", f)
 			}
 		}
+	}
+}
+
+// TestFDReadAt: an FD reads like an *os.File: whole, at an offset, and
+// short with io.EOF at the end; a closed one fails.
+func TestFDReadAt(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, []byte("0123456789"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := syncer.FD(fd)
+	buf := make([]byte, 16)
+	for _, c := range []struct {
+		off, len int
+		want     string
+		eof      bool
+	}{{0, 10, "0123456789", false}, {3, 4, "3456", false}, {6, 8, "6789", true}, {10, 1, "", true}, {0, 0, "", false}} {
+		n, err := f.ReadAt(buf[:c.len], int64(c.off))
+		if string(buf[:n]) != c.want || errors.Is(err, io.EOF) != c.eof || err != nil && !c.eof {
+			t.Errorf("ReadAt(%d bytes at %d) = %q, %v; want %q (EOF %v)", c.len, c.off, buf[:n], err, c.want, c.eof)
+		}
+	}
+	if f.Fd() != uintptr(fd) {
+		t.Errorf("Fd() = %d, want %d", f.Fd(), fd)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ReadAt(buf, 0); err == nil || errors.Is(err, io.EOF) {
+		t.Errorf("ReadAt of a closed FD: %v, want an error", err)
 	}
 }
