@@ -56,6 +56,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzEntryOp -fuzztime=$(FUZZTIME) ./slave/
 	$(GO) test -run=NONE -fuzz=FuzzMetaOp -fuzztime=$(FUZZTIME) ./slave/
 	$(GO) test -run=NONE -fuzz=FuzzDataHeader -fuzztime=$(FUZZTIME) ./slave/
+	$(GO) test -run=NONE -fuzz=FuzzInlineFiles -fuzztime=$(FUZZTIME) ./slave/
 	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/gfid/
 	$(GO) test -run=NONE -fuzz=FuzzValidName -fuzztime=$(FUZZTIME) ./internal/tlsconf/
 	$(GO) test -run=NONE -fuzz=FuzzCheckRel -fuzztime=$(FUZZTIME) ./internal/beneath/

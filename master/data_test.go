@@ -90,18 +90,19 @@ func (s *tamperStream) RecvMsg(m any) error {
 		return err
 	}
 	req, ok := m.(*pb.SyncDataRequest)
-	c := req.GetChunk()
-	if c == nil {
-		c = req.GetHeader().GetInlineData() // a small file's data rides in its header
+	if !ok {
+		return nil
 	}
-	if ok && c != nil && len(c.Data) > 0 && !c.Compressed {
-		if s.done == nil {
-			s.done = map[uint64]bool{}
-		}
-		if !s.done[c.Id] && s.hits.Load() < s.left {
-			s.done[c.Id] = true
-			s.hits.Add(1)
-			c.Data[0] ^= 0xff
+	for _, c := range testenv.DataChunks(req) {
+		if len(c.Data) > 0 && !c.Compressed {
+			if s.done == nil {
+				s.done = map[uint64]bool{}
+			}
+			if !s.done[c.Id] && s.hits.Load() < s.left {
+				s.done[c.Id] = true
+				s.hits.Add(1)
+				c.Data[0] ^= 0xff
+			}
 		}
 	}
 	return nil

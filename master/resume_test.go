@@ -78,7 +78,9 @@ func (s *countStream) RecvMsg(m any) error {
 		return err
 	}
 	if req, ok := m.(*pb.SyncDataRequest); ok {
-		s.w.data.Add(int64(len(req.GetChunk().GetData()) + len(req.GetHeader().GetInlineData().GetData())))
+		for _, c := range testenv.DataChunks(req) {
+			s.w.data.Add(int64(len(c.GetData())))
+		}
 	}
 	return nil
 }

@@ -368,6 +368,9 @@ type dataStream struct {
 	dirs *dirCache
 	gen  uint64
 	held *heldByStream // see holdDir
+	// batch, while an InlineFiles message is handled, collects the
+	// results of its files, sent as one FileResults at its end.
+	batch *pb.FileResults
 }
 
 // cache returns the stream's directory cache, bound to tx.
@@ -456,12 +459,40 @@ func (ds *dataStream) handle(msg *pb.SyncDataRequest) error {
 		return ds.copyOp(m.Copy)
 	case *pb.SyncDataRequest_End:
 		return ds.end(m.End)
+	case *pb.SyncDataRequest_InlineFiles:
+		return ds.inlineFiles(m.InlineFiles)
 	}
 	return statusInvalid("unexpected message in SyncData")
 }
 
+// inlineFiles handles files sent whole in their headers, many to a
+// message, and answers with all their results in one message.
+func (ds *dataStream) inlineFiles(m *pb.InlineFiles) error {
+	hs := m.GetHeaders()
+	for _, h := range hs {
+		if h.GetInlineEnd() == nil {
+			return statusInvalid(fmt.Sprintf("file id %d in InlineFiles is not inline", h.GetId()))
+		}
+	}
+	ds.batch = &pb.FileResults{Results: make([]*pb.FileResult, 0, len(hs))}
+	defer func() { ds.batch = nil }()
+	for _, h := range hs {
+		if err := ds.header(h); err != nil {
+			return err
+		}
+	}
+	return ds.stream.Send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Results{Results: ds.batch}})
+}
+
+// result sends a file's result, or adds it to the batch's (see
+// inlineFiles).
 func (ds *dataStream) result(id uint64, o outcome, written int64) error {
-	return ds.stream.Send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Result{Result: &pb.FileResult{Id: id, Result: o.result(), BytesWritten: written}}})
+	r := &pb.FileResult{Id: id, Result: o.result(), BytesWritten: written}
+	if ds.batch != nil {
+		ds.batch.Results = append(ds.batch.Results, r)
+		return nil
+	}
+	return ds.stream.Send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Result{Result: r}})
 }
 
 func (ds *dataStream) want(id uint64, send bool) error {

@@ -2,6 +2,7 @@ package slave_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -591,6 +592,78 @@ func TestDataInline(t *testing.T) {
 	} {
 		d := f.openData(f.sid)
 		d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: h}})
+		if _, err := d.st.Recv(); grpcCode(err) != codes.InvalidArgument {
+			t.Errorf("%s: %v, want InvalidArgument", name, err)
+		}
+	}
+	f.checkOutside()
+}
+
+// TestDataInlineFiles: many inline files in one InlineFiles message get
+// their results in one FileResults, in order, each as it would alone: new
+// files made, an empty one, a current one left (NOOP), an aborted one and
+// one with a bad hash failed, and one whose announced name was taken by
+// another file (guessed new, then looked up) failed without touching it.
+// A batch with a header that is not inline is refused.
+func TestDataInlineFiles(t *testing.T) {
+	f := newFixture(t)
+	A, B, C, E, X, Y := newGFID(t), newGFID(t), newGFID(t), newGFID(t), newGFID(t), newGFID(t)
+	var ops []*pb.EntryOp
+	for g, name := range map[gfid.GFID]string{A: "a", B: "b", C: "c", E: "e", X: "x", Y: "y"} {
+		op := opCreate(g, gfid.Root, name)
+		op.DataFollows = true
+		ops = append(ops, op)
+	}
+	f.ok(ops...)
+	d := f.openData(f.sid)
+	d.inline(1, C, "current", 1e9, false, nil)
+	if r := d.expectResult(1); r.GetResult().GetStatus() != stOK {
+		t.Fatalf("c: %v", r)
+	}
+	// y's name is taken by a file the slave did not make.
+	if err := os.WriteFile(f.path("y"), []byte("not georep's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hs := []*pb.FileHeader{
+		inlineHeader(2, A, "first", 2e9, false, nil),
+		inlineHeader(3, E, "", 2e9, false, nil),
+		inlineHeader(4, C, "CURRENT", 1e9, false, nil),
+		inlineHeader(5, X, "aborted", 2e9, true, nil),
+		inlineHeader(6, B, "bad hash", 2e9, false, make([]byte, 32)),
+		inlineHeader(7, Y, "mine", 2e9, false, nil),
+	}
+	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_InlineFiles{InlineFiles: &pb.InlineFiles{Headers: hs}}})
+	m := d.recv()
+	rs := m.GetResults().GetResults()
+	want := []pb.OpStatus{stOK, stOK, stNoop, stFailed, stFailed, stFailed}
+	if len(rs) != len(want) {
+		t.Fatalf("got %v, want FileResults with %d results", m, len(want))
+	}
+	for i, r := range rs {
+		if r.GetId() != hs[i].GetId() || r.GetResult().GetStatus() != want[i] {
+			t.Errorf("result %d: %v, want id %d %v", i, r, hs[i].GetId(), want[i])
+		}
+	}
+	d.commit()
+	for name, want := range map[string]string{"a": "first", "e": "", "c": "current", "y": "not georep's"} {
+		if got := readFile(t, f.path(name)); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	for _, name := range []string{"x", "b"} {
+		if _, err := os.Lstat(f.path(name)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: %v, want it absent (its transfer failed)", name, err)
+		}
+	}
+	checkGFID(t, f.path("a"), A)
+	checkGFID(t, f.path("e"), E)
+	noTmp(t, f.root)
+
+	for name, hs := range map[string][]*pb.FileHeader{
+		"not inline": {inlineHeader(8, A, "x", 3e9, false, nil), {Id: 9, Gfid: gb(B), Size: 1, Mode: unix.S_IFREG | 0o640}},
+	} {
+		d := f.openData(f.sid)
+		d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_InlineFiles{InlineFiles: &pb.InlineFiles{Headers: hs}}})
 		if _, err := d.st.Recv(); grpcCode(err) != codes.InvalidArgument {
 			t.Errorf("%s: %v, want InvalidArgument", name, err)
 		}

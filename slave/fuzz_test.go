@@ -350,3 +350,79 @@ func hasTempFile(dir string) bool {
 	})
 	return found
 }
+
+// FuzzInlineFiles sends two inline files in one InlineFiles message, with
+// fuzzed gfids, sizes and data: the slave answers with both results in one
+// FileResults (each a well-formed result) or refuses the message as
+// invalid, never writes outside its root, leaves no staging file, and
+// serves on.
+func FuzzInlineFiles(f *testing.F) {
+	f.Add([]byte("\x03"), []byte("\x05"), int64(4), []byte("data"), []byte("hh"), false, false, false)
+	f.Add([]byte("\x03"), []byte("\x03"), int64(4), []byte("data"), []byte("more"), true, false, false)
+	f.Add([]byte("\x01"), []byte("\x06"), int64(2), []byte("data"), []byte(""), false, true, false)
+	f.Add([]byte("\x0a"), []byte("\x00"), int64(-1), []byte("x"), []byte("y"), false, false, true)
+	f.Add([]byte("\x04"), []byte("\x09"), int64(1<<40), []byte("x"), []byte("y"), false, false, false)
+	f.Fuzz(func(t *testing.T, g1, g2 []byte, size1 int64, data1, data2 []byte, abort, badSum, notInline bool) {
+		ft := newFuzzTree(t)
+		fx := ft.f
+		client := fx.serve()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		st, err := client.SyncData(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		header := func(id uint64, g []byte, size int64, data []byte) *pb.FileHeader {
+			sum := delta.SumOf(data)
+			if badSum {
+				sum[0] ^= 1
+			}
+			h := &pb.FileHeader{Id: id, Gfid: ft.pick(g), Size: size, Mode: unix.S_IFREG | 0o644, MtimeNs: 1e9, AtimeNs: 1e9,
+				InlineEnd: &pb.FileEnd{Id: id, Aborted: abort, Sum: sum[:]}}
+			if len(data) > 0 {
+				h.InlineData = &pb.FileChunk{Id: id, Data: data}
+			}
+			return h
+		}
+		hs := []*pb.FileHeader{header(1, g1, size1, data1), header(2, g2, int64(len(data2)), data2)}
+		if notInline {
+			hs[1].InlineEnd, hs[1].InlineData = nil, nil
+		}
+		send := func(m *pb.SyncDataRequest) bool { return st.Send(m) == nil }
+		ok := send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionId: fx.sid}}}) &&
+			send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_InlineFiles{InlineFiles: &pb.InlineFiles{Headers: hs}}})
+		var streamErr error
+		var results []*pb.FileResult
+		if ok {
+			st.CloseSend()
+			for {
+				m, err := st.Recv()
+				if err != nil {
+					if !errors.Is(err, io.EOF) {
+						streamErr = err
+					}
+					break
+				}
+				if r := m.GetResults(); r != nil {
+					results = append(results, r.GetResults()...)
+				} else if m.GetCommit() == nil {
+					t.Fatalf("unexpected answer to InlineFiles: %v", m)
+				}
+			}
+		}
+		if streamErr != nil && grpcCode(streamErr) != codes.InvalidArgument {
+			t.Fatalf("stream ended with %v", streamErr)
+		}
+		if streamErr == nil {
+			if len(results) != 2 || results[0].GetId() != 1 || results[1].GetId() != 2 {
+				t.Fatalf("results %v, want ids 1 and 2", results)
+			}
+			for _, r := range results {
+				checkResult(t, "inline file", r.GetResult())
+			}
+		}
+		fx.checkOutside()
+		waitFor(t, "staging files to go", func() bool { return !hasTempFile(fx.root) })
+		fx.ok(opCreate(newGFID(t), gfid.Root, "after"))
+	})
+}

@@ -659,6 +659,11 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 // content sends no data); sum, when not nil, replaces the end-to-end hash.
 func (d *dataStream) inline(id uint64, g gfid.GFID, content string, mtime int64, aborted bool, sum []byte) {
 	d.t.Helper()
+	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: inlineHeader(id, g, content, mtime, aborted, sum)}})
+}
+
+// inlineHeader is the header of an inline file (see inline).
+func inlineHeader(id uint64, g gfid.GFID, content string, mtime int64, aborted bool, sum []byte) *pb.FileHeader {
 	if sum == nil {
 		s := delta.SumOf([]byte(content))
 		sum = s[:]
@@ -668,5 +673,5 @@ func (d *dataStream) inline(id uint64, g gfid.GFID, content string, mtime int64,
 	if content != "" {
 		h.InlineData = &pb.FileChunk{Id: id, Data: []byte(content)}
 	}
-	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: h}})
+	return h
 }

@@ -35,8 +35,10 @@ import (
 )
 
 // ProtocolVersion is the wire protocol this slave speaks. Version 2: files
-// inline in their header, and BLAKE3 as the end-to-end hash.
-const ProtocolVersion = 2
+// inline in their header, and BLAKE3 as the end-to-end hash. Version 3:
+// many inline files in one message (InlineFiles, answered by one
+// FileResults).
+const ProtocolVersion = 3
 
 // DefaultLease is how long a session lives without any call from its
 // master. The master sends keep-alives at a third of it.

@@ -184,6 +184,7 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	buf := make([]byte, chunk) // the read buffer of every whole file of this box
+	batch := inlineBatch{buf: make([]byte, inlineBatchBytes)}
 	stream, err := s.Client.SyncData(ctx)
 	if err != nil {
 		return fmt.Errorf("syncer: opening data stream: %w", err)
@@ -221,6 +222,12 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 			case *pb.SyncDataResponse_Result:
 				mu.Lock()
 				results[m.Result.GetId()] = m.Result
+				mu.Unlock()
+			case *pb.SyncDataResponse_Results:
+				mu.Lock()
+				for _, r := range m.Results.GetResults() {
+					results[r.GetId()] = r
+				}
 				mu.Unlock()
 			case *pb.SyncDataResponse_Commit:
 				return
@@ -311,10 +318,10 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 			continue // vanished
 		}
 		id := uint64(i)
-		if !f.NoInline && o.st.Size <= InlineMax && o.st.Size < int64(len(buf)) {
-			// Small: the data goes with the header, and the slave
-			// answers with the result alone.
-			err := s.sendInline(ctx, stream, id, o, buf)
+		if !f.NoInline && o.st.Size <= InlineMax {
+			// Small: the data goes with the header, many files to a
+			// message, and the slave answers with the results alone.
+			err := s.addInline(ctx, stream, &batch, id, o)
 			if o.known {
 				sentMeta[i] = true
 			}
@@ -332,6 +339,9 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 		if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: hdr}}); err != nil {
 			return sendErr(err)
 		}
+	}
+	if err := batch.flush(stream); err != nil {
+		return sendErr(err)
 	}
 	for len(pending) > 0 {
 		ok, err := next()
@@ -409,12 +419,59 @@ func (o *openFile) header(id uint64) *pb.FileHeader {
 // (slave.MinDelta).
 const InlineMax = 64 << 10
 
-// sendInline reads o's file whole into buf and sends it in its header. A
-// file that changed while read is sent with an aborted end, as sendData
-// would. It reads the size the file had when opened, with no look past
-// it for more: a file that grew meanwhile has another size when stat'ed
-// after the read (changed), and one pread(2) is all a small file costs.
-func (s *Sender) sendInline(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, o *openFile, buf []byte) error {
+// inlineBatchBytes bounds the file data of one InlineFiles message: at
+// least InlineMax, and small enough that the message does not hold up the
+// stream's other files for long.
+const inlineBatchBytes = 4 * InlineMax
+
+// inlineBatch gathers inline files' headers into one InlineFiles message;
+// buf holds their data until it is sent.
+type inlineBatch struct {
+	buf     []byte
+	used    int
+	headers []*pb.FileHeader
+}
+
+// flush sends the batch's files, if any.
+func (b *inlineBatch) flush(stream pb.SlaveService_SyncDataClient) error {
+	if len(b.headers) == 0 {
+		return nil
+	}
+	err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_InlineFiles{InlineFiles: &pb.InlineFiles{Headers: b.headers}}})
+	b.used, b.headers = 0, nil
+	if err != nil {
+		return streamErr{err}
+	}
+	return nil
+}
+
+// addInline reads o's file (at most InlineMax bytes) whole into the batch
+// and adds its header, sending the batch first when the file's data does
+// not fit.
+func (s *Sender) addInline(ctx context.Context, stream pb.SlaveService_SyncDataClient, b *inlineBatch, id uint64, o *openFile) error {
+	if int64(len(b.buf)-b.used) < o.st.Size {
+		if err := b.flush(stream); err != nil {
+			return err
+		}
+	}
+	hdr, err := s.inlineHeader(ctx, id, o, b.buf[b.used:])
+	if err != nil {
+		return err
+	}
+	if d := hdr.GetInlineData(); d != nil && !d.GetCompressed() {
+		b.used += len(d.GetData())
+	}
+	b.headers = append(b.headers, hdr)
+	return nil
+}
+
+// inlineHeader reads o's file whole into buf and returns its header with
+// the data and the end. A file that changed while read gets an aborted
+// end, as sendData would give it. It reads the size the file had when
+// opened, with no look past it for more: a file that grew meanwhile has
+// another size when stat'ed after the read (changed), and one pread(2) is
+// all a small file costs.
+func (s *Sender) inlineHeader(ctx context.Context, id uint64, o *openFile, buf []byte) (*pb.FileHeader, error) {
 	hdr := o.header(id)
 	end := &pb.FileEnd{Id: id}
 	var data []byte
@@ -440,15 +497,12 @@ func (s *Sender) sendInline(ctx context.Context, stream pb.SlaveService_SyncData
 	if len(data) > 0 {
 		c, err := s.literal(ctx, id, 0, data, o.file)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		hdr.InlineData = c
 	}
 	hdr.InlineEnd = end
-	if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: hdr}}); err != nil {
-		return streamErr{err}
-	}
-	return nil
+	return hdr, nil
 }
 
 // open opens f's file and stats it; nil, nil when it vanished.

@@ -92,8 +92,9 @@ func TestShipVanishedAndChanged(t *testing.T) {
 	}
 }
 
-// wantCounter counts the FileWant messages a slave sends.
-type wantCounter struct{ n atomic.Int64 }
+// wantCounter counts the FileWant messages a slave sends, and the
+// InlineFiles messages and lone headers it receives.
+type wantCounter struct{ n, batches, headers atomic.Int64 }
 
 func (c *wantCounter) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	return handler(srv, countingStream{ss, c})
@@ -102,6 +103,19 @@ func (c *wantCounter) intercept(srv any, ss grpc.ServerStream, info *grpc.Stream
 type countingStream struct {
 	grpc.ServerStream
 	c *wantCounter
+}
+
+func (s countingStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if r, ok := m.(*pb.SyncDataRequest); ok && err == nil {
+		if r.GetInlineFiles() != nil {
+			s.c.batches.Add(1)
+		}
+		if r.GetHeader() != nil {
+			s.c.headers.Add(1)
+		}
+	}
+	return err
 }
 
 func (s countingStream) SendMsg(m any) error {
@@ -159,6 +173,10 @@ func testShipVanishedAndChanged(t *testing.T, size int) {
 	// Announced: all but the vanished and the unreadable.
 	if got, want := wants.n.Load(), int64(4); size <= syncer.InlineMax && got != 0 || size > syncer.InlineMax && got != want {
 		t.Errorf("the slave sent %d FileWants for files of %d bytes (inline up to %d)", got, size, syncer.InlineMax)
+	}
+	// Small files go many to a message: here all in one.
+	if b, h := wants.batches.Load(), wants.headers.Load(); size <= syncer.InlineMax && (b != 1 || h != 0) || size > syncer.InlineMax && (b != 0 || h != 4) {
+		t.Errorf("files of %d bytes went in %d InlineFiles messages and %d lone headers", size, b, h)
 	}
 	for _, f := range files {
 		kind := src.names[f.GFID]

@@ -1255,6 +1255,7 @@ type SyncDataRequest struct {
 	//	*SyncDataRequest_Chunk
 	//	*SyncDataRequest_End
 	//	*SyncDataRequest_Copy
+	//	*SyncDataRequest_InlineFiles
 	Msg           isSyncDataRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1342,6 +1343,15 @@ func (x *SyncDataRequest) GetCopy() *FileCopy {
 	return nil
 }
 
+func (x *SyncDataRequest) GetInlineFiles() *InlineFiles {
+	if x != nil {
+		if x, ok := x.Msg.(*SyncDataRequest_InlineFiles); ok {
+			return x.InlineFiles
+		}
+	}
+	return nil
+}
+
 type isSyncDataRequest_Msg interface {
 	isSyncDataRequest_Msg()
 }
@@ -1367,6 +1377,11 @@ type SyncDataRequest_Copy struct {
 	Copy *FileCopy `protobuf:"bytes,5,opt,name=copy,proto3,oneof"`
 }
 
+type SyncDataRequest_InlineFiles struct {
+	// Several inline files in one message (protocol version 3).
+	InlineFiles *InlineFiles `protobuf:"bytes,6,opt,name=inline_files,json=inlineFiles,proto3,oneof"`
+}
+
 func (*SyncDataRequest_Open) isSyncDataRequest_Msg() {}
 
 func (*SyncDataRequest_Header) isSyncDataRequest_Msg() {}
@@ -1377,6 +1392,56 @@ func (*SyncDataRequest_End) isSyncDataRequest_Msg() {}
 
 func (*SyncDataRequest_Copy) isSyncDataRequest_Msg() {}
 
+func (*SyncDataRequest_InlineFiles) isSyncDataRequest_Msg() {}
+
+// InlineFiles carries small files whole, each in its header as a lone
+// header would carry it (inline_end set): one message, and one
+// FileResults answer, for many files, where the per-message costs of
+// gRPC on both ends weighed as much as creating the files.
+type InlineFiles struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Headers       []*FileHeader          `protobuf:"bytes,1,rep,name=headers,proto3" json:"headers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InlineFiles) Reset() {
+	*x = InlineFiles{}
+	mi := &file_georep_v1_georep_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InlineFiles) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InlineFiles) ProtoMessage() {}
+
+func (x *InlineFiles) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_v1_georep_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InlineFiles.ProtoReflect.Descriptor instead.
+func (*InlineFiles) Descriptor() ([]byte, []int) {
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *InlineFiles) GetHeaders() []*FileHeader {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
 type DataOpen struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SessionId     []byte                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -1386,7 +1451,7 @@ type DataOpen struct {
 
 func (x *DataOpen) Reset() {
 	*x = DataOpen{}
-	mi := &file_georep_v1_georep_proto_msgTypes[15]
+	mi := &file_georep_v1_georep_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1463,7 @@ func (x *DataOpen) String() string {
 func (*DataOpen) ProtoMessage() {}
 
 func (x *DataOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[15]
+	mi := &file_georep_v1_georep_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1476,7 @@ func (x *DataOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataOpen.ProtoReflect.Descriptor instead.
 func (*DataOpen) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{15}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DataOpen) GetSessionId() []byte {
@@ -1457,7 +1522,7 @@ type FileHeader struct {
 
 func (x *FileHeader) Reset() {
 	*x = FileHeader{}
-	mi := &file_georep_v1_georep_proto_msgTypes[16]
+	mi := &file_georep_v1_georep_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1469,7 +1534,7 @@ func (x *FileHeader) String() string {
 func (*FileHeader) ProtoMessage() {}
 
 func (x *FileHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[16]
+	mi := &file_georep_v1_georep_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1482,7 +1547,7 @@ func (x *FileHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileHeader.ProtoReflect.Descriptor instead.
 func (*FileHeader) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{16}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FileHeader) GetId() uint64 {
@@ -1600,7 +1665,7 @@ type FileChunk struct {
 
 func (x *FileChunk) Reset() {
 	*x = FileChunk{}
-	mi := &file_georep_v1_georep_proto_msgTypes[17]
+	mi := &file_georep_v1_georep_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1677,7 @@ func (x *FileChunk) String() string {
 func (*FileChunk) ProtoMessage() {}
 
 func (x *FileChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[17]
+	mi := &file_georep_v1_georep_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1690,7 @@ func (x *FileChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileChunk.ProtoReflect.Descriptor instead.
 func (*FileChunk) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{17}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FileChunk) GetId() uint64 {
@@ -1684,7 +1749,7 @@ type FileCopy struct {
 
 func (x *FileCopy) Reset() {
 	*x = FileCopy{}
-	mi := &file_georep_v1_georep_proto_msgTypes[18]
+	mi := &file_georep_v1_georep_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1696,7 +1761,7 @@ func (x *FileCopy) String() string {
 func (*FileCopy) ProtoMessage() {}
 
 func (x *FileCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[18]
+	mi := &file_georep_v1_georep_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1709,7 +1774,7 @@ func (x *FileCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileCopy.ProtoReflect.Descriptor instead.
 func (*FileCopy) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{18}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FileCopy) GetId() uint64 {
@@ -1757,7 +1822,7 @@ type FileEnd struct {
 
 func (x *FileEnd) Reset() {
 	*x = FileEnd{}
-	mi := &file_georep_v1_georep_proto_msgTypes[19]
+	mi := &file_georep_v1_georep_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +1834,7 @@ func (x *FileEnd) String() string {
 func (*FileEnd) ProtoMessage() {}
 
 func (x *FileEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[19]
+	mi := &file_georep_v1_georep_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +1847,7 @@ func (x *FileEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileEnd.ProtoReflect.Descriptor instead.
 func (*FileEnd) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{19}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FileEnd) GetId() uint64 {
@@ -1813,6 +1878,7 @@ type SyncDataResponse struct {
 	//	*SyncDataResponse_Want
 	//	*SyncDataResponse_Result
 	//	*SyncDataResponse_Commit
+	//	*SyncDataResponse_Results
 	Msg           isSyncDataResponse_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1820,7 +1886,7 @@ type SyncDataResponse struct {
 
 func (x *SyncDataResponse) Reset() {
 	*x = SyncDataResponse{}
-	mi := &file_georep_v1_georep_proto_msgTypes[20]
+	mi := &file_georep_v1_georep_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +1898,7 @@ func (x *SyncDataResponse) String() string {
 func (*SyncDataResponse) ProtoMessage() {}
 
 func (x *SyncDataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[20]
+	mi := &file_georep_v1_georep_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +1911,7 @@ func (x *SyncDataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncDataResponse.ProtoReflect.Descriptor instead.
 func (*SyncDataResponse) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{20}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SyncDataResponse) GetMsg() isSyncDataResponse_Msg {
@@ -1882,6 +1948,15 @@ func (x *SyncDataResponse) GetCommit() *DataCommit {
 	return nil
 }
 
+func (x *SyncDataResponse) GetResults() *FileResults {
+	if x != nil {
+		if x, ok := x.Msg.(*SyncDataResponse_Results); ok {
+			return x.Results
+		}
+	}
+	return nil
+}
+
 type isSyncDataResponse_Msg interface {
 	isSyncDataResponse_Msg()
 }
@@ -1898,11 +1973,62 @@ type SyncDataResponse_Commit struct {
 	Commit *DataCommit `protobuf:"bytes,3,opt,name=commit,proto3,oneof"`
 }
 
+type SyncDataResponse_Results struct {
+	// The results of one InlineFiles message, in its order.
+	Results *FileResults `protobuf:"bytes,4,opt,name=results,proto3,oneof"`
+}
+
 func (*SyncDataResponse_Want) isSyncDataResponse_Msg() {}
 
 func (*SyncDataResponse_Result) isSyncDataResponse_Msg() {}
 
 func (*SyncDataResponse_Commit) isSyncDataResponse_Msg() {}
+
+func (*SyncDataResponse_Results) isSyncDataResponse_Msg() {}
+
+type FileResults struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*FileResult          `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileResults) Reset() {
+	*x = FileResults{}
+	mi := &file_georep_v1_georep_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileResults) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileResults) ProtoMessage() {}
+
+func (x *FileResults) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_v1_georep_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileResults.ProtoReflect.Descriptor instead.
+func (*FileResults) Descriptor() ([]byte, []int) {
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *FileResults) GetResults() []*FileResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
 
 // FileWant answers a header: send the data, or not (the slave's copy is
 // already current, or the header failed; a result follows then). With a
@@ -1919,7 +2045,7 @@ type FileWant struct {
 
 func (x *FileWant) Reset() {
 	*x = FileWant{}
-	mi := &file_georep_v1_georep_proto_msgTypes[21]
+	mi := &file_georep_v1_georep_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1931,7 +2057,7 @@ func (x *FileWant) String() string {
 func (*FileWant) ProtoMessage() {}
 
 func (x *FileWant) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[21]
+	mi := &file_georep_v1_georep_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1944,7 +2070,7 @@ func (x *FileWant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileWant.ProtoReflect.Descriptor instead.
 func (*FileWant) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{21}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FileWant) GetId() uint64 {
@@ -1980,7 +2106,7 @@ type FileResult struct {
 
 func (x *FileResult) Reset() {
 	*x = FileResult{}
-	mi := &file_georep_v1_georep_proto_msgTypes[22]
+	mi := &file_georep_v1_georep_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1992,7 +2118,7 @@ func (x *FileResult) String() string {
 func (*FileResult) ProtoMessage() {}
 
 func (x *FileResult) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[22]
+	mi := &file_georep_v1_georep_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2005,7 +2131,7 @@ func (x *FileResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileResult.ProtoReflect.Descriptor instead.
 func (*FileResult) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{22}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FileResult) GetId() uint64 {
@@ -2039,7 +2165,7 @@ type DataCommit struct {
 
 func (x *DataCommit) Reset() {
 	*x = DataCommit{}
-	mi := &file_georep_v1_georep_proto_msgTypes[23]
+	mi := &file_georep_v1_georep_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2051,7 +2177,7 @@ func (x *DataCommit) String() string {
 func (*DataCommit) ProtoMessage() {}
 
 func (x *DataCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[23]
+	mi := &file_georep_v1_georep_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2064,7 +2190,7 @@ func (x *DataCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataCommit.ProtoReflect.Descriptor instead.
 func (*DataCommit) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{23}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{25}
 }
 
 type GetMarkRequest struct {
@@ -2076,7 +2202,7 @@ type GetMarkRequest struct {
 
 func (x *GetMarkRequest) Reset() {
 	*x = GetMarkRequest{}
-	mi := &file_georep_v1_georep_proto_msgTypes[24]
+	mi := &file_georep_v1_georep_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2214,7 @@ func (x *GetMarkRequest) String() string {
 func (*GetMarkRequest) ProtoMessage() {}
 
 func (x *GetMarkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[24]
+	mi := &file_georep_v1_georep_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2227,7 @@ func (x *GetMarkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMarkRequest.ProtoReflect.Descriptor instead.
 func (*GetMarkRequest) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{24}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetMarkRequest) GetSessionId() []byte {
@@ -2121,7 +2247,7 @@ type GetMarkResponse struct {
 
 func (x *GetMarkResponse) Reset() {
 	*x = GetMarkResponse{}
-	mi := &file_georep_v1_georep_proto_msgTypes[25]
+	mi := &file_georep_v1_georep_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2133,7 +2259,7 @@ func (x *GetMarkResponse) String() string {
 func (*GetMarkResponse) ProtoMessage() {}
 
 func (x *GetMarkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[25]
+	mi := &file_georep_v1_georep_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2146,7 +2272,7 @@ func (x *GetMarkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMarkResponse.ProtoReflect.Descriptor instead.
 func (*GetMarkResponse) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{25}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetMarkResponse) GetStimeNs() int64 {
@@ -2166,7 +2292,7 @@ type SetMarkRequest struct {
 
 func (x *SetMarkRequest) Reset() {
 	*x = SetMarkRequest{}
-	mi := &file_georep_v1_georep_proto_msgTypes[26]
+	mi := &file_georep_v1_georep_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2178,7 +2304,7 @@ func (x *SetMarkRequest) String() string {
 func (*SetMarkRequest) ProtoMessage() {}
 
 func (x *SetMarkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[26]
+	mi := &file_georep_v1_georep_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2191,7 +2317,7 @@ func (x *SetMarkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMarkRequest.ProtoReflect.Descriptor instead.
 func (*SetMarkRequest) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{26}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SetMarkRequest) GetSessionId() []byte {
@@ -2216,7 +2342,7 @@ type SetMarkResponse struct {
 
 func (x *SetMarkResponse) Reset() {
 	*x = SetMarkResponse{}
-	mi := &file_georep_v1_georep_proto_msgTypes[27]
+	mi := &file_georep_v1_georep_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2354,7 @@ func (x *SetMarkResponse) String() string {
 func (*SetMarkResponse) ProtoMessage() {}
 
 func (x *SetMarkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[27]
+	mi := &file_georep_v1_georep_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2367,7 @@ func (x *SetMarkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMarkResponse.ProtoReflect.Descriptor instead.
 func (*SetMarkResponse) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{27}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{29}
 }
 
 var File_georep_v1_georep_proto protoreflect.FileDescriptor
@@ -2334,14 +2460,17 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\fR\tsessionId\x12#\n" +
 	"\x03ops\x18\x02 \x03(\v2\x11.georep.v1.MetaOpR\x03ops\"@\n" +
 	"\x0fMetaOpsResponse\x12-\n" +
-	"\aresults\x18\x01 \x03(\v2\x13.georep.v1.OpResultR\aresults\"\xf5\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x13.georep.v1.OpResultR\aresults\"\xb2\x02\n" +
 	"\x0fSyncDataRequest\x12)\n" +
 	"\x04open\x18\x01 \x01(\v2\x13.georep.v1.DataOpenH\x00R\x04open\x12/\n" +
 	"\x06header\x18\x02 \x01(\v2\x15.georep.v1.FileHeaderH\x00R\x06header\x12,\n" +
 	"\x05chunk\x18\x03 \x01(\v2\x14.georep.v1.FileChunkH\x00R\x05chunk\x12&\n" +
 	"\x03end\x18\x04 \x01(\v2\x12.georep.v1.FileEndH\x00R\x03end\x12)\n" +
-	"\x04copy\x18\x05 \x01(\v2\x13.georep.v1.FileCopyH\x00R\x04copyB\x05\n" +
-	"\x03msg\")\n" +
+	"\x04copy\x18\x05 \x01(\v2\x13.georep.v1.FileCopyH\x00R\x04copy\x12;\n" +
+	"\finline_files\x18\x06 \x01(\v2\x16.georep.v1.InlineFilesH\x00R\vinlineFilesB\x05\n" +
+	"\x03msg\">\n" +
+	"\vInlineFiles\x12/\n" +
+	"\aheaders\x18\x01 \x03(\v2\x15.georep.v1.FileHeaderR\aheaders\")\n" +
 	"\bDataOpen\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\fR\tsessionId\"\xa8\x03\n" +
@@ -2384,12 +2513,15 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\aFileEnd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\aaborted\x18\x02 \x01(\bR\aaborted\x12\x10\n" +
-	"\x03sum\x18\x03 \x01(\fR\x03sum\"\xa6\x01\n" +
+	"\x03sum\x18\x03 \x01(\fR\x03sum\"\xda\x01\n" +
 	"\x10SyncDataResponse\x12)\n" +
 	"\x04want\x18\x01 \x01(\v2\x13.georep.v1.FileWantH\x00R\x04want\x12/\n" +
 	"\x06result\x18\x02 \x01(\v2\x15.georep.v1.FileResultH\x00R\x06result\x12/\n" +
-	"\x06commit\x18\x03 \x01(\v2\x15.georep.v1.DataCommitH\x00R\x06commitB\x05\n" +
-	"\x03msg\"L\n" +
+	"\x06commit\x18\x03 \x01(\v2\x15.georep.v1.DataCommitH\x00R\x06commit\x122\n" +
+	"\aresults\x18\x04 \x01(\v2\x16.georep.v1.FileResultsH\x00R\aresultsB\x05\n" +
+	"\x03msg\">\n" +
+	"\vFileResults\x12/\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.georep.v1.FileResultR\aresults\"L\n" +
 	"\bFileWant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04send\x18\x02 \x01(\bR\x04send\x12\x1c\n" +
@@ -2463,7 +2595,7 @@ func file_georep_v1_georep_proto_rawDescGZIP() []byte {
 }
 
 var file_georep_v1_georep_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_georep_v1_georep_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_georep_v1_georep_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_georep_v1_georep_proto_goTypes = []any{
 	(EntryOpType)(0),           // 0: georep.v1.EntryOpType
 	(OpStatus)(0),              // 1: georep.v1.OpStatus
@@ -2483,19 +2615,21 @@ var file_georep_v1_georep_proto_goTypes = []any{
 	(*MetaOpsRequest)(nil),     // 15: georep.v1.MetaOpsRequest
 	(*MetaOpsResponse)(nil),    // 16: georep.v1.MetaOpsResponse
 	(*SyncDataRequest)(nil),    // 17: georep.v1.SyncDataRequest
-	(*DataOpen)(nil),           // 18: georep.v1.DataOpen
-	(*FileHeader)(nil),         // 19: georep.v1.FileHeader
-	(*FileChunk)(nil),          // 20: georep.v1.FileChunk
-	(*FileCopy)(nil),           // 21: georep.v1.FileCopy
-	(*FileEnd)(nil),            // 22: georep.v1.FileEnd
-	(*SyncDataResponse)(nil),   // 23: georep.v1.SyncDataResponse
-	(*FileWant)(nil),           // 24: georep.v1.FileWant
-	(*FileResult)(nil),         // 25: georep.v1.FileResult
-	(*DataCommit)(nil),         // 26: georep.v1.DataCommit
-	(*GetMarkRequest)(nil),     // 27: georep.v1.GetMarkRequest
-	(*GetMarkResponse)(nil),    // 28: georep.v1.GetMarkResponse
-	(*SetMarkRequest)(nil),     // 29: georep.v1.SetMarkRequest
-	(*SetMarkResponse)(nil),    // 30: georep.v1.SetMarkResponse
+	(*InlineFiles)(nil),        // 18: georep.v1.InlineFiles
+	(*DataOpen)(nil),           // 19: georep.v1.DataOpen
+	(*FileHeader)(nil),         // 20: georep.v1.FileHeader
+	(*FileChunk)(nil),          // 21: georep.v1.FileChunk
+	(*FileCopy)(nil),           // 22: georep.v1.FileCopy
+	(*FileEnd)(nil),            // 23: georep.v1.FileEnd
+	(*SyncDataResponse)(nil),   // 24: georep.v1.SyncDataResponse
+	(*FileResults)(nil),        // 25: georep.v1.FileResults
+	(*FileWant)(nil),           // 26: georep.v1.FileWant
+	(*FileResult)(nil),         // 27: georep.v1.FileResult
+	(*DataCommit)(nil),         // 28: georep.v1.DataCommit
+	(*GetMarkRequest)(nil),     // 29: georep.v1.GetMarkRequest
+	(*GetMarkResponse)(nil),    // 30: georep.v1.GetMarkResponse
+	(*SetMarkRequest)(nil),     // 31: georep.v1.SetMarkRequest
+	(*SetMarkResponse)(nil),    // 32: georep.v1.SetMarkResponse
 }
 var file_georep_v1_georep_proto_depIdxs = []int32{
 	0,  // 0: georep.v1.EntryOp.type:type_name -> georep.v1.EntryOpType
@@ -2507,39 +2641,43 @@ var file_georep_v1_georep_proto_depIdxs = []int32{
 	13, // 6: georep.v1.MetaOp.xattrs:type_name -> georep.v1.Xattr
 	14, // 7: georep.v1.MetaOpsRequest.ops:type_name -> georep.v1.MetaOp
 	11, // 8: georep.v1.MetaOpsResponse.results:type_name -> georep.v1.OpResult
-	18, // 9: georep.v1.SyncDataRequest.open:type_name -> georep.v1.DataOpen
-	19, // 10: georep.v1.SyncDataRequest.header:type_name -> georep.v1.FileHeader
-	20, // 11: georep.v1.SyncDataRequest.chunk:type_name -> georep.v1.FileChunk
-	22, // 12: georep.v1.SyncDataRequest.end:type_name -> georep.v1.FileEnd
-	21, // 13: georep.v1.SyncDataRequest.copy:type_name -> georep.v1.FileCopy
-	13, // 14: georep.v1.FileHeader.xattrs:type_name -> georep.v1.Xattr
-	20, // 15: georep.v1.FileHeader.inline_data:type_name -> georep.v1.FileChunk
-	22, // 16: georep.v1.FileHeader.inline_end:type_name -> georep.v1.FileEnd
-	24, // 17: georep.v1.SyncDataResponse.want:type_name -> georep.v1.FileWant
-	25, // 18: georep.v1.SyncDataResponse.result:type_name -> georep.v1.FileResult
-	26, // 19: georep.v1.SyncDataResponse.commit:type_name -> georep.v1.DataCommit
-	11, // 20: georep.v1.FileResult.result:type_name -> georep.v1.OpResult
-	3,  // 21: georep.v1.SlaveService.Handshake:input_type -> georep.v1.HandshakeRequest
-	5,  // 22: georep.v1.SlaveService.KeepAlive:input_type -> georep.v1.KeepAliveRequest
-	7,  // 23: georep.v1.SlaveService.EndSession:input_type -> georep.v1.EndSessionRequest
-	10, // 24: georep.v1.SlaveService.EntryOps:input_type -> georep.v1.EntryOpsRequest
-	15, // 25: georep.v1.SlaveService.MetaOps:input_type -> georep.v1.MetaOpsRequest
-	17, // 26: georep.v1.SlaveService.SyncData:input_type -> georep.v1.SyncDataRequest
-	27, // 27: georep.v1.SlaveService.GetMark:input_type -> georep.v1.GetMarkRequest
-	29, // 28: georep.v1.SlaveService.SetMark:input_type -> georep.v1.SetMarkRequest
-	4,  // 29: georep.v1.SlaveService.Handshake:output_type -> georep.v1.HandshakeResponse
-	6,  // 30: georep.v1.SlaveService.KeepAlive:output_type -> georep.v1.KeepAliveResponse
-	8,  // 31: georep.v1.SlaveService.EndSession:output_type -> georep.v1.EndSessionResponse
-	12, // 32: georep.v1.SlaveService.EntryOps:output_type -> georep.v1.EntryOpsResponse
-	16, // 33: georep.v1.SlaveService.MetaOps:output_type -> georep.v1.MetaOpsResponse
-	23, // 34: georep.v1.SlaveService.SyncData:output_type -> georep.v1.SyncDataResponse
-	28, // 35: georep.v1.SlaveService.GetMark:output_type -> georep.v1.GetMarkResponse
-	30, // 36: georep.v1.SlaveService.SetMark:output_type -> georep.v1.SetMarkResponse
-	29, // [29:37] is the sub-list for method output_type
-	21, // [21:29] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	19, // 9: georep.v1.SyncDataRequest.open:type_name -> georep.v1.DataOpen
+	20, // 10: georep.v1.SyncDataRequest.header:type_name -> georep.v1.FileHeader
+	21, // 11: georep.v1.SyncDataRequest.chunk:type_name -> georep.v1.FileChunk
+	23, // 12: georep.v1.SyncDataRequest.end:type_name -> georep.v1.FileEnd
+	22, // 13: georep.v1.SyncDataRequest.copy:type_name -> georep.v1.FileCopy
+	18, // 14: georep.v1.SyncDataRequest.inline_files:type_name -> georep.v1.InlineFiles
+	20, // 15: georep.v1.InlineFiles.headers:type_name -> georep.v1.FileHeader
+	13, // 16: georep.v1.FileHeader.xattrs:type_name -> georep.v1.Xattr
+	21, // 17: georep.v1.FileHeader.inline_data:type_name -> georep.v1.FileChunk
+	23, // 18: georep.v1.FileHeader.inline_end:type_name -> georep.v1.FileEnd
+	26, // 19: georep.v1.SyncDataResponse.want:type_name -> georep.v1.FileWant
+	27, // 20: georep.v1.SyncDataResponse.result:type_name -> georep.v1.FileResult
+	28, // 21: georep.v1.SyncDataResponse.commit:type_name -> georep.v1.DataCommit
+	25, // 22: georep.v1.SyncDataResponse.results:type_name -> georep.v1.FileResults
+	27, // 23: georep.v1.FileResults.results:type_name -> georep.v1.FileResult
+	11, // 24: georep.v1.FileResult.result:type_name -> georep.v1.OpResult
+	3,  // 25: georep.v1.SlaveService.Handshake:input_type -> georep.v1.HandshakeRequest
+	5,  // 26: georep.v1.SlaveService.KeepAlive:input_type -> georep.v1.KeepAliveRequest
+	7,  // 27: georep.v1.SlaveService.EndSession:input_type -> georep.v1.EndSessionRequest
+	10, // 28: georep.v1.SlaveService.EntryOps:input_type -> georep.v1.EntryOpsRequest
+	15, // 29: georep.v1.SlaveService.MetaOps:input_type -> georep.v1.MetaOpsRequest
+	17, // 30: georep.v1.SlaveService.SyncData:input_type -> georep.v1.SyncDataRequest
+	29, // 31: georep.v1.SlaveService.GetMark:input_type -> georep.v1.GetMarkRequest
+	31, // 32: georep.v1.SlaveService.SetMark:input_type -> georep.v1.SetMarkRequest
+	4,  // 33: georep.v1.SlaveService.Handshake:output_type -> georep.v1.HandshakeResponse
+	6,  // 34: georep.v1.SlaveService.KeepAlive:output_type -> georep.v1.KeepAliveResponse
+	8,  // 35: georep.v1.SlaveService.EndSession:output_type -> georep.v1.EndSessionResponse
+	12, // 36: georep.v1.SlaveService.EntryOps:output_type -> georep.v1.EntryOpsResponse
+	16, // 37: georep.v1.SlaveService.MetaOps:output_type -> georep.v1.MetaOpsResponse
+	24, // 38: georep.v1.SlaveService.SyncData:output_type -> georep.v1.SyncDataResponse
+	30, // 39: georep.v1.SlaveService.GetMark:output_type -> georep.v1.GetMarkResponse
+	32, // 40: georep.v1.SlaveService.SetMark:output_type -> georep.v1.SetMarkResponse
+	33, // [33:41] is the sub-list for method output_type
+	25, // [25:33] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_georep_v1_georep_proto_init() }
@@ -2553,11 +2691,13 @@ func file_georep_v1_georep_proto_init() {
 		(*SyncDataRequest_Chunk)(nil),
 		(*SyncDataRequest_End)(nil),
 		(*SyncDataRequest_Copy)(nil),
+		(*SyncDataRequest_InlineFiles)(nil),
 	}
-	file_georep_v1_georep_proto_msgTypes[20].OneofWrappers = []any{
+	file_georep_v1_georep_proto_msgTypes[21].OneofWrappers = []any{
 		(*SyncDataResponse_Want)(nil),
 		(*SyncDataResponse_Result)(nil),
 		(*SyncDataResponse_Commit)(nil),
+		(*SyncDataResponse_Results)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2565,7 +2705,7 @@ func file_georep_v1_georep_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_georep_v1_georep_proto_rawDesc), len(file_georep_v1_georep_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
