@@ -525,9 +525,8 @@ func (ds *dataStream) sign(in *incoming, st *unix.Stat_t) (*delta.Signature, err
 }
 
 // header answers a file announcement: skip it when the slave's copy already
-// has its size and mtime (rsync's quick check), else get ready to receive.
-// header starts a file's transfer (and, for an inline file, does all of
-// it).
+// has its size and mtime (rsync's quick check), else get ready to receive
+// (and receive all of it, for an inline file).
 func (ds *dataStream) header(h *pb.FileHeader) error {
 	err := ds.receive(h, true)
 	if errors.Is(err, errGuessedWrong) {

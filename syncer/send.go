@@ -424,11 +424,17 @@ const InlineMax = 64 << 10
 // stream's other files for long.
 const inlineBatchBytes = 4 * InlineMax
 
+// inlineBatchFiles bounds the files of one InlineFiles message, so that
+// empty files (no data) or big xattrs cannot make it unbounded: the slave
+// takes messages of at most slave.MaxMessage (64 MiB).
+const inlineBatchFiles = 1024
+
 // inlineBatch gathers inline files' headers into one InlineFiles message;
 // buf holds their data until it is sent.
 type inlineBatch struct {
 	buf     []byte
-	used    int
+	used    int // of buf
+	meta    int // bytes of the headers' xattrs
 	headers []*pb.FileHeader
 }
 
@@ -438,7 +444,7 @@ func (b *inlineBatch) flush(stream pb.SlaveService_SyncDataClient) error {
 		return nil
 	}
 	err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_InlineFiles{InlineFiles: &pb.InlineFiles{Headers: b.headers}}})
-	b.used, b.headers = 0, nil
+	b.used, b.meta, b.headers = 0, 0, nil
 	if err != nil {
 		return streamErr{err}
 	}
@@ -446,14 +452,19 @@ func (b *inlineBatch) flush(stream pb.SlaveService_SyncDataClient) error {
 }
 
 // addInline reads o's file (at most InlineMax bytes) whole into the batch
-// and adds its header, sending the batch first when the file's data does
-// not fit.
+// and adds its header, sending the batch first when the file's data or
+// xattrs do not fit, or it is full.
 func (s *Sender) addInline(ctx context.Context, stream pb.SlaveService_SyncDataClient, b *inlineBatch, id uint64, o *openFile) error {
-	if int64(len(b.buf)-b.used) < o.st.Size {
+	meta := 0
+	for _, x := range o.xattrs {
+		meta += len(x.GetName()) + len(x.GetValue())
+	}
+	if int64(len(b.buf)-b.used) < o.st.Size || b.meta+meta > inlineBatchBytes || len(b.headers) >= inlineBatchFiles {
 		if err := b.flush(stream); err != nil {
 			return err
 		}
 	}
+	b.meta += meta
 	hdr, err := s.inlineHeader(ctx, id, o, b.buf[b.used:])
 	if err != nil {
 		return err

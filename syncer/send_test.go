@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -125,22 +126,83 @@ func (s countingStream) SendMsg(m any) error {
 	return s.ServerStream.SendMsg(m)
 }
 
-func testShipVanishedAndChanged(t *testing.T, size int) {
-	sroot, mdir := t.TempDir(), t.TempDir()
-	var wants wantCounter
+// shipSession starts a slave on sroot, counting its messages in wants,
+// and opens a session with it.
+func shipSession(t *testing.T, ctx context.Context, sroot string, wants *wantCounter) (pb.SlaveServiceClient, []byte) {
+	t.Helper()
 	sl := testenv.StartSlave(t, sroot, grpc.StreamInterceptor(wants.intercept))
 	conn, err := grpc.NewClient(sl.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	client := pb.NewSlaveServiceClient(conn)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	sid := []byte("0123456789abcdef")
 	if _, err := client.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: sid}); err != nil {
 		t.Fatal(err)
 	}
+	return client, sid
+}
+
+// TestShipManyEmptyFiles: inline files without data still go at most
+// inlineBatchFiles (1024) to a message, and all arrive.
+func TestShipManyEmptyFiles(t *testing.T) {
+	sroot, mdir := t.TempDir(), t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wants wantCounter
+	client, sid := shipSession(t, ctx, sroot, &wants)
+	src := &source{dir: mdir, names: map[gfid.GFID]string{}}
+	var files []*syncer.File
+	var ops []*pb.EntryOp
+	const n = 2500
+	for i := range n {
+		g, _ := gfid.New()
+		name := fmt.Sprintf("e%04d", i)
+		src.names[g] = name
+		if err := os.WriteFile(filepath.Join(mdir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		op := &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_CREATE, Gfid: g.Bytes(), Pargfid: gfid.Root.Bytes(), Name: []byte(name), Mode: unix.S_IFREG | 0o644, DataFollows: true}
+		ops = append(ops, op)
+		files = append(files, &syncer.File{GFID: g, At: syncer.Link{Parent: gfid.Root, Name: name}})
+	}
+	if _, err := client.EntryOps(ctx, &pb.EntryOpsRequest{SessionId: sid, Ops: ops}); err != nil {
+		t.Fatal(err)
+	}
+	s := &syncer.Sender{Client: client, Session: sid, Source: src}
+	if err := s.Ship(ctx, files); err != nil {
+		t.Fatalf("Ship: %v", err)
+	}
+	for _, f := range files {
+		if !f.OK() {
+			t.Fatalf("%s: %+v", src.names[f.GFID], f)
+		}
+	}
+	if b := wants.batches.Load(); b != 3 {
+		t.Errorf("%d empty files went in %d InlineFiles messages, want 3 (1024 a message)", n, b)
+	}
+	ents, err := os.ReadDir(sroot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "e") {
+			got++
+		}
+	}
+	if got != n {
+		t.Errorf("%d files on the slave, want %d", got, n)
+	}
+}
+
+func testShipVanishedAndChanged(t *testing.T, size int) {
+	sroot, mdir := t.TempDir(), t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wants wantCounter
+	client, sid := shipSession(t, ctx, sroot, &wants)
 	src := &source{dir: mdir, names: map[gfid.GFID]string{}, vanish: map[gfid.GFID]bool{}, shrink: map[gfid.GFID]bool{}, grow: map[gfid.GFID]bool{}, openErr: map[gfid.GFID]error{}, at: map[gfid.GFID]syncer.Link{}}
 	var files []*syncer.File
 	var ops []*pb.EntryOp
