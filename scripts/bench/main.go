@@ -506,13 +506,17 @@ func (b *bench) initialSync(ctx context.Context, w *workload, src string, keep b
 // remove disposes of dirs no longer needed. Deleting a big tree makes
 // the next runs' file creation slower for minutes on some filesystems
 // (ext4 without a journal skips recently freed inodes one by one), so
-// while there is plenty of free space the deletion waits for the end of
+// while there is room for everything the bench writes (benchBytes at
+// BENCH_SCALE=1, and 8 GiB to spare) the deletion waits for the end of
 // the bench; otherwise the dirs go now. Either way the filesystem is then
-// flushed (untimed).
+// flushed (untimed). (The test was a quarter of the filesystem free, which
+// a 264 GB disk with 57 GB available failed: every workload's copies were
+// deleted under the next one's runs.)
 func (b *bench) remove(dirs ...string) {
 	var st unix.Statfs_t
+	need := uint64(float64(benchBytes)*b.cfg.scale*float64(b.cfg.runs)/3) + 8<<30
 	roomy := unix.Statfs(b.tmp, &st) == nil &&
-		st.Bavail*uint64(st.Bsize) > 16<<30 && st.Bavail > st.Blocks/4 && st.Ffree > st.Files/4
+		st.Bavail*uint64(st.Bsize) > need && st.Ffree > st.Files/4
 	for _, d := range dirs {
 		if roomy {
 			continue // under b.tmp: removed on exit
@@ -523,6 +527,12 @@ func (b *bench) remove(dirs ...string) {
 	}
 	syncFS(b.tmp)
 }
+
+// benchBytes is about what a whole bench writes at BENCH_SCALE=1 and
+// RUNS=3, with room to spare (it scales with both): W1 and W1x2 (0.46 and
+// 0.92 GB a copy), W2 (0.23 GB) and W3 (1 GiB), nine copies each (three
+// tools, three runs), 24 GB in all.
+const benchBytes = 40 << 30
 
 // fsTopdirFL is FS_TOPDIR_FL (chattr +T).
 const fsTopdirFL = 0x00020000
