@@ -628,3 +628,75 @@ func TestSyncerNoSessionAfterCancel(t *testing.T) {
 		}
 	}
 }
+
+// TestBoxItemsBound: a box that reaches its bound is set aside for the next
+// free worker, and posts go to a new box; full boxes ship oldest first, and
+// every item once. While the only worker is busy, 95 items in boxes of 10
+// make nine full boxes and a current one of five.
+func TestBoxItemsBound(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var shipped [][]int
+	ship := func(ctx context.Context, items []int) error {
+		mu.Lock()
+		first := len(shipped) == 0
+		shipped = append(shipped, append([]int(nil), items...))
+		mu.Unlock()
+		if first {
+			<-release
+		}
+		return nil
+	}
+	s := NewWithBoxItems(1, 10, ship)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	first := s.Add(-1)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(shipped)
+		mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the worker did not take the first box")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	var boxes []*PostBox[int]
+	for i := range 95 {
+		boxes = append(boxes, s.Add(i))
+	}
+	close(release)
+	for _, b := range append(boxes, first) {
+		if err := b.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if len(shipped) != 11 {
+		t.Fatalf("%d sessions, want 11 (the first, nine full boxes, the rest): %v", len(shipped), shipped)
+	}
+	next := 0
+	for i, items := range shipped[1:] {
+		want := 10
+		if i == 9 {
+			want = 5
+		}
+		if len(items) != want {
+			t.Errorf("session %d shipped %d items, want %d", i+1, len(items), want)
+		}
+		for _, it := range items {
+			if it != next {
+				t.Fatalf("session %d shipped item %d, want %d (oldest box first, each item once)", i+1, it, next)
+			}
+			next++
+		}
+	}
+}
