@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -211,5 +212,25 @@ func TestHintsOfEntryOps(t *testing.T) {
 	}
 	if want := (syncer.Link{Parent: to, Name: "new"}); got[renamed] != want {
 		t.Errorf("hint of a renamed file: %v, want %v (where it was renamed to)", got[renamed], want)
+	}
+}
+
+// TestCallOpsSlowStart: a batch's entry calls start at firstCallOps and
+// double up to opsPerCall, so that data can start flowing before the crawl
+// has found 4,096 entries.
+func TestCallOpsSlowStart(t *testing.T) {
+	var p processor
+	var got []int
+	for range 7 {
+		got = append(got, p.callOps())
+		p.calls++
+	}
+	want := []int{256, 512, 1024, 2048, 4096, 4096, 4096}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("entry call sizes %v, want %v", got, want)
+	}
+	p.calls = 1000
+	if n := p.callOps(); n != opsPerCall {
+		t.Errorf("after 1000 calls: %d ops a call, want %d", n, opsPerCall)
 	}
 }
