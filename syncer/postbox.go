@@ -83,8 +83,9 @@ type ShipFunc[T any] func(ctx context.Context, items []T) error
 // Syncer is the staged queue plus its workers.
 //
 // Producers call Add from any goroutine. Workers (started by Run) arbitrate
-// among themselves with takeMu; producers never take it: they post into
-// whatever box is current and retry when it was closed under them.
+// among themselves with takeMu; producers post into whatever box is
+// current and retry when it was closed under them, and take takeMu only to
+// set a full box aside (once per boxItems posts).
 type Syncer[T any] struct {
 	ship     ShipFunc[T]
 	jobs     int
