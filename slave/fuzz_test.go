@@ -282,13 +282,7 @@ func FuzzDataHeader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, g []byte, size int64, mode, uid, gid uint32, mtime, off int64, data []byte, abort, sync bool, xname []byte) {
 		ft := newFuzzTree(t)
 		fx := ft.f
-		client := fx.serve()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		st, err := client.SyncData(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		st := fuzzDataStream(t, fx)
 		hdr := &pb.FileHeader{Id: 1, Gfid: ft.pick(g), Size: size, Mode: mode, Uid: uid, Gid: gid, AtimeNs: mtime, MtimeNs: mtime, SyncXattrs: sync}
 		if len(xname) > 0 {
 			hdr.Xattrs = []*pb.Xattr{{Name: xname, Value: []byte("v")}}
@@ -332,10 +326,7 @@ func FuzzDataHeader(f *testing.F) {
 		} else if streamErr == nil {
 			t.Fatal("no result for the file and no stream error")
 		}
-		fx.checkOutside()
-		waitFor(t, "staging files to go", func() bool { return !hasTempFile(fx.root) })
-		// The slave serves on.
-		fx.ok(opCreate(newGFID(t), gfid.Root, "after"))
+		fuzzDataAfter(t, fx)
 	})
 }
 
@@ -365,13 +356,7 @@ func FuzzInlineFiles(f *testing.F) {
 	f.Fuzz(func(t *testing.T, g1, g2 []byte, size1 int64, data1, data2 []byte, abort, badSum, notInline bool) {
 		ft := newFuzzTree(t)
 		fx := ft.f
-		client := fx.serve()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		st, err := client.SyncData(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		st := fuzzDataStream(t, fx)
 		header := func(id uint64, g []byte, size int64, data []byte) *pb.FileHeader {
 			sum := delta.SumOf(data)
 			if badSum {
@@ -421,8 +406,27 @@ func FuzzInlineFiles(f *testing.F) {
 				checkResult(t, "inline file", r.GetResult())
 			}
 		}
-		fx.checkOutside()
-		waitFor(t, "staging files to go", func() bool { return !hasTempFile(fx.root) })
-		fx.ok(opCreate(newGFID(t), gfid.Root, "after"))
+		fuzzDataAfter(t, fx)
 	})
+}
+
+// fuzzDataStream opens a data stream to fx's slave for the test's life.
+func fuzzDataStream(t *testing.T, fx *fixture) pb.SlaveService_SyncDataClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	st, err := fx.serve().SyncData(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// fuzzDataAfter checks what a fuzzed data stream must leave: nothing
+// outside the root, no staging file, and a slave that serves on.
+func fuzzDataAfter(t *testing.T, fx *fixture) {
+	t.Helper()
+	fx.checkOutside()
+	waitFor(t, "staging files to go", func() bool { return !hasTempFile(fx.root) })
+	fx.ok(opCreate(newGFID(t), gfid.Root, "after"))
 }
