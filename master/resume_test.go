@@ -331,3 +331,46 @@ func TestFirstSyncAsksNothing(t *testing.T) {
 	}
 	testenv.RequireEqual(t, mroot, sroot)
 }
+
+// TestRestartAfterDirMovedFromRemovedParent pins the bug behind
+// TestKillMasterDuringChurn's seeds 612 and 859: while the master was
+// down, a directory moved out of a parent that was then removed, and got
+// new files. The restart's hybrid crawl indexed the directory at its new
+// name but kept the old link (the removed parent was never crawled, so
+// nothing pruned it), path resolution went through the stale link, and
+// the directory's new files looked vanished: never sent, the batch OK.
+func TestRestartAfterDirMovedFromRemovedParent(t *testing.T) {
+	mroot, sroot := t.TempDir(), t.TempDir()
+	write(t, filepath.Join(mroot, "a", "b", "d", "f"), []byte("old file"))
+	if err := os.Mkdir(filepath.Join(mroot, "c"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sl := testenv.StartSlave(t, sroot)
+	state := filepath.Join(t.TempDir(), "master-state")
+	cfg := func(c *master.Config) { c.StateDir = state }
+	m1 := newMaster(t, mroot, sl.Addr, cfg)
+	live := startLive(t, m1)
+	waitSynced(t, m1, time.Minute)
+	if err := live.stop(); err != nil {
+		t.Fatal(err)
+	}
+	m1.Close()
+	testenv.RequireEqual(t, mroot, sroot)
+
+	if err := os.Rename(filepath.Join(mroot, "a", "b", "d"), filepath.Join(mroot, "c", "d")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(mroot, "a", "b")); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(mroot, "c", "d", "g"), []byte("new file"))
+	write(t, filepath.Join(mroot, "c", "d", "f"), []byte("rewritten"))
+
+	m2 := newMaster(t, mroot, sl.Addr, cfg)
+	live = startLive(t, m2)
+	waitSynced(t, m2, time.Minute)
+	if err := live.stop(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.RequireEqual(t, mroot, sroot)
+}

@@ -86,6 +86,7 @@ type pendingLink struct {
 	l   gfidx.Link
 	ino uint64
 	old gfid.GFID // keep: the gfid the index had at l, to forget (else Zero)
+	dir bool      // a directory: l is its only name
 }
 
 // linkBatch is how many index links go into one transaction: one commit
@@ -109,8 +110,8 @@ func (x *xsync) add(r *changelog.Record) error {
 	return nil
 }
 
-func (x *xsync) index(g gfid.GFID, parent gfid.GFID, name string, ino uint64, old gfid.GFID) error {
-	x.links = append(x.links, pendingLink{g, gfidx.Link{Parent: parent, Name: name}, ino, old})
+func (x *xsync) index(g gfid.GFID, parent gfid.GFID, name string, ino uint64, old gfid.GFID, dir bool) error {
+	x.links = append(x.links, pendingLink{g, gfidx.Link{Parent: parent, Name: name}, ino, old, dir})
 	x.pending[g] = ino
 	if len(x.links) >= linkBatch && !x.live {
 		return x.flush(-1)
@@ -136,6 +137,20 @@ func (x *xsync) flush(dirfd int) error {
 				if !p.old.IsZero() {
 					if err := tx.RemoveLink(p.old, p.l); err != nil {
 						return err
+					}
+				}
+				if p.dir {
+					// A directory has one name: any other the index
+					// still holds is where it was before a rename this
+					// process did not see (it was down), and path
+					// resolution through it fails: its files would
+					// look vanished and never be sent.
+					for _, l := range tx.Links(p.g) {
+						if l != p.l {
+							if err := tx.RemoveLink(p.g, l); err != nil {
+								return err
+							}
+						}
 					}
 				}
 				if err := tx.AddLink(p.g, p.l); err != nil {
@@ -349,7 +364,7 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 			x.hard[eg] = st.Ino
 		}
 		if !indexed {
-			if err := x.index(eg, g, name, st.Ino, old); err != nil {
+			if err := x.index(eg, g, name, st.Ino, old, st.Mode&unix.S_IFMT == unix.S_IFDIR); err != nil {
 				unix.Close(dirfd)
 				return err
 			}
