@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -322,6 +323,15 @@ func (m *Master) connect(ctx context.Context) (*pb.HandshakeResponse, error) {
 			}
 			return nil, err // e.g. held by another master until its lease ends
 		}
+		if m.cfg.TLS != nil && !isTLSFailure(err) {
+			// A slave that refuses our certificate sends an alert after
+			// TLS 1.3's handshake, and closes; gRPC may be writing then
+			// and see only a broken pipe or a reset. A plain TLS dial
+			// that waits for the slave's first bytes reads the alert.
+			if perr := probeTLS(ctx, m.cfg.Slave, m.cfg.TLS); perr != nil && strings.Contains(perr.Error(), "remote error: tls:") {
+				err = perr
+			}
+		}
 		if m.cfg.TLS != nil && isTLSFailure(err) {
 			// Retrying cannot help: the certificates do not fit.
 			return nil, &monitor.Fatal{Err: fmt.Errorf("%w with slave %s (whose certificate must be named %q): %s; check --ca/--cert/--key, --slave-name, and the slave's --allow-master",
@@ -352,6 +362,27 @@ var ErrTLS = errors.New("TLS handshake failed")
 // ("authentication handshake failed: tls: ... x509: ..."), or the slave
 // refusing this master's certificate with an alert ("remote error: tls:
 // ...").
+// probeTLS dials addr with cfg (and gRPC's ALPN protocol), completes the
+// handshake and waits up to 2 s for the slave's first bytes: nil when
+// they come (the slave took the certificate), else the error, which names
+// the slave's alert when it refused it.
+func probeTLS(ctx context.Context, addr string, cfg *tls.Config) error {
+	c := cfg.Clone()
+	c.NextProtos = []string{"h2"}
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 3 * time.Second}, Config: c}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
+		return err
+	}
+	var b [1]byte
+	_, err = conn.Read(b[:])
+	return err
+}
+
 func isTLSFailure(err error) bool {
 	msg := status.Convert(err).Message()
 	return strings.Contains(msg, "authentication handshake failed") || strings.Contains(msg, "remote error: tls:")
