@@ -238,8 +238,11 @@ func TestRegressionDataStreamSurvivesEndSession(t *testing.T) {
 	if _, err := f.s.EndSession(context.Background(), &pb.EndSessionRequest{SessionId: f.sid}); err != nil {
 		t.Fatal(err)
 	}
-	d.chunk(1, 0, "old")
-	d.end(1, false)
+	// The slave ends the stream at the first message after EndSession,
+	// so the second send may already fail (EOF): the outcome is in Recv.
+	sum := delta.SumOf([]byte("old"))
+	d.st.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: 1, Data: []byte("old")}}})
+	d.st.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: 1, Sum: sum[:]}}})
 	if m, err := d.st.Recv(); err == nil && m.GetResult().GetResult().GetStatus() == stOK {
 		t.Errorf("the ended session's stream still wrote f: %q", readFile(t, f.path("f")))
 	}
