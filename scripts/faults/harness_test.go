@@ -25,6 +25,16 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the binary's directory after the tests (it was left
+// in the temp dir by every run).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if georepBin != "" {
+		os.RemoveAll(filepath.Dir(georepBin))
+	}
+	os.Exit(code)
+}
+
 // binary builds bin/georep once for the package's tests; the tests run
 // only with GEOREP_FAULTS=1.
 func binary(t *testing.T) string {
