@@ -659,14 +659,16 @@ func TestDataInlineFiles(t *testing.T) {
 	checkGFID(t, f.path("e"), E)
 	noTmp(t, f.root)
 
-	for name, hs := range map[string][]*pb.FileHeader{
-		"not inline": {inlineHeader(8, A, "x", 3e9, false, nil), {Id: 9, Gfid: gb(B), Size: 1, Mode: unix.S_IFREG | 0o640}},
-	} {
-		d := f.openData(f.sid)
-		d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_InlineFiles{InlineFiles: &pb.InlineFiles{Headers: hs}}})
-		if _, err := d.st.Recv(); grpcCode(err) != codes.InvalidArgument {
-			t.Errorf("%s: %v, want InvalidArgument", name, err)
-		}
+	// A batch with a header that is not inline is refused before any of
+	// its files is touched.
+	d = f.openData(f.sid)
+	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_InlineFiles{InlineFiles: &pb.InlineFiles{Headers: []*pb.FileHeader{
+		inlineHeader(8, A, "x", 3e9, false, nil), {Id: 9, Gfid: gb(B), Size: 1, Mode: unix.S_IFREG | 0o640}}}}})
+	if _, err := d.st.Recv(); grpcCode(err) != codes.InvalidArgument {
+		t.Errorf("a batch with a header not inline: %v, want InvalidArgument", err)
+	}
+	if got := readFile(t, f.path("a")); got != "first" {
+		t.Errorf("a = %q after a refused batch, want %q", got, "first")
 	}
 	f.checkOutside()
 }
