@@ -783,7 +783,7 @@ func (ds *dataStream) end(e *pb.FileEnd) error {
 	default:
 		sum := in.patch.Sum()
 		if !bytes.Equal(sum[:], e.GetSum()) {
-			o = outcome{status: pb.OpStatus_OP_STATUS_FAILED, err: fmt.Errorf("%w: %s: the file built here has BLAKE3 %x, the master's %x", errHashMismatch, in.g, sum, e.GetSum())}
+			o = outcome{status: pb.OpStatus_OP_STATUS_FAILED, err: fmt.Errorf("%w: %s: the file built here has XXH3-128 %x, the master's %x", errHashMismatch, in.g, sum, e.GetSum())}
 			break
 		}
 		o = ds.finish(in)

@@ -568,7 +568,7 @@ func TestDataInline(t *testing.T) {
 		t.Fatalf("aborted inline file: %v", r)
 	}
 	d.inline(5, F, "changed", 2e9, false, make([]byte, 32))
-	if r := d.expectResult(5); r.GetResult().GetStatus() != stFailed || !strings.Contains(r.GetResult().GetError(), "BLAKE3") {
+	if r := d.expectResult(5); r.GetResult().GetStatus() != stFailed || !strings.Contains(r.GetResult().GetError(), "XXH3-128") {
 		t.Fatalf("inline file with a bad hash: %v", r)
 	}
 	d.commit()
@@ -740,7 +740,7 @@ func TestDataInlineNewFile(t *testing.T) {
 		t.Fatalf("aborted new inline file: %v", r)
 	}
 	d.inline(3, B, "bad hash", 1e9, false, make([]byte, 32))
-	if r := d.expectResult(3); r.GetResult().GetStatus() != stFailed || !strings.Contains(r.GetResult().GetError(), "BLAKE3") {
+	if r := d.expectResult(3); r.GetResult().GetStatus() != stFailed || !strings.Contains(r.GetResult().GetError(), "XXH3-128") {
 		t.Fatalf("new inline file with a bad hash: %v", r)
 	}
 	d.inline(4, C, "mine", 1e9, false, nil)

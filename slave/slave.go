@@ -37,8 +37,9 @@ import (
 // ProtocolVersion is the wire protocol this slave speaks. Version 2: files
 // inline in their header, and BLAKE3 as the end-to-end hash. Version 3:
 // many inline files in one message (InlineFiles, answered by one
-// FileResults).
-const ProtocolVersion = 3
+// FileResults). Version 4: seeded XXH3-128 as the end-to-end hash (see
+// delta.Sum).
+const ProtocolVersion = 4
 
 // DefaultLease is how long a session lives without any call from its
 // master. The master sends keep-alives at a third of it.

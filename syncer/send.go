@@ -535,13 +535,13 @@ func (s *Sender) open(f *File) (*openFile, error) {
 
 // sendData streams a file's bytes — a delta against sig when the slave has
 // an old copy, else the whole file with its holes as zero runs — and its
-// end marker with the end-to-end hash (delta.NewSum) of what was sent. A
+// end marker with the end-to-end hash (delta.Sum) of what was sent. A
 // file that shrank, grew or was modified while read is aborted and marked
 // Changed: the slave keeps its old copy, and the caller ships the file
 // again.
 func (s *Sender) sendData(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, o *openFile, sig *delta.Signature, buf []byte) error {
 	chunk := len(buf)
-	var sum [32]byte
+	var sum delta.Sum
 	aborted := false
 	var err error
 	switch {
@@ -597,8 +597,9 @@ func isStreamErr(err error) bool {
 
 // sendWhole streams the whole file: data regions read and sent, holes
 // (found with SEEK_DATA/SEEK_HOLE) sent as zero runs without reading them.
-func (s *Sender) sendWhole(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, o *openFile, buf []byte) (sum [32]byte, aborted bool, err error) {
-	h := delta.NewSum()
+func (s *Sender) sendWhole(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, o *openFile, buf []byte) (sum delta.Sum, aborted bool, err error) {
+	h := delta.NewHasher()
+	defer h.Release()
 	chunk := len(buf)
 	fd := int(o.f.Fd())
 	size := o.st.Size
@@ -653,9 +654,7 @@ func (s *Sender) sendWhole(ctx context.Context, stream pb.SlaveService_SyncDataC
 			}
 		}
 	}
-	h.Sum(sum[:0])
-	delta.ReleaseSum(h)
-	return sum, false, nil
+	return h.Sum(), false, nil
 }
 
 // sendLiteral sends literal bytes, compressed when asked and worth it,

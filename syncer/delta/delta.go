@@ -17,8 +17,9 @@
 //   - strong: 128-bit XXH3 (github.com/zeebo/xxh3 Hash128, unseeded, in its
 //     canonical big-endian byte form) of the block. It is not a
 //     cryptographic hash: it only picks which block to copy;
-//   - end to end: BLAKE3-256 (see NewSum) of the whole new file, computed by Diff while it
-//     reads and by the Patcher over everything it writes. A mismatch (a
+//   - end to end: seeded XXH3-128 (see Sum) of the whole new file,
+//     computed by Diff while it reads and by the Patcher over everything
+//     it writes. A mismatch (a
 //     strong-hash collision, an old copy that changed under the slave, a
 //     bug) must make the caller discard the result and fall back to a full
 //     transfer.

@@ -10,8 +10,6 @@ import (
 	"slices"
 	"testing"
 	"testing/iotest"
-
-	"github.com/zeebo/blake3"
 )
 
 // memFile is an in-memory io.WriterAt that grows as needed and counts the
@@ -124,7 +122,7 @@ func roundTrip(t testing.TB, old, new []byte, blockSize, maxLit int) stats {
 	if n != int64(len(new)) {
 		t.Fatalf("Diff length %d, want %d", n, len(new))
 	}
-	if want := blake3.Sum256(new); sum != want {
+	if want := SumOf(new); sum != want {
 		t.Fatalf("Diff sum %x, want %x", sum, want)
 	}
 	if p.Sum() != sum {
@@ -262,7 +260,7 @@ func TestNilSignature(t *testing.T) {
 	out := &memFile{}
 	p := NewPatcher(nil, nil, out, false)
 	n, sum, err := Diff(nil, bytes.NewReader(new), 0, p.Apply)
-	if err != nil || n != 5000 || sum != blake3.Sum256(new) || !bytes.Equal(out.b, new) {
+	if err != nil || n != 5000 || sum != SumOf(new) || !bytes.Equal(out.b, new) {
 		t.Fatalf("n %d err %v, equal %v", n, err, bytes.Equal(out.b, new))
 	}
 }
@@ -426,7 +424,7 @@ func TestSparseWrites(t *testing.T) {
 			copy(got[wr.off:], wr.b)
 			n += len(wr.b)
 		}
-		if !bytes.Equal(got[off:], data) || p.Sum() != blake3.Sum256(cat(make([]byte, off), data)) {
+		if !bytes.Equal(got[off:], data) || p.Sum() != SumOf(cat(make([]byte, off), data)) {
 			t.Fatalf("off %d: sparse output differs", off)
 		}
 		// 3 nonzero pages, plus at most the two partial pages of each op.
@@ -618,7 +616,7 @@ func TestDiffMemoryBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	const size = 256 << 20
-	h := blake3.New()
+	h := NewHasher()
 	var ms0, ms1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms0)
@@ -633,7 +631,7 @@ func TestDiffMemoryBounded(t *testing.T) {
 	if err != nil || n != size {
 		t.Fatalf("n %d, err %v", n, err)
 	}
-	if !bytes.Equal(sum[:], h.Sum(nil)) {
+	if sum != h.Sum() {
 		t.Error("sum differs")
 	}
 	// Every copy of old is one copy op (blocks 0 to the end).

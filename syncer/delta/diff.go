@@ -170,7 +170,7 @@ type differ struct {
 	p      int
 	lit    int
 	eof    bool
-	sha    *pipeHash
+	sum    *Hasher
 
 	// Rolling sums of the window at p, valid when haveSum.
 	a, b    uint32
@@ -204,11 +204,11 @@ type differ struct {
 // it). An Op's Data aliases Diff's window: it is valid only during the
 // emit call and must be neither kept nor modified (copy it to keep it).
 //
-// Diff returns the length of the new file and its end-to-end hash (NewSum), computed in the
-// same pass, for the end-to-end check against Patcher.Sum. An error from
+// Diff returns the length of the new file and its end-to-end hash (see
+// Sum), computed in the same pass, for the end-to-end check against Patcher.Sum. An error from
 // emit stops Diff and is returned as is. A nil sig means there is no old
 // copy: everything is literal.
-func Diff(sig *Signature, r io.Reader, maxLiteral int, emit func(Op) error) (n int64, sum [32]byte, err error) {
+func Diff(sig *Signature, r io.Reader, maxLiteral int, emit func(Op) error) (n int64, sum Sum, err error) {
 	if sig == nil {
 		sig = &Signature{BlockSize: MinBlock}
 	}
@@ -233,15 +233,14 @@ func Diff(sig *Signature, r io.Reader, maxLiteral int, emit func(Op) error) (n i
 		// between moves. The window starts small, for small files.
 		bufMax: maxLiteral + 2*L + readChunk + 4<<20,
 		buf:    make([]byte, 2*L+smallWindow),
-		sha:    newPipeHash(NewSum()),
+		sum:    NewHasher(),
 		last:   -1,
 	}
-	defer d.sha.release()
+	defer d.sum.Release()
 	if err := d.run(); err != nil {
 		return 0, sum, err
 	}
-	d.sha.sum(sum[:0])
-	return d.base + int64(d.end), sum, nil
+	return d.base + int64(d.end), d.sum.Sum(), nil
 }
 
 // MaxCopyRun bounds the length a copy op reaches before Diff emits it and
@@ -269,13 +268,10 @@ func (d *differ) fill() error {
 		k := d.lit
 		if len(d.buf) < d.bufMax {
 			// The file is not small: grow the window to its full size.
-			// (The hasher may still read the old one; it is not
-			// modified.)
 			buf := make([]byte, d.bufMax)
 			copy(buf, d.buf[k:d.end])
 			d.buf = buf
 		} else if k > 0 {
-			d.sha.wait() // the hasher may be reading the bytes about to move
 			copy(d.buf, d.buf[k:d.end])
 		}
 		d.base += int64(k)
@@ -304,9 +300,7 @@ func (d *differ) fill() error {
 			}
 		}
 	}
-	// The hasher works on these bytes while run scans them; they stay put
-	// until the next fill, which waits for it before moving anything.
-	d.sha.write(d.buf[start:d.end], true)
+	_, _ = d.sum.Write(d.buf[start:d.end])
 	return nil
 }
 

@@ -44,9 +44,8 @@ type Patcher struct {
 	sparse bool
 	limit  int64 // -1: none
 	off    int64
-	sha    *pipeHash
-	bufs   [2][]byte // copy chunks alternate between them (see pipeHash)
-	flip   int
+	sum    *Hasher
+	buf    []byte // copy's chunk
 	err    error
 }
 
@@ -65,7 +64,7 @@ func NewPatcher(sig *Signature, old io.ReaderAt, out io.WriterAt, sparse bool) *
 		out:    out,
 		sparse: sparse,
 		limit:  -1,
-		sha:    newPipeHash(NewSum()),
+		sum:    NewHasher(),
 	}
 }
 
@@ -78,17 +77,13 @@ func (p *Patcher) SetLimit(n int64) { p.limit = n }
 // truncate the output to at the end.
 func (p *Patcher) Written() int64 { return p.off }
 
-// Sum is the end-to-end hash (NewSum) of the Written() bytes rebuilt so far, in order, to be
-// compared with Diff's sum once every op has been applied.
-func (p *Patcher) Sum() [32]byte {
-	var s [32]byte
-	p.sha.sum(s[:0])
-	return s
-}
+// Sum is the end-to-end hash of the Written() bytes rebuilt so far, in
+// order, to be compared with Diff's sum once every op has been applied.
+func (p *Patcher) Sum() Sum { return p.sum.Sum() }
 
 // Release frees the Patcher's hasher for other Patchers; the Patcher is
 // not used after it.
-func (p *Patcher) Release() { p.sha.release() }
+func (p *Patcher) Release() { p.sum.Release() }
 
 // Err is the error that stopped the Patcher, or nil.
 func (p *Patcher) Err() error { return p.err }
@@ -147,7 +142,7 @@ func (p *Patcher) Apply(op Op) error {
 		return err
 	}
 	if op.Count == 0 {
-		err = p.write(op.Data, false) // op.Data is the caller's: hash it now
+		err = p.write(op.Data)
 	} else {
 		err = p.copy(from, n)
 	}
@@ -161,15 +156,13 @@ func (p *Patcher) Apply(op Op) error {
 func (p *Patcher) copy(from, n int64) error {
 	for n > 0 {
 		// Chunks end on output page boundaries so zero pages are found
-		// whole. While one is hashed, the next is read into the other
-		// buffer.
-		buf := p.bufs[p.flip]
+		// whole.
+		buf := p.buf
 		if len(buf) < copyChunk && int64(len(buf)) < n {
 			// Small files get small buffers.
 			buf = make([]byte, min(copyChunk, max(64<<10, n)))
-			p.bufs[p.flip] = buf
+			p.buf = buf
 		}
-		p.flip ^= 1
 		m := min(n, int64(len(buf))-p.off%sparsePage)
 		b := buf[:m]
 		k, err := p.old.ReadAt(b, from)
@@ -179,7 +172,7 @@ func (p *Patcher) copy(from, n int64) error {
 			}
 			return fmt.Errorf("delta: reading old file at %d: %w", from+int64(k), err)
 		}
-		if err := p.write(b, true); err != nil {
+		if err := p.write(b); err != nil {
 			return err
 		}
 		from += m
@@ -188,10 +181,10 @@ func (p *Patcher) copy(from, n int64) error {
 	return nil
 }
 
-// write writes b at p.off (skipping zero pages when sparse), hashes it (on
-// another goroutine if async, see pipeHash) and advances p.off.
-func (p *Patcher) write(b []byte, async bool) error {
-	p.sha.write(b, async)
+// write writes b at p.off (skipping zero pages when sparse), hashes it and
+// advances p.off.
+func (p *Patcher) write(b []byte) error {
+	_, _ = p.sum.Write(b)
 	var err error
 	if p.sparse {
 		err = p.writeSparse(b, p.off)

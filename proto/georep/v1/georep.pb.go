@@ -1812,9 +1812,10 @@ type FileEnd struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Id      uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	Aborted bool                   `protobuf:"varint,2,opt,name=aborted,proto3" json:"aborted,omitempty"`
-	// The end-to-end hash of the whole new file, BLAKE3 with 256-bit output
-	// (protocol version 2; version 1 sent SHA-256 here); the slave checks
-	// what it built.
+	// The end-to-end hash of the whole new file: XXH3-128 seeded with
+	// 0x67656f726570, 16 bytes big-endian (protocol version 4; versions 2
+	// and 3 sent BLAKE3-256 here, version 1 SHA-256); the slave checks what
+	// it built.
 	Sum           []byte `protobuf:"bytes,3,opt,name=sum,proto3" json:"sum,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
