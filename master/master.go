@@ -619,9 +619,11 @@ func (m *Master) crawlDirs(stime time.Time, dirs, deep []gfid.GFID, recorderSync
 // entry stime on the master root.
 func (m *Master) advance(ctx context.Context, stime time.Time) error {
 	ns := stime.UnixNano()
+	t0 := time.Now()
 	if _, err := m.client.SetMark(ctx, &pb.SetMarkRequest{SessionId: m.sessionID(), StimeNs: ns}); err != nil {
 		return fmt.Errorf("setting the slave mark: %w", err)
 	}
+	m.log.Debug("slave mark set", "stime", stime, "took", time.Since(t0))
 	// Never back: a later batch's entry ops may be applied already.
 	if err := m.setEntryStime(stime); err != nil {
 		return err

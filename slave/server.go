@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/georep/georep/internal/rpccodec"
@@ -24,6 +25,7 @@ const MaxMessage = 64 << 20
 
 // ServerOptions are the gRPC options the slave serves with.
 func ServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
+	codec := rpccodec.New()
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMessage),
 		grpc.MaxSendMsgSize(MaxMessage),
@@ -33,7 +35,8 @@ func ServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
 		grpc.WaitForHandlers(true),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
-		grpc.ForceServerCodecV2(rpccodec.New()),
+		grpc.ForceServerCodecV2(codec),
+		experimental.BufferPool(codec.Pool()),
 	}
 	if creds != nil {
 		opts = append(opts, grpc.Creds(creds))
@@ -45,9 +48,11 @@ func ServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
 // message limit both ways, so that neither end accepts (or builds) a
 // message the other would refuse, and the same codec (rpccodec).
 func DialOptions() []grpc.DialOption {
+	codec := rpccodec.New()
 	return []grpc.DialOption{
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessage), grpc.MaxCallSendMsgSize(MaxMessage),
-			grpc.ForceCodecV2(rpccodec.New())),
+			grpc.ForceCodecV2(codec)),
+		experimental.WithBufferPool(codec.Pool()),
 	}
 }
 

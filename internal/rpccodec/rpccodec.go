@@ -28,6 +28,14 @@ var _ encoding.CodecV2 = (*Codec)(nil)
 // New returns a codec with a pool of its own.
 func New() *Codec { return &Codec{pool: &Pool{}} }
 
+// Pool is the codec's buffer pool. Give it to gRPC's transport as well
+// (experimental.BufferPool, experimental.WithBufferPool): the transport
+// reads every incoming HTTP/2 data frame into a buffer from its pool, and
+// the default one clears each (6 % of all CPU, master, slave and relay
+// together, on a 1 GiB file); a frame is read over the whole length it is
+// given.
+func (c *Codec) Pool() *Pool { return c.pool }
+
 // Name is gRPC's name of the protobuf codec: the wire format is the same.
 func (c *Codec) Name() string { return "proto" }
 
