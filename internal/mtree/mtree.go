@@ -43,7 +43,10 @@ var ErrGone = fmt.Errorf("entry is gone: %w", fs.ErrNotExist)
 func (t *Tree) OpenDir(tx *gfidx.Tx, g gfid.GFID) (int, error) {
 	p, err := tx.Path(g)
 	if errors.Is(err, gfidx.ErrNotFound) {
-		return -1, ErrGone
+		// g has no link (gone), or an ancestor on the way through first
+		// links has none: a stale link to a parent removed since, which
+		// must not hide g's other links (openDirByLinks tries them all).
+		return t.openDirByLinks(tx, g, 0)
 	}
 	if err != nil {
 		return -1, err
