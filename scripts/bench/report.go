@@ -148,11 +148,35 @@ func (w *workload) table() (header []string, rows [][]string, notes []string) {
 			medianInt(rs, func(r runResult) int64 { return r.sentBytes }),
 			medianDur(rs, func(r runResult) time.Duration { return r.startup }).Seconds()))
 	}
+	if n := w.durableNote(); n != "" {
+		notes = append(notes, n)
+	}
 	if w.payloadNote != "" {
 		notes = append(notes, w.payloadNote)
 	}
 	notes = append(notes, w.notes...)
 	return header, rows, notes
+}
+
+// durableNote compares the tools once each copy is durable: rsync's wall
+// plus the syncfs of its destination right after (timed separately), and
+// georep's wall as is (it syncs before it reports success). Medians of
+// the sums. Empty when there is no rsync-daemon run.
+func (w *workload) durableNote() string {
+	durable := func(r runResult) time.Duration { return r.wall + r.flush }
+	ref := w.runs[toolRsyncd]
+	if len(ref) == 0 || len(w.runs[toolGeorep]) == 0 {
+		return ""
+	}
+	refD := medianDur(ref, durable)
+	parts := []string{}
+	for t := tool(0); t < numTools; t++ {
+		if rs := w.runs[t]; len(rs) > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.3fs (%.2fx)", t, medianDur(rs, durable).Seconds(), medianDur(rs, durable).Seconds()/refD.Seconds()))
+		}
+	}
+	return fmt.Sprintf("durable (median of wall + a syncfs of the destination right after the run, which georep does inside its wall; vs rsync-daemon's): %s; rsync-daemon's syncfs alone %.3fs",
+		strings.Join(parts, ", "), medianDur(ref, func(r runResult) time.Duration { return r.flush }).Seconds())
 }
 
 func (w *workload) subtitle() string {
@@ -224,7 +248,7 @@ func markdownTable(b *strings.Builder, header []string, rows [][]string, notes [
 const legend = `wall: the master / rsync client process from start to exit (the slave and the rsync daemon are started, untimed, before each run).
 MB/s: payload bytes (10^6) / median wall. wire bytes: both directions through a counting TCP relay on 127.0.0.1 (median).
 RSS: peak resident set from wait4 rusage (max over runs); CPU: user+system seconds from the same rusage (median). For rsync, "master" is the client (with the children it reaped), "slave" the daemon with its per-connection children.
-Before each run the work filesystem is flushed (syncfs, untimed); the georep slave syncfs()es the slave tree before it reports success (durability), rsync does not fsync.
+Before each run the work filesystem is flushed (syncfs, untimed); the georep slave syncfs()es the slave tree before it reports success (durability), rsync does not fsync; the "durable" note under each table adds, to rsync's wall, a syncfs of its destination timed right after the run.
 Initial syncs start from an empty destination and, for georep, fresh slave and master state dirs. Tools run in rotated order run by run.
 rsync: -a -H -X --numeric-ids; rsync-daemon over rsync://127.0.0.1 (through the relay); rsync-local src/ dst/ on one machine.
 `

@@ -51,6 +51,11 @@ type runResult struct {
 	sentFiles int64         // georep's own count; -1 for rsync
 	sentBytes int64
 	startup   time.Duration // slave/daemon start until ready (untimed)
+	// flush is how long a syncfs of the destination took right after the
+	// run (untimed in wall): what rsync leaves to the kernel and georep
+	// does before it exits (0 for georep, which reports success only once
+	// its tree is durable).
+	flush time.Duration
 	// georep only: peak anonymous RSS in KiB (see proc.anonMax).
 	anonMaster, anonSlave int64
 }
@@ -159,9 +164,19 @@ func (b *bench) runRsyncLocal(ctx context.Context, src string, tg target, o runO
 		return res, err
 	}
 	res.wall = p.wall()
+	res.flush = timedSync(tg.dst())
 	res.rssMaster = p.maxRSS()
 	res.cpuMaster = p.cpu()
 	return res, nil
+}
+
+// timedSync flushes the filesystem holding dir and returns how long that
+// took: after an rsync run, the cost of making its copy durable, which
+// georep pays inside its wall time.
+func timedSync(dir string) time.Duration {
+	t0 := time.Now()
+	syncFS(dir)
+	return time.Since(t0)
 }
 
 // freePort asks the kernel for a free port on 127.0.0.1 (the daemon cannot
@@ -253,6 +268,7 @@ func (b *bench) runRsyncd(ctx context.Context, src string, tg target, o runOpts)
 		return res, fmt.Errorf("%v--- rsyncd.log:\n%s", cerr, log)
 	}
 	res.wall = c.wall()
+	res.flush = timedSync(tg.dst())
 	res.rssMaster = c.maxRSS()
 	res.rssSlave = d.maxRSS()
 	res.cpuMaster, res.cpuSlave = c.cpu(), d.cpu()
