@@ -9,6 +9,7 @@ import (
 
 	"github.com/georep/georep/changelog"
 	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/testenv"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -18,22 +19,13 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-func mustGFID(t *testing.T, s string) gfid.GFID {
-	t.Helper()
-	g, err := gfid.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g
-}
-
 // TestChangelogDump builds a journal as a live master would and dumps it
 // while the journal is open, then after it is closed.
 func TestChangelogDump(t *testing.T) {
 	const base = int64(1_700_000_000_000_000_000) // 2023-11-14T22:13:20Z
-	g1 := mustGFID(t, "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f0")
-	g2 := mustGFID(t, "11111111-2222-4333-8444-555555555555")
-	p := mustGFID(t, "aaaaaaaa-bbbb-4ccc-9ddd-eeeeeeeeeeee")
+	g1 := testenv.MustGFID(t, "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f0")
+	g2 := testenv.MustGFID(t, "11111111-2222-4333-8444-555555555555")
+	p := testenv.MustGFID(t, "aaaaaaaa-bbbb-4ccc-9ddd-eeeeeeeeeeee")
 	state := t.TempDir()
 	j, err := changelog.OpenJournal(filepath.Join(state, "changelog"))
 	if err != nil {

@@ -1,4 +1,4 @@
-package mtree
+package mtree_test
 
 import (
 	"errors"
@@ -11,16 +11,9 @@ import (
 	"github.com/georep/georep/internal/beneath"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/internal/mtree"
+	"github.com/georep/georep/internal/testenv"
 )
-
-func mustGFID(t *testing.T, s string) gfid.GFID {
-	t.Helper()
-	g, err := gfid.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g
-}
 
 // TestOpenDirStaleLinkToUnindexedParent pins the fault-test failure of
 // f880ff9 from the opener's side: directory d moved out of p into q, and p
@@ -33,9 +26,9 @@ func TestOpenDirStaleLinkToUnindexedParent(t *testing.T) {
 	dir := t.TempDir()
 	ns := gfid.DefaultNamespace()
 	// p's gfid sorts before q's: d's link under p is its first.
-	p := mustGFID(t, "00000000-0000-4000-8000-000000000001")
-	q := mustGFID(t, "ffffffff-0000-4000-8000-000000000002")
-	d := mustGFID(t, "11111111-0000-4000-8000-000000000003")
+	p := testenv.MustGFID(t, "00000000-0000-4000-8000-000000000001")
+	q := testenv.MustGFID(t, "ffffffff-0000-4000-8000-000000000002")
+	d := testenv.MustGFID(t, "11111111-0000-4000-8000-000000000003")
 	if err := os.MkdirAll(filepath.Join(dir, "q", "d"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +55,7 @@ func TestOpenDirStaleLinkToUnindexedParent(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	tr := &Tree{Root: root, NS: ns, Idx: idx}
+	tr := &mtree.Tree{Root: root, NS: ns, Idx: idx}
 	if err := idx.View(func(tx *gfidx.Tx) error {
 		if links := tx.Links(d); len(links) != 2 || links[0].Parent != p {
 			t.Fatalf("d's links %v: the stale one must come first", links)
@@ -76,7 +69,7 @@ func TestOpenDirStaleLinkToUnindexedParent(t *testing.T) {
 			t.Errorf("opened %v (%v), want d", got, err)
 		}
 		// A gfid with no link at all is gone, as before.
-		if _, err := tr.OpenDir(tx, p); !errors.Is(err, ErrGone) {
+		if _, err := tr.OpenDir(tx, p); !errors.Is(err, mtree.ErrGone) {
 			t.Errorf("OpenDir of unindexed p: %v, want ErrGone", err)
 		}
 		return nil

@@ -15,3 +15,13 @@ func NewGFID(t testing.TB) gfid.GFID {
 	}
 	return g
 }
+
+// MustGFID parses s as a gfid, failing t if it is not one.
+func MustGFID(t testing.TB, s string) gfid.GFID {
+	t.Helper()
+	g, err := gfid.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
