@@ -3,19 +3,23 @@ package master_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
 
 	"github.com/georep/georep/internal/testenv"
 	"github.com/georep/georep/internal/testtree"
 	"github.com/georep/georep/internal/tlsconf"
 	"github.com/georep/georep/internal/treecmp"
 	"github.com/georep/georep/master"
+	pb "github.com/georep/georep/proto/georep/v1"
 )
 
 func newMaster(t *testing.T, root, addr string, mod func(*master.Config)) *master.Master {
@@ -273,5 +277,44 @@ func TestCopiedGFIDsAreTold(t *testing.T) {
 	testenv.RequireEqual(t, mroot, sroot) // compares hardlink groups too
 	if inode(t, filepath.Join(sroot, "a")) == inode(t, filepath.Join(sroot, "a-copy")) {
 		t.Error("the copy became a hardlink of the original on the slave")
+	}
+}
+
+// TestEntryCallsStartSmall: a one-shot's first entry call is small (256
+// ops), so that the first files' data can go while the crawl goes on, and
+// the calls then grow (up to 4,096 ops each), as the processor's slow
+// start says (see firstCallOps).
+func TestEntryCallsStartSmall(t *testing.T) {
+	mroot, sroot := t.TempDir(), t.TempDir()
+	for i := range 3000 {
+		write(t, filepath.Join(mroot, fmt.Sprintf("f%04d", i)), nil)
+	}
+	var mu sync.Mutex
+	var sizes []int
+	opt := grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if r, ok := req.(*pb.EntryOpsRequest); ok {
+			mu.Lock()
+			sizes = append(sizes, len(r.GetOps()))
+			mu.Unlock()
+		}
+		return h(ctx, req)
+	})
+	sl := testenv.StartSlave(t, sroot, opt)
+	runOnce(t, newMaster(t, mroot, sl.Addr, nil))
+	testenv.RequireEqual(t, mroot, sroot)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sizes) == 0 || sizes[0] > 256 {
+		t.Fatalf("entry calls of %v ops: the first must carry at most 256", sizes)
+	}
+	grew := false
+	for _, n := range sizes {
+		if n > 4096 {
+			t.Errorf("entry calls of %v ops: one carries more than 4,096", sizes)
+		}
+		grew = grew || n > 256
+	}
+	if !grew {
+		t.Errorf("entry calls of %v ops: they never grew past 256", sizes)
 	}
 }
