@@ -328,7 +328,7 @@ func (m *Master) connect(ctx context.Context) (*pb.HandshakeResponse, error) {
 			// TLS 1.3's handshake, and closes; gRPC may be writing then
 			// and see only a broken pipe or a reset. A plain TLS dial
 			// that waits for the slave's first bytes reads the alert.
-			if perr := probeTLS(ctx, m.cfg.Slave, m.cfg.TLS); perr != nil && strings.Contains(perr.Error(), "remote error: tls:") {
+			if perr := probeTLS(ctx, m.cfg.Slave, m.cfg.TLS); perr != nil && isTLSFailure(perr) {
 				err = perr
 			}
 		}
@@ -362,6 +362,11 @@ var ErrTLS = errors.New("TLS handshake failed")
 // ("authentication handshake failed: tls: ... x509: ..."), or the slave
 // refusing this master's certificate with an alert ("remote error: tls:
 // ...").
+func isTLSFailure(err error) bool {
+	msg := status.Convert(err).Message()
+	return strings.Contains(msg, "authentication handshake failed") || strings.Contains(msg, "remote error: tls:")
+}
+
 // probeTLS dials addr with cfg (and gRPC's ALPN protocol), completes the
 // handshake and waits up to 2 s for the slave's first bytes: nil when
 // they come (the slave took the certificate), else the error, which names
@@ -381,11 +386,6 @@ func probeTLS(ctx context.Context, addr string, cfg *tls.Config) error {
 	var b [1]byte
 	_, err = conn.Read(b[:])
 	return err
-}
-
-func isTLSFailure(err error) bool {
-	msg := status.Convert(err).Message()
-	return strings.Contains(msg, "authentication handshake failed") || strings.Contains(msg, "remote error: tls:")
 }
 
 // keepAlive renews the session lease every lease/3 until ctx is done. It
