@@ -112,13 +112,13 @@ const DefaultBoxItems = 1024
 // New returns a Syncer with jobs workers (at least one) shipping with ship,
 // in boxes of at most DefaultBoxItems (a few more when producers race).
 func New[T any](jobs int, ship ShipFunc[T]) *Syncer[T] {
-	return NewWithBoxItems(jobs, DefaultBoxItems, ship)
+	return newWithBoxItems(jobs, DefaultBoxItems, ship)
 }
 
-// NewWithBoxItems is New with boxes of at most boxItems (unbounded when
+// newWithBoxItems is New with boxes of at most boxItems (unbounded when
 // boxItems <= 0): a full box waits for the next free worker, and posts go
 // to a new one.
-func NewWithBoxItems[T any](jobs, boxItems int, ship ShipFunc[T]) *Syncer[T] {
+func newWithBoxItems[T any](jobs, boxItems int, ship ShipFunc[T]) *Syncer[T] {
 	if jobs < 1 {
 		jobs = 1
 	}

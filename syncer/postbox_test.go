@@ -647,7 +647,7 @@ func TestBoxItemsBound(t *testing.T) {
 		}
 		return nil
 	}
-	s := NewWithBoxItems(1, 10, ship)
+	s := newWithBoxItems(1, 10, ship)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan struct{})

@@ -172,7 +172,8 @@ func (w *workload) durableNote() string {
 	parts := []string{}
 	for t := tool(0); t < numTools; t++ {
 		if rs := w.runs[t]; len(rs) > 0 {
-			parts = append(parts, fmt.Sprintf("%s %.3fs (%.2fx)", t, medianDur(rs, durable).Seconds(), medianDur(rs, durable).Seconds()/refD.Seconds()))
+			d := medianDur(rs, durable)
+			parts = append(parts, fmt.Sprintf("%s %.3fs (%.2fx)", t, d.Seconds(), d.Seconds()/refD.Seconds()))
 		}
 	}
 	return fmt.Sprintf("durable (median of wall + a syncfs of the destination right after the run, which georep does inside its wall; vs rsync-daemon's): %s; rsync-daemon's syncfs alone %.3fs",
