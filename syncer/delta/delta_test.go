@@ -622,7 +622,7 @@ func TestDiffMemoryBounded(t *testing.T) {
 	runtime.ReadMemStats(&ms0)
 	var literal int64
 	ops := 0
-	n, sum, err := Diff(sig, io.TeeReader(&cycleReader{b: old, n: size}, h), 0, func(op Op) error {
+	n, sum, err := Diff(sig, io.TeeReader(&cycleReader{b: old, n: size}, &h), 0, func(op Op) error {
 		ops++
 		literal += int64(len(op.Data))
 		return nil

@@ -170,7 +170,7 @@ type differ struct {
 	p      int
 	lit    int
 	eof    bool
-	sum    *Hasher
+	sum    Hasher
 
 	// Rolling sums of the window at p, valid when haveSum.
 	a, b    uint32

@@ -42,12 +42,12 @@ var hashers = sync.Pool{New: func() any { return xxh3.NewSeed(sumSeed) }}
 // not safe for concurrent use.
 type Hasher struct{ h *xxh3.Hasher }
 
-// NewHasher returns a Hasher; Release may give it back once its sum is
-// taken.
-func NewHasher() *Hasher {
+// NewHasher returns a Hasher (a value, so that a file's costs no
+// allocation); Release may give it back once its sum is taken.
+func NewHasher() Hasher {
 	h := hashers.Get().(*xxh3.Hasher)
 	h.ResetSeed(sumSeed)
-	return &Hasher{h: h}
+	return Hasher{h: h}
 }
 
 // Write adds b to the hash; it never fails.

@@ -44,7 +44,7 @@ type Patcher struct {
 	sparse bool
 	limit  int64 // -1: none
 	off    int64
-	sum    *Hasher
+	sum    Hasher
 	buf    []byte // copy's chunk
 	err    error
 }
