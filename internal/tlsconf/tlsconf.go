@@ -313,6 +313,10 @@ func hasName(c *x509.Certificate, name string) bool {
 	return ip != nil && slices.ContainsFunc(c.IPAddresses, ip.Equal)
 }
 
+// DataALPN is the TLS application protocol of a data connection (see
+// internal/bulkconn).
+const DataALPN = "georep-bulk/1"
+
 // ServerConfig is the slave's TLS configuration: TLS 1.3, its certificate,
 // and a client certificate required and verified against the CA; with
 // allowMasters, the client certificate must also stand for one of those
@@ -332,6 +336,9 @@ func ServerConfig(f Files, allowMasters []string) (*tls.Config, error) {
 		Certificates: []tls.Certificate{pair},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    pool,
+		// gRPC's HTTP/2, and the data connections beside its streams
+		// (internal/bulkconn), which must agree on a protocol too.
+		NextProtos: []string{"h2", DataALPN},
 	}
 	if len(allowMasters) > 0 {
 		allowed := slices.Clone(allowMasters)
