@@ -57,6 +57,8 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzMetaOp -fuzztime=$(FUZZTIME) ./slave/
 	$(GO) test -run=NONE -fuzz=FuzzDataHeader -fuzztime=$(FUZZTIME) ./slave/
 	$(GO) test -run=NONE -fuzz=FuzzInlineFiles -fuzztime=$(FUZZTIME) ./slave/
+	$(GO) test -run=NONE -fuzz=FuzzBulkChunk -fuzztime=$(FUZZTIME) ./slave/
+	$(GO) test -run=NONE -fuzz=FuzzHello -fuzztime=$(FUZZTIME) ./internal/bulkconn/
 	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/gfid/
 	$(GO) test -run=NONE -fuzz=FuzzValidName -fuzztime=$(FUZZTIME) ./internal/tlsconf/
 	$(GO) test -run=NONE -fuzz=FuzzCheckRel -fuzztime=$(FUZZTIME) ./internal/beneath/

@@ -213,3 +213,61 @@ func TestSparseStaysSparse(t *testing.T) {
 	}
 	testenv.RequireEqual(t, mroot, sroot)
 }
+
+// bulkDescriptors counts the chunks a slave is told to read from a data
+// connection, and the literal bytes that come in messages.
+func bulkDescriptors() (grpc.ServerOption, *atomic.Int64, *atomic.Int64) {
+	var descs, inMsgs atomic.Int64
+	return grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return handler(srv, &observeStream{ServerStream: ss, see: func(req *pb.SyncDataRequest) {
+			for _, c := range testenv.DataChunks(req) {
+				if c.GetBulkLength() > 0 {
+					descs.Add(1)
+				}
+				inMsgs.Add(int64(len(c.GetData())))
+			}
+		}})
+	}), &descs, &inMsgs
+}
+
+type observeStream struct {
+	grpc.ServerStream
+	see func(*pb.SyncDataRequest)
+}
+
+func (s *observeStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if req, ok := m.(*pb.SyncDataRequest); ok && err == nil {
+		s.see(req)
+	}
+	return err
+}
+
+// TestDataConnection: by default a one-shot sends a large file's bytes on
+// a data connection beside the stream (a few first chunks may go in
+// messages while it opens); with NoDataConn, all of them go in messages.
+// Both replicate exactly.
+func TestDataConnection(t *testing.T) {
+	const size = 6 << 20
+	for _, off := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoDataConn=%v", off), func(t *testing.T) {
+			mroot, sroot := t.TempDir(), t.TempDir()
+			write(t, filepath.Join(mroot, "big"), randomBytes(size, 9))
+			write(t, filepath.Join(mroot, "small"), randomBytes(5000, 10))
+			opt, descs, inMsgs := bulkDescriptors()
+			sl := testenv.StartSlave(t, sroot, opt)
+			m := newMaster(t, mroot, sl.Addr, func(c *master.Config) { c.NoDataConn = off })
+			sum := runOnce(t, m)
+			testenv.RequireEqual(t, mroot, sroot)
+			if sum.Batch.BytesSent != size+5000 {
+				t.Errorf("sent %d bytes, want %d", sum.Batch.BytesSent, size+5000)
+			}
+			switch {
+			case off && (descs.Load() != 0 || inMsgs.Load() != size+5000):
+				t.Errorf("NoDataConn: %d chunks on a data connection, %d bytes in messages", descs.Load(), inMsgs.Load())
+			case !off && (descs.Load() == 0 || inMsgs.Load() > size/2):
+				t.Errorf("%d chunks on a data connection, %d of %d bytes in messages", descs.Load(), inMsgs.Load(), size+5000)
+			}
+		})
+	}
+}

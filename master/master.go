@@ -35,6 +35,7 @@ import (
 	"github.com/georep/georep/changelog"
 	"github.com/georep/georep/internal/atomicfile"
 	"github.com/georep/georep/internal/beneath"
+	"github.com/georep/georep/internal/bulkconn"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/marks"
@@ -76,6 +77,9 @@ type Config struct {
 	Compress bool
 	// BWLimit caps the file data sent, in bytes per second (0: no cap).
 	BWLimit int64
+	// NoDataConn keeps all file data on the gRPC data streams: no data
+	// connection beside them (internal/bulkconn) for large files' bytes.
+	NoDataConn bool
 	// TLS secures the link (mutual TLS: see internal/tlsconf). Without
 	// it the link is plaintext, which needs Insecure and a loopback
 	// slave address.
@@ -279,6 +283,10 @@ func (m *Master) sessionID() []byte {
 	return b
 }
 
+// dataConnTimeout bounds opening a data connection (TCP, TLS, hello);
+// until it is up, or if it fails, the data goes on the stream.
+const dataConnTimeout = 10 * time.Second
+
 // ErrUnreachable says the slave could not be reached.
 var ErrUnreachable = errors.New("slave unreachable")
 
@@ -468,7 +476,15 @@ func (m *Master) open(ctx context.Context) (*link, error) {
 		defer wg.Done()
 		m.keepAlive(lctx, time.Duration(hs.GetLeaseMs())*time.Millisecond, func(err error) { cancel(err) })
 	}()
-	sender := &syncer.Sender{Client: m.client, Session: m.sessionID(), Source: m.tree, Compress: m.cfg.Compress}
+	sender := &syncer.Sender{Client: m.client, Session: m.sessionID(), Source: m.tree, Compress: m.cfg.Compress, Log: m.log}
+	if !m.cfg.NoDataConn {
+		slaveAddr, tlsCfg := m.cfg.Slave, m.cfg.TLS
+		sender.Bulk = func(ctx context.Context, tok bulkconn.Token) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, dataConnTimeout)
+			defer cancel()
+			return bulkconn.Dial(ctx, slaveAddr, tlsCfg, tok)
+		}
+	}
 	if m.cfg.BWLimit > 0 {
 		// A burst of one chunk: pacing is smooth at the scale of a chunk.
 		sender.Limit = rate.NewLimiter(rate.Limit(m.cfg.BWLimit), 256<<10)

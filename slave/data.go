@@ -2,14 +2,17 @@ package slave
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"google.golang.org/grpc/codes"
@@ -17,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/georep/georep/internal/bulkconn"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/xattrs"
@@ -371,6 +375,61 @@ type dataStream struct {
 	// batch, while an InlineFiles message is handled, collects the
 	// results of its files, sent as one FileResults at its end.
 	batch *pb.FileResults
+	// bulk is the stream's data connection, once BulkOpen named it, and
+	// bulkBuf the buffer its chunks are read into (each is written to
+	// its file before the next message is read).
+	bulk    net.Conn
+	bulkBuf []byte
+}
+
+// bulkClaimTimeout bounds the wait for a data connection that BulkOpen
+// names: the master opened it before naming it, so it is at most a
+// handshake behind.
+const bulkClaimTimeout = 10 * time.Second
+
+// openBulk claims the data connection BulkOpen names; it is closed when
+// the stream ends (or its context does, which unblocks a read).
+func (ds *dataStream) openBulk(m *pb.BulkOpen) error {
+	if ds.bulk != nil {
+		return statusInvalid("a second BulkOpen on one data stream")
+	}
+	tok, err := bulkconn.ParseToken(m.GetToken())
+	if err != nil {
+		return statusInvalid(err.Error())
+	}
+	ctx := ds.stream.Context()
+	conn, err := ds.s.bulk.Claim(ctx, tok, bulkClaimTimeout)
+	if err != nil {
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	ds.bulk = conn
+	context.AfterFunc(ctx, func() { conn.Close() })
+	return nil
+}
+
+// readBulk reads a chunk's bytes from the data connection into c.Data.
+func (ds *dataStream) readBulk(c *pb.FileChunk) error {
+	n := c.GetBulkLength()
+	switch {
+	case ds.bulk == nil:
+		return statusInvalid("a chunk on a data connection before BulkOpen")
+	case n < 0 || n > maxChunk:
+		return statusInvalid(fmt.Sprintf("a chunk of %d bytes on the data connection", n))
+	case len(c.GetData()) > 0 || c.GetZeroLength() != 0:
+		return statusInvalid("a chunk with bytes both in the message and on the data connection")
+	}
+	if int64(cap(ds.bulkBuf)) < n {
+		ds.bulkBuf = make([]byte, n)
+	}
+	buf := ds.bulkBuf[:n]
+	if _, err := io.ReadFull(ds.bulk, buf); err != nil {
+		if ctx := ds.stream.Context(); ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return status.Errorf(codes.Unavailable, "reading the data connection: %v", err)
+	}
+	c.Data = buf
+	return nil
 }
 
 // cache returns the stream's directory cache, bound to tx.
@@ -404,6 +463,9 @@ func (s *Slave) serveData(stream pb.SlaveService_SyncDataServer) error {
 	}
 	ds := &dataStream{s: s, session: open.GetSessionId(), files: map[uint64]*incoming{}, stream: stream}
 	defer func() {
+		if ds.bulk != nil {
+			ds.bulk.Close()
+		}
 		for _, in := range ds.files {
 			in.close()
 		}
@@ -427,6 +489,21 @@ func (s *Slave) serveData(stream pb.SlaveService_SyncDataServer) error {
 		// root: a stream outlives neither a takeover nor EndSession.
 		if err := s.checkSession(ds.session); err != nil {
 			return err
+		}
+		// The data connection is read outside the namespace lock
+		// (handle): its bytes may be slow to come.
+		switch m := msg.GetMsg().(type) {
+		case *pb.SyncDataRequest_BulkOpen:
+			if err := ds.openBulk(m.BulkOpen); err != nil {
+				return err
+			}
+			continue
+		case *pb.SyncDataRequest_Chunk:
+			if m.Chunk.GetBulkLength() != 0 {
+				if err := ds.readBulk(m.Chunk); err != nil {
+					return err
+				}
+			}
 		}
 		if err := ds.handle(msg); err != nil {
 			return err

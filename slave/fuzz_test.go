@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -290,42 +291,12 @@ func FuzzDataHeader(f *testing.F) {
 		send := func(m *pb.SyncDataRequest) bool { return st.Send(m) == nil }
 		ok := send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionId: fx.sid}}}) &&
 			send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: hdr}})
-		var streamErr error
-		var result *pb.OpResult
-		for ok && result == nil {
-			m, err := st.Recv()
-			if err != nil {
-				streamErr = err
-				break
-			}
-			switch {
-			case m.GetWant() != nil && m.GetWant().GetSend():
-				sum := delta.SumOf(data)
-				ok = send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: 1, Offset: off, Data: data}}}) &&
-					send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: 1, Aborted: abort, Sum: sum[:]}}})
-			case m.GetResult() != nil:
-				result = m.GetResult().GetResult()
-			}
-		}
-		if streamErr == nil {
-			st.CloseSend()
-			for {
-				if _, err := st.Recv(); err != nil {
-					if !errors.Is(err, io.EOF) {
-						streamErr = err
-					}
-					break
-				}
-			}
-		}
-		if streamErr != nil && grpcCode(streamErr) != codes.InvalidArgument {
-			t.Fatalf("stream ended with %v", streamErr)
-		}
-		if result != nil {
-			checkResult(t, "data", result)
-		} else if streamErr == nil {
-			t.Fatal("no result for the file and no stream error")
-		}
+		result, streamErr := fuzzOneFile(st, ok, func() bool {
+			sum := delta.SumOf(data)
+			return send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: 1, Offset: off, Data: data}}}) &&
+				send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: 1, Aborted: abort, Sum: sum[:]}}})
+		})
+		fuzzCheckEnd(t, result, streamErr, codes.InvalidArgument)
 		fuzzDataAfter(t, fx)
 	})
 }
@@ -420,6 +391,52 @@ func fuzzDataStream(t *testing.T, fx *fixture) pb.SlaveService_SyncDataClient {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// fuzzOneFile reads a one-file data stream after its header until the
+// file's result, calling sendData when the slave asks for the data (it
+// reports whether the sends went); then it half-closes the stream and
+// reads it to its end. sent says whether the messages before went (if
+// not, the slave ended the stream: only its end is read). It returns the
+// result (nil if none came) and the error the stream ended with (nil for
+// a clean end).
+func fuzzOneFile(st pb.SlaveService_SyncDataClient, sent bool, sendData func() bool) (*pb.OpResult, error) {
+	var result *pb.OpResult
+	for ok := sent; ok && result == nil; {
+		m, err := st.Recv()
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case m.GetWant() != nil && m.GetWant().GetSend():
+			ok = sendData()
+		case m.GetResult() != nil:
+			result = m.GetResult().GetResult()
+		}
+	}
+	st.CloseSend()
+	for {
+		if _, err := st.Recv(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return result, nil
+			}
+			return result, err
+		}
+	}
+}
+
+// fuzzCheckEnd checks how a fuzzed one-file stream ended: with a
+// well-formed result, or refused with one of the codes allowed.
+func fuzzCheckEnd(t *testing.T, result *pb.OpResult, streamErr error, allowed ...codes.Code) {
+	t.Helper()
+	if streamErr != nil && !slices.Contains(allowed, grpcCode(streamErr)) {
+		t.Fatalf("stream ended with %v", streamErr)
+	}
+	if result != nil {
+		checkResult(t, "data", result)
+	} else if streamErr == nil {
+		t.Fatal("no result for the file and no stream error")
+	}
 }
 
 // fuzzDataAfter checks what a fuzzed data stream must leave: nothing

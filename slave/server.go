@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 
@@ -69,7 +70,13 @@ func (s *Slave) Serve(ctx context.Context, lis net.Listener, creds credentials.T
 	}
 	if creds != nil {
 		creds = handshakeLogger{creds, s.log}
+	} else {
+		creds = insecure.NewCredentials()
 	}
+	// The listener also takes the data connections beside data streams;
+	// they are closed when serving ends, if no stream claimed them.
+	creds = s.bulk.Credentials(creds)
+	defer s.bulk.Close()
 	srv := grpc.NewServer(append(ServerOptions(creds), extra...)...)
 	pb.RegisterSlaveServiceServer(srv, s)
 	errc := make(chan error, 1)

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/georep/georep/internal/beneath"
+	"github.com/georep/georep/internal/bulkconn"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/marks"
@@ -38,8 +39,9 @@ import (
 // inline in their header, and BLAKE3 as the end-to-end hash. Version 3:
 // many inline files in one message (InlineFiles, answered by one
 // FileResults). Version 4: seeded XXH3-128 as the end-to-end hash (see
-// delta.Sum).
-const ProtocolVersion = 4
+// delta.Sum). Version 5: chunks whose bytes come on a data connection
+// beside the stream (BulkOpen, FileChunk.bulk_length).
+const ProtocolVersion = 5
 
 // DefaultLease is how long a session lives without any call from its
 // master. The master sends keep-alives at a third of it.
@@ -96,6 +98,10 @@ type Slave struct {
 	unflushed atomic.Int64
 	flushKick chan struct{}
 
+	// bulk holds the data connections that arrived on the listener until
+	// their streams claim them (see internal/bulkconn); Serve closes it.
+	bulk *bulkconn.Registry
+
 	mu       sync.Mutex // guards the fields below
 	session  []byte
 	holder   string // who opened the session: identity, host and root
@@ -130,7 +136,8 @@ func New(cfg Config) (*Slave, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("slave: state dir: %w", err)
 	}
-	s := &Slave{cfg: cfg, log: log, privileged: os.Geteuid() == 0, flushKick: make(chan struct{}, 1)}
+	s := &Slave{cfg: cfg, log: log, privileged: os.Geteuid() == 0, flushKick: make(chan struct{}, 1),
+		bulk: bulkconn.NewRegistry(log)}
 	s.canMknod.Store(s.privileged && hasCap(unix.CAP_MKNOD))
 	ns := gfid.NewNamespace(s.privileged)
 	root, err := beneath.Open(cfg.Root)
@@ -260,6 +267,7 @@ func (s *Slave) Close() error {
 
 func (s *Slave) close() error {
 	var errs []error
+	s.bulk.Close()
 	s.closers.Wait()
 	if s.tree != nil && s.tree.idx != nil {
 		s.nsLock.Lock()

@@ -4,13 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
-	"io"
-	"io/fs"
-	"sync"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/georep/georep/internal/bulkconn"
 	"github.com/georep/georep/internal/gfid"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/syncer/delta"
@@ -152,9 +159,18 @@ type Sender struct {
 	// Limit, when set, paces the file data sent (shared by all workers,
 	// so it bounds the session's bandwidth).
 	Limit *rate.Limiter
+	// Bulk, when set, opens a data connection beside a stream (see
+	// internal/bulkconn). A stream dials one, in the background, once it
+	// announces a file of BulkMinFile bytes or more, and from then on
+	// sends the literal chunks of BulkMinChunk bytes or more on it.
+	Bulk func(ctx context.Context, tok bulkconn.Token) (net.Conn, error)
+	// Log gets a warning when a data connection cannot be opened (the
+	// data then goes on the stream). Nil logs nothing.
+	Log hclog.Logger
 
-	encOnce sync.Once
-	enc     *zstd.Encoder
+	encOnce    sync.Once
+	enc        *zstd.Encoder
+	bulkWarned atomic.Bool
 }
 
 type openFile struct {
@@ -183,6 +199,11 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	bk := &bulkLink{s: s}
+	defer func() {
+		cancel() // a dial still under way ends
+		bk.close()
+	}()
 	buf := make([]byte, chunk) // the read buffer of every whole file of this box
 	batch := inlineBatch{buf: make([]byte, inlineBatchBytes)}
 	stream, err := s.Client.SyncData(ctx)
@@ -247,9 +268,15 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 		cancel()
 		<-readerDone
 		mu.Lock()
-		if recvErr != nil && errors.Is(err, context.Canceled) {
+		var dce dataConnErr
+		switch {
+		case recvErr != nil && errors.Is(err, context.Canceled):
 			// The reader failed first and cancelled the send: its error
 			// is the reason (the link broke), not the cancellation.
+			err = recvErr
+		case recvErr != nil && errors.As(err, &dce) && status.Code(recvErr) != codes.Canceled:
+			// The slave ended the stream (and closed the data
+			// connection we were writing to): its status says why.
 			err = recvErr
 		}
 		mu.Unlock()
@@ -273,7 +300,7 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 			}
 			o.file.Delta = true
 		}
-		return s.sendData(ctx, stream, w.GetId(), o, sig, buf)
+		return s.sendData(ctx, stream, bk, w.GetId(), o, sig, buf)
 	}
 	next := func() (bool, error) {
 		w, ok := <-wants
@@ -334,6 +361,9 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 		hdr := o.header(id)
 		if o.known {
 			sentMeta[i] = true
+		}
+		if o.st.Size >= BulkMinFile {
+			bk.start(ctx)
 		}
 		pending[id] = o
 		if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: hdr}}); err != nil {
@@ -539,7 +569,7 @@ func (s *Sender) open(f *File) (*openFile, error) {
 // file that shrank, grew or was modified while read is aborted and marked
 // Changed: the slave keeps its old copy, and the caller ships the file
 // again.
-func (s *Sender) sendData(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, o *openFile, sig *delta.Signature, buf []byte) error {
+func (s *Sender) sendData(ctx context.Context, stream pb.SlaveService_SyncDataClient, bk *bulkLink, id uint64, o *openFile, sig *delta.Signature, buf []byte) error {
 	chunk := len(buf)
 	var sum delta.Sum
 	aborted := false
@@ -560,7 +590,7 @@ func (s *Sender) sendData(ctx context.Context, stream pb.SlaveService_SyncDataCl
 				}
 				return nil
 			}
-			return s.sendLiteral(ctx, stream, id, op.Offset, op.Data, o.file)
+			return s.sendLiteral(ctx, stream, bk, id, op.Offset, op.Data, o.file)
 		})
 		if err != nil && !isStreamErr(err) {
 			aborted = true // unreadable now: the slave keeps its old copy
@@ -570,7 +600,7 @@ func (s *Sender) sendData(ctx context.Context, stream pb.SlaveService_SyncDataCl
 			aborted = true
 		}
 	default:
-		sum, aborted, err = s.sendWhole(ctx, stream, id, o, buf)
+		sum, aborted, err = s.sendWhole(ctx, stream, bk, id, o, buf)
 	}
 	if err != nil {
 		return err
@@ -583,6 +613,12 @@ func (s *Sender) sendData(ctx context.Context, stream pb.SlaveService_SyncDataCl
 	}
 	return stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: id, Aborted: aborted, Sum: sum[:]}}})
 }
+
+// dataConnErr is a failed write to the data connection.
+type dataConnErr struct{ error }
+
+func (e dataConnErr) Error() string { return "data connection: " + e.error.Error() }
+func (e dataConnErr) Unwrap() error { return e.error }
 
 // streamErr marks errors from the stream itself (as opposed to reading the
 // file), which end the whole session.
@@ -597,7 +633,7 @@ func isStreamErr(err error) bool {
 
 // sendWhole streams the whole file: data regions read and sent, holes
 // (found with SEEK_DATA/SEEK_HOLE) sent as zero runs without reading them.
-func (s *Sender) sendWhole(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, o *openFile, buf []byte) (sum delta.Sum, aborted bool, err error) {
+func (s *Sender) sendWhole(ctx context.Context, stream pb.SlaveService_SyncDataClient, bk *bulkLink, id uint64, o *openFile, buf []byte) (sum delta.Sum, aborted bool, err error) {
 	h := delta.NewHasher()
 	defer h.Release()
 	chunk := len(buf)
@@ -644,7 +680,7 @@ func (s *Sender) sendWhole(ctx context.Context, stream pb.SlaveService_SyncDataC
 			n, rerr := o.f.ReadAt(buf[:min(int64(chunk), end-off)], off)
 			if n > 0 {
 				h.Write(buf[:n])
-				if err := s.sendLiteral(ctx, stream, id, off, buf[:n], o.file); err != nil {
+				if err := s.sendLiteral(ctx, stream, bk, id, off, buf[:n], o.file); err != nil {
 					return sum, false, err
 				}
 				off += int64(n)
@@ -658,16 +694,135 @@ func (s *Sender) sendWhole(ctx context.Context, stream pb.SlaveService_SyncDataC
 }
 
 // sendLiteral sends literal bytes, compressed when asked and worth it,
-// paced by the bandwidth limit.
-func (s *Sender) sendLiteral(ctx context.Context, stream pb.SlaveService_SyncDataClient, id uint64, off int64, data []byte, f *File) error {
+// paced by the bandwidth limit: on the data connection when it is up and
+// the chunk is large enough, else in the message.
+func (s *Sender) sendLiteral(ctx context.Context, stream pb.SlaveService_SyncDataClient, bk *bulkLink, id uint64, off int64, data []byte, f *File) error {
 	c, err := s.literal(ctx, id, off, data, f)
 	if err != nil {
 		return err
 	}
+	var onConn []byte
+	if len(c.Data) >= BulkMinChunk {
+		conn, err := bk.ready(stream)
+		if err != nil {
+			return err
+		}
+		if conn != nil {
+			onConn, c.Data, c.BulkLength = c.Data, nil, int64(len(c.Data))
+		}
+	}
 	if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: c}}); err != nil {
 		return streamErr{err}
 	}
+	if onConn != nil {
+		// After the descriptor: the slave reads these bytes once it has
+		// it, so they never wait on the stream behind them.
+		if _, err := bk.conn.Write(onConn); err != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err() // closed because the stream failed: its error tells why
+			}
+			return streamErr{dataConnErr{err}}
+		}
+	}
 	return nil
+}
+
+// Data connections: a stream opens one once it announces a file of
+// BulkMinFile bytes (below that, gRPC's own costs are small beside the
+// file's, and a connection costs round trips), and sends literal chunks
+// of BulkMinChunk bytes or more on it.
+const (
+	BulkMinFile  = 1 << 20
+	BulkMinChunk = 32 << 10
+)
+
+// bulkLink is a stream's data connection: dialled in the background, used
+// from the first chunk after it is up. Only Ship's goroutine uses it.
+type bulkLink struct {
+	s      *Sender
+	tok    bulkconn.Token
+	dialed chan bulkDial // nil until start; gets the dial's one result
+	done   bool          // the result was taken
+	conn   net.Conn      // up and named to the slave (BulkOpen)
+	unhook func() bool   // stops closing conn when the stream's context ends
+}
+
+type bulkDial struct {
+	conn net.Conn
+	err  error
+}
+
+// start dials the data connection in the background (once; not at all
+// without Sender.Bulk).
+func (b *bulkLink) start(ctx context.Context) {
+	if b.s.Bulk == nil || b.dialed != nil {
+		return
+	}
+	tok, err := bulkconn.NewToken()
+	if err != nil {
+		b.warn(err)
+		return
+	}
+	b.tok, b.dialed = tok, make(chan bulkDial, 1)
+	go func() {
+		c, err := b.s.Bulk(ctx, tok)
+		b.dialed <- bulkDial{c, err}
+	}()
+}
+
+// ready returns the data connection if it is up (nil if not, or not
+// used), naming it to the slave on the first call after the dial
+// succeeded. It never waits for the dial.
+func (b *bulkLink) ready(stream pb.SlaveService_SyncDataClient) (net.Conn, error) {
+	if b.conn != nil || b.dialed == nil || b.done {
+		return b.conn, nil
+	}
+	var r bulkDial
+	select {
+	case r = <-b.dialed:
+		b.done = true
+	default:
+		return nil, nil
+	}
+	if r.err != nil {
+		b.warn(r.err)
+		return nil, nil
+	}
+	if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_BulkOpen{BulkOpen: &pb.BulkOpen{Token: b.tok[:]}}}); err != nil {
+		r.conn.Close()
+		return nil, streamErr{err}
+	}
+	b.conn = r.conn
+	b.unhook = context.AfterFunc(stream.Context(), func() { r.conn.Close() })
+	return b.conn, nil
+}
+
+// close closes the data connection, first waiting for a dial under way
+// (the caller cancelled its context).
+func (b *bulkLink) close() {
+	if b.dialed != nil && !b.done {
+		if r := <-b.dialed; r.conn != nil {
+			r.conn.Close()
+		}
+		b.done = true
+	}
+	if b.conn != nil {
+		b.unhook()
+		b.conn.Close()
+		b.conn = nil
+	}
+}
+
+// warn logs a failed data connection: a warning the first time, then at
+// debug level (every box with a large file tries again).
+func (b *bulkLink) warn(err error) {
+	switch {
+	case b.s.Log == nil:
+	case b.s.bulkWarned.CompareAndSwap(false, true):
+		b.s.Log.Warn("no data connection; the data goes on the stream", "error", err)
+	default:
+		b.s.Log.Debug("no data connection; the data goes on the stream", "error", err)
+	}
 }
 
 // literal makes the chunk of literal bytes, compressed when asked and worth

@@ -94,8 +94,9 @@ func TestShipVanishedAndChanged(t *testing.T) {
 }
 
 // wantCounter counts the FileWant messages a slave sends, and the
-// InlineFiles messages and lone headers it receives.
-type wantCounter struct{ n, batches, headers atomic.Int64 }
+// InlineFiles messages, lone headers, bytes of file data in messages and
+// chunks on a data connection it receives.
+type wantCounter struct{ n, batches, headers, data, bulkChunks atomic.Int64 }
 
 func (c *wantCounter) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	return handler(srv, countingStream{ss, c})
@@ -115,6 +116,12 @@ func (s countingStream) RecvMsg(m any) error {
 		if r.GetHeader() != nil {
 			s.c.headers.Add(1)
 		}
+		for _, c := range testenv.DataChunks(r) {
+			s.c.data.Add(int64(len(c.GetData())))
+			if c.GetBulkLength() > 0 {
+				s.c.bulkChunks.Add(1)
+			}
+		}
 	}
 	return err
 }
@@ -130,6 +137,13 @@ func (s countingStream) SendMsg(m any) error {
 // and opens a session with it.
 func shipSession(t *testing.T, ctx context.Context, sroot string, wants *wantCounter) (pb.SlaveServiceClient, []byte) {
 	t.Helper()
+	client, sid, _ := shipSessionAt(t, ctx, sroot, wants)
+	return client, sid
+}
+
+// shipSessionAt is shipSession, and returns the slave's address too.
+func shipSessionAt(t *testing.T, ctx context.Context, sroot string, wants *wantCounter) (pb.SlaveServiceClient, []byte, string) {
+	t.Helper()
 	sl := testenv.StartSlave(t, sroot, grpc.StreamInterceptor(wants.intercept))
 	conn, err := grpc.NewClient(sl.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -141,7 +155,7 @@ func shipSession(t *testing.T, ctx context.Context, sroot string, wants *wantCou
 	if _, err := client.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: sid}); err != nil {
 		t.Fatal(err)
 	}
-	return client, sid
+	return client, sid, sl.Addr
 }
 
 // TestShipManyEmptyFiles: inline files without data still go at most

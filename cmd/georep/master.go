@@ -27,6 +27,7 @@ type masterOptions struct {
 	ignoreDeletes  bool
 	retries        int
 	compress       bool
+	noDataConn     bool
 	bwlimit        int64 // KiB/s
 	changeInterval time.Duration
 	watcher        string
@@ -54,6 +55,7 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.BoolVar(&o.ignoreDeletes, "ignore-deletes", false, "keep on the slave what was deleted on the master")
 	fs.IntVar(&o.retries, "retries", master.DefaultRetries, "attempts at a failing batch before a one-shot run gives up")
 	fs.BoolVar(&o.compress, "compress", false, "compress file data (zstd) on the wire")
+	fs.BoolVar(&o.noDataConn, "no-data-conn", false, "send all file data on the gRPC streams, with no data connection beside them for large files")
 	fs.Int64Var(&o.bwlimit, "bwlimit", 0, "cap file data sent to this many KiB/s (0: no cap)")
 	o.tls.register(fs, "master")
 	fs.StringVar(&o.slaveName, "slave-name", "", "the name the slave's certificate must have (default: the host of --slave)")
@@ -202,7 +204,7 @@ func newMasterFromOptions(o masterOptions, stderr io.Writer) (m *master.Master, 
 	m, err = master.New(master.Config{
 		Root: o.root, Slave: o.slave, StateDir: o.stateDir, SyncJobs: o.syncJobs,
 		IgnoreDeletes: o.ignoreDeletes, Retries: o.retries, Logger: log,
-		Compress: o.compress, BWLimit: o.bwlimit * 1024,
+		Compress: o.compress, BWLimit: o.bwlimit * 1024, NoDataConn: o.noDataConn,
 		ChangeInterval: o.changeInterval, BatchSize: o.batchSize, Watcher: o.watcher, MaxBackoff: o.maxBackoff,
 		TLS: tlsCfg, Insecure: o.tls.insecure, Status: svc.Tracker,
 	})

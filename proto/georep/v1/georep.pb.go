@@ -1256,6 +1256,7 @@ type SyncDataRequest struct {
 	//	*SyncDataRequest_End
 	//	*SyncDataRequest_Copy
 	//	*SyncDataRequest_InlineFiles
+	//	*SyncDataRequest_BulkOpen
 	Msg           isSyncDataRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1352,6 +1353,15 @@ func (x *SyncDataRequest) GetInlineFiles() *InlineFiles {
 	return nil
 }
 
+func (x *SyncDataRequest) GetBulkOpen() *BulkOpen {
+	if x != nil {
+		if x, ok := x.Msg.(*SyncDataRequest_BulkOpen); ok {
+			return x.BulkOpen
+		}
+	}
+	return nil
+}
+
 type isSyncDataRequest_Msg interface {
 	isSyncDataRequest_Msg()
 }
@@ -1382,6 +1392,12 @@ type SyncDataRequest_InlineFiles struct {
 	InlineFiles *InlineFiles `protobuf:"bytes,6,opt,name=inline_files,json=inlineFiles,proto3,oneof"`
 }
 
+type SyncDataRequest_BulkOpen struct {
+	// The stream's data connection is open (protocol version 5): the
+	// chunks that follow may carry their bytes on it (bulk_length).
+	BulkOpen *BulkOpen `protobuf:"bytes,7,opt,name=bulk_open,json=bulkOpen,proto3,oneof"`
+}
+
 func (*SyncDataRequest_Open) isSyncDataRequest_Msg() {}
 
 func (*SyncDataRequest_Header) isSyncDataRequest_Msg() {}
@@ -1393,6 +1409,59 @@ func (*SyncDataRequest_End) isSyncDataRequest_Msg() {}
 func (*SyncDataRequest_Copy) isSyncDataRequest_Msg() {}
 
 func (*SyncDataRequest_InlineFiles) isSyncDataRequest_Msg() {}
+
+func (*SyncDataRequest_BulkOpen) isSyncDataRequest_Msg() {}
+
+// BulkOpen names the data connection the master opened beside the
+// stream: a second connection to the slave's listener (through the same
+// TLS, if any) that begins with the magic "GEOREPB1" and this token, and
+// then carries nothing but the bytes of chunks, in the order of the
+// chunks on the stream, with no framing of its own. It spares both ends
+// gRPC's framing and copies of bulk data (see docs/ARCHITECTURE.md).
+type BulkOpen struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 16 random bytes, chosen by the master for this stream.
+	Token         []byte `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BulkOpen) Reset() {
+	*x = BulkOpen{}
+	mi := &file_georep_v1_georep_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BulkOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BulkOpen) ProtoMessage() {}
+
+func (x *BulkOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_v1_georep_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BulkOpen.ProtoReflect.Descriptor instead.
+func (*BulkOpen) Descriptor() ([]byte, []int) {
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *BulkOpen) GetToken() []byte {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
 
 // InlineFiles carries small files whole, each in its header as a lone
 // header would carry it (inline_end set): one message, and one
@@ -1407,7 +1476,7 @@ type InlineFiles struct {
 
 func (x *InlineFiles) Reset() {
 	*x = InlineFiles{}
-	mi := &file_georep_v1_georep_proto_msgTypes[15]
+	mi := &file_georep_v1_georep_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1419,7 +1488,7 @@ func (x *InlineFiles) String() string {
 func (*InlineFiles) ProtoMessage() {}
 
 func (x *InlineFiles) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[15]
+	mi := &file_georep_v1_georep_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1432,7 +1501,7 @@ func (x *InlineFiles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InlineFiles.ProtoReflect.Descriptor instead.
 func (*InlineFiles) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{15}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *InlineFiles) GetHeaders() []*FileHeader {
@@ -1451,7 +1520,7 @@ type DataOpen struct {
 
 func (x *DataOpen) Reset() {
 	*x = DataOpen{}
-	mi := &file_georep_v1_georep_proto_msgTypes[16]
+	mi := &file_georep_v1_georep_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1463,7 +1532,7 @@ func (x *DataOpen) String() string {
 func (*DataOpen) ProtoMessage() {}
 
 func (x *DataOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[16]
+	mi := &file_georep_v1_georep_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1476,7 +1545,7 @@ func (x *DataOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataOpen.ProtoReflect.Descriptor instead.
 func (*DataOpen) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{16}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DataOpen) GetSessionId() []byte {
@@ -1522,7 +1591,7 @@ type FileHeader struct {
 
 func (x *FileHeader) Reset() {
 	*x = FileHeader{}
-	mi := &file_georep_v1_georep_proto_msgTypes[17]
+	mi := &file_georep_v1_georep_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1603,7 @@ func (x *FileHeader) String() string {
 func (*FileHeader) ProtoMessage() {}
 
 func (x *FileHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[17]
+	mi := &file_georep_v1_georep_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1616,7 @@ func (x *FileHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileHeader.ProtoReflect.Descriptor instead.
 func (*FileHeader) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{17}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FileHeader) GetId() uint64 {
@@ -1652,20 +1721,23 @@ func (x *FileHeader) GetInlineEnd() *FileEnd {
 // compressed set, data is a zstd frame that decodes to raw_length bytes.
 // An empty data with zero_length set is a run of zero bytes (a hole).
 type FileChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
-	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
-	Compressed    bool                   `protobuf:"varint,4,opt,name=compressed,proto3" json:"compressed,omitempty"`
-	RawLength     int64                  `protobuf:"varint,5,opt,name=raw_length,json=rawLength,proto3" json:"raw_length,omitempty"`
-	ZeroLength    int64                  `protobuf:"varint,6,opt,name=zero_length,json=zeroLength,proto3" json:"zero_length,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Offset     int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data       []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	Compressed bool                   `protobuf:"varint,4,opt,name=compressed,proto3" json:"compressed,omitempty"`
+	RawLength  int64                  `protobuf:"varint,5,opt,name=raw_length,json=rawLength,proto3" json:"raw_length,omitempty"`
+	ZeroLength int64                  `protobuf:"varint,6,opt,name=zero_length,json=zeroLength,proto3" json:"zero_length,omitempty"`
+	// When set, data is empty and its bulk_length bytes come on the
+	// stream's data connection (BulkOpen) instead.
+	BulkLength    int64 `protobuf:"varint,7,opt,name=bulk_length,json=bulkLength,proto3" json:"bulk_length,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FileChunk) Reset() {
 	*x = FileChunk{}
-	mi := &file_georep_v1_georep_proto_msgTypes[18]
+	mi := &file_georep_v1_georep_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1677,7 +1749,7 @@ func (x *FileChunk) String() string {
 func (*FileChunk) ProtoMessage() {}
 
 func (x *FileChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[18]
+	mi := &file_georep_v1_georep_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1690,7 +1762,7 @@ func (x *FileChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileChunk.ProtoReflect.Descriptor instead.
 func (*FileChunk) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{18}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FileChunk) GetId() uint64 {
@@ -1735,6 +1807,13 @@ func (x *FileChunk) GetZeroLength() int64 {
 	return 0
 }
 
+func (x *FileChunk) GetBulkLength() int64 {
+	if x != nil {
+		return x.BulkLength
+	}
+	return 0
+}
+
 // FileCopy says: bytes at offset of the new file are count blocks of the
 // slave's old copy, starting at block (of the signature's block size).
 type FileCopy struct {
@@ -1749,7 +1828,7 @@ type FileCopy struct {
 
 func (x *FileCopy) Reset() {
 	*x = FileCopy{}
-	mi := &file_georep_v1_georep_proto_msgTypes[19]
+	mi := &file_georep_v1_georep_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +1840,7 @@ func (x *FileCopy) String() string {
 func (*FileCopy) ProtoMessage() {}
 
 func (x *FileCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[19]
+	mi := &file_georep_v1_georep_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +1853,7 @@ func (x *FileCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileCopy.ProtoReflect.Descriptor instead.
 func (*FileCopy) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{19}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FileCopy) GetId() uint64 {
@@ -1823,7 +1902,7 @@ type FileEnd struct {
 
 func (x *FileEnd) Reset() {
 	*x = FileEnd{}
-	mi := &file_georep_v1_georep_proto_msgTypes[20]
+	mi := &file_georep_v1_georep_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +1914,7 @@ func (x *FileEnd) String() string {
 func (*FileEnd) ProtoMessage() {}
 
 func (x *FileEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[20]
+	mi := &file_georep_v1_georep_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +1927,7 @@ func (x *FileEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileEnd.ProtoReflect.Descriptor instead.
 func (*FileEnd) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{20}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FileEnd) GetId() uint64 {
@@ -1887,7 +1966,7 @@ type SyncDataResponse struct {
 
 func (x *SyncDataResponse) Reset() {
 	*x = SyncDataResponse{}
-	mi := &file_georep_v1_georep_proto_msgTypes[21]
+	mi := &file_georep_v1_georep_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +1978,7 @@ func (x *SyncDataResponse) String() string {
 func (*SyncDataResponse) ProtoMessage() {}
 
 func (x *SyncDataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[21]
+	mi := &file_georep_v1_georep_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +1991,7 @@ func (x *SyncDataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncDataResponse.ProtoReflect.Descriptor instead.
 func (*SyncDataResponse) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{21}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SyncDataResponse) GetMsg() isSyncDataResponse_Msg {
@@ -1996,7 +2075,7 @@ type FileResults struct {
 
 func (x *FileResults) Reset() {
 	*x = FileResults{}
-	mi := &file_georep_v1_georep_proto_msgTypes[22]
+	mi := &file_georep_v1_georep_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2087,7 @@ func (x *FileResults) String() string {
 func (*FileResults) ProtoMessage() {}
 
 func (x *FileResults) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[22]
+	mi := &file_georep_v1_georep_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2100,7 @@ func (x *FileResults) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileResults.ProtoReflect.Descriptor instead.
 func (*FileResults) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{22}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FileResults) GetResults() []*FileResult {
@@ -2046,7 +2125,7 @@ type FileWant struct {
 
 func (x *FileWant) Reset() {
 	*x = FileWant{}
-	mi := &file_georep_v1_georep_proto_msgTypes[23]
+	mi := &file_georep_v1_georep_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2058,7 +2137,7 @@ func (x *FileWant) String() string {
 func (*FileWant) ProtoMessage() {}
 
 func (x *FileWant) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[23]
+	mi := &file_georep_v1_georep_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2071,7 +2150,7 @@ func (x *FileWant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileWant.ProtoReflect.Descriptor instead.
 func (*FileWant) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{23}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FileWant) GetId() uint64 {
@@ -2107,7 +2186,7 @@ type FileResult struct {
 
 func (x *FileResult) Reset() {
 	*x = FileResult{}
-	mi := &file_georep_v1_georep_proto_msgTypes[24]
+	mi := &file_georep_v1_georep_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2119,7 +2198,7 @@ func (x *FileResult) String() string {
 func (*FileResult) ProtoMessage() {}
 
 func (x *FileResult) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[24]
+	mi := &file_georep_v1_georep_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2132,7 +2211,7 @@ func (x *FileResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileResult.ProtoReflect.Descriptor instead.
 func (*FileResult) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{24}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FileResult) GetId() uint64 {
@@ -2166,7 +2245,7 @@ type DataCommit struct {
 
 func (x *DataCommit) Reset() {
 	*x = DataCommit{}
-	mi := &file_georep_v1_georep_proto_msgTypes[25]
+	mi := &file_georep_v1_georep_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2178,7 +2257,7 @@ func (x *DataCommit) String() string {
 func (*DataCommit) ProtoMessage() {}
 
 func (x *DataCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[25]
+	mi := &file_georep_v1_georep_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2191,7 +2270,7 @@ func (x *DataCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataCommit.ProtoReflect.Descriptor instead.
 func (*DataCommit) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{25}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{26}
 }
 
 type GetMarkRequest struct {
@@ -2203,7 +2282,7 @@ type GetMarkRequest struct {
 
 func (x *GetMarkRequest) Reset() {
 	*x = GetMarkRequest{}
-	mi := &file_georep_v1_georep_proto_msgTypes[26]
+	mi := &file_georep_v1_georep_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2294,7 @@ func (x *GetMarkRequest) String() string {
 func (*GetMarkRequest) ProtoMessage() {}
 
 func (x *GetMarkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[26]
+	mi := &file_georep_v1_georep_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2307,7 @@ func (x *GetMarkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMarkRequest.ProtoReflect.Descriptor instead.
 func (*GetMarkRequest) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{26}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetMarkRequest) GetSessionId() []byte {
@@ -2248,7 +2327,7 @@ type GetMarkResponse struct {
 
 func (x *GetMarkResponse) Reset() {
 	*x = GetMarkResponse{}
-	mi := &file_georep_v1_georep_proto_msgTypes[27]
+	mi := &file_georep_v1_georep_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2260,7 +2339,7 @@ func (x *GetMarkResponse) String() string {
 func (*GetMarkResponse) ProtoMessage() {}
 
 func (x *GetMarkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[27]
+	mi := &file_georep_v1_georep_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2273,7 +2352,7 @@ func (x *GetMarkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMarkResponse.ProtoReflect.Descriptor instead.
 func (*GetMarkResponse) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{27}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetMarkResponse) GetStimeNs() int64 {
@@ -2293,7 +2372,7 @@ type SetMarkRequest struct {
 
 func (x *SetMarkRequest) Reset() {
 	*x = SetMarkRequest{}
-	mi := &file_georep_v1_georep_proto_msgTypes[28]
+	mi := &file_georep_v1_georep_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2305,7 +2384,7 @@ func (x *SetMarkRequest) String() string {
 func (*SetMarkRequest) ProtoMessage() {}
 
 func (x *SetMarkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[28]
+	mi := &file_georep_v1_georep_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2318,7 +2397,7 @@ func (x *SetMarkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMarkRequest.ProtoReflect.Descriptor instead.
 func (*SetMarkRequest) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{28}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SetMarkRequest) GetSessionId() []byte {
@@ -2343,7 +2422,7 @@ type SetMarkResponse struct {
 
 func (x *SetMarkResponse) Reset() {
 	*x = SetMarkResponse{}
-	mi := &file_georep_v1_georep_proto_msgTypes[29]
+	mi := &file_georep_v1_georep_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2355,7 +2434,7 @@ func (x *SetMarkResponse) String() string {
 func (*SetMarkResponse) ProtoMessage() {}
 
 func (x *SetMarkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_v1_georep_proto_msgTypes[29]
+	mi := &file_georep_v1_georep_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2368,7 +2447,7 @@ func (x *SetMarkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMarkResponse.ProtoReflect.Descriptor instead.
 func (*SetMarkResponse) Descriptor() ([]byte, []int) {
-	return file_georep_v1_georep_proto_rawDescGZIP(), []int{29}
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{30}
 }
 
 var File_georep_v1_georep_proto protoreflect.FileDescriptor
@@ -2461,15 +2540,18 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\fR\tsessionId\x12#\n" +
 	"\x03ops\x18\x02 \x03(\v2\x11.georep.v1.MetaOpR\x03ops\"@\n" +
 	"\x0fMetaOpsResponse\x12-\n" +
-	"\aresults\x18\x01 \x03(\v2\x13.georep.v1.OpResultR\aresults\"\xb2\x02\n" +
+	"\aresults\x18\x01 \x03(\v2\x13.georep.v1.OpResultR\aresults\"\xe6\x02\n" +
 	"\x0fSyncDataRequest\x12)\n" +
 	"\x04open\x18\x01 \x01(\v2\x13.georep.v1.DataOpenH\x00R\x04open\x12/\n" +
 	"\x06header\x18\x02 \x01(\v2\x15.georep.v1.FileHeaderH\x00R\x06header\x12,\n" +
 	"\x05chunk\x18\x03 \x01(\v2\x14.georep.v1.FileChunkH\x00R\x05chunk\x12&\n" +
 	"\x03end\x18\x04 \x01(\v2\x12.georep.v1.FileEndH\x00R\x03end\x12)\n" +
 	"\x04copy\x18\x05 \x01(\v2\x13.georep.v1.FileCopyH\x00R\x04copy\x12;\n" +
-	"\finline_files\x18\x06 \x01(\v2\x16.georep.v1.InlineFilesH\x00R\vinlineFilesB\x05\n" +
-	"\x03msg\">\n" +
+	"\finline_files\x18\x06 \x01(\v2\x16.georep.v1.InlineFilesH\x00R\vinlineFiles\x122\n" +
+	"\tbulk_open\x18\a \x01(\v2\x13.georep.v1.BulkOpenH\x00R\bbulkOpenB\x05\n" +
+	"\x03msg\" \n" +
+	"\bBulkOpen\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\fR\x05token\">\n" +
 	"\vInlineFiles\x12/\n" +
 	"\aheaders\x18\x01 \x03(\v2\x15.georep.v1.FileHeaderR\aheaders\")\n" +
 	"\bDataOpen\x12\x1d\n" +
@@ -2494,7 +2576,7 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\vinline_data\x18\r \x01(\v2\x14.georep.v1.FileChunkR\n" +
 	"inlineData\x121\n" +
 	"\n" +
-	"inline_end\x18\x0e \x01(\v2\x12.georep.v1.FileEndR\tinlineEnd\"\xa7\x01\n" +
+	"inline_end\x18\x0e \x01(\v2\x12.georep.v1.FileEndR\tinlineEnd\"\xc8\x01\n" +
 	"\tFileChunk\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
@@ -2505,7 +2587,9 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\n" +
 	"raw_length\x18\x05 \x01(\x03R\trawLength\x12\x1f\n" +
 	"\vzero_length\x18\x06 \x01(\x03R\n" +
-	"zeroLength\"^\n" +
+	"zeroLength\x12\x1f\n" +
+	"\vbulk_length\x18\a \x01(\x03R\n" +
+	"bulkLength\"^\n" +
 	"\bFileCopy\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x14\n" +
@@ -2596,7 +2680,7 @@ func file_georep_v1_georep_proto_rawDescGZIP() []byte {
 }
 
 var file_georep_v1_georep_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_georep_v1_georep_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_georep_v1_georep_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_georep_v1_georep_proto_goTypes = []any{
 	(EntryOpType)(0),           // 0: georep.v1.EntryOpType
 	(OpStatus)(0),              // 1: georep.v1.OpStatus
@@ -2616,21 +2700,22 @@ var file_georep_v1_georep_proto_goTypes = []any{
 	(*MetaOpsRequest)(nil),     // 15: georep.v1.MetaOpsRequest
 	(*MetaOpsResponse)(nil),    // 16: georep.v1.MetaOpsResponse
 	(*SyncDataRequest)(nil),    // 17: georep.v1.SyncDataRequest
-	(*InlineFiles)(nil),        // 18: georep.v1.InlineFiles
-	(*DataOpen)(nil),           // 19: georep.v1.DataOpen
-	(*FileHeader)(nil),         // 20: georep.v1.FileHeader
-	(*FileChunk)(nil),          // 21: georep.v1.FileChunk
-	(*FileCopy)(nil),           // 22: georep.v1.FileCopy
-	(*FileEnd)(nil),            // 23: georep.v1.FileEnd
-	(*SyncDataResponse)(nil),   // 24: georep.v1.SyncDataResponse
-	(*FileResults)(nil),        // 25: georep.v1.FileResults
-	(*FileWant)(nil),           // 26: georep.v1.FileWant
-	(*FileResult)(nil),         // 27: georep.v1.FileResult
-	(*DataCommit)(nil),         // 28: georep.v1.DataCommit
-	(*GetMarkRequest)(nil),     // 29: georep.v1.GetMarkRequest
-	(*GetMarkResponse)(nil),    // 30: georep.v1.GetMarkResponse
-	(*SetMarkRequest)(nil),     // 31: georep.v1.SetMarkRequest
-	(*SetMarkResponse)(nil),    // 32: georep.v1.SetMarkResponse
+	(*BulkOpen)(nil),           // 18: georep.v1.BulkOpen
+	(*InlineFiles)(nil),        // 19: georep.v1.InlineFiles
+	(*DataOpen)(nil),           // 20: georep.v1.DataOpen
+	(*FileHeader)(nil),         // 21: georep.v1.FileHeader
+	(*FileChunk)(nil),          // 22: georep.v1.FileChunk
+	(*FileCopy)(nil),           // 23: georep.v1.FileCopy
+	(*FileEnd)(nil),            // 24: georep.v1.FileEnd
+	(*SyncDataResponse)(nil),   // 25: georep.v1.SyncDataResponse
+	(*FileResults)(nil),        // 26: georep.v1.FileResults
+	(*FileWant)(nil),           // 27: georep.v1.FileWant
+	(*FileResult)(nil),         // 28: georep.v1.FileResult
+	(*DataCommit)(nil),         // 29: georep.v1.DataCommit
+	(*GetMarkRequest)(nil),     // 30: georep.v1.GetMarkRequest
+	(*GetMarkResponse)(nil),    // 31: georep.v1.GetMarkResponse
+	(*SetMarkRequest)(nil),     // 32: georep.v1.SetMarkRequest
+	(*SetMarkResponse)(nil),    // 33: georep.v1.SetMarkResponse
 }
 var file_georep_v1_georep_proto_depIdxs = []int32{
 	0,  // 0: georep.v1.EntryOp.type:type_name -> georep.v1.EntryOpType
@@ -2642,43 +2727,44 @@ var file_georep_v1_georep_proto_depIdxs = []int32{
 	13, // 6: georep.v1.MetaOp.xattrs:type_name -> georep.v1.Xattr
 	14, // 7: georep.v1.MetaOpsRequest.ops:type_name -> georep.v1.MetaOp
 	11, // 8: georep.v1.MetaOpsResponse.results:type_name -> georep.v1.OpResult
-	19, // 9: georep.v1.SyncDataRequest.open:type_name -> georep.v1.DataOpen
-	20, // 10: georep.v1.SyncDataRequest.header:type_name -> georep.v1.FileHeader
-	21, // 11: georep.v1.SyncDataRequest.chunk:type_name -> georep.v1.FileChunk
-	23, // 12: georep.v1.SyncDataRequest.end:type_name -> georep.v1.FileEnd
-	22, // 13: georep.v1.SyncDataRequest.copy:type_name -> georep.v1.FileCopy
-	18, // 14: georep.v1.SyncDataRequest.inline_files:type_name -> georep.v1.InlineFiles
-	20, // 15: georep.v1.InlineFiles.headers:type_name -> georep.v1.FileHeader
-	13, // 16: georep.v1.FileHeader.xattrs:type_name -> georep.v1.Xattr
-	21, // 17: georep.v1.FileHeader.inline_data:type_name -> georep.v1.FileChunk
-	23, // 18: georep.v1.FileHeader.inline_end:type_name -> georep.v1.FileEnd
-	26, // 19: georep.v1.SyncDataResponse.want:type_name -> georep.v1.FileWant
-	27, // 20: georep.v1.SyncDataResponse.result:type_name -> georep.v1.FileResult
-	28, // 21: georep.v1.SyncDataResponse.commit:type_name -> georep.v1.DataCommit
-	25, // 22: georep.v1.SyncDataResponse.results:type_name -> georep.v1.FileResults
-	27, // 23: georep.v1.FileResults.results:type_name -> georep.v1.FileResult
-	11, // 24: georep.v1.FileResult.result:type_name -> georep.v1.OpResult
-	3,  // 25: georep.v1.SlaveService.Handshake:input_type -> georep.v1.HandshakeRequest
-	5,  // 26: georep.v1.SlaveService.KeepAlive:input_type -> georep.v1.KeepAliveRequest
-	7,  // 27: georep.v1.SlaveService.EndSession:input_type -> georep.v1.EndSessionRequest
-	10, // 28: georep.v1.SlaveService.EntryOps:input_type -> georep.v1.EntryOpsRequest
-	15, // 29: georep.v1.SlaveService.MetaOps:input_type -> georep.v1.MetaOpsRequest
-	17, // 30: georep.v1.SlaveService.SyncData:input_type -> georep.v1.SyncDataRequest
-	29, // 31: georep.v1.SlaveService.GetMark:input_type -> georep.v1.GetMarkRequest
-	31, // 32: georep.v1.SlaveService.SetMark:input_type -> georep.v1.SetMarkRequest
-	4,  // 33: georep.v1.SlaveService.Handshake:output_type -> georep.v1.HandshakeResponse
-	6,  // 34: georep.v1.SlaveService.KeepAlive:output_type -> georep.v1.KeepAliveResponse
-	8,  // 35: georep.v1.SlaveService.EndSession:output_type -> georep.v1.EndSessionResponse
-	12, // 36: georep.v1.SlaveService.EntryOps:output_type -> georep.v1.EntryOpsResponse
-	16, // 37: georep.v1.SlaveService.MetaOps:output_type -> georep.v1.MetaOpsResponse
-	24, // 38: georep.v1.SlaveService.SyncData:output_type -> georep.v1.SyncDataResponse
-	30, // 39: georep.v1.SlaveService.GetMark:output_type -> georep.v1.GetMarkResponse
-	32, // 40: georep.v1.SlaveService.SetMark:output_type -> georep.v1.SetMarkResponse
-	33, // [33:41] is the sub-list for method output_type
-	25, // [25:33] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	20, // 9: georep.v1.SyncDataRequest.open:type_name -> georep.v1.DataOpen
+	21, // 10: georep.v1.SyncDataRequest.header:type_name -> georep.v1.FileHeader
+	22, // 11: georep.v1.SyncDataRequest.chunk:type_name -> georep.v1.FileChunk
+	24, // 12: georep.v1.SyncDataRequest.end:type_name -> georep.v1.FileEnd
+	23, // 13: georep.v1.SyncDataRequest.copy:type_name -> georep.v1.FileCopy
+	19, // 14: georep.v1.SyncDataRequest.inline_files:type_name -> georep.v1.InlineFiles
+	18, // 15: georep.v1.SyncDataRequest.bulk_open:type_name -> georep.v1.BulkOpen
+	21, // 16: georep.v1.InlineFiles.headers:type_name -> georep.v1.FileHeader
+	13, // 17: georep.v1.FileHeader.xattrs:type_name -> georep.v1.Xattr
+	22, // 18: georep.v1.FileHeader.inline_data:type_name -> georep.v1.FileChunk
+	24, // 19: georep.v1.FileHeader.inline_end:type_name -> georep.v1.FileEnd
+	27, // 20: georep.v1.SyncDataResponse.want:type_name -> georep.v1.FileWant
+	28, // 21: georep.v1.SyncDataResponse.result:type_name -> georep.v1.FileResult
+	29, // 22: georep.v1.SyncDataResponse.commit:type_name -> georep.v1.DataCommit
+	26, // 23: georep.v1.SyncDataResponse.results:type_name -> georep.v1.FileResults
+	28, // 24: georep.v1.FileResults.results:type_name -> georep.v1.FileResult
+	11, // 25: georep.v1.FileResult.result:type_name -> georep.v1.OpResult
+	3,  // 26: georep.v1.SlaveService.Handshake:input_type -> georep.v1.HandshakeRequest
+	5,  // 27: georep.v1.SlaveService.KeepAlive:input_type -> georep.v1.KeepAliveRequest
+	7,  // 28: georep.v1.SlaveService.EndSession:input_type -> georep.v1.EndSessionRequest
+	10, // 29: georep.v1.SlaveService.EntryOps:input_type -> georep.v1.EntryOpsRequest
+	15, // 30: georep.v1.SlaveService.MetaOps:input_type -> georep.v1.MetaOpsRequest
+	17, // 31: georep.v1.SlaveService.SyncData:input_type -> georep.v1.SyncDataRequest
+	30, // 32: georep.v1.SlaveService.GetMark:input_type -> georep.v1.GetMarkRequest
+	32, // 33: georep.v1.SlaveService.SetMark:input_type -> georep.v1.SetMarkRequest
+	4,  // 34: georep.v1.SlaveService.Handshake:output_type -> georep.v1.HandshakeResponse
+	6,  // 35: georep.v1.SlaveService.KeepAlive:output_type -> georep.v1.KeepAliveResponse
+	8,  // 36: georep.v1.SlaveService.EndSession:output_type -> georep.v1.EndSessionResponse
+	12, // 37: georep.v1.SlaveService.EntryOps:output_type -> georep.v1.EntryOpsResponse
+	16, // 38: georep.v1.SlaveService.MetaOps:output_type -> georep.v1.MetaOpsResponse
+	25, // 39: georep.v1.SlaveService.SyncData:output_type -> georep.v1.SyncDataResponse
+	31, // 40: georep.v1.SlaveService.GetMark:output_type -> georep.v1.GetMarkResponse
+	33, // 41: georep.v1.SlaveService.SetMark:output_type -> georep.v1.SetMarkResponse
+	34, // [34:42] is the sub-list for method output_type
+	26, // [26:34] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_georep_v1_georep_proto_init() }
@@ -2693,8 +2779,9 @@ func file_georep_v1_georep_proto_init() {
 		(*SyncDataRequest_End)(nil),
 		(*SyncDataRequest_Copy)(nil),
 		(*SyncDataRequest_InlineFiles)(nil),
+		(*SyncDataRequest_BulkOpen)(nil),
 	}
-	file_georep_v1_georep_proto_msgTypes[21].OneofWrappers = []any{
+	file_georep_v1_georep_proto_msgTypes[22].OneofWrappers = []any{
 		(*SyncDataResponse_Want)(nil),
 		(*SyncDataResponse_Result)(nil),
 		(*SyncDataResponse_Commit)(nil),
@@ -2706,7 +2793,7 @@ func file_georep_v1_georep_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_georep_v1_georep_proto_rawDesc), len(file_georep_v1_georep_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
