@@ -15,6 +15,7 @@ import (
 	"github.com/georep/georep/internal/gfid"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/syncer/delta"
+	"github.com/klauspost/compress/zstd"
 )
 
 // openBulk dials a data connection to the fixture's slave and names it on
@@ -61,7 +62,20 @@ func TestDataConnection(t *testing.T) {
 	d.expectWant(1, true)
 	d.bulkChunk(c, 1, 0, content[:300_000])
 	d.chunk(1, 300_000, string(content[300_000:400_000]))
-	d.bulkChunk(c, 1, 400_000, content[400_000:])
+	// Compressed on the connection: the frame's bytes are there, the
+	// raw length in the descriptor.
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := content[400_000:600_000]
+	z := enc.EncodeAll(raw, nil)
+	d.record(1, 400_000, raw)
+	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: 1, Offset: 400_000, Compressed: true, RawLength: int64(len(raw)), BulkLength: int64(len(z))}}})
+	if _, err := c.Write(z); err != nil {
+		t.Fatal(err)
+	}
+	d.bulkChunk(c, 1, 600_000, content[600_000:])
 	d.end(1, false)
 	if r := d.expectResult(1).GetResult(); r.GetStatus() != stOK {
 		t.Fatalf("result %v: %s", r.GetStatus(), r.GetError())

@@ -180,6 +180,7 @@ func (r *Registry) expire(tok Token, s *slot) {
 	r.unclaimed--
 	r.log.Warn("closed a data connection no stream claimed", "from", s.conn.RemoteAddr().String())
 	s.conn.Close()
+	s.conn = nil // a claim woken meanwhile must not take it
 }
 
 // Claim returns the data connection with token tok, waiting up to timeout
@@ -223,7 +224,7 @@ func (r *Registry) Claim(ctx context.Context, tok Token, timeout time.Duration) 
 		case r.closed:
 			return nil, ErrClosed
 		}
-		return nil, errors.New("bulkconn: the data connection was claimed already")
+		return nil, errors.New("bulkconn: the data connection was claimed already, or expired")
 	}
 	s.claimed = true
 	s.expiry.Stop()
