@@ -499,6 +499,7 @@ func (m *Master) open(ctx context.Context) (*link, error) {
 		failed := lctx.Err() != nil && !errors.Is(context.Cause(lctx), context.Canceled)
 		cancel(nil)
 		wg.Wait()
+		sender.Close() // idle data connections
 		// Release the slave root for the next session (best effort: the
 		// lease expires anyway), unless the session failed: then the slave
 		// dropped it or does not answer.

@@ -263,3 +263,39 @@ func TestShipDataConnectionBreaks(t *testing.T) {
 	}
 
 }
+
+// TestShipKeepsUnusedDataConnection: a data connection that came up only
+// after its box's large file was sent is kept, not closed, and the next
+// box uses it at once instead of dialling.
+func TestShipKeepsUnusedDataConnection(t *testing.T) {
+	f := newBulkFixture(t, map[string]int{"one": 2 << 20, "two": 2 << 20})
+	var onConn, dials atomic.Int64
+	dial := f.dialCounting(&onConn, 0)
+	s := f.sender(func(ctx context.Context, tok bulkconn.Token) (net.Conn, error) {
+		dials.Add(1)
+		c, err := dial(ctx, tok)
+		// Up only once the box's file has ended on the stream.
+		for f.wire.ends.Load() < 1 && ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+		}
+		return c, err
+	})
+	defer s.Close()
+	one, two := f.filesByName["one"], f.filesByName["two"]
+	if err := s.Ship(f.ctx, []*syncer.File{one}); err != nil {
+		t.Fatalf("first box: %v", err)
+	}
+	if onConn.Load() != 0 || f.wire.bulkChunks.Load() != 0 {
+		t.Fatalf("the first box used a connection that came up after its file: %d bytes", onConn.Load())
+	}
+	if err := s.Ship(f.ctx, []*syncer.File{two}); err != nil {
+		t.Fatalf("second box: %v", err)
+	}
+	f.requireSame()
+	if dials.Load() != 1 {
+		t.Errorf("%d dials; the second box should have used the first's connection", dials.Load())
+	}
+	if onConn.Load() == 0 || f.wire.bulkChunks.Load() == 0 {
+		t.Error("the second box sent nothing on the kept connection")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/klauspost/compress/zstd"
@@ -171,6 +172,64 @@ type Sender struct {
 	encOnce    sync.Once
 	enc        *zstd.Encoder
 	bulkWarned atomic.Bool
+
+	idleMu sync.Mutex
+	idle   []idleConn // data connections opened for a box that never used them
+}
+
+// idleConn is a data connection that was opened, and is parked at the
+// slave, but was never named: a box whose large file was all sent before
+// its connection came up (a short file on a long link) leaves it to the
+// next box, which then has one at once. The slave would not notice it
+// closed until it expires, and refuses connections beyond a cap.
+type idleConn struct {
+	conn  net.Conn
+	tok   bulkconn.Token
+	since time.Time // when it was dialled
+}
+
+// At most maxIdle idle data connections are kept, each for at most
+// idleFor after its dial: well within the time the slave keeps it.
+const (
+	maxIdle = 4
+	idleFor = bulkconn.UnclaimedTTL / 3
+)
+
+// takeIdle returns an idle data connection young enough to use, closing
+// the ones too old.
+func (s *Sender) takeIdle() (idleConn, bool) {
+	s.idleMu.Lock()
+	defer s.idleMu.Unlock()
+	for len(s.idle) > 0 {
+		ic := s.idle[len(s.idle)-1]
+		s.idle = s.idle[:len(s.idle)-1]
+		if time.Since(ic.since) < idleFor {
+			return ic, true
+		}
+		ic.conn.Close()
+	}
+	return idleConn{}, false
+}
+
+// putIdle keeps ic for a later box, or closes it if enough are kept.
+func (s *Sender) putIdle(ic idleConn) {
+	s.idleMu.Lock()
+	defer s.idleMu.Unlock()
+	if len(s.idle) >= maxIdle || time.Since(ic.since) >= idleFor {
+		ic.conn.Close()
+		return
+	}
+	s.idle = append(s.idle, ic)
+}
+
+// Close closes the idle data connections. The Sender may still be used.
+func (s *Sender) Close() {
+	s.idleMu.Lock()
+	defer s.idleMu.Unlock()
+	for _, ic := range s.idle {
+		ic.conn.Close()
+	}
+	s.idle = nil
 }
 
 type openFile struct {
@@ -200,9 +259,10 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	bk := &bulkLink{s: s}
+	shipped := false
 	defer func() {
 		cancel() // a dial still under way ends
-		bk.close()
+		bk.close(shipped)
 	}()
 	buf := make([]byte, chunk) // the read buffer of every whole file of this box
 	batch := inlineBatch{buf: make([]byte, inlineBatchBytes)}
@@ -410,6 +470,7 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 			f.MetaDone = sentMeta[i] && !f.Changed
 		}
 	}
+	shipped = true
 	return nil
 }
 
@@ -736,11 +797,13 @@ const (
 	BulkMinChunk = 32 << 10
 )
 
-// bulkLink is a stream's data connection: dialled in the background, used
-// from the first chunk after it is up. Only Ship's goroutine uses it.
+// bulkLink is a stream's data connection: dialled in the background (or
+// taken from the idle ones), used from the first chunk after it is up.
+// Only Ship's goroutine uses it.
 type bulkLink struct {
 	s      *Sender
 	tok    bulkconn.Token
+	since  time.Time     // when it was dialled
 	dialed chan bulkDial // nil until start; gets the dial's one result
 	done   bool          // the result was taken
 	conn   net.Conn      // up and named to the slave (BulkOpen)
@@ -752,18 +815,24 @@ type bulkDial struct {
 	err  error
 }
 
-// start dials the data connection in the background (once; not at all
-// without Sender.Bulk).
+// start takes an idle data connection, or dials one in the background
+// (once; not at all without Sender.Bulk).
 func (b *bulkLink) start(ctx context.Context) {
 	if b.s.Bulk == nil || b.dialed != nil {
 		return
 	}
-	tok, err := bulkconn.NewToken()
-	if err != nil {
-		b.warn(err)
+	b.dialed = make(chan bulkDial, 1)
+	if ic, ok := b.s.takeIdle(); ok {
+		b.tok, b.since = ic.tok, ic.since
+		b.dialed <- bulkDial{conn: ic.conn}
 		return
 	}
-	b.tok, b.dialed = tok, make(chan bulkDial, 1)
+	tok, err := bulkconn.NewToken()
+	if err != nil {
+		b.dialed <- bulkDial{err: err}
+		return
+	}
+	b.tok, b.since = tok, time.Now()
 	go func() {
 		c, err := b.s.Bulk(ctx, tok)
 		b.dialed <- bulkDial{c, err}
@@ -797,14 +866,20 @@ func (b *bulkLink) ready(stream pb.SlaveService_SyncDataClient) (net.Conn, error
 	return b.conn, nil
 }
 
-// close closes the data connection, first waiting for a dial under way
-// (the caller cancelled its context).
-func (b *bulkLink) close() {
+// close closes the data connection the stream named. One it never named
+// goes to the idle ones if the box was shipped (after a failure it is
+// closed: the link may be what failed); a dial still under way is waited
+// for (the caller cancelled its context).
+func (b *bulkLink) close(shipped bool) {
 	if b.dialed != nil && !b.done {
-		if r := <-b.dialed; r.conn != nil {
+		r := <-b.dialed
+		b.done = true
+		switch {
+		case r.conn != nil && shipped:
+			b.s.putIdle(idleConn{conn: r.conn, tok: b.tok, since: b.since})
+		case r.conn != nil:
 			r.conn.Close()
 		}
-		b.done = true
 	}
 	if b.conn != nil {
 		b.unhook()

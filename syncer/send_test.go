@@ -94,9 +94,9 @@ func TestShipVanishedAndChanged(t *testing.T) {
 }
 
 // wantCounter counts the FileWant messages a slave sends, and the
-// InlineFiles messages, lone headers, bytes of file data in messages and
-// chunks on a data connection it receives.
-type wantCounter struct{ n, batches, headers, data, bulkChunks atomic.Int64 }
+// InlineFiles messages, lone headers, bytes of file data in messages,
+// chunks on a data connection and file ends it receives.
+type wantCounter struct{ n, batches, headers, data, bulkChunks, ends atomic.Int64 }
 
 func (c *wantCounter) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	return handler(srv, countingStream{ss, c})
@@ -115,6 +115,9 @@ func (s countingStream) RecvMsg(m any) error {
 		}
 		if r.GetHeader() != nil {
 			s.c.headers.Add(1)
+		}
+		if r.GetEnd() != nil {
+			s.c.ends.Add(1)
 		}
 		for _, c := range testenv.DataChunks(r) {
 			s.c.data.Add(int64(len(c.GetData())))

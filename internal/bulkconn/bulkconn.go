@@ -45,11 +45,12 @@ const magic = "GEOREPB1"
 const helloTimeout = 10 * time.Second
 
 // Unclaimed connections: at most maxUnclaimed wait, each at most
-// unclaimedTTL. A master claims its connection right after opening it; the
-// bounds keep a confused or hostile client from piling them up.
+// UnclaimedTTL. A master names its connection soon after opening it, or
+// keeps it for its next stream (for a third of that time); the bounds keep
+// a confused or hostile client from piling them up.
 const (
 	maxUnclaimed = 64
-	unclaimedTTL = 30 * time.Second
+	UnclaimedTTL = 30 * time.Second
 )
 
 // Token names a stream's data connection; the master picks it at random.
@@ -112,7 +113,7 @@ var ErrClosed = errors.New("bulkconn: the slave is stopping")
 // claim them. Safe for concurrent use; make one with NewRegistry.
 type Registry struct {
 	log hclog.Logger
-	ttl time.Duration // unclaimedTTL but in tests
+	ttl time.Duration // UnclaimedTTL but in tests
 	max int           // maxUnclaimed but in tests
 
 	mu        sync.Mutex
@@ -137,7 +138,7 @@ func NewRegistry(log hclog.Logger) *Registry {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Registry{log: log, ttl: unclaimedTTL, max: maxUnclaimed, slots: map[Token]*slot{}, done: make(chan struct{})}
+	return &Registry{log: log, ttl: UnclaimedTTL, max: maxUnclaimed, slots: map[Token]*slot{}, done: make(chan struct{})}
 }
 
 // arrive parks conn under tok, or closes it: a second connection with
@@ -178,7 +179,8 @@ func (r *Registry) expire(tok Token, s *slot) {
 	}
 	delete(r.slots, tok)
 	r.unclaimed--
-	r.log.Warn("closed a data connection no stream claimed", "from", s.conn.RemoteAddr().String())
+	// Normal enough: a master keeps one it did not use for a while.
+	r.log.Debug("closed a data connection no stream claimed", "from", s.conn.RemoteAddr().String())
 	s.conn.Close()
 	s.conn = nil // a claim woken meanwhile must not take it
 }
