@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -55,6 +56,32 @@ type Link struct {
 // ErrInUse says another process has the index open.
 var ErrInUse = errors.New("gfidx: index in use by another georep process")
 
+// ErrCorrupt says the index file is damaged (a torn or overwritten page):
+// its owner removes it and rebuilds it from the tree. bbolt panics on a
+// page that is not what it expects; every call here turns such a panic
+// into this error instead of letting it take the process down.
+var ErrCorrupt = errors.New("gfidx: index file damaged")
+
+// guard turns a panic in bbolt (or in fn) into ErrCorrupt in *err. bbolt
+// rolls the transaction back in its own deferred function first, so the
+// store's locks are released; the owner must still close and rebuild it.
+func guard(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: %v\n%s", ErrCorrupt, r, stackTop())
+	}
+}
+
+// stackTop is the first frames of the panicking goroutine's stack, to tell
+// a damaged page from a bug when the error is logged.
+func stackTop() string {
+	b := debug.Stack()
+	const max = 2048
+	if len(b) > max {
+		b = b[:max]
+	}
+	return string(b)
+}
+
 // Index is a gfid index backed by one bbolt file. It is safe for concurrent
 // use: bbolt allows one writer and many readers at a time.
 type Index struct {
@@ -65,8 +92,24 @@ type Index struct {
 // one by one: callers call Sync at their durability points (a batch's end),
 // which is where a per-transaction fsync would otherwise cost one fsync per
 // RPC. After an unclean stop the index may lag the tree; Clean reports it.
-func Open(path string) (*Index, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: true, NoFreelistSync: true})
+func Open(path string) (ix *Index, err error) {
+	var db *bolt.DB
+	defer func() {
+		if r := recover(); r != nil {
+			if db != nil {
+				closeQuietly(db)
+			}
+			ix, err = nil, fmt.Errorf("gfidx: opening %s: %w: %v", path, ErrCorrupt, r)
+		}
+	}()
+	if err := verifyFile(path); err != nil {
+		return nil, err
+	}
+	// The freelist is stored (NoFreelistSync off): without it bbolt
+	// rebuilds it on Open and on every rollback of a write transaction by
+	// walking the tree in a goroutine of its own, where a damaged page's
+	// panic cannot be recovered (see verifyFile).
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: true})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (same state directory?)", ErrInUse, path)
 	}
@@ -103,14 +146,53 @@ func Open(path string) (*Index, error) {
 		db.Close()
 		return nil, fmt.Errorf("gfidx: initialising %s: %w", path, err)
 	}
+	// Every page of the tree read once: a damaged one is found now, as
+	// ErrCorrupt (the owner rebuilds), not by a panic in the middle of a
+	// batch. About 30 ms per 100,000 links.
+	if err := check(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("gfidx: checking %s: %w", path, err)
+	}
 	return &Index{db: db}, nil
 }
 
+// check reads every key and value of every bucket, and checks that each
+// bucket holds what this format puts there.
+func check(db *bolt.DB) error {
+	return db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			want := func(k, v []byte) bool { return true }
+			switch {
+			case bytes.Equal(name, bucketLinks):
+				want = func(k, v []byte) bool { return len(k) > 32 && len(v) == 0 }
+			case bytes.Equal(name, bucketChildren):
+				want = func(k, v []byte) bool { return len(k) > 16 && len(v) == 16 }
+			}
+			return b.ForEach(func(k, v []byte) error {
+				if !want(k, v) {
+					return fmt.Errorf("%w: bucket %s holds a key of %d bytes with a value of %d", ErrCorrupt, name, len(k), len(v))
+				}
+				return nil
+			})
+		})
+	})
+}
+
+// closeQuietly closes a store that panicked (its close may panic too).
+func closeQuietly(db *bolt.DB) {
+	defer func() { _ = recover() }()
+	db.Close()
+}
+
 // Close closes the store.
-func (ix *Index) Close() error { return ix.db.Close() }
+func (ix *Index) Close() (err error) {
+	defer guard(&err)
+	return ix.db.Close()
+}
 
 // Sync flushes every committed transaction to disk.
-func (ix *Index) Sync() error {
+func (ix *Index) Sync() (err error) {
+	defer guard(&err)
 	if err := ix.db.Sync(); err != nil {
 		return fmt.Errorf("gfidx: sync: %w", err)
 	}
@@ -122,8 +204,12 @@ func (ix *Index) Sync() error {
 // before their first change to the tree after a clean point
 // (SetClean(false)), so that a crash in between is detected on the next
 // Open even if the index itself was not written.
-func (ix *Index) Clean() bool {
-	clean := false
+func (ix *Index) Clean() (clean bool) {
+	defer func() {
+		if recover() != nil {
+			clean = false
+		}
+	}()
 	_ = ix.db.View(func(tx *bolt.Tx) error {
 		clean = string(tx.Bucket(bucketMeta).Get(keyClean)) == "1"
 		return nil
@@ -134,12 +220,13 @@ func (ix *Index) Clean() bool {
 // SetClean records whether the index is in step with the tree. Owners mark
 // it unclean before they change the tree and clean after a Sync at a quiet
 // point, so that a crash in between is detected on the next Open.
-func (ix *Index) SetClean(clean bool) error {
+func (ix *Index) SetClean(clean bool) (err error) {
+	defer guard(&err)
 	v := "0"
 	if clean {
 		v = "1"
 	}
-	err := ix.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyClean, []byte(v)) })
+	err = ix.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyClean, []byte(v)) })
 	if err != nil {
 		return fmt.Errorf("gfidx: marking clean=%v: %w", clean, err)
 	}
@@ -148,8 +235,12 @@ func (ix *Index) SetClean(clean bool) error {
 
 // Update runs fn in a write transaction; fn's changes commit together, and
 // the index is no longer marked clean.
-func (ix *Index) Update(fn func(*Tx) error) error {
-	return ix.db.Update(func(tx *bolt.Tx) error {
+func (ix *Index) Update(fn func(*Tx) error) (err error) {
+	defer guard(&err)
+	return ix.db.Update(func(tx *bolt.Tx) (err error) {
+		// A panic in fn becomes an error here, so that bbolt rolls back
+		// as for any failed function.
+		defer guard(&err)
 		if err := unclean(tx); err != nil {
 			return err
 		}
@@ -168,8 +259,12 @@ func unclean(tx *bolt.Tx) error {
 }
 
 // View runs fn in a read transaction.
-func (ix *Index) View(fn func(*Tx) error) error {
-	return ix.db.View(func(tx *bolt.Tx) error { return fn(newTx(tx)) })
+func (ix *Index) View(fn func(*Tx) error) (err error) {
+	defer guard(&err)
+	return ix.db.View(func(tx *bolt.Tx) (err error) {
+		defer guard(&err)
+		return fn(newTx(tx))
+	})
 }
 
 // Tx is a transaction on the index. It must not be used after the function
@@ -426,8 +521,9 @@ func Remove(path string) error {
 }
 
 // Reset empties the index (before a full crawl refills it).
-func (ix *Index) Reset() error {
-	err := ix.db.Update(func(tx *bolt.Tx) error {
+func (ix *Index) Reset() (err error) {
+	defer guard(&err)
+	err = ix.db.Update(func(tx *bolt.Tx) error {
 		if err := unclean(tx); err != nil {
 			return err
 		}
