@@ -83,19 +83,55 @@ func (r *Root) Open(rel string, flags int) (int, error) {
 	if err := CheckRel(rel); err != nil {
 		return -1, err
 	}
+	// A path longer than the kernel takes in one call (PATH_MAX, 4096
+	// bytes with its NUL) is opened a piece at a time, each piece beneath
+	// the directory the one before opened (which is beneath the root): a
+	// tree may be deeper than one path can name.
+	dir, owned := r.fd, false
+	defer func() {
+		if owned {
+			unix.Close(dir)
+		}
+	}()
+	rest := rel
+	for len(rest) > maxPiece {
+		cut := strings.LastIndexByte(rest[:maxPiece], '/')
+		if cut <= 0 {
+			return -1, fmt.Errorf("beneath: opening %q: %w", rel, unix.ENAMETOOLONG)
+		}
+		fd, err := openat2(dir, rest[:cut], unix.O_PATH|unix.O_DIRECTORY)
+		if err != nil {
+			return -1, classify(err, fmt.Sprintf("beneath: opening %q", rel))
+		}
+		if owned {
+			unix.Close(dir)
+		}
+		dir, owned = fd, true
+		rest = rest[cut+1:]
+	}
+	fd, err := openat2(dir, rest, flags)
+	if err != nil {
+		return -1, classify(err, fmt.Sprintf("beneath: opening %q", rel))
+	}
+	return fd, nil
+}
+
+// maxPiece is the longest path Open hands to one openat2 call: well
+// under PATH_MAX.
+const maxPiece = 3072
+
+// openat2 opens rel beneath dirfd, confined (see Open).
+func openat2(dirfd int, rel string, flags int) (int, error) {
 	how := unix.OpenHow{
 		Flags:   uint64(flags | unix.O_CLOEXEC | unix.O_NOFOLLOW),
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
 	}
 	for {
-		fd, err := unix.Openat2(r.fd, rel, &how)
+		fd, err := unix.Openat2(dirfd, rel, &how)
 		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
 			continue
 		}
-		if err != nil {
-			return -1, classify(err, fmt.Sprintf("beneath: opening %q", rel))
-		}
-		return fd, nil
+		return fd, err
 	}
 }
 
