@@ -764,6 +764,25 @@ func (j *Journal) Covered() int64 {
 	return j.covered
 }
 
+// Start is the earliest time from which the journal can say what changed
+// (its consumed range's start, else its first entry's, else where the
+// recorder began); ok is false for a journal that has neither entries nor
+// a recorder. A consumer whose position is before it has lost changes to
+// nobody knows where: a gap.
+func (j *Journal) Start() (ns int64, ok bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	switch {
+	case j.st.consumed:
+		return j.st.consStart, true
+	case len(j.st.entries) > 0:
+		return j.st.entries[0].Start, true
+	case j.begun:
+		return j.start, true
+	}
+	return 0, false
+}
+
 // End stops recording cleanly: the open segment is committed as covering
 // (start, endNS], even if empty. If endNS is the start and the segment has
 // records or a gap, End fails (and recording goes on): they cannot be

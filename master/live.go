@@ -18,6 +18,13 @@ import (
 	"github.com/georep/georep/internal/syncstatus"
 )
 
+// errJournalDamaged says a journal segment of a batch could not be read
+// (torn, malformed, or gone): the worker crawls instead.
+type errJournalDamaged struct{ err error }
+
+func (e *errJournalDamaged) Error() string { return e.err.Error() }
+func (e *errJournalDamaged) Unwrap() error { return e.err }
+
 // DefaultBatchSize is how many journal segments one changelog batch takes
 // at most: enough that a backlog goes in few batches (each ends with a
 // durable mark on the slave), few enough that a batch is not huge.
@@ -79,26 +86,71 @@ func (m *Master) WaitSynced(ctx context.Context, t time.Time) error {
 }
 
 // Run replicates continuously until ctx is cancelled (then it returns
-// nil). The recorder watches the tree and writes the journal for as long
-// as the process runs; the worker (the session with the slave) runs under
-// a monitor that restarts it with capped back-off after a fault (the
-// slave gone, an RPC error, a fault on either side), reporting Faulty with
-// the reason meanwhile. Run returns an error only when the recorder
-// stops, or the worker meets a fault a restart cannot mend (the slave
-// refuses this master's certificate or configuration).
+// nil). It supervises two levels, each restarted with capped back-off
+// after a fault and reporting Faulty with the reason meanwhile:
+//
+//   - the recording pipeline (record): the journal, the recorder that
+//     writes it, and the gfid index they share. A recorder that stops (its
+//     journal could not be written: the state filesystem full), a damaged
+//     journal or index: the pipeline starts again, repairing what it can
+//     (a damaged journal is set aside, a damaged index rebuilt), and the
+//     time it was down is a gap, which a crawl closes.
+//   - inside it, the worker (the session with the slave), restarted after
+//     the slave went away, a call failed, or any fault of its own.
+//
+// Run returns an error only for a fault a restart cannot mend: the slave
+// refuses this master's certificate or configuration, the recorder cannot
+// be set up as configured.
 //
 // Each worker resumes from the marks: when the journal covers the time
-// since the stime (the worker restarted in a running process), it replays
-// it (history crawl); otherwise (the first run, a restart of the process,
-// a gap) it crawls the tree beside the recorder (hybrid crawl). Then it
-// follows the journal (changelog crawl).
+// since the stime (the worker restarted in a running pipeline), it replays
+// it (history crawl); otherwise (the first run, a restart of the process or
+// of the pipeline, any gap) it crawls the tree beside the recorder (hybrid
+// crawl). Then it follows the journal (changelog crawl).
 func (m *Master) Run(ctx context.Context) (err error) {
 	m.prog.init()
 	defer func() {
 		m.prog.update(func() { m.prog.done, m.prog.err = true, err })
 	}()
 	m.cleanXsync()
-	j, err := changelog.OpenJournal(filepath.Join(m.cfg.StateDir, "changelog"))
+	return monitor.Run(ctx, monitor.Config{
+		Backoff: monitor.Backoff{Min: time.Second, Max: max(m.cfg.MaxBackoff, time.Second), Healthy: time.Minute},
+		OnFault: func(err error, in time.Duration) {
+			m.log.Error("recording pipeline faulty; restarting it", "error", err, "in", in)
+			m.cfg.Status.Fault(errors.New(err.Error()))
+		},
+	}, m.record)
+}
+
+// errPipeline marks a worker's fault that a new worker cannot mend but a
+// new recording pipeline can: the gfid index or the journal is damaged.
+type errPipeline struct{ err error }
+
+func (e *errPipeline) Error() string { return e.err.Error() }
+func (e *errPipeline) Unwrap() error { return e.err }
+
+// pipelineFault says whether err needs the recording pipeline restarted
+// (and remembers to rebuild the index).
+func (m *Master) pipelineFault(err error) bool {
+	if errors.Is(err, gfidx.ErrCorrupt) {
+		m.indexDamaged = true
+		return true
+	}
+	return false
+}
+
+// record runs one recording pipeline: it opens the journal (setting a
+// damaged one aside), rebuilds a damaged index, starts the recorder, and
+// runs the worker under its monitor until ctx ends (nil), the recorder
+// stops or a worker's fault needs a new pipeline (an error: Run restarts
+// it), or a fault no restart mends (monitor.Fatal).
+func (m *Master) record(ctx context.Context) error {
+	if m.indexDamaged {
+		if err := m.rebuildIndex(); err != nil {
+			return err
+		}
+	}
+	j, err := m.openJournal()
 	if err != nil {
 		return err
 	}
@@ -107,13 +159,16 @@ func (m *Master) Run(ctx context.Context) (err error) {
 		Tree: m.tree.Tree, Journal: j, Interval: m.cfg.ChangeInterval, Watcher: m.cfg.Watcher, Logger: m.log.Named("recorder"),
 	})
 	if err != nil {
-		return err
+		return &monitor.Fatal{Err: err}
 	}
 	m.log.Info("recording changes", "watcher", rec.Watcher())
 	defer rec.Close()
 	t0 := time.Now()
 	if err := rec.Start(); err != nil {
-		return err
+		if m.pipelineFault(err) {
+			return err
+		}
+		return fmt.Errorf("recorder: %w", err)
 	}
 	m.log.Info("recorder started", "took", time.Since(t0).Round(time.Millisecond))
 	recCtx, stopRec := context.WithCancel(context.Background())
@@ -131,6 +186,7 @@ func (m *Master) Run(ctx context.Context) (err error) {
 			if rerr == nil {
 				rerr = errors.New("stopped")
 			}
+			m.pipelineFault(rerr)
 			recErr = fmt.Errorf("recorder: %w", rerr)
 			stopWork(recErr)
 		case <-wctx.Done():
@@ -144,41 +200,111 @@ func (m *Master) Run(ctx context.Context) (err error) {
 			// (which the tracker takes for a shutdown): the run goes on.
 			m.cfg.Status.Fault(errors.New(err.Error()))
 		},
-	}, func(ctx context.Context) error { return m.work(ctx, j, rec) })
+	}, func(ctx context.Context) error {
+		err := m.work(ctx, j, rec)
+		if err != nil && m.pipelineFault(err) {
+			return &monitor.Fatal{Err: &errPipeline{err}}
+		}
+		return err
+	})
 	stopWork(nil)
 	<-watched
 	stopRec()
-	if recErr != nil {
+	if recErr == nil {
+		// The watcher did not take the recorder's end: take it here.
+		if rerr := <-recDone; rerr != nil && ctx.Err() == nil {
+			recErr = fmt.Errorf("recorder: %w", rerr)
+		}
+	}
+	var pe *errPipeline
+	switch {
+	case errors.As(err, &pe):
+		return pe.err
+	case err != nil:
+		return err // Fatal
+	case recErr != nil && ctx.Err() == nil:
 		return recErr
 	}
-	if rerr := <-recDone; rerr != nil && err == nil {
-		err = fmt.Errorf("recorder: %w", rerr)
+	return nil
+}
+
+// openJournal opens the live journal in the state dir. A journal whose
+// index or files are damaged is moved aside (to changelog.damaged, with a
+// warning) and a new one begun: its history is lost, which the worker
+// sees as a gap since the stime and closes with a crawl.
+func (m *Master) openJournal() (*changelog.Journal, error) {
+	dir := filepath.Join(m.cfg.StateDir, "changelog")
+	j, err := changelog.OpenJournal(dir)
+	if err == nil || !(errors.Is(err, changelog.ErrCorruptIndex) || errors.Is(err, changelog.ErrMalformed)) {
+		return j, err
 	}
-	return err
+	aside := dir + ".damaged"
+	m.log.Warn("the journal is damaged; setting it aside and starting a new one (the next batch is a crawl)",
+		"error", err, "moved_to", aside)
+	if rerr := os.RemoveAll(aside); rerr != nil {
+		return nil, fmt.Errorf("removing an older damaged journal: %w", rerr)
+	}
+	if rerr := os.Rename(dir, aside); rerr != nil {
+		return nil, fmt.Errorf("setting a damaged journal aside: %w (it was: %v)", rerr, err)
+	}
+	return changelog.OpenJournal(dir)
+}
+
+// rebuildIndex replaces a damaged gfid index with an empty one: the crawl
+// that follows every pipeline start refills it from the tree's xattrs.
+func (m *Master) rebuildIndex() error {
+	path := filepath.Join(m.cfg.StateDir, "gfid.db")
+	m.log.Warn("the gfid index is damaged; rebuilding it from the tree", "path", path)
+	m.tree.dirs.reset()
+	if m.tree.Idx != nil {
+		m.tree.Idx.Close() // whatever it says: it is damaged
+	}
+	if err := gfidx.Remove(path); err != nil {
+		return err
+	}
+	idx, err := gfidx.Open(path)
+	if err != nil {
+		return err
+	}
+	m.tree.Idx = idx
+	m.indexDamaged = false
+	return nil
 }
 
 // resumePlan says how a worker catches up from stime: by replaying the
 // journal up to historyEnd (it covers (stime, historyEnd] continuously),
 // or by a hybrid crawl (crawl: the first run, or the journal has a gap
 // since stime: the process was down, the recorder overflowed, the journal
-// was lost).
-func (m *Master) resumePlan(j *changelog.Journal, stime time.Time) (crawl bool, historyEnd int64) {
+// was lost), with the reason.
+func (m *Master) resumePlan(j *changelog.Journal, stime time.Time) (crawl bool, historyEnd int64, why string) {
 	if stime.IsZero() {
-		m.log.Info("no stime: crawling the whole tree (hybrid crawl)")
-		return true, 0
+		return true, 0, "first sync (no stime)"
 	}
 	segs, err := j.Next(stime.UnixNano(), 0)
-	if err != nil || len(segs) == 0 {
-		return false, 0 // nothing committed since: follow the journal
+	if err != nil {
+		return true, 0, fmt.Sprintf("the journal cannot be read: %v", err)
+	}
+	if len(segs) == 0 {
+		if start, ok := j.Start(); !ok || start > stime.UnixNano() {
+			// Nothing committed since the stime, and nothing recorded
+			// before it either: the journal is new (lost, damaged, set
+			// aside), so nothing says what changed since.
+			return true, 0, "the journal does not reach back to the stime (it was lost or is new)"
+		}
+		return false, 0, "" // nothing committed since: follow the journal
 	}
 	end := segs[len(segs)-1].End
 	if _, err := j.History(stime.UnixNano(), end); err != nil {
-		m.log.Info("the journal does not cover the time since the stime: crawling the tree (hybrid crawl), sending only what differs",
-			"stime", stime, "gap", err)
-		return true, 0
+		return true, 0, fmt.Sprintf("the journal does not cover the time since the stime: %v", err)
 	}
 	m.log.Info("replaying the journal from the stime (history crawl)", "stime", stime, "to", changelog.FormatNS(end), "segments", len(segs))
-	return false, end
+	return false, end, ""
+}
+
+// crawlFor logs why the worker crawls, and shows it in status.
+func (m *Master) crawlFor(why string) {
+	m.log.Info("crawling the tree (hybrid crawl): only what differs is sent", "reason", why)
+	m.cfg.Status.CrawlReason(why)
 }
 
 // work is one run of the worker: it opens a session with the slave,
@@ -200,11 +326,13 @@ func (m *Master) work(ctx context.Context, j *changelog.Journal, rec *changelog.
 	}
 	m.prog.update(func() { m.prog.stime = stime })
 	m.cfg.Status.Synced(stime)
-	needCrawl, historyEnd := m.resumePlan(j, stime)
+	needCrawl, historyEnd, why := m.resumePlan(j, stime)
 	switch {
+	case needCrawl:
+		m.crawlFor(why)
 	case historyEnd > 0:
 		m.cfg.Status.CrawlStarted(syncstatus.HistoryCrawl)
-	case !needCrawl:
+	default:
 		m.cfg.Status.CrawlStarted(syncstatus.ChangelogCrawl)
 	}
 	lastIdle := time.Now()
@@ -240,6 +368,14 @@ func (m *Master) work(ctx context.Context, j *changelog.Journal, rec *changelog.
 		segs, err := j.Next(stime.UnixNano(), m.cfg.BatchSize)
 		if err != nil {
 			return err
+		}
+		if len(segs) > 0 && segs[0].Start > stime.UnixNano() {
+			// The journal does not reach back to the stime (it was lost,
+			// set aside, or consumed past it): what changed in between
+			// is known to nobody.
+			needCrawl = true
+			m.crawlFor(fmt.Sprintf("the journal starts at %s, after the stime %s", changelog.FormatNS(segs[0].Start), stime.UTC().Format(time.RFC3339Nano)))
+			continue
 		}
 		if len(segs) == 0 {
 			if covered > stime.UnixNano() && time.Since(lastIdle) >= idleAdvance {
@@ -278,12 +414,22 @@ func (m *Master) work(ctx context.Context, j *changelog.Journal, rec *changelog.
 				m.log.Warn("the journal has a gap; crawling to find what it may lack",
 					"from", changelog.FormatNS(s.Start), "to", changelog.FormatNS(s.End), "reason", s.Reason)
 				segs, needCrawl = segs[:i+1], true
+				m.cfg.Status.CrawlReason("a gap in the journal: " + s.Reason)
 				break
 			}
 		}
 		end := time.Unix(0, segs[len(segs)-1].End)
 		if err := m.liveBatch(lctx, l, segs, rec.Sync); err != nil {
 			if lctx.Err() != nil {
+				continue
+			}
+			var jd *errJournalDamaged
+			if errors.As(err, &jd) {
+				// A segment that cannot be read is a gap: what it held is
+				// found by a crawl (never retried for ever).
+				m.log.Warn("a journal segment is damaged; crawling to find what it held", "error", err)
+				needCrawl = true
+				m.crawlFor("a damaged journal segment: " + jd.Error())
 				continue
 			}
 			return err
@@ -362,8 +508,10 @@ func (m *Master) retry(ctx context.Context, what string, fn func() error) error 
 // found; the marks move to the crawl's start.
 func (m *Master) liveCrawl(ctx context.Context, l *link, sync func(context.Context) error) (time.Time, error) {
 	var stime time.Time
+	defer m.watchBatch("crawl")()
 	err := m.retry(ctx, "crawl", func() error {
 		stime = time.Now()
+		m.phase("crawling the tree")
 		crawl, journal, err := m.crawl(stime, func() error { return sync(ctx) })
 		if err != nil {
 			return err
@@ -403,6 +551,7 @@ func (m *Master) reconcile(ctx context.Context, l *link, dirs []gfid.GFID, sync 
 			return total, err
 		}
 		dirs = m.parentsFirst(dirs)
+		m.phase(fmt.Sprintf("reconciling %d directories (%d made on the slave), round %d", len(dirs), len(deep), round+1))
 		journal, err := m.crawlDirs(time.Now(), dirs, deep, syncFn)
 		if err != nil {
 			return total, err
@@ -486,8 +635,10 @@ func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segmen
 		return nil
 	}
 	end := time.Unix(0, segs[len(segs)-1].End)
+	defer m.watchBatch("batch")()
 	return m.retry(ctx, "batch", func() error {
 		t0 := time.Now()
+		m.phase("replaying entry ops")
 		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, syncRecorder: sync, live: true,
 			touched: map[gfid.GFID]bool{}, notAfter: end.UnixNano()}
 		// Entry stime: once the batch's entry ops are applied, a retry

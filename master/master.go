@@ -127,6 +127,49 @@ type Master struct {
 	// notMade: the entries (by gfid) the slave said it cannot make, of
 	// which the log has warned while this master runs.
 	notMade sync.Map
+	// indexDamaged: the gfid index was found damaged; the next recording
+	// pipeline rebuilds it (Run's goroutine only).
+	indexDamaged bool
+	// phaseNow is what the running batch does (a string), for status and
+	// for the log of a batch that runs long.
+	phaseNow atomic.Value
+}
+
+// phase says what the running batch now does ("" when it ended).
+func (m *Master) phase(what string) {
+	m.phaseNow.Store(what)
+	m.cfg.Status.BatchPhase(what)
+}
+
+// longBatch is how long a batch runs before the log says, every as long
+// again, what it is doing.
+const longBatch = 5 * time.Second
+
+// watchBatch logs, every longBatch while the batch (what) runs, what it
+// is doing; the returned function stops it (call it when the batch ends).
+func (m *Master) watchBatch(what string) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	t0 := time.Now()
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(longBatch)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				phase, _ := m.phaseNow.Load().(string)
+				m.log.Info(what+" still running", "phase", phase, "for", time.Since(t0).Round(time.Second))
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+		m.phase("")
+	}
 }
 
 // sessionState is persisted in the state directory.
@@ -525,6 +568,7 @@ func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
 	}
 	defer l.close()
 	ctx, syn := l.ctx, l.syn
+	defer m.phase("")
 
 	sum := &Summary{}
 	var lastErr error
@@ -620,14 +664,17 @@ func (m *Master) crawlJournal(stime time.Time, prefix string, x *xsync, walk fun
 // directories a changelog batch touched with the master's now.
 func (m *Master) crawlDirs(stime time.Time, dirs, deep []gfid.GFID, recorderSync func() error) (string, error) {
 	x := m.liveXsync(recorderSync)
+	x.visited = map[gfid.GFID]bool{}
 	return m.crawlJournal(stime, "XSYNC-DIRS.", x, func() error {
-		x.shallow = true
-		if err := x.crawlDirs(dirs); err != nil {
+		// Directories the slave lacked: what they hold, all the way down
+		// (outermost first: a nested one is listed by its ancestor's
+		// crawl, once).
+		if err := x.crawlDirs(m.parentsFirst(deep)); err != nil {
 			return err
 		}
-		// Directories the slave lacked: what they hold, all the way down.
-		x.shallow = false
-		return x.crawlDirs(deep)
+		// Then the others, alone, unless listed already.
+		x.shallow = true
+		return x.crawlDirs(dirs)
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"time"
 
@@ -215,6 +216,14 @@ func (d *dirFDs) close() {
 	d.fd = nil
 }
 
+// phase tells status what the batch does now (a one-shot's too).
+func (p *processor) phase(what string) {
+	if p.reconcile {
+		return // the reconciliation's own phase says it
+	}
+	p.m.phase(what)
+}
+
 func (p *processor) fail(format string, a ...any) {
 	p.failures = append(p.failures, fmt.Sprintf(format, a...))
 }
@@ -259,6 +268,7 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 		return err
 	}
 	p.rep.purging = true
+	p.phase("purges and removals")
 	if err := p.purge(ctx); err != nil {
 		return err
 	}
@@ -274,6 +284,7 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 	}
 	// 2. Data, through the syncer's PostBoxes: most of it is on its way
 	// already; wait for it, and send again what needs another try.
+	p.phase(fmt.Sprintf("data: %d files in flight", p.inflight))
 	if err := p.reap(ctx, true); err != nil {
 		return err
 	}
@@ -288,6 +299,7 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 		return err
 	}
 	// 3. Metadata, last: data renames touch directories' mtimes.
+	p.phase(fmt.Sprintf("metadata: %d ops", len(p.meta)+len(p.needMeta)))
 	if err := p.syncMeta(ctx); err != nil {
 		return err
 	}
@@ -300,7 +312,15 @@ func (p *processor) run(ctx context.Context, paths ...string) error {
 // readEntries reads one journal of the batch, sending its entry ops as
 // they fill calls and collecting the rest.
 func (p *processor) readEntries(ctx context.Context, path string) error {
-	_, err := changelog.ReadFile(path, p.record(ctx))
+	rec := p.record(ctx)
+	var recErr error
+	_, err := changelog.ReadFile(path, func(r changelog.Record) error {
+		recErr = rec(r)
+		return recErr
+	})
+	if err != nil && recErr == nil && (errors.Is(err, changelog.ErrMalformed) || errors.Is(err, fs.ErrNotExist)) {
+		return &errJournalDamaged{err}
+	}
 	return err
 }
 

@@ -57,6 +57,12 @@ type xsync struct {
 	// shallow: crawl the directories named, not what is below them
 	// (reconciling the directories a changelog batch touched).
 	shallow bool
+	// visited, when set, holds the directories this crawl listed: each is
+	// listed once, however many of the directories named are nested (a
+	// reconciliation crawls every directory a batch made deep, and a
+	// "mkdir -p" of 200 levels made 200 nested ones: listed 20,100
+	// times, the batch took 6 s).
+	visited map[gfid.GFID]bool
 	// keep: a one-shot crawl that keeps the index of the last crawl rather
 	// than emptying it: a link the index holds already is not written
 	// again, a name no longer found is pruned (with what was indexed below
@@ -245,6 +251,9 @@ func (x *xsync) crawlRoot() error {
 // recorded).
 func (x *xsync) crawlDirs(dirs []gfid.GFID) error {
 	for _, g := range dirs {
+		if x.visited[g] {
+			continue
+		}
 		var fd int
 		err := x.t.Idx.View(func(tx *gfidx.Tx) error {
 			var err error
@@ -273,6 +282,9 @@ func (x *xsync) crawlDirs(dirs []gfid.GFID) error {
 // crawlDir writes the records of directory dirfd (gfid g) and below; it
 // closes dirfd.
 func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
+	if x.visited != nil {
+		x.visited[g] = true
+	}
 	names, err := listDir(dirfd)
 	if err != nil {
 		unix.Close(dirfd)
@@ -425,6 +437,9 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 		subdirs = nil
 	}
 	for _, s := range subdirs {
+		if x.visited[s.g] {
+			continue
+		}
 		fd, err := unix.Openat(dirfd, s.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
 			if !x.live {

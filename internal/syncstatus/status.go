@@ -179,6 +179,12 @@ type Snapshot struct {
 	// Stopped, if it stopped Faulty).
 	Fault string `json:"fault,omitempty"`
 	Crawl Crawl  `json:"crawl_status"`
+	// CrawlReason is why the last hybrid crawl ran (the first sync, a
+	// gap in the journal and its cause, a restart).
+	CrawlReason string `json:"crawl_reason,omitempty"`
+	// Batch is what the batch now running is doing, and since when: a
+	// batch that takes long says what it waits for (nil between batches).
+	Batch *BatchPhase `json:"batch,omitempty"`
 	// LastSynced is the stime (zero: the slave has nothing yet).
 	LastSynced time.Time `json:"last_synced"`
 	Pending    Pending   `json:"pending"`
@@ -190,6 +196,16 @@ type Snapshot struct {
 	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
 	// Updated is when these figures were taken.
 	Updated time.Time `json:"updated"`
+}
+
+// BatchPhase is what the running batch does now.
+type BatchPhase struct {
+	// Phase says what it waits for: "entry ops", "data", "metadata",
+	// "reconciling N directories", ...
+	Phase string    `json:"phase"`
+	Since time.Time `json:"since"`
+	// Started is when the batch began.
+	Started time.Time `json:"started"`
 }
 
 // snapshotVersion is Snapshot.Version: a reader refuses figures of

@@ -181,6 +181,38 @@ func (t *Tracker) Fault(err error) {
 	t.dirty = true
 }
 
+// CrawlReason says why a hybrid crawl is about to run (it is shown with
+// the crawl status).
+func (t *Tracker) CrawlReason(why string) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.snap.CrawlReason = why
+	t.dirty = true
+}
+
+// BatchPhase says what the running batch now does (phase "" when no
+// batch runs).
+func (t *Tracker) BatchPhase(phase string) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.opts.Now()
+	switch {
+	case phase == "":
+		t.snap.Batch = nil
+	case t.snap.Batch == nil:
+		t.snap.Batch = &BatchPhase{Phase: phase, Since: now, Started: now}
+	case t.snap.Batch.Phase != phase:
+		t.snap.Batch = &BatchPhase{Phase: phase, Since: now, Started: t.snap.Batch.Started}
+	}
+	t.dirty = true
+}
+
 // CrawlStarted says which crawl now finds the changes; a hybrid crawl
 // starts a new progress.
 func (t *Tracker) CrawlStarted(c Crawl) {
