@@ -517,7 +517,7 @@ func (m *Master) liveCrawl(ctx context.Context, l *link, sync func(context.Conte
 			return err
 		}
 		defer os.Remove(journal)
-		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, trustRecords: true, live: true, syncRecorder: sync}
+		p := &processor{m: m, session: m.token, client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, trustRecords: true, live: true, syncRecorder: sync}
 		if err := p.run(ctx, journal); err != nil {
 			return err
 		}
@@ -556,7 +556,7 @@ func (m *Master) reconcile(ctx context.Context, l *link, dirs []gfid.GFID, sync 
 		if err != nil {
 			return total, err
 		}
-		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, trustRecords: true, live: true,
+		p := &processor{m: m, session: m.token, client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, trustRecords: true, live: true,
 			reconcile: true, missing: map[gfid.GFID]bool{}, syncRecorder: sync, lastSync: time.Now()}
 		// The status tracker hears of one batch: the counts go on from
 		// the replay's (and the earlier rounds').
@@ -639,7 +639,7 @@ func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segmen
 	return m.retry(ctx, "batch", func() error {
 		t0 := time.Now()
 		m.phase("replaying entry ops")
-		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, syncRecorder: sync, live: true,
+		p := &processor{m: m, session: m.token, client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, syncRecorder: sync, live: true,
 			touched: map[gfid.GFID]bool{}, notAfter: end.UnixNano()}
 		// Entry stime: once the batch's entry ops are applied, a retry
 		// (after its data failed, or after the worker restarted) does

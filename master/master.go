@@ -114,9 +114,12 @@ type Master struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	sess     sessionState
-	conn     *grpc.ClientConn
-	client   pb.SlaveServiceClient
+	sess   sessionState
+	conn   *grpc.ClientConn
+	client pb.SlaveServiceClient
+	// token is what every call of the open session carries: the slave
+	// answers a new one at each handshake (see connect).
+	token    []byte
 	volumeID []byte
 
 	prog progress // live mode's marks, for WaitSynced
@@ -362,6 +365,10 @@ func (m *Master) connect(ctx context.Context) (*pb.HandshakeResponse, error) {
 		resp, err := m.client.Handshake(cctx, req, grpc.WaitForReady(false))
 		cancel()
 		if err == nil {
+			if len(resp.GetSessionToken()) == 0 {
+				return nil, &monitor.Fatal{Err: fmt.Errorf("slave %s answered the handshake without a session token", m.cfg.Slave)}
+			}
+			m.token = resp.GetSessionToken()
 			return resp, nil
 		}
 		last = err
@@ -456,7 +463,7 @@ func (m *Master) keepAlive(ctx context.Context, lease time.Duration, fail func(e
 		case <-t.C:
 		}
 		cctx, cancel := context.WithTimeout(ctx, every)
-		_, err := m.client.KeepAlive(cctx, &pb.KeepAliveRequest{SessionId: m.sessionID()})
+		_, err := m.client.KeepAlive(cctx, &pb.KeepAliveRequest{SessionToken: m.token})
 		cancel()
 		if err == nil {
 			last = time.Now()
@@ -519,7 +526,7 @@ func (m *Master) open(ctx context.Context) (*link, error) {
 		defer wg.Done()
 		m.keepAlive(lctx, time.Duration(hs.GetLeaseMs())*time.Millisecond, func(err error) { cancel(err) })
 	}()
-	sender := &syncer.Sender{Client: m.client, Session: m.sessionID(), Source: m.tree, Compress: m.cfg.Compress, Log: m.log}
+	sender := &syncer.Sender{Client: m.client, Token: m.token, Source: m.tree, Compress: m.cfg.Compress, Log: m.log}
 	if !m.cfg.NoDataConn {
 		slaveAddr, tlsCfg := m.cfg.Slave, m.cfg.TLS
 		sender.Bulk = func(ctx context.Context, tok bulkconn.Token) (net.Conn, error) {
@@ -549,7 +556,7 @@ func (m *Master) open(ctx context.Context) (*link, error) {
 		if !failed {
 			cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer ccancel()
-			if _, err := m.client.EndSession(cctx, &pb.EndSessionRequest{SessionId: m.sessionID()}); err != nil {
+			if _, err := m.client.EndSession(cctx, &pb.EndSessionRequest{SessionToken: m.token}); err != nil {
 				m.log.Debug("ending the session", "error", err)
 			}
 		}
@@ -582,7 +589,7 @@ func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
 			}
 		}
 		stime := time.Now()
-		p := &processor{m: m, session: m.sessionID(), client: m.client, sync: syn, dir: dirFDs{t: m.tree}, trustRecords: true}
+		p := &processor{m: m, session: m.token, client: m.client, sync: syn, dir: dirFDs{t: m.tree}, trustRecords: true}
 		crawl, crawlErr, err := m.crawlInto(ctx, p)
 		if crawlErr != nil {
 			return nil, crawlErr
@@ -684,7 +691,7 @@ func (m *Master) crawlDirs(stime time.Time, dirs, deep []gfid.GFID, recorderSync
 func (m *Master) advance(ctx context.Context, stime time.Time) error {
 	ns := stime.UnixNano()
 	t0 := time.Now()
-	if _, err := m.client.SetMark(ctx, &pb.SetMarkRequest{SessionId: m.sessionID(), StimeNs: ns}); err != nil {
+	if _, err := m.client.SetMark(ctx, &pb.SetMarkRequest{SessionToken: m.token, StimeNs: ns}); err != nil {
 		return fmt.Errorf("setting the slave mark: %w", err)
 	}
 	m.log.Debug("slave mark set", "stime", stime, "took", time.Since(t0))

@@ -684,7 +684,7 @@ func (p *processor) flushEntries(ctx context.Context) error {
 	p.ops, p.pendingData = nil, nil
 	p.calls++
 	p.sending(c.ops)
-	req := &pb.EntryOpsRequest{SessionId: p.session, Ops: c.ops}
+	req := &pb.EntryOpsRequest{SessionToken: p.session, Ops: c.ops}
 	go func() {
 		defer close(c.done)
 		c.resp, c.err = p.client.EntryOps(ctx, req)
@@ -1218,7 +1218,7 @@ func (p *processor) syncMeta(ctx context.Context) error {
 		if len(ops) == 0 {
 			return nil
 		}
-		resp, err := p.client.MetaOps(ctx, &pb.MetaOpsRequest{SessionId: p.session, Ops: ops})
+		resp, err := p.client.MetaOps(ctx, &pb.MetaOpsRequest{SessionToken: p.session, Ops: ops})
 		if err != nil {
 			return fmt.Errorf("master: metadata ops: %w", err)
 		}

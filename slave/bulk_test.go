@@ -55,7 +55,7 @@ func TestDataConnection(t *testing.T) {
 	f := newFixture(t)
 	F := newGFID(t)
 	f.ok(opCreate(F, gfid.Root, "f"))
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	c := f.openBulk(d)
 	content := bytes.Repeat([]byte("bulk data, "), 100_000) // 1.1 MB
 	d.header(1, F, int64(len(content)), 5e9)
@@ -134,7 +134,7 @@ func TestDataConnectionRefused(t *testing.T) {
 			F := newGFID(t)
 			f.ok(opCreate(F, gfid.Root, "f"))
 			before := lstat(t, f.path("f"))
-			d := f.openData(f.sid)
+			d := f.openData(f.tok)
 			d.header(1, F, int64(len(content)), 5e9)
 			d.expectWant(1, true)
 			tc.run(f, d)
@@ -158,7 +158,7 @@ func TestDataConnectionRefused(t *testing.T) {
 			}
 			// The slave serves on: a new stream, with a data connection,
 			// delivers the file.
-			d2 := f.openData(f.sid)
+			d2 := f.openData(f.tok)
 			c := f.openBulk(d2)
 			d2.header(2, F, int64(len(content)), 5e9)
 			d2.expectWant(2, true)
@@ -196,7 +196,7 @@ func FuzzBulkChunk(f *testing.F) {
 		fx.ok(opCreate(F, gfid.Root, "f"))
 		st := fuzzDataStream(t, fx)
 		send := func(m *pb.SyncDataRequest) bool { return st.Send(m) == nil }
-		ok := send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionId: fx.sid}}})
+		ok := send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionToken: fx.tok}}})
 		var conn net.Conn
 		if ok && open {
 			tok, err := bulkconn.NewToken()

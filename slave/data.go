@@ -453,7 +453,7 @@ func (s *Slave) serveData(stream pb.SlaveService_SyncDataServer) error {
 	if open == nil {
 		return statusInvalid("SyncData must start with DataOpen")
 	}
-	if err := s.checkSession(open.GetSessionId()); err != nil {
+	if err := s.checkSession(stream.Context(), open.GetSessionToken()); err != nil {
 		return err
 	}
 	// Staging files may be left by a crash from here on: the next start
@@ -461,7 +461,7 @@ func (s *Slave) serveData(stream pb.SlaveService_SyncDataServer) error {
 	if err := s.markDirty(); err != nil {
 		return status.Error(codes.Internal, err.Error())
 	}
-	ds := &dataStream{s: s, session: open.GetSessionId(), files: map[uint64]*incoming{}, stream: stream}
+	ds := &dataStream{s: s, session: open.GetSessionToken(), files: map[uint64]*incoming{}, stream: stream}
 	defer func() {
 		if ds.bulk != nil {
 			ds.bulk.Close()
@@ -487,7 +487,7 @@ func (s *Slave) serveData(stream pb.SlaveService_SyncDataServer) error {
 		}
 		// Every message must still belong to the session that holds the
 		// root: a stream outlives neither a takeover nor EndSession.
-		if err := s.checkSession(ds.session); err != nil {
+		if err := s.checkSession(stream.Context(), ds.session); err != nil {
 			return err
 		}
 		// The data connection is read outside the namespace lock
@@ -527,6 +527,9 @@ func (s *Slave) serveData(stream pb.SlaveService_SyncDataServer) error {
 func (ds *dataStream) handle(msg *pb.SyncDataRequest) error {
 	ds.s.nsLock.RLock()
 	defer ds.s.nsLock.RUnlock()
+	if err := ds.s.current(ds.session); err != nil {
+		return err // fenced off (see Slave.current)
+	}
 	switch m := msg.GetMsg().(type) {
 	case *pb.SyncDataRequest_Header:
 		return ds.header(m.Header)

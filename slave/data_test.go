@@ -68,7 +68,7 @@ func TestDataNewFile(t *testing.T) {
 	F := newGFID(t)
 	f.ok(opCreate(F, gfid.Root, "f"))
 	const mtime = int64(1_700_000_000_111_222_333)
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	d.header(1, F, 11, mtime)
 	d.expectWant(1, true)
 	d.chunk(1, 0, "hello")
@@ -119,7 +119,7 @@ func TestDataOutOfOrderRefused(t *testing.T) {
 	f := newFixture(t)
 	F := newGFID(t)
 	f.ok(opCreate(F, gfid.Root, "f"))
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	d.header(1, F, 6, 1e9)
 	d.expectWant(1, true)
 	d.chunk(1, 3, "def")
@@ -139,7 +139,7 @@ func TestDataManyFilesInterleaved(t *testing.T) {
 	for i, g := range gs {
 		f.ok(opCreate(g, D, string(rune('a'+i))))
 	}
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	for i, g := range gs {
 		d.header(uint64(i+10), g, 6, int64(i+1)*1e9)
 		d.expectWant(uint64(i+10), true)
@@ -171,7 +171,7 @@ func TestDataHardlinkPatchedInPlace(t *testing.T) {
 	D, F := newGFID(t), newGFID(t)
 	f.ok(opMkdir(D, gfid.Root, "d"), opCreate(F, gfid.Root, "a"), opLink(F, D, "b"))
 	ino := lstat(t, f.path("a")).Ino
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	if r := d.sendFile(1, F, "shared content", 5e9); r.GetResult().GetStatus() != stOK {
 		t.Fatalf("result %v", r)
 	}
@@ -200,7 +200,7 @@ func TestDataEmptyFile(t *testing.T) {
 	f := newFixture(t)
 	F := newGFID(t)
 	f.ok(opCreate(F, gfid.Root, "f"))
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	d.sendFile(1, F, "something", 1e9)
 	// Size 0 needs no data: want=false and the result at once.
 	if r := d.sendFile(2, F, "", 2e9); r.GetResult().GetStatus() != stOK {
@@ -216,7 +216,7 @@ func TestDataAbortedKeepsOld(t *testing.T) {
 	f := newFixture(t)
 	F := newGFID(t)
 	f.ok(opCreate(F, gfid.Root, "f"))
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	if r := d.sendFile(1, F, "old content", 1e9); r.GetResult().GetStatus() != stOK {
 		t.Fatalf("result %v", r)
 	}
@@ -244,7 +244,7 @@ func TestDataChunkOutOfBounds(t *testing.T) {
 	f := newFixture(t)
 	F := newGFID(t)
 	f.ok(opCreate(F, gfid.Root, "f"))
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	d.sendFile(1, F, "keep", 1e9)
 	cases := []struct {
 		off  int64
@@ -271,7 +271,7 @@ func TestDataRefusedHeaders(t *testing.T) {
 	F, D := newGFID(t), newGFID(t)
 	f.ok(opCreate(F, gfid.Root, "f"), opMkdir(D, gfid.Root, "d"), opSymlink(newGFID(t), gfid.Root, "l", "f"))
 	L := gfidAt(t, f.path("l"))
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	cases := []struct {
 		name string
 		g    []byte
@@ -306,7 +306,7 @@ func TestDataStreamEndsBeforeFileEnd(t *testing.T) {
 	f := newFixture(t)
 	F := newGFID(t)
 	f.ok(opCreate(F, gfid.Root, "f"))
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	d.header(7, F, 10, 1e9)
 	d.expectWant(7, true)
 	d.chunk(7, 0, "01234")
@@ -327,7 +327,7 @@ func TestDataCancelledStreamCleansUp(t *testing.T) {
 	f := newFixture(t)
 	F := newGFID(t)
 	f.ok(opCreate(F, gfid.Root, "f"))
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	d.header(1, F, 10, 1e9)
 	d.expectWant(1, true)
 	d.chunk(1, 0, "01234")
@@ -370,17 +370,17 @@ func TestDataProtocolErrors(t *testing.T) {
 		}
 	}
 	open := func(sid []byte) *pb.SyncDataRequest {
-		return &pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionId: sid}}}
+		return &pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionToken: sid}}}
 	}
 	hdr := &pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: &pb.FileHeader{Id: 1, Gfid: gb(F), Size: 3, MtimeNs: 5}}}
 	expectStreamErr("no handshake", codes.FailedPrecondition, open(newSessionID(t)))
 	expectStreamErr("no session id", codes.InvalidArgument, open(nil))
 	expectStreamErr("header first", codes.InvalidArgument, hdr)
-	expectStreamErr("open twice", codes.InvalidArgument, open(f.sid), open(f.sid))
-	expectStreamErr("id announced twice", codes.InvalidArgument, open(f.sid), hdr, hdr)
-	expectStreamErr("chunk for an unannounced id", codes.InvalidArgument, open(f.sid),
+	expectStreamErr("open twice", codes.InvalidArgument, open(f.tok), open(f.tok))
+	expectStreamErr("id announced twice", codes.InvalidArgument, open(f.tok), hdr, hdr)
+	expectStreamErr("chunk for an unannounced id", codes.InvalidArgument, open(f.tok),
 		&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: 9, Data: []byte("x")}}})
-	expectStreamErr("end for an unannounced id", codes.InvalidArgument, open(f.sid),
+	expectStreamErr("end for an unannounced id", codes.InvalidArgument, open(f.tok),
 		&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: 9}}})
 	if got := readFile(t, f.path("f")); got != "" {
 		t.Fatalf("f = %q", got)
@@ -409,7 +409,7 @@ func TestDataEscape(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.outsideSnap = snapshot(t, f.outside)
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	d.header(1, F, 4, 1e9)
 	m := d.recv()
 	if w := m.GetWant(); w == nil || w.GetSend() {
@@ -437,7 +437,7 @@ func TestDataKeepsXattrs(t *testing.T) {
 	F := newGFID(t)
 	f.ok(opCreate(F, gfid.Root, "f"))
 	checkStatuses(t, f.meta(xattrOp(F, unix.S_IFREG|0o644, 1, "user.keep", "\x00me")), stOK)
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: &pb.FileHeader{
 		Id: 1, Gfid: gb(F), Size: 4, Mode: unix.S_IFREG | 0o4750, Uid: 0, Gid: 0, AtimeNs: 3e9, MtimeNs: 4e9}}})
 	d.expectWant(1, true)
@@ -468,7 +468,7 @@ func TestDataLinksAnnouncedNames(t *testing.T) {
 	F := newGFID(t)
 	const mtime = int64(1_700_000_000_111_222_333)
 	f.ok(opCreate(F, gfid.Root, "one"))
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	d.header(1, F, 5, mtime)
 	d.expectWant(1, true)
 	d.chunk(1, 0, "hello")
@@ -486,7 +486,7 @@ func TestDataLinksAnnouncedNames(t *testing.T) {
 	if err := f.s.SetLinkForTest(F, gfid.Root, "one", true); err != nil {
 		t.Fatal(err)
 	}
-	d = f.openData(f.sid)
+	d = f.openData(f.tok)
 	d.header(2, F, 6, mtime+1)
 	d.expectWant(2, true)
 	d.chunk(2, 0, "hello!")
@@ -521,7 +521,7 @@ func TestDataDropsSupersededAnnouncement(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkStatuses(t, f.entry(opRename(F, gfid.Root, "x", gfid.Root, "y")), stNoop)
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	d.header(1, F, 5, 1_700_000_000_000_000_000)
 	d.expectWant(1, true)
 	d.chunk(1, 0, "hello")
@@ -547,7 +547,7 @@ func TestDataInline(t *testing.T) {
 	f := newFixture(t)
 	F, E := newGFID(t), newGFID(t)
 	f.ok(opCreate(F, gfid.Root, "f"), opCreate(E, gfid.Root, "e"))
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	d.inline(1, F, "hello inline", 1e9, false, nil)
 	if r := d.expectResult(1); r.GetResult().GetStatus() != stOK || r.GetBytesWritten() != 12 {
 		t.Fatalf("inline file: %v", r)
@@ -590,7 +590,7 @@ func TestDataInline(t *testing.T) {
 		"end of another id":  {Id: 7, Gfid: gb(F), Size: 0, InlineEnd: &pb.FileEnd{Id: 8}},
 		"data of another id": {Id: 7, Gfid: gb(F), Size: 1, InlineData: &pb.FileChunk{Id: 8, Data: []byte("x")}, InlineEnd: &pb.FileEnd{Id: 7}},
 	} {
-		d := f.openData(f.sid)
+		d := f.openData(f.tok)
 		d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: h}})
 		if _, err := d.st.Recv(); grpcCode(err) != codes.InvalidArgument {
 			t.Errorf("%s: %v, want InvalidArgument", name, err)
@@ -615,7 +615,7 @@ func TestDataInlineFiles(t *testing.T) {
 		ops = append(ops, op)
 	}
 	f.ok(ops...)
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	d.inline(1, C, "current", 1e9, false, nil)
 	if r := d.expectResult(1); r.GetResult().GetStatus() != stOK {
 		t.Fatalf("c: %v", r)
@@ -661,7 +661,7 @@ func TestDataInlineFiles(t *testing.T) {
 
 	// A batch with a header that is not inline is refused before any of
 	// its files is touched.
-	d = f.openData(f.sid)
+	d = f.openData(f.tok)
 	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_InlineFiles{InlineFiles: &pb.InlineFiles{Headers: []*pb.FileHeader{
 		inlineHeader(8, A, "x", 3e9, false, nil), {Id: 9, Gfid: gb(B), Size: 1, Mode: unix.S_IFREG | 0o640}}}}})
 	if _, err := d.st.Recv(); grpcCode(err) != codes.InvalidArgument {
@@ -713,7 +713,7 @@ func TestDataInlineNewFile(t *testing.T) {
 	if _, err := unix.InotifyAddWatch(ino, f.path("d"), unix.IN_CREATE|unix.IN_MOVED_TO); err != nil {
 		t.Fatal(err)
 	}
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	d.inline(1, N, "a new small file", 1e9, false, nil)
 	if r := d.expectResult(1); r.GetResult().GetStatus() != stOK || r.GetBytesWritten() != 16 {
 		t.Fatalf("new inline file: %v", r)
@@ -796,7 +796,7 @@ func TestDataKeepsDirTimes(t *testing.T) {
 	}
 	const dirTime = int64(1_600_000_000_123_456_789)
 	checkStatuses(t, f.meta(metaOf(D, unix.S_IFDIR|0o755, 0, 0, dirTime, dirTime), metaOf(E, unix.S_IFDIR|0o755, 0, 0, dirTime, dirTime)), stOK, stOK)
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	for i, g := range files {
 		if r := d.sendFile(uint64(i+1), g, fmt.Sprintf("content %d", i), 1e9); r.GetResult().GetStatus() != stOK {
 			t.Fatalf("file %d: %v", i, r)
@@ -828,7 +828,7 @@ func TestDataDirTimesAcrossInterleavedFiles(t *testing.T) {
 	f.ok(opCreate(A, D, "a"), opCreate(C, E, "c"))
 	const dirTime = int64(1_600_000_000_123_456_789)
 	checkStatuses(t, f.meta(metaOf(D, unix.S_IFDIR|0o755, 0, 0, dirTime, dirTime), metaOf(E, unix.S_IFDIR|0o755, 0, 0, dirTime, dirTime)), stOK, stOK)
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	d.header(1, A, 5, 1e9)
 	d.expectWant(1, true)
 	d.header(2, C, 5, 1e9)

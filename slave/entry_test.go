@@ -680,7 +680,7 @@ func TestEntryImpostorDirectory(t *testing.T) {
 
 func TestEntryNeedsSession(t *testing.T) {
 	f := newFixture(t)
-	_, err := f.s.EntryOps(t.Context(), &pb.EntryOpsRequest{SessionId: newSessionID(t), Ops: []*pb.EntryOp{opCreate(newGFID(t), gfid.Root, "x")}})
+	_, err := f.s.EntryOps(t.Context(), &pb.EntryOpsRequest{SessionToken: newSessionID(t), Ops: []*pb.EntryOp{opCreate(newGFID(t), gfid.Root, "x")}})
 	if err == nil || grpcCode(err).String() != "FailedPrecondition" {
 		t.Fatalf("EntryOps with a foreign session: %v", err)
 	}
@@ -887,7 +887,7 @@ func TestEntryCheckCurrent(t *testing.T) {
 		t.Fatalf("CREATE with data_follows of a new gfid: %v, want OK and made", r)
 	}
 	f.ok(opCreate(F, gfid.Root, "f"))
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	if r := d.sendFile(1, F, "content", 1e9); r.GetResult().GetStatus() != stOK {
 		t.Fatalf("data: %v", r)
 	}

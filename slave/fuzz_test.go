@@ -289,7 +289,7 @@ func FuzzDataHeader(f *testing.F) {
 			hdr.Xattrs = []*pb.Xattr{{Name: xname, Value: []byte("v")}}
 		}
 		send := func(m *pb.SyncDataRequest) bool { return st.Send(m) == nil }
-		ok := send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionId: fx.sid}}}) &&
+		ok := send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionToken: fx.tok}}}) &&
 			send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: hdr}})
 		result, streamErr := fuzzOneFile(st, ok, func() bool {
 			sum := delta.SumOf(data)
@@ -345,7 +345,7 @@ func FuzzInlineFiles(f *testing.F) {
 			hs[1].InlineEnd, hs[1].InlineData = nil, nil
 		}
 		send := func(m *pb.SyncDataRequest) bool { return st.Send(m) == nil }
-		ok := send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionId: fx.sid}}}) &&
+		ok := send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionToken: fx.tok}}}) &&
 			send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_InlineFiles{InlineFiles: &pb.InlineFiles{Headers: hs}}})
 		var streamErr error
 		var results []*pb.FileResult

@@ -75,6 +75,7 @@ type fixture struct {
 	root    string
 	outside string
 	sid     []byte
+	tok     []byte // the token the last handshake answered
 
 	outsideSnap map[string]entryInfo
 	baseNames   []string
@@ -150,6 +151,7 @@ func (f *fixture) handshake(sid []byte) *pb.HandshakeResponse {
 	if err != nil {
 		f.t.Fatalf("Handshake: %v", err)
 	}
+	f.tok = resp.GetSessionToken()
 	return resp
 }
 
@@ -169,7 +171,7 @@ func (f *fixture) path(rel string) string { return filepath.Join(f.root, rel) }
 // entry applies ops in one EntryOps call and returns one result per op.
 func (f *fixture) entry(ops ...*pb.EntryOp) []*pb.OpResult {
 	f.t.Helper()
-	resp, err := f.s.EntryOps(context.Background(), &pb.EntryOpsRequest{SessionId: f.sid, Ops: ops})
+	resp, err := f.s.EntryOps(context.Background(), &pb.EntryOpsRequest{SessionToken: f.tok, Ops: ops})
 	if err != nil {
 		f.t.Fatalf("EntryOps: %v", err)
 	}
@@ -199,7 +201,7 @@ func (f *fixture) ok(ops ...*pb.EntryOp) {
 
 func (f *fixture) meta(ops ...*pb.MetaOp) []*pb.OpResult {
 	f.t.Helper()
-	resp, err := f.s.MetaOps(context.Background(), &pb.MetaOpsRequest{SessionId: f.sid, Ops: ops})
+	resp, err := f.s.MetaOps(context.Background(), &pb.MetaOpsRequest{SessionToken: f.tok, Ops: ops})
 	if err != nil {
 		f.t.Fatalf("MetaOps: %v", err)
 	}
@@ -211,14 +213,14 @@ func (f *fixture) meta(ops ...*pb.MetaOp) []*pb.OpResult {
 
 func (f *fixture) setMark(ns int64) {
 	f.t.Helper()
-	if _, err := f.s.SetMark(context.Background(), &pb.SetMarkRequest{SessionId: f.sid, StimeNs: ns}); err != nil {
+	if _, err := f.s.SetMark(context.Background(), &pb.SetMarkRequest{SessionToken: f.tok, StimeNs: ns}); err != nil {
 		f.t.Fatalf("SetMark: %v", err)
 	}
 }
 
 func (f *fixture) getMark() int64 {
 	f.t.Helper()
-	resp, err := f.s.GetMark(context.Background(), &pb.GetMarkRequest{SessionId: f.sid})
+	resp, err := f.s.GetMark(context.Background(), &pb.GetMarkRequest{SessionToken: f.tok})
 	if err != nil {
 		f.t.Fatalf("GetMark: %v", err)
 	}
@@ -542,8 +544,8 @@ func (d *dataStream) record(id uint64, off int64, data []byte) {
 	d.sent[id] = b
 }
 
-// openData opens a SyncData stream for session sid.
-func (f *fixture) openData(sid []byte) *dataStream {
+// openData opens a SyncData stream with session token tok.
+func (f *fixture) openData(tok []byte) *dataStream {
 	f.t.Helper()
 	c := f.serve()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -554,7 +556,7 @@ func (f *fixture) openData(sid []byte) *dataStream {
 	}
 	d := &dataStream{t: f.t, st: st, cancel: cancel}
 	f.t.Cleanup(cancel)
-	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionId: sid}}})
+	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionToken: tok}}})
 	return d
 }
 

@@ -48,7 +48,7 @@ func TestOversizedMessages(t *testing.T) {
 	before := snapshot(t, f.root)
 	huge := opSymlink(newGFID(t), D, "huge", strings.Repeat("t", slave.MaxMessage))
 	good := opCreate(newGFID(t), D, "good")
-	req := &pb.EntryOpsRequest{SessionId: f.sid, Ops: []*pb.EntryOp{good, huge}}
+	req := &pb.EntryOpsRequest{SessionToken: f.tok, Ops: []*pb.EntryOp{good, huge}}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -73,7 +73,7 @@ func TestOversizedMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	msgs := []*pb.SyncDataRequest{
-		{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionId: f.sid}}},
+		{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionToken: f.tok}}},
 		{Msg: &pb.SyncDataRequest_Header{Header: &pb.FileHeader{Id: 1, Gfid: gb(F), Size: slave.MaxMessage + 1, Mode: unix.S_IFREG | 0o644, MtimeNs: 1}}},
 		{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: 1, Data: make([]byte, slave.MaxMessage+1)}}},
 	}
@@ -121,9 +121,9 @@ func TestTooManyOps(t *testing.T) {
 		ops[i] = opCreate(newGFID(t), gfid.Root, fmt.Sprintf("f%d", i))
 		metas[i] = metaOf(gfid.Root, unix.S_IFDIR|0o700, 0, 0, 1, 1)
 	}
-	_, err := f.s.EntryOps(context.Background(), &pb.EntryOpsRequest{SessionId: f.sid, Ops: ops})
+	_, err := f.s.EntryOps(context.Background(), &pb.EntryOpsRequest{SessionToken: f.tok, Ops: ops})
 	wantCode(t, "EntryOps", err, codes.InvalidArgument)
-	_, err = f.s.MetaOps(context.Background(), &pb.MetaOpsRequest{SessionId: f.sid, Ops: metas})
+	_, err = f.s.MetaOps(context.Background(), &pb.MetaOpsRequest{SessionToken: f.tok, Ops: metas})
 	wantCode(t, "MetaOps", err, codes.InvalidArgument)
 	if diff := diffSnap(before, snapshot(t, f.root)); diff != "" {
 		t.Fatalf("refused calls changed the slave:\n%s", diff)
@@ -184,7 +184,7 @@ func TestSwapDirForSymlinkRace(t *testing.T) {
 			t.Errorf("status %v: %s", r.GetStatus(), r.GetError())
 		}
 	}
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	for i := 0; i < rounds; i++ {
 		for _, r := range f.entry(opCreate(newGFID(t), D, fmt.Sprintf("c%d", i)), opMkdir(newGFID(t), D, fmt.Sprintf("m%d", i)),
 			opSymlink(newGFID(t), D, fmt.Sprintf("l%d", i), "canary")) {

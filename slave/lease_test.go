@@ -62,7 +62,7 @@ func TestServeDropsSilentMaster(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	_, err = c.KeepAlive(ctx, &pb.KeepAliveRequest{SessionId: A})
+	_, err = c.KeepAlive(ctx, &pb.KeepAliveRequest{SessionToken: A})
 	wantCode(t, "A after it was dropped", err, codes.FailedPrecondition)
 	if !strings.Contains(err.Error(), "no open session") {
 		t.Errorf("A's keep-alive: %v; want the session gone", err)

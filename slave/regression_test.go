@@ -4,12 +4,16 @@ package slave_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
@@ -28,7 +32,7 @@ func TestRegressionDataSameGFIDTwiceInOneStream(t *testing.T) {
 	f := newFixture(t)
 	F := newGFID(t)
 	f.ok(opCreate(F, gfid.Root, "f"))
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	d.header(1, F, 10, 1e9)
 	d.expectWant(1, true)
 	d.header(2, F, 10, 2e9)
@@ -56,8 +60,8 @@ func TestRegressionDataSameGFIDInTwoStreams(t *testing.T) {
 	f := newFixture(t)
 	F := newGFID(t)
 	f.ok(opCreate(F, gfid.Root, "f"))
-	d1 := f.openData(f.sid)
-	d2 := f.openData(f.sid)
+	d1 := f.openData(f.tok)
+	d2 := f.openData(f.tok)
 	d1.header(1, F, 4, 1e9)
 	d1.expectWant(1, true)
 	d2.header(1, F, 4, 2e9)
@@ -87,7 +91,7 @@ func TestRegressionDataStreamSurvivesTakeover(t *testing.T) {
 	f := newFixture(t, func(c *slave.Config) { c.Now = clock.Now; c.Lease = time.Minute })
 	F := newGFID(t)
 	f.ok(opCreate(F, gfid.Root, "f"))
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	d.header(1, F, 3, 1e9)
 	d.expectWant(1, true) // the stream is open and admitted
 	clock.Advance(2 * time.Minute)
@@ -114,7 +118,7 @@ func TestRegressionDataStreamSurvivesTakeover(t *testing.T) {
 			_, err = d.st.Recv() // result
 		}
 	}
-	if _, err := f.s.KeepAlive(context.Background(), &pb.KeepAliveRequest{SessionId: B}); err == nil {
+	if _, err := f.s.KeepAlive(context.Background(), &pb.KeepAliveRequest{SessionToken: B}); err == nil {
 		t.Errorf("B idle for 160 s with a 60 s lease is still alive: the old stream renewed it")
 	}
 }
@@ -126,7 +130,7 @@ func TestRegressionAbortedHardlinkKeepsPartialData(t *testing.T) {
 	f := newFixture(t)
 	F := newGFID(t)
 	f.ok(opCreate(F, gfid.Root, "a"), opLink(F, gfid.Root, "b"))
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	d.sendFile(1, F, "old content", 1e9)
 	d.header(2, F, 11, 2e9)
 	d.expectWant(2, true)
@@ -232,10 +236,10 @@ func TestRegressionDataStreamSurvivesEndSession(t *testing.T) {
 	f := newFixture(t)
 	F := newGFID(t)
 	f.ok(opCreate(F, gfid.Root, "f"))
-	d := f.openData(f.sid)
+	d := f.openData(f.tok)
 	d.header(1, F, 3, 1e9)
 	d.expectWant(1, true)
-	if _, err := f.s.EndSession(context.Background(), &pb.EndSessionRequest{SessionId: f.sid}); err != nil {
+	if _, err := f.s.EndSession(context.Background(), &pb.EndSessionRequest{SessionToken: f.tok}); err != nil {
 		t.Fatal(err)
 	}
 	// The slave ends the stream at the first message after EndSession,
@@ -266,10 +270,11 @@ func TestStagingLeftoversSweptAfterUncleanStop(t *testing.T) {
 		t.Fatal("IsTempName")
 	}
 	sid := newSessionID(t)
-	if _, err := s.Handshake(context.Background(), &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: sid}); err != nil {
+	hs, err := s.Handshake(context.Background(), &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: sid})
+	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := s.EntryOps(context.Background(), &pb.EntryOpsRequest{SessionId: sid, Ops: []*pb.EntryOp{{Type: pb.EntryOpType_ENTRY_OP_TYPE_PURGE, Gfid: gfid.Root.Bytes()}}})
+	resp, err := s.EntryOps(context.Background(), &pb.EntryOpsRequest{SessionToken: hs.GetSessionToken(), Ops: []*pb.EntryOp{{Type: pb.EntryOpType_ENTRY_OP_TYPE_PURGE, Gfid: gfid.Root.Bytes()}}})
 	if err != nil || resp.GetResults()[0].GetStatus() == stFailed {
 		t.Fatalf("PURGE: %v %v", resp, err)
 	}
@@ -354,4 +359,68 @@ func TestAnnouncedFileIsNotAnInode(t *testing.T) {
 		t.Errorf("LINK of an announced file: a ino %d nlink %d, b ino %d", a.Ino, a.Nlink, b.Ino)
 	}
 	checkGFID(t, f.path("a"), F)
+}
+
+// TestIssue17RestartedMasterFencesItsOldStreams: a master killed while
+// its data stream was on the way, and restarted at once with the same
+// session id, sent a file anew; the dead master's stream, still being
+// handled, then finished its older copy of the file over the new one,
+// and nothing ever sent the file again (the independent kill test's lost
+// data change). Each handshake now answers a new token, and a call of an
+// earlier one changes nothing once the new one is answered.
+func TestIssue17RestartedMasterFencesItsOldStreams(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "f"))
+	old := f.openData(f.tok)
+	old.header(1, F, 3, 1e9)
+	old.expectWant(1, true)
+	old.chunk(1, 0, "old")
+
+	// The master restarts: the same session, a new handshake.
+	f.handshake(f.sid)
+	d := f.openData(f.tok)
+	if r := d.sendFile(1, F, "newer", 2e9); r.GetResult().GetStatus() != stOK {
+		t.Fatalf("the restarted master's file: %v", r)
+	}
+	d.commit()
+
+	// The dead master's stream finishes its file: refused, nothing written.
+	sum := delta.SumOf([]byte("old"))
+	old.st.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: 1, Sum: sum[:]}}})
+	if m, err := old.st.Recv(); err == nil && m.GetResult().GetResult().GetStatus() == stOK {
+		t.Errorf("the old session's stream wrote f after the new handshake")
+	} else if grpcCode(err) != codes.FailedPrecondition {
+		t.Errorf("the old session's stream: %v, want FailedPrecondition", err)
+	}
+	if got := readFile(t, f.path("f")); got != "newer" {
+		t.Errorf("f holds %q, want the restarted master's %q", got, "newer")
+	}
+	// Its other calls are refused too, the new session's go on.
+	_, err := f.s.EntryOps(context.Background(), &pb.EntryOpsRequest{SessionToken: []byte("not the token"), Ops: []*pb.EntryOp{opCreate(newGFID(t), gfid.Root, "x")}})
+	if grpcCode(err) != codes.FailedPrecondition {
+		t.Errorf("EntryOps with a stale token: %v", err)
+	}
+	f.ok(opCreate(newGFID(t), gfid.Root, "y"))
+}
+
+// TestIssue18SessionIDIsNotACredential: the refusal of a second master
+// gave away the holder's session id, and the id was all a call needed.
+// The refusal names no id now, and a call needs the handshake's token.
+func TestIssue18SessionIDIsNotACredential(t *testing.T) {
+	f := newFixture(t)
+	_, err := f.s.Handshake(context.Background(), &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: newSessionID(t)})
+	if grpcCode(err) != codes.FailedPrecondition {
+		t.Fatalf("second master: %v", err)
+	}
+	if msg := status.Convert(err).Message(); strings.Contains(msg, fmt.Sprintf("%x", f.sid)) {
+		t.Errorf("the refusal gives away the holder's session id: %s", msg)
+	}
+	_, err = f.s.EntryOps(context.Background(), &pb.EntryOpsRequest{SessionToken: f.sid, Ops: []*pb.EntryOp{opCreate(newGFID(t), gfid.Root, "stolen")}})
+	if grpcCode(err) != codes.FailedPrecondition {
+		t.Errorf("a call with the session id for a token: %v", err)
+	}
+	if exists(f.path("stolen")) {
+		t.Error("a call with the session id was applied")
+	}
 }

@@ -65,15 +65,15 @@ func TestCallsWithoutHandshake(t *testing.T) {
 		if sid == nil {
 			want = codes.InvalidArgument
 		}
-		_, err := s.EntryOps(ctx, &pb.EntryOpsRequest{SessionId: sid, Ops: []*pb.EntryOp{opCreate(newGFID(t), gfid.Root, "x")}})
+		_, err := s.EntryOps(ctx, &pb.EntryOpsRequest{SessionToken: sid, Ops: []*pb.EntryOp{opCreate(newGFID(t), gfid.Root, "x")}})
 		wantCode(t, "EntryOps", err, want)
-		_, err = s.MetaOps(ctx, &pb.MetaOpsRequest{SessionId: sid, Ops: []*pb.MetaOp{metaOf(gfid.Root, unix.S_IFDIR|0o700, 0, 0, 1, 1)}})
+		_, err = s.MetaOps(ctx, &pb.MetaOpsRequest{SessionToken: sid, Ops: []*pb.MetaOp{metaOf(gfid.Root, unix.S_IFDIR|0o700, 0, 0, 1, 1)}})
 		wantCode(t, "MetaOps", err, want)
-		_, err = s.SetMark(ctx, &pb.SetMarkRequest{SessionId: sid, StimeNs: 5})
+		_, err = s.SetMark(ctx, &pb.SetMarkRequest{SessionToken: sid, StimeNs: 5})
 		wantCode(t, "SetMark", err, want)
-		_, err = s.GetMark(ctx, &pb.GetMarkRequest{SessionId: sid})
+		_, err = s.GetMark(ctx, &pb.GetMarkRequest{SessionToken: sid})
 		wantCode(t, "GetMark", err, want)
-		_, err = s.KeepAlive(ctx, &pb.KeepAliveRequest{SessionId: sid})
+		_, err = s.KeepAlive(ctx, &pb.KeepAliveRequest{SessionToken: sid})
 		wantCode(t, "KeepAlive", err, want)
 	}
 	if got := listNames(t, root); !equalStrings(got, []string{slave.ReservedName}) {
@@ -88,16 +88,19 @@ func TestSessionLeaseTakeover(t *testing.T) {
 	clock := newFakeClock()
 	f := newFixture(t, func(c *slave.Config) { c.Now = clock.Now; c.Lease = time.Minute })
 	ctx := context.Background()
-	A, B := f.sid, newSessionID(t)
+	A, B := f.tok, newSessionID(t) // A: the first session's token; B: a second session's id
 	hsB := func() error {
-		_, err := f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: B})
+		resp, err := f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: B})
+		if err == nil {
+			f.tok = resp.GetSessionToken()
+		}
 		return err
 	}
 	wantCode(t, "B at once", hsB(), codes.FailedPrecondition)
 	// A's calls renew its lease: 3 x 40 s is beyond one lease.
 	for i := 0; i < 3; i++ {
 		clock.Advance(40 * time.Second)
-		if _, err := f.s.KeepAlive(ctx, &pb.KeepAliveRequest{SessionId: A}); err != nil {
+		if _, err := f.s.KeepAlive(ctx, &pb.KeepAliveRequest{SessionToken: A}); err != nil {
 			t.Fatalf("KeepAlive %d: %v", i, err)
 		}
 		wantCode(t, "B while A renews", hsB(), codes.FailedPrecondition)
@@ -107,21 +110,21 @@ func TestSessionLeaseTakeover(t *testing.T) {
 	if err := hsB(); err != nil {
 		t.Fatalf("B after A's lease expired: %v", err)
 	}
-	_, err := f.s.EntryOps(ctx, &pb.EntryOpsRequest{SessionId: A, Ops: []*pb.EntryOp{opCreate(newGFID(t), gfid.Root, "fromA")}})
+	_, err := f.s.EntryOps(ctx, &pb.EntryOpsRequest{SessionToken: A, Ops: []*pb.EntryOp{opCreate(newGFID(t), gfid.Root, "fromA")}})
 	wantCode(t, "A's EntryOps after takeover", err, codes.FailedPrecondition)
-	_, err = f.s.MetaOps(ctx, &pb.MetaOpsRequest{SessionId: A})
+	_, err = f.s.MetaOps(ctx, &pb.MetaOpsRequest{SessionToken: A})
 	wantCode(t, "A's MetaOps after takeover", err, codes.FailedPrecondition)
-	_, err = f.s.SetMark(ctx, &pb.SetMarkRequest{SessionId: A, StimeNs: 1})
+	_, err = f.s.SetMark(ctx, &pb.SetMarkRequest{SessionToken: A, StimeNs: 1})
 	wantCode(t, "A's SetMark after takeover", err, codes.FailedPrecondition)
-	_, err = f.s.GetMark(ctx, &pb.GetMarkRequest{SessionId: A})
+	_, err = f.s.GetMark(ctx, &pb.GetMarkRequest{SessionToken: A})
 	wantCode(t, "A's GetMark after takeover", err, codes.FailedPrecondition)
-	_, err = f.s.KeepAlive(ctx, &pb.KeepAliveRequest{SessionId: A})
+	_, err = f.s.KeepAlive(ctx, &pb.KeepAliveRequest{SessionToken: A})
 	wantCode(t, "A's KeepAlive after takeover", err, codes.FailedPrecondition)
 	if exists(f.path("fromA")) {
 		t.Fatal("A's refused op was applied")
 	}
 	// A cannot take it back while B's lease lives.
-	_, err = f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: A})
+	_, err = f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: f.sid})
 	wantCode(t, "A's handshake while B holds the root", err, codes.FailedPrecondition)
 	f.sid = B
 	f.ok(opCreate(newGFID(t), gfid.Root, "fromB"))
@@ -129,7 +132,7 @@ func TestSessionLeaseTakeover(t *testing.T) {
 	// A session whose lease ran out is refused even without a rival, and
 	// handshakes again.
 	clock.Advance(2 * time.Minute)
-	_, err = f.s.KeepAlive(ctx, &pb.KeepAliveRequest{SessionId: B})
+	_, err = f.s.KeepAlive(ctx, &pb.KeepAliveRequest{SessionToken: f.tok})
 	wantCode(t, "B after its lease expired", err, codes.FailedPrecondition)
 	f.handshake(B)
 	f.ok(opCreate(newGFID(t), gfid.Root, "fromB2"))
@@ -140,12 +143,14 @@ func TestEndSession(t *testing.T) {
 	f := newFixture(t, func(c *slave.Config) { c.Now = clock.Now; c.Lease = time.Hour })
 	ctx := context.Background()
 	B := newSessionID(t)
-	_, err := f.s.EndSession(ctx, &pb.EndSessionRequest{SessionId: B})
-	wantCode(t, "EndSession of a session that does not hold the root", err, codes.FailedPrecondition)
-	if _, err := f.s.EndSession(ctx, &pb.EndSessionRequest{SessionId: f.sid}); err != nil {
+	_, err := f.s.EndSession(ctx, &pb.EndSessionRequest{SessionToken: B})
+	wantCode(t, "EndSession with a token that is not the session's", err, codes.FailedPrecondition)
+	_, err = f.s.EndSession(ctx, &pb.EndSessionRequest{SessionToken: f.sid})
+	wantCode(t, "EndSession with the session id for a token", err, codes.FailedPrecondition)
+	if _, err := f.s.EndSession(ctx, &pb.EndSessionRequest{SessionToken: f.tok}); err != nil {
 		t.Fatalf("EndSession: %v", err)
 	}
-	_, err = f.s.EntryOps(ctx, &pb.EntryOpsRequest{SessionId: f.sid, Ops: []*pb.EntryOp{opCreate(newGFID(t), gfid.Root, "x")}})
+	_, err = f.s.EntryOps(ctx, &pb.EntryOpsRequest{SessionToken: f.tok, Ops: []*pb.EntryOp{opCreate(newGFID(t), gfid.Root, "x")}})
 	wantCode(t, "EntryOps after EndSession", err, codes.FailedPrecondition)
 	// Another master need not wait for the lease.
 	f.handshake(B)
@@ -161,9 +166,9 @@ func TestMarks(t *testing.T) {
 	if got := f.getMark(); got != 0 {
 		t.Fatalf("fresh slave: mark %d", got)
 	}
-	_, err := f.s.SetMark(context.Background(), &pb.SetMarkRequest{SessionId: f.sid, StimeNs: 0})
+	_, err := f.s.SetMark(context.Background(), &pb.SetMarkRequest{SessionToken: f.tok, StimeNs: 0})
 	wantCode(t, "zero mark", err, codes.InvalidArgument)
-	_, err = f.s.SetMark(context.Background(), &pb.SetMarkRequest{SessionId: f.sid, StimeNs: -5})
+	_, err = f.s.SetMark(context.Background(), &pb.SetMarkRequest{SessionToken: f.tok, StimeNs: -5})
 	wantCode(t, "negative mark", err, codes.InvalidArgument)
 	const m1, m2 = int64(1_700_000_000_123_456_789), int64(1_700_000_001_000_000_001)
 	f.setMark(m1)

@@ -10,6 +10,9 @@ package slave
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -40,8 +43,11 @@ import (
 // many inline files in one message (InlineFiles, answered by one
 // FileResults). Version 4: seeded XXH3-128 as the end-to-end hash (see
 // delta.Sum). Version 5: chunks whose bytes come on a data connection
-// beside the stream (BulkOpen, FileChunk.bulk_length).
-const ProtocolVersion = 5
+// beside the stream (BulkOpen, FileChunk.bulk_length). Version 6: calls
+// carry the token their handshake answered (session_token), not the
+// session id, so that a new handshake fences off the calls of the one
+// before.
+const ProtocolVersion = 6
 
 // DefaultLease is how long a session lives without any call from its
 // master. The master sends keep-alives at a third of it.
@@ -102,8 +108,14 @@ type Slave struct {
 	// their streams claim them (see internal/bulkconn); Serve closes it.
 	bulk *bulkconn.Registry
 
-	mu       sync.Mutex // guards the fields below
+	mu sync.Mutex // guards the fields below
+	// The open session: its id (stable across the master's restarts; it
+	// names the marks), the token of the handshake that opened it (what
+	// every call carries), and the fingerprint of the TLS certificate of
+	// the master that opened it ("" on a plaintext link).
 	session  []byte
+	token    []byte
+	peer     string
 	holder   string // who opened the session: identity, host and root
 	lastSeen time.Time
 	dirty    bool // the index changed since it was last marked clean
@@ -295,25 +307,74 @@ func (s *Slave) touch() {
 	s.mu.Unlock()
 }
 
-// checkSession admits a call of session id and renews its lease.
-func (s *Slave) checkSession(id []byte) error {
+// errStale answers a call whose session is no longer the open one.
+var errStale = status.Error(codes.FailedPrecondition, "no open session with this token: handshake first (another handshake, EndSession or an expired lease ended it)")
+
+// checkSession admits a call of the open session (by the token its
+// handshake answered, from a connection with the certificate that opened
+// it) and renews the session's lease.
+func (s *Slave) checkSession(ctx context.Context, token []byte) error {
+	if len(token) == 0 {
+		return status.Error(codes.InvalidArgument, "missing session token")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(id) == 0 {
-		return status.Error(codes.InvalidArgument, "missing session id")
+	if s.token == nil || !bytes.Equal(s.token, token) {
+		return errStale
 	}
-	if s.session == nil || !bytes.Equal(s.session, id) {
-		return status.Error(codes.FailedPrecondition, "no open session with this id: handshake first (the lease may have expired)")
+	if s.peer != "" && peerFingerprint(ctx) != s.peer {
+		return status.Error(codes.PermissionDenied, "a call of this session from another certificate than the one that opened it")
 	}
 	if s.cfg.Now().Sub(s.lastSeen) > s.cfg.Lease {
-		s.session = nil
+		s.endSession()
 		return status.Error(codes.FailedPrecondition, "session lease expired: handshake again")
 	}
 	s.lastSeen = s.cfg.Now()
 	return nil
 }
 
-// Handshake implements SlaveService.
+// current says whether token is still the open session's. The steps that
+// change the slave tree check it while they hold the namespace lock,
+// which a handshake takes (once) after it opened a new session: a call of
+// the session before (a killed master's data stream, a restarted worker's
+// entry call) finishes the step it is in before the new session is
+// answered, and changes nothing after. Without that fence, a dead
+// master's last file could land over the one the new session had just
+// sent, for good.
+func (s *Slave) current(token []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.token == nil || !bytes.Equal(s.token, token) {
+		return errStale
+	}
+	return nil
+}
+
+// endSession forgets the open session; s.mu is held.
+func (s *Slave) endSession() { s.session, s.token, s.peer, s.holder = nil, nil, "", "" }
+
+// sessionTag names a session in logs without giving away its id: a
+// digest's first bytes.
+func sessionTag(id []byte) string {
+	h := sha256.Sum256(id)
+	return hex.EncodeToString(h[:6])
+}
+
+// peerFingerprint is the SHA-256 of the calling master's TLS certificate
+// (hex), or "" on a plaintext link.
+func peerFingerprint(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok {
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
+			h := sha256.Sum256(ti.State.PeerCertificates[0].Raw)
+			return hex.EncodeToString(h[:])
+		}
+	}
+	return ""
+}
+
+// Handshake implements SlaveService: it opens a session (a new one, or
+// the same session again for a master that restarted) and answers with a
+// new token, which fences off every call of the handshake before.
 func (s *Slave) Handshake(ctx context.Context, req *pb.HandshakeRequest) (*pb.HandshakeResponse, error) {
 	if req.GetProtocolVersion() != ProtocolVersion {
 		// Unimplemented: a master that gets it stops (a configuration
@@ -323,23 +384,42 @@ func (s *Slave) Handshake(ctx context.Context, req *pb.HandshakeRequest) (*pb.Ha
 	if n := len(req.GetSessionId()); n < 8 || n > 64 {
 		return nil, status.Errorf(codes.InvalidArgument, "session id of %d bytes", n)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.cfg.Now()
+	token := make([]byte, 16)
+	if _, err := rand.Read(token); err != nil {
+		return nil, status.Errorf(codes.Internal, "session token: %v", err)
+	}
+	fp := peerFingerprint(ctx)
 	who := masterIdentity(ctx, req)
-	if s.session != nil && !bytes.Equal(s.session, req.GetSessionId()) {
-		if left := s.cfg.Lease - now.Sub(s.lastSeen); left > 0 {
-			s.log.Warn("refused a second master: the root is held", "refused", who, "holder", s.holder)
+	s.mu.Lock()
+	now := s.cfg.Now()
+	if s.token != nil {
+		// The same session again from the certificate that opened it (the
+		// master restarted) takes over at once; anything else waits for
+		// the holder's lease to run out. The refusal never says the
+		// holder's session id: it is not a credential any more, but it
+		// names the session's marks.
+		same := bytes.Equal(s.session, req.GetSessionId()) && s.peer == fp
+		if left := s.cfg.Lease - now.Sub(s.lastSeen); left > 0 && !same {
+			holder := s.holder
+			s.mu.Unlock()
+			s.log.Warn("refused a second master: the root is held", "refused", who, "holder", holder)
 			return nil, status.Errorf(codes.FailedPrecondition,
-				"slave root %s is held by another master (%s, session %x): one master per slave root; its lease expires %s after its last call unless renewed (in %s now)",
-				s.cfg.Root, s.holder, s.session, s.cfg.Lease, left.Round(time.Second))
+				"slave root %s is held by another master (%s): one master per slave root; its lease expires %s after its last call unless renewed (in %s now)",
+				s.cfg.Root, holder, s.cfg.Lease, left.Round(time.Second))
 		}
-		s.log.Warn("taking over from a master session whose lease expired", "old", fmt.Sprintf("%x", s.session), "old_master", s.holder, "new_master", who)
+		if !same {
+			s.log.Warn("taking over from a master session whose lease expired", "old", sessionTag(s.session), "old_master", s.holder, "new_master", who)
+		}
 	}
 	s.session = append([]byte(nil), req.GetSessionId()...)
-	s.holder = who
-	s.lastSeen = now
-	s.log.Info("master session opened", "session", fmt.Sprintf("%x", s.session), "master", who)
+	s.token, s.peer, s.holder, s.lastSeen = token, fp, who, now
+	s.mu.Unlock()
+	// The fence (see current): whatever a call of the session before is
+	// applying now finishes before this answer, and it applies nothing
+	// more.
+	s.nsLock.Lock()
+	s.nsLock.Unlock() //nolint:staticcheck // an empty critical section: waiting for the holders is the point
+	s.log.Info("master session opened", "session", sessionTag(req.GetSessionId()), "master", who)
 	return &pb.HandshakeResponse{
 		ProtocolVersion: ProtocolVersion,
 		SlaveVolumeId:   s.volumeID,
@@ -347,6 +427,7 @@ func (s *Slave) Handshake(ctx context.Context, req *pb.HandshakeRequest) (*pb.Ha
 		LeaseMs:         s.cfg.Lease.Milliseconds(),
 		Privileged:      s.privileged,
 		Empty:           s.rootEmpty(),
+		SessionToken:    token,
 	}, nil
 }
 
@@ -391,7 +472,7 @@ func masterIdentity(ctx context.Context, req *pb.HandshakeRequest) string {
 
 // KeepAlive implements SlaveService.
 func (s *Slave) KeepAlive(ctx context.Context, req *pb.KeepAliveRequest) (*pb.KeepAliveResponse, error) {
-	if err := s.checkSession(req.GetSessionId()); err != nil {
+	if err := s.checkSession(ctx, req.GetSessionToken()); err != nil {
 		return nil, err
 	}
 	return &pb.KeepAliveResponse{}, nil
@@ -399,13 +480,14 @@ func (s *Slave) KeepAlive(ctx context.Context, req *pb.KeepAliveRequest) (*pb.Ke
 
 // EndSession implements SlaveService.
 func (s *Slave) EndSession(ctx context.Context, req *pb.EndSessionRequest) (*pb.EndSessionResponse, error) {
-	if err := s.checkSession(req.GetSessionId()); err != nil {
+	if err := s.checkSession(ctx, req.GetSessionToken()); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
-	s.session = nil
+	tag := sessionTag(s.session)
+	s.endSession()
 	s.mu.Unlock()
-	s.log.Info("master session ended", "session", fmt.Sprintf("%x", req.GetSessionId()))
+	s.log.Info("master session ended", "session", tag)
 	return &pb.EndSessionResponse{}, nil
 }
 
@@ -416,13 +498,13 @@ func (s *Slave) EndSession(ctx context.Context, req *pb.EndSessionRequest) (*pb.
 func (s *Slave) dropExpired() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.session == nil {
+	if s.token == nil {
 		return
 	}
 	if silent := s.cfg.Now().Sub(s.lastSeen); silent > s.cfg.Lease {
-		s.log.Warn("dropped a master session: no call for a whole lease", "session", fmt.Sprintf("%x", s.session),
+		s.log.Warn("dropped a master session: no call for a whole lease", "session", sessionTag(s.session),
 			"master", s.holder, "silent", silent.Round(time.Millisecond), "lease", s.cfg.Lease)
-		s.session, s.holder = nil, ""
+		s.endSession()
 	}
 }
 
@@ -498,7 +580,7 @@ const opsPerTxn = 1000
 
 // EntryOps implements SlaveService.
 func (s *Slave) EntryOps(ctx context.Context, req *pb.EntryOpsRequest) (*pb.EntryOpsResponse, error) {
-	if err := s.checkSession(req.GetSessionId()); err != nil {
+	if err := s.checkSession(ctx, req.GetSessionToken()); err != nil {
 		return nil, err
 	}
 	if len(req.GetOps()) > maxOpsPerCall {
@@ -523,7 +605,10 @@ func (s *Slave) EntryOps(ctx context.Context, req *pb.EntryOpsRequest) (*pb.Entr
 	var err error
 	for start := 0; start < len(ops) && err == nil; start += opsPerTxn {
 		end := min(start+opsPerTxn, len(ops))
-		err = s.entryTxn(ops[start:end], resp.Results[start:end])
+		err = s.entryTxn(req.GetSessionToken(), ops[start:end], resp.Results[start:end])
+	}
+	if errors.Is(err, errStale) {
+		return nil, err
 	}
 	if err != nil {
 		// The tree changed but the index did not record it: leave the
@@ -535,9 +620,12 @@ func (s *Slave) EntryOps(ctx context.Context, req *pb.EntryOpsRequest) (*pb.Entr
 
 // entryTxn applies ops, putting their results in results, in one index
 // transaction under the namespace lock.
-func (s *Slave) entryTxn(ops []*pb.EntryOp, results []*pb.OpResult) error {
+func (s *Slave) entryTxn(token []byte, ops []*pb.EntryOp, results []*pb.OpResult) error {
 	s.nsLock.Lock()
 	defer s.nsLock.Unlock()
+	if err := s.current(token); err != nil {
+		return err
+	}
 	s.gen.Add(1)
 	c := s.tree.newDirCache(nil)
 	defer c.close()
@@ -562,7 +650,7 @@ func (s *Slave) entryTxn(ops []*pb.EntryOp, results []*pb.OpResult) error {
 
 // MetaOps implements SlaveService.
 func (s *Slave) MetaOps(ctx context.Context, req *pb.MetaOpsRequest) (*pb.MetaOpsResponse, error) {
-	if err := s.checkSession(req.GetSessionId()); err != nil {
+	if err := s.checkSession(ctx, req.GetSessionToken()); err != nil {
 		return nil, err
 	}
 	if len(req.GetOps()) > maxOpsPerCall {
@@ -571,6 +659,9 @@ func (s *Slave) MetaOps(ctx context.Context, req *pb.MetaOpsRequest) (*pb.MetaOp
 	resp := &pb.MetaOpsResponse{Results: make([]*pb.OpResult, len(req.GetOps()))}
 	s.nsLock.RLock()
 	defer s.nsLock.RUnlock()
+	if err := s.current(req.GetSessionToken()); err != nil {
+		return nil, err
+	}
 	err := s.tree.idx.View(func(tx *gfidx.Tx) error {
 		c := s.tree.newDirCache(tx)
 		defer c.close()
@@ -599,10 +690,10 @@ func (s *Slave) SyncData(stream pb.SlaveService_SyncDataServer) error {
 
 // GetMark implements SlaveService.
 func (s *Slave) GetMark(ctx context.Context, req *pb.GetMarkRequest) (*pb.GetMarkResponse, error) {
-	if err := s.checkSession(req.GetSessionId()); err != nil {
+	if err := s.checkSession(ctx, req.GetSessionToken()); err != nil {
 		return nil, err
 	}
-	ns, err := s.marks.GetTime(marks.Stime(req.GetSessionId()))
+	ns, err := s.marks.GetTime(marks.Stime(s.sessionID()))
 	if errors.Is(err, marks.ErrNoMark) {
 		return &pb.GetMarkResponse{}, nil
 	}
@@ -616,7 +707,7 @@ func (s *Slave) GetMark(ctx context.Context, req *pb.GetMarkRequest) (*pb.GetMar
 // aside and did not claim back is gone on the master), make everything
 // durable, then record the mark.
 func (s *Slave) SetMark(ctx context.Context, req *pb.SetMarkRequest) (*pb.SetMarkResponse, error) {
-	if err := s.checkSession(req.GetSessionId()); err != nil {
+	if err := s.checkSession(ctx, req.GetSessionToken()); err != nil {
 		return nil, err
 	}
 	if req.GetStimeNs() <= 0 {
@@ -624,6 +715,10 @@ func (s *Slave) SetMark(ctx context.Context, req *pb.SetMarkRequest) (*pb.SetMar
 	}
 	s.nsLock.Lock()
 	defer s.nsLock.Unlock()
+	if err := s.current(req.GetSessionToken()); err != nil {
+		return nil, err
+	}
+	id := s.sessionID()
 	s.gen.Add(1)
 	err := s.tree.idx.Update(func(tx *gfidx.Tx) error {
 		c := s.tree.newDirCache(tx)
@@ -652,7 +747,7 @@ func (s *Slave) SetMark(ctx context.Context, req *pb.SetMarkRequest) (*pb.SetMar
 	if err := s.tree.idx.Sync(); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	if err := s.marks.SetTime(marks.Stime(req.GetSessionId()), req.GetStimeNs()); err != nil {
+	if err := s.marks.SetTime(marks.Stime(id), req.GetStimeNs()); err != nil {
 		return nil, status.Errorf(codes.Internal, "%v", err)
 	}
 	if err := unix.Fsync(s.tree.root.FD()); err != nil {
@@ -665,6 +760,13 @@ func (s *Slave) SetMark(ctx context.Context, req *pb.SetMarkRequest) (*pb.SetMar
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	return &pb.SetMarkResponse{}, nil
+}
+
+// sessionID is the open session's id (the marks' name).
+func (s *Slave) sessionID() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.session
 }
 
 // hasCap reports whether this process has capability c in its effective

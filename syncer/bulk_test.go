@@ -84,14 +84,14 @@ func newBulkFixture(t *testing.T, sizes map[string]int) *bulkFixture {
 		f.files = append(f.files, sf)
 		f.filesByName[name] = sf
 	}
-	if _, err := f.client.EntryOps(ctx, &pb.EntryOpsRequest{SessionId: f.sid, Ops: ops}); err != nil {
+	if _, err := f.client.EntryOps(ctx, &pb.EntryOpsRequest{SessionToken: f.sid, Ops: ops}); err != nil {
 		t.Fatal(err)
 	}
 	return f
 }
 
 func (f *bulkFixture) sender(bulk func(context.Context, bulkconn.Token) (net.Conn, error)) *syncer.Sender {
-	return &syncer.Sender{Client: f.client, Session: f.sid, Source: f.src, Bulk: bulk, Log: testenv.Logger(f.t, "sender")}
+	return &syncer.Sender{Client: f.client, Token: f.sid, Source: f.src, Bulk: bulk, Log: testenv.Logger(f.t, "sender")}
 }
 
 // requireSame checks every file on the slave against the master's.

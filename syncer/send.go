@@ -146,9 +146,10 @@ type Source interface {
 
 // Sender ships boxes of files over SyncData streams.
 type Sender struct {
-	Client  pb.SlaveServiceClient
-	Session []byte
-	Source  Source
+	Client pb.SlaveServiceClient
+	// Token is the session token the handshake answered.
+	Token  []byte
+	Source Source
 	// ChunkSize is the literal data per message (default 256 KiB: large
 	// enough that per-message costs vanish, small enough to interleave).
 	ChunkSize int
@@ -270,7 +271,7 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 	if err != nil {
 		return fmt.Errorf("syncer: opening data stream: %w", err)
 	}
-	if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionId: s.Session}}}); err != nil {
+	if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionToken: s.Token}}}); err != nil {
 		return fmt.Errorf("syncer: data stream: %w", s.streamErr(stream, err))
 	}
 

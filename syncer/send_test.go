@@ -154,11 +154,11 @@ func shipSessionAt(t *testing.T, ctx context.Context, sroot string, wants *wantC
 	}
 	t.Cleanup(func() { conn.Close() })
 	client := pb.NewSlaveServiceClient(conn)
-	sid := []byte("0123456789abcdef")
-	if _, err := client.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: sid}); err != nil {
+	hs, err := client.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: []byte("0123456789abcdef")})
+	if err != nil {
 		t.Fatal(err)
 	}
-	return client, sid, sl.Addr
+	return client, hs.GetSessionToken(), sl.Addr
 }
 
 // TestShipManyEmptyFiles: inline files without data still go at most
@@ -184,10 +184,10 @@ func TestShipManyEmptyFiles(t *testing.T) {
 		ops = append(ops, op)
 		files = append(files, &syncer.File{GFID: g, At: syncer.Link{Parent: gfid.Root, Name: name}})
 	}
-	if _, err := client.EntryOps(ctx, &pb.EntryOpsRequest{SessionId: sid, Ops: ops}); err != nil {
+	if _, err := client.EntryOps(ctx, &pb.EntryOpsRequest{SessionToken: sid, Ops: ops}); err != nil {
 		t.Fatal(err)
 	}
-	s := &syncer.Sender{Client: client, Session: sid, Source: src}
+	s := &syncer.Sender{Client: client, Token: sid, Source: src}
 	if err := s.Ship(ctx, files); err != nil {
 		t.Fatalf("Ship: %v", err)
 	}
@@ -242,10 +242,10 @@ func testShipVanishedAndChanged(t *testing.T, size int) {
 		ops = append(ops, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_CREATE, Gfid: g.Bytes(), Pargfid: gfid.Root.Bytes(), Name: []byte(kind), Mode: unix.S_IFREG | 0o644})
 		files = append(files, &syncer.File{GFID: g, At: syncer.Link{Parent: gfid.Root, Name: kind}})
 	}
-	if _, err := client.EntryOps(ctx, &pb.EntryOpsRequest{SessionId: sid, Ops: ops}); err != nil {
+	if _, err := client.EntryOps(ctx, &pb.EntryOpsRequest{SessionToken: sid, Ops: ops}); err != nil {
 		t.Fatal(err)
 	}
-	s := &syncer.Sender{Client: client, Session: sid, Source: src}
+	s := &syncer.Sender{Client: client, Token: sid, Source: src}
 	if err := s.Ship(ctx, files); err != nil {
 		t.Fatalf("Ship: %v", err)
 	}

@@ -260,7 +260,9 @@ type HandshakeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Protocol version spoken by the master; the slave refuses others.
 	ProtocolVersion uint32 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
-	// Session identity: stable across master restarts.
+	// Session identity: stable across master restarts; names the session's
+	// marks. It is not a credential: every later call carries the token the
+	// slave answers with.
 	SessionId []byte `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// Volume identity of the master tree (its root's volume-id mark).
 	MasterVolumeId []byte `protobuf:"bytes,3,opt,name=master_volume_id,json=masterVolumeId,proto3" json:"master_volume_id,omitempty"`
@@ -351,7 +353,13 @@ type HandshakeResponse struct {
 	// The slave tree held nothing but georep's reserved directory when the
 	// session opened: a first sync, where no copy can be current (the master
 	// then skips asking, and reading the xattrs to ask with).
-	Empty         bool `protobuf:"varint,6,opt,name=empty,proto3" json:"empty,omitempty"`
+	Empty bool `protobuf:"varint,6,opt,name=empty,proto3" json:"empty,omitempty"`
+	// The token every call of this session carries (session_token): new at
+	// each handshake, so that the calls of an earlier handshake (a killed
+	// master's, a restarted worker's) are refused from the moment this one
+	// is answered, even with the same session id; and bound to the TLS
+	// certificate of the master that opened it.
+	SessionToken  []byte `protobuf:"bytes,7,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -428,9 +436,17 @@ func (x *HandshakeResponse) GetEmpty() bool {
 	return false
 }
 
+func (x *HandshakeResponse) GetSessionToken() []byte {
+	if x != nil {
+		return x.SessionToken
+	}
+	return nil
+}
+
 type KeepAliveRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     []byte                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token of the handshake that opened the session.
+	SessionToken  []byte `protobuf:"bytes,1,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -465,9 +481,9 @@ func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
 	return file_georep_v1_georep_proto_rawDescGZIP(), []int{2}
 }
 
-func (x *KeepAliveRequest) GetSessionId() []byte {
+func (x *KeepAliveRequest) GetSessionToken() []byte {
 	if x != nil {
-		return x.SessionId
+		return x.SessionToken
 	}
 	return nil
 }
@@ -509,8 +525,9 @@ func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
 }
 
 type EndSessionRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     []byte                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token of the handshake that opened the session.
+	SessionToken  []byte `protobuf:"bytes,1,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -545,9 +562,9 @@ func (*EndSessionRequest) Descriptor() ([]byte, []int) {
 	return file_georep_v1_georep_proto_rawDescGZIP(), []int{4}
 }
 
-func (x *EndSessionRequest) GetSessionId() []byte {
+func (x *EndSessionRequest) GetSessionToken() []byte {
 	if x != nil {
-		return x.SessionId
+		return x.SessionToken
 	}
 	return nil
 }
@@ -787,9 +804,10 @@ func (x *EntryOp) GetReportOnly() bool {
 }
 
 type EntryOpsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     []byte                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	Ops           []*EntryOp             `protobuf:"bytes,2,rep,name=ops,proto3" json:"ops,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token of the handshake that opened the session.
+	SessionToken  []byte     `protobuf:"bytes,1,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	Ops           []*EntryOp `protobuf:"bytes,2,rep,name=ops,proto3" json:"ops,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -824,9 +842,9 @@ func (*EntryOpsRequest) Descriptor() ([]byte, []int) {
 	return file_georep_v1_georep_proto_rawDescGZIP(), []int{7}
 }
 
-func (x *EntryOpsRequest) GetSessionId() []byte {
+func (x *EntryOpsRequest) GetSessionToken() []byte {
 	if x != nil {
-		return x.SessionId
+		return x.SessionToken
 	}
 	return nil
 }
@@ -1151,9 +1169,10 @@ func (x *MetaOp) GetKeepTimes() bool {
 }
 
 type MetaOpsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     []byte                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	Ops           []*MetaOp              `protobuf:"bytes,2,rep,name=ops,proto3" json:"ops,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token of the handshake that opened the session.
+	SessionToken  []byte    `protobuf:"bytes,1,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	Ops           []*MetaOp `protobuf:"bytes,2,rep,name=ops,proto3" json:"ops,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1188,9 +1207,9 @@ func (*MetaOpsRequest) Descriptor() ([]byte, []int) {
 	return file_georep_v1_georep_proto_rawDescGZIP(), []int{12}
 }
 
-func (x *MetaOpsRequest) GetSessionId() []byte {
+func (x *MetaOpsRequest) GetSessionToken() []byte {
 	if x != nil {
-		return x.SessionId
+		return x.SessionToken
 	}
 	return nil
 }
@@ -1512,8 +1531,9 @@ func (x *InlineFiles) GetHeaders() []*FileHeader {
 }
 
 type DataOpen struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     []byte                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token of the handshake that opened the session.
+	SessionToken  []byte `protobuf:"bytes,1,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1548,9 +1568,9 @@ func (*DataOpen) Descriptor() ([]byte, []int) {
 	return file_georep_v1_georep_proto_rawDescGZIP(), []int{17}
 }
 
-func (x *DataOpen) GetSessionId() []byte {
+func (x *DataOpen) GetSessionToken() []byte {
 	if x != nil {
-		return x.SessionId
+		return x.SessionToken
 	}
 	return nil
 }
@@ -2274,8 +2294,9 @@ func (*DataCommit) Descriptor() ([]byte, []int) {
 }
 
 type GetMarkRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     []byte                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token of the handshake that opened the session.
+	SessionToken  []byte `protobuf:"bytes,1,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2310,9 +2331,9 @@ func (*GetMarkRequest) Descriptor() ([]byte, []int) {
 	return file_georep_v1_georep_proto_rawDescGZIP(), []int{27}
 }
 
-func (x *GetMarkRequest) GetSessionId() []byte {
+func (x *GetMarkRequest) GetSessionToken() []byte {
 	if x != nil {
-		return x.SessionId
+		return x.SessionToken
 	}
 	return nil
 }
@@ -2363,9 +2384,10 @@ func (x *GetMarkResponse) GetStimeNs() int64 {
 }
 
 type SetMarkRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     []byte                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	StimeNs       int64                  `protobuf:"varint,2,opt,name=stime_ns,json=stimeNs,proto3" json:"stime_ns,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token of the handshake that opened the session.
+	SessionToken  []byte `protobuf:"bytes,1,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	StimeNs       int64  `protobuf:"varint,2,opt,name=stime_ns,json=stimeNs,proto3" json:"stime_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2400,9 +2422,9 @@ func (*SetMarkRequest) Descriptor() ([]byte, []int) {
 	return file_georep_v1_georep_proto_rawDescGZIP(), []int{29}
 }
 
-func (x *SetMarkRequest) GetSessionId() []byte {
+func (x *SetMarkRequest) GetSessionToken() []byte {
 	if x != nil {
-		return x.SessionId
+		return x.SessionToken
 	}
 	return nil
 }
@@ -2463,7 +2485,7 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\vmaster_host\x18\x04 \x01(\tR\n" +
 	"masterHost\x12\x1f\n" +
 	"\vmaster_root\x18\x05 \x01(\tR\n" +
-	"masterRoot\"\xd6\x01\n" +
+	"masterRoot\"\xfb\x01\n" +
 	"\x11HandshakeResponse\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12&\n" +
 	"\x0fslave_volume_id\x18\x02 \x01(\fR\rslaveVolumeId\x12\x1d\n" +
@@ -2473,14 +2495,13 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\n" +
 	"privileged\x18\x05 \x01(\bR\n" +
 	"privileged\x12\x14\n" +
-	"\x05empty\x18\x06 \x01(\bR\x05empty\"1\n" +
-	"\x10KeepAliveRequest\x12\x1d\n" +
-	"\n" +
-	"session_id\x18\x01 \x01(\fR\tsessionId\"\x13\n" +
-	"\x11KeepAliveResponse\"2\n" +
-	"\x11EndSessionRequest\x12\x1d\n" +
-	"\n" +
-	"session_id\x18\x01 \x01(\fR\tsessionId\"\x14\n" +
+	"\x05empty\x18\x06 \x01(\bR\x05empty\x12#\n" +
+	"\rsession_token\x18\a \x01(\fR\fsessionToken\"7\n" +
+	"\x10KeepAliveRequest\x12#\n" +
+	"\rsession_token\x18\x01 \x01(\fR\fsessionToken\"\x13\n" +
+	"\x11KeepAliveResponse\"8\n" +
+	"\x11EndSessionRequest\x12#\n" +
+	"\rsession_token\x18\x01 \x01(\fR\fsessionToken\"\x14\n" +
 	"\x12EndSessionResponse\"\xee\x03\n" +
 	"\aEntryOp\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.georep.v1.EntryOpTypeR\x04type\x12\x12\n" +
@@ -2503,10 +2524,9 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\bmtime_ns\x18\x10 \x01(\x03R\amtimeNs\x12(\n" +
 	"\x06xattrs\x18\x11 \x03(\v2\x10.georep.v1.XattrR\x06xattrs\x12\x1f\n" +
 	"\vreport_only\x18\x12 \x01(\bR\n" +
-	"reportOnly\"V\n" +
-	"\x0fEntryOpsRequest\x12\x1d\n" +
-	"\n" +
-	"session_id\x18\x01 \x01(\fR\tsessionId\x12$\n" +
+	"reportOnly\"\\\n" +
+	"\x0fEntryOpsRequest\x12#\n" +
+	"\rsession_token\x18\x01 \x01(\fR\fsessionToken\x12$\n" +
 	"\x03ops\x18\x02 \x03(\v2\x12.georep.v1.EntryOpR\x03ops\"\xe7\x01\n" +
 	"\bOpResult\x12+\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x13.georep.v1.OpStatusR\x06status\x12(\n" +
@@ -2534,10 +2554,9 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"syncXattrs\x12(\n" +
 	"\x06xattrs\x18\b \x03(\v2\x10.georep.v1.XattrR\x06xattrs\x12\x1d\n" +
 	"\n" +
-	"keep_times\x18\t \x01(\bR\tkeepTimes\"T\n" +
-	"\x0eMetaOpsRequest\x12\x1d\n" +
-	"\n" +
-	"session_id\x18\x01 \x01(\fR\tsessionId\x12#\n" +
+	"keep_times\x18\t \x01(\bR\tkeepTimes\"Z\n" +
+	"\x0eMetaOpsRequest\x12#\n" +
+	"\rsession_token\x18\x01 \x01(\fR\fsessionToken\x12#\n" +
 	"\x03ops\x18\x02 \x03(\v2\x11.georep.v1.MetaOpR\x03ops\"@\n" +
 	"\x0fMetaOpsResponse\x12-\n" +
 	"\aresults\x18\x01 \x03(\v2\x13.georep.v1.OpResultR\aresults\"\xe6\x02\n" +
@@ -2553,10 +2572,9 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\bBulkOpen\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\fR\x05token\">\n" +
 	"\vInlineFiles\x12/\n" +
-	"\aheaders\x18\x01 \x03(\v2\x15.georep.v1.FileHeaderR\aheaders\")\n" +
-	"\bDataOpen\x12\x1d\n" +
-	"\n" +
-	"session_id\x18\x01 \x01(\fR\tsessionId\"\xa8\x03\n" +
+	"\aheaders\x18\x01 \x03(\v2\x15.georep.v1.FileHeaderR\aheaders\"/\n" +
+	"\bDataOpen\x12#\n" +
+	"\rsession_token\x18\x01 \x01(\fR\fsessionToken\"\xa8\x03\n" +
 	"\n" +
 	"FileHeader\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
@@ -2617,15 +2635,13 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x06result\x18\x02 \x01(\v2\x13.georep.v1.OpResultR\x06result\x12#\n" +
 	"\rbytes_written\x18\x03 \x01(\x03R\fbytesWritten\"\f\n" +
 	"\n" +
-	"DataCommit\"/\n" +
-	"\x0eGetMarkRequest\x12\x1d\n" +
-	"\n" +
-	"session_id\x18\x01 \x01(\fR\tsessionId\",\n" +
+	"DataCommit\"5\n" +
+	"\x0eGetMarkRequest\x12#\n" +
+	"\rsession_token\x18\x01 \x01(\fR\fsessionToken\",\n" +
 	"\x0fGetMarkResponse\x12\x19\n" +
-	"\bstime_ns\x18\x01 \x01(\x03R\astimeNs\"J\n" +
-	"\x0eSetMarkRequest\x12\x1d\n" +
-	"\n" +
-	"session_id\x18\x01 \x01(\fR\tsessionId\x12\x19\n" +
+	"\bstime_ns\x18\x01 \x01(\x03R\astimeNs\"P\n" +
+	"\x0eSetMarkRequest\x12#\n" +
+	"\rsession_token\x18\x01 \x01(\fR\fsessionToken\x12\x19\n" +
 	"\bstime_ns\x18\x02 \x01(\x03R\astimeNs\"\x11\n" +
 	"\x0fSetMarkResponse*\x91\x02\n" +
 	"\vEntryOpType\x12\x1d\n" +
