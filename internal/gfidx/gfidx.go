@@ -10,16 +10,18 @@ package gfidx
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/internal/gfid"
 )
@@ -424,6 +426,10 @@ func (t *Tx) Path(g gfid.GFID) (string, error) {
 // symlinks. Entries without a gfid are left out (and reported in the count).
 // Regular files for which sweep (when set) returns true are removed: the
 // owner's leftovers of an interrupted write.
+//
+// The tree may be deeper than PATH_MAX: below root, every entry is reached
+// relative to its parent directory's descriptor (the walk holds one per
+// level of the directory it is in), never by a whole path.
 func (ix *Index) Rebuild(root string, ns gfid.Namespace, skipTop []string, sweep func(name string) bool) (indexed, missing int, err error) {
 	if err := ix.Reset(); err != nil {
 		return 0, 0, err
@@ -448,61 +454,98 @@ func (ix *Index) Rebuild(root string, ns gfid.Namespace, skipTop []string, sweep
 		batch = batch[:0]
 		return err
 	}
-	dirGFID := map[string]gfid.GFID{".": gfid.Root}
-	walkErr := filepath.WalkDir(root, func(p string, d fs.DirEntry, werr error) error {
-		if werr != nil {
-			return werr
+	// where names rel under root, for errors only (it may be longer than
+	// PATH_MAX).
+	where := func(rel string) string {
+		if rel == "" {
+			return root
 		}
-		rel, err := filepath.Rel(root, p)
+		return strings.TrimSuffix(root, "/") + "/" + rel
+	}
+	join := func(rel, name string) string {
+		if rel == "" {
+			return name
+		}
+		return rel + "/" + name
+	}
+
+	// walk indexes the entries of the directory open as dirfd (at rel,
+	// "" for the root, with gfid parent) and below them.
+	var walk func(dirfd int, rel string, parent gfid.GFID) error
+	walk = func(dirfd int, rel string, parent gfid.GFID) error {
+		ents, err := readDirents(dirfd)
 		if err != nil {
-			return err
+			return &os.PathError{Op: "readdirent", Path: where(rel), Err: err}
 		}
-		if rel == "." {
-			return nil
-		}
-		dir, name := filepath.Split(rel)
-		dir = filepath.Clean(dir)
-		if dir == "." {
-			for _, s := range skipTop {
-				if name == s {
-					if d.IsDir() {
-						return filepath.SkipDir
-					}
-					return nil
+		for _, d := range ents {
+			name := d.name
+			if rel == "" && slices.Contains(skipTop, name) {
+				continue
+			}
+			typ := d.typ
+			if typ == unix.DT_UNKNOWN {
+				var st unix.Stat_t
+				err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+				if errors.Is(err, unix.ENOENT) {
+					continue // gone since the listing
+				}
+				if err != nil {
+					return &os.PathError{Op: "lstat", Path: where(join(rel, name)), Err: err}
+				}
+				typ = direntType(st.Mode)
+			}
+			if sweep != nil && typ == unix.DT_REG && sweep(name) {
+				if err := unix.Unlinkat(dirfd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+					return &os.PathError{Op: "remove", Path: where(join(rel, name)), Err: err}
+				}
+				continue
+			}
+			g, err := ns.GetAt(dirfd, name)
+			if err != nil {
+				// Not descended into when a directory: its entries
+				// could not be linked to it.
+				missing++
+				continue
+			}
+			batch = append(batch, pending{g, Link{Parent: parent, Name: name}})
+			indexed++
+			if len(batch) >= 10000 {
+				if err := flush(); err != nil {
+					return err
 				}
 			}
-		}
-		if sweep != nil && d.Type().IsRegular() && sweep(name) {
-			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if typ != unix.DT_DIR {
+				continue
+			}
+			childRel := join(rel, name)
+			fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return &os.PathError{Op: "open", Path: where(childRel), Err: err}
+			}
+			err = walk(fd, childRel, g)
+			unix.Close(fd)
+			if err != nil {
 				return err
 			}
-			return nil
-		}
-		parent, ok := dirGFID[dir]
-		if !ok {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		g, err := ns.Get(p)
-		if err != nil {
-			missing++
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if d.IsDir() {
-			dirGFID[rel] = g
-		}
-		batch = append(batch, pending{g, Link{Parent: parent, Name: name}})
-		indexed++
-		if len(batch) >= 10000 {
-			return flush()
 		}
 		return nil
-	})
+	}
+
+	// As filepath.WalkDir did: a root that is not a directory (a symlink
+	// to one included) has nothing under it to index.
+	var st unix.Stat_t
+	if err := unix.Lstat(root, &st); err != nil {
+		return 0, 0, fmt.Errorf("gfidx: rebuilding from %s: %w", root, &os.PathError{Op: "lstat", Path: root, Err: err})
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return 0, 0, nil
+	}
+	rootFD, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, 0, fmt.Errorf("gfidx: rebuilding from %s: %w", root, &os.PathError{Op: "open", Path: root, Err: err})
+	}
+	walkErr := walk(rootFD, "", gfid.Root)
+	unix.Close(rootFD)
 	if walkErr != nil {
 		return indexed, missing, fmt.Errorf("gfidx: rebuilding from %s: %w", root, walkErr)
 	}
@@ -510,6 +553,81 @@ func (ix *Index) Rebuild(root string, ns gfid.Namespace, skipTop []string, sweep
 		return indexed, missing, fmt.Errorf("gfidx: rebuilding from %s: %w", root, err)
 	}
 	return indexed, missing, nil
+}
+
+// dirent is one entry of a directory listing: its name and its d_type
+// (unix.DT_UNKNOWN when the file system does not say).
+type dirent struct {
+	name string
+	typ  uint8
+}
+
+// readDirents lists the directory open as fd (from its start: fd must not
+// have been read yet), without "." and "..", sorted by name.
+func readDirents(fd int) ([]dirent, error) {
+	// struct linux_dirent64, the same on every architecture:
+	// d_ino u64, d_off s64, d_reclen u16, d_type u8, d_name NUL-terminated.
+	const (
+		offReclen = 16
+		offType   = 18
+		offName   = 19
+	)
+	buf := make([]byte, 64<<10)
+	var out []dirent
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			break
+		}
+		for b := buf[:n]; len(b) >= offName; {
+			reclen := int(binary.NativeEndian.Uint16(b[offReclen:]))
+			if reclen < offName || reclen > len(b) {
+				return nil, fmt.Errorf("malformed directory entry (record of %d bytes)", reclen)
+			}
+			rec := b[:reclen]
+			b = b[reclen:]
+			if binary.NativeEndian.Uint64(rec) == 0 {
+				continue // no inode: a deleted entry
+			}
+			name := rec[offName:]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			if len(name) == 0 || string(name) == "." || string(name) == ".." {
+				continue
+			}
+			out = append(out, dirent{name: string(name), typ: rec[offType]})
+		}
+	}
+	slices.SortFunc(out, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
+	return out, nil
+}
+
+// direntType is the d_type of a file of mode m.
+func direntType(m uint32) uint8 {
+	switch m & unix.S_IFMT {
+	case unix.S_IFREG:
+		return unix.DT_REG
+	case unix.S_IFDIR:
+		return unix.DT_DIR
+	case unix.S_IFLNK:
+		return unix.DT_LNK
+	case unix.S_IFIFO:
+		return unix.DT_FIFO
+	case unix.S_IFCHR:
+		return unix.DT_CHR
+	case unix.S_IFBLK:
+		return unix.DT_BLK
+	case unix.S_IFSOCK:
+		return unix.DT_SOCK
+	}
+	return unix.DT_UNKNOWN
 }
 
 // Remove deletes the index file at path (for a rebuild after corruption).

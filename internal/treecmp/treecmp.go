@@ -9,6 +9,12 @@
 // followed and names are handled as raw bytes (Go strings that may hold
 // any byte but NUL and '/'); nothing is normalised.
 //
+// Trees may be deeper than PATH_MAX: below the roots, every entry is
+// reached relative to its parent directory's descriptor (openat, fstatat,
+// readlinkat, and the l*xattr calls on /proc/self/fd/DIRFD/NAME), never by
+// a whole path. A walk holds one descriptor per level of the directory it
+// is in, not one per directory of the tree.
+//
 // Paths in results are relative to the compared roots, with "/" as the
 // separator; the roots themselves are reported as ".".
 package treecmp
@@ -21,6 +27,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -67,7 +74,6 @@ func (d Diff) String() string {
 
 // entry is what the walk records about one path.
 type entry struct {
-	abs    string
 	st     unix.Stat_t
 	link   string            // symlink target, raw bytes
 	xattrs map[string][]byte // filtered xattrs (nil when none)
@@ -87,10 +93,128 @@ func (e *entry) inode() inode { return inode{dev: e.st.Dev, ino: e.st.Ino} }
 
 // tree is the result of walking one side.
 type tree struct {
+	root    string // the root as given, for messages and a non-directory root
 	entries map[string]*entry
 	// groups maps the inode of every non-directory with nlink > 1 to the
 	// sorted relative paths sharing it inside the tree.
 	groups map[inode][]string
+	// rootFD is the root directory, open while the tree is compared, so
+	// that files are reopened relative to it; -1 when the root is not a
+	// directory or the tree is closed.
+	rootFD int
+	// dirRel and dirFD cache the directory (relative path, O_PATH
+	// descriptor) of the file last opened by openFile: files of one
+	// directory come one after another in path order. dirFD is -1 when
+	// nothing is cached.
+	dirRel string
+	dirFD  int
+}
+
+// close releases the descriptors the tree holds.
+func (t *tree) close() {
+	if t.dirFD >= 0 {
+		unix.Close(t.dirFD)
+		t.dirFD = -1
+	}
+	if t.rootFD >= 0 {
+		unix.Close(t.rootFD)
+		t.rootFD = -1
+	}
+}
+
+// absPath names rel under the root, for messages only (it may be longer
+// than PATH_MAX).
+func (t *tree) absPath(rel string) string {
+	if rel == "" {
+		return t.root
+	}
+	return strings.TrimSuffix(t.root, "/") + "/" + rel
+}
+
+// openFile opens the regular file at rel for reading, relative to the
+// root's descriptor: each directory on the way is opened with O_NOFOLLOW,
+// so that no path longer than one name reaches the kernel.
+func (t *tree) openFile(rel string) (*os.File, error) {
+	if rel == "" {
+		// The root is the file itself.
+		fd, err := openat(unix.AT_FDCWD, t.root, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: t.root, Err: err}
+		}
+		return os.NewFile(uintptr(fd), t.root), nil
+	}
+	if t.rootFD < 0 {
+		return nil, &os.PathError{Op: "open", Path: t.absPath(rel), Err: os.ErrClosed}
+	}
+	dir, name := "", rel
+	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
+		dir, name = rel[:i], rel[i+1:]
+	}
+	dirfd := t.rootFD
+	if dir != "" {
+		if t.dirFD < 0 || t.dirRel != dir {
+			if t.dirFD >= 0 {
+				unix.Close(t.dirFD)
+				t.dirFD = -1
+			}
+			fd, err := openRel(t.rootFD, dir, unix.O_PATH|unix.O_DIRECTORY)
+			if err != nil {
+				return nil, &os.PathError{Op: "open", Path: t.absPath(dir), Err: err}
+			}
+			t.dirRel, t.dirFD = dir, fd
+		}
+		dirfd = t.dirFD
+	}
+	fd, err := openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: t.absPath(rel), Err: err}
+	}
+	return os.NewFile(uintptr(fd), t.absPath(rel)), nil
+}
+
+// openRel opens the slash-separated relative path rel below the directory
+// dirfd one component at a time, none of them followed if a symlink:
+// the directories on the way with O_PATH, the last one with flags
+// (O_NOFOLLOW and O_CLOEXEC are added). rel must not be empty.
+func openRel(dirfd int, rel string, flags int) (int, error) {
+	cur, owned := dirfd, false
+	defer func() {
+		if owned {
+			unix.Close(cur)
+		}
+	}()
+	for {
+		name, rest, more := strings.Cut(rel, "/")
+		if name == "" || name == "." || name == ".." {
+			return -1, unix.EINVAL
+		}
+		fl := flags
+		if more {
+			fl = unix.O_PATH | unix.O_DIRECTORY
+		}
+		fd, err := openat(cur, name, fl|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+		if err != nil {
+			return -1, err
+		}
+		if !more {
+			return fd, nil
+		}
+		if owned {
+			unix.Close(cur)
+		}
+		cur, owned = fd, true
+		rel = rest
+	}
+}
+
+// openat is unix.Openat, retried when interrupted.
+func openat(dirfd int, name string, flags int) (int, error) {
+	for {
+		fd, err := unix.Openat(dirfd, name, flags, 0)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
 }
 
 // walker holds the state of one walk.
@@ -113,10 +237,12 @@ func Compare(a, b string, opt Options) ([]Diff, error) {
 	if err != nil {
 		return nil, fmt.Errorf("treecmp: walk %q: %w", a, err)
 	}
+	defer ta.close()
 	tb, err := w.walk(b)
 	if err != nil {
 		return nil, fmt.Errorf("treecmp: walk %q: %w", b, err)
 	}
+	defer tb.close()
 
 	paths := make([]string, 0, len(ta.entries)+len(tb.entries))
 	for p := range ta.entries {
@@ -193,7 +319,7 @@ func compareEntry(p string, ea, eb *entry, ta, tb *tree, opt Options, add func(p
 		if ea.st.Size != eb.st.Size {
 			add(p, "size: a=%d b=%d", ea.st.Size, eb.st.Size)
 		} else if ea.st.Size > 0 && ea.inode() != eb.inode() {
-			off, same, err := sameContent(ea.abs, eb.abs)
+			off, same, err := sameContent(ta, tb, p)
 			if err != nil {
 				return err
 			}
@@ -262,15 +388,16 @@ func compareXattrs(p string, xa, xb map[string][]byte, add func(p, format string
 	}
 }
 
-// sameContent compares two files byte by byte. When they differ it returns
-// the offset of the first differing byte.
-func sameContent(a, b string) (int64, bool, error) {
-	fa, err := os.Open(a)
+// sameContent compares the files at relative path p of two trees byte by
+// byte. When they differ it returns the offset of the first differing byte.
+func sameContent(ta, tb *tree, p string) (int64, bool, error) {
+	a, b := ta.absPath(p), tb.absPath(p)
+	fa, err := ta.openFile(p)
 	if err != nil {
 		return 0, false, fmt.Errorf("treecmp: %w", err)
 	}
 	defer fa.Close()
-	fb, err := os.Open(b)
+	fb, err := tb.openFile(p)
 	if err != nil {
 		return 0, false, fmt.Errorf("treecmp: %w", err)
 	}
@@ -305,11 +432,46 @@ func sameContent(a, b string) (int64, bool, error) {
 	}
 }
 
-// walk records every entry under root.
-func (w *walker) walk(root string) (*tree, error) {
-	t := &tree{entries: map[string]*entry{}, groups: map[inode][]string{}}
-	if err := w.walkEntry(t, root, ""); err != nil {
-		return nil, err
+// walk records every entry under root. Below the root, entries are
+// reached through their parent directory's descriptor: the walk holds the
+// descriptors of the directories from the root down to the current one.
+// When the root is a directory, the returned tree keeps it open (close
+// releases it), for openFile.
+func (w *walker) walk(root string) (_ *tree, err error) {
+	t := &tree{root: root, entries: map[string]*entry{}, groups: map[inode][]string{}, rootFD: -1, dirFD: -1}
+	defer func() {
+		if err != nil {
+			t.close()
+		}
+	}()
+	e := &entry{}
+	if err := unix.Lstat(root, &e.st); err != nil {
+		return nil, &os.PathError{Op: "lstat", Path: root, Err: err}
+	}
+	if e.typ() == unix.S_IFLNK {
+		target, err := os.Readlink(root)
+		if err != nil {
+			return nil, err
+		}
+		e.link = target
+	}
+	if w.xattrs {
+		x, err := readXattrs(root, root, w.trusted, w.opt.IgnoreXattrPrefixes)
+		if err != nil {
+			return nil, err
+		}
+		e.xattrs = x
+	}
+	t.entries[""] = e
+	if e.isDir() {
+		fd, err := openat(unix.AT_FDCWD, root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: root, Err: err}
+		}
+		t.rootFD = fd // closed by t.close
+		if err := w.walkDir(t, fd, ""); err != nil {
+			return nil, err
+		}
 	}
 	for p, e := range t.entries {
 		if !e.isDir() && e.st.Nlink > 1 {
@@ -326,32 +488,12 @@ func (w *walker) walk(root string) (*tree, error) {
 	return t, nil
 }
 
-func (w *walker) walkEntry(t *tree, abs, rel string) error {
-	e := &entry{abs: abs}
-	if err := unix.Lstat(abs, &e.st); err != nil {
-		return &os.PathError{Op: "lstat", Path: abs, Err: err}
-	}
-	if e.typ() == unix.S_IFLNK {
-		target, err := os.Readlink(abs)
-		if err != nil {
-			return err
-		}
-		e.link = target
-	}
-	if w.xattrs {
-		x, err := readXattrs(abs, w.trusted, w.opt.IgnoreXattrPrefixes)
-		if err != nil {
-			return err
-		}
-		e.xattrs = x
-	}
-	t.entries[rel] = e
-	if !e.isDir() {
-		return nil
-	}
-	names, err := readDirNames(abs)
+// walkDir records the entries of the directory open as dirfd, at relative
+// path rel, and below it. dirfd stays owned by the caller.
+func (w *walker) walkDir(t *tree, dirfd int, rel string) error {
+	names, err := readDirNames(dirfd)
 	if err != nil {
-		return err
+		return fmt.Errorf("readdir %q: %w", t.absPath(rel), err)
 	}
 	for _, name := range names {
 		if rel == "" && slices.Contains(w.opt.IgnoreTop, name) {
@@ -361,33 +503,89 @@ func (w *walker) walkEntry(t *tree, abs, rel string) error {
 		if rel != "" {
 			childRel = rel + "/" + name
 		}
-		if err := w.walkEntry(t, abs+"/"+name, childRel); err != nil {
+		e := &entry{}
+		if err := unix.Fstatat(dirfd, name, &e.st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return &os.PathError{Op: "lstat", Path: t.absPath(childRel), Err: err}
+		}
+		if e.typ() == unix.S_IFLNK {
+			target, err := readlinkat(dirfd, name)
+			if err != nil {
+				return &os.PathError{Op: "readlink", Path: t.absPath(childRel), Err: err}
+			}
+			e.link = target
+		}
+		if w.xattrs {
+			x, err := readXattrs(procPath(dirfd, name), t.absPath(childRel), w.trusted, w.opt.IgnoreXattrPrefixes)
+			if err != nil {
+				return err
+			}
+			e.xattrs = x
+		}
+		t.entries[childRel] = e
+		if !e.isDir() {
+			continue
+		}
+		fd, err := openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+		if err != nil {
+			return &os.PathError{Op: "open", Path: t.absPath(childRel), Err: err}
+		}
+		err = w.walkDir(t, fd, childRel)
+		unix.Close(fd)
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// readDirNames returns the raw names in directory dir, sorted.
-func readDirNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
+// procPath names entry name of the open directory dirfd through the
+// directory's /proc/self/fd magic link: a short path however deep the
+// directory is. The l*xattr calls do not follow its final component.
+func procPath(dirfd int, name string) string {
+	return "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + name
+}
+
+// readlinkat returns the target of symlink name in dirfd, as raw bytes.
+func readlinkat(dirfd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
 	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("readdir %q: %w", dir, err)
+}
+
+// readDirNames returns the raw names in the directory open as fd, sorted.
+// It reads through fd, from its start (fd must not have been read yet).
+func readDirNames(fd int) ([]string, error) {
+	buf := make([]byte, 64<<10)
+	var names []string
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			break
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
 	}
 	sort.Strings(names)
 	return names, nil
 }
 
 // readXattrs returns the user.* (and, when trusted, trusted.*) xattrs of
-// path, without following symlinks, minus the ignored prefixes. Entries
-// that cannot carry xattrs yield none.
-func readXattrs(path string, trusted bool, ignore []string) (map[string][]byte, error) {
-	names, err := listXattrs(path)
+// path, without following symlinks, minus the ignored prefixes; errors
+// name the entry as display. Entries that cannot carry xattrs yield none.
+func readXattrs(path, display string, trusted bool, ignore []string) (map[string][]byte, error) {
+	names, err := listXattrs(path, display)
 	if err != nil {
 		return nil, err
 	}
@@ -399,7 +597,7 @@ func readXattrs(path string, trusted bool, ignore []string) (map[string][]byte, 
 		if slices.ContainsFunc(ignore, func(p string) bool { return strings.HasPrefix(n, p) }) {
 			continue
 		}
-		v, ok, err := getXattr(path, n)
+		v, ok, err := getXattr(path, display, n)
 		if err != nil {
 			return nil, err
 		}
@@ -418,14 +616,14 @@ func noXattrs(err error) bool {
 	return errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EPERM)
 }
 
-func listXattrs(path string) ([]string, error) {
+func listXattrs(path, display string) ([]string, error) {
 	for {
 		sz, err := unix.Llistxattr(path, nil)
 		if err != nil {
 			if noXattrs(err) {
 				return nil, nil
 			}
-			return nil, &os.PathError{Op: "llistxattr", Path: path, Err: err}
+			return nil, &os.PathError{Op: "llistxattr", Path: display, Err: err}
 		}
 		if sz == 0 {
 			return nil, nil
@@ -439,7 +637,7 @@ func listXattrs(path string) ([]string, error) {
 			if noXattrs(err) {
 				return nil, nil
 			}
-			return nil, &os.PathError{Op: "llistxattr", Path: path, Err: err}
+			return nil, &os.PathError{Op: "llistxattr", Path: display, Err: err}
 		}
 		var names []string
 		for _, n := range bytes.Split(buf[:n], []byte{0}) {
@@ -452,14 +650,14 @@ func listXattrs(path string) ([]string, error) {
 }
 
 // getXattr reads one xattr; ok is false when it vanished meanwhile.
-func getXattr(path, name string) ([]byte, bool, error) {
+func getXattr(path, display, name string) ([]byte, bool, error) {
 	for {
 		sz, err := unix.Lgetxattr(path, name, nil)
 		if errors.Is(err, unix.ENODATA) {
 			return nil, false, nil
 		}
 		if err != nil {
-			return nil, false, &os.PathError{Op: "lgetxattr " + name, Path: path, Err: err}
+			return nil, false, &os.PathError{Op: "lgetxattr " + name, Path: display, Err: err}
 		}
 		buf := make([]byte, sz)
 		if sz == 0 {
@@ -472,7 +670,7 @@ func getXattr(path, name string) ([]byte, bool, error) {
 		case errors.Is(err, unix.ENODATA):
 			return nil, false, nil
 		case err != nil:
-			return nil, false, &os.PathError{Op: "lgetxattr " + name, Path: path, Err: err}
+			return nil, false, &os.PathError{Op: "lgetxattr " + name, Path: display, Err: err}
 		}
 		return buf[:n], true, nil
 	}
@@ -542,6 +740,7 @@ func Snapshot(root string, opt Options) (map[string]Stamp, error) {
 	if err != nil {
 		return nil, fmt.Errorf("treecmp: snapshot %q: %w", root, err)
 	}
+	t.close()
 	out := make(map[string]Stamp, len(t.entries))
 	for p, e := range t.entries {
 		out[displayPath(p)] = Stamp{
