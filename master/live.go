@@ -542,8 +542,12 @@ func (m *Master) reconcile(ctx context.Context, l *link, dirs []gfid.GFID, sync 
 	var total BatchStats
 	syncFn := func() error { return sync(ctx) }
 	done := map[gfid.GFID]int{}
+	reconciled := map[gfid.GFID]bool{}
 	deep := prev.made // made empty on the slave by the replay or the last round: crawled whole
 	for round := 0; len(dirs)+len(deep) > 0; round++ {
+		for _, g := range dirs {
+			reconciled[g] = true
+		}
 		if round == maxReconcileRounds {
 			return total, fmt.Errorf("master: reconciling directories: the slave still lacks %d after %d rounds", len(dirs)+len(deep), round)
 		}
@@ -557,7 +561,7 @@ func (m *Master) reconcile(ctx context.Context, l *link, dirs []gfid.GFID, sync 
 			return total, err
 		}
 		p := &processor{m: m, session: m.token, client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, trustRecords: true, live: true,
-			reconcile: true, missing: map[gfid.GFID]bool{}, syncRecorder: sync, lastSync: time.Now()}
+			reconcile: true, missing: map[gfid.GFID]bool{}, also: map[gfid.GFID]bool{}, syncRecorder: sync, lastSync: time.Now()}
 		// The status tracker hears of one batch: the counts go on from
 		// the replay's (and the earlier rounds').
 		p.rep.base = prev.synced()
@@ -568,8 +572,15 @@ func (m *Master) reconcile(ctx context.Context, l *link, dirs []gfid.GFID, sync 
 		}
 		total.Add(p.stats)
 		prev = p
-		// The next round: each missing directory, after its parent.
+		// The next round: each missing directory, after its parent, and
+		// the directories the slave used beyond those named, unless
+		// reconciled already (each once: they cannot keep coming).
 		next := map[gfid.GFID]bool{}
+		for g := range p.also {
+			if !reconciled[g] {
+				next[g] = true
+			}
+		}
 		m.tree.Idx.View(func(tx *gfidx.Tx) error {
 			for g := range p.missing {
 				if done[g] > 2 {

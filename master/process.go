@@ -165,6 +165,7 @@ type processor struct {
 	touched   map[gfid.GFID]bool
 	reconcile bool
 	missing   map[gfid.GFID]bool // reconcile: directories the slave lacks
+	also      map[gfid.GFID]bool // reconcile: directories the slave used beyond those named (see alsoDirs)
 	made      []gfid.GFID        // directories the slave made from an op: it has none of their content
 	rep       batchReport        // for the status tracker (status.go)
 	// skipEntries: the batch's entry ops were applied by an earlier
@@ -721,6 +722,7 @@ func (p *processor) settleEntries(ctx context.Context) (err error) {
 	}
 	for i, r := range resp.GetResults() {
 		p.rep.answered(ops[i], r)
+		p.alsoDirs(r)
 		if p.m.log.IsTrace() {
 			p.m.log.Trace("entry op", "op", describe(ops[i]), "parent", fmt.Sprintf("%x", ops[i].GetPargfid()),
 				"to", fmt.Sprintf("%x/%q", ops[i].GetPargfid2(), ops[i].GetName2()), "status", r.GetStatus(), "error", r.GetError())
@@ -823,6 +825,26 @@ func (p *processor) settleEntries(ctx context.Context) (err error) {
 		}
 	}
 	return nil
+}
+
+// alsoDirs takes in the directories the slave says an op changed or
+// relied on beyond those it names (it found the entry elsewhere and moved
+// or linked it from there): a live batch reconciles them with the ones
+// its records name, a reconciliation in its next round. A crawl of the
+// whole tree lists them anyway.
+func (p *processor) alsoDirs(r *pb.OpResult) {
+	for _, b := range r.GetAlsoDirs() {
+		g, err := gfid.FromBytes(b)
+		if err != nil {
+			continue
+		}
+		switch {
+		case p.reconcile:
+			p.also[g] = true
+		case p.touched != nil:
+			p.touched[g] = true
+		}
+	}
 }
 
 // notMade counts an entry op the slave answered SKIPPED: an entry it

@@ -31,6 +31,18 @@ type outcome struct {
 	made    bool  // made from the op's description: the gfid was nowhere here
 	// PURGE with report_only: what the directory holds beyond keep.
 	extraNames, extraGFIDs [][]byte
+	// also: a directory the op moved the entry from or linked it from,
+	// other than its own (OpResult.also_dirs).
+	also gfid.GFID
+}
+
+// from says that the op used the entry found at h, in a directory other
+// than the ones it names: the master reconciles that one too.
+func (o outcome) from(h handle, r *entryReq) outcome {
+	if h.parent != limboGFID && h.parent != r.parent && h.parent != r.parent2 && !h.parent.IsZero() {
+		o.also = h.parent
+	}
+	return o
 }
 
 var (
@@ -86,6 +98,9 @@ func codeOf(err error) pb.ErrorCode {
 
 func (o outcome) result() *pb.OpResult {
 	r := &pb.OpResult{Status: o.status, Current: o.current, Made: o.made, ExtraNames: o.extraNames, ExtraGfids: o.extraGFIDs}
+	if !o.also.IsZero() {
+		r.AlsoDirs = [][]byte{o.also.Bytes()}
+	}
 	if o.err != nil {
 		r.Code = codeOf(o.err)
 		r.Error = o.err.Error()
@@ -431,7 +446,7 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 		if err := c.tx.AddLink(r.g, link); err != nil {
 			return failed(err)
 		}
-		return res
+		return res.from(h, r)
 	}
 create:
 	if r.dataFollows {
@@ -674,9 +689,9 @@ func (s *Slave) link(c *dirCache, r *entryReq) outcome {
 		return failed(err)
 	}
 	if conflict {
-		return resolved
+		return resolved.from(h, r)
 	}
-	return done
+	return done.from(h, r)
 }
 
 func (s *Slave) rename(c *dirCache, r *entryReq) outcome {
@@ -748,6 +763,15 @@ func (s *Slave) rename(c *dirCache, r *entryReq) outcome {
 				return failed(err)
 			}
 		}
+	}
+	if !srcKnown {
+		// The old name is not here: the entry is moved (or linked) from
+		// where it is, which the op does not name. The master reconciles
+		// that directory: it puts back a name it still has there (the
+		// other link of a hardlinked file, moved away here because the
+		// LINK that made the renamed name was never applied), and drops a
+		// stale one.
+		res = res.from(src, r)
 	}
 	if !srcKnown && !isDir(&sst) && sst.Nlink > 1 {
 		// The old name is not here; the inode has other names, which are

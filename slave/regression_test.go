@@ -3,6 +3,7 @@ package slave_test
 // Regression tests: each pins a bug found (and fixed) in the slave.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -422,5 +423,38 @@ func TestIssue18SessionIDIsNotACredential(t *testing.T) {
 	}
 	if exists(f.path("stolen")) {
 		t.Error("a call with the session id was applied")
+	}
+}
+
+// TestIssue17RenameOfAnUnknownNameSaysWhereItMoved: a RENAME of a name
+// the slave does not have (the LINK that made it never reached it) moves
+// the inode from wherever the slave has it, a directory the op does not
+// name: the other link of a hardlinked file vanished from the slave,
+// silently (the independent churn's lost hardlink names). The slave now
+// says which directory it moved the entry from, so that the master
+// reconciles it.
+func TestIssue17RenameOfAnUnknownNameSaysWhereItMoved(t *testing.T) {
+	f := newFixture(t)
+	F, A, B, C := newGFID(t), newGFID(t), newGFID(t), newGFID(t)
+	f.ok(opMkdir(A, gfid.Root, "a"), opMkdir(B, gfid.Root, "b"), opMkdir(C, gfid.Root, "c"), opCreate(F, A, "f"))
+	res := f.entry(opRename(F, B, "link", C, "moved"))
+	if res[0].GetStatus() != stOK {
+		t.Fatalf("RENAME: %v", res[0])
+	}
+	got := res[0].GetAlsoDirs()
+	if len(got) != 1 || !bytes.Equal(got[0], A.Bytes()) {
+		t.Errorf("also_dirs = %x, want the directory it moved the file from (%s)", got, A)
+	}
+	// A CREATE that reuses the gfid from elsewhere says so too.
+	G := newGFID(t)
+	f.ok(opCreate(G, A, "g"))
+	res = f.entry(opCreate(G, C, "g2"))
+	if got := res[0].GetAlsoDirs(); len(got) != 1 || !bytes.Equal(got[0], A.Bytes()) {
+		t.Errorf("CREATE reusing a file: also_dirs = %x, want %s", got, A)
+	}
+	// An op that finds its entry where it names it says nothing more.
+	res = f.entry(opRename(F, C, "moved", B, "back"))
+	if got := res[0].GetAlsoDirs(); len(got) != 0 {
+		t.Errorf("a plain RENAME: also_dirs = %x", got)
 	}
 }

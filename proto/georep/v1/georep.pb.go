@@ -874,7 +874,14 @@ type OpResult struct {
 	// holds. For a CREATE with data_follows: the slave has no copy of the
 	// file, so its data cannot be current there (the master may send it
 	// inline).
-	Made          bool `protobuf:"varint,7,opt,name=made,proto3" json:"made,omitempty"`
+	Made bool `protobuf:"varint,7,opt,name=made,proto3" json:"made,omitempty"`
+	// Directories other than the op's own (pargfid, pargfid2) whose content
+	// the op changed or relied on: where it found the entry's gfid under
+	// another name and moved it from or linked it from (a RENAME whose old
+	// name was not there, a CREATE or MKDIR reusing the gfid found
+	// elsewhere). A master replaying a journal reconciles them: a name it
+	// still has there is put back, a stale one removed.
+	AlsoDirs      [][]byte `protobuf:"bytes,8,rep,name=also_dirs,json=alsoDirs,proto3" json:"also_dirs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -956,6 +963,13 @@ func (x *OpResult) GetMade() bool {
 		return x.Made
 	}
 	return false
+}
+
+func (x *OpResult) GetAlsoDirs() [][]byte {
+	if x != nil {
+		return x.AlsoDirs
+	}
+	return nil
 }
 
 type EntryOpsResponse struct {
@@ -2527,7 +2541,7 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"reportOnly\"\\\n" +
 	"\x0fEntryOpsRequest\x12#\n" +
 	"\rsession_token\x18\x01 \x01(\fR\fsessionToken\x12$\n" +
-	"\x03ops\x18\x02 \x03(\v2\x12.georep.v1.EntryOpR\x03ops\"\xe7\x01\n" +
+	"\x03ops\x18\x02 \x03(\v2\x12.georep.v1.EntryOpR\x03ops\"\x84\x02\n" +
 	"\bOpResult\x12+\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x13.georep.v1.OpStatusR\x06status\x12(\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x14.georep.v1.ErrorCodeR\x04code\x12\x14\n" +
@@ -2537,7 +2551,8 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"extraNames\x12\x1f\n" +
 	"\vextra_gfids\x18\x06 \x03(\fR\n" +
 	"extraGfids\x12\x12\n" +
-	"\x04made\x18\a \x01(\bR\x04made\"A\n" +
+	"\x04made\x18\a \x01(\bR\x04made\x12\x1b\n" +
+	"\talso_dirs\x18\b \x03(\fR\balsoDirs\"A\n" +
 	"\x10EntryOpsResponse\x12-\n" +
 	"\aresults\x18\x01 \x03(\v2\x13.georep.v1.OpResultR\aresults\"1\n" +
 	"\x05Xattr\x12\x12\n" +
