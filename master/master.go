@@ -43,8 +43,8 @@ import (
 	"github.com/georep/georep/internal/mtree"
 	"github.com/georep/georep/internal/syncstatus"
 	"github.com/georep/georep/internal/tlsconf"
+	"github.com/georep/georep/internal/wire"
 	pb "github.com/georep/georep/proto/georep/v1"
-	"github.com/georep/georep/slave"
 	"github.com/georep/georep/syncer"
 )
 
@@ -344,7 +344,7 @@ func (m *Master) connect(ctx context.Context) (*pb.HandshakeResponse, error) {
 	} else if err := tlsconf.CheckPlaintext(m.cfg.Slave, m.cfg.Insecure); err != nil {
 		return nil, err // New checked it already
 	}
-	conn, err := grpc.NewClient(m.cfg.Slave, append(slave.DialOptions(), grpc.WithTransportCredentials(creds))...)
+	conn, err := grpc.NewClient(m.cfg.Slave, append(wire.DialOptions(), grpc.WithTransportCredentials(creds))...)
 	if err != nil {
 		return nil, &monitor.Fatal{Err: fmt.Errorf("slave %s: %w", m.cfg.Slave, err)}
 	}
@@ -355,7 +355,7 @@ func (m *Master) connect(ctx context.Context) (*pb.HandshakeResponse, error) {
 	m.client = pb.NewSlaveServiceClient(conn)
 	host, _ := os.Hostname()
 	req := &pb.HandshakeRequest{
-		ProtocolVersion: slave.ProtocolVersion, SessionId: m.sessionID(),
+		ProtocolVersion: wire.ProtocolVersion, SessionId: m.sessionID(),
 		MasterVolumeId: m.volumeID, MasterHost: host, MasterRoot: m.cfg.Root,
 	}
 	delay := 200 * time.Millisecond

@@ -14,9 +14,9 @@ import (
 	"github.com/georep/georep/changelog"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/internal/wire"
 	"github.com/georep/georep/internal/xattrs"
 	pb "github.com/georep/georep/proto/georep/v1"
-	"github.com/georep/georep/slave"
 	"github.com/georep/georep/syncer"
 )
 
@@ -954,7 +954,7 @@ func (p *processor) purge(ctx context.Context) error {
 				}
 				keep = make([][]byte, 0, len(list))
 				for _, n := range list {
-					if g == gfid.Root && n == slave.ReservedName {
+					if g == gfid.Root && n == wire.ReservedName {
 						continue
 					}
 					keep = append(keep, []byte(n))

@@ -20,18 +20,18 @@ import (
 	pb "github.com/georep/georep/proto/georep/v1"
 )
 
-// wire counts, on the slave's side, what masters send it: literal file
+// tap counts, on the slave's side, what masters send it: literal file
 // data (FileChunk bytes) and entry ops by type.
-type wire struct {
+type tap struct {
 	data   atomic.Int64
 	mu     sync.Mutex
 	ops    map[pb.EntryOpType]int
 	checks int // CREATEs with check_current
 }
 
-func newWire() *wire { return &wire{ops: map[pb.EntryOpType]int{}} }
+func newWire() *tap { return &tap{ops: map[pb.EntryOpType]int{}} }
 
-func (w *wire) options() []grpc.ServerOption {
+func (w *tap) options() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			return h(srv, &countStream{ServerStream: ss, w: w})
@@ -52,13 +52,13 @@ func (w *wire) options() []grpc.ServerOption {
 	}
 }
 
-func (w *wire) opCount(t pb.EntryOpType) int {
+func (w *tap) opCount(t pb.EntryOpType) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.ops[t]
 }
 
-func (w *wire) opTotal() int {
+func (w *tap) opTotal() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := 0
@@ -70,7 +70,7 @@ func (w *wire) opTotal() int {
 
 type countStream struct {
 	grpc.ServerStream
-	w *wire
+	w *tap
 }
 
 func (s *countStream) RecvMsg(m any) error {

@@ -16,9 +16,9 @@ import (
 
 	"github.com/georep/georep/internal/testenv"
 	"github.com/georep/georep/internal/tlsconf"
+	"github.com/georep/georep/internal/wire"
 	"github.com/georep/georep/master"
 	pb "github.com/georep/georep/proto/georep/v1"
-	"github.com/georep/georep/slave"
 )
 
 // TestIssue18SessionBoundToCertificate: a second master the slave admits
@@ -80,7 +80,7 @@ func TestIssue18SessionBoundToCertificate(t *testing.T) {
 	c := pb.NewSlaveServiceClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = c.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: id})
+	_, err = c.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: wire.ProtocolVersion, SessionId: id})
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("the holder's session id from another certificate: %v, want FailedPrecondition", err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/mtree"
 	"github.com/georep/georep/internal/syncstatus"
-	"github.com/georep/georep/slave"
+	"github.com/georep/georep/internal/wire"
 )
 
 // CrawlStats counts what a crawl found.
@@ -304,7 +304,7 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 	}
 	var subdirs []sub
 	for _, name := range names {
-		if isRoot && name == slave.ReservedName {
+		if isRoot && name == wire.ReservedName {
 			x.log.Warn("not replicating the top-level entry reserved for the slave's own use", "name", name)
 			continue
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/georep/georep/internal/bulkconn"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/internal/wire"
 	"github.com/georep/georep/internal/xattrs"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/syncer/delta"
@@ -301,10 +302,6 @@ func IsTempName(name string) bool {
 	return true
 }
 
-// MinDelta is the smallest old copy worth a delta: below it the signature
-// round trip and the read of the old copy cost more than the bytes saved.
-const MinDelta = 64 << 10
-
 // bgCloseMin is the size from which an old copy's descriptor is closed on
 // a goroutine of its own (see incoming.close).
 const bgCloseMin = 16 << 20
@@ -582,7 +579,8 @@ func (ds *dataStream) want(id uint64, send bool) error {
 // sign opens the target's current content (when worth a delta) and returns
 // its signature; nil means "send it whole".
 func (ds *dataStream) sign(in *incoming, st *unix.Stat_t) (*delta.Signature, error) {
-	if in.hdr.GetNoDelta() || st.Size < MinDelta || in.hdr.GetSize() == 0 {
+	if in.hdr.GetNoDelta() || st.Size < wire.SmallFile || // below it the signature round trip and the read of the old copy cost more than the bytes saved
+		in.hdr.GetSize() == 0 {
 		return nil, nil
 	}
 	fd, err := unix.Openat(in.dirfd, in.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)

@@ -7,10 +7,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/georep/georep/changelog"
 	"github.com/georep/georep/internal/beneath"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/internal/wire"
 	"github.com/georep/georep/internal/xattrs"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/syncer/delta"
@@ -138,10 +138,10 @@ func parseGFID(b []byte, what string) (gfid.GFID, error) {
 
 func checkName(parent gfid.GFID, b []byte, what string) (string, error) {
 	name := string(b)
-	if err := changelog.ValidName(name); err != nil {
+	if err := wire.ValidName(name); err != nil {
 		return "", invalidf("%s: %v", what, err)
 	}
-	if parent == gfid.Root && name == ReservedName {
+	if parent == gfid.Root && name == wire.ReservedName {
 		return "", invalidf("%s: %q is reserved at the slave root", what, name)
 	}
 	return name, nil
@@ -834,7 +834,7 @@ func (s *Slave) purge(c *dirCache, r *entryReq) outcome {
 		if _, ok := r.keep[n]; ok {
 			continue
 		}
-		if r.g == gfid.Root && n == ReservedName {
+		if r.g == gfid.Root && n == wire.ReservedName {
 			continue
 		}
 		if IsTempName(n) {

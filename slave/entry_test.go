@@ -10,8 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/wire"
 	pb "github.com/georep/georep/proto/georep/v1"
-	"github.com/georep/georep/slave"
 )
 
 // replayNoop replays ops and requires NOOP for each and no change at all in
@@ -305,10 +305,10 @@ func TestEntryPurge(t *testing.T) {
 	f.ok(opCreate(newGFID(t), gfid.Root, "top"))
 	rop := opPurge(gfid.Root)
 	f.ok(rop)
-	if got := listNames(t, f.root); !equalStrings(got, []string{slave.ReservedName}) {
+	if got := listNames(t, f.root); !equalStrings(got, []string{wire.ReservedName}) {
 		t.Fatalf("after PURGE of the root, it holds %q", got)
 	}
-	if !exists(filepath.Join(f.root, slave.ReservedName, "limbo")) {
+	if !exists(filepath.Join(f.root, wire.ReservedName, "limbo")) {
 		t.Fatal("PURGE removed the limbo")
 	}
 	f.replayNoop(rop)
@@ -446,16 +446,16 @@ func TestEntryBadInput(t *testing.T) {
 		{"empty", opCreate(g(), D, ""), ecInvalid},
 		{"nil-name", withName(opCreate(g(), D, ""), nil), ecInvalid},
 		{"256 bytes", opCreate(g(), D, strings.Repeat("a", 256)), ecInvalid},
-		{"reserved at root", opMkdir(g(), gfid.Root, slave.ReservedName), ecInvalid},
-		{"reserved at root create", opCreate(g(), gfid.Root, slave.ReservedName), ecInvalid},
-		{"unlink reserved", opUnlink(g(), gfid.Root, slave.ReservedName), ecInvalid},
-		{"rmdir reserved", opRmdir(g(), gfid.Root, slave.ReservedName), ecInvalid},
-		{"rename onto reserved", opRename(F, D, "f", gfid.Root, slave.ReservedName), ecInvalid},
+		{"reserved at root", opMkdir(g(), gfid.Root, wire.ReservedName), ecInvalid},
+		{"reserved at root create", opCreate(g(), gfid.Root, wire.ReservedName), ecInvalid},
+		{"unlink reserved", opUnlink(g(), gfid.Root, wire.ReservedName), ecInvalid},
+		{"rmdir reserved", opRmdir(g(), gfid.Root, wire.ReservedName), ecInvalid},
+		{"rename onto reserved", opRename(F, D, "f", gfid.Root, wire.ReservedName), ecInvalid},
 		{"rename dst dotdot", opRename(F, D, "f", D, ".."), ecInvalid},
 		{"rename dst slash", opRename(F, D, "f", D, "x/y"), ecInvalid},
 		{"rename dst empty", opRename(F, D, "f", D, ""), ecInvalid},
 		{"rename dst parent short", withPar(opRename(F, D, "f", D, "z"), nil), ecInvalid},
-		{"link reserved name", opLink(F, gfid.Root, slave.ReservedName), ecInvalid},
+		{"link reserved name", opLink(F, gfid.Root, wire.ReservedName), ecInvalid},
 		{"zero gfid", withGFID(opCreate(g(), D, "z"), make([]byte, 16)), ecInvalid},
 		{"15-byte gfid", withGFID(opCreate(g(), D, "z"), make([]byte, 15)), ecInvalid},
 		{"17-byte gfid", withGFID(opCreate(g(), D, "z"), append(g().Bytes(), 1)), ecInvalid},

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/wire"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/slave"
 	"github.com/georep/georep/syncer/delta"
@@ -167,7 +168,7 @@ func FuzzEntryOp(f *testing.F) {
 				t.Fatalf("result %d: %v with error %q", i, r.GetStatus(), r.GetError())
 			}
 		}
-		if !exists(filepath.Join(fx.root, slave.ReservedName, "limbo")) {
+		if !exists(filepath.Join(fx.root, wire.ReservedName, "limbo")) {
 			t.Fatal("the slave's limbo is gone")
 		}
 		// A replay is a NOOP and changes nothing...
@@ -235,7 +236,7 @@ func FuzzMetaOp(f *testing.F) {
 		replay := fx.meta(op)[0]
 		checkResult(t, "replay", replay)
 		fx.checkOutside()
-		if !exists(filepath.Join(fx.root, slave.ReservedName, "limbo")) {
+		if !exists(filepath.Join(fx.root, wire.ReservedName, "limbo")) {
 			t.Fatal("the slave's limbo is gone")
 		}
 		// A PARTIAL op (an owner or a time the slave could not apply)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/testenv"
+	"github.com/georep/georep/internal/wire"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/slave"
 	"github.com/georep/georep/syncer/delta"
@@ -147,7 +148,7 @@ func (f *fixture) reopen() {
 
 func (f *fixture) handshake(sid []byte) *pb.HandshakeResponse {
 	f.t.Helper()
-	resp, err := f.s.Handshake(context.Background(), &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: sid, MasterHost: "test", MasterRoot: "/m"})
+	resp, err := f.s.Handshake(context.Background(), &pb.HandshakeRequest{ProtocolVersion: wire.ProtocolVersion, SessionId: sid, MasterHost: "test", MasterRoot: "/m"})
 	if err != nil {
 		f.t.Fatalf("Handshake: %v", err)
 	}
@@ -477,7 +478,7 @@ func readFile(t testing.TB, p string) string {
 // limboNames lists <root>/.georep/limbo.
 func (f *fixture) limboNames() []string {
 	f.t.Helper()
-	return listNames(f.t, filepath.Join(f.root, slave.ReservedName, "limbo"))
+	return listNames(f.t, filepath.Join(f.root, wire.ReservedName, "limbo"))
 }
 
 // ---- gRPC (loopback only) for SyncData ----

@@ -17,16 +17,16 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/wire"
 	pb "github.com/georep/georep/proto/georep/v1"
-	"github.com/georep/georep/slave"
 )
 
 // dialSlave returns a client of the fixture's slave served over gRPC with
-// the limits a master dials with (slave.DialOptions), plus opts.
+// the limits a master dials with (wire.DialOptions), plus opts.
 func (f *fixture) dialSlave(opts ...grpc.DialOption) pb.SlaveServiceClient {
 	f.t.Helper()
 	f.serve()
-	conn, err := grpc.NewClient(f.addr, append(append(slave.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials())), opts...)...)
+	conn, err := grpc.NewClient(f.addr, append(append(wire.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials())), opts...)...)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestOversizedMessages(t *testing.T) {
 	D := newGFID(t)
 	f.ok(opMkdir(D, gfid.Root, "d"))
 	before := snapshot(t, f.root)
-	huge := opSymlink(newGFID(t), D, "huge", strings.Repeat("t", slave.MaxMessage))
+	huge := opSymlink(newGFID(t), D, "huge", strings.Repeat("t", wire.MaxMessage))
 	good := opCreate(newGFID(t), D, "good")
 	req := &pb.EntryOpsRequest{SessionToken: f.tok, Ops: []*pb.EntryOp{good, huge}}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -56,7 +56,7 @@ func TestOversizedMessages(t *testing.T) {
 	if grpcCode(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "larger than max") {
 		t.Errorf("master-side limit: %v, want ResourceExhausted", err)
 	}
-	loose := f.dialSlave(grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(2 * slave.MaxMessage)))
+	loose := f.dialSlave(grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(2 * wire.MaxMessage)))
 	_, err = loose.EntryOps(ctx, req)
 	if grpcCode(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "larger than max") {
 		t.Errorf("slave-side limit: %v, want ResourceExhausted", err)
@@ -74,8 +74,8 @@ func TestOversizedMessages(t *testing.T) {
 	}
 	msgs := []*pb.SyncDataRequest{
 		{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionToken: f.tok}}},
-		{Msg: &pb.SyncDataRequest_Header{Header: &pb.FileHeader{Id: 1, Gfid: gb(F), Size: slave.MaxMessage + 1, Mode: unix.S_IFREG | 0o644, MtimeNs: 1}}},
-		{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: 1, Data: make([]byte, slave.MaxMessage+1)}}},
+		{Msg: &pb.SyncDataRequest_Header{Header: &pb.FileHeader{Id: 1, Gfid: gb(F), Size: wire.MaxMessage + 1, Mode: unix.S_IFREG | 0o644, MtimeNs: 1}}},
+		{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: 1, Data: make([]byte, wire.MaxMessage+1)}}},
 	}
 	for _, m := range msgs {
 		if err := st.Send(m); err != nil {

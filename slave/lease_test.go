@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/georep/georep/internal/testenv"
+	"github.com/georep/georep/internal/wire"
 	pb "github.com/georep/georep/proto/georep/v1"
-	"github.com/georep/georep/slave"
 )
 
 // syncBuffer is a log sink safe for the slave's goroutines.
@@ -51,7 +51,7 @@ func TestServeDropsSilentMaster(t *testing.T) {
 	c := pb.NewSlaveServiceClient(conn)
 	ctx := context.Background()
 	A, B := newSessionID(t), newSessionID(t)
-	if _, err := c.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: A}); err != nil {
+	if _, err := c.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: wire.ProtocolVersion, SessionId: A}); err != nil {
 		t.Fatal(err)
 	}
 	// A falls silent.
@@ -67,7 +67,7 @@ func TestServeDropsSilentMaster(t *testing.T) {
 	if !strings.Contains(err.Error(), "no open session") {
 		t.Errorf("A's keep-alive: %v; want the session gone", err)
 	}
-	if _, err := c.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: B}); err != nil {
+	if _, err := c.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: wire.ProtocolVersion, SessionId: B}); err != nil {
 		t.Fatalf("B after A was dropped: %v", err)
 	}
 	if strings.Contains(logs.String(), "taking over") {

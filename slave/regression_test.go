@@ -18,6 +18,7 @@ import (
 
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/internal/wire"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/slave"
 	"github.com/georep/georep/syncer/delta"
@@ -97,7 +98,7 @@ func TestRegressionDataStreamSurvivesTakeover(t *testing.T) {
 	d.expectWant(1, true) // the stream is open and admitted
 	clock.Advance(2 * time.Minute)
 	B := newSessionID(t)
-	if _, err := f.s.Handshake(context.Background(), &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: B}); err != nil {
+	if _, err := f.s.Handshake(context.Background(), &pb.HandshakeRequest{ProtocolVersion: wire.ProtocolVersion, SessionId: B}); err != nil {
 		t.Fatal(err)
 	}
 	// The slave may end the stream at the chunk already (the session is
@@ -271,7 +272,7 @@ func TestStagingLeftoversSweptAfterUncleanStop(t *testing.T) {
 		t.Fatal("IsTempName")
 	}
 	sid := newSessionID(t)
-	hs, err := s.Handshake(context.Background(), &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: sid})
+	hs, err := s.Handshake(context.Background(), &pb.HandshakeRequest{ProtocolVersion: wire.ProtocolVersion, SessionId: sid})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +411,7 @@ func TestIssue17RestartedMasterFencesItsOldStreams(t *testing.T) {
 // The refusal names no id now, and a call needs the handshake's token.
 func TestIssue18SessionIDIsNotACredential(t *testing.T) {
 	f := newFixture(t)
-	_, err := f.s.Handshake(context.Background(), &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: newSessionID(t)})
+	_, err := f.s.Handshake(context.Background(), &pb.HandshakeRequest{ProtocolVersion: wire.ProtocolVersion, SessionId: newSessionID(t)})
 	if grpcCode(err) != codes.FailedPrecondition {
 		t.Fatalf("second master: %v", err)
 	}

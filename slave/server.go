@@ -11,51 +11,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/experimental"
-	"google.golang.org/grpc/keepalive"
 
-	"github.com/georep/georep/internal/rpccodec"
 	"github.com/georep/georep/internal/tlsconf"
+	"github.com/georep/georep/internal/wire"
 	pb "github.com/georep/georep/proto/georep/v1"
 )
-
-// MaxMessage is the largest gRPC message either side accepts. It is set
-// deliberately: the largest legitimate message is a PURGE naming every entry
-// of one huge directory (a million 40-byte names is about 45 MiB).
-const MaxMessage = 64 << 20
-
-// ServerOptions are the gRPC options the slave serves with.
-func ServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
-	codec := rpccodec.New()
-	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(MaxMessage),
-		grpc.MaxSendMsgSize(MaxMessage),
-		// Stop (after a graceful stop timed out) returns only once every
-		// handler has: the slave is closed after Serve, and a data
-		// stream must not touch its index, root or closers after that.
-		grpc.WaitForHandlers(true),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
-		grpc.ForceServerCodecV2(codec),
-		experimental.BufferPool(codec.Pool()),
-	}
-	if creds != nil {
-		opts = append(opts, grpc.Creds(creds))
-	}
-	return opts
-}
-
-// DialOptions are the gRPC options a master dials its slave with: the same
-// message limit both ways, so that neither end accepts (or builds) a
-// message the other would refuse, and the same codec (rpccodec).
-func DialOptions() []grpc.DialOption {
-	codec := rpccodec.New()
-	return []grpc.DialOption{
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessage), grpc.MaxCallSendMsgSize(MaxMessage),
-			grpc.ForceCodecV2(codec)),
-		experimental.WithBufferPool(codec.Pool()),
-	}
-}
 
 // Serve serves s on lis until ctx is done, then stops gracefully (giving
 // in-flight calls a few seconds). creds secures the link (mutual TLS, see
@@ -77,7 +37,7 @@ func (s *Slave) Serve(ctx context.Context, lis net.Listener, creds credentials.T
 	// they are closed when serving ends, if no stream claimed them.
 	creds = s.bulk.Credentials(creds)
 	defer s.bulk.Close()
-	srv := grpc.NewServer(append(ServerOptions(creds), extra...)...)
+	srv := grpc.NewServer(append(wire.ServerOptions(creds), extra...)...)
 	pb.RegisterSlaveServiceServer(srv, s)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()

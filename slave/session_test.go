@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/wire"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/slave"
 )
@@ -27,7 +28,7 @@ func TestHandshake(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	resp := f.handshake(f.sid)
-	if resp.GetProtocolVersion() != slave.ProtocolVersion || len(resp.GetSlaveVolumeId()) != 16 ||
+	if resp.GetProtocolVersion() != wire.ProtocolVersion || len(resp.GetSlaveVolumeId()) != 16 ||
 		resp.GetLeaseMs() != slave.DefaultLease.Milliseconds() || resp.GetPrivileged() != (os.Geteuid() == 0) {
 		t.Fatalf("handshake response %v", resp)
 	}
@@ -35,14 +36,14 @@ func TestHandshake(t *testing.T) {
 	if again := f.handshake(f.sid); !bytes.Equal(again.GetSlaveVolumeId(), resp.GetSlaveVolumeId()) {
 		t.Fatal("volume id changed between handshakes")
 	}
-	_, err := f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion + 1, SessionId: f.sid})
+	_, err := f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: wire.ProtocolVersion + 1, SessionId: f.sid})
 	wantCode(t, "wrong protocol", err, codes.Unimplemented)
-	_, err = f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: []byte("short")})
+	_, err = f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: wire.ProtocolVersion, SessionId: []byte("short")})
 	wantCode(t, "short session id", err, codes.InvalidArgument)
-	_, err = f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: make([]byte, 65)})
+	_, err = f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: wire.ProtocolVersion, SessionId: make([]byte, 65)})
 	wantCode(t, "long session id", err, codes.InvalidArgument)
 	// A second master is refused while the first one's lease lives.
-	_, err = f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: newSessionID(t)})
+	_, err = f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: wire.ProtocolVersion, SessionId: newSessionID(t)})
 	wantCode(t, "second session", err, codes.FailedPrecondition)
 	// The first one still works.
 	f.ok(opCreate(newGFID(t), gfid.Root, "x"))
@@ -76,7 +77,7 @@ func TestCallsWithoutHandshake(t *testing.T) {
 		_, err = s.KeepAlive(ctx, &pb.KeepAliveRequest{SessionToken: sid})
 		wantCode(t, "KeepAlive", err, want)
 	}
-	if got := listNames(t, root); !equalStrings(got, []string{slave.ReservedName}) {
+	if got := listNames(t, root); !equalStrings(got, []string{wire.ReservedName}) {
 		t.Fatalf("root holds %q", got)
 	}
 	if st := lstat(t, root); st.Mode&0o777 != 0o755 {
@@ -90,7 +91,7 @@ func TestSessionLeaseTakeover(t *testing.T) {
 	ctx := context.Background()
 	A, B := f.tok, newSessionID(t) // A: the first session's token; B: a second session's id
 	hsB := func() error {
-		resp, err := f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: B})
+		resp, err := f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: wire.ProtocolVersion, SessionId: B})
 		if err == nil {
 			f.tok = resp.GetSessionToken()
 		}
@@ -124,7 +125,7 @@ func TestSessionLeaseTakeover(t *testing.T) {
 		t.Fatal("A's refused op was applied")
 	}
 	// A cannot take it back while B's lease lives.
-	_, err = f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: f.sid})
+	_, err = f.s.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: wire.ProtocolVersion, SessionId: f.sid})
 	wantCode(t, "A's handshake while B holds the root", err, codes.FailedPrecondition)
 	f.sid = B
 	f.ok(opCreate(newGFID(t), gfid.Root, "fromB"))

@@ -35,19 +35,9 @@ import (
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/marks"
 	"github.com/georep/georep/internal/tlsconf"
+	"github.com/georep/georep/internal/wire"
 	pb "github.com/georep/georep/proto/georep/v1"
 )
-
-// ProtocolVersion is the wire protocol this slave speaks. Version 2: files
-// inline in their header, and BLAKE3 as the end-to-end hash. Version 3:
-// many inline files in one message (InlineFiles, answered by one
-// FileResults). Version 4: seeded XXH3-128 as the end-to-end hash (see
-// delta.Sum). Version 5: chunks whose bytes come on a data connection
-// beside the stream (BulkOpen, FileChunk.bulk_length). Version 6: calls
-// carry the token their handshake answered (session_token), not the
-// session id, so that a new handshake fences off the calls of the one
-// before.
-const ProtocolVersion = 6
 
 // DefaultLease is how long a session lives without any call from its
 // master. The master sends keep-alives at a third of it.
@@ -225,7 +215,7 @@ func (s *Slave) claimRoot() error {
 	return nil
 }
 
-// reservedDirs makes ReservedName and its limbo, and indexes them.
+// reservedDirs makes wire.ReservedName and its limbo, and indexes them.
 func (s *Slave) reservedDirs() error {
 	rootfd := s.tree.root.FD()
 	mk := func(dirfd int, name string, g gfid.GFID) (int, error) {
@@ -242,7 +232,7 @@ func (s *Slave) reservedDirs() error {
 		}
 		return fd, nil
 	}
-	rfd, err := mk(rootfd, ReservedName, reservedGFID)
+	rfd, err := mk(rootfd, wire.ReservedName, reservedGFID)
 	if err != nil {
 		return err
 	}
@@ -252,7 +242,7 @@ func (s *Slave) reservedDirs() error {
 		return err
 	}
 	unix.Close(lfd)
-	rl := gfidx.Link{Parent: gfid.Root, Name: ReservedName}
+	rl := gfidx.Link{Parent: gfid.Root, Name: wire.ReservedName}
 	ll := gfidx.Link{Parent: reservedGFID, Name: limboName}
 	have := false
 	s.tree.idx.View(func(tx *gfidx.Tx) error {
@@ -376,10 +366,10 @@ func peerFingerprint(ctx context.Context) string {
 // the same session again for a master that restarted) and answers with a
 // new token, which fences off every call of the handshake before.
 func (s *Slave) Handshake(ctx context.Context, req *pb.HandshakeRequest) (*pb.HandshakeResponse, error) {
-	if req.GetProtocolVersion() != ProtocolVersion {
+	if req.GetProtocolVersion() != wire.ProtocolVersion {
 		// Unimplemented: a master that gets it stops (a configuration
 		// error) instead of retrying.
-		return nil, status.Errorf(codes.Unimplemented, "protocol version %d, this slave speaks %d", req.GetProtocolVersion(), ProtocolVersion)
+		return nil, status.Errorf(codes.Unimplemented, "protocol version %d, this slave speaks %d", req.GetProtocolVersion(), wire.ProtocolVersion)
 	}
 	if n := len(req.GetSessionId()); n < 8 || n > 64 {
 		return nil, status.Errorf(codes.InvalidArgument, "session id of %d bytes", n)
@@ -421,7 +411,7 @@ func (s *Slave) Handshake(ctx context.Context, req *pb.HandshakeRequest) (*pb.Ha
 	s.nsLock.Unlock() //nolint:staticcheck // an empty critical section: waiting for the holders is the point
 	s.log.Info("master session opened", "session", sessionTag(req.GetSessionId()), "master", who)
 	return &pb.HandshakeResponse{
-		ProtocolVersion: ProtocolVersion,
+		ProtocolVersion: wire.ProtocolVersion,
 		SlaveVolumeId:   s.volumeID,
 		SlaveRoot:       s.cfg.Root,
 		LeaseMs:         s.cfg.Lease.Milliseconds(),
@@ -443,7 +433,7 @@ func (s *Slave) rootEmpty() bool {
 	for {
 		names, err := f.Readdirnames(16)
 		for _, n := range names {
-			if n != ReservedName {
+			if n != wire.ReservedName {
 				return false
 			}
 		}
@@ -571,9 +561,6 @@ func (s *Slave) markDirty() error {
 	return s.tree.idx.SetClean(false)
 }
 
-// maxOpsPerCall bounds the ops of one EntryOps or MetaOps call.
-const maxOpsPerCall = 100000
-
 // opsPerTxn bounds the entry ops applied in one index transaction (see
 // EntryOps).
 const opsPerTxn = 1000
@@ -583,8 +570,8 @@ func (s *Slave) EntryOps(ctx context.Context, req *pb.EntryOpsRequest) (*pb.Entr
 	if err := s.checkSession(ctx, req.GetSessionToken()); err != nil {
 		return nil, err
 	}
-	if len(req.GetOps()) > maxOpsPerCall {
-		return nil, status.Errorf(codes.InvalidArgument, "%d ops in one call, at most %d", len(req.GetOps()), maxOpsPerCall)
+	if len(req.GetOps()) > wire.MaxOpsPerCall {
+		return nil, status.Errorf(codes.InvalidArgument, "%d ops in one call, at most %d", len(req.GetOps()), wire.MaxOpsPerCall)
 	}
 	resp := &pb.EntryOpsResponse{Results: make([]*pb.OpResult, len(req.GetOps()))}
 	if err := s.markDirty(); err != nil {
@@ -653,8 +640,8 @@ func (s *Slave) MetaOps(ctx context.Context, req *pb.MetaOpsRequest) (*pb.MetaOp
 	if err := s.checkSession(ctx, req.GetSessionToken()); err != nil {
 		return nil, err
 	}
-	if len(req.GetOps()) > maxOpsPerCall {
-		return nil, status.Errorf(codes.InvalidArgument, "%d ops in one call, at most %d", len(req.GetOps()), maxOpsPerCall)
+	if len(req.GetOps()) > wire.MaxOpsPerCall {
+		return nil, status.Errorf(codes.InvalidArgument, "%d ops in one call, at most %d", len(req.GetOps()), wire.MaxOpsPerCall)
 	}
 	resp := &pb.MetaOpsResponse{Results: make([]*pb.OpResult, len(req.GetOps()))}
 	s.nsLock.RLock()

@@ -11,16 +11,15 @@ import (
 	"github.com/georep/georep/internal/gfidx"
 )
 
-// Reserved names and gfids. The slave keeps its own directory, ReservedName,
+// Reserved names and gfids. The slave keeps its own directory, wire.ReservedName,
 // at the top of its root (like GlusterFS's .glusterfs): entries moved aside
-// during conflict resolution wait in ReservedName/limbo until the batch
+// during conflict resolution wait in wire.ReservedName/limbo until the batch
 // ends, so that a later op of the same batch can take them back instead of
 // re-sending their data. A master never replicates a top-level entry of
 // that name.
 const (
-	ReservedName = ".georep"
-	limboName    = "limbo"
-	tmpPrefix    = ".georep-tmp."
+	limboName = "limbo"
+	tmpPrefix = ".georep-tmp."
 )
 
 var (

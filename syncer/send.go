@@ -20,6 +20,7 @@ import (
 
 	"github.com/georep/georep/internal/bulkconn"
 	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/wire"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/syncer/delta"
 )
@@ -506,10 +507,8 @@ func (o *openFile) header(id uint64) *pb.FileHeader {
 
 // InlineMax is the largest file sent inline: its data and end ride in its
 // header (FileHeader.inline_data, inline_end), one message instead of
-// three, and no FileWant round trip. Such a file costs at most this on the
-// wire whichever way it goes; the slave makes no delta below the same size
-// (slave.MinDelta).
-const InlineMax = 64 << 10
+// three, and no FileWant round trip (see wire.SmallFile).
+const InlineMax = wire.SmallFile
 
 // inlineBatchBytes bounds the file data of one InlineFiles message: at
 // least InlineMax, and small enough that the message does not hold up the
@@ -518,7 +517,7 @@ const inlineBatchBytes = 4 * InlineMax
 
 // inlineBatchFiles bounds the files of one InlineFiles message, so that
 // empty files (no data) or big xattrs cannot make it unbounded: the slave
-// takes messages of at most slave.MaxMessage (64 MiB).
+// takes messages of at most wire.MaxMessage (64 MiB).
 const inlineBatchFiles = 1024
 
 // inlineBatch gathers inline files' headers into one InlineFiles message;

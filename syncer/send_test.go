@@ -20,8 +20,8 @@ import (
 
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/testenv"
+	"github.com/georep/georep/internal/wire"
 	pb "github.com/georep/georep/proto/georep/v1"
-	"github.com/georep/georep/slave"
 	"github.com/georep/georep/syncer"
 )
 
@@ -154,7 +154,7 @@ func shipSessionAt(t *testing.T, ctx context.Context, sroot string, wants *wantC
 	}
 	t.Cleanup(func() { conn.Close() })
 	client := pb.NewSlaveServiceClient(conn)
-	hs, err := client.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: slave.ProtocolVersion, SessionId: []byte("0123456789abcdef")})
+	hs, err := client.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: wire.ProtocolVersion, SessionId: []byte("0123456789abcdef")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/georep/georep/internal/testtree"
 	"github.com/georep/georep/internal/tlsconf"
 	"github.com/georep/georep/internal/treecmp"
-	"github.com/georep/georep/slave"
+	"github.com/georep/georep/internal/wire"
 )
 
 type demoOptions struct {
@@ -103,7 +103,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	mo := masterOptions{root: masterRoot, slave: addr, stateDir: filepath.Join(o.dir, "master-state"),
 		oneshot: true, syncJobs: 3, retries: 3, log: logOptions{level: "warn"},
 		tls: tlsOptions{dir: certs, name: "master"}, slaveName: "slave"}
-	cmpOpt := treecmp.Options{IgnoreTop: []string{slave.ReservedName}, IgnoreXattrPrefixes: []string{"trusted.georep.", "user.georep."}}
+	cmpOpt := treecmp.Options{IgnoreTop: []string{wire.ReservedName}, IgnoreXattrPrefixes: []string{"trusted.georep.", "user.georep."}}
 	check := func() error {
 		diffs, err := treecmp.Compare(masterRoot, slaveRoot, cmpOpt)
 		if err != nil {

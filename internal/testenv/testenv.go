@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/georep/georep/internal/treecmp"
+	"github.com/georep/georep/internal/wire"
 	"github.com/georep/georep/slave"
 )
 
@@ -135,7 +136,7 @@ func (w writer) Write(p []byte) (int, error) {
 // CompareOptions is how a master tree is compared with its replica: the
 // slave's reserved directory and georep's own xattrs are not part of it.
 var CompareOptions = treecmp.Options{
-	IgnoreTop:           []string{slave.ReservedName},
+	IgnoreTop:           []string{wire.ReservedName},
 	IgnoreXattrPrefixes: []string{"trusted.georep.", "user.georep."},
 }
 
