@@ -16,6 +16,7 @@ import (
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/monitor"
 	"github.com/georep/georep/internal/syncstatus"
+	"github.com/georep/georep/master/recorder"
 )
 
 // errJournalDamaged says a journal segment of a batch could not be read
@@ -155,7 +156,7 @@ func (m *Master) record(ctx context.Context) error {
 		return err
 	}
 	defer j.Close()
-	rec, err := changelog.NewRecorder(changelog.RecorderConfig{
+	rec, err := recorder.New(recorder.Config{
 		Tree: m.tree.Tree, Journal: j, Interval: m.cfg.ChangeInterval, Watcher: m.cfg.Watcher, Logger: m.log.Named("recorder"),
 	})
 	if err != nil {
@@ -310,7 +311,7 @@ func (m *Master) crawlFor(why string) {
 // work is one run of the worker: it opens a session with the slave,
 // resumes from the marks (see resumePlan), and follows the journal until
 // the session fails (it returns why) or ctx ends (it returns nil).
-func (m *Master) work(ctx context.Context, j *changelog.Journal, rec *changelog.Recorder) error {
+func (m *Master) work(ctx context.Context, j *changelog.Journal, rec *recorder.Recorder) error {
 	l, err := m.open(ctx)
 	if err != nil {
 		return err

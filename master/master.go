@@ -88,12 +88,12 @@ type Config struct {
 	Retries  int
 	Logger   hclog.Logger
 	// ChangeInterval is the longest a change waits in the recorder's open
-	// segment (live mode; default changelog.DefaultInterval).
+	// segment (live mode; default recorder.DefaultInterval).
 	ChangeInterval time.Duration
 	// BatchSize is the most journal segments one live batch takes
 	// (default DefaultBatchSize).
 	BatchSize int
-	// Watcher is the recorder's event source (changelog.WatchAuto,
+	// Watcher is the recorder's event source (recorder.WatchAuto,
 	// WatchFanotify, WatchInotify; "" is auto).
 	Watcher string
 	// Status is told what the session does (nil: nobody listens).

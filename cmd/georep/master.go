@@ -11,10 +11,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/georep/georep/changelog"
 	"github.com/georep/georep/internal/metrics"
 	"github.com/georep/georep/internal/syncstatus"
 	"github.com/georep/georep/master"
+	"github.com/georep/georep/master/recorder"
 )
 
 type masterOptions struct {
@@ -47,8 +47,8 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&o.stateDir, "state-dir", "", "state directory (default: derived from root and slave under /var/lib/georep or ~/.local/state/georep)")
 	fs.BoolVar(&o.oneshot, "oneshot", false, "crawl once, sync everything found, advance the marks and exit")
 	fs.StringVar(&o.changeDetector, "change-detector", "", "how changes are found: changelog (live: the recorder's journal; the default) or xsync (a crawl; --oneshot)")
-	fs.StringVar(&o.watcher, "watcher", changelog.WatchAuto, "live: the recorder's event source: auto (fanotify where the process may, else inotify), fanotify or inotify")
-	fs.DurationVar(&o.changeInterval, "change-interval", changelog.DefaultInterval, "live: longest a change waits in the journal's open segment")
+	fs.StringVar(&o.watcher, "watcher", recorder.WatchAuto, "live: the recorder's event source: auto (fanotify where the process may, else inotify), fanotify or inotify")
+	fs.DurationVar(&o.changeInterval, "change-interval", recorder.DefaultInterval, "live: longest a change waits in the journal's open segment")
 	fs.IntVar(&o.batchSize, "changelog-batch-size", master.DefaultBatchSize, "live: most journal segments one batch takes")
 	fs.DurationVar(&o.maxBackoff, "max-backoff", master.DefaultMaxBackoff, "live: longest wait before a failed batch is retried or a faulty worker restarted")
 	fs.IntVar(&o.syncJobs, "sync-jobs", master.DefaultSyncJobs, "data workers, each shipping one box of files per stream")
@@ -89,7 +89,7 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return usageErr("--max-backoff must be between 1s and 1h")
 	}
 	switch o.watcher {
-	case changelog.WatchAuto, changelog.WatchFanotify, changelog.WatchInotify:
+	case recorder.WatchAuto, recorder.WatchFanotify, recorder.WatchInotify:
 	default:
 		return usageErr("--watcher must be auto, fanotify or inotify")
 	}

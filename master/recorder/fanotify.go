@@ -1,4 +1,4 @@
-package changelog
+package recorder
 
 import (
 	"bytes"

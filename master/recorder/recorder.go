@@ -1,4 +1,11 @@
-package changelog
+// Package recorder watches the master tree and writes every change into
+// the live journal (package changelog) as E/D/M records keyed by gfid: the
+// master-side half of capability 3. It gives new inodes their gfids, keeps
+// the master's gfid index in step with the namespace, and moves the xtime
+// marks of the directories that changed. Events come from fanotify (a
+// filesystem mark, where the process may) or inotify (a watch per
+// directory).
+package recorder
 
 import (
 	"context"
@@ -11,11 +18,13 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/georep/georep/changelog"
 	"github.com/georep/georep/internal/beneath"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/marks"
 	"github.com/georep/georep/internal/mtree"
+	"github.com/georep/georep/internal/wire"
 	"github.com/georep/georep/internal/xattrs"
 )
 
@@ -31,14 +40,10 @@ const (
 	moveWait = 5 * time.Millisecond
 )
 
-// ReservedName is the top-level name the slave keeps for itself; the
-// master neither replicates nor watches it.
-const ReservedName = ".georep"
-
-// RecorderConfig configures a Recorder.
-type RecorderConfig struct {
+// Config configures a Recorder.
+type Config struct {
 	Tree     *mtree.Tree
-	Journal  *Journal
+	Journal  *changelog.Journal
 	Interval time.Duration
 	Quiet    time.Duration
 	// Watcher picks the event source: WatchFanotify, WatchInotify, or
@@ -48,7 +53,7 @@ type RecorderConfig struct {
 	Logger  hclog.Logger
 }
 
-// Event sources (RecorderConfig.Watcher).
+// Event sources (Config.Watcher).
 const (
 	WatchAuto     = "auto"
 	WatchFanotify = "fanotify"
@@ -64,9 +69,9 @@ const (
 // recorded as changes. A change it may have missed (queue overflow, a
 // directory it could not watch) makes the segment a gap.
 type Recorder struct {
-	cfg  RecorderConfig
+	cfg  Config
 	t    *mtree.Tree
-	j    *Journal
+	j    *changelog.Journal
 	log  hclog.Logger
 	in   source
 	dirs map[gfid.GFID]int // open directory descriptors, by gfid
@@ -120,8 +125,8 @@ type selfWrite struct {
 	gen    int
 }
 
-// NewRecorder sets up a recorder; Start adds the watches.
-func NewRecorder(cfg RecorderConfig) (*Recorder, error) {
+// New sets up a recorder; Start adds the watches.
+func New(cfg Config) (*Recorder, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
 	}
@@ -268,10 +273,10 @@ func (r *Recorder) watchTree(dirfd int, g gfid.GFID, seen map[gfid.GFID]bool) er
 		return fmt.Errorf("changelog: listing directory %s: %w", g, err)
 	}
 	for _, name := range names {
-		if g == gfid.Root && name == ReservedName {
+		if g == gfid.Root && name == wire.ReservedName {
 			continue
 		}
-		if ValidName(name) != nil {
+		if wire.ValidName(name) != nil {
 			continue
 		}
 		sub, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -416,7 +421,7 @@ func (r *Recorder) rescanDirs() {
 			continue
 		}
 		for _, n := range names {
-			if (g == gfid.Root && n == ReservedName) || ValidName(n) != nil {
+			if (g == gfid.Root && n == wire.ReservedName) || wire.ValidName(n) != nil {
 				continue
 			}
 			if err := r.created(g, n); err != nil {
@@ -447,7 +452,7 @@ func (r *Recorder) overflowed() {
 }
 
 // add writes a record into the open segment.
-func (r *Recorder) add(rec *Record) {
+func (r *Recorder) add(rec *changelog.Record) {
 	if r.log.IsTrace() {
 		r.log.Trace("record", "rec", rec.String())
 	}
@@ -467,7 +472,7 @@ func (r *Recorder) addData(g gfid.GFID, dir gfid.GFID) {
 		return
 	}
 	r.data[g] = true
-	r.add(&Record{Kind: KindData, GFID: g})
+	r.add(&changelog.Record{Kind: changelog.KindData, GFID: g})
 }
 
 func (r *Recorder) addMeta(g gfid.GFID, dir gfid.GFID) {
@@ -476,12 +481,12 @@ func (r *Recorder) addMeta(g gfid.GFID, dir gfid.GFID) {
 		return
 	}
 	r.meta[g] = true
-	r.add(&Record{Kind: KindMeta, GFID: g, Op: OpSetattr})
+	r.add(&changelog.Record{Kind: changelog.KindMeta, GFID: g, Op: changelog.OpSetattr})
 }
 
-func (r *Recorder) addEntry(rec *Record) {
+func (r *Recorder) addEntry(rec *changelog.Record) {
 	r.changed[rec.Parent] = true
-	if rec.Op == OpRename {
+	if rec.Op == changelog.OpRename {
 		r.changed[rec.Parent2] = true
 	}
 	r.add(rec)
@@ -515,10 +520,10 @@ func (r *Recorder) handle(e *event) error {
 		}
 		return nil
 	}
-	if e.dir == gfid.Root && e.name == ReservedName {
+	if e.dir == gfid.Root && e.name == wire.ReservedName {
 		return nil
 	}
-	if ValidName(e.name) != nil {
+	if wire.ValidName(e.name) != nil {
 		return nil
 	}
 	switch {
@@ -727,7 +732,7 @@ func (r *Recorder) created(dir gfid.GFID, name string) error {
 				if err := r.index(func(tx *gfidx.Tx) error { return tx.AddLink(g, link) }); err != nil {
 					return err
 				}
-				r.addEntry(&Record{Kind: KindEntry, GFID: g, Op: OpLink, Parent: dir, Name: name})
+				r.addEntry(&changelog.Record{Kind: changelog.KindEntry, GFID: g, Op: changelog.OpLink, Parent: dir, Name: name})
 				r.addMeta(dir, r.parentOf(dir))
 				return nil
 			}
@@ -743,31 +748,31 @@ func (r *Recorder) created(dir gfid.GFID, name string) error {
 	if err := r.index(func(tx *gfidx.Tx) error { return tx.AddLink(g, link) }); err != nil {
 		return err
 	}
-	rec := Record{Kind: KindEntry, GFID: g, Parent: dir, Name: name, Mode: st.Mode, UID: st.Uid, GID: st.Gid}
+	rec := changelog.Record{Kind: changelog.KindEntry, GFID: g, Parent: dir, Name: name, Mode: st.Mode, UID: st.Uid, GID: st.Gid}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
-		rec.Op = OpCreate
+		rec.Op = changelog.OpCreate
 	case unix.S_IFDIR:
-		rec.Op = OpMkdir
+		rec.Op = changelog.OpMkdir
 	case unix.S_IFLNK:
-		rec = Record{Kind: KindEntry, GFID: g, Op: OpSymlink, Parent: dir, Name: name}
+		rec = changelog.Record{Kind: changelog.KindEntry, GFID: g, Op: changelog.OpSymlink, Parent: dir, Name: name}
 		// The target goes with the record: replayed after the link is
 		// gone or moved on, it is all there is to make it from.
-		buf := make([]byte, MaxTargetLen+1)
-		if n, err := unix.Readlinkat(fd, name, buf); err == nil && n > 0 && n <= MaxTargetLen {
+		buf := make([]byte, changelog.MaxTargetLen+1)
+		if n, err := unix.Readlinkat(fd, name, buf); err == nil && n > 0 && n <= changelog.MaxTargetLen {
 			rec.Target, rec.HasTarget = string(buf[:n]), true
 		}
 	default:
-		rec.Op = OpMknod
+		rec.Op = changelog.OpMknod
 	}
 	r.addEntry(&rec)
-	if rec.Op == OpCreate {
+	if rec.Op == changelog.OpCreate {
 		r.addData(g, dir)
 	} else {
 		r.addMeta(g, dir)
 	}
 	r.addMeta(dir, r.parentOf(dir))
-	if rec.Op == OpMkdir {
+	if rec.Op == changelog.OpMkdir {
 		d := sub
 		sub = -1
 		return r.newDir(d, g)
@@ -828,7 +833,7 @@ func (r *Recorder) newDir(sub int, g gfid.GFID) error {
 		return fmt.Errorf("listing new directory %s: %w", g, err)
 	}
 	for _, n := range names {
-		if ValidName(n) != nil {
+		if wire.ValidName(n) != nil {
 			continue
 		}
 		if err := r.created(g, n); err != nil {
@@ -892,15 +897,15 @@ func (r *Recorder) removed(dir gfid.GFID, name string, isDir bool, g gfid.GFID, 
 		// Never identified (made and removed before it was seen, or the
 		// crawl has not indexed it yet): let the slave's directory hold
 		// what the master's holds.
-		r.addEntry(&Record{Kind: KindEntry, GFID: dir, Op: OpPurge, Parent: r.parentOf(dir)})
+		r.addEntry(&changelog.Record{Kind: changelog.KindEntry, GFID: dir, Op: changelog.OpPurge, Parent: r.parentOf(dir)})
 		r.addMeta(dir, r.parentOf(dir))
 		return nil
 	}
-	op := OpUnlink
+	op := changelog.OpUnlink
 	if isDir {
-		op = OpRmdir
+		op = changelog.OpRmdir
 	}
-	r.addEntry(&Record{Kind: KindEntry, GFID: g, Op: op, Parent: dir, Name: name})
+	r.addEntry(&changelog.Record{Kind: changelog.KindEntry, GFID: g, Op: op, Parent: dir, Name: name})
 	r.addMeta(dir, r.parentOf(dir))
 	return r.index(func(tx *gfidx.Tx) error {
 		if err := tx.RemoveLink(g, gfidx.Link{Parent: dir, Name: name}); err != nil {
@@ -961,7 +966,7 @@ func (r *Recorder) renamed(m pendingMove, to *event) error {
 	if !m.known {
 		// The index never knew the old name: purge there, and take the
 		// new name as new.
-		r.addEntry(&Record{Kind: KindEntry, GFID: from.dir, Op: OpPurge, Parent: r.parentOf(from.dir)})
+		r.addEntry(&changelog.Record{Kind: changelog.KindEntry, GFID: from.dir, Op: changelog.OpPurge, Parent: r.parentOf(from.dir)})
 		return r.created(to.dir, to.name)
 	}
 	fd, err := r.dir(to.dir)
@@ -986,11 +991,11 @@ func (r *Recorder) renamed(m pendingMove, to *event) error {
 		// The rename replaced an entry: say so, for whoever replays this
 		// after the entry moved on (then the RENAME is not replayed as
 		// such, and the replaced entry would stay).
-		op := OpUnlink
+		op := changelog.OpUnlink
 		if from.isDir() {
-			op = OpRmdir
+			op = changelog.OpRmdir
 		}
-		r.addEntry(&Record{Kind: KindEntry, GFID: old, Op: op, Parent: to.dir, Name: to.name})
+		r.addEntry(&changelog.Record{Kind: changelog.KindEntry, GFID: old, Op: op, Parent: to.dir, Name: to.name})
 	}
 	err = r.index(func(tx *gfidx.Tx) error {
 		if old, ok := tx.Child(dst); ok && old != m.g {
@@ -1012,7 +1017,7 @@ func (r *Recorder) renamed(m pendingMove, to *event) error {
 	if err != nil {
 		return err
 	}
-	r.addEntry(&Record{Kind: KindEntry, GFID: m.g, Op: OpRename, Parent: from.dir, Name: from.name, Parent2: to.dir, Name2: to.name})
+	r.addEntry(&changelog.Record{Kind: changelog.KindEntry, GFID: m.g, Op: changelog.OpRename, Parent: from.dir, Name: from.name, Parent2: to.dir, Name2: to.name})
 	r.addMeta(from.dir, r.parentOf(from.dir))
 	r.addMeta(to.dir, r.parentOf(to.dir))
 	return nil

@@ -1,4 +1,4 @@
-package changelog
+package recorder
 
 import "github.com/georep/georep/internal/gfid"
 

@@ -1,4 +1,4 @@
-package changelog_test
+package recorder_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/mtree"
+	"github.com/georep/georep/master/recorder"
 )
 
 // recorderFixture runs a recorder on a temp tree; records() reads what it
@@ -29,7 +30,7 @@ type recorderFixture struct {
 
 // watchers runs fn once for each event source this process can use.
 func watchers(t *testing.T, fn func(t *testing.T, watcher string)) {
-	for _, w := range []string{changelog.WatchFanotify, changelog.WatchInotify} {
+	for _, w := range []string{recorder.WatchFanotify, recorder.WatchInotify} {
 		t.Run(w, func(t *testing.T) { fn(t, w) })
 	}
 }
@@ -53,8 +54,8 @@ func newRecorderFixture(t *testing.T, watcher string, prepare func(root string))
 		t.Fatal(err)
 	}
 	tree := &mtree.Tree{Root: r, NS: gfid.DefaultNamespace(), Idx: idx}
-	rec, err := changelog.NewRecorder(changelog.RecorderConfig{Tree: tree, Journal: j, Interval: 100 * time.Millisecond, Watcher: watcher})
-	if err != nil && watcher == changelog.WatchFanotify && unix.Geteuid() != 0 {
+	rec, err := recorder.New(recorder.Config{Tree: tree, Journal: j, Interval: 100 * time.Millisecond, Watcher: watcher})
+	if err != nil && watcher == recorder.WatchFanotify && unix.Geteuid() != 0 {
 		t.Skipf("fanotify needs CAP_SYS_ADMIN: %v", err)
 	}
 	if err != nil {
@@ -217,7 +218,7 @@ func testRecorder(t *testing.T, watcher string) {
 		t.Fatalf("chmod: records %v", recs)
 	}
 	// The directories that changed carry an xtime.
-	if _, err := unix.Lgetxattr(filepath.Join(root, "a", "b", "c"), changelog.XtimeKey(f.tree.NS), make([]byte, 16)); err != nil {
+	if _, err := unix.Lgetxattr(filepath.Join(root, "a", "b", "c"), recorder.XtimeKey(f.tree.NS), make([]byte, 16)); err != nil {
 		t.Errorf("no xtime on a changed directory: %v", err)
 	}
 	// Quiet now: nothing more is recorded, though xtimes were just written.
