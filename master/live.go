@@ -16,15 +16,9 @@ import (
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/monitor"
 	"github.com/georep/georep/internal/syncstatus"
+	"github.com/georep/georep/master/batch"
 	"github.com/georep/georep/master/recorder"
 )
-
-// errJournalDamaged says a journal segment of a batch could not be read
-// (torn, malformed, or gone): the worker crawls instead.
-type errJournalDamaged struct{ err error }
-
-func (e *errJournalDamaged) Error() string { return e.err.Error() }
-func (e *errJournalDamaged) Unwrap() error { return e.err }
 
 // DefaultBatchSize is how many journal segments one changelog batch takes
 // at most: enough that a backlog goes in few batches (each ends with a
@@ -256,7 +250,7 @@ func (m *Master) openJournal() (*changelog.Journal, error) {
 func (m *Master) rebuildIndex() error {
 	path := filepath.Join(m.cfg.StateDir, "gfid.db")
 	m.log.Warn("the gfid index is damaged; rebuilding it from the tree", "path", path)
-	m.tree.dirs.reset()
+	m.tree.ResetDirs()
 	if m.tree.Idx != nil {
 		m.tree.Idx.Close() // whatever it says: it is damaged
 	}
@@ -424,13 +418,12 @@ func (m *Master) work(ctx context.Context, j *changelog.Journal, rec *recorder.R
 			if lctx.Err() != nil {
 				continue
 			}
-			var jd *errJournalDamaged
-			if errors.As(err, &jd) {
+			if errors.Is(err, batch.ErrJournalDamaged) {
 				// A segment that cannot be read is a gap: what it held is
 				// found by a crawl (never retried for ever).
 				m.log.Warn("a journal segment is damaged; crawling to find what it held", "error", err)
 				needCrawl = true
-				m.crawlFor("a damaged journal segment: " + jd.Error())
+				m.crawlFor("a damaged journal segment: " + err.Error())
 				continue
 			}
 			return err
@@ -491,7 +484,7 @@ func (m *Master) retry(ctx context.Context, what string, fn func() error) error 
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w (%v)", context.Cause(ctx), err)
 		}
-		var opErr *OpError
+		var opErr *batch.OpError
 		if !errors.As(err, &opErr) {
 			return err
 		}
@@ -518,12 +511,13 @@ func (m *Master) liveCrawl(ctx context.Context, l *link, sync func(context.Conte
 			return err
 		}
 		defer os.Remove(journal)
-		p := &processor{m: m, session: m.token, client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, trustRecords: true, live: true, syncRecorder: sync}
-		if err := p.run(ctx, journal); err != nil {
+		b := batch.NewLiveCrawl(m.batchConfig(l, batch.LiveCrawl, sync), journal)
+		if err := b.Run(ctx); err != nil {
 			return err
 		}
-		m.log.Info("crawl applied", "files", crawl.Files, "dirs", crawl.Dirs, "data_files", p.stats.Files,
-			"bytes_sent", p.stats.BytesSent, "not_made", p.stats.NotMade, "took", time.Since(stime).Round(time.Millisecond))
+		st := b.Stats()
+		m.log.Info("crawl applied", "files", crawl.Files, "dirs", crawl.Dirs, "data_files", st.Files,
+			"bytes_sent", st.BytesSent, "not_made", st.NotMade, "took", time.Since(stime).Round(time.Millisecond))
 		return nil
 	})
 	if err != nil {
@@ -535,16 +529,20 @@ func (m *Master) liveCrawl(ctx context.Context, l *link, sync func(context.Conte
 	return stime, nil
 }
 
-// reconcile crawls directories dirs (not below) and applies what it found
-// (see liveBatch). Directories the slave turns out to lack are made by
-// reconciling their parents, then reconciled themselves: a few rounds at
-// most, as deep as the slave's copy lags.
-func (m *Master) reconcile(ctx context.Context, l *link, dirs []gfid.GFID, sync func(context.Context) error, prev *processor) (BatchStats, error) {
-	var total BatchStats
+// reconcile crawls the directories a changelog batch (prev) touched, each
+// alone, and applies what it found (see liveBatch). Directories the slave
+// turns out to lack are made by reconciling their parents, then reconciled
+// themselves; directories the slave made from an op are crawled whole;
+// directories the slave's ops used beyond those they named are reconciled
+// too: a few rounds at most, as deep as the slave's copy lags.
+func (m *Master) reconcile(ctx context.Context, l *link, sync func(context.Context) error, prev *batch.Batch) (batch.Stats, error) {
+	var total batch.Stats
 	syncFn := func() error { return sync(ctx) }
 	done := map[gfid.GFID]int{}
 	reconciled := map[gfid.GFID]bool{}
-	deep := prev.made // made empty on the slave by the replay or the last round: crawled whole
+	dirs := prev.Touched()
+	deep := prev.Made() // made empty on the slave by the replay or the last round: crawled whole
+	base := prev.Synced()
 	for round := 0; len(dirs)+len(deep) > 0; round++ {
 		for _, g := range dirs {
 			reconciled[g] = true
@@ -561,29 +559,27 @@ func (m *Master) reconcile(ctx context.Context, l *link, dirs []gfid.GFID, sync 
 		if err != nil {
 			return total, err
 		}
-		p := &processor{m: m, session: m.token, client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, trustRecords: true, live: true,
-			reconcile: true, missing: map[gfid.GFID]bool{}, also: map[gfid.GFID]bool{}, syncRecorder: sync, lastSync: time.Now()}
 		// The status tracker hears of one batch: the counts go on from
 		// the replay's (and the earlier rounds').
-		p.rep.base = prev.synced()
-		err = p.run(ctx, journal)
+		b := batch.NewReconcile(m.batchConfig(l, batch.Reconcile, sync), journal, base)
+		err = b.Run(ctx)
 		os.Remove(journal)
 		if err != nil {
 			return total, err
 		}
-		total.Add(p.stats)
-		prev = p
+		total.Add(b.Stats())
+		base = b.Synced()
 		// The next round: each missing directory, after its parent, and
 		// the directories the slave used beyond those named, unless
 		// reconciled already (each once: they cannot keep coming).
 		next := map[gfid.GFID]bool{}
-		for g := range p.also {
+		for _, g := range b.Also() {
 			if !reconciled[g] {
 				next[g] = true
 			}
 		}
 		m.tree.Idx.View(func(tx *gfidx.Tx) error {
-			for g := range p.missing {
+			for _, g := range b.Missing() {
 				if done[g] > 2 {
 					continue // not on the master any more (its removal is recorded)
 				}
@@ -599,7 +595,7 @@ func (m *Master) reconcile(ctx context.Context, l *link, dirs []gfid.GFID, sync 
 		for g := range next {
 			dirs = append(dirs, g)
 		}
-		deep = p.made
+		deep = b.Made()
 	}
 	return total, nil
 }
@@ -635,7 +631,8 @@ func (m *Master) parentsFirst(dirs []gfid.GFID) []gfid.GFID {
 	return dirs
 }
 
-// liveBatch applies journal segments as one batch.
+// liveBatch applies journal segments as one batch: replayed as recorded,
+// then the directories it touched reconciled.
 func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segment, sync func(context.Context) error) error {
 	var paths []string
 	for _, s := range segs {
@@ -651,25 +648,19 @@ func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segmen
 	return m.retry(ctx, "batch", func() error {
 		t0 := time.Now()
 		m.phase("replaying entry ops")
-		p := &processor{m: m, session: m.token, client: m.client, sync: l.syn, dir: dirFDs{t: m.tree}, syncRecorder: sync, live: true,
-			touched: map[gfid.GFID]bool{}, notAfter: end.UnixNano()}
+		o := batch.ChangelogOptions{End: end}
 		// Entry stime: once the batch's entry ops are applied, a retry
 		// (after its data failed, or after the worker restarted) does
 		// not replay them; it sends the data and metadata and reconciles
 		// the directories the records name.
 		if es, err := m.EntryStime(); err == nil && !es.Before(end) {
-			p.skipEntries = true
+			o.SkipEntries = true
 			m.log.Info("the batch's entry ops were applied before it failed; sending its data and metadata", "entry_stime", es)
 		} else {
-			p.entriesApplied = func() error { return m.setEntryStime(end) }
+			o.EntriesApplied = func() error { return m.setEntryStime(end) }
 		}
-		// The index follows the tree as the recorder sees it: let it
-		// catch up before the batch reads the tree.
-		if err := sync(ctx); err != nil {
-			return err
-		}
-		p.lastSync = time.Now()
-		if err := p.run(ctx, paths...); err != nil {
+		b := batch.NewChangelog(m.batchConfig(l, batch.Changelog, sync), paths, o)
+		if err := b.Run(ctx); err != nil {
 			return err
 		}
 		// Then the directories the batch touched are made to hold what
@@ -677,13 +668,14 @@ func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segmen
 		// found its entry gone, moved on, or its directory not made yet
 		// on the slave; what one batch left out, its reconciliation
 		// brings, and a later change is reconciled by a later batch.
-		q, err := m.reconcile(ctx, l, p.touchedDirs(), sync, p)
+		q, err := m.reconcile(ctx, l, sync, b)
 		if err != nil {
 			return err
 		}
-		m.log.Debug("batch applied", "segments", len(paths), "entry_ops", p.stats.EntryOps, "files", p.stats.Files,
-			"meta_ops", p.stats.MetaOps, "bytes_sent", p.stats.BytesSent, "not_made", p.stats.NotMade+q.NotMade,
-			"reconciled_dirs", len(p.touched), "reconcile_entry_ops", q.EntryOps, "reconcile_files", q.Files,
+		st := b.Stats()
+		m.log.Debug("batch applied", "segments", len(paths), "entry_ops", st.EntryOps, "files", st.Files,
+			"meta_ops", st.MetaOps, "bytes_sent", st.BytesSent, "not_made", st.NotMade+q.NotMade,
+			"reconciled_dirs", len(b.Touched()), "reconcile_entry_ops", q.EntryOps, "reconcile_files", q.Files,
 			"took", time.Since(t0).Round(time.Millisecond))
 		return nil
 	})

@@ -44,6 +44,7 @@ import (
 	"github.com/georep/georep/internal/syncstatus"
 	"github.com/georep/georep/internal/tlsconf"
 	"github.com/georep/georep/internal/wire"
+	"github.com/georep/georep/master/batch"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/syncer"
 )
@@ -108,7 +109,7 @@ type Config struct {
 type Master struct {
 	cfg   Config
 	log   hclog.Logger
-	tree  *tree
+	tree  *mtree.Source
 	marks *marks.Store
 
 	closeOnce sync.Once
@@ -124,18 +125,18 @@ type Master struct {
 
 	prog progress // live mode's marks, for WaitSynced
 
-	// slaveEmpty: the slave said at the handshake that its tree was empty,
-	// and no batch has run since (see processor.crawlEntry).
-	slaveEmpty atomic.Bool
-	// notMade: the entries (by gfid) the slave said it cannot make, of
-	// which the log has warned while this master runs.
-	notMade sync.Map
+	// shared is what its batches share (see batch.Shared).
+	shared batch.Shared
 	// indexDamaged: the gfid index was found damaged; the next recording
 	// pipeline rebuilds it (Run's goroutine only).
 	indexDamaged bool
 	// phaseNow is what the running batch does (a string), for status and
 	// for the log of a batch that runs long.
 	phaseNow atomic.Value
+	// hook, set by tests before Run, is called at each batch's hook points
+	// (batch.Config.Hook): the live path's deterministic harness changes
+	// the tree there.
+	hook func(ctx context.Context, k batch.Kind, at batch.Point) error
 }
 
 // phase says what the running batch now does ("" when it ended).
@@ -185,7 +186,7 @@ type sessionState struct {
 // Summary is the outcome of a one-shot run.
 type Summary struct {
 	Crawl    CrawlStats
-	Batch    BatchStats
+	Batch    batch.Stats
 	Stime    time.Time
 	Duration time.Duration
 }
@@ -255,7 +256,7 @@ func New(cfg Config) (*Master, error) {
 		root.Close()
 		return nil, err
 	}
-	m := &Master{cfg: cfg, log: log, tree: &tree{Tree: &mtree.Tree{Root: root, NS: ns, Idx: idx}}}
+	m := &Master{cfg: cfg, log: log, tree: &mtree.Source{Tree: &mtree.Tree{Root: root, NS: ns, Idx: idx}}}
 	m.marks = marks.NewStore(cfg.Root, ns, filepath.Join(cfg.StateDir, "marks.json"))
 	if m.volumeID, err = m.marks.VolumeID(true); err != nil {
 		m.Close()
@@ -280,7 +281,7 @@ func (m *Master) close() error {
 	if m.conn != nil {
 		errs = append(errs, m.conn.Close())
 	}
-	m.tree.dirs.reset()
+	m.tree.ResetDirs()
 	if m.tree.Idx != nil {
 		errs = append(errs, m.tree.Idx.Sync(), m.tree.Idx.Close())
 	}
@@ -510,8 +511,8 @@ func (m *Master) open(ctx context.Context) (*link, error) {
 	}
 	m.log.Info("session open", "slave", m.cfg.Slave, "slave_root", hs.GetSlaveRoot(), "privileged_slave", hs.GetPrivileged())
 	privileged := os.Geteuid() == 0
-	m.tree.privXattrs.Store(privileged && hs.GetPrivileged())
-	m.slaveEmpty.Store(hs.GetEmpty())
+	m.tree.SetPrivileged(privileged && hs.GetPrivileged())
+	m.shared.SlaveEmpty.Store(hs.GetEmpty())
 	if privileged && !hs.GetPrivileged() {
 		m.log.Warn("the slave runs unprivileged: owners it may not set are reported per entry (applied in part), " +
 			"trusted.* and security.* xattrs are not replicated, and device nodes are not made there (each is left out with a warning, and counted)")
@@ -565,6 +566,20 @@ func (m *Master) open(ctx context.Context) (*link, error) {
 	}}, nil
 }
 
+// batchConfig is what the batches of the session l work with; sync waits
+// for the recorder (nil: none runs).
+func (m *Master) batchConfig(l *link, k batch.Kind, sync func(context.Context) error) batch.Config {
+	c := batch.Config{
+		Tree: m.tree, Client: m.client, Token: m.token, Syncer: l.syn, Shared: &m.shared,
+		IgnoreDeletes: m.cfg.IgnoreDeletes, SyncRecorder: sync, Status: m.cfg.Status, Phase: m.phase,
+		Log: m.log,
+	}
+	if h := m.hook; h != nil {
+		c.Hook = func(ctx context.Context, at batch.Point) error { return h(ctx, k, at) }
+	}
+	return c
+}
+
 // RunOnce does one xsync crawl of the whole tree, applies it to the slave,
 // and advances the marks: `georep master --oneshot`.
 func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
@@ -574,7 +589,7 @@ func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
 		return nil, err
 	}
 	defer l.close()
-	ctx, syn := l.ctx, l.syn
+	ctx = l.ctx
 	defer m.phase("")
 
 	sum := &Summary{}
@@ -589,14 +604,14 @@ func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
 			}
 		}
 		stime := time.Now()
-		p := &processor{m: m, session: m.token, client: m.client, sync: syn, dir: dirFDs{t: m.tree}, trustRecords: true}
-		crawl, crawlErr, err := m.crawlInto(ctx, p)
+		var stats batch.Stats
+		crawl, crawlErr, err := m.crawlInto(ctx, l, &stats)
 		if crawlErr != nil {
 			return nil, crawlErr
 		}
 		sum.Crawl = crawl
 		m.cfg.Status.BatchEnded(time.Since(stime), err)
-		sum.Batch.Add(p.stats)
+		sum.Batch.Add(stats)
 		if err == nil {
 			if err := m.advance(ctx, stime); err != nil {
 				return nil, err
@@ -609,7 +624,7 @@ func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
 			return nil, fmt.Errorf("%w (%v)", context.Cause(ctx), err)
 		}
 		lastErr = err
-		var opErr *OpError
+		var opErr *batch.OpError
 		if !errors.As(err, &opErr) && status.Code(err) == codes.FailedPrecondition {
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/georep/georep/changelog"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/syncstatus"
+	"github.com/georep/georep/master/batch"
 )
 
 // A one-shot crawl does not go through a journal file: its records go
@@ -77,11 +78,11 @@ func (f *feed) close(err error) {
 	close(f.ch)
 }
 
-// read calls fn for every record, in crawl order, until the feed is
-// closed; it returns the crawl's error if the crawl failed (the records
-// then are not the whole tree: the caller must not act as if they were —
-// PURGE above all).
-func (f *feed) read(fn func(changelog.Record) error) error {
+// Read implements batch.Feed: it calls fn for every record, in crawl
+// order, until the feed is closed; it returns the crawl's error if the
+// crawl failed (the records then are not the whole tree: the caller must
+// not act as if they were, PURGE above all).
+func (f *feed) Read(fn func(changelog.Record) error) error {
 	for batch := range f.ch {
 		for _, r := range batch {
 			if err := fn(r); err != nil {
@@ -92,11 +93,11 @@ func (f *feed) read(fn func(changelog.Record) error) error {
 	return f.err
 }
 
-// crawlInto runs a one-shot xsync crawl of the whole tree and processor p
-// over its records at the same time (see above). crawlErr is the crawl's
-// own failure (the tree could not be walked); runErr the batch's, as from
-// processor.run.
-func (m *Master) crawlInto(ctx context.Context, p *processor) (stats CrawlStats, crawlErr, runErr error) {
+// crawlInto runs a one-shot xsync crawl of the whole tree and its batch
+// over its records at the same time (see above), in the session l; the
+// batch's figures go to stats. crawlErr is the crawl's own failure (the
+// tree could not be walked); runErr the batch's, as from batch.Run.
+func (m *Master) crawlInto(ctx context.Context, l *link, stats *batch.Stats) (crawl CrawlStats, crawlErr, runErr error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	f := newFeed(ctx)
@@ -118,9 +119,10 @@ func (m *Master) crawlInto(ctx context.Context, p *processor) (stats CrawlStats,
 		m.log.Info("xsync crawl done", "dirs", x.stats.Dirs, "files", x.stats.Files, "bytes", x.stats.Bytes,
 			"symlinks", x.stats.Symlinks, "others", x.stats.Others, "took", time.Since(t0))
 	}()
-	p.feed = f
-	runErr = p.run(ctx)
-	// The processor stops reading early only on an error: stop the crawl
+	b := batch.NewOneShot(m.batchConfig(l, batch.OneShot, nil), f)
+	runErr = b.Run(ctx)
+	*stats = b.Stats()
+	// The batch stops reading early only on an error: stop the crawl
 	// then, and never return while it runs.
 	cancel()
 	for range f.ch {
@@ -131,8 +133,8 @@ func (m *Master) crawlInto(ctx context.Context, p *processor) (stats CrawlStats,
 		return x.stats, fmt.Errorf("master: crawl: %w", f.err), runErr
 	}
 	if f.err != nil && runErr == nil {
-		// Cannot happen (the processor returns the feed's error), but a
-		// crawl that failed must never count as a complete batch.
+		// Cannot happen (the batch returns the feed's error), but a crawl
+		// that failed must never count as a complete batch.
 		runErr = f.err
 	}
 	return x.stats, nil, runErr

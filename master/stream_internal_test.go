@@ -24,7 +24,7 @@ func TestFeedCarriesTheCrawlsFailure(t *testing.T) {
 	boom := errors.New("boom")
 	go f.close(boom)
 	n := 0
-	err := f.read(func(changelog.Record) error { n++; return nil })
+	err := f.Read(func(changelog.Record) error { n++; return nil })
 	if !errors.Is(err, boom) || n != 1 {
 		t.Fatalf("read %d records and %v; want 1 and the crawl's error", n, err)
 	}
@@ -33,7 +33,7 @@ func TestFeedCarriesTheCrawlsFailure(t *testing.T) {
 	f.Add(&r)
 	go f.close(nil)
 	n = 0
-	if err := f.read(func(changelog.Record) error { n++; return nil }); err != nil || n != 1 {
+	if err := f.Read(func(changelog.Record) error { n++; return nil }); err != nil || n != 1 {
 		t.Fatalf("clean end: read %d records and %v; want 1 and nil", n, err)
 	}
 }

@@ -31,7 +31,7 @@ type CrawlStats struct {
 // PURGE per directory so that the slave drops what the master no longer
 // has. It also brings the master's gfid index up to date (see keep).
 type xsync struct {
-	t   *tree
+	t   *mtree.Source
 	w   recordSink
 	log hclog.Logger
 	// flushed, when set, is called after each index flush of a crawl that
@@ -260,7 +260,7 @@ func (x *xsync) crawlDirs(dirs []gfid.GFID) error {
 			fd, err = x.t.OpenDir(tx, g)
 			return err
 		})
-		if errors.Is(err, errGone) {
+		if errors.Is(err, mtree.ErrGone) {
 			continue
 		}
 		if err != nil {

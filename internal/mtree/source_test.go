@@ -1,24 +1,20 @@
-package master
+package mtree
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/georep/georep/internal/beneath"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/testenv"
-	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/syncer"
 )
 
@@ -27,7 +23,7 @@ import (
 // that link no longer holds the file: never the wrong file, never a hang
 // on a FIFO that took the name.
 func TestOpenAtHint(t *testing.T) {
-	mroot, sroot := t.TempDir(), t.TempDir()
+	mroot := t.TempDir()
 	for _, d := range []string{"a", "b"} {
 		if err := os.Mkdir(filepath.Join(mroot, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -38,16 +34,14 @@ func TestOpenAtHint(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m, once := oneShotMaster(t, mroot, sroot)
-	once()
-	idx := indexedTree(t, m.tree.Idx)
+	src, idx := indexTree(t, mroot)
 	a, b, f, g, h := idx["a"], idx["b"], idx["a/f"], idx["a/g"], idx["b/h"]
 	if a == gfid.Zero || f == gfid.Zero || g == gfid.Zero || h == gfid.Zero {
 		t.Fatalf("index: %v", idx)
 	}
 	open := func(want string, g gfid.GFID, at syncer.Link) {
 		t.Helper()
-		o, err := m.tree.Open(g, at)
+		o, err := src.Open(g, at)
 		if err != nil {
 			t.Fatalf("Open(%v, %v): %v", g, at, err)
 		}
@@ -62,10 +56,10 @@ func TestOpenAtHint(t *testing.T) {
 	open("file f", f, syncer.Link{Parent: a, Name: "f"})
 	open("file g", g, syncer.Link{Parent: a, Name: "g"})
 	open("file h", h, syncer.Link{})
-	if _, ok := m.tree.dirs.byG[a]; !ok {
+	if _, ok := src.dirs.byG[a]; !ok {
 		t.Error("the hinted directory is not cached")
 	}
-	if _, ok := m.tree.dirs.byG[b]; ok {
+	if _, ok := src.dirs.byG[b]; ok {
 		t.Error("a directory was cached without a hint")
 	}
 
@@ -80,7 +74,7 @@ func TestOpenAtHint(t *testing.T) {
 	if err := os.Rename(filepath.Join(mroot, "a", "f"), filepath.Join(mroot, "b", "f2")); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.tree.Idx.Update(func(tx *gfidx.Tx) error {
+	if err := src.Idx.Update(func(tx *gfidx.Tx) error {
 		if err := tx.RemoveLink(f, gfidx.Link{Parent: a, Name: "f"}); err != nil {
 			return err
 		}
@@ -99,7 +93,7 @@ func TestOpenAtHint(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		o, err := m.tree.Open(g, syncer.Link{Parent: a, Name: "g"})
+		o, err := src.Open(g, syncer.Link{Parent: a, Name: "g"})
 		if err == nil {
 			o.File.Close()
 			err = errors.New("opened")
@@ -169,68 +163,53 @@ func TestDirRefsEvictInUse(t *testing.T) {
 
 func newGFID(t testing.TB) gfid.GFID { return testenv.NewGFID(t) }
 
-// TestHintsOfEntryOps: the file an entry op announces data for is hinted
-// at the name the op leaves it at: a CREATE's name, a RENAME's new name.
-func TestHintsOfEntryOps(t *testing.T) {
-	m := &Master{log: hclog.NewNullLogger()}
-	var mu sync.Mutex
-	got := map[gfid.GFID]syncer.Link{}
-	syn := syncer.New(1, func(ctx context.Context, fs []*syncer.File) error {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, f := range fs {
-			got[f.GFID] = f.At
-			f.Status = pb.OpStatus_OP_STATUS_OK
-		}
-		return nil
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go syn.Run(ctx)
-	created, renamed, from, to := newGFID(t), newGFID(t), newGFID(t), newGFID(t)
-	ops := []*pb.EntryOp{
-		{Type: pb.EntryOpType_ENTRY_OP_TYPE_CREATE, Gfid: created.Bytes(), Pargfid: from.Bytes(), Name: []byte("made"),
-			Mode: unix.S_IFREG | 0o644, DataFollows: true},
-		{Type: pb.EntryOpType_ENTRY_OP_TYPE_RENAME, Gfid: renamed.Bytes(), Pargfid: from.Bytes(), Name: []byte("old"),
-			Pargfid2: to.Bytes(), Name2: []byte("new"), Mode: unix.S_IFREG | 0o644, DataFollows: true},
-	}
-	c := &entryCall{ops: ops, ready: []gfid.GFID{created, renamed}, done: make(chan struct{}),
-		resp: &pb.EntryOpsResponse{Results: []*pb.OpResult{{Status: pb.OpStatus_OP_STATUS_OK}, {Status: pb.OpStatus_OP_STATUS_OK}}}}
-	close(c.done)
-	p := &processor{m: m, sync: syn, call: c, answers: map[gfid.GFID]answer{},
-		boxFiles: map[*syncer.PostBox[*syncer.File]][]*syncer.File{}, rounds: map[gfid.GFID]int{}}
-	if err := p.settleEntries(ctx); err != nil {
+// indexTree gives every entry under root a gfid and indexes it, as a
+// crawl would, and returns the tree's Source and the gfids by path.
+func indexTree(t *testing.T, root string) (*Source, map[string]gfid.GFID) {
+	t.Helper()
+	r, err := beneath.Open(root)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for b := range p.boxFiles {
-		<-b.Done()
+	t.Cleanup(func() { r.Close() })
+	idx, err := gfidx.Open(filepath.Join(t.TempDir(), "gfid.db"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if want := (syncer.Link{Parent: from, Name: "made"}); got[created] != want {
-		t.Errorf("hint of a created file: %v, want %v", got[created], want)
+	t.Cleanup(func() { idx.Close() })
+	src := &Source{Tree: &Tree{Root: r, NS: gfid.DefaultNamespace(), Idx: idx}}
+	t.Cleanup(src.ResetDirs)
+	out := map[string]gfid.GFID{}
+	var walk func(dirfd int, parent gfid.GFID, rel string)
+	walk = func(dirfd int, parent gfid.GFID, rel string) {
+		names, err := beneath.ReadNames(dirfd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			st, err := beneath.Lstat(dirfd, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, _, err := src.EnsureGFID(dirfd, parent, n, &st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := idx.Update(func(tx *gfidx.Tx) error { return tx.AddLink(g, gfidx.Link{Parent: parent, Name: n}) }); err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(rel, n)
+			out[p] = g
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				fd, err := unix.Openat(dirfd, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				walk(fd, g, p)
+				unix.Close(fd)
+			}
+		}
 	}
-	if want := (syncer.Link{Parent: to, Name: "new"}); got[renamed] != want {
-		t.Errorf("hint of a renamed file: %v, want %v (where it was renamed to)", got[renamed], want)
-	}
-}
-
-// TestCallOpsSlowStart: a batch's entry calls start at firstCallOps and
-// double up to opsPerCall, so that data can start flowing before the crawl
-// has found 4,096 entries.
-func TestCallOpsSlowStart(t *testing.T) {
-	var p processor
-	var got []int
-	for range 7 {
-		got = append(got, p.callOps())
-		p.calls++
-	}
-	want := []int{256, 512, 1024, 2048, 4096, 4096, 4096}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("entry call sizes %v, want %v", got, want)
-	}
-	p.calls = 1000
-	if n := p.callOps(); n != opsPerCall {
-		t.Errorf("after 1000 calls: %d ops a call, want %d", n, opsPerCall)
-	}
+	walk(r.FD(), gfid.Root, "")
+	return src, out
 }

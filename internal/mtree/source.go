@@ -1,4 +1,4 @@
-package master
+package mtree
 
 import (
 	"errors"
@@ -10,14 +10,17 @@ import (
 
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
-	"github.com/georep/georep/internal/mtree"
 	"github.com/georep/georep/internal/xattrs"
+	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/syncer"
 )
 
-// tree is the master tree (mtree), plus opening files for the syncer.
-type tree struct {
-	*mtree.Tree
+// Source is the master tree as the data plane reads it: it opens a file
+// by gfid for the syncer's workers (syncer.Source), in a directory opened
+// by gfid and kept in a small cache they share, and it knows which xattrs
+// the session replicates.
+type Source struct {
+	*Tree
 	// privXattrs: trusted.* and security.* xattrs are replicated, which
 	// needs both ends privileged (set at each handshake).
 	privXattrs atomic.Bool
@@ -25,23 +28,29 @@ type tree struct {
 	dirs dirRefs
 }
 
-// replicated is the filter of the xattrs this session replicates.
-func (t *tree) replicated() func(name string) bool {
+var _ syncer.Source = (*Source)(nil)
+
+// SetPrivileged says whether trusted.* and security.* xattrs are
+// replicated (both ends privileged), as learnt at a handshake.
+func (t *Source) SetPrivileged(priv bool) { t.privXattrs.Store(priv) }
+
+// Replicated is the filter of the xattrs this session replicates.
+func (t *Source) Replicated() func(name string) bool {
 	priv := t.privXattrs.Load()
 	return func(n string) bool { return xattrs.Replicated(n, priv) }
 }
 
-// errGone says an entry no longer exists where the record said (it was
-// removed or moved since): not an error, a later record tells what became
-// of it.
-var errGone = mtree.ErrGone
+// ResetDirs closes the directories the workers opened files in (as they
+// are given back, for those in use): a batch's end, so that a deleted
+// directory's inode is not kept.
+func (t *Source) ResetDirs() { t.dirs.reset() }
 
 // Open implements syncer.Source: the file is opened by its path in one
 // openat2 (confined like every master access) and checked to carry gfid g;
 // its replicated xattrs are read from the open file. A file the master may
 // not read is an error, not a vanished file, except when it is empty:
 // there is nothing to read, and its stat is all the slave needs.
-func (t *tree) Open(g gfid.GFID, at syncer.Link) (*syncer.Opened, error) {
+func (t *Source) Open(g gfid.GFID, at syncer.Link) (*syncer.Opened, error) {
 	if at.Parent != gfid.Zero {
 		if o := t.openAt(g, at); o != nil {
 			return o, nil
@@ -52,7 +61,7 @@ func (t *tree) Open(g gfid.GFID, at syncer.Link) (*syncer.Opened, error) {
 	err := t.Idx.View(func(tx *gfidx.Tx) error {
 		links = tx.Links(g)
 		for _, l := range links {
-			if p, err := linkPath(tx, l); err == nil {
+			if p, err := LinkPath(tx, l); err == nil {
 				paths[l] = p
 			}
 		}
@@ -90,14 +99,14 @@ func (t *tree) Open(g gfid.GFID, at syncer.Link) (*syncer.Opened, error) {
 	if o := t.openByDirs(g, links); o != nil {
 		return o, nil
 	}
-	return nil, errGone
+	return nil, ErrGone
 }
 
 // openAt opens g at the hinted link, in its directory's descriptor from
 // the cache: no index lookup, and no walk of the path from the root.
 // nil when g is not there (or that directory is not known): the caller
 // then looks g up in the index.
-func (t *tree) openAt(g gfid.GFID, at syncer.Link) *syncer.Opened {
+func (t *Source) openAt(g gfid.GFID, at syncer.Link) *syncer.Opened {
 	d := t.dirs.get(at.Parent, func() (int, error) {
 		var fd int
 		err := t.Idx.View(func(tx *gfidx.Tx) (err error) {
@@ -222,7 +231,7 @@ func (c *dirRefs) reset() {
 }
 
 // linkPath is l's path relative to the root, as the index has it.
-func linkPath(tx *gfidx.Tx, l gfidx.Link) (string, error) {
+func LinkPath(tx *gfidx.Tx, l gfidx.Link) (string, error) {
 	dir, err := tx.Path(l.Parent)
 	if err != nil {
 		return "", err
@@ -235,7 +244,7 @@ func linkPath(tx *gfidx.Tx, l gfidx.Link) (string, error) {
 
 // openByDirs opens a link of g through its directory opened by gfid (every
 // link of every ancestor tried).
-func (t *tree) openByDirs(g gfid.GFID, links []gfidx.Link) *syncer.Opened {
+func (t *Source) openByDirs(g gfid.GFID, links []gfidx.Link) *syncer.Opened {
 	for _, l := range links {
 		var fd int = -1
 		t.Idx.View(func(tx *gfidx.Tx) error {
@@ -264,7 +273,7 @@ func (t *tree) openByDirs(g gfid.GFID, links []gfidx.Link) *syncer.Opened {
 
 // opened checks that fd (opened for link l) is a regular file of gfid g
 // and returns it ready to send, or closes it and returns nil.
-func (t *tree) opened(fd int, l gfidx.Link, g gfid.GFID) *syncer.Opened {
+func (t *Source) opened(fd int, l gfidx.Link, g gfid.GFID) *syncer.Opened {
 	var st unix.Stat_t
 	// O_NONBLOCK only kept the open from hanging on a FIFO that took the
 	// file's name meanwhile (and O_NOCTTY a tty from becoming the
@@ -283,7 +292,7 @@ func (t *tree) opened(fd int, l gfidx.Link, g gfid.GFID) *syncer.Opened {
 		return nil
 	}
 	o := &syncer.Opened{File: syncer.FD(fd), Stat: st}
-	if xs, err := toPB(xattrs.ListFD(fd, t.replicated())); err == nil {
+	if xs, err := XattrsPB(xattrs.ListFD(fd, t.Replicated())); err == nil {
 		o.Xattrs, o.XattrsKnown = xs, true
 	}
 	return o
@@ -291,7 +300,7 @@ func (t *tree) opened(fd int, l gfidx.Link, g gfid.GFID) *syncer.Opened {
 
 // unreadableEmpty stats an entry the master may not open: when it is an
 // empty regular file of gfid g, its stat is all there is to send.
-func (t *tree) unreadableEmpty(l gfidx.Link, g gfid.GFID) (*syncer.Opened, bool) {
+func (t *Source) unreadableEmpty(l gfidx.Link, g gfid.GFID) (*syncer.Opened, bool) {
 	var out *syncer.Opened
 	t.Idx.View(func(tx *gfidx.Tx) error {
 		dirfd, err := t.OpenDir(tx, l.Parent)
@@ -306,4 +315,17 @@ func (t *tree) unreadableEmpty(l gfidx.Link, g gfid.GFID) (*syncer.Opened, bool)
 		return nil
 	})
 	return out, out != nil
+}
+
+// XattrsPB turns the xattrs an xattrs.List* call read into wire form,
+// sorted by name.
+func XattrsPB(m map[string][]byte, err error) ([]*pb.Xattr, error) {
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*pb.Xattr, 0, len(m))
+	for _, n := range xattrs.Names(m) {
+		out = append(out, &pb.Xattr{Name: []byte(n), Value: m[n]})
+	}
+	return out, nil
 }

@@ -1,0 +1,140 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/internal/mtree"
+	"github.com/georep/georep/internal/xattrs"
+	pb "github.com/georep/georep/proto/georep/v1"
+)
+
+// syncMeta sends the metadata of every M gfid, read from the master now.
+func (b *Batch) syncMeta(ctx context.Context) error {
+	var ops []*pb.MetaOp
+	flush := func() error {
+		if len(ops) == 0 {
+			return nil
+		}
+		resp, err := b.cfg.Client.MetaOps(ctx, &pb.MetaOpsRequest{SessionToken: b.cfg.Token, Ops: ops})
+		if err != nil {
+			return fmt.Errorf("batch: metadata ops: %w", err)
+		}
+		if len(resp.GetResults()) != len(ops) {
+			return fmt.Errorf("batch: slave answered %d results for %d metadata ops", len(resp.GetResults()), len(ops))
+		}
+		for i, r := range resp.GetResults() {
+			g, _ := gfid.FromBytes(ops[i].GetGfid())
+			if b.cfg.Log.IsTrace() {
+				b.cfg.Log.Trace("metadata", "gfid", g, "mode", fmt.Sprintf("%o", ops[i].GetMode()), "mtime", ops[i].GetMtimeNs(), "status", r.GetStatus(), "error", r.GetError())
+			}
+			if r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID && b.kind.live() {
+				b.stats.Skipped++ // as for data (see account)
+				continue
+			}
+			if r.GetStatus() == pb.OpStatus_OP_STATUS_SKIPPED {
+				// An entry the slave did not make (its entry op was
+				// counted and told of: see notMade).
+				b.stats.Skipped++
+				b.cfg.Log.Debug("metadata not applied: the slave did not make the entry", "gfid", g, "reason", r.GetError())
+				continue
+			}
+			b.tally(func() string { return "metadata of " + g.String() }, r, &b.stats.MetaOps, &b.stats.MetaNoops)
+		}
+		b.rep.metaLeft -= len(ops)
+		b.report(false)
+		ops = ops[:0]
+		return nil
+	}
+	var gone []gfid.GFID
+	add := func(gs []gfid.GFID, last bool) error {
+		for _, g := range gs {
+			if b.metaDone[g] {
+				continue // applied with the file's data
+			}
+			op, err := b.metaOp(g)
+			if errors.Is(err, mtree.ErrGone) {
+				if !last && b.cfg.SyncRecorder != nil {
+					gone = append(gone, g)
+				} else {
+					b.stats.Skipped++
+				}
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			ops = append(ops, op)
+			if len(ops) >= opsPerCall {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	b.rep.metaLeft = len(b.meta) + len(b.needMeta)
+	if err := add(append(b.meta, b.needMeta...), false); err != nil {
+		return err
+	}
+	if len(gone) > 0 {
+		// Not found where the index says: perhaps moved just now, and the
+		// index lags the tree a little. Once the recorder has caught up,
+		// only then is it gone.
+		if err := b.syncRecorder(ctx); err != nil {
+			return err
+		}
+		if err := add(gone, true); err != nil {
+			return err
+		}
+	}
+	return flush()
+}
+
+// metaOp reads g's metadata on the master.
+func (b *Batch) metaOp(g gfid.GFID) (*pb.MetaOp, error) {
+	var op *pb.MetaOp
+	err := b.cfg.Tree.Idx.View(func(tx *gfidx.Tx) error {
+		var st unix.Stat_t
+		var list func() ([]*pb.Xattr, error)
+		if g == gfid.Root {
+			if err := unix.Fstat(b.cfg.Tree.Root.FD(), &st); err != nil {
+				return fmt.Errorf("batch: stat root: %w", err)
+			}
+			list = func() ([]*pb.Xattr, error) {
+				return mtree.XattrsPB(xattrs.ListFD(b.cfg.Tree.Root.FD(), b.cfg.Tree.Replicated()))
+			}
+		} else {
+			e, err := b.cfg.Tree.Find(tx, g)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(e.DirFD)
+			st = e.St
+			list = func() ([]*pb.Xattr, error) {
+				return mtree.XattrsPB(xattrs.ListAt(e.DirFD, e.Name, b.cfg.Tree.Replicated()))
+			}
+		}
+		op = &pb.MetaOp{
+			Gfid: g.Bytes(), Mode: st.Mode, Uid: st.Uid, Gid: st.Gid,
+			AtimeNs: st.Atim.Nano(), MtimeNs: st.Mtim.Nano(),
+			KeepTimes: b.notAfter > 0 && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Ctim.Nano() > b.notAfter,
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG, unix.S_IFDIR:
+			xs, err := list()
+			if err != nil {
+				return fmt.Errorf("batch: xattrs of %s: %w", g, err)
+			}
+			op.SyncXattrs = true
+			op.Xattrs = xs
+		}
+		return nil
+	})
+	return op, err
+}
