@@ -359,7 +359,7 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 			}
 		}
 		if dup {
-			fresh, err := gfid.New()
+			fresh, err := x.t.New()
 			if err == nil {
 				err = x.t.NS.Set(beneath.ProcPath(dirfd, name), fresh)
 			}

@@ -624,44 +624,85 @@ var errGuessedWrong = errors.New("the name of a file guessed new is taken")
 // When the name is taken, receive returns errGuessedWrong, having sent
 // nothing, and header asks again without guessing.
 func (ds *dataStream) receive(h *pb.FileHeader, guess bool) error {
-	if _, dup := ds.files[h.GetId()]; dup {
-		return statusInvalid(fmt.Sprintf("file id %d announced twice", h.GetId()))
+	in, err := ds.newIncoming(h)
+	if in == nil {
+		return err
 	}
+	inline := h.GetInlineEnd() != nil
+	st, current, err := ds.locateTarget(in, guess && inline)
+	if err != nil {
+		in.close()
+		return ds.refuse(h, failed(err))
+	}
+	if current != nil {
+		in.close()
+		return ds.refuse(h, *current)
+	}
+	if err := ds.holdDir(in); err != nil {
+		in.close()
+		return ds.refuse(h, failed(err))
+	}
+	if err := in.stage(inline, ds.s.tree.ns); err != nil {
+		in.close()
+		if errors.Is(err, errGuessedWrong) {
+			return err
+		}
+		return ds.refuse(h, failed(err))
+	}
+	return ds.transfer(in, &st)
+}
+
+// refuse answers h with outcome o and no data.
+func (ds *dataStream) refuse(h *pb.FileHeader, o outcome) error {
 	// An inline file (its data and end in the header) gets its result
 	// and no FileWant.
-	inline := h.GetInlineEnd() != nil
-	refuse := func(o outcome) error {
-		if !inline {
-			if err := ds.want(h.GetId(), false); err != nil {
-				return err
-			}
+	if h.GetInlineEnd() == nil {
+		if err := ds.want(h.GetId(), false); err != nil {
+			return err
 		}
-		return ds.result(h.GetId(), o, 0)
 	}
+	return ds.result(h.GetId(), o, 0)
+}
+
+// newIncoming checks h and returns the incoming it announces; nil when
+// h is refused (the error is then that of sending the refusal) or
+// malformed (the error ends the stream).
+func (ds *dataStream) newIncoming(h *pb.FileHeader) (*incoming, error) {
+	if _, dup := ds.files[h.GetId()]; dup {
+		return nil, statusInvalid(fmt.Sprintf("file id %d announced twice", h.GetId()))
+	}
+	inline := h.GetInlineEnd() != nil
 	if (h.GetInlineData() != nil && !inline) ||
 		inline && (h.GetInlineEnd().GetId() != h.GetId() || h.GetInlineData() != nil && h.GetInlineData().GetId() != h.GetId()) {
-		return statusInvalid(fmt.Sprintf("file id %d: inline data or end without the other, or of another id", h.GetId()))
+		return nil, statusInvalid(fmt.Sprintf("file id %d: inline data or end without the other, or of another id", h.GetId()))
 	}
 	g, err := gfid.FromBytes(h.GetGfid())
 	if err != nil || isReserved(g) || g == gfid.Root {
-		return refuse(failed(invalidf("file gfid: %v", err)))
+		return nil, ds.refuse(h, failed(invalidf("file gfid: %v", err)))
 	}
 	if h.GetSize() < 0 {
-		return refuse(failed(invalidf("size %d", h.GetSize())))
+		return nil, ds.refuse(h, failed(invalidf("size %d", h.GetSize())))
 	}
 	in := &incoming{hdr: h, g: g, dirfd: -1, fd: -1, old: -1}
 	if h.GetSyncXattrs() {
 		if in.xattrs, err = validateXattrs(h.GetXattrs(), ds.s.privileged); err != nil {
-			return refuse(failed(err))
+			return nil, ds.refuse(h, failed(err))
 		}
 	}
-	var st unix.Stat_t
-	var current *outcome // set when the content is current
+	return in, nil
+}
+
+// locateTarget finds where in's data goes and sets in's place: the name a
+// CREATE announced (guessed from the index alone when guess is set, see
+// receive), or the file's current copy, whose lstat it returns. current
+// is set when that copy's content is current already.
+func (ds *dataStream) locateTarget(in *incoming, guess bool) (st unix.Stat_t, current *outcome, err error) {
+	h, g := in.hdr, in.g
 	err = ds.s.tree.idx.View(func(tx *gfidx.Tx) error {
 		c := ds.cache(tx)
 		links := tx.Links(g)
 		in.names = len(links) > 1
-		if guess && inline && len(links) == 1 {
+		if guess && len(links) == 1 {
 			if dirfd, err := c.dir(links[0].Parent); err == nil {
 				in.create, in.guessed = true, true
 				in.dirfd, in.name, in.parent = dirfd, links[0].Name, links[0].Parent
@@ -698,26 +739,16 @@ func (ds *dataStream) receive(h *pb.FileHeader, guess bool) error {
 		in.dirfd, in.name, in.parent = hd.dirfd, hd.name, hd.parent
 		return nil
 	})
-	if err != nil {
-		in.close()
-		return refuse(failed(err))
-	}
-	if current != nil {
-		in.close()
-		return refuse(*current)
-	}
-	if err := ds.holdDir(in); err != nil {
-		in.close()
-		return refuse(failed(err))
-	}
-	if err := in.stage(inline, ds.s.tree.ns); err != nil {
-		in.close()
-		if errors.Is(err, errGuessedWrong) {
-			return err
-		}
-		return refuse(failed(err))
-	}
-	if inline {
+	return st, current, err
+}
+
+// transfer starts taking in's data, staged and held: all of it from the
+// header for an inline file, none for an empty one, else what the
+// FileWant asks for (a delta against the current copy, st its lstat,
+// when worth it).
+func (ds *dataStream) transfer(in *incoming, st *unix.Stat_t) error {
+	h := in.hdr
+	if h.GetInlineEnd() != nil {
 		// Whole, from the header: no signature, no delta.
 		ds.expect(in, nil)
 		if c := h.GetInlineData(); c != nil {
@@ -735,16 +766,16 @@ func (ds *dataStream) receive(h *pb.FileHeader, guess bool) error {
 		}
 		return ds.result(h.GetId(), o, 0)
 	}
-	sig, err := ds.sign(in, &st)
+	sig, err := ds.sign(in, st)
 	if err != nil {
 		in.close()
-		return refuse(failed(err))
+		return ds.refuse(h, failed(err))
 	}
 	w := &pb.FileWant{Id: h.GetId(), Send: true}
 	if sig != nil {
 		if w.Signature, err = sig.MarshalBinary(); err != nil {
 			in.close()
-			return refuse(failed(err))
+			return ds.refuse(h, failed(err))
 		}
 	}
 	ds.expect(in, sig)
@@ -898,84 +929,19 @@ func (ds *dataStream) finish(in *incoming) outcome {
 		st = lst
 	}
 	target := in.fd
-	if in.create && in.xattrs == nil {
-		// Made at its name (direct), it got its gfid then.
-		if !in.direct {
-			if err := ds.s.tree.ns.FSet(in.fd, in.g); err != nil && !gfid.CannotCarry(err) {
-				return failed(err)
-			}
-		}
-	} else if !in.create && st.Nlink > 1 {
-		fd, err := unix.Openat(in.dirfd, in.name, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if !in.create && st.Nlink > 1 {
+		fd, err := ds.patchInPlace(in)
 		if err != nil {
-			return failed(fmt.Errorf("opening %s to patch in place: %w", in.g, err))
+			return failed(err)
 		}
 		defer unix.Close(fd)
-		if g := ds.fdGFID(in, fd); g != in.g {
-			return failed(fmt.Errorf("%q changed identity: %w", in.name, errUnknown))
-		}
-		if err := copyInto(fd, in.fd, h.GetSize()); err != nil {
-			return failed(fmt.Errorf("patching %s in place: %w", in.g, err))
-		}
-		if in.xattrs != nil {
-			if err := syncFdXattrs(fd, in.xattrs, ds.s.privileged); err != nil {
-				return failed(fmt.Errorf("%s: %w", in.g, err))
-			}
-		}
 		target = fd
-	} else if in.xattrs != nil {
-		// The header says what the xattrs are: the gfid (which a file
-		// made at its name got then) and those.
-		if !in.direct {
-			if err := ds.s.tree.ns.FSet(in.fd, in.g); err != nil && !gfid.CannotCarry(err) {
-				return failed(err)
-			}
-		}
-		for n, v := range in.xattrs {
-			if err := unix.Fsetxattr(in.fd, n, v, 0); err != nil {
-				return failed(fmt.Errorf("setting xattr %q of %s: %w", n, in.g, err))
-			}
-		}
-	} else {
-		xs, err := listAllXattrs(in.dirfd, in.name, ds.s.privileged)
-		if err != nil {
-			return failed(fmt.Errorf("%s: %w", in.g, err))
-		}
-		for n, v := range xs {
-			if err := unix.Fsetxattr(in.fd, n, v, 0); err != nil && !(gfid.CannotCarry(err) && n == ds.s.tree.ns.GFIDAttr()) {
-				return failed(fmt.Errorf("copying xattr %q of %s: %w", n, in.g, err))
-			}
-		}
+	} else if err := ds.giveXattrs(in); err != nil {
+		return failed(err)
 	}
-	var partial error
-	if target != in.fd {
-		if err := unix.Fstat(target, &cur); err != nil {
-			return failed(fmt.Errorf("stat %s: %w", in.g, err))
-		}
-	}
-	chowned := false
-	if cur.Uid != h.GetUid() || cur.Gid != h.GetGid() {
-		chowned = true
-		if err := unix.Fchown(target, int(h.GetUid()), int(h.GetGid())); err != nil {
-			if !errors.Is(err, unix.EPERM) {
-				return failed(fmt.Errorf("chown %s: %w", in.g, err))
-			}
-			partial = fmt.Errorf("owner %d:%d not applied: %w", h.GetUid(), h.GetGid(), err)
-		}
-	}
-	// Only when the bits differ (the staging file was made with them,
-	// mostly), or after a chown, which clears setuid and setgid.
-	if want := h.GetMode() & 0o7777; cur.Mode&0o7777 != want || chowned && want&0o6000 != 0 {
-		if err := unix.Fchmod(target, h.GetMode()&0o7777); err != nil {
-			return failed(fmt.Errorf("chmod %s: %w", in.g, err))
-		}
-	}
-	note, err := setTimesFD(target, h.GetAtimeNs(), h.GetMtimeNs())
+	partial, err := ds.giveMetadata(in, target, &cur)
 	if err != nil {
-		return failed(fmt.Errorf("setting times of %s: %w", in.g, err))
-	}
-	if note != "" {
-		partial = errors.Join(partial, errors.New(note))
+		return failed(err)
 	}
 	if target == in.fd {
 		if err := ds.install(in); err != nil {
@@ -987,6 +953,109 @@ func (ds *dataStream) finish(in *incoming) outcome {
 		return outcome{status: pb.OpStatus_OP_STATUS_PARTIAL, err: partial}
 	}
 	return done
+}
+
+// patchInPlace copies the staged file into in's target, which has other
+// links, and gives it the header's xattrs if it has them; it returns the
+// target open for writing, for its metadata.
+func (ds *dataStream) patchInPlace(in *incoming) (fd int, err error) {
+	fd, err = unix.Openat(in.dirfd, in.name, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("opening %s to patch in place: %w", in.g, err)
+	}
+	defer func() {
+		if err != nil {
+			unix.Close(fd)
+			fd = -1
+		}
+	}()
+	if g := ds.fdGFID(in, fd); g != in.g {
+		return fd, fmt.Errorf("%q changed identity: %w", in.name, errUnknown)
+	}
+	if err := copyInto(fd, in.fd, in.hdr.GetSize()); err != nil {
+		return fd, fmt.Errorf("patching %s in place: %w", in.g, err)
+	}
+	if in.xattrs != nil {
+		if err := syncFdXattrs(fd, in.xattrs, ds.s.privileged); err != nil {
+			return fd, fmt.Errorf("%s: %w", in.g, err)
+		}
+	}
+	return fd, nil
+}
+
+// giveXattrs gives the staged file the xattrs it is to carry once it
+// replaces the target or takes its announced name.
+func (ds *dataStream) giveXattrs(in *incoming) error {
+	switch {
+	case in.create && in.xattrs == nil:
+		// Made at its name (direct), it got its gfid then.
+		if !in.direct {
+			if err := ds.s.tree.ns.FSet(in.fd, in.g); err != nil && !gfid.CannotCarry(err) {
+				return err
+			}
+		}
+	case in.xattrs != nil:
+		// The header says what the xattrs are: the gfid (which a file
+		// made at its name got then) and those.
+		if !in.direct {
+			if err := ds.s.tree.ns.FSet(in.fd, in.g); err != nil && !gfid.CannotCarry(err) {
+				return err
+			}
+		}
+		for n, v := range in.xattrs {
+			if err := unix.Fsetxattr(in.fd, n, v, 0); err != nil {
+				return fmt.Errorf("setting xattr %q of %s: %w", n, in.g, err)
+			}
+		}
+	default:
+		xs, err := listAllXattrs(in.dirfd, in.name, ds.s.privileged)
+		if err != nil {
+			return fmt.Errorf("%s: %w", in.g, err)
+		}
+		for n, v := range xs {
+			if err := unix.Fsetxattr(in.fd, n, v, 0); err != nil && !(gfid.CannotCarry(err) && n == ds.s.tree.ns.GFIDAttr()) {
+				return fmt.Errorf("copying xattr %q of %s: %w", n, in.g, err)
+			}
+		}
+	}
+	return nil
+}
+
+// giveMetadata gives target (the staged file, or the target patched in
+// place) the header's owner, mode and times; cur is the staged file's
+// stat. partial says what could not be applied, short of a failure.
+func (ds *dataStream) giveMetadata(in *incoming, target int, cur *unix.Stat_t) (partial, err error) {
+	h := in.hdr
+	if target != in.fd {
+		if err := unix.Fstat(target, cur); err != nil {
+			return nil, fmt.Errorf("stat %s: %w", in.g, err)
+		}
+	}
+	chowned := false
+	if cur.Uid != h.GetUid() || cur.Gid != h.GetGid() {
+		chowned = true
+		if err := unix.Fchown(target, int(h.GetUid()), int(h.GetGid())); err != nil {
+			if !errors.Is(err, unix.EPERM) {
+				return nil, fmt.Errorf("chown %s: %w", in.g, err)
+			}
+			partial = fmt.Errorf("owner %d:%d not applied: %w", h.GetUid(), h.GetGid(), err)
+		}
+	}
+	// Only when the bits differ (the staging file was made with them,
+	// mostly), or after a chown, which clears setuid and setgid.
+	if want := h.GetMode() & 0o7777; cur.Mode&0o7777 != want || chowned && want&0o6000 != 0 {
+		if err := unix.Fchmod(target, h.GetMode()&0o7777); err != nil {
+			return nil, fmt.Errorf("chmod %s: %w", in.g, err)
+		}
+	}
+	note, err := setTimesFD(target, h.GetAtimeNs(), h.GetMtimeNs())
+	if err != nil {
+		return nil, fmt.Errorf("setting times of %s: %w", in.g, err)
+	}
+	if note != "" {
+		partial = errors.Join(partial, errors.New(note))
+	}
+	return partial, nil
 }
 
 // linkPending gives the file just written the other names CREATEs

@@ -337,6 +337,9 @@ func (c *dirCache) clearName(dirfd int, parent gfid.GFID, name string, g gfid.GF
 	return false, true, st, nil
 }
 
+// ensure makes r's entry (CREATE, MKDIR, MKNOD, SYMLINK) at its name: it
+// is there already, or the gfid is reused from where it lives, or it is
+// made anew.
 func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 	pfd, err := c.dir(r.parent)
 	if err != nil {
@@ -347,7 +350,6 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 	if err != nil {
 		return failed(err)
 	}
-	link := gfidx.Link{Parent: r.parent, Name: r.name}
 	if present && r.typ == pb.EntryOpType_ENTRY_OP_TYPE_MKNOD {
 		if st, err := beneath.Lstat(pfd, r.name); err == nil && uint64(st.Rdev) != r.rdev {
 			// Same identity, another device: make it anew.
@@ -359,96 +361,133 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 		}
 	}
 	if present {
-		if r.typ == pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK {
-			cur, err := readlinkAt(pfd, r.name)
-			if err != nil {
-				return failed(err)
-			}
-			if cur != r.target {
-				return s.replaceSymlink(c, pfd, r)
-			}
-		}
-		if !c.tx.HasLink(r.g, link) {
-			if err := c.tx.AddLink(r.g, link); err != nil {
-				return failed(err)
-			}
-		}
-		if r.checkCurrent && s.isCurrent(pfd, r, &pst) {
-			return outcome{status: pb.OpStatus_OP_STATUS_NOOP, current: true}
-		}
-		return noop
+		return s.ensurePresent(c, pfd, r, &pst)
 	}
 	res := done
 	if conflict {
 		res = resolved
 	}
-	// The gfid may live under another name: an xsync crawl found a renamed
-	// or hardlinked entry, or a conflict parked it in limbo. Reuse it: a
-	// directory moves, a file gains a link (the old name is purged later),
-	// and no data is sent again. Device nodes, and symlinks with another
-	// target, are made anew, with the device and target the op says.
-	if h, st, err := c.find(r.g); err == nil {
-		// FIFOs and sockets carry nothing but metadata: reused too, so
-		// that a replayed op does not replace one with a new inode.
-		reuse := st.Mode&unix.S_IFMT == wantFmt && (wantFmt == unix.S_IFDIR || wantFmt == unix.S_IFREG ||
-			wantFmt == unix.S_IFIFO || wantFmt == unix.S_IFSOCK)
-		if !reuse && wantFmt == unix.S_IFLNK && st.Mode&unix.S_IFMT == unix.S_IFLNK {
-			// A symlink with the same target is the same symlink (a
-			// target never changes in place): not a second inode with
-			// one gfid.
-			cur, err := readlinkAt(h.dirfd, h.name)
-			reuse = err == nil && cur == r.target
-		}
-		switch {
-		case reuse:
-		case h.parent == limboGFID:
-			// Parked by a conflict (possibly just now, at this very name)
-			// and of another type: it goes with the limbo.
-			if err := c.tx.RemoveLink(r.g, gfidx.Link{Parent: h.parent, Name: h.name}); err != nil {
-				return failed(err)
-			}
-		case isDir(&st):
-			// A gfid cannot change type; a directory of this gfid
-			// elsewhere cannot be dropped without its subtree (which may
-			// hold the parent of the new entry).
-			return failed(invalidf("%s is a directory elsewhere on the slave, not a %s", r.g, typeName(wantFmt)))
-		default:
-			// A stale non-directory of this gfid (another type, or a
-			// symlink or device that is made anew): the index forgets it;
-			// its name goes with the next purge or unlink.
-			if err := c.tx.RemoveAll(r.g); err != nil {
-				return failed(err)
-			}
-		}
-		if !reuse {
-			goto create
-		}
-		if isDir(&st) || h.parent == limboGFID {
-			err = unix.Renameat(h.dirfd, h.name, pfd, r.name)
-			if err == nil {
-				err = c.tx.RemoveLink(r.g, gfidx.Link{Parent: h.parent, Name: h.name})
-			}
-			c.forget(r.g)
-		} else {
-			err = unix.Linkat(h.dirfd, h.name, pfd, r.name, 0)
-		}
-		if errors.Is(err, unix.EINVAL) && isDir(&st) {
-			// The new parent is inside this directory here (the slave's
-			// nesting is older than the master's): the parent's own
-			// place comes first. Said as an unknown directory, which a
-			// live master's reconciliation answers by reconciling the
-			// parent's parent first.
-			return failed(fmt.Errorf("reusing %s for %q: the directory %s is inside it on the slave: %w", r.g, r.name, r.parent, errUnknown))
-		}
+	if o, handled := s.reuseElsewhere(c, pfd, r, wantFmt, res); handled {
+		return o
+	}
+	return s.create(c, pfd, r, res)
+}
+
+// ensurePresent is ensure when r's name already holds the gfid (pst is
+// its lstat).
+func (s *Slave) ensurePresent(c *dirCache, pfd int, r *entryReq, pst *unix.Stat_t) outcome {
+	if r.typ == pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK {
+		cur, err := readlinkAt(pfd, r.name)
 		if err != nil {
-			return failed(fmt.Errorf("reusing %s for %q: %w", r.g, r.name, err))
+			return failed(err)
 		}
+		if cur != r.target {
+			return s.replaceSymlink(c, pfd, r)
+		}
+	}
+	link := gfidx.Link{Parent: r.parent, Name: r.name}
+	if !c.tx.HasLink(r.g, link) {
 		if err := c.tx.AddLink(r.g, link); err != nil {
 			return failed(err)
 		}
-		return res.from(h, r)
 	}
-create:
+	if r.checkCurrent && s.isCurrent(pfd, r, pst) {
+		return outcome{status: pb.OpStatus_OP_STATUS_NOOP, current: true}
+	}
+	return noop
+}
+
+// reuseElsewhere is ensure when r's name is free: it reuses the gfid's
+// entry found under another name, with outcome res (done, or resolved
+// when a conflict was moved aside). handled false leaves the entry to be
+// made anew (create); a stale entry of the gfid is dropped from the index
+// first.
+//
+// The gfid may live under another name: an xsync crawl found a renamed
+// or hardlinked entry, or a conflict parked it in limbo. Reuse it: a
+// directory moves, a file gains a link (the old name is purged later),
+// and no data is sent again. Device nodes, and symlinks with another
+// target, are made anew, with the device and target the op says.
+func (s *Slave) reuseElsewhere(c *dirCache, pfd int, r *entryReq, wantFmt uint32, res outcome) (o outcome, handled bool) {
+	h, st, err := c.find(r.g)
+	if err != nil {
+		return outcome{}, false
+	}
+	if !reusable(h, &st, r, wantFmt) {
+		if err := dropStale(c, h, &st, r.g, wantFmt); err != nil {
+			return failed(err), true
+		}
+		return outcome{}, false
+	}
+	if isDir(&st) || h.parent == limboGFID {
+		err = unix.Renameat(h.dirfd, h.name, pfd, r.name)
+		if err == nil {
+			err = c.tx.RemoveLink(r.g, gfidx.Link{Parent: h.parent, Name: h.name})
+		}
+		c.forget(r.g)
+	} else {
+		err = unix.Linkat(h.dirfd, h.name, pfd, r.name, 0)
+	}
+	if errors.Is(err, unix.EINVAL) && isDir(&st) {
+		// The new parent is inside this directory here (the slave's
+		// nesting is older than the master's): the parent's own
+		// place comes first. Said as an unknown directory, which a
+		// live master's reconciliation answers by reconciling the
+		// parent's parent first.
+		return failed(fmt.Errorf("reusing %s for %q: the directory %s is inside it on the slave: %w", r.g, r.name, r.parent, errUnknown)), true
+	}
+	if err != nil {
+		return failed(fmt.Errorf("reusing %s for %q: %w", r.g, r.name, err)), true
+	}
+	if err := c.tx.AddLink(r.g, gfidx.Link{Parent: r.parent, Name: r.name}); err != nil {
+		return failed(err), true
+	}
+	return res.from(h, r), true
+}
+
+// reusable reports whether the gfid's entry at h (st its lstat) can serve
+// as r's entry, of type wantFmt.
+func reusable(h handle, st *unix.Stat_t, r *entryReq, wantFmt uint32) bool {
+	// FIFOs and sockets carry nothing but metadata: reused too, so
+	// that a replayed op does not replace one with a new inode.
+	reuse := st.Mode&unix.S_IFMT == wantFmt && (wantFmt == unix.S_IFDIR || wantFmt == unix.S_IFREG ||
+		wantFmt == unix.S_IFIFO || wantFmt == unix.S_IFSOCK)
+	if !reuse && wantFmt == unix.S_IFLNK && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		// A symlink with the same target is the same symlink (a
+		// target never changes in place): not a second inode with
+		// one gfid.
+		cur, err := readlinkAt(h.dirfd, h.name)
+		reuse = err == nil && cur == r.target
+	}
+	return reuse
+}
+
+// dropStale makes the index forget gfid g's entry at h (st its lstat),
+// which cannot be reused for an entry of type wantFmt, so that g is made
+// anew; an error when it cannot be dropped.
+func dropStale(c *dirCache, h handle, st *unix.Stat_t, g gfid.GFID, wantFmt uint32) error {
+	switch {
+	case h.parent == limboGFID:
+		// Parked by a conflict (possibly just now, at this very name)
+		// and of another type: it goes with the limbo.
+		return c.tx.RemoveLink(g, gfidx.Link{Parent: h.parent, Name: h.name})
+	case isDir(st):
+		// A gfid cannot change type; a directory of this gfid
+		// elsewhere cannot be dropped without its subtree (which may
+		// hold the parent of the new entry).
+		return invalidf("%s is a directory elsewhere on the slave, not a %s", g, typeName(wantFmt))
+	default:
+		// A stale non-directory of this gfid (another type, or a
+		// symlink or device that is made anew): the index forgets it;
+		// its name goes with the next purge or unlink.
+		return c.tx.RemoveAll(g)
+	}
+}
+
+// create makes r's entry anew at its free name, with outcome res (see
+// reuseElsewhere), or leaves a file whose data follows to the data stream.
+func (s *Slave) create(c *dirCache, pfd int, r *entryReq, res outcome) outcome {
+	link := gfidx.Link{Parent: r.parent, Name: r.name}
 	if r.dataFollows {
 		// The name is free; the data stream will create the file there,
 		// whole (see pending). No copy of it here: made.
@@ -714,31 +753,7 @@ func (s *Slave) rename(c *dirCache, r *entryReq) outcome {
 		}
 	}
 	if exists && got == r.g {
-		res := noop
-		if !srcKnown && !(r.parent == r.parent2 && r.name == r.name2) {
-			// The old name is not here: if a CREATE announced it (data
-			// to follow), the announcement is superseded — the data must
-			// not make it later (see linkPending).
-			if err := c.tx.RemoveLink(r.g, gfidx.Link{Parent: r.parent, Name: r.name}); err != nil {
-				return failed(err)
-			}
-		}
-		if srcKnown && !(src.parent == r.parent2 && src.name == r.name2) {
-			// Both names hold the inode: a rename between two hardlinks
-			// of one file, which POSIX makes a no-op; drop the old name as
-			// the master did.
-			if err := unix.Unlinkat(src.dirfd, src.name, 0); err != nil {
-				return failed(fmt.Errorf("rename: removing %q: %w", src.name, err))
-			}
-			if err := c.tx.RemoveLink(r.g, gfidx.Link{Parent: src.parent, Name: src.name}); err != nil {
-				return failed(err)
-			}
-			res = done
-		}
-		if err := c.tx.AddLink(r.g, gfidx.Link{Parent: r.parent2, Name: r.name2}); err != nil {
-			return failed(err)
-		}
-		return res
+		return renamedAlready(c, r, src, srcKnown)
 	}
 	if !srcKnown {
 		if src, sst, err = c.findOrMaterialize(r.g); err != nil {
@@ -795,6 +810,36 @@ func (s *Slave) rename(c *dirCache, r *entryReq) outcome {
 	}
 	if isDir(&sst) {
 		c.forget(r.g)
+	}
+	return res
+}
+
+// renamedAlready is rename when the new name already holds the gfid;
+// src is the old name when srcKnown (it holds the gfid too).
+func renamedAlready(c *dirCache, r *entryReq, src handle, srcKnown bool) outcome {
+	res := noop
+	if !srcKnown && !(r.parent == r.parent2 && r.name == r.name2) {
+		// The old name is not here: if a CREATE announced it (data
+		// to follow), the announcement is superseded — the data must
+		// not make it later (see linkPending).
+		if err := c.tx.RemoveLink(r.g, gfidx.Link{Parent: r.parent, Name: r.name}); err != nil {
+			return failed(err)
+		}
+	}
+	if srcKnown && !(src.parent == r.parent2 && src.name == r.name2) {
+		// Both names hold the inode: a rename between two hardlinks
+		// of one file, which POSIX makes a no-op; drop the old name as
+		// the master did.
+		if err := unix.Unlinkat(src.dirfd, src.name, 0); err != nil {
+			return failed(fmt.Errorf("rename: removing %q: %w", src.name, err))
+		}
+		if err := c.tx.RemoveLink(r.g, gfidx.Link{Parent: src.parent, Name: src.name}); err != nil {
+			return failed(err)
+		}
+		res = done
+	}
+	if err := c.tx.AddLink(r.g, gfidx.Link{Parent: r.parent2, Name: r.name2}); err != nil {
+		return failed(err)
 	}
 	return res
 }

@@ -250,6 +250,58 @@ func (o *openFile) close() {
 
 // Ship implements ShipFunc for *File: one SyncData stream for all files.
 func (s *Sender) Ship(ctx context.Context, files []*File) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sh := s.newShipment(ctx, cancel, files)
+	shipped := false
+	defer func() {
+		cancel() // a dial still under way ends
+		sh.bk.close(shipped)
+	}()
+	if err := sh.open(); err != nil {
+		return err
+	}
+	go sh.receive()
+	defer sh.closePending()
+	if err := sh.send(); err != nil {
+		return sh.fail(err)
+	}
+	if err := sh.finish(); err != nil {
+		return err
+	}
+	shipped = true
+	return nil
+}
+
+// shipment is one box on its way: its SyncData stream, read by receive
+// on a goroutine of its own while Ship's goroutine sends.
+type shipment struct {
+	s      *Sender
+	ctx    context.Context
+	cancel context.CancelFunc // ends the stream (and a dial under way)
+	files  []*File
+	window int
+	stream pb.SlaveService_SyncDataClient
+
+	// Ship's goroutine's.
+	bk       *bulkLink
+	buf      []byte // the read buffer of every whole file of this box
+	batch    inlineBatch
+	pending  map[uint64]*openFile // announced, awaiting FileWant
+	local    map[int]bool         // failed on the master: never announced
+	sentMeta map[int]bool         // announced with all their metadata
+
+	// wants carries the answers from receive to Ship's goroutine; results
+	// and recvErr are receive's, read by Ship's goroutine once receive is
+	// done (readerDone).
+	wants      chan *pb.FileWant
+	readerDone chan struct{}
+	mu         sync.Mutex // guards results and recvErr
+	results    map[uint64]*pb.FileResult
+	recvErr    error
+}
+
+func (s *Sender) newShipment(ctx context.Context, cancel context.CancelFunc, files []*File) *shipment {
 	chunk := s.ChunkSize
 	if chunk <= 0 {
 		chunk = 256 << 10
@@ -258,206 +310,223 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 	if window <= 0 {
 		window = 256
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	bk := &bulkLink{s: s}
-	shipped := false
-	defer func() {
-		cancel() // a dial still under way ends
-		bk.close(shipped)
-	}()
-	buf := make([]byte, chunk) // the read buffer of every whole file of this box
-	batch := inlineBatch{buf: make([]byte, inlineBatchBytes)}
-	stream, err := s.Client.SyncData(ctx)
+	return &shipment{
+		s: s, ctx: ctx, cancel: cancel, files: files, window: window,
+		bk:      &bulkLink{s: s},
+		buf:     make([]byte, chunk),
+		batch:   inlineBatch{buf: make([]byte, inlineBatchBytes)},
+		pending: map[uint64]*openFile{}, local: map[int]bool{}, sentMeta: map[int]bool{},
+		// Each file gets exactly one FileWant, so a buffer of len(files)
+		// never blocks receive, and the slave is never blocked sending to
+		// us while we block sending to it.
+		wants:      make(chan *pb.FileWant, len(files)),
+		readerDone: make(chan struct{}),
+		results:    map[uint64]*pb.FileResult{},
+	}
+}
+
+// open opens the stream and names the session on it.
+func (sh *shipment) open() error {
+	stream, err := sh.s.Client.SyncData(sh.ctx)
 	if err != nil {
 		return fmt.Errorf("syncer: opening data stream: %w", err)
 	}
-	if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionToken: s.Token}}}); err != nil {
-		return fmt.Errorf("syncer: data stream: %w", s.streamErr(stream, err))
+	sh.stream = stream
+	if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Open{Open: &pb.DataOpen{SessionToken: sh.s.Token}}}); err != nil {
+		return fmt.Errorf("syncer: data stream: %w", sh.s.streamErr(stream, err))
 	}
+	return nil
+}
 
-	// The reader owns stream.Recv. Each file gets exactly one FileWant, so
-	// a buffer of len(files) never blocks it, and the slave is never
-	// blocked sending to us while we block sending to it.
-	wants := make(chan *pb.FileWant, len(files))
-	var mu sync.Mutex // guards results and recvErr
-	results := map[uint64]*pb.FileResult{}
-	var recvErr error
-	readerDone := make(chan struct{})
-	go func() {
-		defer close(readerDone)
-		defer close(wants)
-		for {
-			msg, err := stream.Recv()
-			if err != nil {
-				mu.Lock()
-				if errors.Is(err, io.EOF) {
-					err = errors.New("slave ended the data stream without a commit")
-				}
-				recvErr = err
-				mu.Unlock()
-				cancel()
-				return
+// receive owns stream.Recv: it hands the FileWants to Ship's goroutine
+// and keeps the results, until the slave commits or the stream fails
+// (which cancels the send).
+func (sh *shipment) receive() {
+	defer close(sh.readerDone)
+	defer close(sh.wants)
+	for {
+		msg, err := sh.stream.Recv()
+		if err != nil {
+			sh.mu.Lock()
+			if errors.Is(err, io.EOF) {
+				err = errors.New("slave ended the data stream without a commit")
 			}
-			switch m := msg.GetMsg().(type) {
-			case *pb.SyncDataResponse_Want:
-				wants <- m.Want
-			case *pb.SyncDataResponse_Result:
-				mu.Lock()
-				results[m.Result.GetId()] = m.Result
-				mu.Unlock()
-			case *pb.SyncDataResponse_Results:
-				mu.Lock()
-				for _, r := range m.Results.GetResults() {
-					results[r.GetId()] = r
-				}
-				mu.Unlock()
-			case *pb.SyncDataResponse_Commit:
-				return
+			sh.recvErr = err
+			sh.mu.Unlock()
+			sh.cancel()
+			return
+		}
+		switch m := msg.GetMsg().(type) {
+		case *pb.SyncDataResponse_Want:
+			sh.wants <- m.Want
+		case *pb.SyncDataResponse_Result:
+			sh.mu.Lock()
+			sh.results[m.Result.GetId()] = m.Result
+			sh.mu.Unlock()
+		case *pb.SyncDataResponse_Results:
+			sh.mu.Lock()
+			for _, r := range m.Results.GetResults() {
+				sh.results[r.GetId()] = r
 			}
+			sh.mu.Unlock()
+		case *pb.SyncDataResponse_Commit:
+			return
 		}
-	}()
-
-	pending := map[uint64]*openFile{} // announced, awaiting FileWant
-	local := map[int]bool{}           // failed on the master: never announced
-	sentMeta := map[int]bool{}        // announced with all their metadata
-	defer func() {
-		for _, o := range pending {
-			o.close()
-		}
-	}()
-	sendErr := func(err error) error {
-		cancel()
-		<-readerDone
-		mu.Lock()
-		var dce dataConnErr
-		switch {
-		case recvErr != nil && errors.Is(err, context.Canceled):
-			// The reader failed first and cancelled the send: its error
-			// is the reason (the link broke), not the cancellation.
-			err = recvErr
-		case recvErr != nil && errors.As(err, &dce) && status.Code(recvErr) != codes.Canceled:
-			// The slave ended the stream (and closed the data
-			// connection we were writing to): its status says why.
-			err = recvErr
-		}
-		mu.Unlock()
-		return fmt.Errorf("syncer: data stream: %w", s.streamErr(stream, err))
 	}
-	answer := func(w *pb.FileWant) error {
-		o, ok := pending[w.GetId()]
+}
+
+func (sh *shipment) closePending() {
+	for _, o := range sh.pending {
+		o.close()
+	}
+}
+
+// send announces every file, at most window of them ahead of their
+// answers, sends the data the answers ask for, and ends the sending half
+// of the stream once every file is answered. Its errors go through fail.
+func (sh *shipment) send() error {
+	for i, f := range sh.files {
+		if err := sh.awaitAnswers(sh.window-1, "stream closed"); err != nil {
+			return err
+		}
+		if err := sh.serveAnswered(); err != nil {
+			return err
+		}
+		if err := sh.announce(i, f); err != nil {
+			return err
+		}
+	}
+	if err := sh.batch.flush(sh.stream); err != nil {
+		return err
+	}
+	if err := sh.awaitAnswers(0, "stream closed before every file was answered"); err != nil {
+		return err
+	}
+	return sh.stream.CloseSend()
+}
+
+// announce opens file i and sends it inline, or its header (its data
+// follows its answer).
+func (sh *shipment) announce(i int, f *File) error {
+	o, err := sh.s.open(f)
+	if err != nil {
+		f.Status, f.Err = pb.OpStatus_OP_STATUS_FAILED, err
+		sh.local[i] = true
+		return nil
+	}
+	if o == nil {
+		return nil // vanished
+	}
+	id := uint64(i)
+	if !f.NoInline && o.st.Size <= InlineMax {
+		// Small: the data goes with the header, many files to a
+		// message, and the slave answers with the results alone.
+		err := sh.s.addInline(sh.ctx, sh.stream, &sh.batch, id, o)
+		if o.known {
+			sh.sentMeta[i] = true
+		}
+		o.close()
+		return err
+	}
+	hdr := o.header(id)
+	if o.known {
+		sh.sentMeta[i] = true
+	}
+	if o.st.Size >= BulkMinFile {
+		sh.bk.start(sh.ctx)
+	}
+	sh.pending[id] = o
+	return sh.stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: hdr}})
+}
+
+// awaitAnswers serves answers until at most left files await theirs; an
+// end of the answers before that is the error closed.
+func (sh *shipment) awaitAnswers(left int, closed string) error {
+	for len(sh.pending) > left {
+		w, ok := <-sh.wants
 		if !ok {
-			return fmt.Errorf("slave answered unknown file id %d", w.GetId())
+			return errors.New(closed)
 		}
-		delete(pending, w.GetId())
-		defer o.close()
-		if !w.GetSend() {
+		if err := sh.answer(w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// serveAnswered serves the answers that are already in, without blocking.
+func (sh *shipment) serveAnswered() error {
+	for {
+		select {
+		case w, ok := <-sh.wants:
+			if !ok {
+				return nil
+			}
+			if err := sh.answer(w); err != nil {
+				return err
+			}
+		default:
 			return nil
 		}
-		var sig *delta.Signature
-		if b := w.GetSignature(); len(b) > 0 {
-			sig = new(delta.Signature)
-			if err := sig.UnmarshalBinary(b); err != nil {
-				return fmt.Errorf("slave sent a bad signature for %s: %w", o.file.GFID, err)
-			}
-			o.file.Delta = true
-		}
-		return s.sendData(ctx, stream, bk, w.GetId(), o, sig, buf)
 	}
-	next := func() (bool, error) {
-		w, ok := <-wants
-		if !ok {
-			return false, nil
-		}
-		return true, answer(w)
-	}
+}
 
-	for i, f := range files {
-		for len(pending) >= window {
-			ok, err := next()
-			if err != nil {
-				return sendErr(err)
-			}
-			if !ok {
-				return sendErr(errors.New("stream closed"))
-			}
+// answer sends the data a FileWant asks for, if any, and closes the file.
+func (sh *shipment) answer(w *pb.FileWant) error {
+	o, ok := sh.pending[w.GetId()]
+	if !ok {
+		return fmt.Errorf("slave answered unknown file id %d", w.GetId())
+	}
+	delete(sh.pending, w.GetId())
+	defer o.close()
+	if !w.GetSend() {
+		return nil
+	}
+	var sig *delta.Signature
+	if b := w.GetSignature(); len(b) > 0 {
+		sig = new(delta.Signature)
+		if err := sig.UnmarshalBinary(b); err != nil {
+			return fmt.Errorf("slave sent a bad signature for %s: %w", o.file.GFID, err)
 		}
-		// Serve answers that are already in, without blocking.
-	drain:
-		for {
-			select {
-			case w, ok := <-wants:
-				if !ok {
-					break drain
-				}
-				if err := answer(w); err != nil {
-					return sendErr(err)
-				}
-			default:
-				break drain
-			}
-		}
-		o, err := s.open(f)
-		if err != nil {
-			f.Status, f.Err = pb.OpStatus_OP_STATUS_FAILED, err
-			local[i] = true
+		o.file.Delta = true
+	}
+	return sh.s.sendData(sh.ctx, sh.stream, sh.bk, w.GetId(), o, sig, sh.buf)
+}
+
+// fail ends the shipment on a send error: it stops receive and says why
+// the stream failed.
+func (sh *shipment) fail(err error) error {
+	sh.cancel()
+	<-sh.readerDone
+	sh.mu.Lock()
+	var dce dataConnErr
+	switch {
+	case sh.recvErr != nil && errors.Is(err, context.Canceled):
+		// The reader failed first and cancelled the send: its error
+		// is the reason (the link broke), not the cancellation.
+		err = sh.recvErr
+	case sh.recvErr != nil && errors.As(err, &dce) && status.Code(sh.recvErr) != codes.Canceled:
+		// The slave ended the stream (and closed the data
+		// connection we were writing to): its status says why.
+		err = sh.recvErr
+	}
+	sh.mu.Unlock()
+	return fmt.Errorf("syncer: data stream: %w", sh.s.streamErr(sh.stream, err))
+}
+
+// finish waits for the slave's commit and gives each file its outcome.
+func (sh *shipment) finish() error {
+	<-sh.readerDone
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.recvErr != nil {
+		return fmt.Errorf("syncer: data stream: %w", sh.recvErr)
+	}
+	for i, f := range sh.files {
+		if f.Vanished || sh.local[i] {
 			continue
 		}
-		if o == nil {
-			continue // vanished
-		}
-		id := uint64(i)
-		if !f.NoInline && o.st.Size <= InlineMax {
-			// Small: the data goes with the header, many files to a
-			// message, and the slave answers with the results alone.
-			err := s.addInline(ctx, stream, &batch, id, o)
-			if o.known {
-				sentMeta[i] = true
-			}
-			o.close()
-			if err != nil {
-				return sendErr(err)
-			}
-			continue
-		}
-		hdr := o.header(id)
-		if o.known {
-			sentMeta[i] = true
-		}
-		if o.st.Size >= BulkMinFile {
-			bk.start(ctx)
-		}
-		pending[id] = o
-		if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Header{Header: hdr}}); err != nil {
-			return sendErr(err)
-		}
-	}
-	if err := batch.flush(stream); err != nil {
-		return sendErr(err)
-	}
-	for len(pending) > 0 {
-		ok, err := next()
-		if err != nil {
-			return sendErr(err)
-		}
-		if !ok {
-			return sendErr(errors.New("stream closed before every file was answered"))
-		}
-	}
-	if err := stream.CloseSend(); err != nil {
-		return sendErr(err)
-	}
-	<-readerDone
-	mu.Lock()
-	defer mu.Unlock()
-	if recvErr != nil {
-		return fmt.Errorf("syncer: data stream: %w", recvErr)
-	}
-	for i, f := range files {
-		if f.Vanished || local[i] {
-			continue
-		}
-		r, ok := results[uint64(i)]
+		r, ok := sh.results[uint64(i)]
 		if !ok {
 			f.Status, f.Err = pb.OpStatus_OP_STATUS_FAILED, errors.New("slave reported no result")
 			continue
@@ -469,10 +538,9 @@ func (s *Sender) Ship(ctx context.Context, files []*File) error {
 		}
 		switch f.Status {
 		case pb.OpStatus_OP_STATUS_OK, pb.OpStatus_OP_STATUS_NOOP, pb.OpStatus_OP_STATUS_PARTIAL:
-			f.MetaDone = sentMeta[i] && !f.Changed
+			f.MetaDone = sh.sentMeta[i] && !f.Changed
 		}
 	}
-	shipped = true
 	return nil
 }
 

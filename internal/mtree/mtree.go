@@ -25,6 +25,18 @@ type Tree struct {
 	Root *beneath.Root
 	NS   gfid.Namespace
 	Idx  *gfidx.Index
+	// NewGFID makes the gfid given to a new inode (nil: gfid.New). Tests
+	// that replay an interleaving from a seed set a seeded one, so that
+	// what is ordered by gfid is ordered alike each time.
+	NewGFID func() (gfid.GFID, error)
+}
+
+// New makes a gfid for a new inode (see NewGFID).
+func (t *Tree) New() (gfid.GFID, error) {
+	if t.NewGFID != nil {
+		return t.NewGFID()
+	}
+	return gfid.New()
 }
 
 // Entry is an existing master entry found by (parent gfid, name).
@@ -173,7 +185,7 @@ func (t *Tree) EnsureGFID(dirfd int, parent gfid.GFID, name string, st *unix.Sta
 	if ft := st.Mode & unix.S_IFMT; t.NS.Prefix() == "user.georep." && ft != unix.S_IFREG && ft != unix.S_IFDIR {
 		return gfid.Derived(parent, name, st.Mode), true, nil
 	}
-	if g, err = gfid.New(); err != nil {
+	if g, err = t.New(); err != nil {
 		return gfid.Zero, false, err
 	}
 	if err := t.NS.SetNewAt(dirfd, name, g); err != nil {

@@ -314,7 +314,7 @@ func (r *Recorder) watchTree(dirfd int, g gfid.GFID, seen map[gfid.GFID]bool) er
 
 // refresh gives name in dirfd a new gfid: it carried another inode's.
 func (r *Recorder) refresh(dirfd int, name string) (gfid.GFID, error) {
-	g, err := gfid.New()
+	g, err := r.t.New()
 	if err != nil {
 		return gfid.Zero, err
 	}
@@ -648,136 +648,199 @@ func (r *Recorder) created(dir gfid.GFID, name string) error {
 		r.rescan[dir] = 0
 		return nil
 	}
-	st, err := beneath.Lstat(fd, name)
+	n := &newName{dir: dir, fd: fd, name: name, sub: -1}
+	defer n.close()
+	if there, err := n.look(); !there {
+		return err
+	}
+	g, record, err := r.identify(n)
+	if !record {
+		return err
+	}
+	return r.record(n, g)
+}
+
+// newName is a name created in a directory, while created looks at it.
+type newName struct {
+	dir  gfid.GFID
+	fd   int // dir's, borrowed from the recorder's cache (see Recorder.dir)
+	name string
+	st   unix.Stat_t
+	// sub holds a directory open from its stat on, until newDir takes it
+	// (-1 otherwise): it may be renamed any time, and its watch and
+	// listing must be of this inode.
+	sub int
+}
+
+func (n *newName) link() gfidx.Link { return gfidx.Link{Parent: n.dir, Name: n.name} }
+
+// takeSub hands the open directory over to its new owner.
+func (n *newName) takeSub() int {
+	d := n.sub
+	n.sub = -1
+	return d
+}
+
+func (n *newName) close() {
+	if n.sub >= 0 {
+		unix.Close(n.sub)
+	}
+}
+
+// look stats the name, and opens it if it is a directory; there is false
+// when it is gone (or replaced) again.
+func (n *newName) look() (there bool, err error) {
+	n.st, err = beneath.Lstat(n.fd, n.name)
 	if errors.Is(err, unix.ENOENT) {
-		return nil // gone again; its removal follows
+		return false, nil // gone again; its removal follows
 	}
 	if err != nil {
-		return fmt.Errorf("stat %q: %w", name, err)
+		return false, fmt.Errorf("stat %q: %w", n.name, err)
 	}
-	// A directory is held open from here on: it may be renamed any time,
-	// and its watch and listing must be of this inode.
-	sub := -1
-	defer func() {
-		if sub >= 0 {
-			unix.Close(sub)
+	if n.st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if n.sub, err = unix.Openat(n.fd, n.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
+			n.sub = -1
+			return false, nil // gone or replaced again: later events say
 		}
-	}()
-	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		if sub, err = unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
-			sub = -1
-			return nil // gone or replaced again: later events say
-		}
-		if err := unix.Fstat(sub, &st); err != nil {
-			return fmt.Errorf("stat %q: %w", name, err)
+		if err := unix.Fstat(n.sub, &n.st); err != nil {
+			return false, fmt.Errorf("stat %q: %w", n.name, err)
 		}
 	}
-	link := gfidx.Link{Parent: dir, Name: name}
-	var g gfid.GFID
-	if sub >= 0 {
-		g, err = r.t.NS.FGet(sub)
+	return true, nil
+}
+
+// identify finds the gfid of n's inode: read, or given to a new inode.
+// record false says n needs no entry record of its own (err says why,
+// when it is an error): it is gone again, recorded already, or another
+// link of a known file (recorded here).
+func (r *Recorder) identify(n *newName) (g gfid.GFID, record bool, err error) {
+	if n.sub >= 0 {
+		g, err = r.t.NS.FGet(n.sub)
 	} else {
-		g, err = r.t.NS.Get(beneath.ProcPath(fd, name))
+		g, err = r.t.NS.Get(beneath.ProcPath(n.fd, n.name))
 	}
 	isNew := errors.Is(err, gfid.ErrNoGFID) || errors.Is(err, unix.EACCES)
 	if errors.Is(err, unix.ENOENT) {
-		return nil // gone again since the stat; its removal follows
+		return gfid.Zero, false, nil // gone again since the stat; its removal follows
 	}
 	if err != nil && !isNew {
-		return err
+		return gfid.Zero, false, err
 	}
 	if isNew {
-		var derived bool
-		if sub >= 0 {
-			g, err = r.newDirGFID(sub)
-		} else {
-			g, derived, err = r.t.EnsureGFID(fd, dir, name, &st)
-		}
-		if errors.Is(err, unix.ENOENT) {
-			return nil // gone again; its removal follows
-		}
-		if err != nil {
-			return err
-		}
-		if derived && r.knows(g, link) {
-			return nil
-		}
-		// Our gfid write's IN_ATTRIB is not a change.
-		r.born[g] = true
+		return r.giveGFID(n)
+	}
+	return r.knownGFID(n, g)
+}
+
+// giveGFID gives n's new inode a gfid (see identify).
+func (r *Recorder) giveGFID(n *newName) (g gfid.GFID, record bool, err error) {
+	var derived bool
+	if n.sub >= 0 {
+		g, err = r.newDirGFID(n.sub)
 	} else {
-		var other []gfidx.Link
-		r.t.Idx.View(func(tx *gfidx.Tx) error {
-			for _, l := range tx.Links(g) {
-				if l != link {
-					other = append(other, l)
-				}
+		g, derived, err = r.t.EnsureGFID(n.fd, n.dir, n.name, &n.st)
+	}
+	if errors.Is(err, unix.ENOENT) {
+		return g, false, nil // gone again; its removal follows
+	}
+	if err != nil {
+		return g, false, err
+	}
+	if derived && r.knows(g, n.link()) {
+		return g, false, nil
+	}
+	// Our gfid write's IN_ATTRIB is not a change.
+	r.born[g] = true
+	return g, true, nil
+}
+
+// knownGFID is identify for an inode that carries gfid g already: a name
+// recorded already, another link of a known file, a directory the index
+// has elsewhere, or a copy of another inode (given a gfid of its own).
+func (r *Recorder) knownGFID(n *newName, g gfid.GFID) (gfid.GFID, bool, error) {
+	link := n.link()
+	var other []gfidx.Link
+	r.t.Idx.View(func(tx *gfidx.Tx) error {
+		for _, l := range tx.Links(g) {
+			if l != link {
+				other = append(other, l)
 			}
-			return nil
-		})
-		if r.knows(g, link) {
-			// Recorded already (a directory's scan), or indexed by the
-			// crawl — which watches nothing: a directory it found before
-			// its event came in is watched here all the same.
-			if sub >= 0 && !r.in.watched(g) {
-				d := sub
-				sub = -1
-				return r.newDir(d, g)
-			}
-			return nil
 		}
-		switch r.sameInode(g, other, &st) {
-		case inodeSame:
-			if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-				// Another name of a known file.
-				if err := r.index(func(tx *gfidx.Tx) error { return tx.AddLink(g, link) }); err != nil {
-					return err
-				}
-				r.addEntry(&changelog.Record{Kind: changelog.KindEntry, GFID: g, Op: changelog.OpLink, Parent: dir, Name: name})
-				r.addMeta(dir, r.parentOf(dir))
-				return nil
+		return nil
+	})
+	if r.knows(g, link) {
+		// Recorded already (a directory's scan), or indexed by the
+		// crawl — which watches nothing: a directory it found before
+		// its event came in is watched here all the same.
+		if n.sub >= 0 && !r.in.watched(g) {
+			return g, false, r.newDir(n.takeSub(), g)
+		}
+		return g, false, nil
+	}
+	switch r.sameInode(g, other, &n.st) {
+	case inodeSame:
+		if n.st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			// Another name of a known file.
+			if err := r.index(func(tx *gfidx.Tx) error { return tx.AddLink(g, link) }); err != nil {
+				return g, false, err
 			}
-			// A directory the index still has elsewhere: the index is
-			// stale; take it as new here (the slave moves its copy).
-		case inodeOther:
-			// A copy of another inode, xattrs included: its own gfid.
-			if g, err = r.refresh(fd, name); err != nil {
-				return err
-			}
+			r.addEntry(&changelog.Record{Kind: changelog.KindEntry, GFID: g, Op: changelog.OpLink, Parent: n.dir, Name: n.name})
+			r.addMeta(n.dir, r.parentOf(n.dir))
+			return g, false, nil
+		}
+		// A directory the index still has elsewhere: the index is
+		// stale; take it as new here (the slave moves its copy).
+	case inodeOther:
+		// A copy of another inode, xattrs included: its own gfid.
+		var err error
+		if g, err = r.refresh(n.fd, n.name); err != nil {
+			return g, false, err
 		}
 	}
-	if err := r.index(func(tx *gfidx.Tx) error { return tx.AddLink(g, link) }); err != nil {
+	return g, true, nil
+}
+
+// record indexes n as g's and records it as made, with its data or
+// metadata and its directory's; a new directory is then watched.
+func (r *Recorder) record(n *newName, g gfid.GFID) error {
+	if err := r.index(func(tx *gfidx.Tx) error { return tx.AddLink(g, n.link()) }); err != nil {
 		return err
 	}
-	rec := changelog.Record{Kind: changelog.KindEntry, GFID: g, Parent: dir, Name: name, Mode: st.Mode, UID: st.Uid, GID: st.Gid}
+	rec := n.entryRecord(g)
+	r.addEntry(&rec)
+	if rec.Op == changelog.OpCreate {
+		r.addData(g, n.dir)
+	} else {
+		r.addMeta(g, n.dir)
+	}
+	r.addMeta(n.dir, r.parentOf(n.dir))
+	if rec.Op == changelog.OpMkdir {
+		return r.newDir(n.takeSub(), g)
+	}
+	return nil
+}
+
+// entryRecord is the record that makes n, as g, by its type.
+func (n *newName) entryRecord(g gfid.GFID) changelog.Record {
+	st := &n.st
+	rec := changelog.Record{Kind: changelog.KindEntry, GFID: g, Parent: n.dir, Name: n.name, Mode: st.Mode, UID: st.Uid, GID: st.Gid}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		rec.Op = changelog.OpCreate
 	case unix.S_IFDIR:
 		rec.Op = changelog.OpMkdir
 	case unix.S_IFLNK:
-		rec = changelog.Record{Kind: changelog.KindEntry, GFID: g, Op: changelog.OpSymlink, Parent: dir, Name: name}
+		rec = changelog.Record{Kind: changelog.KindEntry, GFID: g, Op: changelog.OpSymlink, Parent: n.dir, Name: n.name}
 		// The target goes with the record: replayed after the link is
 		// gone or moved on, it is all there is to make it from.
 		buf := make([]byte, changelog.MaxTargetLen+1)
-		if n, err := unix.Readlinkat(fd, name, buf); err == nil && n > 0 && n <= changelog.MaxTargetLen {
-			rec.Target, rec.HasTarget = string(buf[:n]), true
+		if k, err := unix.Readlinkat(n.fd, n.name, buf); err == nil && k > 0 && k <= changelog.MaxTargetLen {
+			rec.Target, rec.HasTarget = string(buf[:k]), true
 		}
 	default:
 		rec.Op = changelog.OpMknod
 	}
-	r.addEntry(&rec)
-	if rec.Op == changelog.OpCreate {
-		r.addData(g, dir)
-	} else {
-		r.addMeta(g, dir)
-	}
-	r.addMeta(dir, r.parentOf(dir))
-	if rec.Op == changelog.OpMkdir {
-		d := sub
-		sub = -1
-		return r.newDir(d, g)
-	}
-	return nil
+	return rec
 }
 
 // knows reports whether the index has name link holding g: recorded
@@ -794,7 +857,7 @@ func (r *Recorder) knows(g gfid.GFID, link gfidx.Link) bool {
 // newDirGFID gives the open directory sub a gfid (or reads the one someone
 // gave it meanwhile).
 func (r *Recorder) newDirGFID(sub int) (gfid.GFID, error) {
-	g, err := gfid.New()
+	g, err := r.t.New()
 	if err != nil {
 		return g, err
 	}
