@@ -27,6 +27,7 @@ const fanMask = unix.FAN_CREATE | unix.FAN_DELETE | unix.FAN_RENAME | unix.FAN_M
 // recorder handles (the event bits have the same values in both APIs).
 type fanotify struct {
 	fd     int
+	root   int // a descriptor on the root's filesystem (owned by the caller), for open
 	dirs   dirMap[string]  // directory handle keys (see handleKey)
 	marked map[uint64]bool // st_dev of the filesystems marked
 	buf    []byte
@@ -57,7 +58,7 @@ func newFanotify(root int) (*fanotify, error) {
 	if err != nil {
 		return nil, fmt.Errorf("changelog: fanotify_init: %w", err)
 	}
-	f := &fanotify{fd: fd, dirs: newDirMap[string](), marked: map[uint64]bool{}, buf: make([]byte, 256<<10)}
+	f := &fanotify{fd: fd, root: root, dirs: newDirMap[string](), marked: map[uint64]bool{}, buf: make([]byte, 256<<10)}
 	if err := f.markFS(root); err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -183,12 +184,36 @@ func (f *fanotify) translate(fe *fanEvent, out []event) []event {
 		return out // not the tree's
 	}
 	name := string(fe.dir.name)
+	var obj []byte
+	if fe.obj.ok && fe.mask&(unix.FAN_MODIFY|unix.FAN_CLOSE_WRITE|unix.FAN_ATTRIB) != 0 {
+		obj = append([]byte(nil), fe.obj.key...) // the buffer is read into again
+	}
 	for _, bits := range [...]uint64{dirent, unix.FAN_MODIFY | unix.FAN_CLOSE_WRITE, unix.FAN_ATTRIB} {
 		if m := fe.mask & bits; m != 0 {
-			out = append(out, event{mask: uint32(m) | dirBit, dir: g, name: name, known: true})
+			ev := event{mask: uint32(m) | dirBit, dir: g, name: name, known: true}
+			if bits != dirent {
+				ev.obj = obj
+			}
+			out = append(out, ev)
 		}
 	}
 	return out
+}
+
+// open opens the inode obj names (a handle key: fsid, then the struct
+// file_handle), with open_by_handle_at on the root's filesystem (which
+// needs CAP_DAC_READ_SEARCH, which a process that may use fanotify has).
+func (f *fanotify) open(obj []byte) (int, error) {
+	if len(obj) < 16 {
+		return -1, fmt.Errorf("changelog: handle key of %d bytes", len(obj))
+	}
+	n := int(binary.NativeEndian.Uint32(obj[8:]))
+	typ := int32(binary.NativeEndian.Uint32(obj[12:]))
+	if n != len(obj)-16 {
+		return -1, fmt.Errorf("changelog: handle of %d bytes in a %d-byte key", n, len(obj))
+	}
+	fh := unix.NewFileHandle(typ, obj[16:])
+	return unix.OpenByHandleAt(f.root, fh, unix.O_PATH|unix.O_CLOEXEC)
 }
 
 // fanEvent is one fanotify event as read: its mask, the object's handle,

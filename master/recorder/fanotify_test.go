@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"encoding/binary"
+	"reflect"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -92,10 +93,13 @@ func TestParseFanEvents(t *testing.T) {
 		t.Fatalf("translated into %d events, want %d: %+v", len(evs), len(want), evs)
 	}
 	for i := range want {
-		if evs[i] != want[i] {
+		got := evs[i]
+		got.obj = nil // compared below
+		if !reflect.DeepEqual(got, want[i]) {
 			t.Errorf("event %d: %+v, want %+v", i, evs[i], want[i])
 		}
 	}
+
 
 	// Damage is an error, never a panic.
 	for _, bad := range [][]byte{buf[:10], buf[:30], append(fanEventBytes(unix.FAN_CREATE), 1, 2)} {

@@ -30,6 +30,10 @@ type event struct {
 	// reports (fanotify's; inotify reports a directory's changes to its
 	// parent's watch too, with a name).
 	self bool
+	// obj is the changed inode's handle key (fanotify's FID record, see
+	// handleKey), for a change to a name: what identifies the inode when
+	// the name is gone before the event is read. nil from inotify.
+	obj []byte
 }
 
 // source is where the recorder's events come from: inotify (a watch per
@@ -43,6 +47,10 @@ type source interface {
 	unwatch(g gfid.GFID)
 	wait(timeout time.Duration) error
 	read() (evs []event, overflow bool, err error)
+	// open opens the inode an event's obj names (O_PATH), wherever it is
+	// now; an error when the source gives no handles (inotify), or the
+	// inode is gone.
+	open(obj []byte) (int, error)
 	close() error
 }
 
@@ -86,6 +94,11 @@ func newInotify() (*inotify, error) {
 }
 
 func (in *inotify) kind() string { return "inotify" }
+
+func (in *inotify) open([]byte) (int, error) { return -1, errNoHandles }
+
+// errNoHandles: inotify names what changed by its name only.
+var errNoHandles = errors.New("inotify reports no inode handles")
 func (in *inotify) close() error { return unix.Close(in.fd) }
 
 // watch adds a watch on the open directory dirfd (gfid g). The watch is

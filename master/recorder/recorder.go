@@ -547,18 +547,63 @@ func (r *Recorder) handle(e *event) error {
 		g, known := r.child(e.dir, e.name)
 		return r.removed(e.dir, e.name, e.isDir(), g, known)
 	case e.is(unix.IN_MODIFY | unix.IN_CLOSE_WRITE):
-		if g, ok := r.identified(e.dir, e.name); ok {
+		g, ok, gone := r.lookName(e.dir, e.name)
+		switch {
+		case ok:
 			r.addData(g, e.dir)
+		case gone:
+			r.changedGone(e, r.addData)
 		}
 	case e.is(unix.IN_ATTRIB):
-		if g, ok := r.identified(e.dir, e.name); ok && !r.born[g] {
+		g, ok, gone := r.lookName(e.dir, e.name)
+		switch {
+		case ok && !r.born[g]:
 			fd, err := r.dir(e.dir)
 			if err != nil || !r.ownChange(g, func() (attrs, error) { return attrsAt(fd, e.name) }) {
 				r.addMeta(g, e.dir)
 			}
+		case gone:
+			r.changedGone(e, r.addMeta)
 		}
 	}
 	return nil
+}
+
+// changedGone records a change made through a name that is gone (and was
+// never identified) by the time its event is read: a name made, used and
+// removed at once (a temporary file: nothing to record), or one more name
+// of a file, made to change it and removed (a chmod through a hard link
+// that is then unlinked). The change is the inode's, which may live on
+// under another name that no event names: fanotify's handle of the inode
+// finds it wherever it is, and add records the change of its gfid.
+//
+// inotify gives no handle, and nothing else tells the two apart: such a
+// change through a short-lived extra link (made, used and removed within
+// the few milliseconds before the recorder reads the queue) is not seen.
+// Counting it a gap would crawl the whole tree for every temporary file.
+// docs/ARCHITECTURE.md says so; fanotify (the default for root) has no
+// such hole.
+func (r *Recorder) changedGone(e *event, add func(g, dir gfid.GFID)) {
+	if e.isDir() {
+		return // a directory has one name: gone with it
+	}
+	fd, err := r.in.open(e.obj)
+	if errors.Is(err, errNoHandles) {
+		r.log.Trace("a change through a name gone before it was read; inotify cannot say which inode", "dir", e.dir, "name", fmt.Sprintf("%q", e.name))
+		return
+	}
+	if err != nil {
+		return // gone for good: no other name holds it
+	}
+	defer unix.Close(fd)
+	b := make([]byte, 16)
+	n, err := unix.Getxattr(beneath.FDPath(fd), r.t.NS.GFIDAttr(), b)
+	if err != nil || n != 16 {
+		return // no gfid: never given one, so never replicated under another name
+	}
+	var g gfid.GFID
+	copy(g[:], b)
+	add(g, e.dir)
 }
 
 // createdAndRemoved handles an event that says both that name was made
@@ -614,20 +659,28 @@ func (r *Recorder) child(dir gfid.GFID, name string) (gfid.GFID, bool) {
 // identified names the existing entry name in dir: by the index, or by
 // its gfid xattr (an entry the crawl has not indexed yet).
 func (r *Recorder) identified(dir gfid.GFID, name string) (gfid.GFID, bool) {
+	g, ok, _ := r.lookName(dir, name)
+	return g, ok
+}
+
+// lookName is identified, and says whether the name is gone from its
+// directory (found, and not holding the name: not a directory that cannot
+// be found now, which is listed again later, see created).
+func (r *Recorder) lookName(dir gfid.GFID, name string) (g gfid.GFID, ok, gone bool) {
 	if g, ok := r.child(dir, name); ok {
-		return g, true
+		return g, true, false
 	}
 	fd, err := r.dir(dir)
 	if err != nil {
 		r.rescan[dir] = 0 // see created
-		return gfid.Zero, false
+		return gfid.Zero, false, false
 	}
 	st, err := beneath.Lstat(fd, name)
 	if err != nil {
-		return gfid.Zero, false
+		return gfid.Zero, false, errors.Is(err, unix.ENOENT)
 	}
-	g, err := r.t.GetGFID(fd, dir, name, &st)
-	return g, err == nil
+	g, err = r.t.GetGFID(fd, dir, name, &st)
+	return g, err == nil, false
 }
 
 func (r *Recorder) index(fn func(tx *gfidx.Tx) error) error {
@@ -1034,6 +1087,14 @@ func (r *Recorder) renamed(m pendingMove, to *event) error {
 	}
 	fd, err := r.dir(to.dir)
 	if err != nil {
+		// The new directory cannot be found now: moved (or removed) since,
+		// and the index learns where only from events read later. What
+		// left is the old name; the new one is found when the directory
+		// is listed again (rescan), once the index says where it is.
+		// Recording the removal alone lost the new name for good when
+		// nothing else touched that directory (a file renamed into a
+		// directory whose ancestor was renamed next).
+		r.rescan[to.dir] = 0
 		return r.removed(from.dir, from.name, from.isDir(), m.g, true)
 	}
 	st, err := beneath.Lstat(fd, to.name)

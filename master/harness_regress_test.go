@@ -1,0 +1,65 @@
+package master
+
+import (
+	"testing"
+
+	"github.com/georep/georep/internal/livecheck"
+)
+
+// Scripts the harness found diverging, shrunk: each pins a cause of
+// issue 17's silent divergence and fails without its fix.
+var harnessRegressions = []struct {
+	name   string
+	script livecheck.Script
+}{
+	{"seed236", livecheck.Script{Seed: 236, Steps: []livecheck.Step{
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Create, Dest: "a", N: 5273, Seed: 4503518780580078466}, {Kind: livecheck.Link, Path: "a", Dest: "new\nline"}, {Kind: livecheck.Mkdir, Dest: "e"}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Mkdir, Dest: "f 1"}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Rename, Path: "f 1", Dest: "e/-dash"}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Mkdir, Dest: "c"}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Rename, Path: "e", Dest: "c/tab\tx"}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Rename, Path: "c", Dest: "e"}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Rename, Path: "new\nline", Dest: "e/\xff\xfe"}}},
+		{Kind: livecheck.StepCrash},
+		{Kind: livecheck.StepBatch, Max: 1},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Rename, Path: "e/\xff\xfe", Dest: "e/tab\tx/-dash/c"}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Rename, Path: "e", Dest: "new\nline"}}},
+	}}},
+	{"seed124", livecheck.Script{Seed: 124, Steps: []livecheck.Step{
+		{Kind: livecheck.StepBatch, Max: 3, Hooks: []livecheck.Hook{{Call: 3, Ops: []livecheck.Op{{Kind: livecheck.Symlink, Dest: "a", Target: "b"}}}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Mkdir, Dest: "-dash"}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Mkdir, Dest: "..x"}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Rename, Path: "a", Dest: "c"}}},
+		{Kind: livecheck.StepCut},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Rename, Path: "..x", Dest: "-dash/%41"}}},
+		{Kind: livecheck.StepBatch, Max: 1, Hooks: []livecheck.Hook{{Call: 1, Ops: []livecheck.Op{{Kind: livecheck.MkdirChain, Dest: "-dash/ lead", N: 73}}}, {Call: 8, Ops: []livecheck.Op{{Kind: livecheck.Rename, Path: "-dash/%41", Dest: "e"}}}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Rename, Path: "e", Dest: "-dash/ lead/c/new\nline"}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Link, Path: "c", Dest: "-dash/ lead/c/c/c/c/a"}}},
+		{Kind: livecheck.StepCrash},
+		{Kind: livecheck.StepBatch, Max: 2},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Rename, Path: "-dash/ lead/c/c/c/c/a", Dest: "-dash/ lead/c/new\nline/b"}, {Kind: livecheck.Rename, Path: "-dash/ lead/c", Dest: "new\nline"}}},
+	}}},
+	{"seed52", livecheck.Script{Seed: 52, Steps: []livecheck.Step{
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Mkdir, Dest: "b"}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Create, Dest: "\xff\xfe", N: 1990, Seed: 6386336093221587884}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.MkdirChain, Dest: "b/d", N: 52}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Mkdir, Dest: "b/d/new\nline"}}},
+		{Kind: livecheck.StepCut},
+		{Kind: livecheck.StepBatch, Max: 3},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Link, Path: "\xff\xfe", Dest: "b/d/new\nline/a"}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Chmod, Path: "b/d/new\nline/a", N: 384}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Unlink, Path: "b/d/new\nline/a"}}},
+	}}},
+}
+
+// TestHarnessRegressions replays them.
+func TestHarnessRegressions(t *testing.T) {
+	base := harnessBase(t)
+	for _, tc := range harnessRegressions {
+		t.Run(tc.name, func(t *testing.T) {
+			if why := runScript(t, base, tc.script.Seed, livecheck.NewReplay(tc.script)); why != "" {
+				t.Errorf("%s", why)
+			}
+		})
+	}
+}
