@@ -54,13 +54,13 @@ type harness struct {
 	log          hclog.Logger
 	gfids        func() (gfid.GFID, error)
 
-	ctx   context.Context
-	m     *Master
-	j     *changelog.Journal
-	rec   *recorder.Recorder
-	l     *link
-	kill  context.CancelCauseFunc
-	f     *follower
+	ctx      context.Context
+	m        *Master
+	j        *changelog.Journal
+	rec      *recorder.Recorder
+	l        *link
+	kill     context.CancelCauseFunc
+	f        *follower
 	calls    int  // hook calls in the current batch step
 	settling bool // the script is done: hooks do nothing
 	// lastChange is when the script last changed the tree.

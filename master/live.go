@@ -15,7 +15,6 @@ import (
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/monitor"
-	"github.com/georep/georep/internal/syncstatus"
 	"github.com/georep/georep/master/batch"
 	"github.com/georep/georep/master/recorder"
 )
@@ -312,24 +311,7 @@ func (m *Master) work(ctx context.Context, j *changelog.Journal, rec *recorder.R
 	}
 	defer l.close()
 	lctx := l.ctx
-
-	stime, err := m.Stime()
-	if err != nil {
-		// A crawl from nothing is always safe: it sends what differs.
-		m.log.Warn("the stime mark is unreadable; crawling the whole tree", "error", err)
-		stime = time.Time{}
-	}
-	m.prog.update(func() { m.prog.stime = stime })
-	m.cfg.Status.Synced(stime)
-	needCrawl, historyEnd, why := m.resumePlan(j, stime)
-	switch {
-	case needCrawl:
-		m.crawlFor(why)
-	case historyEnd > 0:
-		m.cfg.Status.CrawlStarted(syncstatus.HistoryCrawl)
-	default:
-		m.cfg.Status.CrawlStarted(syncstatus.ChangelogCrawl)
-	}
+	f := m.follow(j, l, rec.Sync)
 	lastIdle := time.Now()
 	for {
 		if lctx.Err() != nil {
@@ -338,106 +320,33 @@ func (m *Master) work(ctx context.Context, j *changelog.Journal, rec *recorder.R
 			}
 			return context.Cause(lctx)
 		}
-		if historyEnd > 0 && stime.UnixNano() >= historyEnd {
-			m.log.Info("history replayed; following the journal", "stime", stime)
-			historyEnd = 0
-			m.cfg.Status.CrawlStarted(syncstatus.ChangelogCrawl)
+		did, err := f.step(lctx, m.cfg.BatchSize)
+		if err != nil {
+			if lctx.Err() != nil {
+				continue
+			}
+			return err
 		}
-		if needCrawl {
-			st, err := m.liveCrawl(lctx, l, rec.Sync)
-			if err != nil {
+		if did {
+			continue
+		}
+		if time.Since(lastIdle) >= idleAdvance {
+			// Nothing changed up to what the journal covers: LAST_SYNCED
+			// and checkpoints move on a quiet tree.
+			lastIdle = time.Now()
+			if err := f.idle(lctx); err != nil {
 				if lctx.Err() != nil {
 					continue
 				}
 				return err
 			}
-			stime, needCrawl, historyEnd = st, false, 0
-			m.cfg.Status.CrawlStarted(syncstatus.ChangelogCrawl)
-			m.prog.update(func() { m.prog.stime = stime })
-			if err := j.Done(stime.UnixNano()); err != nil {
-				return err
-			}
 			continue
 		}
-		covered := j.Covered()
-		segs, err := j.Next(stime.UnixNano(), m.cfg.BatchSize)
-		if err != nil {
-			return err
+		select {
+		case <-j.Notify():
+		case <-lctx.Done():
+		case <-time.After(idleAdvance):
 		}
-		if len(segs) > 0 && segs[0].Start > stime.UnixNano() {
-			// The journal does not reach back to the stime (it was lost,
-			// set aside, or consumed past it): what changed in between
-			// is known to nobody.
-			needCrawl = true
-			m.crawlFor(fmt.Sprintf("the journal starts at %s, after the stime %s", changelog.FormatNS(segs[0].Start), stime.UTC().Format(time.RFC3339Nano)))
-			continue
-		}
-		if len(segs) == 0 {
-			if covered > stime.UnixNano() && time.Since(lastIdle) >= idleAdvance {
-				// Nothing changed up to covered.
-				lastIdle = time.Now()
-				if err := m.advanceLive(lctx, j, time.Unix(0, covered)); err != nil {
-					if lctx.Err() != nil {
-						continue
-					}
-					return err
-				}
-				stime = time.Unix(0, covered)
-				continue
-			}
-			select {
-			case <-j.Notify():
-			case <-lctx.Done():
-			case <-time.After(idleAdvance):
-			}
-			continue
-		}
-		if es, err := m.EntryStime(); err == nil && es.After(stime) {
-			// A batch whose entry ops were applied before it failed:
-			// retry exactly that batch (without them) first.
-			k := 0
-			for k < len(segs) && segs[k].End <= es.UnixNano() {
-				k++
-			}
-			if k > 0 {
-				segs = segs[:k]
-			}
-		}
-		// A gap: its records go with the batch, and a crawl follows.
-		for i, s := range segs {
-			if s.Gap {
-				m.log.Warn("the journal has a gap; crawling to find what it may lack",
-					"from", changelog.FormatNS(s.Start), "to", changelog.FormatNS(s.End), "reason", s.Reason)
-				segs, needCrawl = segs[:i+1], true
-				m.cfg.Status.CrawlReason("a gap in the journal: " + s.Reason)
-				break
-			}
-		}
-		end := time.Unix(0, segs[len(segs)-1].End)
-		if err := m.liveBatch(lctx, l, segs, rec.Sync); err != nil {
-			if lctx.Err() != nil {
-				continue
-			}
-			if errors.Is(err, batch.ErrJournalDamaged) {
-				// A segment that cannot be read is a gap: what it held is
-				// found by a crawl (never retried for ever).
-				m.log.Warn("a journal segment is damaged; crawling to find what it held", "error", err)
-				needCrawl = true
-				m.crawlFor("a damaged journal segment: " + err.Error())
-				continue
-			}
-			return err
-		}
-		if needCrawl {
-			continue // the crawl advances the marks
-		}
-		if err := m.advanceLive(lctx, j, end); err != nil {
-			if lctx.Err() != nil {
-				continue
-			}
-			return err
-		}
-		stime = end
 	}
 }
 

@@ -139,7 +139,9 @@ func (g *Gen) Next() []Op {
 				return []Op{{Kind: Truncate, Path: pick(g, files).rel, N: g.rng.Int64N(40000)}}
 			}},
 			choice{5 * grow, func() []Op { return []Op{{Kind: Link, Path: pick(g, files).rel, Dest: g.newPath(dirs)}} }},
-			choice{3, func() []Op { return []Op{{Kind: Setxattr, Path: pick(g, files).rel, Target: g.xname(), N: 1 + g.rng.Int64N(64), Seed: g.seed()}} }},
+			choice{3, func() []Op {
+				return []Op{{Kind: Setxattr, Path: pick(g, files).rel, Target: g.xname(), N: 1 + g.rng.Int64N(64), Seed: g.seed()}}
+			}},
 		)
 	}
 	if len(hard) > 0 {
@@ -167,7 +169,9 @@ func (g *Gen) Next() []Op {
 				return []Op{{Kind: Rename, Path: src.rel, Dest: dst}}
 			}},
 			choice{8 + 20*b2f(full), func() []Op { return []Op{{Kind: Unlink, Path: pick(g, nondirs).rel}} }},
-			choice{3, func() []Op { return []Op{{Kind: Chmod, Path: pick(g, nondirs).rel, N: int64(pick(g, []int{0o644, 0o600, 0o755, 0o4755, 0o2711, 0o444}))}} }},
+			choice{3, func() []Op {
+				return []Op{{Kind: Chmod, Path: pick(g, nondirs).rel, N: int64(pick(g, []int{0o644, 0o600, 0o755, 0o4755, 0o2711, 0o444}))}}
+			}},
 			choice{2, func() []Op {
 				return []Op{{Kind: Chown, Path: pick(g, nondirs).rel, N: g.rng.Int64N(3) * 1000, Off: g.rng.Int64N(3) * 1000}}
 			}},
@@ -196,9 +200,13 @@ func (g *Gen) Next() []Op {
 				return []Op{{Kind: Rename, Path: src.rel, Dest: dst}}
 			}},
 			choice{1.5 + 6*b2f(full), func() []Op { return []Op{{Kind: RemoveAll, Path: pick(g, sub).rel}} }},
-			choice{2, func() []Op { return []Op{{Kind: Chmod, Path: pick(g, sub).rel, N: int64(pick(g, []int{0o755, 0o2775, 0o1777, 0o700}))}} }},
+			choice{2, func() []Op {
+				return []Op{{Kind: Chmod, Path: pick(g, sub).rel, N: int64(pick(g, []int{0o755, 0o2775, 0o1777, 0o700}))}}
+			}},
 			choice{2, func() []Op { return []Op{{Kind: Utime, Path: pick(g, sub).rel, N: 1e18 + g.rng.Int64N(1e17)}} }},
-			choice{1, func() []Op { return []Op{{Kind: Setxattr, Path: pick(g, sub).rel, Target: g.xname(), N: 8, Seed: g.seed()}} }},
+			choice{1, func() []Op {
+				return []Op{{Kind: Setxattr, Path: pick(g, sub).rel, Target: g.xname(), N: 8, Seed: g.seed()}}
+			}},
 			// Removed and made again at once.
 			choice{1.5, func() []Op {
 				d := pick(g, sub)

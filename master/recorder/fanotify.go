@@ -27,7 +27,7 @@ const fanMask = unix.FAN_CREATE | unix.FAN_DELETE | unix.FAN_RENAME | unix.FAN_M
 // recorder handles (the event bits have the same values in both APIs).
 type fanotify struct {
 	fd     int
-	root   int // a descriptor on the root's filesystem (owned by the caller), for open
+	root   int             // a descriptor on the root's filesystem (owned by the caller), for open
 	dirs   dirMap[string]  // directory handle keys (see handleKey)
 	marked map[uint64]bool // st_dev of the filesystems marked
 	buf    []byte

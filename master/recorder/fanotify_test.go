@@ -100,7 +100,6 @@ func TestParseFanEvents(t *testing.T) {
 		}
 	}
 
-
 	// Damage is an error, never a panic.
 	for _, bad := range [][]byte{buf[:10], buf[:30], append(fanEventBytes(unix.FAN_CREATE), 1, 2)} {
 		if err := parseFanEvents(bad, func(*fanEvent) {}); err == nil {

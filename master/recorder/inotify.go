@@ -99,6 +99,7 @@ func (in *inotify) open([]byte) (int, error) { return -1, errNoHandles }
 
 // errNoHandles: inotify names what changed by its name only.
 var errNoHandles = errors.New("inotify reports no inode handles")
+
 func (in *inotify) close() error { return unix.Close(in.fd) }
 
 // watch adds a watch on the open directory dirfd (gfid g). The watch is
