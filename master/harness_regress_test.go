@@ -50,6 +50,19 @@ var harnessRegressions = []struct {
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Chmod, Path: "b/d/new\nline/a", N: 384}}},
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Unlink, Path: "b/d/new\nline/a"}}},
 	}}},
+	// A chmod through a hard link that is unlinked and its name made again
+	// at once: looked up by name, the change landed on the new file.
+	{"seed52b", livecheck.Script{Seed: 52, Steps: []livecheck.Step{
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Mkdir, Dest: "b"}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Create, Dest: "\xff\xfe", N: 1990, Seed: 6386336093221587884}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.MkdirChain, Dest: "b/d", N: 52}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Mkdir, Dest: "b/d/new\nline"}}},
+		{Kind: livecheck.StepCut},
+		{Kind: livecheck.StepBatch, Max: 3},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Link, Path: "\xff\xfe", Dest: "b/d/new\nline/a"}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Chmod, Path: "b/d/new\nline/a", N: 384}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Unlink, Path: "b/d/new\nline/a"}, {Kind: livecheck.Create, Dest: "b/d/new\nline/a", N: 2983, Seed: 3637857921699548310}}},
+	}}},
 }
 
 // TestHarnessRegressions replays them.

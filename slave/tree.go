@@ -123,8 +123,8 @@ func (c *dirCache) dir(g gfid.GFID) (int, error) {
 	}
 	p, err := c.tx.Path(g)
 	if err != nil {
-		if errors.Is(err, gfidx.ErrNotFound) {
-			return -1, fmt.Errorf("directory %s: %w", g, errUnknown)
+		if errors.Is(err, gfidx.ErrNotFound) || errors.Is(err, gfidx.ErrCycle) {
+			return -1, fmt.Errorf("directory %s: %w (%v)", g, errUnknown, err)
 		}
 		return -1, err
 	}

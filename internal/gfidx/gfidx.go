@@ -45,6 +45,11 @@ const formatVersion = "2"
 // ErrNotFound says the index knows no link for a gfid.
 var ErrNotFound = errors.New("gfidx: gfid not in index")
 
+// ErrCycle says the first links of a gfid's ancestors loop: stale links
+// (the index is a cache: its owner resolves the gfid another way, and a
+// crawl of the directory prunes them).
+var ErrCycle = errors.New("gfidx: the index's links form a cycle (stale links)")
+
 // maxDepth bounds path resolution, so that a corrupt index with a cycle
 // yields an error rather than a loop.
 const maxDepth = 4096
@@ -403,7 +408,7 @@ func (t *Tx) Path(g gfid.GFID) (string, error) {
 	cur := g
 	for depth := 0; cur != gfid.Root; depth++ {
 		if depth > maxDepth {
-			return "", fmt.Errorf("gfidx: resolving %s: deeper than %d (cycle?)", g, maxDepth)
+			return "", fmt.Errorf("gfidx: resolving %s: deeper than %d: %w", g, maxDepth, ErrCycle)
 		}
 		links := t.Links(cur)
 		if len(links) == 0 {

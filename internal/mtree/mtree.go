@@ -54,10 +54,12 @@ var ErrGone = fmt.Errorf("entry is gone: %w", fs.ErrNotExist)
 // OpenDir opens directory g, verified.
 func (t *Tree) OpenDir(tx *gfidx.Tx, g gfid.GFID) (int, error) {
 	p, err := tx.Path(g)
-	if errors.Is(err, gfidx.ErrNotFound) {
+	if errors.Is(err, gfidx.ErrNotFound) || errors.Is(err, gfidx.ErrCycle) {
 		// g has no link (gone), or an ancestor on the way through first
-		// links has none: a stale link to a parent removed since, which
-		// must not hide g's other links (openDirByLinks tries them all).
+		// links has none (a stale link to a parent removed since) or the
+		// first links loop (stale links of directories moved into each
+		// other's old places): none of which must hide g's other links
+		// (openDirByLinks tries them all).
 		return t.openDirByLinks(tx, g, 0)
 	}
 	if err != nil {
@@ -92,15 +94,24 @@ func (t *Tree) OpenDir(tx *gfidx.Tx, g gfid.GFID) (int, error) {
 // turn, each parent resolved the same way: the path through first links
 // can hold a stale link (a name a crawl indexed just after the recorder
 // had moved the directory on), and one stale link must not hide a subtree.
+// failed holds the directories that could not be opened (or are being
+// opened: on the current path) in this search: stale links can make a
+// cycle, and a directory with several links one of whose ancestors does
+// too made the search exponential (a master spun for minutes at 100%).
 func (t *Tree) openDirByLinks(tx *gfidx.Tx, g gfid.GFID, depth int) (int, error) {
+	return t.openDirSearch(tx, g, depth, map[gfid.GFID]bool{})
+}
+
+func (t *Tree) openDirSearch(tx *gfidx.Tx, g gfid.GFID, depth int, failed map[gfid.GFID]bool) (int, error) {
 	if g == gfid.Root {
 		return unix.Dup(t.Root.FD())
 	}
-	if depth > 4096 {
+	if depth > 4096 || failed[g] {
 		return -1, ErrGone
 	}
+	failed[g] = true // on the path now; stays so if no link opens
 	for _, l := range tx.Links(g) {
-		pfd, err := t.openDirByLinks(tx, l.Parent, depth+1)
+		pfd, err := t.openDirSearch(tx, l.Parent, depth+1, failed)
 		if err != nil {
 			continue
 		}
@@ -114,6 +125,7 @@ func (t *Tree) openDirByLinks(tx *gfidx.Tx, g gfid.GFID, depth int) (int, error)
 			got, err = gfid.Derived(l.Parent, l.Name, unix.S_IFDIR), nil
 		}
 		if err == nil && got == g {
+			delete(failed, g)
 			return fd, nil
 		}
 		unix.Close(fd)

@@ -2,6 +2,7 @@ package mtree
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -212,4 +213,47 @@ func indexTree(t *testing.T, root string) (*Source, map[string]gfid.GFID) {
 	}
 	walk(r.FD(), gfid.Root, "")
 	return src, out
+}
+
+// TestOpenDirStaleLinkCycle: stale index links that form cycles, two per
+// directory, made the search of a directory's links exponential (a live
+// master spun at 100% for minutes in openDirByLinks, found by the soak).
+// Now each directory is tried once per search.
+func TestOpenDirStaleLinkCycle(t *testing.T) {
+	src, _ := indexTree(t, t.TempDir())
+	const n = 60
+	gs := make([]gfid.GFID, n)
+	for i := range gs {
+		gs[i] = newGFID(t)
+	}
+	err := src.Idx.Update(func(tx *gfidx.Tx) error {
+		for i, g := range gs {
+			// Two stale links each, to the next two: a lattice that
+			// loops back to the first.
+			for k := 1; k <= 2; k++ {
+				if err := tx.AddLink(g, gfidx.Link{Parent: gs[(i+k)%n], Name: fmt.Sprintf("n%d", k)}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- src.Idx.View(func(tx *gfidx.Tx) error {
+			_, err := src.OpenDir(tx, gs[0])
+			return err
+		})
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrGone) {
+			t.Errorf("OpenDir through stale cyclic links: %v, want ErrGone", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OpenDir through stale cyclic links did not return within 10 s")
+	}
 }

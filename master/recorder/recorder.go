@@ -547,63 +547,76 @@ func (r *Recorder) handle(e *event) error {
 		g, known := r.child(e.dir, e.name)
 		return r.removed(e.dir, e.name, e.isDir(), g, known)
 	case e.is(unix.IN_MODIFY | unix.IN_CLOSE_WRITE):
-		g, ok, gone := r.lookName(e.dir, e.name)
-		switch {
-		case ok:
+		if g, fd, ok := r.changedInode(e); ok {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
 			r.addData(g, e.dir)
-		case gone:
-			r.changedGone(e, r.addData)
 		}
 	case e.is(unix.IN_ATTRIB):
-		g, ok, gone := r.lookName(e.dir, e.name)
-		switch {
-		case ok && !r.born[g]:
-			fd, err := r.dir(e.dir)
-			if err != nil || !r.ownChange(g, func() (attrs, error) { return attrsAt(fd, e.name) }) {
-				r.addMeta(g, e.dir)
+		g, fd, ok := r.changedInode(e)
+		if !ok || r.born[g] {
+			break
+		}
+		now := func() (attrs, error) {
+			if fd >= 0 {
+				return attrsOfFD(fd)
 			}
-		case gone:
-			r.changedGone(e, r.addMeta)
+			dfd, err := r.dir(e.dir)
+			if err != nil {
+				return attrs{}, err
+			}
+			return attrsAt(dfd, e.name)
+		}
+		if !r.ownChange(g, now) {
+			r.addMeta(g, e.dir)
+		}
+		if fd >= 0 {
+			unix.Close(fd)
 		}
 	}
 	return nil
 }
 
-// changedGone records a change made through a name that is gone (and was
-// never identified) by the time its event is read: a name made, used and
-// removed at once (a temporary file: nothing to record), or one more name
-// of a file, made to change it and removed (a chmod through a hard link
-// that is then unlinked). The change is the inode's, which may live on
-// under another name that no event names: fanotify's handle of the inode
-// finds it wherever it is, and add records the change of its gfid.
+// changedInode names the inode a change to a name changed (MODIFY, ATTRIB).
+// By the time its event is read, the name may be gone, or hold another
+// inode already (removed and made again: a chmod through a hard link that
+// is then unlinked and its name reused lands on the new file if looked up
+// by name). fanotify's event carries the inode's handle: when the inode
+// carries a gfid, that is the one, wherever it is now (fd is the inode,
+// open O_PATH, for the caller to close). Otherwise (inotify; an inode
+// given no gfid yet, whose creation is read next) the name says, as the
+// index or its xattr has it (fd -1).
 //
-// inotify gives no handle, and nothing else tells the two apart: such a
-// change through a short-lived extra link (made, used and removed within
-// the few milliseconds before the recorder reads the queue) is not seen.
-// Counting it a gap would crawl the whole tree for every temporary file.
-// docs/ARCHITECTURE.md says so; fanotify (the default for root) has no
-// such hole.
-func (r *Recorder) changedGone(e *event, add func(g, dir gfid.GFID)) {
-	if e.isDir() {
-		return // a directory has one name: gone with it
+// inotify gives no handle: a change through a short-lived extra link
+// (made, used and removed within the few milliseconds before the recorder
+// reads the queue) is not seen, nor can it be told from a temporary file
+// (counting every such change a gap would crawl the whole tree for every
+// temporary file). docs/ARCHITECTURE.md says so; fanotify, the default
+// for root, has no such hole.
+func (r *Recorder) changedInode(e *event) (g gfid.GFID, fd int, ok bool) {
+	if e.obj != nil && !e.isDir() {
+		fd, err := r.in.open(e.obj)
+		if err != nil {
+			// Gone for good (no name holds it), or not openable: then the
+			// name decides, as with inotify.
+			if errors.Is(err, unix.ESTALE) || errors.Is(err, unix.ENOENT) {
+				return gfid.Zero, -1, false
+			}
+		} else {
+			var b [16]byte
+			if n, err := unix.Getxattr(beneath.FDPath(fd), r.t.NS.GFIDAttr(), b[:]); err == nil && n == len(b) {
+				copy(g[:], b[:])
+				return g, fd, true
+			}
+			unix.Close(fd)
+		}
 	}
-	fd, err := r.in.open(e.obj)
-	if errors.Is(err, errNoHandles) {
+	g, ok, gone := r.lookName(e.dir, e.name)
+	if gone && e.obj == nil {
 		r.log.Trace("a change through a name gone before it was read; inotify cannot say which inode", "dir", e.dir, "name", fmt.Sprintf("%q", e.name))
-		return
 	}
-	if err != nil {
-		return // gone for good: no other name holds it
-	}
-	defer unix.Close(fd)
-	b := make([]byte, 16)
-	n, err := unix.Getxattr(beneath.FDPath(fd), r.t.NS.GFIDAttr(), b)
-	if err != nil || n != 16 {
-		return // no gfid: never given one, so never replicated under another name
-	}
-	var g gfid.GFID
-	copy(g[:], b)
-	add(g, e.dir)
+	return g, -1, ok
 }
 
 // createdAndRemoved handles an event that says both that name was made
