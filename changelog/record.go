@@ -54,6 +54,9 @@ const (
 	OpSymlink  Op = "SYMLINK"
 	OpLink     Op = "LINK"
 	OpRename   Op = "RENAME"
+	// OpExchange: the entries at the two names swapped places (renameat2
+	// with RENAME_EXCHANGE); GFID is the one that was at the first name.
+	OpExchange Op = "EXCHANGE"
 	OpUnlink   Op = "UNLINK"
 	OpRmdir    Op = "RMDIR"
 	OpPurge    Op = "PURGE"
@@ -243,7 +246,7 @@ func (r *Record) Validate() error {
 			return checkEntry(r.Parent, r.Name)
 		case OpCreate, OpMkdir, OpMknod, OpLink, OpUnlink, OpRmdir:
 			return checkEntry(r.Parent, r.Name)
-		case OpRename:
+		case OpRename, OpExchange:
 			if err := checkEntry(r.Parent, r.Name); err != nil {
 				return err
 			}
@@ -297,7 +300,7 @@ func (r *Record) Append(b []byte) ([]byte, error) {
 		case OpLink, OpUnlink, OpRmdir:
 			b = append(b, ' ')
 			b = append(b, entryOf(r.Parent, r.Name)...)
-		case OpRename:
+		case OpRename, OpExchange:
 			b = append(b, ' ')
 			b = append(b, entryOf(r.Parent, r.Name)...)
 			b = append(b, ' ')
@@ -325,6 +328,8 @@ func (r Record) String() string {
 		return fmt.Sprintf("E %s %s %s/%q -> %q", r.GFID, r.Op, r.Parent, r.Name, r.Target)
 	case OpRename:
 		return fmt.Sprintf("E %s %s %s/%q -> %s/%q", r.GFID, r.Op, r.Parent, r.Name, r.Parent2, r.Name2)
+	case OpExchange:
+		return fmt.Sprintf("E %s %s %s/%q <-> %s/%q", r.GFID, r.Op, r.Parent, r.Name, r.Parent2, r.Name2)
 	case OpPurge:
 		return fmt.Sprintf("E %s %s", r.GFID, r.Op)
 	}
@@ -425,7 +430,7 @@ func Parse(line []byte) (Record, error) {
 		if r.Parent, r.Name, err = parseEntry(args[0]); err != nil {
 			return bad("%s: %v", r.Op, err)
 		}
-	case OpRename:
+	case OpRename, OpExchange:
 		if err := want(2); err != nil {
 			return Record{}, err
 		}

@@ -99,6 +99,7 @@ func allRecords(t testing.TB, name, name2, target string) []Record {
 		{Kind: KindEntry, GFID: g, Op: OpLink, Parent: p, Name: name},
 		{Kind: KindEntry, GFID: g, Op: OpRename, Parent: p, Name: name, Parent2: p2, Name2: name2},
 		{Kind: KindEntry, GFID: g, Op: OpRename, Parent: p, Name: name, Parent2: p, Name2: name},
+		{Kind: KindEntry, GFID: g, Op: OpExchange, Parent: p, Name: name, Parent2: p2, Name2: name2},
 		{Kind: KindEntry, GFID: g, Op: OpUnlink, Parent: p, Name: name},
 		{Kind: KindEntry, GFID: g, Op: OpRmdir, Parent: p, Name: name},
 		{Kind: KindEntry, GFID: g, Op: OpPurge},
@@ -124,7 +125,7 @@ func fieldCount(r Record) int {
 			return 5
 		}
 		return 4
-	case OpRename:
+	case OpRename, OpExchange:
 		return 5
 	case OpPurge:
 		return 3

@@ -63,6 +63,20 @@ var harnessRegressions = []struct {
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Chmod, Path: "b/d/new\nline/a", N: 384}}},
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Unlink, Path: "b/d/new\nline/a"}, {Kind: livecheck.Create, Dest: "b/d/new\nline/a", N: 2983, Seed: 3637857921699548310}}},
 	}}},
+	// Entries swapped (RENAME_EXCHANGE), a symlink with a directory.
+	{"seed152", livecheck.Script{Seed: 152, Steps: []livecheck.Step{
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Symlink, Dest: "-dash", Target: "../../nowhere/d"}}},
+		{Kind: livecheck.StepBatch, Max: 1, Hooks: []livecheck.Hook{{Call: 2, Ops: []livecheck.Op{{Kind: livecheck.Mkdir, Dest: "e"}}}, {Call: 4, Ops: []livecheck.Op{{Kind: livecheck.Mkdir, Dest: "b"}}}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Mkdir, Dest: "b/new\nline"}}},
+		{Kind: livecheck.StepCut},
+		{Kind: livecheck.StepBatch, Max: 2, Hooks: []livecheck.Hook{{Call: 4, Ops: []livecheck.Op{{Kind: livecheck.Exchange, Path: "-dash", Dest: "b/new\nline"}}}}},
+		{Kind: livecheck.StepCut},
+		{Kind: livecheck.StepBatch, Max: 3, Hooks: []livecheck.Hook{{Call: 1, Ops: []livecheck.Op{{Kind: livecheck.Rename, Path: "-dash", Dest: "e/f 1"}}}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Exchange, Path: "e/f 1", Dest: "b"}}},
+		{Kind: livecheck.StepCut},
+		{Kind: livecheck.StepBatch, Max: 2},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Create, Dest: "b/\xff\xfe", N: 216, Seed: 14237773098721264088}}},
+	}}},
 }
 
 // TestHarnessRegressions replays them.

@@ -219,7 +219,10 @@ func validateEntry(op *pb.EntryOp, privileged bool) (*entryReq, error) {
 			return nil, err
 		}
 	case pb.EntryOpType_ENTRY_OP_TYPE_LINK, pb.EntryOpType_ENTRY_OP_TYPE_UNLINK, pb.EntryOpType_ENTRY_OP_TYPE_RMDIR:
-	case pb.EntryOpType_ENTRY_OP_TYPE_RENAME:
+	case pb.EntryOpType_ENTRY_OP_TYPE_RENAME, pb.EntryOpType_ENTRY_OP_TYPE_EXCHANGE:
+		if r.typ == pb.EntryOpType_ENTRY_OP_TYPE_EXCHANGE && typeBits != 0 {
+			return nil, invalidf("EXCHANGE describes no entry (mode %o)", r.mode)
+		}
 		if err := needEntry(); err != nil {
 			return nil, err
 		}
@@ -301,6 +304,8 @@ func (s *Slave) applyEntry(c *dirCache, r *entryReq) outcome {
 		return s.link(c, r)
 	case pb.EntryOpType_ENTRY_OP_TYPE_RENAME:
 		return s.rename(c, r)
+	case pb.EntryOpType_ENTRY_OP_TYPE_EXCHANGE:
+		return s.exchange(c, r)
 	case pb.EntryOpType_ENTRY_OP_TYPE_UNLINK, pb.EntryOpType_ENTRY_OP_TYPE_RMDIR:
 		return s.remove(c, r)
 	case pb.EntryOpType_ENTRY_OP_TYPE_PURGE:
@@ -840,6 +845,84 @@ func renamedAlready(c *dirCache, r *entryReq, src handle, srcKnown bool) outcome
 	}
 	if err := c.tx.AddLink(r.g, gfidx.Link{Parent: r.parent2, Name: r.name2}); err != nil {
 		return failed(err)
+	}
+	return res
+}
+
+// exchange swaps the entries at r's two names (renameat2 with
+// RENAME_EXCHANGE), r.g being the one at the first. When they are not
+// there as the op says, r.g is moved to the second name as by a RENAME,
+// except that what is in the way is parked in limbo, never removed: it
+// lives on at the first name on the master, and the op that puts it there
+// (a reconciliation of the directory the batch names) claims it back.
+func (s *Slave) exchange(c *dirCache, r *entryReq) outcome {
+	sfd, err := c.dir(r.parent)
+	if err != nil {
+		return failed(err)
+	}
+	dfd, err := c.dir(r.parent2)
+	if err != nil {
+		return failed(err)
+	}
+	a, ast, aok, err := s.tree.lookup(sfd, r.parent, r.name, c.tx)
+	if err != nil {
+		return failed(err)
+	}
+	b, bst, bok, err := s.tree.lookup(dfd, r.parent2, r.name2, c.tx)
+	if err != nil {
+		return failed(err)
+	}
+	switch {
+	case bok && b == r.g && (!aok || a != r.g):
+		return noop // swapped already (a replay)
+	case aok && a == r.g && bok && b != r.g:
+		if err := unix.Renameat2(sfd, r.name, dfd, r.name2, unix.RENAME_EXCHANGE); err != nil {
+			return failed(fmt.Errorf("exchange %q <-> %q: %w", r.name, r.name2, err))
+		}
+		src, dst := gfidx.Link{Parent: r.parent, Name: r.name}, gfidx.Link{Parent: r.parent2, Name: r.name2}
+		for _, e := range []struct {
+			g        gfid.GFID
+			from, to gfidx.Link
+		}{{r.g, src, dst}, {b, dst, src}} {
+			if e.g.IsZero() {
+				continue
+			}
+			if err := c.tx.RemoveLink(e.g, e.from); err != nil {
+				return failed(err)
+			}
+		}
+		for _, e := range []struct {
+			g  gfid.GFID
+			to gfidx.Link
+		}{{r.g, dst}, {b, src}} {
+			if e.g.IsZero() {
+				continue
+			}
+			if err := c.tx.AddLink(e.g, e.to); err != nil {
+				return failed(err)
+			}
+		}
+		if isDir(&ast) {
+			c.forget(r.g)
+		}
+		if isDir(&bst) {
+			c.forget(b)
+		}
+		return done
+	}
+	res := done
+	if bok && b != r.g {
+		if err := c.moveAside(dfd, r.parent2, r.name2, b, &bst); err != nil {
+			return failed(err)
+		}
+		res = resolved
+	}
+	rr := *r
+	rr.typ = pb.EntryOpType_ENTRY_OP_TYPE_RENAME
+	if o := s.rename(c, &rr); o.status != pb.OpStatus_OP_STATUS_OK && o.status != pb.OpStatus_OP_STATUS_NOOP {
+		return o
+	} else if o.also != (gfid.GFID{}) {
+		res.also = o.also
 	}
 	return res
 }

@@ -459,3 +459,45 @@ func TestIssue17RenameOfAnUnknownNameSaysWhereItMoved(t *testing.T) {
 		t.Errorf("a plain RENAME: also_dirs = %x", got)
 	}
 }
+
+// TestExchange: EXCHANGE swaps two entries (a file and a directory with
+// its content), keeps the index in step, is a no-op when replayed, and
+// when the slave does not hold them as the op says, moves the entry to
+// the second name and parks what was there (never removing it).
+func TestExchange(t *testing.T) {
+	f := newFixture(t)
+	F, D, X := newGFID(t), newGFID(t), newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "f"), opMkdir(D, gfid.Root, "d"), opCreate(X, D, "inside"))
+	op := &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_EXCHANGE, Gfid: F.Bytes(), Pargfid: gfid.Root.Bytes(), Name: []byte("f"),
+		Pargfid2: gfid.Root.Bytes(), Name2: []byte("d")}
+	f.ok(op)
+	if st := lstat(t, f.path("f")); st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		t.Fatalf("after the exchange, f is %o, want the directory", st.Mode)
+	}
+	if !exists(f.path("f/inside")) {
+		t.Fatal("the directory's content did not move with it")
+	}
+	f.replayNoop(op)
+	// The index follows: an op on the directory's content finds it.
+	f.ok(opRename(X, D, "inside", D, "renamed"))
+	if !exists(f.path("f/renamed")) {
+		t.Fatal("the index does not know where the directory went")
+	}
+	// Not as the op says (g is not at the first name): g goes to the
+	// second name, and what was there is parked, not removed.
+	G, H := newGFID(t), newGFID(t)
+	f.ok(opCreate(G, gfid.Root, "g"), opCreate(H, gfid.Root, "h"))
+	res := f.entry(&pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_EXCHANGE, Gfid: G.Bytes(), Pargfid: gfid.Root.Bytes(), Name: []byte("elsewhere"),
+		Pargfid2: gfid.Root.Bytes(), Name2: []byte("h")})
+	if res[0].GetStatus() == stFailed {
+		t.Fatalf("fallback exchange: %v", res[0])
+	}
+	// h is parked: a CREATE of its gfid at its new name takes it back.
+	f.mustEntry([]pb.OpStatus{stOK}, opCreate(H, gfid.Root, "g"))
+	if got := gfidAt(t, f.path("g")); got != H {
+		t.Errorf("g holds %v, want the parked %v", got, H)
+	}
+	if got := gfidAt(t, f.path("h")); got != G {
+		t.Errorf("h holds %v, want %v", got, G)
+	}
+}

@@ -95,7 +95,7 @@ func (g *Gen) newPath(dirs []entry) string {
 	for range 8 {
 		d := pick(g, dirs)
 		p := path.Join(d.rel, g.name())
-		if len(p) < 2000 && d.depth < 12 {
+		if len(p) < 3800 && d.depth < 14 {
 			return p
 		}
 	}
@@ -131,6 +131,10 @@ func (g *Gen) Next() []Op {
 		{3 * grow, func() []Op { return []Op{{Kind: Symlink, Dest: g.newPath(dirs), Target: g.target(dirs, nondirs)}} }},
 		{0.5 * grow, func() []Op { return []Op{{Kind: Mkfifo, Dest: g.newPath(dirs)}} }},
 		{0.4 * grow, func() []Op { return []Op{{Kind: MkdirChain, Dest: g.newPath(dirs), N: 20 + g.rng.Int64N(60)}} }},
+		{1 * grow, func() []Op {
+			return []Op{{Kind: Tmpfile, Dest: g.newPath(dirs), N: g.rng.Int64N(9000), Seed: g.seed()}}
+		}},
+		{0.3 * grow, func() []Op { return []Op{{Kind: Socket, Dest: g.newPath(dirs)}} }},
 	}
 	if len(files) > 0 {
 		cs = append(cs,
@@ -180,6 +184,11 @@ func (g *Gen) Next() []Op {
 			choice{3, func() []Op {
 				e := pick(g, nondirs)
 				return []Op{{Kind: Unlink, Path: e.rel}, g.create(e.rel)}
+			}},
+			// Two entries swapped (renameat2 RENAME_EXCHANGE), directories too.
+			choice{2, func() []Op {
+				all := append(append([]entry(nil), nondirs...), dirs[1:]...)
+				return []Op{{Kind: Exchange, Path: pick(g, all).rel, Dest: pick(g, all).rel}}
 			}},
 			// Renamed over another name, and the old name made again.
 			choice{3, func() []Op {

@@ -43,11 +43,16 @@ const (
 	Utime                     // Path's mtime to N ns (not followed)
 	Setxattr                  // user.<Target> = content from Seed, on Path
 	Removexattr               // user.<Target> from Path
+	Exchange                  // Path and Dest swapped (renameat2 RENAME_EXCHANGE)
+	Tmpfile                   // an O_TMPFILE of N bytes linked in at Dest
+	PunchHole                 // N bytes at Off deallocated (the size stays)
+	Socket                    // a socket node at Dest
 	numKinds
 )
 
 var kindNames = [numKinds]string{"create", "write", "truncate", "rename", "link", "symlink", "mkfifo", "unlink",
-	"mkdir", "mkdir-chain", "rm-rf", "chmod", "chown", "utime", "setxattr", "removexattr"}
+	"mkdir", "mkdir-chain", "rm-rf", "chmod", "chown", "utime", "setxattr", "removexattr",
+	"exchange", "tmpfile", "punch-hole", "socket"}
 
 func (k OpKind) String() string {
 	if k >= 0 && k < numKinds {
@@ -94,7 +99,8 @@ func (o Op) String() string {
 
 func goName(k OpKind) string {
 	return [numKinds]string{"Create", "Write", "Truncate", "Rename", "Link", "Symlink", "Mkfifo", "Unlink",
-		"Mkdir", "MkdirChain", "RemoveAll", "Chmod", "Chown", "Utime", "Setxattr", "Removexattr"}[k]
+		"Mkdir", "MkdirChain", "RemoveAll", "Chmod", "Chown", "Utime", "Setxattr", "Removexattr",
+		"Exchange", "Tmpfile", "PunchHole", "Socket"}[k]
 }
 
 // ErrSkipped says an op did not apply to the tree as it is (its target is
@@ -166,6 +172,21 @@ func Apply(root string, op Op) error {
 		err = regularOrDir(p, func() error { return unix.Lsetxattr(p, "user."+op.Target, content(op.N, op.Seed), 0) })
 	case Removexattr:
 		err = regularOrDir(p, func() error { return unix.Lremovexattr(p, "user."+op.Target) })
+	case Exchange:
+		err = unix.Renameat2(unix.AT_FDCWD, p, unix.AT_FDCWD, d, unix.RENAME_EXCHANGE)
+	case Tmpfile:
+		err = tmpfile(d, content(op.N, op.Seed))
+	case PunchHole:
+		err = regular(p, func() error {
+			fd, err := unix.Open(p, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			return unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, op.Off, op.N)
+		})
+	case Socket:
+		err = unix.Mknod(d, unix.S_IFSOCK|0o644, 0)
 	default:
 		return fmt.Errorf("livecheck: unknown op %d", op.Kind)
 	}
@@ -176,11 +197,30 @@ func Apply(root string, op Op) error {
 	if errors.As(err, &errno) {
 		switch errno {
 		case unix.ENOENT, unix.EEXIST, unix.ENOTEMPTY, unix.ENOTDIR, unix.EISDIR, unix.EINVAL, unix.EMLINK,
-			unix.ENAMETOOLONG, unix.ENODATA, unix.EPERM, unix.ENOSPC, unix.E2BIG, unix.ELOOP, unix.EXDEV:
+			unix.ENAMETOOLONG, unix.ENODATA, unix.EPERM, unix.ENOSPC, unix.E2BIG, unix.ELOOP, unix.EXDEV,
+			unix.EOPNOTSUPP, unix.EBUSY:
 			return fmt.Errorf("%w: %v", ErrSkipped, err)
 		}
 	}
 	return fmt.Errorf("livecheck: %s: %w", op, err)
+}
+
+// tmpfile writes data into an unnamed file in path's directory and links
+// it in at path (O_TMPFILE: no event says it was made until it is linked).
+func tmpfile(path string, data []byte) error {
+	fd, err := unix.Open(filepath.Dir(path), unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	for off := 0; off < len(data); {
+		n, err := unix.Pwrite(fd, data[off:], int64(off))
+		if err != nil {
+			return err
+		}
+		off += n
+	}
+	return unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
 }
 
 func writeFile(path string, off int64, data []byte, flags int) error {

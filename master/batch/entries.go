@@ -59,7 +59,7 @@ func (b *Batch) record(ctx context.Context) func(r changelog.Record) error {
 		if b.touched != nil {
 			b.touched[r.Parent] = true
 			switch r.Op {
-			case changelog.OpRename:
+			case changelog.OpRename, changelog.OpExchange:
 				b.touched[r.Parent2] = true
 			case changelog.OpPurge, changelog.OpMkdir:
 				b.touched[r.GFID] = true
@@ -256,6 +256,15 @@ func (b *Batch) liveEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp) err
 		defer unix.Close(e.DirFD)
 	}
 	switch r.Op {
+	case changelog.OpExchange:
+		// Both entries are where the record says or the slave parks the
+		// one in the way; either way the reconciliation of both
+		// directories puts them where the master has them now.
+		op.Type = pb.EntryOpType_ENTRY_OP_TYPE_EXCHANGE
+		op.Pargfid2, op.Name2 = r.Parent2.Bytes(), []byte(r.Name2)
+		b.ops = append(b.ops, op)
+		b.bestEffort[op] = true
+		return nil
 	case changelog.OpRename:
 		op.Type = pb.EntryOpType_ENTRY_OP_TYPE_RENAME
 		op.Pargfid2, op.Name2 = r.Parent2.Bytes(), []byte(r.Name2)

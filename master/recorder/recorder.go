@@ -88,6 +88,9 @@ type Recorder struct {
 	gap     string             // why the open segment is a gap ("" if not)
 
 	moves     []pendingMove
+	// mirror is the second rename of the exchange just recorded (from,
+	// to), which the next rename, if it is that one, is not.
+	mirror *[2]gfidx.Link
 	unwatched map[gfid.GFID]bool // directories a watch could not be added to
 	rescan    map[gfid.GFID]int  // directories to list again, with the tries so far
 	// Xattr writes of our own whose IN_ATTRIB may still come: the state
@@ -556,6 +559,9 @@ func (r *Recorder) handle(e *event) error {
 	case e.is(unix.IN_ATTRIB):
 		g, fd, ok := r.changedInode(e)
 		if !ok || r.born[g] {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
 			break
 		}
 		now := func() (attrs, error) {
@@ -1092,6 +1098,12 @@ func (r *Recorder) movedOut(m pendingMove) {
 // renamed records a rename within the tree.
 func (r *Recorder) renamed(m pendingMove, to *event) error {
 	from := m.ev
+	if mr := r.mirror; mr != nil {
+		r.mirror = nil
+		if (gfidx.Link{Parent: from.dir, Name: from.name}) == mr[0] && (gfidx.Link{Parent: to.dir, Name: to.name}) == mr[1] {
+			return nil // the second half of an exchange, recorded with the first
+		}
+	}
 	if !m.known {
 		// The index never knew the old name: purge there, and take the
 		// new name as new.
@@ -1124,6 +1136,11 @@ func (r *Recorder) renamed(m pendingMove, to *event) error {
 		return r.created(to.dir, to.name)
 	}
 	dst := gfidx.Link{Parent: to.dir, Name: to.name}
+	if old, ok := r.child(to.dir, to.name); ok && old != m.g && r.holds(from.dir, from.name, old) {
+		// Not a replacement: the two swapped places (RENAME_EXCHANGE),
+		// which the kernel reports as two renames, this and its mirror.
+		return r.exchanged(m, to, old)
+	}
 	if old, ok := r.child(to.dir, to.name); ok && old != m.g {
 		// The rename replaced an entry: say so, for whoever replays this
 		// after the entry moved on (then the RENAME is not replayed as
@@ -1157,6 +1174,52 @@ func (r *Recorder) renamed(m pendingMove, to *event) error {
 	r.addEntry(&changelog.Record{Kind: changelog.KindEntry, GFID: m.g, Op: changelog.OpRename, Parent: from.dir, Name: from.name, Parent2: to.dir, Name2: to.name})
 	r.addMeta(from.dir, r.parentOf(from.dir))
 	r.addMeta(to.dir, r.parentOf(to.dir))
+	return nil
+}
+
+// holds reports whether name in dir holds g now.
+func (r *Recorder) holds(dir gfid.GFID, name string, g gfid.GFID) bool {
+	fd, err := r.dir(dir)
+	if err != nil {
+		return false
+	}
+	st, err := beneath.Lstat(fd, name)
+	if err != nil {
+		return false
+	}
+	got, err := r.t.GetGFID(fd, dir, name, &st)
+	return err == nil && got == g
+}
+
+// exchanged records that m's entry and other, at to's name, swapped places
+// (renameat2 with RENAME_EXCHANGE): one EXCHANGE record, both names kept
+// in the index (swapped), both directories watched still. Taken for a
+// rename over other, and its mirror for a rename of other over m's entry,
+// it removed both on the slave, and the recorder forgot the directory of
+// the two that it took for removed: what was made in it later was never
+// recorded (the harness's seed 152).
+func (r *Recorder) exchanged(m pendingMove, to *event, other gfid.GFID) error {
+	src := gfidx.Link{Parent: m.ev.dir, Name: m.ev.name}
+	dst := gfidx.Link{Parent: to.dir, Name: to.name}
+	err := r.index(func(tx *gfidx.Tx) error {
+		if err := tx.RemoveLink(m.g, src); err != nil {
+			return err
+		}
+		if err := tx.RemoveLink(other, dst); err != nil {
+			return err
+		}
+		if err := tx.AddLink(m.g, dst); err != nil {
+			return err
+		}
+		return tx.AddLink(other, src)
+	})
+	if err != nil {
+		return err
+	}
+	r.mirror = &[2]gfidx.Link{dst, src}
+	r.addEntry(&changelog.Record{Kind: changelog.KindEntry, GFID: m.g, Op: changelog.OpExchange, Parent: src.Parent, Name: src.Name, Parent2: dst.Parent, Name2: dst.Name})
+	r.addMeta(src.Parent, r.parentOf(src.Parent))
+	r.addMeta(dst.Parent, r.parentOf(dst.Parent))
 	return nil
 }
 

@@ -52,21 +52,27 @@ const (
 	EntryOpType_ENTRY_OP_TYPE_RMDIR EntryOpType = 8
 	// Remove every name in directory gfid that is not in keep_names.
 	EntryOpType_ENTRY_OP_TYPE_PURGE EntryOpType = 9
+	// Swap the entries at (pargfid, name) and (pargfid2, name2), gfid being
+	// the one at the first (renameat2 RENAME_EXCHANGE). A slave that does
+	// not have them there moves gfid to the second name and parks what was
+	// there (to be claimed back by the op that puts it where it belongs).
+	EntryOpType_ENTRY_OP_TYPE_EXCHANGE EntryOpType = 10
 )
 
 // Enum value maps for EntryOpType.
 var (
 	EntryOpType_name = map[int32]string{
-		0: "ENTRY_OP_TYPE_UNSPECIFIED",
-		1: "ENTRY_OP_TYPE_CREATE",
-		2: "ENTRY_OP_TYPE_MKDIR",
-		3: "ENTRY_OP_TYPE_MKNOD",
-		4: "ENTRY_OP_TYPE_SYMLINK",
-		5: "ENTRY_OP_TYPE_LINK",
-		6: "ENTRY_OP_TYPE_RENAME",
-		7: "ENTRY_OP_TYPE_UNLINK",
-		8: "ENTRY_OP_TYPE_RMDIR",
-		9: "ENTRY_OP_TYPE_PURGE",
+		0:  "ENTRY_OP_TYPE_UNSPECIFIED",
+		1:  "ENTRY_OP_TYPE_CREATE",
+		2:  "ENTRY_OP_TYPE_MKDIR",
+		3:  "ENTRY_OP_TYPE_MKNOD",
+		4:  "ENTRY_OP_TYPE_SYMLINK",
+		5:  "ENTRY_OP_TYPE_LINK",
+		6:  "ENTRY_OP_TYPE_RENAME",
+		7:  "ENTRY_OP_TYPE_UNLINK",
+		8:  "ENTRY_OP_TYPE_RMDIR",
+		9:  "ENTRY_OP_TYPE_PURGE",
+		10: "ENTRY_OP_TYPE_EXCHANGE",
 	}
 	EntryOpType_value = map[string]int32{
 		"ENTRY_OP_TYPE_UNSPECIFIED": 0,
@@ -79,6 +85,7 @@ var (
 		"ENTRY_OP_TYPE_UNLINK":      7,
 		"ENTRY_OP_TYPE_RMDIR":       8,
 		"ENTRY_OP_TYPE_PURGE":       9,
+		"ENTRY_OP_TYPE_EXCHANGE":    10,
 	}
 )
 
@@ -2658,7 +2665,7 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x0eSetMarkRequest\x12#\n" +
 	"\rsession_token\x18\x01 \x01(\fR\fsessionToken\x12\x19\n" +
 	"\bstime_ns\x18\x02 \x01(\x03R\astimeNs\"\x11\n" +
-	"\x0fSetMarkResponse*\x91\x02\n" +
+	"\x0fSetMarkResponse*\xad\x02\n" +
 	"\vEntryOpType\x12\x1d\n" +
 	"\x19ENTRY_OP_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ENTRY_OP_TYPE_CREATE\x10\x01\x12\x17\n" +
@@ -2669,7 +2676,9 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x14ENTRY_OP_TYPE_RENAME\x10\x06\x12\x18\n" +
 	"\x14ENTRY_OP_TYPE_UNLINK\x10\a\x12\x17\n" +
 	"\x13ENTRY_OP_TYPE_RMDIR\x10\b\x12\x17\n" +
-	"\x13ENTRY_OP_TYPE_PURGE\x10\t*\xa7\x01\n" +
+	"\x13ENTRY_OP_TYPE_PURGE\x10\t\x12\x1a\n" +
+	"\x16ENTRY_OP_TYPE_EXCHANGE\x10\n" +
+	"*\xa7\x01\n" +
 	"\bOpStatus\x12\x19\n" +
 	"\x15OP_STATUS_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fOP_STATUS_OK\x10\x01\x12\x12\n" +
