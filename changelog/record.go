@@ -48,12 +48,12 @@ const (
 type Op string
 
 const (
-	OpCreate   Op = "CREATE"
-	OpMkdir    Op = "MKDIR"
-	OpMknod    Op = "MKNOD"
-	OpSymlink  Op = "SYMLINK"
-	OpLink     Op = "LINK"
-	OpRename   Op = "RENAME"
+	OpCreate  Op = "CREATE"
+	OpMkdir   Op = "MKDIR"
+	OpMknod   Op = "MKNOD"
+	OpSymlink Op = "SYMLINK"
+	OpLink    Op = "LINK"
+	OpRename  Op = "RENAME"
 	// OpExchange: the entries at the two names swapped places (renameat2
 	// with RENAME_EXCHANGE); GFID is the one that was at the first name.
 	OpExchange Op = "EXCHANGE"

@@ -87,10 +87,10 @@ type Recorder struct {
 	last    time.Time          // last event read
 	gap     string             // why the open segment is a gap ("" if not)
 
-	moves     []pendingMove
+	moves []pendingMove
 	// mirror is the second rename of the exchange just recorded (from,
 	// to), which the next rename, if it is that one, is not.
-	mirror *[2]gfidx.Link
+	mirror    *[2]gfidx.Link
 	unwatched map[gfid.GFID]bool // directories a watch could not be added to
 	rescan    map[gfid.GFID]int  // directories to list again, with the tries so far
 	// Xattr writes of our own whose IN_ATTRIB may still come: the state
