@@ -77,6 +77,15 @@ var harnessRegressions = []struct {
 		{Kind: livecheck.StepBatch, Max: 2},
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Create, Dest: "b/\xff\xfe", N: 216, Seed: 14237773098721264088}}},
 	}}},
+	{"seed318", livecheck.Script{Seed: 318, Steps: []livecheck.Step{
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Mkdir, Dest: "f 1"}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Mkdir, Dest: "tab\tx"}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Rename, Path: "tab\tx", Dest: "f 1/new\nline"}, {Kind: livecheck.Mkdir, Dest: "tab\tx"}}},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Tmpfile, Dest: "tab\tx/café", N: 5204, Seed: 7222716504001191226}}},
+		{Kind: livecheck.StepCut},
+		{Kind: livecheck.StepBatch, Max: 3},
+		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Truncate, Path: "tab\tx/café", N: 31557}}},
+	}}},
 }
 
 // TestHarnessRegressions replays them.

@@ -117,6 +117,15 @@ func (f *fanotify) watch(dirfd int, g gfid.GFID) error {
 }
 
 func (f *fanotify) watched(g gfid.GFID) bool { return f.dirs.has(g) }
+
+// reopen opens registered directory g by its handle, wherever it is now.
+func (f *fanotify) reopen(g gfid.GFID) (int, error) {
+	key, ok := f.dirs.byDir[g]
+	if !ok {
+		return -1, errNoHandles
+	}
+	return f.open([]byte(key))
+}
 func (f *fanotify) unwatch(g gfid.GFID)      { f.dirs.remove(g) }
 
 func (f *fanotify) wait(timeout time.Duration) error {

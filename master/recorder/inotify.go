@@ -51,6 +51,9 @@ type source interface {
 	// now; an error when the source gives no handles (inotify), or the
 	// inode is gone.
 	open(obj []byte) (int, error)
+	// reopen opens a watched directory (O_PATH), wherever it is now; an
+	// error when the source cannot (inotify) or it is gone.
+	reopen(g gfid.GFID) (int, error)
 	close() error
 }
 
@@ -96,6 +99,8 @@ func newInotify() (*inotify, error) {
 func (in *inotify) kind() string { return "inotify" }
 
 func (in *inotify) open([]byte) (int, error) { return -1, errNoHandles }
+
+func (in *inotify) reopen(gfid.GFID) (int, error) { return -1, errNoHandles }
 
 // errNoHandles: inotify names what changed by its name only.
 var errNoHandles = errors.New("inotify reports no inode handles")

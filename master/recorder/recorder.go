@@ -1036,6 +1036,13 @@ func (r *Recorder) removed(dir gfid.GFID, name string, isDir bool, g gfid.GFID, 
 		r.addMeta(dir, r.parentOf(dir))
 		return nil
 	}
+	if r.holds(dir, name, g) {
+		// The name holds the entry again (or still: events merged in the
+		// queue, or taken for another inode's): nothing left. Recording
+		// the removal removed it on the slave, and made the recorder
+		// forget a directory that lives on (the harness's seed 318).
+		return nil
+	}
 	op := changelog.OpUnlink
 	if isDir {
 		op = changelog.OpRmdir
@@ -1056,7 +1063,16 @@ func (r *Recorder) removed(dir gfid.GFID, name string, isDir bool, g gfid.GFID, 
 }
 
 // forgetTree drops directory g's subtree from the index and the watches.
+// A directory that is still there (its events were taken for another's,
+// or for a removal they were not) is not forgotten: the recorder would
+// stop recording what changes in it. Where it is the recorder no longer
+// knows, so the segment is a gap, which a crawl closes.
 func (r *Recorder) forgetTree(tx *gfidx.Tx, g gfid.GFID) error {
+	if r.alive(g) {
+		r.log.Debug("a directory taken for removed is still there; marking a gap", "dir", g)
+		r.markGap("a directory the recorder took for removed is still in the tree")
+		return nil
+	}
 	r.log.Debug("directory gone from the tree; its subtree is forgotten", "dir", g)
 	r.in.unwatch(g)
 	r.dropDir(g)
@@ -1175,6 +1191,22 @@ func (r *Recorder) renamed(m pendingMove, to *event) error {
 	r.addMeta(from.dir, r.parentOf(from.dir))
 	r.addMeta(to.dir, r.parentOf(to.dir))
 	return nil
+}
+
+// alive reports whether directory g is still in the tree (not removed:
+// its link count is not 0), as far as the recorder can tell: through the
+// descriptor it holds of it, or fanotify's handle of it.
+func (r *Recorder) alive(g gfid.GFID) bool {
+	var st unix.Stat_t
+	if fd, ok := r.dirs[g]; ok && g != gfid.Root {
+		return unix.Fstat(fd, &st) == nil && st.Nlink > 0
+	}
+	fd, err := r.in.reopen(g)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return unix.Fstat(fd, &st) == nil && st.Nlink > 0
 }
 
 // holds reports whether name in dir holds g now.
