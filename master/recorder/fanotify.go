@@ -126,7 +126,7 @@ func (f *fanotify) reopen(g gfid.GFID) (int, error) {
 	}
 	return f.open([]byte(key))
 }
-func (f *fanotify) unwatch(g gfid.GFID)      { f.dirs.remove(g) }
+func (f *fanotify) unwatch(g gfid.GFID) { f.dirs.remove(g) }
 
 func (f *fanotify) wait(timeout time.Duration) error {
 	if f.foreign {

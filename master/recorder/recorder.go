@@ -203,8 +203,26 @@ func (r *Recorder) closeDirs() {
 	clear(r.dirs)
 }
 
+// dirCacheMax bounds the directory descriptors the recorder keeps
+// between events (see trimDirs).
+const dirCacheMax = 256
+
+// trimDirs closes the cached directory descriptors when there are more
+// than dirCacheMax: between events, never inside one, whose handling may
+// hold descriptors dir returned while it asks for others (closed under it,
+// a number could be reused for another directory). A new directory's
+// descriptor is cached while its entries are recorded (see newDir), so
+// that a large new tree grows the cache while one event is handled; it is
+// trimmed after.
+func (r *Recorder) trimDirs() {
+	if len(r.dirs) > dirCacheMax {
+		r.closeDirs()
+	}
+}
+
 // dir returns a descriptor of directory g (cached; a descriptor follows
 // its directory through renames, so the cache never goes stale in place).
+// It stays open until the current event is handled (see trimDirs).
 func (r *Recorder) dir(g gfid.GFID) (int, error) {
 	if fd, ok := r.dirs[g]; ok {
 		return fd, nil
@@ -212,9 +230,6 @@ func (r *Recorder) dir(g gfid.GFID) (int, error) {
 	if g == gfid.Root {
 		r.dirs[g] = r.t.Root.FD()
 		return r.t.Root.FD(), nil
-	}
-	if len(r.dirs) >= 256 {
-		r.closeDirs()
 	}
 	var fd int
 	err := r.t.Idx.View(func(tx *gfidx.Tx) error {
@@ -392,6 +407,7 @@ func (r *Recorder) drain() error {
 	}
 	for i := range evs {
 		r.last = time.Now()
+		r.trimDirs()
 		if err := r.handle(&evs[i]); err != nil {
 			r.log.Warn("could not record a change; marking the segment a gap", "error", err)
 			r.markGap("an event could not be recorded: " + err.Error())
@@ -408,6 +424,7 @@ func (r *Recorder) drain() error {
 // not found yet waits for later drains, a while.
 func (r *Recorder) rescanDirs() {
 	for g, tries := range r.rescan {
+		r.trimDirs()
 		fd, err := r.dir(g)
 		if err != nil {
 			if tries >= 100 {
@@ -967,6 +984,11 @@ func (r *Recorder) newDir(sub int, g gfid.GFID) error {
 	if err != nil {
 		return fmt.Errorf("listing new directory %s: %w", g, err)
 	}
+	defer func() {
+		if len(r.dirs) > dirCacheMax {
+			r.dropDir(g) // listed: let a large new tree not hold one per directory
+		}
+	}()
 	for _, n := range names {
 		if wire.ValidName(n) != nil {
 			continue
