@@ -148,6 +148,13 @@ func renderStatus(w io.Writer, snaps []*syncstatus.Snapshot, detail bool, loc *t
 		}
 		if detail && s.Progress != nil {
 			fmt.Fprintf(w, "\n%s: last %s\n", orNA(s.Master), crawlSummary(s, loc))
+			if s.CrawlReason != "" {
+				fmt.Fprintf(w, "%s: why it crawled: %s\n", orNA(s.Master), s.CrawlReason)
+			}
+		}
+		if detail && s.Batch != nil && s.State != syncstatus.Stopped {
+			fmt.Fprintf(w, "%s: batch running for %s: %s (for %s)\n", orNA(s.Master),
+				s.Updated.Sub(s.Batch.Started).Round(time.Second), s.Batch.Phase, s.Updated.Sub(s.Batch.Since).Round(time.Second))
 		}
 	}
 }
