@@ -10,10 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/georep/georep/internal/sample"
 	"github.com/georep/georep/internal/syncstatus"
-	"github.com/georep/georep/internal/testtree"
 	"github.com/georep/georep/internal/tlsconf"
-	"github.com/georep/georep/internal/treecmp"
 	"github.com/georep/georep/internal/wire"
 )
 
@@ -55,7 +54,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		}
 	}
 	fmt.Fprintf(stdout, "== building a sample tree in %s\n", masterRoot)
-	if err := testtree.Build(masterRoot, testtree.Options{BigFileSize: 8 << 20, Seed: 1}); err != nil {
+	if err := sample.Build(masterRoot); err != nil {
 		return err
 	}
 
@@ -103,9 +102,8 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	mo := masterOptions{root: masterRoot, slave: addr, stateDir: filepath.Join(o.dir, "master-state"),
 		oneshot: true, syncJobs: 3, retries: 3, log: logOptions{level: "warn"},
 		tls: tlsOptions{dir: certs, name: "master"}, slaveName: "slave"}
-	cmpOpt := treecmp.Options{IgnoreTop: []string{wire.ReservedName}, IgnoreXattrPrefixes: []string{"trusted.georep.", "user.georep."}}
 	check := func() error {
-		diffs, err := treecmp.Compare(masterRoot, slaveRoot, cmpOpt)
+		diffs, err := sample.Compare(masterRoot, slaveRoot, []string{wire.ReservedName}, []string{"trusted.georep.", "user.georep."})
 		if err != nil {
 			return err
 		}
@@ -125,7 +123,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		{"first one-shot sync", nil},
 		{"second one-shot sync of the unchanged tree (nothing to send)", nil},
 		{"changing the master (create, modify, truncate, rename, hardlink, chmod, delete), then syncing", func() error {
-			return testtree.Mutate(masterRoot, testtree.Options{Seed: 1})
+			return sample.Mutate(masterRoot)
 		}},
 	}
 	for _, s := range steps {
