@@ -290,13 +290,6 @@ func (s *Slave) Privileged() bool { return s.privileged }
 
 func statusInvalid(msg string) error { return status.Error(codes.InvalidArgument, msg) }
 
-// touch renews the current session's lease.
-func (s *Slave) touch() {
-	s.mu.Lock()
-	s.lastSeen = s.cfg.Now()
-	s.mu.Unlock()
-}
-
 // errStale answers a call whose session is no longer the open one.
 var errStale = status.Error(codes.FailedPrecondition, "no open session with this token: handshake first (another handshake, EndSession or an expired lease ended it)")
 
@@ -408,7 +401,8 @@ func (s *Slave) Handshake(ctx context.Context, req *pb.HandshakeRequest) (*pb.Ha
 	// applying now finishes before this answer, and it applies nothing
 	// more.
 	s.nsLock.Lock()
-	s.nsLock.Unlock() //nolint:staticcheck // an empty critical section: waiting for the holders is the point
+	//lint:ignore SA2001 an empty critical section: waiting for the holders is the point
+	s.nsLock.Unlock()
 	s.log.Info("master session opened", "session", sessionTag(req.GetSessionId()), "master", who)
 	return &pb.HandshakeResponse{
 		ProtocolVersion: wire.ProtocolVersion,

@@ -210,13 +210,6 @@ func (c *dirCache) locate(g gfid.GFID) (h handle, st unix.Stat_t, pending bool, 
 	return handle{}, unix.Stat_t{}, false, fmt.Errorf("%s: %w", g, errUnknown)
 }
 
-// pending finds a regular file announced by a CREATE with data to follow
-// and not created yet (see locate).
-func (c *dirCache) pending(g gfid.GFID) (handle, bool) {
-	h, _, pending, err := c.locate(g)
-	return h, err == nil && pending
-}
-
 // findOrMaterialize is find, except that a file announced but not yet
 // created (pending) is created empty, with its gfid, so that a LINK or
 // RENAME can act on it; its data then patches it like any file.

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/internal/gfid"
@@ -117,7 +118,7 @@ func Open(path string) (ix *Index, err error) {
 	// walking the tree in a goroutine of its own, where a damaged page's
 	// panic cannot be recovered (see verifyFile).
 	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: true})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (same state directory?)", ErrInUse, path)
 	}
 	if err != nil {
@@ -134,7 +135,7 @@ func Open(path string) (ix *Index, err error) {
 		}
 		if string(v) == "1" {
 			for _, b := range [][]byte{bucketLinks, bucketChildren} {
-				if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+				if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 					return err
 				}
 			}

@@ -692,16 +692,11 @@ func (r *Recorder) child(dir gfid.GFID, name string) (gfid.GFID, bool) {
 	return g, ok
 }
 
-// identified names the existing entry name in dir: by the index, or by
-// its gfid xattr (an entry the crawl has not indexed yet).
-func (r *Recorder) identified(dir gfid.GFID, name string) (gfid.GFID, bool) {
-	g, ok, _ := r.lookName(dir, name)
-	return g, ok
-}
-
-// lookName is identified, and says whether the name is gone from its
-// directory (found, and not holding the name: not a directory that cannot
-// be found now, which is listed again later, see created).
+// lookName names the existing entry name in dir: by the index, or by its
+// gfid xattr (an entry the crawl has not indexed yet); gone says the name
+// is gone from its directory (found, and not holding the name; not a
+// directory that cannot be found now, which is listed again later: see
+// created).
 func (r *Recorder) lookName(dir gfid.GFID, name string) (g gfid.GFID, ok, gone bool) {
 	if g, ok := r.child(dir, name); ok {
 		return g, true, false

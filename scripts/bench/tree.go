@@ -130,8 +130,6 @@ func (s treeSum) String() string {
 		s.files, s.bytes, s.dirs, s.links, s.others, s.hash)
 }
 
-func (s treeSum) entries() int64 { return s.files + s.dirs + s.links + s.others }
-
 // describe renders one entry for hashing and for diagnostics.
 func describe(root, p string, fi fs.FileInfo) (string, error) {
 	st, _ := fi.Sys().(*syscall.Stat_t)

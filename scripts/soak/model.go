@@ -309,24 +309,6 @@ func (m *model) setSize(ino *inode, size int64) {
 	ino.size = size
 }
 
-// lookup finds the node at rel ("" is the root), nil if none.
-func (m *model) lookup(rel string) *node {
-	n := m.root
-	if rel == "" {
-		return n
-	}
-	for _, part := range strings.Split(rel, "/") {
-		if n.typ != tDir {
-			return nil
-		}
-		n = n.children[part]
-		if n == nil {
-			return nil
-		}
-	}
-	return n
-}
-
 // scanModel builds a model of the real tree at root (names sorted, so two
 // identical trees give identical models).
 func scanModel(root string) (*model, error) {
