@@ -7,39 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/georep/georep/internal/testenv"
 	pb "github.com/georep/georep/proto/georep/v1"
 )
-
-// mkdirChain makes levels nested directories named name under dir, with
-// *at calls (the path may exceed PATH_MAX), and a file at the bottom.
-func mkdirChain(t *testing.T, dir, name string, levels int) {
-	t.Helper()
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range levels {
-		if err := unix.Mkdirat(fd, name, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		nfd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		unix.Close(fd)
-		fd = nfd
-	}
-	ffd, err := unix.Openat(fd, "bottom", unix.O_CREAT|unix.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	unix.Write(ffd, []byte("the bottom of the tree\n"))
-	unix.Close(ffd)
-	unix.Close(fd)
-}
 
 // TestIssue17DeepTree: a "mkdir -p" of 200 levels took one batch of 6 to
 // 24 s (every directory it made was crawled whole by the reconciliation,
@@ -63,7 +33,7 @@ func TestIssue17DeepTree(t *testing.T) {
 			live := startLive(t, m)
 			waitSynced(t, m, time.Minute)
 			before := w.opTotal()
-			mkdirChain(t, mroot, tc.elem, levels)
+			testenv.MkdirChain(t, mroot, tc.elem, levels, "the bottom of the tree\n")
 			waitSynced(t, m, time.Minute)
 			testenv.RequireEqual(t, mroot, sroot)
 			ops := w.opTotal() - before

@@ -8,11 +8,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -157,4 +159,41 @@ func RequireEqual(t testing.TB, master, replica string) {
 	if len(diffs) > 0 {
 		t.FailNow()
 	}
+}
+
+// MkdirChain makes levels nested directories named name under dir, each
+// with *at calls (the whole path may be longer than PATH_MAX, which
+// os.MkdirAll cannot make), and a regular file "bottom" holding content
+// in the deepest; it returns the deepest directory's path relative to
+// dir.
+func MkdirChain(t testing.TB, dir, name string, levels int, content string) string {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := make([]string, 0, levels)
+	for range levels {
+		if err := unix.Mkdirat(fd, name, 0o755); err != nil {
+			unix.Close(fd)
+			t.Fatal(err)
+		}
+		nfd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd = nfd
+		parts = append(parts, name)
+	}
+	defer unix.Close(fd)
+	ffd, err := unix.Openat(fd, "bottom", unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ffd)
+	if _, err := unix.Write(ffd, []byte(content)); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(parts, "/")
 }
