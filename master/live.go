@@ -127,7 +127,7 @@ func (e *errPipeline) Unwrap() error { return e.err }
 // (and remembers to rebuild the index).
 func (m *Master) pipelineFault(err error) bool {
 	if errors.Is(err, gfidx.ErrCorrupt) {
-		m.indexDamaged = true
+		m.indexDamaged.Store(true)
 		return true
 	}
 	return false
@@ -139,7 +139,7 @@ func (m *Master) pipelineFault(err error) bool {
 // stops or a worker's fault needs a new pipeline (an error: Run restarts
 // it), or a fault no restart mends (monitor.Fatal).
 func (m *Master) record(ctx context.Context) error {
-	if m.indexDamaged {
+	if m.indexDamaged.Load() {
 		if err := m.rebuildIndex(); err != nil {
 			return err
 		}
@@ -261,7 +261,7 @@ func (m *Master) rebuildIndex() error {
 		return err
 	}
 	m.tree.Idx = idx
-	m.indexDamaged = false
+	m.indexDamaged.Store(false)
 	return nil
 }
 

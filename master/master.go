@@ -127,9 +127,9 @@ type Master struct {
 
 	// shared is what its batches share (see batch.Shared).
 	shared batch.Shared
-	// indexDamaged: the gfid index was found damaged; the next recording
-	// pipeline rebuilds it (Run's goroutine only).
-	indexDamaged bool
+	// indexDamaged: the gfid index was found damaged (by the recorder or
+	// the worker); the next recording pipeline rebuilds it.
+	indexDamaged atomic.Bool
 	// phaseNow is what the running batch does (a string), for status and
 	// for the log of a batch that runs long.
 	phaseNow atomic.Value
