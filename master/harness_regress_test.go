@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/georep/georep/internal/livecheck"
+	"github.com/georep/georep/master/recorder"
 )
 
 // Scripts the harness found diverging, shrunk: each pins a cause of
@@ -11,7 +12,13 @@ import (
 var harnessRegressions = []struct {
 	name   string
 	script livecheck.Script
+	// fanotifyOnly: a hole inotify cannot close (it names no inode); under
+	// inotify a divergence of this script is the documented one.
+	fanotifyOnly bool
 }{
+	// A file renamed into a directory whose ancestor was renamed next: the
+	// recorder could not open the new directory yet and recorded only the
+	// old name's removal (the lost hard link name of the issue).
 	{"seed236", livecheck.Script{Seed: 236, Steps: []livecheck.Step{
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Create, Dest: "a", N: 5273, Seed: 4503518780580078466}, {Kind: livecheck.Link, Path: "a", Dest: "new\nline"}, {Kind: livecheck.Mkdir, Dest: "e"}}},
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Mkdir, Dest: "f 1"}}},
@@ -24,7 +31,8 @@ var harnessRegressions = []struct {
 		{Kind: livecheck.StepBatch, Max: 1},
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Rename, Path: "e/\xff\xfe", Dest: "e/tab\tx/-dash/c"}}},
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Rename, Path: "e", Dest: "new\nline"}}},
-	}}},
+	}}, false},
+	// The same hole deeper, with a mkdir -p chain and a crash between.
 	{"seed124", livecheck.Script{Seed: 124, Steps: []livecheck.Step{
 		{Kind: livecheck.StepBatch, Max: 3, Hooks: []livecheck.Hook{{Call: 3, Ops: []livecheck.Op{{Kind: livecheck.Symlink, Dest: "a", Target: "b"}}}}},
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Mkdir, Dest: "-dash"}}},
@@ -38,7 +46,10 @@ var harnessRegressions = []struct {
 		{Kind: livecheck.StepCrash},
 		{Kind: livecheck.StepBatch, Max: 2},
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Rename, Path: "-dash/ lead/c/c/c/c/a", Dest: "-dash/ lead/c/new\nline/b"}, {Kind: livecheck.Rename, Path: "-dash/ lead/c", Dest: "new\nline"}}},
-	}}},
+	}}, false},
+	// A chmod through a hard link removed before the recorder read its
+	// event: the change was lost for the file's other name (fanotify only:
+	// inotify names no inode, see ARCHITECTURE).
 	{"seed52", livecheck.Script{Seed: 52, Steps: []livecheck.Step{
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Mkdir, Dest: "b"}}},
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Create, Dest: "\xff\xfe", N: 1990, Seed: 6386336093221587884}}},
@@ -49,7 +60,7 @@ var harnessRegressions = []struct {
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Link, Path: "\xff\xfe", Dest: "b/d/new\nline/a"}}},
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Chmod, Path: "b/d/new\nline/a", N: 384}}},
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Unlink, Path: "b/d/new\nline/a"}}},
-	}}},
+	}}, true},
 	// A chmod through a hard link that is unlinked and its name made again
 	// at once: looked up by name, the change landed on the new file.
 	{"seed52b", livecheck.Script{Seed: 52, Steps: []livecheck.Step{
@@ -62,7 +73,7 @@ var harnessRegressions = []struct {
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Link, Path: "\xff\xfe", Dest: "b/d/new\nline/a"}}},
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Chmod, Path: "b/d/new\nline/a", N: 384}}},
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Unlink, Path: "b/d/new\nline/a"}, {Kind: livecheck.Create, Dest: "b/d/new\nline/a", N: 2983, Seed: 3637857921699548310}}},
-	}}},
+	}}, true},
 	// Entries swapped (RENAME_EXCHANGE), a symlink with a directory.
 	{"seed152", livecheck.Script{Seed: 152, Steps: []livecheck.Step{
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Symlink, Dest: "-dash", Target: "../../nowhere/d"}}},
@@ -76,7 +87,10 @@ var harnessRegressions = []struct {
 		{Kind: livecheck.StepCut},
 		{Kind: livecheck.StepBatch, Max: 2},
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Create, Dest: "b/\xff\xfe", N: 216, Seed: 14237773098721264088}}},
-	}}},
+	}}, false},
+	// Two mkdirs of one name merged in fanotify's queue, the first renamed
+	// away between them: the live directory was taken for removed and a
+	// later truncate in it was lost.
 	{"seed318", livecheck.Script{Seed: 318, Steps: []livecheck.Step{
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Mkdir, Dest: "f 1"}}},
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Mkdir, Dest: "tab\tx"}}},
@@ -85,7 +99,7 @@ var harnessRegressions = []struct {
 		{Kind: livecheck.StepCut},
 		{Kind: livecheck.StepBatch, Max: 3},
 		{Kind: livecheck.StepOps, Ops: []livecheck.Op{{Kind: livecheck.Truncate, Path: "tab\tx/café", N: 31557}}},
-	}}},
+	}}, false},
 }
 
 // TestHarnessRegressions replays them.
@@ -93,7 +107,12 @@ func TestHarnessRegressions(t *testing.T) {
 	base := harnessBase(t)
 	for _, tc := range harnessRegressions {
 		t.Run(tc.name, func(t *testing.T) {
-			if why := runScript(t, base, tc.script.Seed, livecheck.NewReplay(tc.script)); why != "" {
+			var h *harness
+			why := runScriptWith(t, base, tc.script.Seed, livecheck.NewReplay(tc.script), func(made *harness) { h = made })
+			if why != "" && tc.fanotifyOnly && h.rec != nil && h.rec.Watcher() == recorder.WatchInotify {
+				t.Skipf("inotify's documented hole (a change through a name removed before its event is read): %s", why)
+			}
+			if why != "" {
 				t.Errorf("%s", why)
 			}
 		})
