@@ -6,7 +6,7 @@
 // A record is one line; names and symlink targets are percent-escaped so
 // that any byte string (spaces, newlines, non-UTF-8) fits:
 //
-//	E <gfid> CREATE|MKDIR|MKNOD <mode> <uid> <gid> <pargfid>/<name> [<size> <mtime-ns>]
+//	E <gfid> CREATE|MKDIR|MKNOD <mode> <uid> <gid> <pargfid>/<name> [<size> <mtime-ns> [<ctime-ns>]]
 //	E <gfid> SYMLINK <pargfid>/<name> [<target>]
 //	E <gfid> LINK <pargfid>/<name>
 //	E <gfid> RENAME <pargfid>/<name> <pargfid2>/<name2>
@@ -17,9 +17,10 @@
 //
 // PURGE (written by xsync after it listed directory <gfid>) asks that the
 // slave's copy of the directory hold only the names the master's holds. A
-// crawl also records a regular file's size and mtime with its CREATE, so
-// that the processor can ask the slave whether its copy is current without
-// looking at the file again.
+// crawl also records a regular file's size, mtime and ctime with its
+// CREATE, so that the processor can ask the slave whether its copy is
+// current without looking at the file again (and knows not to, for a file
+// changed since the last sync: see master/batch).
 // Mode is octal st_mode; uid and gid are decimal.
 package changelog
 
@@ -79,9 +80,10 @@ type Record struct {
 	Name2     string
 	Target    string // SYMLINK target, when recorded
 	HasTarget bool
-	// CREATE from a crawl: the size and mtime (ns) it found, when HasStat.
-	Size, MtimeNS int64
-	HasStat       bool
+	// CREATE from a crawl: the size, mtime and ctime (ns) it found, when
+	// HasStat (CtimeNS 0: not recorded).
+	Size, MtimeNS, CtimeNS int64
+	HasStat                bool
 }
 
 // ErrMalformed wraps every parse error.
@@ -235,7 +237,7 @@ func (r *Record) Validate() error {
 		}
 		return nil
 	case KindEntry:
-		if r.HasStat && (r.Op != OpCreate || r.Size < 0) {
+		if r.HasStat && (r.Op != OpCreate || r.Size < 0 || r.CtimeNS < 0) {
 			return fmt.Errorf("%w: size/mtime on %s", ErrMalformed, r.Op)
 		}
 		switch r.Op {
@@ -289,6 +291,10 @@ func (r *Record) Append(b []byte) ([]byte, error) {
 				b = strconv.AppendInt(b, r.Size, 10)
 				b = append(b, ' ')
 				b = strconv.AppendInt(b, r.MtimeNS, 10)
+				if r.CtimeNS != 0 {
+					b = append(b, ' ')
+					b = strconv.AppendInt(b, r.CtimeNS, 10)
+				}
 			}
 		case OpSymlink:
 			b = append(b, ' ')
@@ -321,7 +327,7 @@ func (r Record) String() string {
 	switch r.Op {
 	case OpCreate, OpMkdir, OpMknod:
 		if r.HasStat {
-			return fmt.Sprintf("E %s %s mode=%o uid=%d gid=%d size=%d mtime=%d %s/%q", r.GFID, r.Op, r.Mode, r.UID, r.GID, r.Size, r.MtimeNS, r.Parent, r.Name)
+			return fmt.Sprintf("E %s %s mode=%o uid=%d gid=%d size=%d mtime=%d ctime=%d %s/%q", r.GFID, r.Op, r.Mode, r.UID, r.GID, r.Size, r.MtimeNS, r.CtimeNS, r.Parent, r.Name)
 		}
 		return fmt.Sprintf("E %s %s mode=%o uid=%d gid=%d %s/%q", r.GFID, r.Op, r.Mode, r.UID, r.GID, r.Parent, r.Name)
 	case OpSymlink:
@@ -388,6 +394,14 @@ func Parse(line []byte) (Record, error) {
 	}
 	switch r.Op {
 	case OpCreate, OpMkdir, OpMknod:
+		if r.Op == OpCreate && len(args) == 7 {
+			ctime, err := strconv.ParseInt(args[6], 10, 64)
+			if err != nil || ctime <= 0 {
+				return bad("CREATE ctime %q", args[6])
+			}
+			r.CtimeNS = ctime
+			args = args[:6]
+		}
 		if r.Op == OpCreate && len(args) == 6 {
 			size, err1 := strconv.ParseInt(args[4], 10, 64)
 			mtime, err2 := strconv.ParseInt(args[5], 10, 64)

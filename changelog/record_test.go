@@ -657,8 +657,9 @@ func FuzzEscape(f *testing.F) {
 	})
 }
 
-// TestCreateWithStat: a crawl's CREATE carries size and mtime; they round
-// trip, are optional, and are refused on other ops or when negative.
+// TestCreateWithStat: a crawl's CREATE carries size, mtime and ctime; they
+// round trip, are optional (ctime alone too), and are refused on other ops
+// or when negative.
 func TestCreateWithStat(t *testing.T) {
 	g, p := mustParseGFID(t, gs1), mustParseGFID(t, gs2)
 	r := Record{Kind: KindEntry, GFID: g, Op: OpCreate, Mode: 0o100644, Parent: p, Name: "f", Size: 4096, MtimeNS: 1_700_000_000_123_456_789, HasStat: true}
@@ -673,7 +674,22 @@ func TestCreateWithStat(t *testing.T) {
 	if err != nil || got != r {
 		t.Errorf("Parse(%q) = %+v, %v; want %+v", b, got, err, r)
 	}
+	r.CtimeNS = 1_700_000_001_000_000_007
+	if b, err = r.Append(nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := " " + gs2 + "/f 4096 1700000000123456789 1700000001000000007\n"; !strings.HasSuffix(string(b), want) {
+		t.Errorf("encoded %q, want it to end in %q", b, want)
+	}
+	if got, err := Parse(b[:len(b)-1]); err != nil || got != r {
+		t.Errorf("Parse(%q) = %+v, %v; want %+v", b, got, err, r)
+	}
 	for _, line := range []string{
+		"E " + gs1 + " CREATE 100644 0 0 " + gs2 + "/f 1 5 0",
+		"E " + gs1 + " CREATE 100644 0 0 " + gs2 + "/f 1 5 -3",
+		"E " + gs1 + " CREATE 100644 0 0 " + gs2 + "/f 1 5 x",
+		"E " + gs1 + " CREATE 100644 0 0 " + gs2 + "/f 1 5 6 7",
+		"E " + gs1 + " MKDIR 40755 0 0 " + gs2 + "/d 1 5 6",
 		"E " + gs1 + " CREATE 100644 0 0 " + gs2 + "/f -1 5",
 		"E " + gs1 + " CREATE 100644 0 0 " + gs2 + "/f 1",
 		"E " + gs1 + " MKDIR 40755 0 0 " + gs2 + "/d 1 5",

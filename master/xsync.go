@@ -390,7 +390,7 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 			subdirs = append(subdirs, sub{name, eg})
 		case unix.S_IFREG:
 			rec.Op = changelog.OpCreate
-			rec.Size, rec.MtimeNS, rec.HasStat = st.Size, st.Mtim.Nano(), true
+			rec.Size, rec.MtimeNS, rec.CtimeNS, rec.HasStat = st.Size, st.Mtim.Nano(), st.Ctim.Nano(), true
 			if sameInode {
 				// Another name of an inode already written.
 				rec = changelog.Record{Kind: changelog.KindEntry, Op: changelog.OpLink, GFID: eg, Parent: g, Name: name}

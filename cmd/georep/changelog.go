@@ -135,6 +135,9 @@ func formatRecord(r changelog.Record) string {
 		s := fmt.Sprintf("%s %#o %d:%d %s", head, r.Mode, r.UID, r.GID, entry(r.Parent, r.Name))
 		if r.HasStat {
 			s += fmt.Sprintf(" size=%d mtime=%s", r.Size, changelog.FormatNS(r.MtimeNS))
+			if r.CtimeNS != 0 {
+				s += " ctime=" + changelog.FormatNS(r.CtimeNS)
+			}
 		}
 		return s
 	case changelog.OpSymlink:

@@ -59,6 +59,21 @@ func newAt(t time.Time) (GFID, error) {
 	return g, nil
 }
 
+// Made returns when a gfid of New was made (to the millisecond), and false
+// for any other gfid (the root's, a derived one, a version-4 one of an
+// older georep). A gfid is written to its inode as soon as it is made, so
+// an inode's ctime near this time may be that write's.
+func (g GFID) Made() (time.Time, bool) {
+	if g[6]>>4 != 7 || g[8]>>6 != 2 {
+		return time.Time{}, false
+	}
+	var ms uint64
+	for i := 0; i < 6; i++ {
+		ms = ms<<8 | uint64(g[i])
+	}
+	return time.UnixMilli(int64(ms)), true
+}
+
 // String formats g as a canonical UUID (8-4-4-4-12 lower-case hex).
 func (g GFID) String() string {
 	var b [36]byte

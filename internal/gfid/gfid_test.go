@@ -39,6 +39,26 @@ func TestNewIsTimeOrdered(t *testing.T) {
 	}
 }
 
+// TestMade: a gfid of New tells when it was made; the root's, a derived
+// one and a random (version 4) one do not.
+func TestMade(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 17, 0, 0, 123456789, time.UTC)
+	g, err := newAt(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := g.Made(); !ok || !m.Equal(t0.Truncate(time.Millisecond)) {
+		t.Fatalf("Made() = %v, %v; want %v", m, ok, t0.Truncate(time.Millisecond))
+	}
+	v4 := g
+	v4[6] = (v4[6] & 0x0f) | 0x40
+	for _, o := range []GFID{Root, Zero, Derived(Root, "a", 0o100000), v4} {
+		if m, ok := o.Made(); ok {
+			t.Errorf("%s: Made() = %v, true; want false", o, m)
+		}
+	}
+}
+
 func TestNew(t *testing.T) {
 	seen := map[GFID]bool{}
 	for i := 0; i < 1000; i++ {
