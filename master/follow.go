@@ -121,7 +121,7 @@ func (f *follower) step(ctx context.Context, max int) (bool, error) {
 
 // crawl crawls the whole tree beside the recorder and applies it.
 func (f *follower) crawl(ctx context.Context) error {
-	st, err := f.m.liveCrawl(ctx, f.l, f.sync)
+	st, err := f.m.liveCrawl(ctx, f.l, f.sync, f.stime)
 	if err != nil {
 		return err
 	}

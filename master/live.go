@@ -408,8 +408,9 @@ func (m *Master) retry(ctx context.Context, what string, fn func() error) error 
 }
 
 // liveCrawl crawls the whole tree beside the recorder and applies what it
-// found; the marks move to the crawl's start.
-func (m *Master) liveCrawl(ctx context.Context, l *link, sync func(context.Context) error) (time.Time, error) {
+// found, comparing by content the files changed since the stime since (see
+// changedSince); the marks move to the crawl's start.
+func (m *Master) liveCrawl(ctx context.Context, l *link, sync func(context.Context) error, since time.Time) (time.Time, error) {
 	var stime time.Time
 	defer m.watchBatch("crawl")()
 	err := m.retry(ctx, "crawl", func() error {
@@ -420,7 +421,11 @@ func (m *Master) liveCrawl(ctx context.Context, l *link, sync func(context.Conte
 			return err
 		}
 		defer os.Remove(journal)
-		b := batch.NewLiveCrawl(m.batchConfig(l, batch.LiveCrawl, sync), journal)
+		o, err := m.changedSince(since)
+		if err != nil {
+			return err
+		}
+		b := batch.NewLiveCrawl(m.batchConfig(l, batch.LiveCrawl, sync), journal, o)
 		if err := b.Run(ctx); err != nil {
 			return err
 		}

@@ -737,6 +737,30 @@ func (m *Master) Stime() (time.Time, error) { return m.timeMark(marks.Stime(m.se
 // them.
 func (m *Master) EntryStime() (time.Time, error) { return m.timeMark(marks.EntryStime(m.sessionID())) }
 
+// changedSince is when the slave last held every change (see
+// batch.CrawlOptions), for a live crawl: the stime (zero: none, or
+// unreadable); before there is one,
+// when the session's first live crawl had listed the tree (a crawl killed
+// half-way left copies that may have changed since), which it notes now
+// if no crawl got that far before. Called once the crawl has listed the
+// tree. (A one-shot is rsync's quick check, size and mtime. The gfids a
+// one-shot or a killed master wrote are newer than their stime: the batch
+// tells those writes from changes by the gfid's own time.)
+func (m *Master) changedSince(stime time.Time) (batch.CrawlOptions, error) {
+	if !stime.IsZero() {
+		return batch.CrawlOptions{ChangedSince: stime}, nil
+	}
+	k := marks.CrawlStart(m.sessionID())
+	t0, err := m.timeMark(k)
+	if err == nil && !t0.IsZero() {
+		return batch.CrawlOptions{ChangedSince: t0}, nil
+	}
+	if err != nil {
+		m.log.Warn("the first crawl's mark is unreadable; writing it again", "error", err)
+	}
+	return batch.CrawlOptions{}, m.marks.SetTime(k, time.Now().UnixNano())
+}
+
 func (m *Master) timeMark(k marks.Key) (time.Time, error) {
 	ns, err := m.marks.GetTime(k)
 	if errors.Is(err, marks.ErrNoMark) {

@@ -122,6 +122,12 @@ func TestRestartResumesWithoutResend(t *testing.T) {
 	m1 := newMaster(t, mroot, sl.Addr, cfg)
 	live := startLive(t, m1)
 	waitSynced(t, m1, 3*time.Minute)
+	// Once more: the stime passes the crawl's own gfid writes (a crawl's
+	// stime is its start; files whose ctime is later, or earlier by less
+	// than 100 ms, are compared by content after a restart, see
+	// batch.CrawlOptions).
+	time.Sleep(200 * time.Millisecond)
+	waitSynced(t, m1, 3*time.Minute)
 	if err := live.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -373,4 +379,65 @@ func TestRestartAfterDirMovedFromRemovedParent(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.RequireEqual(t, mroot, sroot)
+}
+
+// TestRestartSeesContentChangedKeepingMtime: a file rewritten while no
+// master ran, with its size and mtime put back (tar, rsync -t, cp -p do
+// that), is sent again by the restarted master's crawl: its ctime is
+// after the stime, so the slave's copy is compared by content, not taken
+// for current on size and mtime (issue 17's data change lost after a
+// kill -9). A file untouched since the stime is still asked about, not
+// read.
+func TestRestartSeesContentChangedKeepingMtime(t *testing.T) {
+	mroot, sroot := t.TempDir(), t.TempDir()
+	const size = 20000
+	for i := range 20 {
+		write(t, filepath.Join(mroot, fmt.Sprintf("f%02d", i)), randomBytes(size, uint64(i)))
+	}
+	time.Sleep(200 * time.Millisecond) // unchanged files: changed well before any stime
+	w := newWire()
+	sl := testenv.StartSlave(t, sroot, w.options()...)
+	state := filepath.Join(t.TempDir(), "master-state")
+	m1 := newMaster(t, mroot, sl.Addr, func(c *master.Config) { c.StateDir = state })
+	live := startLive(t, m1)
+	waitSynced(t, m1, time.Minute)
+	time.Sleep(200 * time.Millisecond)
+	waitSynced(t, m1, time.Minute) // past the crawl's gfid writes (see above)
+	if err := live.stop(); err != nil {
+		t.Fatal(err)
+	}
+	m1.Close()
+	testenv.RequireEqual(t, mroot, sroot)
+
+	p := filepath.Join(mroot, "f07")
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("changed, same size"), 1000); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Chtimes(p, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+
+	checks := w.checks
+	m2 := newMaster(t, mroot, sl.Addr, func(c *master.Config) { c.StateDir = state })
+	live = startLive(t, m2)
+	waitSynced(t, m2, time.Minute)
+	if err := live.stop(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.RequireEqual(t, mroot, sroot)
+	w.mu.Lock()
+	asked := w.checks - checks
+	w.mu.Unlock()
+	if asked != 19 {
+		t.Errorf("the restart's crawl asked the slave about %d files; want the 19 unchanged since the stime", asked)
+	}
 }

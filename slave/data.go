@@ -579,8 +579,13 @@ func (ds *dataStream) want(id uint64, send bool) error {
 // sign opens the target's current content (when worth a delta) and returns
 // its signature; nil means "send it whole".
 func (ds *dataStream) sign(in *incoming, st *unix.Stat_t) (*delta.Signature, error) {
-	if in.hdr.GetNoDelta() || st.Size < wire.SmallFile || // below it the signature round trip and the read of the old copy cost more than the bytes saved
-		in.hdr.GetSize() == 0 {
+	// Below SmallFile the signature round trip and the read of the old
+	// copy cost more than the bytes saved, unless the copy has the size
+	// and mtime already and the master asked not to trust them (a file
+	// whose ctime says it changed since the last sync: most often
+	// renamed or chmod'ed, its content the same; see batch.CrawlOptions).
+	maybeSame := in.hdr.GetNoQuickCheck() && st.Size == in.hdr.GetSize() && st.Mtim.Nano() == in.hdr.GetMtimeNs()
+	if in.hdr.GetNoDelta() || (st.Size < wire.SmallFile && !maybeSame) || in.hdr.GetSize() == 0 {
 		return nil, nil
 	}
 	fd, err := unix.Openat(in.dirfd, in.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)

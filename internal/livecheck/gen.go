@@ -180,6 +180,10 @@ func (g *Gen) Next() []Op {
 				return []Op{{Kind: Chown, Path: pick(g, nondirs).rel, N: g.rng.Int64N(3) * 1000, Off: g.rng.Int64N(3) * 1000}}
 			}},
 			choice{3, func() []Op { return []Op{{Kind: Utime, Path: pick(g, nondirs).rel, N: 1e18 + g.rng.Int64N(1e17)}} }},
+			// Content changed, size and mtime as they were.
+			choice{2, func() []Op {
+				return []Op{{Kind: Overwrite, Path: pick(g, nondirs).rel, Off: g.rng.Int64N(1 << 20), N: 1 + g.rng.Int64N(4096), Seed: g.seed()}}
+			}},
 			// A name reused at once: removed and made again.
 			choice{3, func() []Op {
 				e := pick(g, nondirs)

@@ -47,12 +47,13 @@ const (
 	Tmpfile                   // an O_TMPFILE of N bytes linked in at Dest
 	PunchHole                 // N bytes at Off deallocated (the size stays)
 	Socket                    // a socket node at Dest
+	Overwrite                 // N bytes at Off, within the file (its size stays), its mtime put back (tar, rsync -t, cp -p)
 	numKinds
 )
 
 var kindNames = [numKinds]string{"create", "write", "truncate", "rename", "link", "symlink", "mkfifo", "unlink",
 	"mkdir", "mkdir-chain", "rm-rf", "chmod", "chown", "utime", "setxattr", "removexattr",
-	"exchange", "tmpfile", "punch-hole", "socket"}
+	"exchange", "tmpfile", "punch-hole", "socket", "overwrite"}
 
 func (k OpKind) String() string {
 	if k >= 0 && k < numKinds {
@@ -100,7 +101,7 @@ func (o Op) String() string {
 func goName(k OpKind) string {
 	return [numKinds]string{"Create", "Write", "Truncate", "Rename", "Link", "Symlink", "Mkfifo", "Unlink",
 		"Mkdir", "MkdirChain", "RemoveAll", "Chmod", "Chown", "Utime", "Setxattr", "Removexattr",
-		"Exchange", "Tmpfile", "PunchHole", "Socket"}[k]
+		"Exchange", "Tmpfile", "PunchHole", "Socket", "Overwrite"}[k]
 }
 
 // ErrSkipped says an op did not apply to the tree as it is (its target is
@@ -187,6 +188,8 @@ func Apply(root string, op Op) error {
 		})
 	case Socket:
 		err = unix.Mknod(d, unix.S_IFSOCK|0o644, 0)
+	case Overwrite:
+		err = overwrite(p, op)
 	default:
 		return fmt.Errorf("livecheck: unknown op %d", op.Kind)
 	}
@@ -203,6 +206,40 @@ func Apply(root string, op Op) error {
 		}
 	}
 	return fmt.Errorf("livecheck: %s: %w", op, err)
+}
+
+// overwrite writes op.N bytes at op.Off of the file at path, both cut to
+// its size, and puts its mtime back: only the content (and the ctime,
+// which nobody can set) says it changed.
+func overwrite(path string, op Op) error {
+	return regular(path, func() error {
+		var st unix.Stat_t
+		if err := unix.Lstat(path, &st); err != nil {
+			return err
+		}
+		if st.Size == 0 {
+			return unix.EINVAL // nothing to overwrite
+		}
+		off := op.Off % st.Size
+		n := min(max(op.N, 1), st.Size-off)
+		data := content(n, op.Seed)
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		var was [1]byte
+		_, err = unix.Pread(fd, was[:], off)
+		unix.Close(fd)
+		if err != nil {
+			return err
+		}
+		data[0] = ^was[0] // never the content it had
+		if err := writeFile(path, off, data, 0); err != nil {
+			return err
+		}
+		ts := []unix.Timespec{st.Atim, st.Mtim}
+		return unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW)
+	})
 }
 
 // tmpfile writes data into an unnamed file in path's directory and links

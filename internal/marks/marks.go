@@ -32,6 +32,10 @@ const (
 // Stime is the key of a session's stime.
 func Stime(session []byte) Key { return Key(hex.EncodeToString(session) + ".stime") }
 
+// CrawlStart is the key of when a session's first crawl began (until its
+// first stime: the slave's copies are not older than it).
+func CrawlStart(session []byte) Key { return Key(hex.EncodeToString(session) + ".crawl-start") }
+
 // EntryStime is the key of a session's entry stime.
 func EntryStime(session []byte) Key { return Key(hex.EncodeToString(session) + ".entry-stime") }
 

@@ -221,15 +221,82 @@ type Feed interface {
 	Read(fn func(changelog.Record) error) error
 }
 
+// CrawlOptions are a live crawl's own.
+type CrawlOptions struct {
+	// ChangedSince is when the slave was last known to hold every change
+	// (the stime; zero: never). A file whose ctime is later (less
+	// ctimeSlack) changed since, maybe while no recorder ran (the master
+	// was down or killed): its slave copy is compared by content (a
+	// delta), never taken for current because its size and mtime match.
+	// A write that puts the old mtime back (tar, rsync -t, cp -p, an
+	// editor's touch -r) changes the ctime all the same; the kernel sets
+	// it, nobody can put it back.
+	ChangedSince time.Time
+}
+
+// ctimeSlack covers the coarse clock the kernel stamps ctimes with (up to
+// a tick, 1–10 ms, behind the clock the stime was read from) ten times
+// over: a file changed this long before the stime is compared by content
+// too. (A small file compared by content is sent whole.)
+const ctimeSlack = 100 * time.Millisecond
+
 // NewOneShot is a one-shot crawl's batch, over its records as they come.
+// Its files are compared with the slave's copies by size and mtime, as
+// rsync does.
 func NewOneShot(cfg Config, feed Feed) *Batch {
 	return newBatch(cfg, OneShot, feed.Read)
 }
 
 // NewLiveCrawl is a crawl's batch beside the recorder, over the crawl's
 // journal.
-func NewLiveCrawl(cfg Config, journal string) *Batch {
-	return newBatch(cfg, LiveCrawl, readJournal(journal))
+func NewLiveCrawl(cfg Config, journal string, o CrawlOptions) *Batch {
+	return newBatch(cfg, LiveCrawl, readJournal(journal)).crawlOptions(o)
+}
+
+func (b *Batch) crawlOptions(o CrawlOptions) *Batch {
+	if !o.ChangedSince.IsZero() {
+		b.changedSince = o.ChangedSince.Add(-ctimeSlack).UnixNano()
+		b.changed = map[gfid.GFID]bool{}
+	}
+	return b
+}
+
+// changedSinceSync reports whether a crawl's record is of a file changed
+// since ChangedSince (a record without a ctime counts as changed), other
+// than by the write of its own gfid (see stampedOnly).
+func (b *Batch) changedSinceSync(r *changelog.Record) bool {
+	if b.changed == nil || !r.HasStat {
+		return false
+	}
+	return r.CtimeNS == 0 || (r.CtimeNS >= b.changedSince && !stampedOnly(r.GFID, r.CtimeNS))
+}
+
+// The window around a gfid's making (gfid.GFID.Made) in which an inode's
+// ctime is taken for the write of that gfid: the kernel's ctime clock is
+// coarse (a tick behind) and the gfid's time is cut to the millisecond;
+// the xattr is written right after the gfid is made (a loaded machine may
+// take longer: the file then counts as changed, which costs a compare,
+// not a copy).
+const (
+	stampBefore = 20 * time.Millisecond
+	stampAfter  = 50 * time.Millisecond
+)
+
+// stampedOnly reports whether ctimeNS is that of the write of g itself: a
+// file given its gfid by a crawl or the recorder after the stime (a
+// one-shot's stime is its start, older than every gfid it writes; a
+// killed master's, older than the gfids its recorder wrote since) and
+// not changed after. A content change after the gfid was written moves
+// the ctime past the window; one within it (a write that puts the mtime
+// back, within 50 ms of the gfid, after the data was read) is missed, as
+// a one-shot's quick check misses any.
+func stampedOnly(g gfid.GFID, ctimeNS int64) bool {
+	made, ok := g.Made()
+	if !ok {
+		return false
+	}
+	m := made.UnixNano()
+	return ctimeNS >= m-int64(stampBefore) && ctimeNS < m+int64(time.Millisecond)+int64(stampAfter)
 }
 
 // ChangelogOptions are a changelog batch's own.

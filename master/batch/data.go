@@ -63,7 +63,9 @@ func (b *Batch) post(ctx context.Context, gs []gfid.GFID, noDelta bool) error {
 		// A copy that may have the content already (it is not known
 		// to be absent) is asked about before the data goes (no inline
 		// data), unless the quick check is off anyway.
-		f := &syncer.File{GFID: g, At: a.at, NoDelta: noDelta, NoQuickCheck: !b.kind.crawl(),
+		// So does a crawl's of a file changed since the last sync (see
+		// CrawlOptions).
+		f := &syncer.File{GFID: g, At: a.at, NoDelta: noDelta, NoQuickCheck: !b.kind.crawl() || b.changed[g],
 			NoInline: b.kind.crawl() && a.copy&copyAbsent == 0}
 		box := b.cfg.Syncer.Add(f)
 		b.boxFiles[box] = append(b.boxFiles[box], f)

@@ -193,7 +193,11 @@ func (b *Batch) crawlEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp) er
 		// what this batch claims; only the xattrs are read here. Not in
 		// the first batch into a slave that was empty: nothing there can
 		// be current.
-		if r.HasStat && !b.cfg.Shared.SlaveEmpty.Load() {
+		// A file changed since the last sync is not asked: its copy may
+		// have the size and mtime and not the content (see CrawlOptions).
+		if b.changedSinceSync(r) {
+			b.changed[r.GFID] = true
+		} else if r.HasStat && !b.cfg.Shared.SlaveEmpty.Load() {
 			if dirfd, err := b.dir.get(tx, r.Parent); err == nil {
 				if xs, err := mtree.XattrsPB(xattrs.ListAt(dirfd, r.Name, b.cfg.Tree.Replicated())); err == nil {
 					op.CheckCurrent, op.Size, op.MtimeNs, op.Xattrs = true, r.Size, r.MtimeNS, xs

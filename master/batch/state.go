@@ -80,6 +80,11 @@ type Batch struct {
 	also    map[gfid.GFID]bool
 	made    []gfid.GFID // directories the slave made from an op: it has none of their content
 	rep     report      // for the status tracker (report.go)
+	// Crawls: see CrawlOptions. changed holds the files the crawl found
+	// changed since then (their slave copies are never taken for current
+	// on size and mtime): as many as changed, not as the tree.
+	changedSince int64
+	changed      map[gfid.GFID]bool
 	// Changelog: see ChangelogOptions.
 	skipEntries    bool
 	entriesApplied func() error
