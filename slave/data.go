@@ -925,6 +925,12 @@ func (ds *dataStream) finish(in *incoming) outcome {
 		}
 	}
 	var st unix.Stat_t
+	if in.create && !in.direct && !ds.stillAnnounced(in) {
+		// Its name was removed on the master (an UNLINK, a purge) since
+		// the header came: making it now would leave a name the master
+		// does not have, after the purge that would have removed it.
+		return failed(fmt.Errorf("%s: %q was removed meanwhile: %w", in.g, in.name, errUnknown))
+	}
 	if !in.create {
 		// The target must still be the inode this stream replaces.
 		got, lst, exists, err := ds.s.tree.lookup(in.dirfd, in.parent, in.name, nil)
@@ -1061,6 +1067,17 @@ func (ds *dataStream) giveMetadata(in *incoming, target int, cur *unix.Stat_t) (
 		partial = errors.Join(partial, errors.New(note))
 	}
 	return partial, nil
+}
+
+// stillAnnounced reports whether the index still has the name a new file
+// is to take (see dirCache.dropAnnounced).
+func (ds *dataStream) stillAnnounced(in *incoming) bool {
+	has := false
+	ds.s.tree.idx.View(func(tx *gfidx.Tx) error {
+		has = tx.HasLink(in.g, gfidx.Link{Parent: in.parent, Name: in.name})
+		return nil
+	})
+	return has
 }
 
 // linkPending gives the file just written the other names CREATEs

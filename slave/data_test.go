@@ -848,3 +848,71 @@ func TestDataDirTimesAcrossInterleavedFiles(t *testing.T) {
 	}
 	noTmp(t, f.root)
 }
+
+// A name announced by a CREATE whose data has not come, then removed on
+// the master (its UNLINK, or a purge of its directory that does not keep
+// it), is not made when the data comes for the file's other name: before,
+// linkPending made it after the purge that would have removed it, and the
+// slave kept a name the master did not have (the soak's extra hard links).
+func TestDataDropsRemovedAnnouncement(t *testing.T) {
+	for _, how := range []string{"unlink", "purge"} {
+		t.Run(how, func(t *testing.T) {
+			f := newFixture(t)
+			D, F := newGFID(t), newGFID(t)
+			f.ok(opMkdir(D, gfid.Root, "d"))
+			a, b := opCreate(F, D, "a"), opCreate(F, gfid.Root, "b")
+			a.DataFollows, b.DataFollows = true, true
+			f.ok(a, b)
+			switch how {
+			case "unlink":
+				checkStatuses(t, f.entry(opUnlink(F, D, "a")), stNoop)
+			case "purge":
+				p := opPurge(D)
+				p.ReportOnly = true
+				checkStatuses(t, f.entry(p), stNoop)
+			}
+			d := f.openData(f.tok)
+			if r := d.sendFile(1, F, "hello", 1_700_000_000_000_000_000); r.GetResult().GetStatus() != stOK {
+				t.Fatalf("result %v", r)
+			}
+			d.commit()
+			if exists(f.path("d/a")) {
+				t.Fatal("the data made a name the master had removed")
+			}
+			if got := readFile(t, f.path("b")); got != "hello" {
+				t.Fatalf("b = %q", got)
+			}
+			if st := lstat(t, f.path("b")); st.Nlink != 1 {
+				t.Fatalf("b has %d links", st.Nlink)
+			}
+			f.checkOutside()
+		})
+	}
+}
+
+// The same with the data already on its way: a name removed on the master
+// after the header came is not made when the file ends (the master is
+// told the gfid is unknown, and sends it again where it is, if anywhere).
+func TestDataAnnouncementRemovedInFlight(t *testing.T) {
+	f := newFixture(t)
+	D, F := newGFID(t), newGFID(t)
+	f.ok(opMkdir(D, gfid.Root, "d"))
+	a := opCreate(F, D, "a")
+	a.DataFollows = true
+	f.ok(a)
+	d := f.openData(f.tok)
+	d.header(1, F, 5, 1_700_000_000_000_000_000)
+	d.expectWant(1, true)
+	d.chunk(1, 0, "hello")
+	checkStatuses(t, f.entry(opUnlink(F, D, "a")), stNoop)
+	d.end(1, false)
+	if r := d.expectResult(1); r.GetResult().GetStatus() != stFailed || r.GetResult().GetCode() != ecUnknown {
+		t.Fatalf("result %v, want FAILED UNKNOWN_GFID", r)
+	}
+	d.commit()
+	if exists(f.path("d/a")) {
+		t.Fatal("the data made a name the master had removed")
+	}
+	noTmp(t, f.path("d"))
+	f.checkOutside()
+}

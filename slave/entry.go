@@ -939,7 +939,17 @@ func (s *Slave) remove(c *dirCache, r *entryReq) outcome {
 	if err != nil {
 		return failed(err)
 	}
-	if !exists || got != r.g {
+	if !exists {
+		// A name announced by a CREATE whose data has not come yet, and
+		// removed on the master before: the announcement goes too, else
+		// the data, when it comes for another name, would make this one
+		// again (linkPending).
+		if err := c.dropAnnounced(r.g, r.parent, r.name); err != nil {
+			return failed(err)
+		}
+		return noop
+	}
+	if got != r.g {
 		return noop
 	}
 	if err := c.removeTree(pfd, r.parent, r.name); err != nil {
@@ -958,6 +968,21 @@ func (s *Slave) purge(c *dirCache, r *entryReq) outcome {
 		return failed(err)
 	}
 	res := noop
+	// Announced names (CREATEs whose data has not come) that the master's
+	// directory no longer holds go from the index: the data would make
+	// them when it comes for another name of the file (linkPending), after
+	// this purge.
+	present := make(map[string]bool, len(names))
+	for _, n := range names {
+		present[n] = true
+	}
+	for _, ch := range c.tx.Children(r.g) {
+		if _, ok := r.keep[ch.Name]; !ok && !present[ch.Name] {
+			if err := c.dropAnnounced(ch.GFID, r.g, ch.Name); err != nil {
+				return failed(err)
+			}
+		}
+	}
 	for _, n := range names {
 		if _, ok := r.keep[n]; ok {
 			continue

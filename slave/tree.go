@@ -234,6 +234,17 @@ func (c *dirCache) findOrMaterialize(g gfid.GFID) (handle, unix.Stat_t, error) {
 
 func isDir(st *unix.Stat_t) bool { return st.Mode&unix.S_IFMT == unix.S_IFDIR }
 
+// dropAnnounced removes the index link of g at name in parent, a name
+// that is not in the tree (an announced one: a CREATE whose data was to
+// follow), when the index has it.
+func (c *dirCache) dropAnnounced(g, parent gfid.GFID, name string) error {
+	l := gfidx.Link{Parent: parent, Name: name}
+	if !c.tx.HasLink(g, l) {
+		return nil
+	}
+	return c.tx.RemoveLink(g, l)
+}
+
 // moveAside parks the entry name of dirfd (gfid g, Zero if none) in limbo,
 // or removes it when it has no gfid (nothing could ever claim it back).
 func (c *dirCache) moveAside(dirfd int, parent gfid.GFID, name string, g gfid.GFID, st *unix.Stat_t) error {
