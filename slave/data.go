@@ -941,7 +941,7 @@ func (ds *dataStream) finish(in *incoming) outcome {
 	}
 	target := in.fd
 	if !in.create && st.Nlink > 1 {
-		fd, err := ds.patchInPlace(in)
+		fd, err := ds.patchInPlace(in, &st)
 		if err != nil {
 			return failed(err)
 		}
@@ -969,8 +969,9 @@ func (ds *dataStream) finish(in *incoming) outcome {
 // patchInPlace copies the staged file into in's target, which has other
 // links, and gives it the header's xattrs if it has them; it returns the
 // target open for writing, for its metadata.
-func (ds *dataStream) patchInPlace(in *incoming) (fd int, err error) {
-	fd, err = unix.Openat(in.dirfd, in.name, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+func (ds *dataStream) patchInPlace(in *incoming, looked *unix.Stat_t) (fd int, err error) {
+	// O_NONBLOCK: a FIFO put at the name since must not block the open.
+	fd, err = unix.Openat(in.dirfd, in.name, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("opening %s to patch in place: %w", in.g, err)
 	}
@@ -980,6 +981,16 @@ func (ds *dataStream) patchInPlace(in *incoming) (fd int, err error) {
 			fd = -1
 		}
 	}()
+	// What was opened must be what was looked up (and identified) a
+	// moment ago: a name swapped in between (a hard link to a file
+	// elsewhere) is not written.
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fd, fmt.Errorf("stat %s: %w", in.g, err)
+	}
+	if st.Dev != looked.Dev || st.Ino != looked.Ino || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fd, fmt.Errorf("%q changed identity: %w", in.name, errUnknown)
+	}
 	if g := ds.fdGFID(in, fd); g != in.g {
 		return fd, fmt.Errorf("%q changed identity: %w", in.name, errUnknown)
 	}
@@ -1199,12 +1210,17 @@ func copyInto(dst, src int, size int64) error {
 	return unix.Ftruncate(dst, size)
 }
 
-// fdGFID is the gfid of fd, the open target of in: its xattr, or the
-// derived gfid of its name when it has none.
+// fdGFID is the gfid of fd, the open target of in: its xattr, or, when it
+// has none, what lookup names it by (tree.unmarked: the derived gfid of
+// its name, never for a foreign or hard-linked inode).
 func (ds *dataStream) fdGFID(in *incoming, fd int) gfid.GFID {
 	g, err := ds.s.tree.ns.FGet(fd)
 	if errors.Is(err, gfid.ErrNoGFID) {
-		return gfid.Derived(in.parent, in.name, unix.S_IFREG)
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return gfid.Zero
+		}
+		return ds.s.tree.unmarked(in.parent, in.name, &st, nil)
 	}
 	if err != nil {
 		return gfid.Zero

@@ -998,6 +998,16 @@ func (s *Slave) purge(c *dirCache, r *entryReq) outcome {
 			if err != nil {
 				return failed(err)
 			}
+			if exists && g.IsZero() {
+				// Foreign (see tree.unmarked): not the master's under
+				// any gfid, so not one it could keep for a move.
+				s.log.Debug("purge removes a foreign entry", "dir", r.g, "name", fmt.Sprintf("%q", n))
+				if err := c.removeTree(fd, r.g, n); err != nil {
+					return failed(err)
+				}
+				res = done
+				continue
+			}
 			if exists && isDir(&st) && !g.IsZero() {
 				// A directory whose gfid the index places at another
 				// inode is a stale copy (the index lost this one, and an

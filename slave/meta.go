@@ -119,12 +119,42 @@ func (s *Slave) applyMetaAt(h handle, st unix.Stat_t, r *metaReq) outcome {
 	var partial []string
 	isLink := st.Mode&unix.S_IFMT == unix.S_IFLNK
 	dirfd, name, flags := h.dirfd, h.name, unix.AT_SYMLINK_NOFOLLOW
+	path, follow := h.xattrPath(), h.isRoot()
+	// Every change goes through a descriptor of the inode that was looked
+	// up (and identified by its gfid): a name swapped since, for a hard
+	// link to a file elsewhere on the filesystem, is not touched.
+	ofd := h.dirfd
 	if h.isRoot() {
 		dirfd, name, flags = unix.AT_FDCWD, h.xattrPath(), 0
+	} else {
+		fd, err := unix.Openat(h.dirfd, h.name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return failed(fmt.Errorf("%s: opening %q: %w (%w)", r.g, h.name, err, errUnknown))
+		}
+		defer unix.Close(fd)
+		var fst unix.Stat_t
+		if err := unix.Fstat(fd, &fst); err != nil {
+			return failed(fmt.Errorf("stat %s: %w", r.g, err))
+		}
+		if fst.Dev != st.Dev || fst.Ino != st.Ino {
+			return failed(fmt.Errorf("%s: %q changed identity meanwhile: %w", r.g, h.name, errUnknown))
+		}
+		ofd = fd
+		if !isLink {
+			// /proc/self/fd/N of an O_PATH descriptor leads to that very
+			// inode. (A symlink's own times are set by name: utimensat
+			// has no empty-path form.)
+			dirfd, name, flags = unix.AT_FDCWD, beneath.FDPath(fd), 0
+			path, follow = name, true
+		}
 	}
 	changed := false
 	if st.Uid != r.uid || st.Gid != r.gid {
-		if err := unix.Fchownat(dirfd, name, int(r.uid), int(r.gid), flags); err != nil {
+		chown := func() error { return unix.Fchownat(ofd, "", int(r.uid), int(r.gid), unix.AT_EMPTY_PATH) }
+		if h.isRoot() {
+			chown = func() error { return unix.Fchownat(dirfd, name, int(r.uid), int(r.gid), flags) }
+		}
+		if err := chown(); err != nil {
 			if !errors.Is(err, unix.EPERM) {
 				return failed(fmt.Errorf("chown %s: %w", r.g, err))
 			}
@@ -134,7 +164,6 @@ func (s *Slave) applyMetaAt(h handle, st unix.Stat_t, r *metaReq) outcome {
 	}
 	if r.syncXattrs && !isLink && st.Mode&unix.S_IFMT != unix.S_IFIFO &&
 		st.Mode&unix.S_IFMT != unix.S_IFCHR && st.Mode&unix.S_IFMT != unix.S_IFBLK && st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-		path, follow := h.xattrPath(), h.isRoot()
 		set, remove := unix.Lsetxattr, unix.Lremovexattr
 		if follow {
 			set, remove = unix.Setxattr, unix.Removexattr

@@ -145,9 +145,12 @@ func (c *dirCache) dir(g gfid.GFID) (int, error) {
 }
 
 // lookup returns the gfid and stat of name in dirfd (directory parent);
-// exists is false when there is no such name. An entry without a gfid xattr
-// is named by the index when indexNames says so (tx nil: not), else by
-// gfid.Derived, as the master names an inode it could not mark.
+// exists is false when there is no such name. An entry without a gfid
+// xattr is foreign (gfid.Zero, exists true: nothing georep made, to be
+// moved aside or removed, never written) on a privileged slave, which
+// marks everything it makes; on an unprivileged one it is named by the
+// index when indexNames says so (tx nil: not), else by gfid.Derived, as
+// the master names an inode it could not mark (see unmarked).
 func (t *tree) lookup(dirfd int, parent gfid.GFID, name string, tx *gfidx.Tx) (g gfid.GFID, st unix.Stat_t, exists bool, err error) {
 	st, err = beneath.Lstat(dirfd, name)
 	if errors.Is(err, unix.ENOENT) {
@@ -158,17 +161,37 @@ func (t *tree) lookup(dirfd int, parent gfid.GFID, name string, tx *gfidx.Tx) (g
 	}
 	g, err = t.ns.GetAt(dirfd, name)
 	if errors.Is(err, gfid.ErrNoGFID) || errors.Is(err, unix.EACCES) {
-		if tx != nil && t.indexNames(st.Mode) {
-			if ig, ok := tx.Child(gfidx.Link{Parent: parent, Name: name}); ok {
-				return ig, st, true, nil
-			}
-		}
-		return gfid.Derived(parent, name, st.Mode), st, true, nil
+		return t.unmarked(parent, name, &st, tx), st, true, nil
 	}
 	if err != nil {
 		return gfid.Zero, st, true, err
 	}
 	return g, st, true, nil
+}
+
+// unmarked names an inode that carries no gfid xattr, at name in parent
+// (st its stat). A privileged slave marks everything it makes: such an
+// inode is foreign (gfid.Zero). An unprivileged one names it by the index
+// (indexNames) or by gfid.Derived; but never one with more links than the
+// index knows of for it (a derived gfid: one): a local user who may write
+// in a replicated directory could otherwise put a hard link to a file
+// elsewhere on the filesystem at a derived name, and have the slave
+// chown, chmod and write the file it links to.
+func (t *tree) unmarked(parent gfid.GFID, name string, st *unix.Stat_t, tx *gfidx.Tx) gfid.GFID {
+	if !t.unprivileged {
+		return gfid.Zero
+	}
+	links := uint64(1)
+	g := gfid.Derived(parent, name, st.Mode)
+	if tx != nil && t.indexNames(st.Mode) {
+		if ig, ok := tx.Child(gfidx.Link{Parent: parent, Name: name}); ok {
+			g, links = ig, uint64(len(tx.Links(ig)))
+		}
+	}
+	if !isDir(st) && uint64(st.Nlink) > links {
+		return gfid.Zero
+	}
+	return g
 }
 
 // find returns a verified handle on an existing link of g.

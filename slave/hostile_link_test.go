@@ -1,0 +1,211 @@
+package slave_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/testenv"
+)
+
+// asNobody runs sh -c script (with args) as the user nobody.
+func asNobody(t *testing.T, script string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", append([]string{"-c", script, "sh"}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: testenv.Nobody, Gid: testenv.Nobody}}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("as nobody: %s: %v\n%s", script, err, out)
+	}
+}
+
+// searchable lets everyone through p and its ancestors below /tmp's level
+// (test temp dirs are 0700), without letting them list or write there.
+func searchable(t *testing.T, p string) {
+	t.Helper()
+	tmp := filepath.Clean(os.TempDir())
+	for ; p != tmp && p != "/" && p != "."; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, st.Mode().Perm()|0o111); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestIssue18HardlinkSwapOutsideRoot: a local user who may write in a
+// replicated directory of a root slave replaces a file that has a derived
+// gfid (one the master could not mark) with a hard link to a file of its
+// own elsewhere on the filesystem. Before, the slave read "no xattr" as
+// "the derived gfid" and made the outside file root:root 4755 with the
+// master's content. Now an xattr-less inode on a slave that marks
+// everything is foreign: the metadata op fails (unknown gfid), the data
+// replaces the name, not the inode behind it, and a purge removes the
+// name; the outside file keeps its owner, mode and content throughout.
+func TestIssue18HardlinkSwapOutsideRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the slave must be privileged and the attacker another user")
+	}
+	f := newFixture(t)
+	if !f.s.Privileged() {
+		t.Fatal("the slave does not run privileged as root")
+	}
+	P := newGFID(t)
+	V := gfid.Derived(P, "victim", unix.S_IFREG)
+	f.ok(opMkdir(P, gfid.Root, "pub"), opCreate(V, P, "victim"))
+	d := f.openData(f.tok)
+	if r := d.sendFile(1, V, "the master's first content", 5e9); r.GetResult().GetStatus() != stOK {
+		t.Fatalf("first data: %v", r)
+	}
+	d.commit()
+	if err := os.Chmod(f.path("pub"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	searchable(t, f.path("pub"))
+
+	// The attacker's file, outside the slave's root, on the same
+	// filesystem.
+	outDir := t.TempDir()
+	searchable(t, outDir)
+	if err := os.Chmod(outDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(outDir, "mine")
+	asNobody(t, `printf '#!/bin/sh\nid\n' > "$1" && chmod 0755 "$1"`, outside)
+	check := func(when string) {
+		t.Helper()
+		st := lstat(t, outside)
+		if st.Uid != testenv.Nobody || st.Gid != testenv.Nobody || st.Mode != unix.S_IFREG|0o755 {
+			t.Fatalf("%s: the outside file is %d:%d %o, want %d:%d 100755", when, st.Uid, st.Gid, st.Mode, testenv.Nobody, testenv.Nobody)
+		}
+		if got := readFile(t, outside); got != "#!/bin/sh\nid\n" {
+			t.Fatalf("%s: the outside file holds %q", when, got)
+		}
+		if _, err := unix.Lgetxattr(outside, gfidAttr, make([]byte, 64)); err == nil {
+			t.Fatalf("%s: the outside file got a gfid", when)
+		}
+	}
+	check("before")
+	asNobody(t, `rm -f "$1" && ln "$2" "$1"`, f.path("pub/victim"), outside)
+	if st := lstat(t, outside); st.Nlink != 2 {
+		t.Fatalf("the swap did not happen: nlink %d", st.Nlink)
+	}
+
+	// The master's metadata op for the file: root:root 4755.
+	res := f.meta(metaOf(V, unix.S_IFREG|0o4755, 0, 0, 6e9, 6e9))
+	if res[0].GetStatus() == stOK || res[0].GetStatus() == stNoop {
+		t.Errorf("metadata op through the swapped name: %v, want it refused", res[0])
+	}
+	check("after the metadata op")
+
+	// Its data: the name is replaced; the inode behind it is not written.
+	d = f.openData(f.tok)
+	const secret = "root-only content"
+	d.header(2, V, int64(len(secret)), 7e9)
+	want := d.recv().GetWant()
+	if want.GetId() != 2 {
+		t.Fatalf("answer to the header: %v", want)
+	}
+	if want.GetSend() {
+		d.chunk(2, 0, secret)
+		d.end(2, false)
+	}
+	r := d.expectResult(2)
+	d.commit()
+	check("after the data")
+	if r.GetResult().GetStatus() == stOK {
+		st := lstat(t, f.path("pub/victim"))
+		if st.Ino == lstat(t, outside).Ino {
+			t.Fatal("the data was written into the outside file")
+		}
+		if got := readFile(t, f.path("pub/victim")); got != secret {
+			t.Fatalf("pub/victim = %q", got)
+		}
+	}
+
+	// Swapped again, then a report-only purge of the directory (every
+	// crawl sends one): the foreign name goes, the outside file stays.
+	asNobody(t, `rm -f "$1" && ln "$2" "$1"`, f.path("pub/victim"), outside)
+	purge := opPurge(P)
+	purge.ReportOnly = true
+	res = f.entry(purge)
+	if res[0].GetStatus() != stOK || len(res[0].GetExtraNames()) != 0 {
+		t.Errorf("report-only purge: %v, want OK with nothing left to report", res[0])
+	}
+	if exists(f.path("pub/victim")) {
+		t.Error("the foreign name is still there after the purge")
+	}
+	check("after the purge")
+	if st := lstat(t, outside); st.Nlink != 1 {
+		t.Errorf("outside file nlink %d after the purge, want 1", st.Nlink)
+	}
+}
+
+// TestIssue18UnmarkedHardlinkUnprivileged: an unprivileged slave names an
+// inode without a gfid xattr by its derived gfid, but never one with more
+// links than that gfid has (one): a hard link to a file elsewhere, put at
+// a derived name, is not chmod'ed. Run as root, the test re-runs itself as
+// nobody.
+func TestIssue18UnmarkedHardlinkUnprivileged(t *testing.T) {
+	if os.Geteuid() == 0 {
+		testenv.RunAsNobody(t, "TestIssue18UnmarkedHardlinkUnprivileged")
+		return
+	}
+	f := newFixture(t)
+	if f.s.Privileged() {
+		t.Fatal("the slave runs privileged as uid", os.Geteuid())
+	}
+	uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
+	P := newGFID(t)
+	mk := opMkdir(P, gfid.Root, "pub")
+	mk.Uid, mk.Gid = uid, gid
+	// A file of the derived gfid (the master's, for a file it could not
+	// mark) that lost its gfid xattr (as one on a filesystem that cannot
+	// carry it has none).
+	V := gfid.Derived(P, "victim", unix.S_IFREG)
+	cr := opCreate(V, P, "victim")
+	cr.Uid, cr.Gid = uid, gid
+	f.ok(mk, cr)
+	if err := unix.Removexattr(f.path("pub/victim"), gfidAttr); err != nil {
+		t.Fatal(err)
+	}
+	res := f.meta(metaOf(V, unix.S_IFREG|0o640, uid, gid, 5e9, 5e9))
+	if res[0].GetStatus() != stOK && res[0].GetStatus() != stNoop {
+		t.Fatalf("metadata op of the unmarked file: %v", res[0])
+	}
+	// Replaced by a hard link to a file elsewhere.
+	outside := filepath.Join(t.TempDir(), "mine")
+	if err := os.WriteFile(outside, []byte("mine"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(f.path("pub/victim")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(outside, f.path("pub/victim")); err != nil {
+		t.Fatal(err)
+	}
+	res = f.meta(metaOf(V, unix.S_IFREG|0o666, uid, gid, 6e9, 6e9))
+	if res[0].GetStatus() == stOK || res[0].GetStatus() == stNoop {
+		t.Errorf("metadata op of a hard-linked unmarked inode: %v, want it refused", res[0])
+	}
+	if st := lstat(t, outside); st.Mode != unix.S_IFREG|0o640 {
+		t.Errorf("the linked file's mode became %o", st.Mode)
+	}
+	// With one link it is the derived gfid's, as before.
+	if err := os.Remove(outside); err != nil {
+		t.Fatal(err)
+	}
+	res = f.meta(metaOf(V, unix.S_IFREG|0o600, uid, gid, 6e9, 6e9))
+	if res[0].GetStatus() != stOK {
+		t.Errorf("metadata op of an unmarked single-link file: %v, want OK", res[0])
+	}
+	if st := lstat(t, f.path("pub/victim")); st.Mode != unix.S_IFREG|0o600 {
+		t.Errorf("pub/victim mode %o, want 100600", st.Mode)
+	}
+}
