@@ -362,7 +362,8 @@ type dataStream struct {
 	session []byte
 	files   map[uint64]*incoming
 	stream  pb.SlaveService_SyncDataServer
-	zdec    *zstd.Decoder // created on the first compressed chunk
+	outbox  []*pb.SyncDataResponse // see send
+	zdec    *zstd.Decoder          // created on the first compressed chunk
 	// dirs caches directory descriptors from header to header (files of
 	// one directory come together); it is dropped whenever entry ops may
 	// have changed the namespace (gen moved).
@@ -505,6 +506,9 @@ func (s *Slave) serveData(stream pb.SlaveService_SyncDataServer) error {
 		if err := ds.handle(msg); err != nil {
 			return err
 		}
+		if err := ds.flush(); err != nil {
+			return err
+		}
 	}
 	for id, in := range ds.files {
 		in.close()
@@ -512,11 +516,33 @@ func (s *Slave) serveData(stream pb.SlaveService_SyncDataServer) error {
 			return err
 		}
 	}
+	if err := ds.flush(); err != nil {
+		return err
+	}
 	ds.files = map[uint64]*incoming{}
 	// The directories get their times back before the master hears that
 	// the box is done (its metadata ops may follow at once).
 	ds.releaseDir()
 	return stream.Send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Commit{Commit: &pb.DataCommit{}}})
+}
+
+// send queues a response; flush sends the queue. Responses are sent
+// outside the namespace lock (handle queues, the receive loop flushes): a
+// master that stops reading its answers blocks its own stream, never
+// every other call with it.
+func (ds *dataStream) send(m *pb.SyncDataResponse) { ds.outbox = append(ds.outbox, m) }
+
+func (ds *dataStream) flush() error {
+	for i, m := range ds.outbox {
+		if err := ds.stream.Send(m); err != nil {
+			clear(ds.outbox)
+			ds.outbox = ds.outbox[:0]
+			return err
+		}
+		ds.outbox[i] = nil
+	}
+	ds.outbox = ds.outbox[:0]
+	return nil
 }
 
 // handle applies one message under the namespace read lock, held only for
@@ -558,7 +584,8 @@ func (ds *dataStream) inlineFiles(m *pb.InlineFiles) error {
 			return err
 		}
 	}
-	return ds.stream.Send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Results{Results: ds.batch}})
+	ds.send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Results{Results: ds.batch}})
+	return nil
 }
 
 // result sends a file's result, or adds it to the batch's (see
@@ -569,11 +596,13 @@ func (ds *dataStream) result(id uint64, o outcome, written int64) error {
 		ds.batch.Results = append(ds.batch.Results, r)
 		return nil
 	}
-	return ds.stream.Send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Result{Result: r}})
+	ds.send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Result{Result: r}})
+	return nil
 }
 
 func (ds *dataStream) want(id uint64, send bool) error {
-	return ds.stream.Send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Want{Want: &pb.FileWant{Id: id, Send: send}}})
+	ds.send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Want{Want: &pb.FileWant{Id: id, Send: send}}})
+	return nil
 }
 
 // sign opens the target's current content (when worth a delta) and returns
@@ -784,7 +813,8 @@ func (ds *dataStream) transfer(in *incoming, st *unix.Stat_t) error {
 		}
 	}
 	ds.expect(in, sig)
-	return ds.stream.Send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Want{Want: w}})
+	ds.send(&pb.SyncDataResponse{Msg: &pb.SyncDataResponse_Want{Want: w}})
+	return nil
 }
 
 // expect readies in for its data: a Patcher writing the staged file (from
@@ -820,9 +850,19 @@ func (ds *dataStream) chunk(c *pb.FileChunk) error {
 			return nil
 		}
 		// A hole: zeros, which the patcher does not write (the staged
-		// file stays sparse) but hashes.
+		// file stays sparse) but hashes. Bounded per message, and given
+		// up as soon as the stream is: 2^62 zeros in one message kept a
+		// slave hashing for ever, under the namespace lock.
 		off, n := c.GetOffset(), c.GetZeroLength()
+		if n > wire.MaxZeroRun {
+			in.err = invalidf("a hole of %d bytes in one chunk (at most %d)", n, int64(wire.MaxZeroRun))
+			return nil
+		}
+		ctx := ds.stream.Context()
 		for n > 0 && in.err == nil {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			k := min(n, int64(len(zeros)))
 			if err := in.patch.Apply(delta.Op{Offset: off, Data: zeros[:k]}); err != nil {
 				in.err = err

@@ -6,11 +6,15 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/testenv"
+	"github.com/georep/georep/internal/wire"
+	pb "github.com/georep/georep/proto/georep/v1"
+	"github.com/georep/georep/syncer/delta"
 )
 
 // asNobody runs sh -c script (with args) as the user nobody.
@@ -207,5 +211,56 @@ func TestIssue18UnmarkedHardlinkUnprivileged(t *testing.T) {
 	}
 	if st := lstat(t, f.path("pub/victim")); st.Mode != unix.S_IFREG|0o600 {
 		t.Errorf("pub/victim mode %o, want 100600", st.Mode)
+	}
+}
+
+// TestIssue18HugeHoleDoesNotHang: a data header of 2^62 bytes and a chunk
+// describing a 2^62-byte hole kept a slave hashing zeros for ever under
+// the namespace lock: every entry op waited. Now a hole is bounded per
+// chunk (wire.MaxZeroRun): the file fails at once, entry ops go on, and a
+// legitimate large hole (one chunk of MaxZeroRun, the master splits) still
+// works while entry ops run between its chunks.
+func TestIssue18HugeHoleDoesNotHang(t *testing.T) {
+	f := newFixture(t)
+	F, G, D := newGFID(t), newGFID(t), newGFID(t)
+	f.ok(opCreate(F, gfid.Root, "f"), opCreate(G, gfid.Root, "g"))
+	d := f.openData(f.tok)
+	d.header(1, F, 1<<62, 5e9)
+	d.expectWant(1, true)
+	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: 1, Offset: 0, ZeroLength: 1 << 62}}})
+	done := make(chan []*pb.OpResult, 1)
+	go func() { done <- f.entry(opMkdir(D, gfid.Root, "d")) }()
+	select {
+	case res := <-done:
+		checkStatuses(t, res, stOK)
+	case <-time.After(10 * time.Second):
+		t.Fatal("an entry op waited more than 10 s behind a hole of 2^62 bytes")
+	}
+	d.end(1, false)
+	if r := d.expectResult(1); r.GetResult().GetStatus() != stFailed || r.GetResult().GetCode() != ecInvalid {
+		t.Fatalf("result of the 2^62-byte hole: %v, want FAILED INVALID", r)
+	}
+	// A file of two maximal holes and a byte, as the master sends one.
+	size := int64(2*wire.MaxZeroRun + 1)
+	d.header(2, G, size, 6e9)
+	d.expectWant(2, true)
+	for i := int64(0); i < 2; i++ {
+		d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: 2, Offset: i * wire.MaxZeroRun, ZeroLength: wire.MaxZeroRun}}})
+	}
+	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: 2, Offset: 2 * wire.MaxZeroRun, Data: []byte("x")}}})
+	h := delta.NewHasher()
+	zero := make([]byte, 1<<20)
+	for i := 0; i < 2*wire.MaxZeroRun/len(zero); i++ {
+		h.Write(zero)
+	}
+	h.Write([]byte("x"))
+	sum := h.Sum()
+	d.send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_End{End: &pb.FileEnd{Id: 2, Sum: sum[:]}}})
+	if r := d.expectResult(2); r.GetResult().GetStatus() != stOK {
+		t.Fatalf("a file of two 1 GiB holes: %v", r)
+	}
+	d.commit()
+	if st := lstat(t, f.path("g")); st.Size != size || st.Blocks*512 > 1<<20 {
+		t.Fatalf("g: size %d, %d blocks (want %d bytes, sparse)", st.Size, st.Blocks, size)
 	}
 }

@@ -785,8 +785,12 @@ func (s *Sender) sendWhole(ctx context.Context, stream pb.SlaveService_SyncDataC
 		}
 		data = min(data, size)
 		if data > off {
-			if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: id, Offset: off, ZeroLength: data - off}}}); err != nil {
-				return sum, false, streamErr{err}
+			for z := off; z < data; {
+				n := min(data-z, wire.MaxZeroRun)
+				if err := stream.Send(&pb.SyncDataRequest{Msg: &pb.SyncDataRequest_Chunk{Chunk: &pb.FileChunk{Id: id, Offset: z, ZeroLength: n}}}); err != nil {
+					return sum, false, streamErr{err}
+				}
+				z += n
 			}
 			for n := data - off; n > 0; {
 				k := min(n, int64(len(buf)))

@@ -58,6 +58,13 @@ const MaxOpsPerCall = 100000
 // master's sender and the slave's receiver must agree on it.
 const SmallFile = 64 << 10
 
+// MaxZeroRun bounds the hole one FileChunk may describe (its
+// zero_length). The slave hashes a hole's zeros (the end-to-end sum covers
+// them) without writing them; a bound per message keeps each message's
+// work short, so that the slave notices a cancelled stream and lets entry
+// ops in between messages. The master splits larger holes.
+const MaxZeroRun = 1 << 30
+
 // ServerOptions are the gRPC options the slave serves with (creds nil:
 // none set here).
 func ServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
