@@ -234,7 +234,7 @@ func New(cfg Config) (*Master, error) {
 		root.Close()
 		return nil, fmt.Errorf("master root %s is not readable: %w", cfg.Root, err)
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+	if err := atomicfile.PrivateDir(cfg.StateDir); err != nil {
 		root.Close()
 		return nil, fmt.Errorf("master state dir: %w", err)
 	}

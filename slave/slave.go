@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/georep/georep/internal/atomicfile"
 	"github.com/georep/georep/internal/beneath"
 	"github.com/georep/georep/internal/bulkconn"
 	"github.com/georep/georep/internal/gfid"
@@ -135,7 +136,7 @@ func New(cfg Config) (*Slave, error) {
 	} else if !st.IsDir() {
 		return nil, fmt.Errorf("slave: root %s is not a directory", cfg.Root)
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+	if err := atomicfile.PrivateDir(cfg.StateDir); err != nil {
 		return nil, fmt.Errorf("slave: state dir: %w", err)
 	}
 	s := &Slave{cfg: cfg, log: log, privileged: os.Geteuid() == 0, flushKick: make(chan struct{}, 1),

@@ -1,6 +1,7 @@
 // Package atomicfile writes state files so that a crash leaves either the
 // old or the new content, never a torn mix: temp file, fsync, rename, fsync
-// of the directory.
+// of the directory; and makes the directory they live in private to their
+// owner.
 package atomicfile
 
 import (
@@ -59,4 +60,27 @@ func WriteJSON(path string, v any, perm os.FileMode) error {
 		return fmt.Errorf("atomicfile: encoding %s: %w", path, err)
 	}
 	return Write(path, append(data, '\n'), perm)
+}
+
+// PrivateDir makes dir (and its missing parents) for state files that only
+// their owner may read: mode 0700. A dir that exists with more open
+// permissions (made by hand, or by an older georep) is narrowed to 0700:
+// it holds session tokens and the index of the tree's names.
+func PrivateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("atomicfile: making %s: %w", dir, err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("atomicfile: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("atomicfile: %s is not a directory", dir)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(dir, st.Mode().Perm()&0o700); err != nil {
+			return fmt.Errorf("atomicfile: narrowing %s to its owner: %w", dir, err)
+		}
+	}
+	return nil
 }

@@ -194,3 +194,36 @@ func TestWriteJSON(t *testing.T) {
 	}
 	check(t, path, []byte("{\n  \"a\": 1\n}\n"), 0o600)
 }
+
+// TestPrivateDir: a new state dir is 0700; one that existed 0755 is
+// narrowed to 0700 (issue 18.9); a file in the way is an error.
+func TestPrivateDir(t *testing.T) {
+	base := t.TempDir()
+	fresh := filepath.Join(base, "a", "state")
+	existing := filepath.Join(base, "open")
+	if err := os.Mkdir(existing, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(existing, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{fresh, existing} {
+		if err := PrivateDir(d); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %o, want 700", d, st.Mode().Perm())
+		}
+	}
+	file := filepath.Join(base, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := PrivateDir(file); err == nil {
+		t.Error("a file taken for a state dir")
+	}
+}
