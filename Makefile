@@ -18,7 +18,7 @@ FUZZTIME  ?= 10s
 all: build
 
 build:
-	$(GO) build -o bin/georep ./cmd/georep
+	$(GO) build -buildvcs=auto -o bin/georep ./cmd/georep
 
 # The whole suite, as CI runs it.
 test:

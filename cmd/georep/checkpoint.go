@@ -17,8 +17,21 @@ import (
 // `georep checkpoint clear`, with the session's flags before or after the
 // time.
 func runCheckpointCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		var session sessionFlags
+		fs := newFlagSet("checkpoint", stderr)
+		session.register(fs)
+		fmt.Fprintln(stderr, "usage: georep checkpoint set [now|UNIX-TIME] [flags]")
+		fmt.Fprintln(stderr, "       georep checkpoint clear [flags]")
+		fmt.Fprintln(stderr)
+		fmt.Fprintln(stderr, "A checkpoint answers: has everything changed on the master before T reached the slave? (georep status shows it)")
+		fmt.Fprintln(stderr)
+		fmt.Fprintln(stderr, "flags (name the session by its state dir, or by its root and slave):")
+		fs.PrintDefaults()
+		return flag.ErrHelp
+	}
 	if len(args) == 0 || (args[0] != "set" && args[0] != "clear") {
-		return usageErr("want 'checkpoint set [now|UNIX-TIME]' or 'checkpoint clear'")
+		return usageErr("want 'checkpoint set [now|UNIX-TIME]' or 'checkpoint clear' (-h for the flags)")
 	}
 	sub, args := args[0], args[1:]
 	var when string

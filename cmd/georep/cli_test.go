@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"github.com/georep/georep/internal/testenv"
 	"github.com/georep/georep/internal/testtree"
 	"github.com/georep/georep/internal/treecmp"
+	"github.com/georep/georep/internal/wire"
 )
 
 var georepBin string
@@ -260,7 +262,23 @@ func TestExitCodes(t *testing.T) {
 		{"missing root", []string{"master", "--root", filepath.Join(dir, "missing"), "--slave", "127.0.0.1:1", "--oneshot", "--state-dir", filepath.Join(dir, "s1"), "--insecure"}, 1, "missing"},
 		{"unreachable slave", []string{"master", "--root", dir, "--slave", "127.0.0.1:1", "--oneshot", "--state-dir", filepath.Join(dir, "s2"), "--insecure"}, 1, "unreachable"},
 		{"slave missing root", []string{"slave", "--root", filepath.Join(dir, "missing"), "--listen", "127.0.0.1:0", "--state-dir", filepath.Join(dir, "s4"), "--insecure"}, 1, "missing"},
+		{"checkpoint help lists its flags", []string{"checkpoint", "-h"}, 0, "-state-dir"},
+		{"checkpoint without a verb", []string{"checkpoint"}, 2, "-h for the flags"},
+		{"version takes no argument", []string{"version", "x"}, 2, "unexpected argument"},
 	})
+}
+
+// TestVersion: `georep version` names the protocol version master and
+// slave must share (issue 18.13).
+func TestVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"version"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	want := fmt.Sprintf("(protocol version %d,", wire.ProtocolVersion)
+	if !strings.HasPrefix(out.String(), "georep ") || !strings.Contains(out.String(), want) {
+		t.Fatalf("version printed %q, want georep … %s", out.String(), want)
+	}
 }
 
 // exitCase is one command line run in-process, and how it must end: the

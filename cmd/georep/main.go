@@ -6,6 +6,7 @@
 //	georep status [--state-dir DIR | --root DIR --slave HOST:PORT] [--detail] [--json]
 //	georep checkpoint set [now|UNIX-TIME] | clear  [--state-dir DIR | --root DIR --slave HOST:PORT]
 //	georep demo
+//	georep version
 //
 // Each subcommand lives in its own file: an options struct, its flags, and
 // a run function that tests call directly.
@@ -40,6 +41,7 @@ func commands() []command {
 		{"changelog", "inspect a master's live changelog journal (dump)", runChangelogCmd},
 		{"status", "show a session's status (the running master's, or the last figures)", runStatusCmd},
 		{"checkpoint", "set or clear a checkpoint: has everything before T reached the slave?", runCheckpointCmd},
+		{"version", "print georep's version and its protocol version", runVersionCmd},
 	}
 }
 
