@@ -296,9 +296,15 @@ type shipment struct {
 	// done (readerDone).
 	wants      chan *pb.FileWant
 	readerDone chan struct{}
-	mu         sync.Mutex // guards results and recvErr
+	mu         sync.Mutex // guards results, recvErr, announced and wanted
 	results    map[uint64]*pb.FileResult
 	recvErr    error
+	// announced holds the size of each file announced (its id), wanted
+	// the ids answered with a FileWant: the slave may answer only what
+	// was announced, once each, and its signatures are bounded by the
+	// file's size (see admit).
+	announced map[uint64]int64
+	wanted    map[uint64]bool
 }
 
 func (s *Sender) newShipment(ctx context.Context, cancel context.CancelFunc, files []*File) *shipment {
@@ -322,7 +328,54 @@ func (s *Sender) newShipment(ctx context.Context, cancel context.CancelFunc, fil
 		wants:      make(chan *pb.FileWant, len(files)),
 		readerDone: make(chan struct{}),
 		results:    map[uint64]*pb.FileResult{},
+		announced:  map[uint64]int64{},
+		wanted:     map[uint64]bool{},
 	}
+}
+
+// maxSignature bounds the signature the slave may send for a file of size
+// bytes: twice what a copy of that size signs to (its blocks' weak and
+// strong sums), plus slack. A larger one (the slave's copy is much larger
+// than the file now) is not used (the file goes whole); a hostile slave
+// cannot make the master hold more than that per announced file (60 MB
+// signatures for small files took a master to 1.3 GB).
+func maxSignature(size int64) int {
+	blocks := (size + int64(delta.BlockSize(size)) - 1) / int64(delta.BlockSize(size))
+	return int(min(2*blocks*(4+16)+4096, 64<<20))
+}
+
+// admit checks an answer of the slave against what was announced, under
+// sh.mu: an id never announced, a second FileWant or a second result for
+// one id is a protocol error (a flood of results with random ids grew the
+// master's memory by 1.5 GB in seconds); an oversized signature is
+// dropped (the file then goes whole).
+func (sh *shipment) admit(w *pb.FileWant, r *pb.FileResult) error {
+	if w != nil {
+		size, ok := sh.announced[w.GetId()]
+		if !ok || sh.wanted[w.GetId()] {
+			return fmt.Errorf("slave answered file id %d, which was not announced or was answered already", w.GetId())
+		}
+		sh.wanted[w.GetId()] = true
+		if len(w.GetSignature()) > maxSignature(size) {
+			w.Signature = nil
+		}
+		return nil
+	}
+	if _, ok := sh.announced[r.GetId()]; !ok {
+		return fmt.Errorf("slave sent a result for file id %d, which was not announced", r.GetId())
+	}
+	if _, dup := sh.results[r.GetId()]; dup {
+		return fmt.Errorf("slave sent a second result for file id %d", r.GetId())
+	}
+	sh.results[r.GetId()] = r
+	return nil
+}
+
+// announce records that file id of size bytes is about to be announced.
+func (sh *shipment) announcing(id uint64, size int64) {
+	sh.mu.Lock()
+	sh.announced[id] = size
+	sh.mu.Unlock()
 }
 
 // open opens the stream and names the session on it.
@@ -356,20 +409,35 @@ func (sh *shipment) receive() {
 			sh.cancel()
 			return
 		}
+		var aerr error
 		switch m := msg.GetMsg().(type) {
 		case *pb.SyncDataResponse_Want:
-			sh.wants <- m.Want
+			sh.mu.Lock()
+			aerr = sh.admit(m.Want, nil)
+			sh.mu.Unlock()
+			if aerr == nil {
+				sh.wants <- m.Want
+			}
 		case *pb.SyncDataResponse_Result:
 			sh.mu.Lock()
-			sh.results[m.Result.GetId()] = m.Result
+			aerr = sh.admit(nil, m.Result)
 			sh.mu.Unlock()
 		case *pb.SyncDataResponse_Results:
 			sh.mu.Lock()
 			for _, r := range m.Results.GetResults() {
-				sh.results[r.GetId()] = r
+				if aerr = sh.admit(nil, r); aerr != nil {
+					break
+				}
 			}
 			sh.mu.Unlock()
 		case *pb.SyncDataResponse_Commit:
+			return
+		}
+		if aerr != nil {
+			sh.mu.Lock()
+			sh.recvErr = aerr
+			sh.mu.Unlock()
+			sh.cancel()
 			return
 		}
 	}
@@ -418,6 +486,7 @@ func (sh *shipment) announce(i int, f *File) error {
 		return nil // vanished
 	}
 	id := uint64(i)
+	sh.announcing(id, o.st.Size)
 	if !f.NoInline && o.st.Size <= InlineMax {
 		// Small: the data goes with the header, many files to a
 		// message, and the slave answers with the results alone.
