@@ -7,6 +7,8 @@
 package wire
 
 import (
+	"context"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/experimental"
@@ -87,14 +89,38 @@ func ServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
 	return opts
 }
 
+// CallTimeout bounds every unary call a master makes that has no earlier
+// deadline of its own: a slave that answers keep-alives but never answers
+// a call (hung on a disk, or hostile) made a one-shot master wait for
+// ever. Generous: the slowest legitimate call is a mark's syncfs of a
+// slave tree with gigabytes not yet on disk, or an EntryOps of thousands
+// of ops on a slow disk.
+const CallTimeout = 5 * time.Minute
+
 // DialOptions are the gRPC options a master dials its slave with: the same
 // message limit both ways, so that neither end accepts (or builds) a
-// message the other would refuse, and the same codec (rpccodec).
-func DialOptions() []grpc.DialOption {
+// message the other would refuse, the same codec (rpccodec), and a
+// deadline on every unary call (CallTimeout).
+func DialOptions() []grpc.DialOption { return dialOptions(CallTimeout) }
+
+func dialOptions(callTimeout time.Duration) []grpc.DialOption {
 	codec := rpccodec.New()
 	return []grpc.DialOption{
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessage), grpc.MaxCallSendMsgSize(MaxMessage),
 			grpc.ForceCodecV2(codec)),
 		experimental.WithBufferPool(codec.Pool()),
+		grpc.WithUnaryInterceptor(callDeadline(callTimeout)),
+	}
+}
+
+// callDeadline gives a unary call without a deadline one of d.
+func callDeadline(d time.Duration) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
 	}
 }
