@@ -55,10 +55,10 @@ func TestFailureAuthStops(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := tlsconf.IssueInDir(caA, "slave", []string{"127.0.0.1"}, "", time.Hour, now, false); err != nil {
+	if _, err := tlsconf.IssueInDir(caA, "slave", tlsconf.RoleSlave, []string{"127.0.0.1"}, "", time.Hour, now, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tlsconf.IssueInDir(caB, "lab", nil, "", time.Hour, now, false); err != nil {
+	if _, err := tlsconf.IssueInDir(caB, "lab", tlsconf.RoleMaster, nil, "", time.Hour, now, false); err != nil {
 		t.Fatal(err)
 	}
 	scfg, err := tlsconf.ServerConfig(tlsconf.DirFiles(caA, "slave"), nil)

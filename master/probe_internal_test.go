@@ -20,7 +20,7 @@ func TestProbeTLS(t *testing.T) {
 	mine, foreign := t.TempDir(), t.TempDir()
 	issue := func(dir, name string) tlsconf.Files {
 		t.Helper()
-		f, err := tlsconf.IssueInDir(dir, name, []string{"127.0.0.1"}, filepath.Join(dir, name), time.Hour, now, false)
+		f, err := tlsconf.IssueInDir(dir, name, roleOf(name), []string{"127.0.0.1"}, filepath.Join(dir, name), time.Hour, now, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,4 +87,13 @@ func TestProbeTLS(t *testing.T) {
 			t.Errorf("%s: probe says %v, want %q", c.name, err, c.want)
 		}
 	}
+}
+
+// roleOf is the role of a test certificate: a slave's when its name says
+// so, else a master's.
+func roleOf(name string) tlsconf.Role {
+	if name == "slave" {
+		return tlsconf.RoleSlave
+	}
+	return tlsconf.RoleMaster
 }

@@ -34,11 +34,11 @@ func TestIssue18SessionBoundToCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range []string{"lab", "thief"} {
-		if _, err := tlsconf.IssueInDir(ca, n, nil, "", time.Hour, now, false); err != nil {
+		if _, err := tlsconf.IssueInDir(ca, n, tlsconf.RoleMaster, nil, "", time.Hour, now, false); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := tlsconf.IssueInDir(ca, "slave", []string{"127.0.0.1"}, "", time.Hour, now, false); err != nil {
+	if _, err := tlsconf.IssueInDir(ca, "slave", tlsconf.RoleSlave, []string{"127.0.0.1"}, "", time.Hour, now, false); err != nil {
 		t.Fatal(err)
 	}
 	scfg, err := tlsconf.ServerConfig(tlsconf.DirFiles(ca, "slave"), nil)

@@ -28,8 +28,8 @@ if command -v setfattr >/dev/null; then setfattr -n user.k -v 0x00ff01 "$M/big";
 touch -h -d '2021-02-03 04:05:06.123456789' "$M/abs" "$M/fifo" "$M/big"
 
 "$work/georep" cert init --dir "$work/certs" > /dev/null
-"$work/georep" cert issue --dir "$work/certs" --name slave > /dev/null
-"$work/georep" cert issue --dir "$work/certs" --name master > /dev/null
+"$work/georep" cert issue --dir "$work/certs" --name slave --role slave > /dev/null
+"$work/georep" cert issue --dir "$work/certs" --name master --role master > /dev/null
 "$work/georep" slave --root "$S" --listen 127.0.0.1:0 --state-dir "$work/sstate" --tls-dir "$work/certs" --allow-master master 2> "$work/slave.log" &
 slave_pid=$!
 for _ in $(seq 100); do grep -q 'listen=127' "$work/slave.log" && break; sleep 0.1; done

@@ -12,7 +12,7 @@ import (
 
 func certUsage(w io.Writer) {
 	fmt.Fprintln(w, "usage: georep cert init  --dir DIR [--name NAME] [--days N]")
-	fmt.Fprintln(w, "       georep cert issue --dir DIR --name NAME [--host H]... [--out DIR] [--days N] [--force]")
+	fmt.Fprintln(w, "       georep cert issue --dir DIR --name NAME --role master|slave [--host H]... [--out DIR] [--days N] [--force]")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "  init    make a certificate authority in DIR: ca.pem, ca.key (keep ca.key off the slave and master hosts)")
 	fmt.Fprintln(w, "  issue   make a certificate for a slave or a master with DIR's CA: NAME.pem, NAME.key")
@@ -61,13 +61,14 @@ func runCertInitCmd(args []string, stdout, stderr io.Writer) error {
 }
 
 func runCertIssueCmd(args []string, stdout, stderr io.Writer) error {
-	var dir, name, out string
+	var dir, name, out, role string
 	var hosts stringList
 	var days int
 	var force bool
 	fs := newFlagSet("cert issue", stderr)
 	fs.StringVar(&dir, "dir", "", "the CA's directory (required)")
 	fs.StringVar(&name, "name", "", "identity: the slave's name masters verify (--slave-name, by default the host of --slave), or the master's name slaves admit (--allow-master) (required)")
+	fs.StringVar(&role, "role", "", "master or slave (required): a master's certificate is for TLS clients only, a slave's for servers only, so that a slave's certificate cannot be used as a master's")
 	fs.Var(&hosts, "host", "a further host name or IP address the certificate stands for (repeat, or comma-separate)")
 	fs.StringVar(&out, "out", "", "directory for NAME.pem and NAME.key (default: --dir)")
 	fs.IntVar(&days, "days", int(tlsconf.DefaultCertValidity/(24*time.Hour)), "validity in days (at most the CA's)")
@@ -75,13 +76,17 @@ func runCertIssueCmd(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if dir == "" || name == "" {
-		return usageErr("--dir and --name are required")
+	if dir == "" || name == "" || role == "" {
+		return usageErr("--dir, --name and --role are required")
+	}
+	r, err := tlsconf.ParseRole(role)
+	if err != nil {
+		return usageErr("--role %q: want master or slave", role)
 	}
 	if days < 1 {
 		return usageErr("--days must be at least 1")
 	}
-	f, err := tlsconf.IssueInDir(dir, name, hosts, out, time.Duration(days)*24*time.Hour, time.Now(), force)
+	f, err := tlsconf.IssueInDir(dir, name, r, hosts, out, time.Duration(days)*24*time.Hour, time.Now(), force)
 	if err != nil {
 		return err
 	}

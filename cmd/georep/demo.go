@@ -63,8 +63,8 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	if _, err := tlsconf.InitDir(certs, "georep-demo-ca", 24*time.Hour, time.Now()); err != nil {
 		return err
 	}
-	for _, n := range []string{"slave", "master"} {
-		if _, err := tlsconf.IssueInDir(certs, n, nil, "", 24*time.Hour, time.Now(), false); err != nil {
+	for _, n := range []tlsconf.Role{tlsconf.RoleSlave, tlsconf.RoleMaster} {
+		if _, err := tlsconf.IssueInDir(certs, string(n), n, nil, "", 24*time.Hour, time.Now(), false); err != nil {
 			return err
 		}
 	}

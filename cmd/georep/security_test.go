@@ -31,14 +31,18 @@ func georep(t *testing.T, args ...string) (int, string, string) {
 }
 
 // makeCerts makes a CA in dir and certificates for names, with the
-// `georep cert` commands.
+// `georep cert` commands: "slave" a slave's, the others masters'.
 func makeCerts(t *testing.T, dir string, names ...string) {
 	t.Helper()
 	if code, out, errs := georep(t, "cert", "init", "--dir", dir); code != 0 {
 		t.Fatalf("cert init exited %d: %s %s", code, out, errs)
 	}
 	for _, n := range names {
-		if code, out, errs := georep(t, "cert", "issue", "--dir", dir, "--name", n); code != 0 {
+		role := "master"
+		if n == "slave" {
+			role = "slave"
+		}
+		if code, out, errs := georep(t, "cert", "issue", "--dir", dir, "--name", n, "--role", role); code != 0 {
 			t.Fatalf("cert issue %s exited %d: %s %s", n, code, out, errs)
 		}
 	}
@@ -110,6 +114,9 @@ func TestProcessesTLS(t *testing.T) {
 		{"master cert from another CA, locally", []string{"--tls-dir", foreign, "--slave-name", "slave", "--ca", filepath.Join(certs, "ca.pem")}, "does not verify against CA", ""},
 		{"slave cert with the wrong name", []string{"--tls-dir", certs, "--slave-name", "backup"}, "not backup", ""},
 		{"master trusting another CA", []string{"--tls-dir", foreign, "--slave-name", "slave"}, "unknown authority", ""},
+		// Issue 18.4: a slave's certificate (from a compromised slave
+		// host) is not a master's; the tool says so at start.
+		{"a slave's certificate as a master's", []string{"--tls-dir", certs, "--tls-name", "slave", "--slave-name", "slave"}, "issue one with `georep cert issue --role master`", ""},
 		{"plaintext to a TLS slave", []string{"--insecure"}, "a slave serving TLS drops plaintext", "first record does not look like a TLS handshake"},
 	}
 	for _, c := range cases {
@@ -164,8 +171,10 @@ func TestPlaintextRefused(t *testing.T) {
 		{"slave with a missing certificate", slave("127.0.0.1:0", "--tls-dir", certs, "--tls-name", "nobody"), 1, "nobody.pem"},
 		{"slave --allow-master with a bad name", slave("127.0.0.1:0", "--tls-dir", certs, "--allow-master", "a b"), 1, "not allowed"},
 		{"master --insecure with TLS flags", master("127.0.0.1:1", "--insecure", "--tls-dir", certs), 2, "exclude each other"},
-		{"cert issue without a CA", []string{"cert", "issue", "--dir", filepath.Join(dir, "none"), "--name", "x"}, 1, "georep cert init"},
-		{"cert issue with a bad name", []string{"cert", "issue", "--dir", certs, "--name", "../x"}, 1, `name "../x"`},
+		{"cert issue without a CA", []string{"cert", "issue", "--dir", filepath.Join(dir, "none"), "--name", "x", "--role", "master"}, 1, "georep cert init"},
+		{"cert issue with a bad name", []string{"cert", "issue", "--dir", certs, "--name", "../x", "--role", "slave"}, 1, `name "../x"`},
+		{"cert issue without a role", []string{"cert", "issue", "--dir", certs, "--name", "x"}, 2, "--role are required"},
+		{"cert issue with a bad role", []string{"cert", "issue", "--dir", certs, "--name", "x", "--role", "both"}, 2, "want master or slave"},
 		{"cert init over a CA", []string{"cert", "init", "--dir", certs}, 1, "not replacing"},
 		{"cert without subcommand", []string{"cert"}, 2, "missing subcommand"},
 	})

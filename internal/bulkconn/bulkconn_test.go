@@ -180,8 +180,8 @@ func TestTLS(t *testing.T) {
 	if _, err := tlsconf.InitDir(dir, "test-ca", time.Hour, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []string{"slave", "master"} {
-		if _, err := tlsconf.IssueInDir(dir, n, []string{"127.0.0.1"}, "", time.Hour, time.Now(), false); err != nil {
+	for _, n := range []tlsconf.Role{tlsconf.RoleSlave, tlsconf.RoleMaster} {
+		if _, err := tlsconf.IssueInDir(dir, string(n), n, []string{"127.0.0.1"}, "", time.Hour, time.Now(), false); err != nil {
 			t.Fatal(err)
 		}
 	}

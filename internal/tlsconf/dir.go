@@ -52,11 +52,11 @@ func InitDir(dir, name string, validity time.Duration, now time.Time) (Files, er
 	return f, nil
 }
 
-// IssueInDir issues a certificate for identity name (see ValidName; hosts
+// IssueInDir issues a certificate for identity name in role (see ValidName; hosts
 // are further names it stands for) with the CA in dir, and writes
 // outDir/NAME.pem and outDir/NAME.key (mode 0600); outDir "" is dir.
 // Existing files are replaced only with force.
-func IssueInDir(dir, name string, hosts []string, outDir string, validity time.Duration, now time.Time, force bool) (Files, error) {
+func IssueInDir(dir, name string, role Role, hosts []string, outDir string, validity time.Duration, now time.Time, force bool) (Files, error) {
 	if err := ValidName(name); err != nil {
 		return Files{}, err
 	}
@@ -86,7 +86,7 @@ func IssueInDir(dir, name string, hosts []string, outDir string, validity time.D
 	if err := refuseExisting(force, f.Cert, f.Key); err != nil {
 		return f, err
 	}
-	certPEM, keyPEM, err := ca.Issue(name, hosts, now.Add(-clockSkew), now.Add(validity))
+	certPEM, keyPEM, err := ca.Issue(name, role, hosts, now.Add(-clockSkew), now.Add(validity))
 	if err != nil {
 		return f, err
 	}

@@ -131,11 +131,46 @@ func NewCA(name string, notBefore, notAfter time.Time) (*CA, []byte, []byte, err
 	return &CA{Cert: cert, Key: key}, encodeCert(der), keyPEM, nil
 }
 
-// Issue makes a certificate for identity name (see ValidName), with hosts
-// as further subject alternative names (DNS names or IP addresses), valid
-// from notBefore to notAfter. It returns the certificate and key in PEM.
-func (ca *CA) Issue(name string, hosts []string, notBefore, notAfter time.Time) (certPEM, keyPEM []byte, err error) {
+// Role is what a certificate is for. A master's is for TLS clients only
+// (extended key usage clientAuth), a slave's for TLS servers only
+// (serverAuth): a slave admits only clients whose certificate allows
+// clientAuth, so a slave's certificate, stolen from a compromised slave
+// host, cannot be used to write to the other slaves (before, every issued
+// certificate had both usages and was admitted as a master). A
+// certificate of an older georep has both and is taken for either.
+type Role string
+
+// The roles.
+const (
+	RoleMaster Role = "master"
+	RoleSlave  Role = "slave"
+)
+
+// ParseRole reads a role's name.
+func ParseRole(s string) (Role, error) {
+	switch r := Role(s); r {
+	case RoleMaster, RoleSlave:
+		return r, nil
+	}
+	return "", fmt.Errorf("tlsconf: role %q: want master or slave", s)
+}
+
+func (r Role) usage() x509.ExtKeyUsage {
+	if r == RoleSlave {
+		return x509.ExtKeyUsageServerAuth
+	}
+	return x509.ExtKeyUsageClientAuth
+}
+
+// Issue makes a certificate for identity name (see ValidName) in role, with
+// hosts as further subject alternative names (DNS names or IP addresses),
+// valid from notBefore to notAfter. It returns the certificate and key in
+// PEM.
+func (ca *CA) Issue(name string, role Role, hosts []string, notBefore, notAfter time.Time) (certPEM, keyPEM []byte, err error) {
 	if err := ValidName(name); err != nil {
+		return nil, nil, err
+	}
+	if _, err := ParseRole(string(role)); err != nil {
 		return nil, nil, err
 	}
 	if notAfter.After(ca.Cert.NotAfter) {
@@ -158,7 +193,7 @@ func (ca *CA) Issue(name string, hosts []string, notBefore, notAfter time.Time) 
 		NotBefore:    notBefore,
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{role.usage()},
 	}
 	for _, h := range append([]string{name}, hosts...) {
 		if err := ValidName(h); err != nil {
@@ -260,8 +295,8 @@ type Files struct {
 // Set reports whether any file is named.
 func (f Files) Set() bool { return f.CA != "" || f.Cert != "" || f.Key != "" }
 
-// load reads the CA pool and this end's key pair.
-func (f Files) load() (*x509.CertPool, tls.Certificate, error) {
+// load reads the CA pool and this end's key pair, which must be for role.
+func (f Files) load(role Role) (*x509.CertPool, tls.Certificate, error) {
 	var none tls.Certificate
 	if f.CA == "" || f.Cert == "" || f.Key == "" {
 		return nil, none, errors.New("tlsconf: TLS needs a CA certificate, a certificate and a key")
@@ -297,6 +332,13 @@ func (f Files) load() (*x509.CertPool, tls.Certificate, error) {
 	if _, err := pair.Leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		return nil, none, fmt.Errorf("tlsconf: certificate %s does not verify against CA %s: %w", f.Cert, f.CA, err)
 	}
+	if _, err := pair.Leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{role.usage()}}); err != nil {
+		other := RoleMaster
+		if role == RoleMaster {
+			other = RoleSlave
+		}
+		return nil, none, fmt.Errorf("tlsconf: certificate %s is not a %s's (it is a %s's, or not georep's): issue one with `georep cert issue --role %s`", f.Cert, role, other, role)
+	}
 	return pool, pair, nil
 }
 
@@ -327,7 +369,7 @@ func ServerConfig(f Files, allowMasters []string) (*tls.Config, error) {
 			return nil, fmt.Errorf("allowed master: %w", err)
 		}
 	}
-	pool, pair, err := f.load()
+	pool, pair, err := f.load(RoleSlave)
 	if err != nil {
 		return nil, err
 	}
@@ -366,7 +408,7 @@ func ClientConfig(f Files, slaveName string) (*tls.Config, error) {
 	if err := ValidName(slaveName); err != nil {
 		return nil, fmt.Errorf("slave name: %w", err)
 	}
-	pool, pair, err := f.load()
+	pool, pair, err := f.load(RoleMaster)
 	if err != nil {
 		return nil, err
 	}

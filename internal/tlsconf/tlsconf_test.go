@@ -28,7 +28,7 @@ func newPKI(t *testing.T, names ...string) pki {
 		t.Fatal(err)
 	}
 	for _, n := range names {
-		if _, err := tlsconf.IssueInDir(p.dir, n, nil, "", time.Hour, now, false); err != nil {
+		if _, err := tlsconf.IssueInDir(p.dir, n, testRole(n), nil, "", time.Hour, now, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -101,7 +101,7 @@ func clientConf(t *testing.T, f tlsconf.Files, slaveName string) *tls.Config {
 }
 
 func TestHandshake(t *testing.T) {
-	p := newPKI(t, "slave", "master", "intruder", "127.0.0.1")
+	p := newPKI(t, "slave", "master", "intruder", "slave-b", "127.0.0.1")
 	other := newPKI(t, "slave", "master")
 	slave, master := p.files("slave"), p.files("master")
 	// A master with a certificate of another CA, which would trust the
@@ -133,7 +133,34 @@ func TestHandshake(t *testing.T) {
 		{"master cert from another CA", serverConf(t, slave), foreignMaster, "unknown authority"},
 		{"slave cert from another CA", serverConf(t, other.files("slave")), clientConf(t, master, "slave"), "unknown authority"},
 		{"master name not allowed", serverConf(t, slave, "master-b"), clientConf(t, p.files("intruder"), "slave"), `master "intruder" is not allowed`},
-		{"slave cert with the wrong name", serverConf(t, p.files("intruder")), clientConf(t, master, "slave"), "not slave"},
+		{"slave cert with the wrong name", serverConf(t, p.files("slave-b")), clientConf(t, master, "slave"), "not slave"},
+		// Issue 18.4: a slave's certificate (stolen from a compromised
+		// slave host) used as a master's, with the tool's own check
+		// bypassed: the slave admits no certificate without clientAuth.
+		{"a slave's certificate as a master's", serverConf(t, slave), func() *tls.Config {
+			c := clientConf(t, master, "slave")
+			pair, err := tls.LoadX509KeyPair(p.files("slave-b").Cert, p.files("slave-b").Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Certificates = []tls.Certificate{pair}
+			return c
+		}(), "bad certificate"},
+		// And a master's as a slave's: the master admits no server
+		// certificate without serverAuth.
+		{"a master's certificate as a slave's", func() *tls.Config {
+			c := serverConf(t, slave)
+			pair, err := tls.LoadX509KeyPair(p.files("intruder").Cert, p.files("intruder").Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Certificates = []tls.Certificate{pair}
+			return c
+		}(), func() *tls.Config {
+			c := clientConf(t, master, "slave")
+			c.ServerName = "intruder"
+			return c
+		}(), "incompatible key usage"},
 		{"no client certificate", serverConf(t, slave), func() *tls.Config {
 			c := clientConf(t, master, "slave")
 			c.Certificates = nil
@@ -175,7 +202,7 @@ func TestLoadRefuses(t *testing.T) {
 	other := newPKI(t, "slave")
 	good := p.files("slave")
 	loose := p.files("loose")
-	if _, err := tlsconf.IssueInDir(p.dir, "loose", nil, "", time.Hour, now, false); err != nil {
+	if _, err := tlsconf.IssueInDir(p.dir, "loose", tlsconf.RoleSlave, nil, "", time.Hour, now, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(loose.Key, 0o640); err != nil {
@@ -230,7 +257,7 @@ func TestDirFiles(t *testing.T) {
 		t.Fatalf("second init: %v", err)
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	f, err := tlsconf.IssueInDir(dir, "backup.example.org", []string{"10.0.0.7", "backup"}, out, 48*time.Hour, now, false)
+	f, err := tlsconf.IssueInDir(dir, "backup.example.org", tlsconf.RoleSlave, []string{"10.0.0.7", "backup"}, out, 48*time.Hour, now, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,10 +273,10 @@ func TestDirFiles(t *testing.T) {
 			t.Errorf("%s: mode %o", k, st.Mode().Perm())
 		}
 	}
-	if _, err := tlsconf.IssueInDir(dir, "backup.example.org", nil, out, time.Hour, now, false); err == nil {
+	if _, err := tlsconf.IssueInDir(dir, "backup.example.org", tlsconf.RoleSlave, nil, out, time.Hour, now, false); err == nil {
 		t.Fatal("issue over an existing certificate succeeded without force")
 	}
-	if _, err := tlsconf.IssueInDir(dir, "backup.example.org", nil, out, time.Hour, now, true); err != nil {
+	if _, err := tlsconf.IssueInDir(dir, "backup.example.org", tlsconf.RoleSlave, nil, out, time.Hour, now, true); err != nil {
 		t.Fatalf("issue with force: %v", err)
 	}
 	// The certificate: names, uses, signed by the CA, validity capped by
@@ -270,11 +297,11 @@ func TestDirFiles(t *testing.T) {
 		t.Errorf("not after %v (CA until %v), CA %v", cert.NotAfter, now.Add(24*time.Hour), cert.IsCA)
 	}
 	for _, bad := range []string{"", "ca", "a b", "a/b", "../x", "-x", "x.", strings.Repeat("n", 65), "é"} {
-		if _, err := tlsconf.IssueInDir(dir, bad, nil, out, time.Hour, now, false); err == nil {
+		if _, err := tlsconf.IssueInDir(dir, bad, tlsconf.RoleSlave, nil, out, time.Hour, now, false); err == nil {
 			t.Errorf("issued a certificate named %q", bad)
 		}
 	}
-	if _, err := tlsconf.IssueInDir(filepath.Join(t.TempDir(), "none"), "x", nil, "", time.Hour, now, false); err == nil ||
+	if _, err := tlsconf.IssueInDir(filepath.Join(t.TempDir(), "none"), "x", tlsconf.RoleMaster, nil, "", time.Hour, now, false); err == nil ||
 		!strings.Contains(err.Error(), "georep cert init") {
 		t.Errorf("issue without a CA: %v", err)
 	}
@@ -329,4 +356,46 @@ func FuzzValidName(f *testing.F) {
 			t.Fatalf("%q accepted", name)
 		}
 	})
+}
+
+// testRole is the role of a test certificate: a slave's for "slave",
+// names starting "slave-" and IP addresses, a master's otherwise.
+func testRole(name string) tlsconf.Role {
+	if name == "slave" || strings.HasPrefix(name, "slave-") || net.ParseIP(name) != nil {
+		return tlsconf.RoleSlave
+	}
+	return tlsconf.RoleMaster
+}
+
+// TestRoles: a certificate is issued for one role, and the tool refuses to
+// start an end with a certificate of the other role, saying which to issue
+// (issue 18.4).
+func TestRoles(t *testing.T) {
+	p := newPKI(t, "slave", "master")
+	if _, err := tlsconf.ClientConfig(p.files("slave"), "slave"); err == nil || !strings.Contains(err.Error(), "--role master") {
+		t.Errorf("a master with a slave's certificate: %v", err)
+	}
+	if _, err := tlsconf.ServerConfig(p.files("master"), nil); err == nil || !strings.Contains(err.Error(), "--role slave") {
+		t.Errorf("a slave with a master's certificate: %v", err)
+	}
+	if _, err := tlsconf.ParseRole("both"); err == nil {
+		t.Error("role both accepted")
+	}
+	for _, c := range []struct {
+		name string
+		want x509.ExtKeyUsage
+	}{{"slave", x509.ExtKeyUsageServerAuth}, {"master", x509.ExtKeyUsageClientAuth}} {
+		b, err := os.ReadFile(p.files(c.name).Cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, _ := pem.Decode(b)
+		cert, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cert.ExtKeyUsage) != 1 || cert.ExtKeyUsage[0] != c.want {
+			t.Errorf("%s: extended key usage %v, want only %v", c.name, cert.ExtKeyUsage, c.want)
+		}
+	}
 }
