@@ -29,6 +29,10 @@ import (
 	"github.com/georep/georep/syncer/delta"
 )
 
+// maxFilesInFlight bounds the files announced on one data stream whose
+// end has not come (the master keeps at most 256 so).
+const maxFilesInFlight = 1024
+
 // maxChunk bounds one FileChunk's data; the master sends 256 KiB.
 const maxChunk = 4 << 20
 
@@ -640,6 +644,11 @@ func (ds *dataStream) sign(in *incoming, st *unix.Stat_t) (*delta.Signature, err
 // has its size and mtime (rsync's quick check), else get ready to receive
 // (and receive all of it, for an inline file).
 func (ds *dataStream) header(h *pb.FileHeader) error {
+	if len(ds.files) >= maxFilesInFlight && h.GetInlineEnd() == nil {
+		// Each holds a staging file (and maybe the old copy) open: 20,500
+		// headers without their ends ran a slave out of descriptors.
+		return statusInvalid(fmt.Sprintf("more than %d files in flight on one data stream", maxFilesInFlight))
+	}
 	err := ds.receive(h, true)
 	if errors.Is(err, errGuessedWrong) {
 		return ds.receive(h, false)

@@ -1,19 +1,27 @@
 package slave_test
 
 import (
+	"context"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/testenv"
 	"github.com/georep/georep/internal/wire"
 	pb "github.com/georep/georep/proto/georep/v1"
+	"github.com/georep/georep/slave"
 	"github.com/georep/georep/syncer/delta"
 )
 
@@ -262,5 +270,87 @@ func TestIssue18HugeHoleDoesNotHang(t *testing.T) {
 	d.commit()
 	if st := lstat(t, f.path("g")); st.Size != size || st.Blocks*512 > 1<<20 {
 		t.Fatalf("g: size %d, %d blocks (want %d bytes, sparse)", st.Size, st.Blocks, size)
+	}
+}
+
+// TestIssue18FilesInFlightBounded: headers without their ends, each holding
+// a staging file open, ran a slave out of descriptors (EMFILE, reported as
+// UNKNOWN_GFID). One data stream may have at most 1,024 files in flight:
+// the next header ends the stream with InvalidArgument, and the slave's
+// staging files go with it.
+func TestIssue18FilesInFlightBounded(t *testing.T) {
+	f := newFixture(t)
+	var ops []*pb.EntryOp
+	var gs []gfid.GFID
+	for i := range 1025 {
+		g := newGFID(t)
+		gs = append(gs, g)
+		op := opCreate(g, gfid.Root, fmt.Sprintf("f%04d", i))
+		op.DataFollows = true
+		ops = append(ops, op)
+	}
+	f.ok(ops...)
+	d := f.openData(f.tok)
+	for i, g := range gs[:1024] {
+		d.header(uint64(i), g, 1<<20, 5e9)
+		d.expectWant(uint64(i), true)
+	}
+	d.header(1024, gs[1024], 1<<20, 5e9)
+	_, err := d.st.Recv()
+	if grpcCode(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "files in flight") {
+		t.Fatalf("the 1,025th file in flight: %v, want InvalidArgument", err)
+	}
+	waitFor(t, "staging files removed", func() bool {
+		ents, _ := os.ReadDir(f.root)
+		for _, e := range ents {
+			if slave.IsTempName(e.Name()) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestIssue18IdleConnectionsDoNotLockOut: 19,990 idle TCP connections
+// without TLS filled a slave's descriptor table and its master's handshake
+// timed out. One peer address now holds at most 160 connections (the rest
+// are closed at once): 400 idle connections from 127.0.0.2 leave the
+// master on 127.0.0.1 its handshake.
+func TestIssue18IdleConnectionsDoNotLockOut(t *testing.T) {
+	sl := testenv.StartSlave(t, t.TempDir())
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+	for range 400 {
+		c, err := d.Dial("tcp", sl.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	held := 0
+	for _, c := range idle {
+		c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		_, err := c.Read(make([]byte, 1))
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			held++
+		}
+	}
+	if held > 160 {
+		t.Errorf("one peer holds %d idle connections, want at most 160", held)
+	}
+	conn, err := grpc.NewClient(sl.Addr, append(wire.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := pb.NewSlaveServiceClient(conn).Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: wire.ProtocolVersion, SessionId: []byte("0123456789abcdef")}); err != nil {
+		t.Fatalf("the master's handshake beside 400 idle connections: %v", err)
 	}
 }

@@ -12,9 +12,20 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/georep/georep/internal/connlimit"
 	"github.com/georep/georep/internal/tlsconf"
 	"github.com/georep/georep/internal/wire"
 	pb "github.com/georep/georep/proto/georep/v1"
+)
+
+// The connections the slave holds at a time (gRPC and data connections,
+// admitted or still in their handshake), in all and from one peer address:
+// a master needs one, and one per data stream (at most 64). Beyond them a connection
+// is closed at once (internal/connlimit); a handshake that does not end
+// within wire's ConnectionTimeout frees its slot.
+const (
+	maxConns        = 1024
+	maxConnsPerPeer = 160
 )
 
 // Serve serves s on lis until ctx is done, then stops gracefully (giving
@@ -37,6 +48,7 @@ func (s *Slave) Serve(ctx context.Context, lis net.Listener, creds credentials.T
 	// they are closed when serving ends, if no stream claimed them.
 	creds = s.bulk.Credentials(creds)
 	defer s.bulk.Close()
+	lis = connlimit.New(lis, maxConns, maxConnsPerPeer)
 	srv := grpc.NewServer(append(wire.ServerOptions(creds), extra...)...)
 	pb.RegisterSlaveServiceServer(srv, s)
 	errc := make(chan error, 1)

@@ -80,6 +80,14 @@ func ServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
 		grpc.WaitForHandlers(true),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
+		// A connection must finish its TLS and HTTP/2 handshakes within
+		// this (gRPC's default is 120 s): idle connections that never
+		// handshake do not hold their slots long (see slave.Serve).
+		grpc.ConnectionTimeout(HandshakeTimeout),
+		// Calls at a time per connection: a master uses one per data
+		// stream (at most 64) plus a few; 24 concurrent calls of 64 MiB took a
+		// slave past 3.6 GB.
+		grpc.MaxConcurrentStreams(MaxStreamsPerConn),
 		grpc.ForceServerCodecV2(codec),
 		experimental.BufferPool(codec.Pool()),
 	}
@@ -88,6 +96,14 @@ func ServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
 	}
 	return opts
 }
+
+// HandshakeTimeout bounds a connection's TLS and HTTP/2 handshakes on the
+// slave.
+const HandshakeTimeout = 10 * time.Second
+
+// MaxStreamsPerConn bounds the calls at a time on one connection to the
+// slave.
+const MaxStreamsPerConn = 128
 
 // CallTimeout bounds every unary call a master makes that has no earlier
 // deadline of its own: a slave that answers keep-alives but never answers
