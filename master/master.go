@@ -41,6 +41,7 @@ import (
 	"github.com/georep/georep/internal/marks"
 	"github.com/georep/georep/internal/monitor"
 	"github.com/georep/georep/internal/mtree"
+	"github.com/georep/georep/internal/rootid"
 	"github.com/georep/georep/internal/syncstatus"
 	"github.com/georep/georep/internal/tlsconf"
 	"github.com/georep/georep/internal/wire"
@@ -359,6 +360,9 @@ func (m *Master) connect(ctx context.Context) (*pb.HandshakeResponse, error) {
 		ProtocolVersion: wire.ProtocolVersion, SessionId: m.sessionID(),
 		MasterVolumeId: m.volumeID, MasterHost: host, MasterRoot: m.cfg.Root,
 	}
+	if id, err := rootid.Of(m.tree.Root.FD()); err == nil {
+		req.BootId, req.RootDev, req.RootIno = id.Boot, id.Dev, id.Ino
+	}
 	delay := 200 * time.Millisecond
 	var last error
 	for attempt := 1; attempt <= connectAttempts; attempt++ {
@@ -370,6 +374,9 @@ func (m *Master) connect(ctx context.Context) (*pb.HandshakeResponse, error) {
 				return nil, &monitor.Fatal{Err: fmt.Errorf("slave %s answered the handshake without a session token", m.cfg.Slave)}
 			}
 			m.token = resp.GetSessionToken()
+			if err := m.checkNotNested(ctx, resp); err != nil {
+				return nil, err
+			}
 			return resp, nil
 		}
 		last = err
@@ -409,6 +416,24 @@ func (m *Master) connect(ctx context.Context) (*pb.HandshakeResponse, error) {
 		hint = " (a slave serving TLS drops plaintext connections like this)"
 	}
 	return nil, fmt.Errorf("%w: %s after %d attempts: %s%s", ErrUnreachable, m.cfg.Slave, connectAttempts, status.Convert(last).Message(), hint)
+}
+
+// checkNotNested refuses a slave whose root contains the master's (the
+// slave refuses the other way round, and the same root): a tree
+// replicated into itself feeds on its own writes. The session the
+// handshake opened is ended.
+func (m *Master) checkNotNested(ctx context.Context, resp *pb.HandshakeResponse) error {
+	if len(resp.GetBootId()) == 0 {
+		return nil
+	}
+	in, err := rootid.Within(m.tree.Root.FD(), rootid.ID{Boot: resp.GetBootId(), Dev: resp.GetRootDev(), Ino: resp.GetRootIno()})
+	if err != nil || !in {
+		return err
+	}
+	ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	m.client.EndSession(ectx, &pb.EndSessionRequest{SessionToken: m.token})
+	return &monitor.Fatal{Err: fmt.Errorf("the slave's root %s contains this master's root %s: a tree cannot be replicated into itself", resp.GetSlaveRoot(), m.cfg.Root)}
 }
 
 // ErrTLS says the TLS handshake with the slave failed: one side's

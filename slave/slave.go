@@ -35,6 +35,7 @@ import (
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/marks"
+	"github.com/georep/georep/internal/rootid"
 	"github.com/georep/georep/internal/tlsconf"
 	"github.com/georep/georep/internal/wire"
 	pb "github.com/georep/georep/proto/georep/v1"
@@ -63,6 +64,7 @@ type Slave struct {
 	tree       *tree
 	marks      *marks.Store
 	volumeID   []byte
+	rootID     rootid.ID // where the root is (see Handshake)
 	privileged bool
 	// canMknod: the slave may make device nodes: it has CAP_MKNOD (which
 	// the root of many containers lacks), and no mknod of a device was
@@ -160,6 +162,9 @@ func New(cfg Config) (*Slave, error) {
 	}
 	if err := s.claimRoot(); err != nil {
 		return nil, err
+	}
+	if s.rootID, err = rootid.Of(root.FD()); err != nil {
+		return nil, fmt.Errorf("slave: %w", err)
 	}
 	s.marks = marks.NewStore(cfg.Root, ns, filepath.Join(cfg.StateDir, "marks.json"))
 	if s.volumeID, err = s.marks.VolumeID(true); err != nil {
@@ -368,6 +373,16 @@ func (s *Slave) Handshake(ctx context.Context, req *pb.HandshakeRequest) (*pb.Ha
 	if n := len(req.GetSessionId()); n < 8 || n > 64 {
 		return nil, status.Errorf(codes.InvalidArgument, "session id of %d bytes", n)
 	}
+	if len(req.GetBootId()) > 0 {
+		master := rootid.ID{Boot: req.GetBootId(), Dev: req.GetRootDev(), Ino: req.GetRootIno()}
+		if in, err := rootid.Within(s.tree.root.FD(), master); err != nil {
+			return nil, status.Errorf(codes.Internal, "checking where the master's root is: %v", err)
+		} else if in {
+			s.log.Warn("refused a master whose root is this slave's root or contains it", "master_root", req.GetMasterRoot(), "slave_root", s.cfg.Root)
+			return nil, status.Errorf(codes.InvalidArgument,
+				"the master's root %s is this slave's root %s or contains it: a tree cannot be replicated into itself", req.GetMasterRoot(), s.cfg.Root)
+		}
+	}
 	token := make([]byte, 16)
 	if _, err := rand.Read(token); err != nil {
 		return nil, status.Errorf(codes.Internal, "session token: %v", err)
@@ -413,6 +428,9 @@ func (s *Slave) Handshake(ctx context.Context, req *pb.HandshakeRequest) (*pb.Ha
 		Privileged:      s.privileged,
 		Empty:           s.rootEmpty(),
 		SessionToken:    token,
+		BootId:          s.rootID.Boot,
+		RootDev:         s.rootID.Dev,
+		RootIno:         s.rootID.Ino,
 	}, nil
 }
 

@@ -400,3 +400,40 @@ func TestProcessesLive(t *testing.T) {
 	}
 	testenv.RequireEqual(t, mroot, sroot)
 }
+
+// TestNestedRootsRefused: the same directory as master and slave root, or
+// one inside the other, is refused with a clear error (issue 18.10):
+// before, a one-shot said "in sync" and a live master fed on its own
+// writes. Nothing is written into the master's tree.
+func TestNestedRootsRefused(t *testing.T) {
+	base := t.TempDir()
+	mk := func(p string) string {
+		t.Helper()
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	outer := mk(filepath.Join(base, "outer"))
+	inner := mk(filepath.Join(outer, "inner"))
+	if err := os.WriteFile(filepath.Join(inner, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, master, slave, want string }{
+		{"the same directory", outer, outer, "is this slave's root"},
+		{"the slave inside the master", outer, inner, "contains it"},
+		{"the master inside the slave", inner, outer, "contains this master's root"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			addr := startSlaveProcess(t, c.slave)
+			code, out, errs := runMasterProcess(t, "--root", c.master, "--slave", addr, "--oneshot",
+				"--state-dir", filepath.Join(t.TempDir(), "state"), "--insecure")
+			if code != 1 || !strings.Contains(errs, "cannot be replicated into itself") || !strings.Contains(errs, c.want) {
+				t.Fatalf("exit %d, want 1 saying why\nstdout: %s\nstderr: %s", code, out, errs)
+			}
+			if _, err := os.Stat(filepath.Join(inner, "f")); err != nil {
+				t.Fatalf("the tree lost its file: %v", err)
+			}
+		})
+	}
+}

@@ -274,8 +274,16 @@ type HandshakeRequest struct {
 	// Volume identity of the master tree (its root's volume-id mark).
 	MasterVolumeId []byte `protobuf:"bytes,3,opt,name=master_volume_id,json=masterVolumeId,proto3" json:"master_volume_id,omitempty"`
 	// For display: host and root of the master.
-	MasterHost    string `protobuf:"bytes,4,opt,name=master_host,json=masterHost,proto3" json:"master_host,omitempty"`
-	MasterRoot    string `protobuf:"bytes,5,opt,name=master_root,json=masterRoot,proto3" json:"master_root,omitempty"`
+	MasterHost string `protobuf:"bytes,4,opt,name=master_host,json=masterHost,proto3" json:"master_host,omitempty"`
+	MasterRoot string `protobuf:"bytes,5,opt,name=master_root,json=masterRoot,proto3" json:"master_root,omitempty"`
+	// Where the master's root is, when the slave runs on the same kernel:
+	// the kernel's boot id (/proc/sys/kernel/random/boot_id) and the root's
+	// device and inode. The slave refuses a root that is the master's or lies
+	// inside it (and the master one that contains its own root): a tree
+	// replicated into itself feeds on its own writes.
+	BootId        []byte `protobuf:"bytes,6,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
+	RootDev       uint64 `protobuf:"varint,7,opt,name=root_dev,json=rootDev,proto3" json:"root_dev,omitempty"`
+	RootIno       uint64 `protobuf:"varint,8,opt,name=root_ino,json=rootIno,proto3" json:"root_ino,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -345,6 +353,27 @@ func (x *HandshakeRequest) GetMasterRoot() string {
 	return ""
 }
 
+func (x *HandshakeRequest) GetBootId() []byte {
+	if x != nil {
+		return x.BootId
+	}
+	return nil
+}
+
+func (x *HandshakeRequest) GetRootDev() uint64 {
+	if x != nil {
+		return x.RootDev
+	}
+	return 0
+}
+
+func (x *HandshakeRequest) GetRootIno() uint64 {
+	if x != nil {
+		return x.RootIno
+	}
+	return 0
+}
+
 type HandshakeResponse struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion uint32                 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
@@ -366,7 +395,11 @@ type HandshakeResponse struct {
 	// master's, a restarted worker's) are refused from the moment this one
 	// is answered, even with the same session id; and bound to the TLS
 	// certificate of the master that opened it.
-	SessionToken  []byte `protobuf:"bytes,7,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	SessionToken []byte `protobuf:"bytes,7,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	// The slave's side of HandshakeRequest's boot_id, root_dev and root_ino.
+	BootId        []byte `protobuf:"bytes,8,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
+	RootDev       uint64 `protobuf:"varint,9,opt,name=root_dev,json=rootDev,proto3" json:"root_dev,omitempty"`
+	RootIno       uint64 `protobuf:"varint,10,opt,name=root_ino,json=rootIno,proto3" json:"root_ino,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -448,6 +481,27 @@ func (x *HandshakeResponse) GetSessionToken() []byte {
 		return x.SessionToken
 	}
 	return nil
+}
+
+func (x *HandshakeResponse) GetBootId() []byte {
+	if x != nil {
+		return x.BootId
+	}
+	return nil
+}
+
+func (x *HandshakeResponse) GetRootDev() uint64 {
+	if x != nil {
+		return x.RootDev
+	}
+	return 0
+}
+
+func (x *HandshakeResponse) GetRootIno() uint64 {
+	if x != nil {
+		return x.RootIno
+	}
+	return 0
 }
 
 type KeepAliveRequest struct {
@@ -2497,7 +2551,7 @@ var File_georep_v1_georep_proto protoreflect.FileDescriptor
 
 const file_georep_v1_georep_proto_rawDesc = "" +
 	"\n" +
-	"\x16georep/v1/georep.proto\x12\tgeorep.v1\"\xc8\x01\n" +
+	"\x16georep/v1/georep.proto\x12\tgeorep.v1\"\x97\x02\n" +
 	"\x10HandshakeRequest\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1d\n" +
 	"\n" +
@@ -2506,7 +2560,10 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\vmaster_host\x18\x04 \x01(\tR\n" +
 	"masterHost\x12\x1f\n" +
 	"\vmaster_root\x18\x05 \x01(\tR\n" +
-	"masterRoot\"\xfb\x01\n" +
+	"masterRoot\x12\x17\n" +
+	"\aboot_id\x18\x06 \x01(\fR\x06bootId\x12\x19\n" +
+	"\broot_dev\x18\a \x01(\x04R\arootDev\x12\x19\n" +
+	"\broot_ino\x18\b \x01(\x04R\arootIno\"\xca\x02\n" +
 	"\x11HandshakeResponse\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12&\n" +
 	"\x0fslave_volume_id\x18\x02 \x01(\fR\rslaveVolumeId\x12\x1d\n" +
@@ -2517,7 +2574,11 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"privileged\x18\x05 \x01(\bR\n" +
 	"privileged\x12\x14\n" +
 	"\x05empty\x18\x06 \x01(\bR\x05empty\x12#\n" +
-	"\rsession_token\x18\a \x01(\fR\fsessionToken\"7\n" +
+	"\rsession_token\x18\a \x01(\fR\fsessionToken\x12\x17\n" +
+	"\aboot_id\x18\b \x01(\fR\x06bootId\x12\x19\n" +
+	"\broot_dev\x18\t \x01(\x04R\arootDev\x12\x19\n" +
+	"\broot_ino\x18\n" +
+	" \x01(\x04R\arootIno\"7\n" +
 	"\x10KeepAliveRequest\x12#\n" +
 	"\rsession_token\x18\x01 \x01(\fR\fsessionToken\"\x13\n" +
 	"\x11KeepAliveResponse\"8\n" +
