@@ -75,6 +75,13 @@ func TestOneShotExactIdempotentConvergent(t *testing.T) {
 	if sum.Batch.BytesSent < big {
 		t.Errorf("first run sent %d bytes, want at least the big file's %d", sum.Batch.BytesSent, big)
 	}
+	// The figures add up (issue 18.11): into an empty slave nothing is
+	// "already there", and every entry crawled is one applied (hard
+	// links add a LINK each; purges are not entries).
+	if c := sum.Crawl; sum.Batch.EntryNoops != 0 || sum.Batch.EntryOps < c.Dirs+c.Files+c.Symlinks+c.Others {
+		t.Errorf("first run into an empty slave: %d entries applied, %d already there; crawled %d dirs, %d files, %d symlinks, %d others",
+			sum.Batch.EntryOps, sum.Batch.EntryNoops, c.Dirs, c.Files, c.Symlinks, c.Others)
+	}
 	m1 := mk()
 	stime, err := m1.Stime()
 	if err != nil || !stime.Equal(sum.Stime) {
@@ -101,6 +108,9 @@ func TestOneShotExactIdempotentConvergent(t *testing.T) {
 	b := sum2.Batch
 	if b.BytesSent != 0 || b.Files != 0 || b.EntryOps != 0 || b.MetaOps != 0 || b.Purged != 0 {
 		t.Errorf("unchanged tree: second run did work: %+v", b)
+	}
+	if b.EntryNoops != sum.Batch.EntryOps {
+		t.Errorf("unchanged tree: %d entries already there, want the %d the first run applied", b.EntryNoops, sum.Batch.EntryOps)
 	}
 	if b.FilesUnchanged != sum.Crawl.Files {
 		t.Errorf("second run found %d files current, want %d", b.FilesUnchanged, sum.Crawl.Files)

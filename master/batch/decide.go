@@ -119,6 +119,14 @@ func decide(k Kind, op *pb.EntryOp, r *pb.OpResult, bestEffort, removeOnFail boo
 		d.madeDir, _ = gfid.FromBytes(op.GetGfid())
 	}
 	d.tally = true
-	d.purged = typ == pb.EntryOpType_ENTRY_OP_TYPE_PURGE && r.GetStatus() == pb.OpStatus_OP_STATUS_OK
+	if typ == pb.EntryOpType_ENTRY_OP_TYPE_PURGE {
+		// A purge is not an entry: it counts as "directories purged"
+		// when it removed something, and in the entries' figures only
+		// when it failed (every directory of a crawl has one: counted as
+		// an entry "already there", they made the figures not add up).
+		st := r.GetStatus()
+		d.purged = st == pb.OpStatus_OP_STATUS_OK
+		d.tally = st != pb.OpStatus_OP_STATUS_OK && st != pb.OpStatus_OP_STATUS_NOOP
+	}
 	return d
 }
