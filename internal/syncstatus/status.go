@@ -82,9 +82,11 @@ type Totals struct {
 	// Deletes counts removals applied on the slave (UNLINK, RMDIR, and
 	// purges that removed something).
 	Deletes int64 `json:"deletes"`
-	// Failures counts ops the slave could not apply, and batch attempts
-	// that failed as a whole (the link failed), over every attempt: a batch
-	// retried three times with one failing op counts three.
+	// Failures counts ops the slave could not apply, batch attempts that
+	// failed as a whole (the link failed), and worker faults not already
+	// counted so (the slave unreachable), over every attempt: a batch
+	// retried three times with one failing op counts three. A shutdown
+	// (cancellation) is none.
 	Failures int64 `json:"failures"`
 }
 

@@ -58,6 +58,9 @@ type Tracker struct {
 	snap  Snapshot // Totals without batch; Pending from batch at Snapshot
 	batch Batch
 	dirty bool
+	// counted: the fault now shown was counted in Failures by BatchDone
+	// (Fault does not count it again).
+	counted bool
 	// persistMu serialises writes of the status file (never held with mu
 	// while waiting: mu is taken inside it, not the other way round).
 	persistMu sync.Mutex
@@ -177,6 +180,13 @@ func (t *Tracker) Fault(err error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// A fault is a failure (Faulty with FAILURES 0 said otherwise), once:
+	// a batch that failed counted itself already (BatchDone).
+	if t.counted {
+		t.counted = false
+	} else {
+		t.snap.Totals.Failures++
+	}
 	t.snap.State, t.snap.Fault = Faulty, err.Error()
 	t.dirty = true
 }
@@ -291,6 +301,7 @@ func (t *Tracker) BatchEnded(d time.Duration, err error) {
 		if t.snap.State == Faulty || t.snap.State == Initializing {
 			t.snap.State, t.snap.Fault = Active, ""
 		}
+		t.counted = false
 		if p := t.snap.Progress; p != nil && t.snap.Crawl == HybridCrawl && !p.Listing {
 			p.Finished = true
 			p.FilesDone, p.BytesDone = p.FilesTotal, p.BytesTotal
@@ -303,6 +314,7 @@ func (t *Tracker) BatchEnded(d time.Duration, err error) {
 		}
 		t.snap.Totals.Failures += int64(n)
 		t.snap.State, t.snap.Fault = Faulty, err.Error()
+		t.counted = true
 	}
 	t.dirty = true
 	t.mu.Unlock()

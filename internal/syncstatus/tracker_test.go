@@ -293,3 +293,27 @@ func TestNilTrackerIsQuiet(t *testing.T) {
 	tr.Synced(t0)
 	tr.Fault(errors.New("x"))
 }
+
+// TestFaultIsAFailure: a worker fault (the slave unreachable, a broken
+// link) counts as one failure (issue 18.11: 12 s of Faulty showed FAILURES
+// 0); the fault of a batch that counted its own failures is not counted
+// again; a shutdown is no failure.
+func TestFaultIsAFailure(t *testing.T) {
+	tr := newTracker(t, t.TempDir(), &clock{t: t0})
+	tr.SessionOpen()
+	tr.Fault(errors.New("slave unreachable"))
+	if s := tr.Snapshot(); s.State != Faulty || s.Totals.Failures != 1 {
+		t.Fatalf("after a worker fault: %s, %d failures; want Faulty, 1", s.State, s.Totals.Failures)
+	}
+	tr.BatchEnded(time.Second, opErr{3})
+	tr.Fault(opErr{3}) // the same failure, reaching the worker's supervisor
+	if s := tr.Snapshot(); s.Totals.Failures != 4 {
+		t.Fatalf("a failed batch's fault counted twice: %d failures, want 4", s.Totals.Failures)
+	}
+	tr.Fault(context.Canceled)
+	tr.BatchEnded(time.Second, nil)
+	tr.Fault(errors.New("link broke"))
+	if s := tr.Snapshot(); s.Totals.Failures != 5 {
+		t.Fatalf("%d failures, want 5", s.Totals.Failures)
+	}
+}
