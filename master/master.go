@@ -398,6 +398,12 @@ func (m *Master) connect(ctx context.Context) (*pb.HandshakeResponse, error) {
 				err = perr
 			}
 		}
+		if m.cfg.TLS != nil && notTLS(err) {
+			// Not a certificate problem: nothing at that address speaks
+			// TLS (issue 18.12: this was blamed on the certificates).
+			return nil, &monitor.Fatal{Err: fmt.Errorf("%w: %s does not speak TLS: it is not a georep slave, or one serving plaintext (--insecure): %s",
+				ErrTLS, m.cfg.Slave, status.Convert(err).Message())}
+		}
 		if m.cfg.TLS != nil && isTLSFailure(err) {
 			// Retrying cannot help: the certificates do not fit.
 			return nil, &monitor.Fatal{Err: fmt.Errorf("%w with slave %s (whose certificate must be named %q): %s; check --ca/--cert/--key, --slave-name, and the slave's --allow-master",
@@ -449,6 +455,14 @@ var ErrTLS = errors.New("TLS handshake failed")
 func isTLSFailure(err error) bool {
 	msg := status.Convert(err).Message()
 	return strings.Contains(msg, "authentication handshake failed") || strings.Contains(msg, "remote error: tls:")
+}
+
+// notTLS reports whether a call failed because the server answered the TLS
+// handshake with something else (an HTTP or SSH server, a plaintext
+// slave).
+func notTLS(err error) bool {
+	msg := status.Convert(err).Message()
+	return strings.Contains(msg, "first record does not look like a TLS handshake") || strings.Contains(msg, "tls: oversized record received")
 }
 
 // probeTLS dials addr with cfg (and gRPC's ALPN protocol), completes the

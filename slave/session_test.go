@@ -3,6 +3,8 @@ package slave_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -289,10 +291,15 @@ func TestNewRefusesBadRoots(t *testing.T) {
 		s.Close()
 		t.Fatal("New on a directory inside a slave tree succeeded")
 	}
-	// One slave per root.
-	if s, err := slave.New(slave.Config{Root: f.root, StateDir: t.TempDir()}); err == nil {
+	// One slave per root; the refused one leaves no state dir it made
+	// (issue 18.12).
+	state := filepath.Join(t.TempDir(), "second")
+	if s, err := slave.New(slave.Config{Root: f.root, StateDir: state}); err == nil {
 		s.Close()
 		t.Fatal("a second slave opened a root in use")
+	}
+	if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a slave that failed to start left its new state dir: %v", err)
 	}
 }
 

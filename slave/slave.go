@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -117,7 +118,7 @@ type Slave struct {
 // New opens the slave root and state, checks that the root is a georep
 // slave root (or makes it one), and rebuilds the gfid index if it was not
 // closed cleanly.
-func New(cfg Config) (*Slave, error) {
+func New(cfg Config) (_ *Slave, err error) {
 	if cfg.Lease <= 0 {
 		cfg.Lease = DefaultLease
 	}
@@ -138,9 +139,17 @@ func New(cfg Config) (*Slave, error) {
 	} else if !st.IsDir() {
 		return nil, fmt.Errorf("slave: root %s is not a directory", cfg.Root)
 	}
+	_, serr := os.Stat(cfg.StateDir)
+	madeState := errors.Is(serr, fs.ErrNotExist)
 	if err := atomicfile.PrivateDir(cfg.StateDir); err != nil {
 		return nil, fmt.Errorf("slave: state dir: %w", err)
 	}
+	defer func() {
+		// A start that failed leaves no state dir it made (issue 18.12).
+		if madeState && err != nil {
+			os.RemoveAll(cfg.StateDir)
+		}
+	}()
 	s := &Slave{cfg: cfg, log: log, privileged: os.Geteuid() == 0, flushKick: make(chan struct{}, 1),
 		bulk: bulkconn.NewRegistry(log)}
 	s.canMknod.Store(s.privileged && hasCap(unix.CAP_MKNOD))

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -287,5 +290,51 @@ func waitForFile(t *testing.T, path string, exited chan error, log *bytes.Buffer
 			t.Fatalf("%s did not appear within a minute\n%s", path, log.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestIssue18ErrorsPointTheRightWay: mistakes a newcomer makes in the first
+// hour get an error that names them: --cert and --key swapped (it said the
+// key's mode was wrong), a master pointed at something that is not a
+// georep slave (it blamed the certificates), and a slave that cannot
+// listen leaves no state dir and no reserved directory behind.
+func TestIssue18ErrorsPointTheRightWay(t *testing.T) {
+	dir := t.TempDir()
+	certs := filepath.Join(dir, "certs")
+	makeCerts(t, certs, "slave", "master")
+	root := filepath.Join(dir, "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Something that is not a georep slave: it greets like an SSH server.
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	go func() {
+		for {
+			c, err := other.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("SSH-2.0-OpenSSH_9.6\r\n"))
+			time.Sleep(100 * time.Millisecond)
+			c.Close()
+		}
+	}()
+	state := filepath.Join(dir, "slave-state")
+	checkExitCodes(t, true, []exitCase{
+		{"--cert and --key swapped", []string{"master", "--root", root, "--slave", "127.0.0.1:1", "--oneshot", "--state-dir", filepath.Join(dir, "ms"),
+			"--ca", filepath.Join(certs, "ca.pem"), "--cert", filepath.Join(certs, "master.key"), "--key", filepath.Join(certs, "master.pem")}, 1, "--cert and --key are swapped"},
+		{"a port that is not a georep slave", []string{"master", "--root", root, "--slave", other.Addr().String(), "--slave-name", "slave", "--oneshot",
+			"--state-dir", filepath.Join(dir, "ms2"), "--tls-dir", certs}, 1, "does not speak TLS"},
+		{"slave on a port in use", []string{"slave", "--root", root, "--listen", other.Addr().String(), "--state-dir", state, "--insecure"}, 1, "address already in use"},
+	})
+	if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a slave that could not listen left its state dir: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, ".georep")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a slave that could not listen left .georep in its root: %v", err)
 	}
 }

@@ -65,15 +65,18 @@ func runSlave(ctx context.Context, o slaveOptions, stderr io.Writer) error {
 	if o.stateDir == "" {
 		o.stateDir = defaultStateDir("slave", o.root)
 	}
-	s, err := slave.New(slave.Config{Root: o.root, StateDir: o.stateDir, Lease: o.lease, Logger: log})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
+	// Listen first: a port in use stops the start before anything is
+	// made (a state dir, the root's reserved directory).
 	lis, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", o.listen, err)
 	}
+	s, err := slave.New(slave.Config{Root: o.root, StateDir: o.stateDir, Lease: o.lease, Logger: log})
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	defer s.Close()
 	log.Info("serving", "root", o.root, "listen", lis.Addr().String(), "state_dir", o.stateDir, "privileged", s.Privileged(),
 		"tls", tlsCfg != nil, "allow_master", o.allowMasters.String())
 	if o.ready != nil {

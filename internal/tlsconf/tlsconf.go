@@ -316,6 +316,9 @@ func (f Files) load(role Role) (*x509.CertPool, tls.Certificate, error) {
 	if _, err := os.Stat(f.Cert); err != nil {
 		return nil, none, fmt.Errorf("tlsconf: certificate: %w", err)
 	}
+	if swapped(f.Cert, f.Key) {
+		return nil, none, fmt.Errorf("tlsconf: %s is a private key and %s a certificate: --cert and --key are swapped", f.Cert, f.Key)
+	}
 	st, err := os.Stat(f.Key)
 	if err != nil {
 		return nil, none, fmt.Errorf("tlsconf: key: %w", err)
@@ -340,6 +343,20 @@ func (f Files) load(role Role) (*x509.CertPool, tls.Certificate, error) {
 		return nil, none, fmt.Errorf("tlsconf: certificate %s is not a %s's (it is a %s's, or not georep's): issue one with `georep cert issue --role %s`", f.Cert, role, other, role)
 	}
 	return pool, pair, nil
+}
+
+// swapped reports whether the file given as the certificate holds a
+// private key and the one given as the key a certificate (the key's mode
+// check would otherwise complain about a certificate's 0644).
+func swapped(cert, key string) bool {
+	c, err1 := os.ReadFile(cert)
+	k, err2 := os.ReadFile(key)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	cb, _ := pem.Decode(c)
+	kb, _ := pem.Decode(k)
+	return cb != nil && kb != nil && strings.HasSuffix(cb.Type, "PRIVATE KEY") && kb.Type == "CERTIFICATE"
 }
 
 // Identity is the name a certificate stands for: its subject common name.
