@@ -162,12 +162,12 @@ func TestPlaintextRefused(t *testing.T) {
 		return append([]string{"master", "--root", dir, "--slave", addr, "--state-dir", filepath.Join(dir, "ms"), "--oneshot"}, extra...)
 	}
 	checkExitCodes(t, false, []exitCase{
-		{"slave without TLS or --insecure", slave("127.0.0.1:0"), 1, "no TLS configured"},
-		{"slave --insecure on 0.0.0.0", slave("0.0.0.0:0", "--insecure"), 1, "only a loopback address"},
-		{"slave --insecure on ::", slave("[::]:0", "--insecure"), 1, "only a loopback address"},
-		{"slave --insecure on localhost", slave("localhost:0", "--insecure"), 1, "only a loopback address"},
-		{"master without TLS or --insecure", master("127.0.0.1:1"), 1, "no TLS configured"},
-		{"master --insecure to a public address", master("192.0.2.1:9", "--insecure"), 1, "only a loopback address"}, // never dialled
+		{"slave without TLS or --insecure", slave("127.0.0.1:0"), 2, "no TLS configured"},
+		{"slave --insecure on 0.0.0.0", slave("0.0.0.0:0", "--insecure"), 2, "only a loopback address"},
+		{"slave --insecure on ::", slave("[::]:0", "--insecure"), 2, "only a loopback address"},
+		{"slave --insecure on localhost", slave("localhost:0", "--insecure"), 2, "only a loopback address"},
+		{"master without TLS or --insecure", master("127.0.0.1:1"), 2, "no TLS configured"},
+		{"master --insecure to a public address", master("192.0.2.1:9", "--insecure"), 2, "only a loopback address"}, // never dialled
 		{"slave --insecure with TLS flags", slave("127.0.0.1:0", "--insecure", "--tls-dir", certs), 2, "exclude each other"},
 		{"slave --allow-master without TLS", slave("127.0.0.1:0", "--insecure", "--allow-master", "m"), 2, "--allow-master needs TLS"},
 		{"slave with only --ca", slave("127.0.0.1:0", "--ca", filepath.Join(certs, "ca.pem")), 2, "needs --ca, --cert and --key"},

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/tls"
 	"flag"
-	"fmt"
 	"net"
 	"strings"
 
@@ -70,7 +69,8 @@ func (o *tlsOptions) serverTLS(listen string, allowMasters []string) (*tls.Confi
 			return nil, usageErr("--allow-master needs TLS (it names the masters' certificates)")
 		}
 		if err := tlsconf.CheckPlaintext(listen, o.insecure); err != nil {
-			return nil, fmt.Errorf("refusing to serve: %w", err)
+			// Decided from the flags alone: a command-line mistake.
+			return nil, usageErr("refusing to serve: %v", err)
 		}
 		return nil, nil
 	}
@@ -87,7 +87,7 @@ func (o *tlsOptions) clientTLS(addr, slaveName string) (*tls.Config, error) {
 	}
 	if !ok {
 		if err := tlsconf.CheckPlaintext(addr, o.insecure); err != nil {
-			return nil, fmt.Errorf("refusing to connect: %w", err)
+			return nil, usageErr("refusing to connect: %v", err)
 		}
 		return nil, nil
 	}
