@@ -83,35 +83,24 @@ const notAvailable = "N/A"
 
 // renderStatus prints sessions as a table, as `gluster volume
 // geo-replication status` does, times in loc; below it, why a session is
-// Faulty and (with detail) the last hybrid crawl's progress.
+// Faulty. With detail, each session is a block of one figure per line
+// instead (gluster's detail table is some 300 columns wide; this fits an
+// 80-column terminal), with the last hybrid crawl's progress.
 func renderStatus(w io.Writer, snaps []*syncstatus.Snapshot, detail bool, loc *time.Location) {
 	sort.SliceStable(snaps, func(i, j int) bool { return snaps[i].Master < snaps[j].Master })
-	cols := []string{"MASTER", "SLAVE", "STATUS", "CRAWL STATUS", "LAST_SYNCED"}
 	if detail {
-		cols = append(cols, "ENTRY", "DATA", "META", "FAILURES", "FILES SYNCED", "FILES PENDING",
-			"BYTES PENDING", "DELETES PENDING", "UPTIME", "CHECKPOINT TIME", "CHECKPOINT COMPLETED", "CHECKPOINT COMPLETION TIME")
+		for i, s := range snaps {
+			if i > 0 {
+				fmt.Fprintln(w)
+			}
+			renderDetail(w, s, loc)
+		}
+		return
 	}
+	cols := []string{"MASTER", "SLAVE", "STATUS", "CRAWL STATUS", "LAST_SYNCED"}
 	rows := [][]string{cols}
 	for _, s := range snaps {
-		row := []string{orNA(s.Master), orNA(s.Slave), string(s.State), orNA(string(s.Crawl)), formatTime(s.LastSynced, loc)}
-		if detail {
-			n := func(v int64) string { return strconv.FormatInt(v, 10) }
-			cpTime, cpDone, cpWhen := notAvailable, notAvailable, notAvailable
-			if cp := s.Checkpoint; cp != nil {
-				cpTime, cpDone = formatTime(cp.Target, loc), cp.Answer()
-				if cp.Answer() == syncstatus.CheckpointYes {
-					cpWhen = formatTime(cp.Completed, loc)
-				}
-			}
-			uptime := notAvailable
-			if up := s.Uptime(); up > 0 {
-				uptime = up.Round(time.Second).String()
-			}
-			row = append(row, n(s.Pending.Entry), n(s.Pending.Data), n(s.Pending.Meta), n(s.Totals.Failures),
-				n(s.Totals.FilesSynced), n(s.Pending.Files), humanBytes(s.Pending.Bytes), n(s.Pending.Deletes),
-				uptime, cpTime, cpDone, cpWhen)
-		}
-		rows = append(rows, row)
+		rows = append(rows, []string{orNA(s.Master), orNA(s.Slave), string(s.State), orNA(string(s.Crawl)), formatTime(s.LastSynced, loc)})
 	}
 	// The dashes under the header span the table, as gluster's do.
 	widths := make([]int, len(cols))
@@ -140,22 +129,63 @@ func renderStatus(w io.Writer, snaps []*syncstatus.Snapshot, detail bool, loc *t
 	}
 	for _, s := range snaps {
 		if s.Fault != "" {
-			label := "Faulty"
-			if s.State == syncstatus.Stopped {
-				label = "stopped Faulty"
-			}
-			fmt.Fprintf(w, "\n%s: %s: %s\n", orNA(s.Master), label, s.Fault)
+			fmt.Fprintf(w, "\n%s: %s: %s\n", orNA(s.Master), faultLabel(s), s.Fault)
 		}
-		if detail && s.Progress != nil {
-			fmt.Fprintf(w, "\n%s: last %s\n", orNA(s.Master), crawlSummary(s, loc))
-			if s.CrawlReason != "" {
-				fmt.Fprintf(w, "%s: why it crawled: %s\n", orNA(s.Master), s.CrawlReason)
-			}
+	}
+}
+
+func faultLabel(s *syncstatus.Snapshot) string {
+	if s.State == syncstatus.Stopped {
+		return "stopped Faulty"
+	}
+	return "Faulty"
+}
+
+// renderDetail prints one session's figures, one per line.
+func renderDetail(w io.Writer, s *syncstatus.Snapshot, loc *time.Location) {
+	n := func(v int64) string { return strconv.FormatInt(v, 10) }
+	cpTime, cpDone, cpWhen := notAvailable, notAvailable, notAvailable
+	if cp := s.Checkpoint; cp != nil {
+		cpTime, cpDone = formatTime(cp.Target, loc), cp.Answer()
+		if cp.Answer() == syncstatus.CheckpointYes {
+			cpWhen = formatTime(cp.Completed, loc)
 		}
-		if detail && s.Batch != nil && s.State != syncstatus.Stopped {
-			fmt.Fprintf(w, "%s: batch running for %s: %s (for %s)\n", orNA(s.Master),
-				s.Updated.Sub(s.Batch.Started).Round(time.Second), s.Batch.Phase, s.Updated.Sub(s.Batch.Since).Round(time.Second))
+	}
+	uptime := notAvailable
+	if up := s.Uptime(); up > 0 {
+		uptime = up.Round(time.Second).String()
+	}
+	lines := [][2]string{
+		{"MASTER", orNA(s.Master)},
+		{"SLAVE", orNA(s.Slave)},
+		{"STATUS", string(s.State)},
+		{"CRAWL STATUS", orNA(string(s.Crawl))},
+		{"LAST_SYNCED", formatTime(s.LastSynced, loc)},
+		{"PENDING ENTRY/DATA/META", n(s.Pending.Entry) + " / " + n(s.Pending.Data) + " / " + n(s.Pending.Meta)},
+		{"FILES PENDING", n(s.Pending.Files) + " (" + humanBytes(s.Pending.Bytes) + ")"},
+		{"DELETES PENDING", n(s.Pending.Deletes)},
+		{"FILES SYNCED", n(s.Totals.FilesSynced)},
+		{"FAILURES", n(s.Totals.Failures)},
+		{"UPTIME", uptime},
+		{"CHECKPOINT TIME", cpTime},
+		{"CHECKPOINT COMPLETED", cpDone},
+		{"CHECKPOINT COMPLETION TIME", cpWhen},
+	}
+	if s.Fault != "" {
+		lines = append(lines, [2]string{strings.ToUpper(faultLabel(s)), s.Fault})
+	}
+	if s.Progress != nil {
+		lines = append(lines, [2]string{"LAST CRAWL", crawlSummary(s, loc)})
+		if s.CrawlReason != "" {
+			lines = append(lines, [2]string{"WHY IT CRAWLED", s.CrawlReason})
 		}
+	}
+	if s.Batch != nil && s.State != syncstatus.Stopped {
+		lines = append(lines, [2]string{"BATCH", fmt.Sprintf("running for %s: %s (for %s)",
+			s.Updated.Sub(s.Batch.Started).Round(time.Second), s.Batch.Phase, s.Updated.Sub(s.Batch.Since).Round(time.Second))})
+	}
+	for _, l := range lines {
+		fmt.Fprintf(w, "%-28s%s\n", l[0], l[1])
 	}
 }
 
@@ -171,7 +201,11 @@ func crawlSummary(s *syncstatus.Snapshot, loc *time.Location) string {
 		return fmt.Sprintf("Hybrid Crawl (started %s): interrupted at %d/%d files, %s/%s", started,
 			p.FilesDone, p.FilesTotal, humanBytes(p.BytesDone), humanBytes(p.BytesTotal))
 	}
-	return fmt.Sprintf("Hybrid Crawl (started %s): %s", started, strings.TrimPrefix(progressLine(*s, s.Updated), "Hybrid Crawl: "))
+	line := strings.TrimPrefix(progressLine(*s, s.Updated), "Hybrid Crawl: ")
+	if i, j := strings.Index(line, " ["), strings.Index(line, "]"); i >= 0 && j > i {
+		line = line[:i] + ", " + strings.TrimLeft(line[j+1:], " ") // the bar is for a terminal line of its own
+	}
+	return fmt.Sprintf("Hybrid Crawl (started %s): %s", started, line)
 }
 
 func formatTime(t time.Time, loc *time.Location) string {

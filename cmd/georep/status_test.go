@@ -77,6 +77,13 @@ func TestStatusTable(t *testing.T) {
 	renderStatus(&detail, tableSnapshots(), true, time.UTC)
 	golden(t, "status.golden", plain.String())
 	golden(t, "status-detail.golden", detail.String())
+	// --detail fits a 120-column terminal (issue 18.13: it was some 300
+	// columns wide).
+	for _, l := range strings.Split(detail.String(), "\n") {
+		if len([]rune(l)) > 120 {
+			t.Errorf("detail line of %d columns: %q", len([]rune(l)), l)
+		}
+	}
 }
 
 func TestProgressLine(t *testing.T) {
