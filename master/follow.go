@@ -26,6 +26,9 @@ type follower struct {
 	stime      time.Time
 	needCrawl  bool
 	historyEnd int64
+	// caughtUp: the journal was drained once since the last crawl (the
+	// log says so once).
+	caughtUp bool
 }
 
 // follow resumes from the marks (see resumePlan) in the session l.
@@ -63,6 +66,7 @@ func (f *follower) step(ctx context.Context, max int) (bool, error) {
 		m.cfg.Status.CrawlStarted(syncstatus.ChangelogCrawl)
 	}
 	if f.needCrawl {
+		f.caughtUp = false
 		return true, f.crawl(ctx)
 	}
 	segs, err := f.j.Next(f.stime.UnixNano(), max)
@@ -70,6 +74,11 @@ func (f *follower) step(ctx context.Context, max int) (bool, error) {
 		return false, err
 	}
 	if len(segs) == 0 {
+		if !f.caughtUp && f.historyEnd == 0 {
+			f.caughtUp = true
+			m.log.Info("caught up: the slave has every change before the stime; following the journal", "stime", f.stime,
+				"lag", time.Since(f.stime).Round(time.Millisecond))
+		}
 		return false, nil
 	}
 	if segs[0].Start > f.stime.UnixNano() {

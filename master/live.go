@@ -103,8 +103,15 @@ func (m *Master) WaitSynced(ctx context.Context, t time.Time) error {
 // crawl). Then it follows the journal (changelog crawl).
 func (m *Master) Run(ctx context.Context) (err error) {
 	m.prog.init()
+	m.log.Info("live session starting", "root", m.cfg.Root, "slave", m.cfg.Slave)
 	defer func() {
 		m.prog.update(func() { m.prog.done, m.prog.err = true, err })
+		stime, _ := m.Stime()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			m.log.Error("live session stopped", "error", err, "stime", stime)
+		} else {
+			m.log.Info("live session stopped", "stime", stime)
+		}
 	}()
 	m.cleanXsync()
 	return monitor.Run(ctx, monitor.Config{

@@ -296,6 +296,13 @@ func TestProcessesStatus(t *testing.T) {
 			t.Fatalf("live master after SIGTERM: %v\n%s", err, l)
 		}
 		exited <- nil
+		// At info, the log says when the session starts, opens, catches
+		// up and stops (issue 18.13).
+		for _, want := range []string{"live session starting", "session open", "caught up", "live session stopped"} {
+			if !strings.Contains(l, want) {
+				t.Errorf("the live master's log lacks %q:\n%s", want, l)
+			}
+		}
 	case <-time.After(time.Minute):
 		t.Fatal("the live master did not stop")
 	}
