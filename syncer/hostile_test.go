@@ -10,11 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/georep/georep/internal/gfid"
-	"github.com/georep/georep/internal/testenv"
-	"github.com/georep/georep/internal/wire"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/syncer"
 	"github.com/georep/georep/syncer/delta"
@@ -47,18 +44,8 @@ func lyingSession(t *testing.T, ctx context.Context, sroot string, rewrite func(
 	lie := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		return handler(srv, lyingStream{ss, rewrite})
 	}
-	sl := testenv.StartSlave(t, sroot, grpc.StreamInterceptor(lie))
-	conn, err := grpc.NewClient(sl.Addr, append(wire.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	client := pb.NewSlaveServiceClient(conn)
-	hs, err := client.Handshake(ctx, &pb.HandshakeRequest{ProtocolVersion: wire.ProtocolVersion, SessionId: []byte("0123456789abcdef")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return client, hs.GetSessionToken()
+	client, tok, _ := sessionWith(t, ctx, sroot, grpc.StreamInterceptor(lie))
+	return client, tok
 }
 
 // hostileFiles makes n files of size bytes in mdir, announces them to the

@@ -147,8 +147,15 @@ func shipSession(t *testing.T, ctx context.Context, sroot string, wants *wantCou
 // shipSessionAt is shipSession, and returns the slave's address too.
 func shipSessionAt(t *testing.T, ctx context.Context, sroot string, wants *wantCounter) (pb.SlaveServiceClient, []byte, string) {
 	t.Helper()
-	sl := testenv.StartSlave(t, sroot, grpc.StreamInterceptor(wants.intercept))
-	conn, err := grpc.NewClient(sl.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return sessionWith(t, ctx, sroot, grpc.StreamInterceptor(wants.intercept))
+}
+
+// sessionWith starts a slave on sroot with a stream interceptor (opt) and
+// opens a session with it: the client, the session token, the address.
+func sessionWith(t *testing.T, ctx context.Context, sroot string, opt grpc.ServerOption) (pb.SlaveServiceClient, []byte, string) {
+	t.Helper()
+	sl := testenv.StartSlave(t, sroot, opt)
+	conn, err := grpc.NewClient(sl.Addr, append(wire.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
