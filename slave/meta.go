@@ -137,7 +137,13 @@ func (s *Slave) applyMetaAt(h handle, st unix.Stat_t, r *metaReq) outcome {
 			return failed(fmt.Errorf("stat %s: %w", r.g, err))
 		}
 		if fst.Dev != st.Dev || fst.Ino != st.Ino {
-			return failed(fmt.Errorf("%s: %q changed identity meanwhile: %w", r.g, h.name, errUnknown))
+			// Replaced since the lookup: by a data stream installing a
+			// new copy of this very file (it runs beside metadata ops),
+			// which is still r.g's; anything else is not.
+			if isLink || fst.Mode&unix.S_IFMT != st.Mode&unix.S_IFMT || !s.holdsGFID(fd, h, &fst, r.g) {
+				return failed(fmt.Errorf("%s: %q changed identity meanwhile: %w", r.g, h.name, errUnknown))
+			}
+			st = fst
 		}
 		ofd = fd
 		if !isLink {
@@ -223,6 +229,16 @@ func (s *Slave) applyMetaAt(h handle, st unix.Stat_t, r *metaReq) outcome {
 		return noop
 	}
 	return done
+}
+
+// holdsGFID reports whether the inode open (O_PATH) as fd, at h, is g's:
+// its gfid xattr, or what an unmarked inode is named by (tree.unmarked).
+func (s *Slave) holdsGFID(fd int, h handle, st *unix.Stat_t, g gfid.GFID) bool {
+	got, err := s.tree.ns.GetFollow(beneath.FDPath(fd))
+	if errors.Is(err, gfid.ErrNoGFID) {
+		return s.tree.unmarked(h.parent, h.name, st, nil) == g
+	}
+	return err == nil && got == g
 }
 
 // setTimes sets the times of name in dirfd (flags: AT_SYMLINK_NOFOLLOW or

@@ -162,6 +162,12 @@ func (n Namespace) Get(path string) (GFID, error) {
 	return n.read(func() string { return fmt.Sprintf("%q", path) }, func(b []byte) (int, error) { return unix.Lgetxattr(path, n.GFIDAttr(), b) })
 }
 
+// GetFollow reads the gfid of the inode path leads to, following it: for
+// /proc/self/fd/N of an O_PATH descriptor, the inode it holds.
+func (n Namespace) GetFollow(path string) (GFID, error) {
+	return n.read(func() string { return fmt.Sprintf("%q", path) }, func(b []byte) (int, error) { return unix.Getxattr(path, n.GFIDAttr(), b) })
+}
+
 // GetAt is Get of name in directory dirfd.
 func (n Namespace) GetAt(dirfd int, name string) (GFID, error) {
 	return n.read(func() string { return fmt.Sprintf("%q", name) }, func(b []byte) (int, error) { return xattrat.Get(dirfd, name, n.GFIDAttr(), b) })

@@ -164,8 +164,10 @@ func (b *Batch) account(files []*syncer.File) {
 		case f.Code == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID && b.kind.live():
 			// Not on the slave at all: its entry moved on the master after
 			// this batch's records (skipped here), and the record that
-			// moved it creates it with its data.
+			// moved it creates it with its data; and its directory is
+			// reconciled after the batch, in case no record does.
 			b.stats.Skipped++
+			b.reconcileWhereIs(f.GFID)
 			continue
 		case f.Code == pb.ErrorCode_ERROR_CODE_HASH_MISMATCH && !f.NoDelta:
 			b.cfg.Log.Warn("file built on the slave does not match the master's hash; sending it again whole", "gfid", f.GFID, "error", f.Err)

@@ -37,6 +37,12 @@ type decision struct {
 	// madeDir is a directory the slave made from the op's description
 	// (it had the gfid nowhere): empty there, it is crawled whole.
 	madeDir gfid.GFID
+	// needMeta: a non-directory the slave made from the description of a
+	// RENAME, LINK or EXCHANGE (it had the gfid nowhere): made with the
+	// slave's times, it gets a metadata op in this batch. Nothing else
+	// sent one: a symlink renamed during the crawl that missed it kept
+	// the slave's creation time for good (the soak).
+	needMeta bool
 	// tally: the op counts as applied, a no-op, a conflict resolved, in
 	// part, or failed (see Batch.tally).
 	tally bool
@@ -117,6 +123,8 @@ func decide(k Kind, op *pb.EntryOp, r *pb.OpResult, bestEffort, removeOnFail boo
 	}
 	if r.GetMade() && (typ == pb.EntryOpType_ENTRY_OP_TYPE_MKDIR || op.GetMode()&unix.S_IFMT == unix.S_IFDIR) {
 		d.madeDir, _ = gfid.FromBytes(op.GetGfid())
+	} else if r.GetMade() && (typ == pb.EntryOpType_ENTRY_OP_TYPE_RENAME || typ == pb.EntryOpType_ENTRY_OP_TYPE_LINK || typ == pb.EntryOpType_ENTRY_OP_TYPE_EXCHANGE) {
+		d.needMeta = true
 	}
 	d.tally = true
 	if typ == pb.EntryOpType_ENTRY_OP_TYPE_PURGE {

@@ -80,6 +80,11 @@ func TestDecide(t *testing.T) {
 		{"a directory made from nothing is crawled whole", Changelog, withMode(op(pb.EntryOpType_ENTRY_OP_TYPE_RENAME), unix.S_IFDIR|0o755), made, true, false,
 			decision{madeDir: g, tally: true}},
 		{"MKDIR made", Reconcile, op(pb.EntryOpType_ENTRY_OP_TYPE_MKDIR), made, false, false, decision{madeDir: g, tally: true}},
+		{"a symlink made from a RENAME's description gets its metadata", Changelog, withMode(op(pb.EntryOpType_ENTRY_OP_TYPE_RENAME), unix.S_IFLNK|0o777), made, true, false,
+			decision{needMeta: true, tally: true}},
+		{"a file made from a LINK's description gets its metadata", Changelog, withMode(op(pb.EntryOpType_ENTRY_OP_TYPE_LINK), unix.S_IFREG|0o644), made, true, false,
+			decision{needMeta: true, tally: true}},
+		{"a SYMLINK made by its own op: its M record says", Changelog, op(pb.EntryOpType_ENTRY_OP_TYPE_SYMLINK), made, true, false, decision{tally: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := decide(tc.k, tc.op, tc.r, tc.bestEffort, tc.removeOnFail)

@@ -493,6 +493,12 @@ func (b *Batch) apply(op *pb.EntryOp, r *pb.OpResult, d decision) {
 	if !d.madeDir.IsZero() {
 		b.made = append(b.made, d.madeDir)
 	}
+	if d.needMeta && (b.metaSet == nil || !b.metaSet[g]) {
+		if b.metaSet != nil {
+			b.metaSet[g] = true
+		}
+		b.meta = append(b.meta, g)
+	}
 	if d.tally {
 		b.tally(func() string { return describe(op) }, r, &b.stats.EntryOps, &b.stats.EntryNoops)
 	}

@@ -35,6 +35,7 @@ func (b *Batch) syncMeta(ctx context.Context) error {
 			}
 			if r.GetCode() == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID && b.kind.live() {
 				b.stats.Skipped++ // as for data (see account)
+				b.reconcileWhereIs(g)
 				continue
 			}
 			if r.GetStatus() == pb.OpStatus_OP_STATUS_SKIPPED {
@@ -94,6 +95,23 @@ func (b *Batch) syncMeta(ctx context.Context) error {
 		}
 	}
 	return flush()
+}
+
+// reconcileWhereIs has a changelog batch's reconciliation list the
+// directories that hold g on the master now: the slave did not find g for
+// its data or metadata, and if no later record names it, the listing of
+// its directory makes it, metadata and all. Skipped silently, a change of
+// times was lost for good when nothing touched the file again.
+func (b *Batch) reconcileWhereIs(g gfid.GFID) {
+	if b.touched == nil {
+		return // a crawl lists every directory anyway
+	}
+	b.cfg.Tree.Idx.View(func(tx *gfidx.Tx) error {
+		for _, l := range tx.Links(g) {
+			b.touched[l.Parent] = true
+		}
+		return nil
+	})
 }
 
 // metaOp reads g's metadata on the master.
