@@ -980,6 +980,17 @@ func (ds *dataStream) finish(in *incoming) outcome {
 		// does not have, after the purge that would have removed it.
 		return failed(fmt.Errorf("%s: %q was removed meanwhile: %w", in.g, in.name, errUnknown))
 	}
+	if in.create && !in.direct {
+		if got, lst, exists, err := ds.s.tree.lookup(in.dirfd, in.parent, in.name, nil); err == nil && exists && got == in.g &&
+			lst.Mode&unix.S_IFMT == unix.S_IFREG && lst.Nlink > 1 {
+			// Made and linked meanwhile by entry ops (a LINK of the
+			// announced file makes it empty and links it): the data goes
+			// into that inode in place, as for any hardlinked file. (It
+			// failed as "linked meanwhile" and the master sent it again:
+			// a failure in the status for nothing.)
+			in.create = false
+		}
+	}
 	if !in.create {
 		// The target must still be the inode this stream replaces.
 		got, lst, exists, err := ds.s.tree.lookup(in.dirfd, in.parent, in.name, nil)

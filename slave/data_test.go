@@ -916,3 +916,35 @@ func TestDataAnnouncementRemovedInFlight(t *testing.T) {
 	noTmp(t, f.path("d"))
 	f.checkOutside()
 }
+
+// A new file's data on its way while an entry op links it (LINK of the
+// announced file makes it empty at its name and links it): the data goes
+// into that inode in place and every name shares it. Before, the file
+// failed ("linked meanwhile; send it again") and the master's status
+// counted a failure for a transfer it then repeated.
+func TestDataNewFileLinkedMeanwhile(t *testing.T) {
+	f := newFixture(t)
+	F := newGFID(t)
+	a := opCreate(F, gfid.Root, "a")
+	a.DataFollows = true
+	f.ok(a)
+	d := f.openData(f.tok)
+	d.header(1, F, 70000, 5e9) // not inline: staged, installed at the end
+	d.expectWant(1, true)
+	content := strings.Repeat("x", 70000)
+	d.chunk(1, 0, content)
+	f.ok(opLink(F, gfid.Root, "b"))
+	d.end(1, false)
+	if r := d.expectResult(1); r.GetResult().GetStatus() != stOK {
+		t.Fatalf("result %v, want OK", r)
+	}
+	d.commit()
+	sa, sb := lstat(t, f.path("a")), lstat(t, f.path("b"))
+	if sa.Ino != sb.Ino || sa.Nlink != 2 || sa.Size != 70000 || sa.Mtim.Nano() != 5e9 {
+		t.Fatalf("a and b: ino %d/%d nlink %d size %d mtime %d", sa.Ino, sb.Ino, sa.Nlink, sa.Size, sa.Mtim.Nano())
+	}
+	if got := readFile(t, f.path("b")); got != content {
+		t.Fatal("b lacks the data")
+	}
+	noTmp(t, f.root)
+}
