@@ -59,6 +59,7 @@ type incoming struct {
 	held      *heldByStream     // the hold on the directory's times (see holdDir)
 	create    bool              // no file yet (an announced CREATE): link the new one in
 	names     bool              // the index has other names for it (see linkPending)
+	dropGen   uint64            // tree.dropped when its target was located
 	xattrs    map[string][]byte // the header's xattrs, when it syncs them
 	patch     *delta.Patcher
 	written   int64 // bytes received (literal data) for this file
@@ -741,6 +742,7 @@ func (ds *dataStream) newIncoming(h *pb.FileHeader) (*incoming, error) {
 // is set when that copy's content is current already.
 func (ds *dataStream) locateTarget(in *incoming, guess bool) (st unix.Stat_t, current *outcome, err error) {
 	h, g := in.hdr, in.g
+	in.dropGen = ds.s.tree.dropped.Load() // before the index is read
 	err = ds.s.tree.idx.View(func(tx *gfidx.Tx) error {
 		c := ds.cache(tx)
 		links := tx.Links(g)
@@ -974,22 +976,11 @@ func (ds *dataStream) finish(in *incoming) outcome {
 		}
 	}
 	var st unix.Stat_t
-	if in.create && !in.direct && !ds.stillAnnounced(in) {
+	if in.create && !in.direct && ds.s.tree.dropped.Load() != in.dropGen && !ds.stillAnnounced(in) {
 		// Its name was removed on the master (an UNLINK, a purge) since
 		// the header came: making it now would leave a name the master
 		// does not have, after the purge that would have removed it.
 		return failed(fmt.Errorf("%s: %q was removed meanwhile: %w", in.g, in.name, errUnknown))
-	}
-	if in.create && !in.direct {
-		if got, lst, exists, err := ds.s.tree.lookup(in.dirfd, in.parent, in.name, nil); err == nil && exists && got == in.g &&
-			lst.Mode&unix.S_IFMT == unix.S_IFREG && lst.Nlink > 1 {
-			// Made and linked meanwhile by entry ops (a LINK of the
-			// announced file makes it empty and links it): the data goes
-			// into that inode in place, as for any hardlinked file. (It
-			// failed as "linked meanwhile" and the master sent it again:
-			// a failure in the status for nothing.)
-			in.create = false
-		}
 	}
 	if !in.create {
 		// The target must still be the inode this stream replaces.
@@ -1015,7 +1006,23 @@ func (ds *dataStream) finish(in *incoming) outcome {
 		return failed(err)
 	}
 	if target == in.fd {
-		if err := ds.install(in); err != nil {
+		err := ds.install(in)
+		var lm *linkedMeanwhile
+		if errors.As(err, &lm) {
+			// Made and linked meanwhile by entry ops (a LINK of the
+			// announced file makes it empty and links it): the data goes
+			// into that inode in place, as for any hardlinked file. (It
+			// failed as "linked meanwhile" and the master sent it again:
+			// a failure in the status for nothing.)
+			fd, perr := ds.patchInPlace(in, &lm.st)
+			if perr != nil {
+				return failed(perr)
+			}
+			defer unix.Close(fd)
+			if partial, err = ds.giveMetadata(in, fd, &cur); err != nil {
+				return failed(err)
+			}
+		} else if err != nil {
 			return failed(err)
 		}
 	}
@@ -1141,7 +1148,9 @@ func (ds *dataStream) giveMetadata(in *incoming, target int, cur *unix.Stat_t) (
 }
 
 // stillAnnounced reports whether the index still has the name a new file
-// is to take (see dirCache.dropAnnounced).
+// is to take (see dirCache.dropAnnounced); asked only when some
+// announcement was dropped since the file's header (tree.dropped), so
+// that a new file costs no index read here.
 func (ds *dataStream) stillAnnounced(in *incoming) bool {
 	has := false
 	ds.s.tree.idx.View(func(tx *gfidx.Tx) error {
@@ -1205,6 +1214,12 @@ func syncFdXattrs(fd int, want map[string][]byte, privileged bool) error {
 	return nil
 }
 
+// linkedMeanwhile says a new file's announced name was made and linked by
+// entry ops while its data was on the way (st: its lstat).
+type linkedMeanwhile struct{ st unix.Stat_t }
+
+func (*linkedMeanwhile) Error() string { return "linked meanwhile" }
+
 // install renames the staged file over the target, or links it in at the
 // announced name of a new file.
 func (ds *dataStream) install(in *incoming) error {
@@ -1222,11 +1237,10 @@ func (ds *dataStream) install(in *incoming) error {
 			switch {
 			case lerr == nil && exists && got == in.g && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink == 1:
 				err = unix.Renameat(in.dirfd, in.tmp, in.dirfd, in.name)
-			case lerr == nil && exists && got == in.g:
-				// Linked meanwhile: its data must go into the inode in
-				// place, as for any hardlinked file; the master sends it
-				// again.
-				return fmt.Errorf("creating %s as %q: linked meanwhile; send it again", in.g, in.name)
+			case lerr == nil && exists && got == in.g && st.Mode&unix.S_IFMT == unix.S_IFREG:
+				// Linked meanwhile: its data goes into the inode in place
+				// (see finish).
+				return &linkedMeanwhile{st: st}
 			default:
 				return fmt.Errorf("creating %s as %q: the name was taken meanwhile: %w", in.g, in.name, errUnknown)
 			}

@@ -3,6 +3,7 @@ package slave
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -37,6 +38,10 @@ type tree struct {
 	// unprivileged: gfids live in user.* xattrs, which the kernel refuses
 	// on symlinks and special files (see indexNames).
 	unprivileged bool
+	// dropped counts the announcements dropped (dirCache.dropAnnounced),
+	// for the data streams: a new file checks its announcement again only
+	// if one was dropped since its header.
+	dropped atomic.Uint64
 }
 
 // indexNames reports whether an inode of type mode that carries no gfid
@@ -265,6 +270,7 @@ func (c *dirCache) dropAnnounced(g, parent gfid.GFID, name string) error {
 	if !c.tx.HasLink(g, l) {
 		return nil
 	}
+	c.t.dropped.Add(1)
 	return c.tx.RemoveLink(g, l)
 }
 
