@@ -569,7 +569,7 @@ func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segmen
 	return m.retry(ctx, "batch", func() error {
 		t0 := time.Now()
 		m.phase("replaying entry ops")
-		o := batch.ChangelogOptions{End: end}
+		var o batch.ChangelogOptions
 		// Entry stime: once the batch's entry ops are applied, a retry
 		// (after its data failed, or after the worker restarted) does
 		// not replay them; it sends the data and metadata and reconciles

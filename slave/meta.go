@@ -20,7 +20,6 @@ type metaReq struct {
 	g              gfid.GFID
 	mode, uid, gid uint32
 	atime, mtime   int64
-	keepTimes      bool // leave the times alone (see MetaOp.keep_times)
 	syncXattrs     bool
 	xattrs         map[string][]byte
 }
@@ -43,7 +42,7 @@ func validateMeta(op *pb.MetaOp, privileged bool) (*metaReq, error) {
 		return nil, invalidf("gfid %s is reserved", g)
 	}
 	r := &metaReq{g: g, mode: op.GetMode(), uid: op.GetUid(), gid: op.GetGid(),
-		atime: op.GetAtimeNs(), mtime: op.GetMtimeNs(), keepTimes: op.GetKeepTimes(), syncXattrs: op.GetSyncXattrs()}
+		atime: op.GetAtimeNs(), mtime: op.GetMtimeNs(), syncXattrs: op.GetSyncXattrs()}
 	if r.mode&unix.S_IFMT == 0 {
 		return nil, invalidf("mode %o lacks the file type", r.mode)
 	}
@@ -212,7 +211,7 @@ func (s *Slave) applyMetaAt(h handle, st unix.Stat_t, r *metaReq) outcome {
 	}
 	// Only mtime is compared: atime moves whenever anything reads the file,
 	// and rewriting it on every pass would change every ctime.
-	if !r.keepTimes && st.Mtim.Nano() != r.mtime {
+	if st.Mtim.Nano() != r.mtime {
 		note, err := setTimes(dirfd, name, flags, r.atime, r.mtime)
 		if err != nil {
 			return failed(fmt.Errorf("setting times of %s: %w", r.g, err))

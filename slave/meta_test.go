@@ -73,22 +73,6 @@ func TestMetaFile(t *testing.T) {
 	f.metaNoopAgain(f.path("f"), op3)
 }
 
-// TestMetaKeepTimes: an op with keep_times changes the mode and leaves
-// the times alone (the master's are from a change whose content the slave
-// does not have yet).
-func TestMetaKeepTimes(t *testing.T) {
-	f := newFixture(t)
-	F := newGFID(t)
-	f.ok(opCreate(F, gfid.Root, "f"))
-	checkStatuses(t, f.meta(metaOf(F, unix.S_IFREG|0o644, uint32(os.Getuid()), uint32(os.Getgid()), tAtime, tMtime)), stOK)
-	op := metaOf(F, unix.S_IFREG|0o600, uint32(os.Getuid()), uint32(os.Getgid()), tAtime+5e9, tMtime+5e9)
-	op.KeepTimes = true
-	checkStatuses(t, f.meta(op), stOK)
-	if st := lstat(t, f.path("f")); st.Mode != unix.S_IFREG|0o600 || st.Mtim.Nano() != tMtime {
-		t.Fatalf("f: mode %o mtime %d; want 600 and the old mtime %d", st.Mode, st.Mtim.Nano(), tMtime)
-	}
-}
-
 func TestMetaDir(t *testing.T) {
 	requireRoot(t)
 	f := newFixture(t)

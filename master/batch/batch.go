@@ -301,13 +301,6 @@ func stampedOnly(g gfid.GFID, ctimeNS int64) bool {
 
 // ChangelogOptions are a changelog batch's own.
 type ChangelogOptions struct {
-	// End is the batch's end (its last segment's): a regular file changed
-	// after it (ctime) has its times left alone by this batch's metadata
-	// op, since they may come with content the slave does not have yet
-	// (the later change's record sends both). Otherwise a crash before
-	// that record would leave the slave a stale copy with the new size and
-	// mtime, which a restart's crawl would take for current.
-	End time.Time
 	// SkipEntries: the batch's entry ops were applied by an earlier
 	// attempt (its entry stime says so); only its data and metadata go,
 	// and its directories are still reported touched.
@@ -322,7 +315,6 @@ type ChangelogOptions struct {
 func NewChangelog(cfg Config, paths []string, o ChangelogOptions) *Batch {
 	b := newBatch(cfg, Changelog, readSegments(paths))
 	b.touched = map[gfid.GFID]bool{}
-	b.notAfter = o.End.UnixNano()
 	b.skipEntries = o.SkipEntries
 	b.entriesApplied = o.EntriesApplied
 	return b

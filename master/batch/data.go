@@ -152,7 +152,10 @@ func (b *Batch) account(files []*syncer.File) {
 			b.lagged = append(b.lagged, f.GFID)
 			continue
 		case f.Vanished:
+			// Gone, or moved again since the recorder caught up: where
+			// the index has it now is reconciled.
 			b.stats.Vanished++
+			b.reconcileWhereIs(f.GFID)
 			continue
 		case f.Code == pb.ErrorCode_ERROR_CODE_UNKNOWN_GFID && b.kind.live() && b.rounds[f.GFID] == 0 && !b.entriesDone:
 			// Not where the slave looked: an entry op of this batch moved

@@ -63,7 +63,11 @@ func (b *Batch) syncMeta(ctx context.Context) error {
 				if !last && b.cfg.SyncRecorder != nil {
 					gone = append(gone, g)
 				} else {
+					// Gone, or moved again since the recorder caught up
+					// (a rename of an ancestor carries no metadata):
+					// where the index has it now is reconciled.
 					b.stats.Skipped++
+					b.reconcileWhereIs(g)
 				}
 				continue
 			}
@@ -99,9 +103,12 @@ func (b *Batch) syncMeta(ctx context.Context) error {
 
 // reconcileWhereIs has a changelog batch's reconciliation list the
 // directories that hold g on the master now: the slave did not find g for
-// its data or metadata, and if no later record names it, the listing of
-// its directory makes it, metadata and all. Skipped silently, a change of
-// times was lost for good when nothing touched the file again.
+// its data or metadata, or the master did not find it where the index
+// said even once the recorder had caught up (moved again meanwhile); if no
+// later record names it, the listing of its directory makes it, or finds
+// its copy not current, metadata and all. Skipped silently, a change of
+// times was lost for good when nothing touched the file again. An entry
+// the index no longer has (removed) lists nothing.
 func (b *Batch) reconcileWhereIs(g gfid.GFID) {
 	if b.touched == nil {
 		return // a crawl lists every directory anyway
@@ -141,7 +148,6 @@ func (b *Batch) metaOp(g gfid.GFID) (*pb.MetaOp, error) {
 		op = &pb.MetaOp{
 			Gfid: g.Bytes(), Mode: st.Mode, Uid: st.Uid, Gid: st.Gid,
 			AtimeNs: st.Atim.Nano(), MtimeNs: st.Mtim.Nano(),
-			KeepTimes: b.notAfter > 0 && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Ctim.Nano() > b.notAfter,
 		}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFREG, unix.S_IFDIR:

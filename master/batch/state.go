@@ -88,7 +88,6 @@ type Batch struct {
 	// Changelog: see ChangelogOptions.
 	skipEntries    bool
 	entriesApplied func() error
-	notAfter       int64
 }
 
 // dirFDs caches a few master directory descriptors by gfid while records

@@ -1140,12 +1140,8 @@ type MetaOp struct {
 	AtimeNs int64  `protobuf:"varint,5,opt,name=atime_ns,json=atimeNs,proto3" json:"atime_ns,omitempty"`
 	MtimeNs int64  `protobuf:"varint,6,opt,name=mtime_ns,json=mtimeNs,proto3" json:"mtime_ns,omitempty"`
 	// When set, the replicated xattrs of the entry become exactly xattrs.
-	SyncXattrs bool     `protobuf:"varint,7,opt,name=sync_xattrs,json=syncXattrs,proto3" json:"sync_xattrs,omitempty"`
-	Xattrs     []*Xattr `protobuf:"bytes,8,rep,name=xattrs,proto3" json:"xattrs,omitempty"`
-	// When set, the slave leaves the entry's times as they are: the
-	// master's are from a change after the batch (a later record sends
-	// them), and a file's mtime must never be newer than its content.
-	KeepTimes     bool `protobuf:"varint,9,opt,name=keep_times,json=keepTimes,proto3" json:"keep_times,omitempty"`
+	SyncXattrs    bool     `protobuf:"varint,7,opt,name=sync_xattrs,json=syncXattrs,proto3" json:"sync_xattrs,omitempty"`
+	Xattrs        []*Xattr `protobuf:"bytes,8,rep,name=xattrs,proto3" json:"xattrs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1234,13 +1230,6 @@ func (x *MetaOp) GetXattrs() []*Xattr {
 		return x.Xattrs
 	}
 	return nil
-}
-
-func (x *MetaOp) GetKeepTimes() bool {
-	if x != nil {
-		return x.KeepTimes
-	}
-	return false
 }
 
 type MetaOpsRequest struct {
@@ -2625,7 +2614,7 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\aresults\x18\x01 \x03(\v2\x13.georep.v1.OpResultR\aresults\"1\n" +
 	"\x05Xattr\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\fR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"\xf4\x01\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\xe7\x01\n" +
 	"\x06MetaOp\x12\x12\n" +
 	"\x04gfid\x18\x01 \x01(\fR\x04gfid\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x10\n" +
@@ -2635,9 +2624,9 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\bmtime_ns\x18\x06 \x01(\x03R\amtimeNs\x12\x1f\n" +
 	"\vsync_xattrs\x18\a \x01(\bR\n" +
 	"syncXattrs\x12(\n" +
-	"\x06xattrs\x18\b \x03(\v2\x10.georep.v1.XattrR\x06xattrs\x12\x1d\n" +
-	"\n" +
-	"keep_times\x18\t \x01(\bR\tkeepTimes\"Z\n" +
+	"\x06xattrs\x18\b \x03(\v2\x10.georep.v1.XattrR\x06xattrsJ\x04\b\t\x10\n" +
+	"R\n" +
+	"keep_times\"Z\n" +
 	"\x0eMetaOpsRequest\x12#\n" +
 	"\rsession_token\x18\x01 \x01(\fR\fsessionToken\x12#\n" +
 	"\x03ops\x18\x02 \x03(\v2\x11.georep.v1.MetaOpR\x03ops\"@\n" +
