@@ -61,6 +61,7 @@ type incoming struct {
 	names     bool              // the index has other names for it (see linkPending)
 	dropGen   uint64            // tree.dropped when its target was located
 	xattrs    map[string][]byte // the header's xattrs, when it syncs them
+	aclNote   error             // ACLs the slave could not set (see aclNotSet)
 	patch     *delta.Patcher
 	written   int64 // bytes received (literal data) for this file
 	err       error // first failure; later chunks are dropped
@@ -1027,7 +1028,7 @@ func (ds *dataStream) finish(in *incoming) outcome {
 		}
 	}
 	ds.linkPending(in)
-	if partial != nil {
+	if partial = errors.Join(in.aclNote, partial); partial != nil {
 		return outcome{status: pb.OpStatus_OP_STATUS_PARTIAL, err: partial}
 	}
 	return done
@@ -1065,7 +1066,7 @@ func (ds *dataStream) patchInPlace(in *incoming, looked *unix.Stat_t) (fd int, e
 		return fd, fmt.Errorf("patching %s in place: %w", in.g, err)
 	}
 	if in.xattrs != nil {
-		if err := syncFdXattrs(fd, in.xattrs, ds.s.privileged); err != nil {
+		if in.aclNote, err = syncFdXattrs(fd, in.xattrs, ds.s.privileged); err != nil {
 			return fd, fmt.Errorf("%s: %w", in.g, err)
 		}
 	}
@@ -1091,10 +1092,11 @@ func (ds *dataStream) giveXattrs(in *incoming) error {
 				return err
 			}
 		}
-		for n, v := range in.xattrs {
-			if err := unix.Fsetxattr(in.fd, n, v, 0); err != nil {
-				return fmt.Errorf("setting xattr %q of %s: %w", n, in.g, err)
-			}
+		// Exactly those: staged in the target's directory, the file
+		// inherited its default ACL, which the master's may not have.
+		var err error
+		if in.aclNote, err = syncFdXattrs(in.fd, in.xattrs, ds.s.privileged); err != nil {
+			return fmt.Errorf("%s: %w", in.g, err)
 		}
 	default:
 		xs, err := listAllXattrs(in.dirfd, in.name, ds.s.privileged)
@@ -1103,7 +1105,19 @@ func (ds *dataStream) giveXattrs(in *incoming) error {
 		}
 		for n, v := range xs {
 			if err := unix.Fsetxattr(in.fd, n, v, 0); err != nil && !(gfid.CannotCarry(err) && n == ds.s.tree.ns.GFIDAttr()) {
+				if aclNotSet(n, err) {
+					in.aclNote = errors.Join(in.aclNote, fmt.Errorf("%s not applied: %w", n, err))
+					continue
+				}
 				return fmt.Errorf("copying xattr %q of %s: %w", n, in.g, err)
+			}
+		}
+		// The old copy's ACLs, not the ones the staged file inherited.
+		for _, n := range []string{xattrs.ACLAccess, xattrs.ACLDefault} {
+			if _, ok := xs[n]; !ok {
+				if err := unix.Fremovexattr(in.fd, n); err != nil && !errors.Is(err, unix.ENODATA) && !aclNotSet(n, err) {
+					return fmt.Errorf("removing xattr %q of %s: %w", n, in.g, err)
+				}
 			}
 		}
 	}
@@ -1190,28 +1204,43 @@ func (ds *dataStream) linkPending(in *incoming) {
 	})
 }
 
-// syncFdXattrs makes the replicated xattrs of fd exactly want.
-func syncFdXattrs(fd int, want map[string][]byte, privileged bool) error {
+// syncFdXattrs makes the replicated xattrs of fd exactly want; aclNote
+// says which ACLs the slave could not set (see aclNotSet).
+func syncFdXattrs(fd int, want map[string][]byte, privileged bool) (aclNote, err error) {
 	cur, err := xattrs.ListFD(fd, func(n string) bool { return Replicated(n, privileged) })
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for n, v := range want {
+	for _, n := range xattrs.Names(want) {
+		v := want[n]
 		if c, ok := cur[n]; ok && bytes.Equal(c, v) {
 			continue
 		}
 		if err := unix.Fsetxattr(fd, n, v, 0); err != nil {
-			return fmt.Errorf("setting xattr %q: %w", n, err)
+			if aclNotSet(n, err) {
+				aclNote = errors.Join(aclNote, fmt.Errorf("%s not applied: %w", n, err))
+				continue
+			}
+			return nil, fmt.Errorf("setting xattr %q: %w", n, err)
 		}
 	}
 	for n := range cur {
 		if _, ok := want[n]; !ok {
 			if err := unix.Fremovexattr(fd, n); err != nil && !errors.Is(err, unix.ENODATA) {
-				return fmt.Errorf("removing xattr %q: %w", n, err)
+				return nil, fmt.Errorf("removing xattr %q: %w", n, err)
 			}
 		}
 	}
-	return nil
+	return aclNote, nil
+}
+
+// aclNotSet says err, from setting xattr name, is a POSIX ACL the slave
+// cannot hold: a filesystem without ACLs (EOPNOTSUPP), or an entry an
+// unprivileged slave does not own (EPERM). Reported per file (PARTIAL),
+// as an owner it may not give is; not a failure, which would be retried
+// for ever. A value the kernel refuses (EINVAL) is a failure.
+func aclNotSet(name string, err error) bool {
+	return xattrs.IsACL(name) && (errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EPERM))
 }
 
 // linkedMeanwhile says a new file's announced name was made and linked by

@@ -70,9 +70,14 @@ func validateXattrs(xs []*pb.Xattr, privileged bool) (map[string][]byte, error) 
 	return out, nil
 }
 
-// listXattrs returns the replicated xattrs at path (follow: see xattrs.List).
-func listXattrs(path string, follow, privileged bool) (map[string][]byte, error) {
-	return xattrs.List(path, follow, func(n string) bool { return Replicated(n, privileged) })
+// special reports whether mode is a FIFO's, a socket's or a device's: of
+// the replicated xattrs, they carry ACLs only.
+func special(mode uint32) bool {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFIFO, unix.S_IFSOCK, unix.S_IFCHR, unix.S_IFBLK:
+		return true
+	}
+	return false
 }
 
 // writable runs fn (an xattr change); when an unprivileged slave is denied
@@ -167,13 +172,23 @@ func (s *Slave) applyMetaAt(h handle, st unix.Stat_t, r *metaReq) outcome {
 		}
 		changed = true
 	}
-	if r.syncXattrs && !isLink && st.Mode&unix.S_IFMT != unix.S_IFIFO &&
-		st.Mode&unix.S_IFMT != unix.S_IFCHR && st.Mode&unix.S_IFMT != unix.S_IFBLK && st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+	if r.syncXattrs && !isLink {
 		set, remove := unix.Lsetxattr, unix.Lremovexattr
 		if follow {
 			set, remove = unix.Setxattr, unix.Removexattr
 		}
-		cur, err := listXattrs(path, follow, s.privileged)
+		keep := func(n string) bool { return Replicated(n, s.privileged) }
+		if special(st.Mode) {
+			// Their ACLs only: user.* xattrs are not allowed on FIFOs,
+			// sockets and devices.
+			keep = xattrs.IsACL
+			for n := range r.xattrs {
+				if !xattrs.IsACL(n) {
+					return failed(invalidf("%s: xattr %q on a %s", r.g, n, typeName(st.Mode&unix.S_IFMT)))
+				}
+			}
+		}
+		cur, err := xattrs.List(path, follow, keep)
 		if err != nil {
 			return failed(fmt.Errorf("%s: %w", r.g, err))
 		}
@@ -182,6 +197,10 @@ func (s *Slave) applyMetaAt(h handle, st unix.Stat_t, r *metaReq) outcome {
 				continue
 			}
 			if err := s.writable(dirfd, name, flags, &st, func() error { return set(path, n, r.xattrs[n], 0) }); err != nil {
+				if aclNotSet(n, err) {
+					partial = append(partial, fmt.Sprintf("%s not applied: %v", n, err))
+					continue
+				}
 				return failed(fmt.Errorf("setting xattr %q on %s: %w", n, r.g, err))
 			}
 			changed = true

@@ -581,8 +581,9 @@ func readDirNames(fd int) ([]string, error) {
 	return names, nil
 }
 
-// readXattrs returns the user.* (and, when trusted, trusted.*) xattrs of
-// path, without following symlinks, minus the ignored prefixes; errors
+// readXattrs returns the user.* xattrs and POSIX ACLs (and, when trusted,
+// trusted.*) of path, without following symlinks, minus the ignored
+// prefixes; errors
 // name the entry as display. Entries that cannot carry xattrs yield none.
 func readXattrs(path, display string, trusted bool, ignore []string) (map[string][]byte, error) {
 	names, err := listXattrs(path, display)
@@ -591,7 +592,7 @@ func readXattrs(path, display string, trusted bool, ignore []string) (map[string
 	}
 	var out map[string][]byte
 	for _, n := range names {
-		if !strings.HasPrefix(n, "user.") && !(trusted && strings.HasPrefix(n, "trusted.")) {
+		if !strings.HasPrefix(n, "user.") && !isACL(n) && !(trusted && strings.HasPrefix(n, "trusted.")) {
 			continue
 		}
 		if slices.ContainsFunc(ignore, func(p string) bool { return strings.HasPrefix(n, p) }) {
@@ -610,6 +611,12 @@ func readXattrs(path, display string, trusted bool, ignore []string) (map[string
 		out[n] = v
 	}
 	return out, nil
+}
+
+// isACL reports whether name is a POSIX ACL (the value is the kernel's
+// form: numeric ids).
+func isACL(name string) bool {
+	return name == "system.posix_acl_access" || name == "system.posix_acl_default"
 }
 
 func noXattrs(err error) bool {

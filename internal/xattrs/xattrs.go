@@ -14,8 +14,20 @@ import (
 	"github.com/georep/georep/internal/xattrat"
 )
 
+// POSIX ACLs, as the kernel stores them: entries name users and groups by
+// number, so replicated as they are they keep the numeric ids (as owners
+// do).
+const (
+	ACLAccess  = "system.posix_acl_access"
+	ACLDefault = "system.posix_acl_default" // directories only
+)
+
+// IsACL reports whether name is a POSIX ACL.
+func IsACL(name string) bool { return name == ACLAccess || name == ACLDefault }
+
 // Replicated reports whether an xattr name is data that georep copies: the
-// user namespace always; the trusted and security namespaces (as rsync -X
+// user namespace and POSIX ACLs always (an owner may set the ACLs of its
+// files, naming any id); the trusted and security namespaces (as rsync -X
 // does) only between privileged processes, which alone may read and write
 // them; never georep's own marks, nor security.selinux, which belongs to
 // the slave host's policy.
@@ -23,7 +35,7 @@ func Replicated(name string, privileged bool) bool {
 	switch {
 	case gfid.Owns(name):
 		return false
-	case strings.HasPrefix(name, "user."):
+	case strings.HasPrefix(name, "user."), IsACL(name):
 		return true
 	case !privileged:
 		return false

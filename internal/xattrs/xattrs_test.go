@@ -21,7 +21,11 @@ func TestReplicated(t *testing.T) {
 		{"trusted.k", true, true},
 		{"security.capability", true, true},
 		{"security.selinux", true, false},
-		{"system.posix_acl_access", true, false},
+		{"system.posix_acl_access", true, true},
+		{"system.posix_acl_access", false, true}, // an owner sets its files' ACLs
+		{"system.posix_acl_default", false, true},
+		{"system.posix_acl_other", true, false},
+		{"system.nfs4_acl", true, false},
 	} {
 		if got := Replicated(c.name, c.priv); got != c.want {
 			t.Errorf("Replicated(%q, %v) = %v, want %v", c.name, c.priv, got, c.want)

@@ -126,13 +126,13 @@ func (b *Batch) metaOp(g gfid.GFID) (*pb.MetaOp, error) {
 	var op *pb.MetaOp
 	err := b.cfg.Tree.Idx.View(func(tx *gfidx.Tx) error {
 		var st unix.Stat_t
-		var list func() ([]*pb.Xattr, error)
+		var list func(keep func(string) bool) ([]*pb.Xattr, error)
 		if g == gfid.Root {
 			if err := unix.Fstat(b.cfg.Tree.Root.FD(), &st); err != nil {
 				return fmt.Errorf("batch: stat root: %w", err)
 			}
-			list = func() ([]*pb.Xattr, error) {
-				return mtree.XattrsPB(xattrs.ListFD(b.cfg.Tree.Root.FD(), b.cfg.Tree.Replicated()))
+			list = func(keep func(string) bool) ([]*pb.Xattr, error) {
+				return mtree.XattrsPB(xattrs.ListFD(b.cfg.Tree.Root.FD(), keep))
 			}
 		} else {
 			e, err := b.cfg.Tree.Find(tx, g)
@@ -141,23 +141,30 @@ func (b *Batch) metaOp(g gfid.GFID) (*pb.MetaOp, error) {
 			}
 			defer unix.Close(e.DirFD)
 			st = e.St
-			list = func() ([]*pb.Xattr, error) {
-				return mtree.XattrsPB(xattrs.ListAt(e.DirFD, e.Name, b.cfg.Tree.Replicated()))
+			list = func(keep func(string) bool) ([]*pb.Xattr, error) {
+				return mtree.XattrsPB(xattrs.ListAt(e.DirFD, e.Name, keep))
 			}
 		}
 		op = &pb.MetaOp{
 			Gfid: g.Bytes(), Mode: st.Mode, Uid: st.Uid, Gid: st.Gid,
 			AtimeNs: st.Atim.Nano(), MtimeNs: st.Mtim.Nano(),
 		}
+		keep := b.cfg.Tree.Replicated()
 		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFREG, unix.S_IFDIR:
-			xs, err := list()
-			if err != nil {
-				return fmt.Errorf("batch: xattrs of %s: %w", g, err)
-			}
-			op.SyncXattrs = true
-			op.Xattrs = xs
+		case unix.S_IFLNK:
+			return nil // no ACLs, and user.* xattrs are not allowed
+		case unix.S_IFIFO, unix.S_IFSOCK, unix.S_IFCHR, unix.S_IFBLK:
+			// Their ACLs only (user.* xattrs are not allowed on them): a
+			// FIFO made on the slave in a directory with a default ACL
+			// inherits what that directory has then (the soak).
+			keep = xattrs.IsACL
 		}
+		xs, err := list(keep)
+		if err != nil {
+			return fmt.Errorf("batch: xattrs of %s: %w", g, err)
+		}
+		op.SyncXattrs = true
+		op.Xattrs = xs
 		return nil
 	})
 	return op, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -122,6 +123,8 @@ var kinds = []kindSpec{
 	{"utimes", 4, neutral, false, (*Gen).opUtimes},
 	{"xattr_set", 3, neutral, false, (*Gen).opXattrSet},
 	{"xattr_remove", 1.5, neutral, false, (*Gen).opXattrRemove},
+	{"acl_set", 1.5, neutral, false, (*Gen).opACLSet},
+	{"acl_default", 0.7, neutral, false, (*Gen).opACLDefault},
 	{"unlink", 8, shrinks, false, (*Gen).opUnlink},
 	{"rm_rf", 0.6, shrinks, false, (*Gen).opRmRf},
 	{"mkdir", 3, grows, false, (*Gen).opMkdir},
@@ -1389,6 +1392,87 @@ func (g *Gen) pickXattrTarget() *node {
 		}
 	}
 	return nil
+}
+
+// randomACL is a valid POSIX ACL in the kernel's xattr form (what setfacl
+// writes): the owner, 0-3 named users, the owning group, 0-2 named groups,
+// the mask when any is named, and others; named ids ascending and unique.
+func (g *Gen) randomACL() []byte {
+	const (
+		userObj, user, groupObj, group, mask, other = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+		undefined                                   = 0xffffffff
+	)
+	b := []byte{2, 0, 0, 0}
+	add := func(tag uint16, perm uint16, id uint32) {
+		b = append(b, byte(tag), byte(tag>>8), byte(perm), byte(perm>>8), byte(id), byte(id>>8), byte(id>>16), byte(id>>24))
+	}
+	perm := func() uint16 { return uint16(g.r.IntN(8)) }
+	ids := func(n int) []uint32 {
+		set := map[uint32]bool{}
+		for len(set) < n {
+			set[uint32(1+g.r.IntN(70000))] = true
+		}
+		out := make([]uint32, 0, n)
+		for id := range set {
+			out = append(out, id)
+		}
+		slices.Sort(out)
+		return out
+	}
+	users, groups := ids(g.r.IntN(4)), ids(g.r.IntN(3))
+	add(userObj, perm(), undefined)
+	for _, id := range users {
+		add(user, perm(), id)
+	}
+	add(groupObj, perm(), undefined)
+	for _, id := range groups {
+		add(group, perm(), id)
+	}
+	if len(users)+len(groups) > 0 {
+		add(mask, perm(), undefined)
+	}
+	add(other, perm(), undefined)
+	return b
+}
+
+// opACLSet sets (or, one time in four, removes) a file's or directory's
+// access ACL, as setfacl does: the mode's permission bits follow it.
+func (g *Gen) opACLSet(e *Event) bool {
+	n := g.pickXattrTarget()
+	if n == nil {
+		return false
+	}
+	return g.setACL(e, n, "system.posix_acl_access")
+}
+
+// opACLDefault sets (or removes) a directory's default ACL, which what is
+// made in it afterwards inherits.
+func (g *Gen) opACLDefault(e *Event) bool {
+	d := g.pickDir(true)
+	if d == nil {
+		return false
+	}
+	return g.setACL(e, d, "system.posix_acl_default")
+}
+
+func (g *Gen) setACL(e *Event, n *node, name string) bool {
+	e.Paths, e.IDs = []string{n.path()}, []uint64{n.objID()}
+	var err error
+	if g.r.IntN(4) == 0 {
+		e.Note = "remove " + name
+		err = unix.Lremovexattr(g.abs(n.path()), name)
+		if errors.Is(err, unix.ENODATA) {
+			err = nil
+		}
+	} else {
+		v := g.randomACL()
+		e.Note = fmt.Sprintf("%s (%d entries)", name, (len(v)-4)/8)
+		err = unix.Lsetxattr(g.abs(n.path()), name, v, 0)
+	}
+	if err != nil {
+		e.Err = errName(err)
+	}
+	return true
 }
 
 func (g *Gen) opXattrSet(e *Event) bool {
