@@ -96,6 +96,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzRoundTrip -fuzztime=$(FUZZTIME) ./syncer/delta/
 	$(GO) test -run=NONE -fuzz=FuzzUnmarshalSignature -fuzztime=$(FUZZTIME) ./syncer/delta/
 	$(GO) test -run=NONE -fuzz=FuzzParseRequest -fuzztime=$(FUZZTIME) ./internal/syncstatus/
+	$(GO) test -run=NONE -fuzz=FuzzRules -fuzztime=$(FUZZTIME) ./internal/rules/
 
 # georep vs rsync on the same workloads (BENCH_SCALE, RUNS, BENCH_OUT: see scripts/bench/main.go).
 bench: build
