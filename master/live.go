@@ -281,6 +281,11 @@ func (m *Master) resumePlan(j *changelog.Journal, stime time.Time) (crawl bool, 
 	if stime.IsZero() {
 		return true, 0, "first sync (no stime)"
 	}
+	if m.sess.Rules != m.rulesState() {
+		// Newly included entries are sent; newly excluded ones stay on
+		// the slave, or go with DeleteExcluded.
+		return true, 0, "the replication rules changed"
+	}
 	segs, err := j.Next(stime.UnixNano(), 0)
 	if err != nil {
 		return true, 0, fmt.Sprintf("the journal cannot be read: %v", err)
@@ -445,6 +450,9 @@ func (m *Master) liveCrawl(ctx context.Context, l *link, sync func(context.Conte
 		return time.Time{}, err
 	}
 	if err := m.advance(ctx, stime); err != nil {
+		return time.Time{}, err
+	}
+	if err := m.rulesSynced(); err != nil {
 		return time.Time{}, err
 	}
 	return stime, nil

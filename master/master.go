@@ -42,6 +42,7 @@ import (
 	"github.com/georep/georep/internal/monitor"
 	"github.com/georep/georep/internal/mtree"
 	"github.com/georep/georep/internal/rootid"
+	"github.com/georep/georep/internal/rules"
 	"github.com/georep/georep/internal/syncstatus"
 	"github.com/georep/georep/internal/tlsconf"
 	"github.com/georep/georep/internal/wire"
@@ -104,7 +105,19 @@ type Config struct {
 	// and before the monitor restarts a faulty worker (default
 	// DefaultMaxBackoff).
 	MaxBackoff time.Duration
+	// What is replicated (see package rules and RulesFile): the patterns
+	// of the root's RulesFile, then those of the ExcludeFrom files, then
+	// Excludes ("!pattern" includes again), the last match deciding.
+	ExcludeFrom []string
+	Excludes    []string
+	// DeleteExcluded removes from the slave what the rules leave out
+	// (else the slave's copies of newly excluded entries stay).
+	DeleteExcluded bool
 }
+
+// RulesFile is the optional rules file in the master root: gitignore-style
+// patterns of what is not replicated. It is replicated itself.
+const RulesFile = ".georepignore"
 
 // Master runs one session.
 type Master struct {
@@ -116,7 +129,9 @@ type Master struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	sess   sessionState
+	sess sessionState
+	// rules say what is replicated (nil: everything).
+	rules  *rules.Rules
 	conn   *grpc.ClientConn
 	client pb.SlaveServiceClient
 	// token is what every call of the open session carries: the slave
@@ -182,6 +197,9 @@ type sessionState struct {
 	SessionID     string `json:"session_id"`
 	Slave         string `json:"slave"`
 	SlaveVolumeID string `json:"slave_volume_id,omitempty"`
+	// Rules is what the last complete crawl replicated by (see
+	// rulesState): other rules now call for a crawl.
+	Rules string `json:"rules,omitempty"`
 }
 
 // Summary is the outcome of a one-shot run.
@@ -258,6 +276,13 @@ func New(cfg Config) (*Master, error) {
 		return nil, err
 	}
 	m := &Master{cfg: cfg, log: log, tree: &mtree.Source{Tree: &mtree.Tree{Root: root, NS: ns, Idx: idx}}}
+	if m.rules, err = loadRules(root, cfg); err != nil {
+		m.Close()
+		return nil, err
+	}
+	if m.rules.Len() > 0 {
+		log.Info("replication rules", "patterns", m.rules.Len(), "delete_excluded", cfg.DeleteExcluded)
+	}
 	m.marks = marks.NewStore(cfg.Root, ns, filepath.Join(cfg.StateDir, "marks.json"))
 	if m.volumeID, err = m.marks.VolumeID(true); err != nil {
 		m.Close()
@@ -611,6 +636,7 @@ func (m *Master) batchConfig(l *link, k batch.Kind, sync func(context.Context) e
 	c := batch.Config{
 		Tree: m.tree, Client: m.client, Token: m.token, Syncer: l.syn, Shared: &m.shared,
 		IgnoreDeletes: m.cfg.IgnoreDeletes, SyncRecorder: sync, Status: m.cfg.Status, Phase: m.phase,
+		Rules: m.rules, DeleteExcluded: m.cfg.DeleteExcluded,
 		Log: m.log,
 	}
 	if h := m.hook; h != nil {
@@ -655,6 +681,9 @@ func (m *Master) RunOnce(ctx context.Context) (*Summary, error) {
 			if err := m.advance(ctx, stime); err != nil {
 				return nil, err
 			}
+			if err := m.rulesSynced(); err != nil {
+				return nil, err
+			}
 			sum.Stime = stime
 			sum.Duration = time.Since(t0)
 			return sum, nil
@@ -691,7 +720,7 @@ func (m *Master) crawl(stime time.Time, recorderSync func() error) (CrawlStats, 
 
 // liveXsync is a crawl beside the recorder (see xsync.live).
 func (m *Master) liveXsync(recorderSync func() error) *xsync {
-	return &xsync{t: m.tree, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]uint64{}, live: true, sync: recorderSync, st: m.cfg.Status}
+	return &xsync{t: m.tree, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]uint64{}, live: true, sync: recorderSync, st: m.cfg.Status, rules: m.rules}
 }
 
 // crawlJournal runs walk (a crawl by x) into a new XSYNC journal in the

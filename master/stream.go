@@ -103,7 +103,7 @@ func (m *Master) crawlInto(ctx context.Context, l *link, stats *batch.Stats) (cr
 	f := newFeed(ctx)
 	// The crawl keeps the index (see xsync.keep): it adds what is new and
 	// prunes what went, directory by directory.
-	x := &xsync{t: m.tree, w: f, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]uint64{},
+	x := &xsync{t: m.tree, w: f, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]uint64{}, rules: m.rules,
 		st: m.cfg.Status, flushed: f.release, keep: true}
 	m.cfg.Status.CrawlStarted(syncstatus.HybridCrawl)
 	done := make(chan struct{})

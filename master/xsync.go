@@ -13,6 +13,7 @@ import (
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/mtree"
+	"github.com/georep/georep/internal/rules"
 	"github.com/georep/georep/internal/syncstatus"
 	"github.com/georep/georep/internal/wire"
 )
@@ -22,6 +23,18 @@ type CrawlStats struct {
 	Dirs, Files, Symlinks, Others int64
 	Bytes                         int64 // sum of regular file sizes
 	Skipped                       int64 // entries that vanished or could not be read
+	Excluded                      int64 // entries the rules leave out (not listed below an excluded directory)
+}
+
+// errExcludedDir: a directory to crawl is left out by the rules.
+var errExcludedDir = errors.New("excluded by the rules")
+
+// joinRel is name in directory dir (relative paths; "" is the root).
+func joinRel(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
 }
 
 // xsync walks the master tree and writes what it finds as an XSYNC journal
@@ -74,6 +87,11 @@ type xsync struct {
 
 	// st counts the files found, for the crawl's progress (nil: nobody).
 	st *syncstatus.Tracker
+
+	// rules leave paths out (nil: none): an excluded entry is not
+	// recorded, given a gfid or indexed, and an excluded directory is
+	// not listed.
+	rules *rules.Rules
 
 	warnedDerived bool
 	// pending index links, flushed in large transactions.
@@ -240,7 +258,7 @@ func (x *xsync) crawlRoot() error {
 		unix.Close(fd)
 		return err
 	}
-	if err := x.crawlDir(fd, gfid.Root, true); err != nil {
+	if err := x.crawlDir(fd, gfid.Root, true, ""); err != nil {
 		return err
 	}
 	return x.flush(-1)
@@ -255,12 +273,22 @@ func (x *xsync) crawlDirs(dirs []gfid.GFID) error {
 			continue
 		}
 		var fd int
+		path := ""
 		err := x.t.Idx.View(func(tx *gfidx.Tx) error {
+			if g != gfid.Root && x.rules.Len() > 0 {
+				p, err := tx.Path(g)
+				if err == nil && x.rules.Excluded(p, true) {
+					return errExcludedDir
+				}
+				if err == nil {
+					path = p
+				}
+			}
 			var err error
 			fd, err = x.t.OpenDir(tx, g)
 			return err
 		})
-		if errors.Is(err, mtree.ErrGone) {
+		if errors.Is(err, mtree.ErrGone) || errors.Is(err, errExcludedDir) {
 			continue
 		}
 		if err != nil {
@@ -272,16 +300,16 @@ func (x *xsync) crawlDirs(dirs []gfid.GFID) error {
 			unix.Close(fd)
 			return err
 		}
-		if err := x.crawlDir(fd, g, g == gfid.Root); err != nil {
+		if err := x.crawlDir(fd, g, g == gfid.Root, path); err != nil {
 			return err
 		}
 	}
 	return x.flush(-1)
 }
 
-// crawlDir writes the records of directory dirfd (gfid g) and below; it
-// closes dirfd.
-func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
+// crawlDir writes the records of directory dirfd (gfid g, at path relative
+// to the root, "" for the root) and below; it closes dirfd.
+func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool, path string) error {
 	if x.visited != nil {
 		x.visited[g] = true
 	}
@@ -302,6 +330,7 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 		name string
 		g    gfid.GFID
 	}
+
 	var subdirs []sub
 	for _, name := range names {
 		if isRoot && name == wire.ReservedName {
@@ -320,6 +349,10 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 		if err != nil {
 			unix.Close(dirfd)
 			return fmt.Errorf("master: stat %q: %w", name, err)
+		}
+		if x.rules.Len() > 0 && x.rules.Match(joinRel(path, name), st.Mode&unix.S_IFMT == unix.S_IFDIR) == rules.Exclude {
+			x.stats.Excluded++
+			continue
 		}
 		eg, derived, err := x.t.EnsureGFID(dirfd, g, name, &st)
 		if err != nil {
@@ -472,7 +505,7 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool) error {
 			unix.Close(dirfd)
 			return fmt.Errorf("master: opening directory %q: %w", s.name, err)
 		}
-		if err := x.crawlDir(fd, s.g, false); err != nil {
+		if err := x.crawlDir(fd, s.g, false, joinRel(path, s.name)); err != nil {
 			unix.Close(dirfd)
 			return err
 		}

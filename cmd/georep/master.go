@@ -37,6 +37,10 @@ type masterOptions struct {
 	slaveName      string
 	metricsAddr    string
 	log            logOptions
+	// The rules, in the order given: --exclude P is P, --include P is !P.
+	excludes       []string
+	excludeFrom    []string
+	deleteExcluded bool
 }
 
 func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -53,6 +57,19 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.DurationVar(&o.maxBackoff, "max-backoff", master.DefaultMaxBackoff, "live: longest wait before a failed batch is retried or a faulty worker restarted")
 	fs.IntVar(&o.syncJobs, "sync-jobs", master.DefaultSyncJobs, "data workers, each shipping one box of files per stream")
 	fs.BoolVar(&o.ignoreDeletes, "ignore-deletes", false, "keep on the slave what was deleted on the master")
+	fs.Func("exclude", "leave out what gitignore-style `PATTERN` matches (repeatable; after the root's "+master.RulesFile+" and --exclude-from files, the last match deciding)", func(s string) error {
+		o.excludes = append(o.excludes, s)
+		return nil
+	})
+	fs.Func("include", "replicate again what `PATTERN` matches beneath what an earlier pattern left out (repeatable; the same as --exclude '!PATTERN')", func(s string) error {
+		o.excludes = append(o.excludes, "!"+s)
+		return nil
+	})
+	fs.Func("exclude-from", "read patterns from `FILE` (repeatable)", func(s string) error {
+		o.excludeFrom = append(o.excludeFrom, s)
+		return nil
+	})
+	fs.BoolVar(&o.deleteExcluded, "delete-excluded", false, "remove from the slave what the rules leave out (else the slave's copies of newly excluded entries stay)")
 	fs.IntVar(&o.retries, "retries", master.DefaultRetries, "attempts at a failing batch before a one-shot run gives up")
 	fs.BoolVar(&o.compress, "compress", false, "compress file data (zstd) on the wire")
 	fs.BoolVar(&o.noDataConn, "no-data-conn", false, "send all file data on the gRPC streams, with no data connection beside them for large files")
@@ -207,6 +224,7 @@ func newMasterFromOptions(o masterOptions, stderr io.Writer) (m *master.Master, 
 		Compress: o.compress, BWLimit: o.bwlimit * 1024, NoDataConn: o.noDataConn,
 		ChangeInterval: o.changeInterval, BatchSize: o.batchSize, Watcher: o.watcher, MaxBackoff: o.maxBackoff,
 		TLS: tlsCfg, Insecure: o.tls.insecure, Status: svc.Tracker,
+		Excludes: o.excludes, ExcludeFrom: o.excludeFrom, DeleteExcluded: o.deleteExcluded,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -42,6 +42,7 @@ import (
 	"github.com/georep/georep/changelog"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/mtree"
+	"github.com/georep/georep/internal/rules"
 	"github.com/georep/georep/internal/syncstatus"
 	pb "github.com/georep/georep/proto/georep/v1"
 	"github.com/georep/georep/syncer"
@@ -108,6 +109,16 @@ type Config struct {
 	Shared *Shared
 	// IgnoreDeletes keeps on the slave what the master removed.
 	IgnoreDeletes bool
+	// Rules say what is replicated (nil: everything; see package rules).
+	// A changelog batch skips the records of excluded paths, makes a
+	// rename from an included to an excluded name a removal on the slave
+	// (and the reverse a creation, by the rename's description), and
+	// sends no data or metadata of an excluded entry.
+	Rules *rules.Rules
+	// DeleteExcluded: a directory's purge does not keep what the rules
+	// exclude, so the slave's copies of newly excluded entries go.
+	// Without it they stay (as rsync leaves excluded files alone).
+	DeleteExcluded bool
 	// SyncRecorder waits until the recorder has indexed every change made
 	// before the call (live kinds; nil for a one-shot).
 	SyncRecorder func(context.Context) error
@@ -168,6 +179,7 @@ type Stats struct {
 	Purged                          int64 // PURGE ops that removed something
 	Skipped                         int64 // records whose entry was gone on the master
 	NotMade                         int64 // entries the slave cannot hold (device nodes on an unprivileged slave): SKIPPED
+	Excluded                        int64 // records of paths the rules leave out (see Config.Rules)
 	Partial                         []string
 }
 
@@ -188,6 +200,7 @@ func (s *Stats) Add(o Stats) {
 	s.Purged += o.Purged
 	s.Skipped += o.Skipped
 	s.NotMade += o.NotMade
+	s.Excluded += o.Excluded
 	s.Partial = append(s.Partial, o.Partial...)
 }
 

@@ -45,6 +45,10 @@ func (b *Batch) record(ctx context.Context) func(r changelog.Record) error {
 	return func(r changelog.Record) error {
 		switch r.Kind {
 		case changelog.KindData:
+			if b.dataExcluded(r.GFID) {
+				b.stats.Excluded++
+				return nil
+			}
 			b.addData(r.GFID)
 			return nil
 		case changelog.KindMeta:
@@ -156,6 +160,10 @@ func (b *Batch) entryTx(r *changelog.Record) error {
 		op := &pb.EntryOp{Gfid: r.GFID.Bytes(), Pargfid: r.Parent.Bytes(), Name: []byte(r.Name)}
 		switch r.Op {
 		case changelog.OpUnlink, changelog.OpRmdir:
+			if b.excluded(tx, r.Parent, r.Name, r.Op == changelog.OpRmdir) {
+				b.stats.Excluded++ // the slave's copy, if any, is not ours to remove
+				return nil
+			}
 			op.Type = pb.EntryOpType_ENTRY_OP_TYPE_UNLINK
 			if r.Op == changelog.OpRmdir {
 				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_RMDIR
@@ -258,6 +266,39 @@ func (b *Batch) liveEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp) err
 	}
 	if found {
 		defer unix.Close(e.DirFD)
+	}
+	if b.cfg.Rules.Len() > 0 {
+		isDir := r.Op == changelog.OpMkdir || (found && e.St.Mode&unix.S_IFMT == unix.S_IFDIR) || (!found && r.Mode&unix.S_IFMT == unix.S_IFDIR)
+		switch ex := b.excluded(tx, r.Parent, r.Name, isDir); {
+		case r.Op == changelog.OpRename || r.Op == changelog.OpExchange:
+			ex2 := b.excluded(tx, r.Parent2, r.Name2, isDir)
+			switch {
+			case ex && ex2:
+				b.stats.Excluded++
+				return nil
+			case r.Op == changelog.OpExchange && (ex || ex2):
+				// One side in, one out: the reconciliation of both
+				// directories (touched) makes the included one hold
+				// what the master's does.
+				b.stats.Excluded++
+				return nil
+			case ex2:
+				// Moved out of what is replicated: removed on the slave.
+				op.Type = pb.EntryOpType_ENTRY_OP_TYPE_UNLINK
+				if isDir {
+					op.Type = pb.EntryOpType_ENTRY_OP_TYPE_RMDIR
+				}
+				b.ops = append(b.ops, op)
+				b.bestEffort[op] = true
+				return nil
+			}
+			// Moved in (ex): the slave has no copy, and makes it from
+			// the rename's description (a directory is then crawled
+			// whole); or both in: a move.
+		case ex:
+			b.stats.Excluded++
+			return nil
+		}
 	}
 	switch r.Op {
 	case changelog.OpExchange:
@@ -589,8 +630,14 @@ func (b *Batch) purgeReport(op *pb.EntryOp, r *pb.OpResult) {
 		b.fail("PURGE %x: the slave reported %d names and %d gfids", op.GetGfid(), len(names), len(gs))
 		return
 	}
+	pg, _ := gfid.FromBytes(op.GetGfid())
 	b.cfg.Tree.Idx.View(func(tx *gfidx.Tx) error {
 		for i, n := range names {
+			if !b.cfg.DeleteExcluded && (b.excluded(tx, pg, string(n), false) || b.excluded(tx, pg, string(n), true)) {
+				// The slave's copy of an entry the rules leave out is
+				// not ours to remove (see Config.DeleteExcluded).
+				continue
+			}
 			g, err := gfid.FromBytes(gs[i])
 			if err == nil {
 				if e, ferr := b.cfg.Tree.Find(tx, g); ferr == nil {
@@ -670,9 +717,18 @@ func (b *Batch) keepNames(ctx context.Context, g gfid.GFID) ([][]byte, error) {
 				return err
 			}
 			keep = make([][]byte, 0, len(list))
+			dropExcluded := b.cfg.DeleteExcluded && b.cfg.Rules.Len() > 0
 			for _, n := range list {
 				if g == gfid.Root && n == wire.ReservedName {
 					continue
+				}
+				if dropExcluded {
+					// Not kept: the slave's copy of an excluded entry goes.
+					var st unix.Stat_t
+					if err := unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil &&
+						b.excluded(tx, g, n, st.Mode&unix.S_IFMT == unix.S_IFDIR) {
+						continue
+					}
 				}
 				keep = append(keep, []byte(n))
 			}

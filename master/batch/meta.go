@@ -59,6 +59,10 @@ func (b *Batch) syncMeta(ctx context.Context) error {
 				continue // applied with the file's data
 			}
 			op, err := b.metaOp(g)
+			if errors.Is(err, errExcluded) {
+				b.stats.Excluded++
+				continue
+			}
 			if errors.Is(err, mtree.ErrGone) {
 				if !last && b.cfg.SyncRecorder != nil {
 					gone = append(gone, g)
@@ -141,6 +145,9 @@ func (b *Batch) metaOp(g gfid.GFID) (*pb.MetaOp, error) {
 			}
 			defer unix.Close(e.DirFD)
 			st = e.St
+			if b.linksExcluded(tx, g, st.Mode&unix.S_IFMT == unix.S_IFDIR) {
+				return errExcluded
+			}
 			list = func(keep func(string) bool) ([]*pb.Xattr, error) {
 				return mtree.XattrsPB(xattrs.ListAt(e.DirFD, e.Name, keep))
 			}

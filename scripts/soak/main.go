@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/georep/georep/internal/rules"
 )
 
 func main() {
@@ -54,6 +56,10 @@ func mainErr() int {
 	flag.StringVar(&o.logLevel, "log-level", "info", "georep log level for both processes")
 	flag.StringVar(&masterFlags, "master-flags", "", "extra flags for georep master, space-separated (e.g. \"--watcher inotify\")")
 	flag.StringVar(&slaveFlags, "slave-flags", "", "extra flags for georep slave, space-separated")
+	flag.Func("exclude", "a replication rule (gitignore-style `PATTERN`, repeatable): passed to the master as --exclude; differences at excluded paths are not counted", func(s string) error {
+		o.excludes = append(o.excludes, s)
+		return nil
+	})
 	flag.Parse()
 
 	set := map[string]bool{}
@@ -93,6 +99,14 @@ func mainErr() int {
 	}
 	o.maxBytes = maxMiB << 20
 	o.masterFlags = strings.Fields(masterFlags)
+	for _, e := range o.excludes {
+		o.masterFlags = append(o.masterFlags, "--exclude", e)
+	}
+	var err error
+	if o.rules, err = rules.New(o.excludes, "-exclude"); err != nil {
+		fmt.Fprintf(os.Stderr, "soak: %v\n", err)
+		return 2
+	}
 	o.slaveFlags = strings.Fields(slaveFlags)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/georep/georep/internal/rules"
 	"github.com/georep/georep/internal/tcpproxy"
 	"github.com/georep/georep/internal/testenv"
 	"github.com/georep/georep/internal/treecmp"
@@ -22,6 +23,11 @@ import (
 
 // options are the command line's.
 type options struct {
+	// excludes are the master's replication rules (-exclude); rules,
+	// parsed, leave their paths out of the comparison.
+	excludes []string
+	rules    *rules.Rules
+
 	files             int
 	duration          time.Duration
 	rate              float64
@@ -274,7 +280,7 @@ func runSeedIn(ctx context.Context, o *options, seed uint64, ws *workspace, res 
 	}
 	res.initialSync, res.initialWire = time.Since(mstart), px.Up()
 	logf("seed %d: initial sync in %s, %s on the wire; %s", seed, res.initialSync.Round(time.Millisecond), mib(res.initialWire), st.brief(time.Now()))
-	if diffs, err := treecmp.Compare(mroot, sroot, testenv.CompareOptions); err != nil || len(diffs) > 0 {
+	if diffs, err := o.compare(mroot, sroot); err != nil || len(diffs) > 0 {
 		// Not fatal: the churn goes on, but it is worth knowing.
 		logf("seed %d: NOTE: after the initial sync the trees differ (%d differences, err %v); first: %v", seed, len(diffs), err, firstDiffs(diffs, 5))
 	}
@@ -483,7 +489,7 @@ func runSeedIn(ctx context.Context, o *options, seed uint64, ws *workspace, res 
 		var cerr error
 		c1, fd := q1, -1
 		if full {
-			diffs, cerr = treecmp.Compare(mroot, sroot, testenv.CompareOptions)
+			diffs, cerr = o.compare(mroot, sroot)
 			c1, lastFull = time.Now(), time.Now()
 			if cerr == nil {
 				fd = len(diffs)
@@ -531,7 +537,7 @@ func runSeedIn(ctx context.Context, o *options, seed uint64, ws *workspace, res 
 		for {
 			pst, _, _ := getStatus(ctx, o.bin, mstate)
 			if pst.claimsSynced(churnEnd) {
-				diffs, cerr := treecmp.Compare(mroot, sroot, testenv.CompareOptions)
+				diffs, cerr := o.compare(mroot, sroot)
 				if cerr == nil && len(diffs) > 0 {
 					res.regressed = diffs
 					logf("seed %d: REGRESSED: equal before, %d differences once the master claimed synced: %v", seed, len(diffs), firstDiffs(diffs, 5))
@@ -768,4 +774,31 @@ func kindTable(stats map[string]*KindStats) string {
 		fmt.Fprintf(&b, "    %-30s %9d %8d  %s\n", k, s.Applied, s.Skipped, strings.Join(errs, " "))
 	}
 	return b.String()
+}
+
+// compare compares the trees entry by entry, leaving out the paths the
+// rules exclude (on the master or the slave, whichever has the entry: an
+// excluded path may differ either way).
+func (o *options) compare(mroot, sroot string) ([]treecmp.Diff, error) {
+	diffs, err := treecmp.Compare(mroot, sroot, testenv.CompareOptions)
+	if err != nil || o.rules.Len() == 0 {
+		return diffs, err
+	}
+	out := diffs[:0]
+	for _, d := range diffs {
+		if d.Path != treecmp.RootPath && o.excludedPath(mroot, sroot, d.Path) {
+			continue
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func (o *options) excludedPath(mroot, sroot, rel string) bool {
+	for _, root := range []string{mroot, sroot} {
+		if fi, err := os.Lstat(filepath.Join(root, rel)); err == nil {
+			return o.rules.Excluded(rel, fi.IsDir())
+		}
+	}
+	return o.rules.Excluded(rel, false) || o.rules.Excluded(rel, true)
 }

@@ -1,0 +1,96 @@
+package batch
+
+import (
+	"errors"
+
+	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/gfidx"
+	"github.com/georep/georep/internal/rules"
+)
+
+// dirVerdict is what the rules say of a directory.
+type dirVerdict struct {
+	path     string // relative to the root ("" for the root)
+	excluded bool   // it, or a parent, is excluded
+	known    bool   // the index gave its path
+}
+
+// dirRule says where directory g is and whether the rules leave it out,
+// from the index (cached for the batch: a batch is short, and what a stale
+// path gets wrong the reconciliation after it puts right).
+func (b *Batch) dirRule(tx *gfidx.Tx, g gfid.GFID) dirVerdict {
+	if v, ok := b.dirRules[g]; ok {
+		return v
+	}
+	var v dirVerdict
+	if g == gfid.Root {
+		v = dirVerdict{known: true}
+	} else if p, err := tx.Path(g); err == nil {
+		if p == "." {
+			p = ""
+		}
+		v = dirVerdict{path: p, excluded: b.cfg.Rules.Excluded(p, true), known: true}
+	}
+	if b.dirRules == nil {
+		b.dirRules = map[gfid.GFID]dirVerdict{}
+	}
+	b.dirRules[g] = v
+	return v
+}
+
+// excluded reports whether the rules leave out name in directory parent
+// (isDir: it is a directory). A directory whose path the index cannot
+// tell is taken as included: what cannot be told is replicated, never
+// dropped.
+func (b *Batch) excluded(tx *gfidx.Tx, parent gfid.GFID, name string, isDir bool) bool {
+	if b.cfg.Rules.Len() == 0 {
+		return false
+	}
+	d := b.dirRule(tx, parent)
+	if !d.known {
+		return false
+	}
+	if d.excluded {
+		return true
+	}
+	p := name
+	if d.path != "" {
+		p = d.path + "/" + name
+	}
+	return b.cfg.Rules.Match(p, isDir) == rules.Exclude
+}
+
+// linksExcluded reports whether every index link of g is excluded (isDir:
+// g is a directory): its data and metadata go nowhere.
+func (b *Batch) linksExcluded(tx *gfidx.Tx, g gfid.GFID, isDir bool) bool {
+	if b.cfg.Rules.Len() == 0 || g == gfid.Root {
+		return false
+	}
+	links := tx.Links(g)
+	if len(links) == 0 {
+		return false
+	}
+	for _, l := range links {
+		if !b.excluded(tx, l.Parent, l.Name, isDir) {
+			return false
+		}
+	}
+	return true
+}
+
+// errExcluded: the entry's every name is left out by the rules.
+var errExcluded = errors.New("excluded by the rules")
+
+// dataExcluded reports whether a D record's file is excluded wherever it
+// is.
+func (b *Batch) dataExcluded(g gfid.GFID) bool {
+	if b.cfg.Rules.Len() == 0 {
+		return false
+	}
+	ex := false
+	b.cfg.Tree.Idx.View(func(tx *gfidx.Tx) error {
+		ex = b.linksExcluded(tx, g, false)
+		return nil
+	})
+	return ex
+}
