@@ -292,9 +292,20 @@ func (b *Batch) liveEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp) err
 				b.bestEffort[op] = true
 				return nil
 			}
-			// Moved in (ex): the slave has no copy, and makes it from
-			// the rename's description (a directory is then crawled
-			// whole); or both in: a move.
+			if ex && r.Op == changelog.OpRename && !isDir {
+				// Moved in: a new name for the inode, never a move of
+				// the slave's copy from elsewhere (another name of a
+				// hardlinked file is in, and stays): a LINK, which the
+				// slave makes from its description when it has the
+				// inode nowhere.
+				op.Pargfid, op.Name = r.Parent2.Bytes(), []byte(r.Name2)
+				lr := *r
+				lr.Op, lr.Parent, lr.Name = changelog.OpLink, r.Parent2, r.Name2
+				r = &lr
+			}
+			// A directory moved in: the slave has no copy, and makes it
+			// from the rename's description (then crawled whole); or both
+			// in: a move.
 		case ex:
 			b.stats.Excluded++
 			return nil
