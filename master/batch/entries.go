@@ -268,7 +268,11 @@ func (b *Batch) liveEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp) err
 		defer unix.Close(e.DirFD)
 	}
 	if b.cfg.Rules.Len() > 0 {
-		isDir := r.Op == changelog.OpMkdir || (found && e.St.Mode&unix.S_IFMT == unix.S_IFDIR) || (!found && r.Mode&unix.S_IFMT == unix.S_IFDIR)
+		// The type decides dir/ patterns: as found, else as recorded,
+		// else (a rename record carries none) whether the index holds
+		// something beneath it.
+		isDir := r.Op == changelog.OpMkdir || (found && e.St.Mode&unix.S_IFMT == unix.S_IFDIR) ||
+			(!found && (r.Mode&unix.S_IFMT == unix.S_IFDIR || len(tx.Children(r.GFID)) > 0))
 		switch ex := b.excluded(tx, r.Parent, r.Name, isDir); {
 		case r.Op == changelog.OpRename || r.Op == changelog.OpExchange:
 			ex2 := b.excluded(tx, r.Parent2, r.Name2, isDir)

@@ -15,13 +15,11 @@ type dirVerdict struct {
 	known    bool   // the index gave its path
 }
 
-// dirRule says where directory g is and whether the rules leave it out,
-// from the index (cached for the batch: a batch is short, and what a stale
-// path gets wrong the reconciliation after it puts right).
+// dirRule says where directory g is now and whether the rules leave it
+// out, from the index. Not cached: directories move within a batch, and a
+// stale path in a cache left the slave's copies of moved directories in
+// place (the quick soak with rules).
 func (b *Batch) dirRule(tx *gfidx.Tx, g gfid.GFID) dirVerdict {
-	if v, ok := b.dirRules[g]; ok {
-		return v
-	}
 	var v dirVerdict
 	if g == gfid.Root {
 		v = dirVerdict{known: true}
@@ -31,10 +29,6 @@ func (b *Batch) dirRule(tx *gfidx.Tx, g gfid.GFID) dirVerdict {
 		}
 		v = dirVerdict{path: p, excluded: b.cfg.Rules.Excluded(p, true), known: true}
 	}
-	if b.dirRules == nil {
-		b.dirRules = map[gfid.GFID]dirVerdict{}
-	}
-	b.dirRules[g] = v
 	return v
 }
 

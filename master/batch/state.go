@@ -71,10 +71,6 @@ type Batch struct {
 	lastSync time.Time
 	dir      dirFDs
 
-	// dirRules caches, per directory, its path and whether the rules
-	// exclude it or one of its parents (see excluded).
-	dirRules map[gfid.GFID]dirVerdict
-
 	// touched (Changelog): the directories the entry records named and
 	// the slave said its ops used, reconciled after the batch.
 	touched map[gfid.GFID]bool
