@@ -314,6 +314,13 @@ func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool, path string) error
 		x.visited[g] = true
 	}
 	names, err := listDir(dirfd)
+	if errors.Is(err, unix.ENOENT) {
+		// Removed while we listed it (getdents of a deleted directory):
+		// its removal is recorded; not a fault (the 30-minute soak
+		// restarted a worker for it).
+		unix.Close(dirfd)
+		return nil
+	}
 	if err != nil {
 		unix.Close(dirfd)
 		return err

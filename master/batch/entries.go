@@ -728,6 +728,9 @@ func (b *Batch) keepNames(ctx context.Context, g gfid.GFID) ([][]byte, error) {
 			}
 			defer unix.Close(fd)
 			list, err := beneath.ReadNames(fd)
+			if errors.Is(err, unix.ENOENT) {
+				return mtree.ErrGone // removed while listed
+			}
 			if err != nil {
 				return err
 			}
