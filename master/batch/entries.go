@@ -308,8 +308,12 @@ func (b *Batch) liveEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp) err
 				r = &lr
 			}
 			// A directory moved in: the slave has no copy, and makes it
-			// from the rename's description (then crawled whole); or both
-			// in: a move.
+			// from the rename's description; or it still has one (kept
+			// while excluded): moved, it is stale. Crawled whole either
+			// way. Or both in: a move.
+			if ex && isDir {
+				b.made = append(b.made, r.GFID)
+			}
 		case ex:
 			b.stats.Excluded++
 			return nil
@@ -657,6 +661,14 @@ func (b *Batch) purgeReport(op *pb.EntryOp, r *pb.OpResult) {
 			if err == nil {
 				if e, ferr := b.cfg.Tree.Find(tx, g); ferr == nil {
 					unix.Close(e.DirFD)
+					if e.St.Mode&unix.S_IFMT == unix.S_IFDIR && b.linksExcluded(tx, g, true) {
+						// Moved out of what is replicated (a crawl
+						// skips it there, so nothing would move it): it
+						// goes from the slave, subtree and all.
+						b.removals = append(b.removals, &pb.EntryOp{Type: pb.EntryOpType_ENTRY_OP_TYPE_RMDIR,
+							Gfid: gs[i], Pargfid: op.GetGfid(), Name: n})
+						continue
+					}
 					if e.St.Mode&unix.S_IFMT == unix.S_IFDIR {
 						// Moved, subtree and all: the op that puts it where
 						// the master has it (a crawl's or a reconciliation's
