@@ -652,12 +652,25 @@ func (b *Batch) purgeReport(op *pb.EntryOp, r *pb.OpResult) {
 	pg, _ := gfid.FromBytes(op.GetGfid())
 	b.cfg.Tree.Idx.View(func(tx *gfidx.Tx) error {
 		for i, n := range names {
-			if !b.cfg.DeleteExcluded && (b.excluded(tx, pg, string(n), false) || b.excluded(tx, pg, string(n), true)) {
-				// The slave's copy of an entry the rules leave out is
-				// not ours to remove (see Config.DeleteExcluded).
-				continue
-			}
 			g, err := gfid.FromBytes(gs[i])
+			if !b.cfg.DeleteExcluded && b.cfg.Rules.Len() > 0 {
+				// The slave's copy of an entry the rules leave out is
+				// not ours to remove (see Config.DeleteExcluded). Its
+				// type, for dir/ patterns: the master's inode's, else a
+				// directory if the index holds something beneath it.
+				isDir := false
+				if err == nil {
+					if e, ferr := b.cfg.Tree.Find(tx, g); ferr == nil {
+						unix.Close(e.DirFD)
+						isDir = e.St.Mode&unix.S_IFMT == unix.S_IFDIR
+					} else {
+						isDir = len(tx.Children(g)) > 0
+					}
+				}
+				if b.excluded(tx, pg, string(n), isDir) {
+					continue
+				}
+			}
 			if err == nil {
 				if e, ferr := b.cfg.Tree.Find(tx, g); ferr == nil {
 					unix.Close(e.DirFD)
