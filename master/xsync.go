@@ -276,13 +276,15 @@ func (x *xsync) crawlDirs(dirs []gfid.GFID) error {
 		path := ""
 		err := x.t.Idx.View(func(tx *gfidx.Tx) error {
 			if g != gfid.Root && x.rules.Len() > 0 {
+				// Its path decides what in it is excluded. One the index
+				// cannot tell (moving just now) is left to a later
+				// reconciliation: judged as if at the root, it could be
+				// sent what the rules leave out.
 				p, err := tx.Path(g)
-				if err == nil && x.rules.Excluded(p, true) {
+				if err != nil || x.rules.Excluded(p, true) {
 					return errExcludedDir
 				}
-				if err == nil {
-					path = p
-				}
+				path = p
 			}
 			var err error
 			fd, err = x.t.OpenDir(tx, g)
