@@ -993,7 +993,7 @@ func (ds *dataStream) finish(in *incoming) outcome {
 	}
 	target := in.fd
 	if !in.create && st.Nlink > 1 {
-		fd, err := ds.patchInPlace(in, &st)
+		fd, err := ds.patchInPlace(in, &st, true)
 		if err != nil {
 			return failed(err)
 		}
@@ -1007,7 +1007,7 @@ func (ds *dataStream) finish(in *incoming) outcome {
 		return failed(err)
 	}
 	if target == in.fd {
-		err := ds.install(in)
+		err := ds.install(in, &st)
 		var lm *linkedMeanwhile
 		if errors.As(err, &lm) {
 			// Made and linked meanwhile by entry ops (a LINK of the
@@ -1015,7 +1015,7 @@ func (ds *dataStream) finish(in *incoming) outcome {
 			// into that inode in place, as for any hardlinked file. (It
 			// failed as "linked meanwhile" and the master sent it again:
 			// a failure in the status for nothing.)
-			fd, perr := ds.patchInPlace(in, &lm.st)
+			fd, perr := ds.patchInPlace(in, &lm.st, false)
 			if perr != nil {
 				return failed(perr)
 			}
@@ -1036,8 +1036,10 @@ func (ds *dataStream) finish(in *incoming) outcome {
 
 // patchInPlace copies the staged file into in's target, which has other
 // links, and gives it the header's xattrs if it has them; it returns the
-// target open for writing, for its metadata.
-func (ds *dataStream) patchInPlace(in *incoming, looked *unix.Stat_t) (fd int, err error) {
+// target open for writing, for its metadata. keep: with the trash on, a
+// copy of the old content is kept there first (not for a file just made
+// empty by an entry op).
+func (ds *dataStream) patchInPlace(in *incoming, looked *unix.Stat_t, keep bool) (fd int, err error) {
 	// O_NONBLOCK: a FIFO put at the name since must not block the open.
 	fd, err = unix.Openat(in.dirfd, in.name, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -1061,6 +1063,11 @@ func (ds *dataStream) patchInPlace(in *incoming, looked *unix.Stat_t) (fd int, e
 	}
 	if g := ds.fdGFID(in, fd); g != in.g {
 		return fd, fmt.Errorf("%q changed identity: %w", in.name, errUnknown)
+	}
+	if keep {
+		if err := ds.keepCopy(in, &st); err != nil {
+			return fd, err
+		}
 	}
 	if err := copyInto(fd, in.fd, in.hdr.GetSize()); err != nil {
 		return fd, fmt.Errorf("patching %s in place: %w", in.g, err)
@@ -1249,9 +1256,10 @@ type linkedMeanwhile struct{ st unix.Stat_t }
 
 func (*linkedMeanwhile) Error() string { return "linked meanwhile" }
 
-// install renames the staged file over the target, or links it in at the
-// announced name of a new file.
-func (ds *dataStream) install(in *incoming) error {
+// install renames the staged file over the target (old its lstat), or
+// links it in at the announced name of a new file. With the trash on, the
+// old copy is kept there (see keepOverwritten).
+func (ds *dataStream) install(in *incoming, old *unix.Stat_t) error {
 	if in.direct {
 		in.installed = true // made at its name
 		return nil
@@ -1285,7 +1293,12 @@ func (ds *dataStream) install(in *incoming) error {
 		in.tmp = ""
 		return nil
 	}
+	undo, err := ds.keepOverwritten(in, old)
+	if err != nil {
+		return err
+	}
 	if err := unix.Renameat(in.dirfd, in.tmp, in.dirfd, in.name); err != nil {
+		undo()
 		if errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("installing %s: its directory went meanwhile: %w", in.g, errUnknown)
 		}

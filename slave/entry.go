@@ -621,6 +621,15 @@ func (s *Slave) replaceSymlink(c *dirCache, pfd int, r *entryReq) outcome {
 		return failed(err)
 	}
 	ownerErr := s.chownAt(pfd, tmp, r.uid, r.gid)
+	if c.t.trash != nil {
+		// The symlink replaced goes to the trash first.
+		if st, err := beneath.Lstat(pfd, r.name); err == nil {
+			if err := c.keepReplaced(pfd, r.parent, r.name, &st); err != nil {
+				unix.Unlinkat(pfd, tmp, 0)
+				return failed(err)
+			}
+		}
+	}
 	if err := unix.Renameat(pfd, tmp, pfd, r.name); err != nil {
 		unix.Unlinkat(pfd, tmp, 0)
 		return failed(fmt.Errorf("replacing symlink %q: %w", r.name, err))
@@ -778,9 +787,15 @@ func (s *Slave) rename(c *dirCache, r *entryReq) outcome {
 				return failed(err)
 			}
 			res = resolved
-		} else if !got.IsZero() {
-			if err := c.tx.RemoveLink(got, gfidx.Link{Parent: r.parent2, Name: r.name2}); err != nil {
+		} else {
+			// With the trash on, the entry replaced goes there first.
+			if err := c.keepReplaced(dfd, r.parent2, r.name2, &dst); err != nil {
 				return failed(err)
+			}
+			if !got.IsZero() {
+				if err := c.tx.RemoveLink(got, gfidx.Link{Parent: r.parent2, Name: r.name2}); err != nil {
+					return failed(err)
+				}
 			}
 		}
 	}

@@ -58,7 +58,9 @@ func (s *Slave) Serve(ctx context.Context, lis net.Listener, creds credentials.T
 	go func() { defer close(reaped); s.reapLeases(reapCtx) }()
 	flushed := make(chan struct{})
 	go func() { defer close(flushed); s.writeback(reapCtx) }()
-	defer func() { stopReap(); <-reaped; <-flushed }()
+	pruned := make(chan struct{})
+	go func() { defer close(pruned); s.pruneTrash(reapCtx) }()
+	defer func() { stopReap(); <-reaped; <-flushed; <-pruned }()
 	select {
 	case err := <-errc:
 		if err != nil && !errors.Is(err, grpc.ErrServerStopped) {

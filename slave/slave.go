@@ -54,6 +54,9 @@ type Config struct {
 	Logger   hclog.Logger  // nil = discard
 	// Now is the clock, for tests; nil = time.Now.
 	Now func() time.Time
+	// Trash keeps what replicated deletes and overwrites would destroy
+	// (off by default; see TrashConfig).
+	Trash TrashConfig
 }
 
 // Slave applies one master's changes beneath its root.
@@ -198,6 +201,20 @@ func New(cfg Config) (_ *Slave, err error) {
 	if err := s.reservedDirs(); err != nil {
 		return nil, err
 	}
+	if cfg.Trash.Enabled {
+		if s.tree.trash, err = newTrash(s); err != nil {
+			return nil, err
+		}
+		keep, size := "none", "none"
+		if cfg.Trash.Keep > 0 {
+			keep = cfg.Trash.Keep.String()
+		}
+		if cfg.Trash.MaxSize > 0 {
+			size = fmt.Sprintf("%d bytes", cfg.Trash.MaxSize)
+		}
+		log.Info("trash enabled: what deletes and overwrites remove is kept", "dir", TrashPath(cfg.Root),
+			"age_limit", keep, "size_limit", size, "prune_every", s.tree.trash.cfg.PruneEvery)
+	}
 	if !wasClean {
 		t0 := time.Now()
 		n, missing, err := idx.Rebuild(cfg.Root, ns, nil, IsTempName)
@@ -230,7 +247,8 @@ func (s *Slave) claimRoot() error {
 	return nil
 }
 
-// reservedDirs makes wire.ReservedName and its limbo, and indexes them.
+// reservedDirs makes wire.ReservedName and its limbo, and indexes them;
+// and the trash, when it is on (never indexed: see trashDir).
 func (s *Slave) reservedDirs() error {
 	rootfd := s.tree.root.FD()
 	mk := func(dirfd int, name string, g gfid.GFID) (int, error) {
@@ -257,6 +275,9 @@ func (s *Slave) reservedDirs() error {
 		return err
 	}
 	unix.Close(lfd)
+	if err := s.trashDir(rfd); err != nil {
+		return err
+	}
 	rl := gfidx.Link{Parent: gfid.Root, Name: wire.ReservedName}
 	ll := gfidx.Link{Parent: reservedGFID, Name: limboName}
 	have := false
@@ -741,7 +762,7 @@ func (s *Slave) SetMark(ctx context.Context, req *pb.SetMarkRequest) (*pb.SetMar
 			return err
 		}
 		for _, n := range names {
-			if err := c.removeTree(lfd, limboGFID, n); err != nil {
+			if err := c.sweepLimbo(lfd, n); err != nil {
 				return err
 			}
 		}
@@ -750,6 +771,7 @@ func (s *Slave) SetMark(ctx context.Context, req *pb.SetMarkRequest) (*pb.SetMar
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "emptying limbo: %v", err)
 	}
+	s.tree.trash.limboSwept()
 	if err := unix.Syncfs(s.tree.root.FD()); err != nil {
 		return nil, status.Errorf(codes.Internal, "syncfs %s: %v", s.cfg.Root, err)
 	}

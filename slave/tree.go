@@ -35,6 +35,9 @@ type tree struct {
 	root *beneath.Root
 	ns   gfid.Namespace
 	idx  *gfidx.Index
+	// trash keeps what removals and overwrites would destroy; nil when
+	// the trash is off (see trash.go).
+	trash *trash
 	// unprivileged: gfids live in user.* xattrs, which the kernel refuses
 	// on symlinks and special files (see indexNames).
 	unprivileged bool
@@ -302,12 +305,24 @@ func (c *dirCache) moveAside(dirfd int, parent gfid.GFID, name string, g gfid.GF
 	if isDir(st) {
 		c.forget(g)
 	}
+	c.noteAside(dirfd, parent, name, target)
 	return c.tx.AddLink(g, gfidx.Link{Parent: limboGFID, Name: target})
 }
 
 // removeTree removes name from dirfd, with everything below it when it is a
-// directory, and forgets the removed links in the index.
+// directory, and forgets the removed links in the index. With the trash
+// on, what is worth keeping is moved there instead (see keepRemoved).
 func (c *dirCache) removeTree(dirfd int, parent gfid.GFID, name string) error {
+	if c.t.trash != nil {
+		if handled, err := c.keepRemoved(dirfd, parent, name, nil); handled || err != nil {
+			return err
+		}
+	}
+	return c.destroyTree(dirfd, parent, name)
+}
+
+// destroyTree is removeTree without the trash.
+func (c *dirCache) destroyTree(dirfd int, parent gfid.GFID, name string) error {
 	g, st, exists, err := c.t.lookup(dirfd, parent, name, c.tx)
 	if err != nil {
 		return err
@@ -323,7 +338,7 @@ func (c *dirCache) removeTree(dirfd int, parent gfid.GFID, name string) error {
 		names, err := readNames(fd)
 		if err == nil {
 			for _, n := range names {
-				if err = c.removeTree(fd, g, n); err != nil {
+				if err = c.destroyTree(fd, g, n); err != nil {
 					break
 				}
 			}

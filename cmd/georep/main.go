@@ -5,6 +5,7 @@
 //	georep cert init|issue --dir DIR ...
 //	georep status [--state-dir DIR | --root DIR --slave HOST:PORT] [--detail] [--json]
 //	georep checkpoint set [now|UNIX-TIME] | clear  [--state-dir DIR | --root DIR --slave HOST:PORT]
+//	georep trash list|restore --root SLAVE_ROOT ...
 //	georep demo
 //	georep version
 //
@@ -41,6 +42,7 @@ func commands() []command {
 		{"changelog", "inspect a master's live changelog journal (dump)", runChangelogCmd},
 		{"status", "show a session's status (the running master's, or the last figures)", runStatusCmd},
 		{"checkpoint", "set or clear a checkpoint: has everything before T reached the slave?", runCheckpointCmd},
+		{"trash", "list or restore what a slave with --trash kept of deletes and overwrites", runTrashCmd},
 		{"version", "print georep's version and its protocol version", runVersionCmd},
 	}
 }
