@@ -10,18 +10,8 @@ import (
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/xattrs"
 	pb "github.com/georep/georep/proto/georep/v1"
+	"github.com/georep/georep/slave"
 )
-
-// aclValue is an access ACL in the kernel's form: user::rw-, user:1234:r--,
-// group::r--, mask::r--, other::r--.
-var aclValue = []byte{
-	2, 0, 0, 0, // version
-	1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff, // ACL_USER_OBJ rw-
-	2, 0, 4, 0, 0xd2, 0x04, 0, 0, // ACL_USER 1234 r--
-	4, 0, 4, 0, 0xff, 0xff, 0xff, 0xff, // ACL_GROUP_OBJ r--
-	0x10, 0, 4, 0, 0xff, 0xff, 0xff, 0xff, // ACL_MASK r--
-	0x20, 0, 4, 0, 0xff, 0xff, 0xff, 0xff, // ACL_OTHER r--
-}
 
 // TestMetaFIFOACL: a FIFO's metadata op carries its ACL, applied exactly
 // (and removed when the master's has none); any other xattr on a FIFO is
@@ -33,14 +23,14 @@ func TestMetaFIFOACL(t *testing.T) {
 	op := metaOf(F, unix.S_IFIFO|0o644, // the mode the ACL gives
 		uint32(os.Getuid()), uint32(os.Getgid()), tAtime, tMtime)
 	op.SyncXattrs = true
-	op.Xattrs = []*pb.Xattr{{Name: []byte(xattrs.ACLAccess), Value: aclValue}}
+	op.Xattrs = []*pb.Xattr{{Name: []byte(xattrs.ACLAccess), Value: slave.ACLValueForTest}}
 	res := f.meta(op)
 	if res[0].GetStatus() != stOK {
 		t.Fatalf("FIFO ACL: %v %s", res[0].GetStatus(), res[0].GetError())
 	}
 	got := make([]byte, 256)
 	n, err := unix.Lgetxattr(f.path("fifo"), xattrs.ACLAccess, got)
-	if err != nil || string(got[:n]) != string(aclValue) {
+	if err != nil || string(got[:n]) != string(slave.ACLValueForTest) {
 		t.Fatalf("FIFO ACL read back: %v", err)
 	}
 	op.Xattrs = nil

@@ -16,3 +16,6 @@ func (s *Slave) SetLinkForTest(g, parent gfid.GFID, name string, add bool) error
 		return tx.RemoveLink(g, l)
 	})
 }
+
+// ACLValueForTest is an access ACL in the kernel's form (see aclValue).
+var ACLValueForTest = aclValue
