@@ -436,7 +436,17 @@ func (c *dirCache) keepRemoved(dirfd int, parent gfid.GFID, name string, from *[
 		}
 	}
 	_, err = c.t.trash.put(rel, orig, func(tdir int, vname string) error {
-		return renameNoReplace(dirfd, name, tdir, vname)
+		if err := renameNoReplace(dirfd, name, tdir, vname); err != nil {
+			return err
+		}
+		if isDir(&st) {
+			// A file in the tree with a name left in the replica (a hard
+			// link) lives on there: its name here goes, else the
+			// replica's copy would count one link more than the
+			// master's (the quick soak with the trash on).
+			dropShared(tdir, vname)
+		}
+		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("keeping %q in the trash: %w", name, err)
@@ -457,6 +467,33 @@ func (c *dirCache) keepRemoved(dirfd int, parent gfid.GFID, name string, from *[
 		}
 	}
 	return true, c.tx.RemoveLink(g, link)
+}
+
+// dropShared unlinks, below directory name of dirfd (a tree just moved to
+// the trash), every non-directory that has other links: its data is kept
+// where they are. Of names linked to each other within the tree, the last
+// one met stays. Best effort: what cannot be read stays as it is.
+func dropShared(dirfd int, name string) {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	names, err := readNames(fd)
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		var st unix.Stat_t
+		if unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+			continue
+		}
+		if isDir(&st) {
+			dropShared(fd, n)
+		} else if st.Nlink > 1 {
+			unix.Unlinkat(fd, n, 0)
+		}
+	}
 }
 
 // unindexTree drops the index links below directory g, which went to the
@@ -569,6 +606,13 @@ func (ds *dataStream) keepOverwritten(in *incoming, st *unix.Stat_t) (undo func(
 		return nil, fmt.Errorf("keeping the old copy of %s in the trash: %w", in.g, err)
 	}
 	if st.Nlink != 1 || st.Size == 0 {
+		return func() {}, nil
+	}
+	// Still that inode, with that one name (an entry op may have linked
+	// it since it was looked up): else a trash link would stay on a
+	// live inode.
+	var now unix.Stat_t
+	if err := unix.Fstatat(in.dirfd, in.name, &now, unix.AT_SYMLINK_NOFOLLOW); err != nil || now.Ino != st.Ino || now.Dev != st.Dev || now.Nlink != 1 {
 		return func() {}, nil
 	}
 	k, err := t.put(rel, in.name, func(tdir int, vname string) error {
