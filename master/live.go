@@ -471,6 +471,9 @@ func (m *Master) reconcile(ctx context.Context, l *link, sync func(context.Conte
 	reconciled := map[gfid.GFID]bool{}
 	dirs := prev.Touched()
 	deep := prev.Made() // made empty on the slave by the replay or the last round: crawled whole
+	// Moved in from an excluded place: crawled whole, by content.
+	compareAll := len(prev.MovedIn()) > 0
+	deep = append(deep, prev.MovedIn()...)
 	base := prev.Synced()
 	for round := 0; len(dirs)+len(deep) > 0; round++ {
 		for _, g := range dirs {
@@ -491,6 +494,10 @@ func (m *Master) reconcile(ctx context.Context, l *link, sync func(context.Conte
 		// The status tracker hears of one batch: the counts go on from
 		// the replay's (and the earlier rounds').
 		b := batch.NewReconcile(m.batchConfig(l, batch.Reconcile, sync), journal, base)
+		if compareAll {
+			b.CompareAll()
+			compareAll = false
+		}
 		err = b.Run(ctx)
 		os.Remove(journal)
 		if err != nil {

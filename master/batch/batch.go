@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -420,6 +421,21 @@ func (b *Batch) Touched() []gfid.GFID {
 // Made lists the directories the slave made from an op's description (it
 // had their gfid nowhere): empty there, they are crawled whole.
 func (b *Batch) Made() []gfid.GFID { return b.made }
+
+// MovedIn lists the directories a changelog batch saw moved from a place
+// the rules exclude into a replicated one: crawled whole, every file
+// compared by content (see CompareAll), since a copy the slave kept may be
+// stale in ways size and mtime do not tell.
+func (b *Batch) MovedIn() []gfid.GFID { return b.movedIn }
+
+// CompareAll has a crawl's batch compare every file by content, never
+// taking the slave's copy for current on its size and mtime (but a file
+// whose only change is the write of its own gfid: see stampedOnly).
+func (b *Batch) CompareAll() *Batch {
+	b.changedSince = math.MinInt64
+	b.changed = map[gfid.GFID]bool{}
+	return b
+}
 
 // Missing lists the directories a reconciliation found the slave lacks
 // (their parents are reconciled next).

@@ -309,10 +309,12 @@ func (b *Batch) liveEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp) err
 			}
 			// A directory moved in: the slave has no copy, and makes it
 			// from the rename's description; or it still has one (kept
-			// while excluded): moved, it is stale. Crawled whole either
-			// way. Or both in: a move.
+			// while excluded): moved, it is stale, and what changed in it
+			// meanwhile was not journaled (a write that put the mtime
+			// back too). Crawled whole, by content (see MovedIn). Or
+			// both in: a move.
 			if ex && isDir {
-				b.made = append(b.made, r.GFID)
+				b.movedIn = append(b.movedIn, r.GFID)
 			}
 		case ex:
 			b.stats.Excluded++

@@ -79,6 +79,7 @@ type Batch struct {
 	missing map[gfid.GFID]bool
 	also    map[gfid.GFID]bool
 	made    []gfid.GFID // directories the slave made from an op: it has none of their content
+	movedIn []gfid.GFID // directories moved from an excluded place into a replicated one
 	rep     report      // for the status tracker (report.go)
 	// Crawls: see CrawlOptions. changed holds the files the crawl found
 	// changed since then (their slave copies are never taken for current
