@@ -12,6 +12,7 @@ import (
 	"github.com/georep/georep/internal/testenv"
 	"github.com/georep/georep/master"
 	"github.com/georep/georep/slave"
+	"golang.org/x/sys/unix"
 )
 
 // startTrashSlave serves a slave with the trash on, on root, until the
@@ -147,4 +148,44 @@ func TestTrashOneShot(t *testing.T) {
 	if again, err := slave.ListTrash(sroot); err != nil || len(again) != len(vs) {
 		t.Fatalf("an unchanged run: %d versions (%v), was %d", len(again), err, len(vs))
 	}
+}
+
+// TestTrashGivesSpaceBack: a slave whose trash (no size bound) filled its
+// filesystem prunes the oldest versions when an op fails for want of
+// space, and the master's retry goes through: kept versions never stop
+// the replication (a quick soak with --trash alone on a 4 GiB filesystem
+// ended Faulty, "no space left on device"). Needs root (a tmpfs).
+func TestTrashGivesSpaceBack(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	mroot := t.TempDir()
+	sroot := filepath.Join(t.TempDir(), "small")
+	if err := os.Mkdir(sroot, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", sroot, "tmpfs", 0, "size=12m,mode=0755"); err != nil {
+		t.Skipf("mounting a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(sroot, unix.MNT_DETACH) })
+	addr := startTrashSlave(t, sroot)
+	m := newMaster(t, mroot, addr, func(c *master.Config) { c.Retries = 6 })
+	r := rand.New(rand.NewPCG(7, 7))
+	write := func() {
+		t.Helper()
+		data := make([]byte, 3<<20)
+		for i := range data {
+			data[i] = byte(r.Uint32())
+		}
+		if err := os.WriteFile(filepath.Join(mroot, "big"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each rewrite keeps the old 3 MiB copy: the third and fourth do not
+	// fit in 12 MiB beside the kept ones.
+	for i := 0; i < 5; i++ {
+		write()
+		runOnce(t, m)
+	}
+	testenv.RequireEqual(t, mroot, sroot)
 }

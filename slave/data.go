@@ -597,6 +597,7 @@ func (ds *dataStream) inlineFiles(m *pb.InlineFiles) error {
 // result sends a file's result, or adds it to the batch's (see
 // inlineFiles).
 func (ds *dataStream) result(id uint64, o outcome, written int64) error {
+	ds.s.tree.trash.noteErr(o.err)
 	r := &pb.FileResult{Id: id, Result: o.result(), BytesWritten: written}
 	if ds.batch != nil {
 		ds.batch.Results = append(ds.batch.Results, r)

@@ -672,6 +672,7 @@ func (s *Slave) entryTxn(token []byte, ops []*pb.EntryOp, results []*pb.OpResult
 			if o.err != nil {
 				s.log.Debug("entry op", "type", op.GetType(), "status", o.status, "error", o.err)
 			}
+			s.tree.trash.noteErr(o.err)
 			results[i] = o.result()
 		}
 		return nil
@@ -703,6 +704,7 @@ func (s *Slave) MetaOps(ctx context.Context, req *pb.MetaOpsRequest) (*pb.MetaOp
 			} else {
 				o = s.applyMeta(c, r)
 			}
+			s.tree.trash.noteErr(o.err)
 			resp.Results[i] = o.result()
 		}
 		return nil

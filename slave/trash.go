@@ -194,6 +194,81 @@ type trash struct {
 	sizes   map[string]dirSize
 
 	kept, pruned, prunedBytes atomic.Int64
+
+	// short is signalled when an op failed for want of space (see
+	// noteErr): the pruner frees space at once (pruneForSpace).
+	short chan struct{}
+}
+
+// noteErr tells the pruner, when err is a filesystem full (or over
+// quota), that the trash must give space back: kept versions must not
+// stop the replication they were kept for. Nil-safe.
+func (t *trash) noteErr(err error) {
+	if t == nil || err == nil || !(errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)) {
+		return
+	}
+	select {
+	case t.short <- struct{}{}:
+	default:
+	}
+}
+
+// Free space the pruner makes when the filesystem is full: the larger of
+// minFreeBytes and minFreeShare of the filesystem.
+const (
+	minFreeBytes = 64 << 20
+	minFreeShare = 0.02
+)
+
+// pruneForSpace removes the oldest versions until the root's filesystem
+// has room again (see minFreeBytes) or the trash is empty; the op that
+// found it full is retried by the master.
+func (s *Slave) pruneForSpace(ctx context.Context) {
+	t := s.tree.trash
+	t.pruneMu.Lock()
+	defer t.pruneMu.Unlock()
+	free := func() (avail, want int64) {
+		var fs unix.Statfs_t
+		if unix.Fstatfs(t.root.FD(), &fs) != nil {
+			return 0, 0
+		}
+		avail = int64(fs.Bavail) * fs.Bsize
+		want = max(int64(minFreeBytes), int64(float64(int64(fs.Blocks)*fs.Bsize)*minFreeShare))
+		return avail, want
+	}
+	if a, w := free(); a >= w {
+		return
+	}
+	top, err := openTrashTop(t.root.FD(), false)
+	if err != nil {
+		return
+	}
+	defer unix.Close(top)
+	vs, err := listVersions(top, nil)
+	if err != nil {
+		t.log.Warn("freeing space: listing the trash", "error", err)
+		return
+	}
+	sort.SliceStable(vs, func(i, j int) bool { return vs[i].Time.Before(vs[j].Time) })
+	var n int
+	var bytes int64
+	for i := range vs {
+		if a, w := free(); a >= w || ctx.Err() != nil {
+			break
+		}
+		b, err := t.removeVersion(top, &vs[i])
+		if err != nil {
+			continue
+		}
+		delete(t.sizes, vs[i].Entry)
+		n++
+		bytes += b
+	}
+	t.pruned.Add(int64(n))
+	t.prunedBytes.Add(bytes)
+	if n > 0 {
+		t.log.Warn("the slave's filesystem is full: pruned the oldest versions of the trash early", "versions", n, "bytes", bytes)
+	}
 }
 
 type dirSize struct {
@@ -212,7 +287,7 @@ func newTrash(s *Slave) (*trash, error) {
 		cfg.PruneEvery = DefaultTrashPruneEvery
 	}
 	return &trash{cfg: cfg, root: s.tree.root, rootReal: real, now: s.cfg.Now, log: s.log.Named("trash"),
-		privileged: s.privileged, origins: map[string]string{}, sizes: map[string]dirSize{}}, nil
+		privileged: s.privileged, origins: map[string]string{}, sizes: map[string]dirSize{}, short: make(chan struct{}, 1)}, nil
 }
 
 // openTrashTop opens the trash directory of the root open as rootfd;
@@ -1064,6 +1139,8 @@ func (s *Slave) pruneTrash(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-t.short:
+			s.pruneForSpace(ctx)
 		}
 	}
 }
