@@ -676,12 +676,12 @@ func (ds *dataStream) keepOverwritten(in *incoming, st *unix.Stat_t) (undo func(
 	if t == nil {
 		return func() {}, nil
 	}
+	if st.Nlink != 1 || st.Size == 0 {
+		return func() {}, nil
+	}
 	rel, err := ds.relDir(in)
 	if err != nil {
 		return nil, fmt.Errorf("keeping the old copy of %s in the trash: %w", in.g, err)
-	}
-	if st.Nlink != 1 || st.Size == 0 {
-		return func() {}, nil
 	}
 	// Still that inode, with that one name (an entry op may have linked
 	// it since it was looked up): else a trash link would stay on a
@@ -708,12 +708,12 @@ func (ds *dataStream) keepCopy(in *incoming, looked *unix.Stat_t) error {
 	if t == nil {
 		return nil
 	}
+	if looked.Size == 0 {
+		return nil
+	}
 	rel, err := ds.relDir(in)
 	if err != nil {
 		return fmt.Errorf("keeping the old copy of %s in the trash: %w", in.g, err)
-	}
-	if looked.Size == 0 {
-		return nil
 	}
 	src, err := unix.Openat(in.dirfd, in.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
