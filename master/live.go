@@ -157,7 +157,7 @@ func (m *Master) record(ctx context.Context) error {
 	}
 	defer j.Close()
 	rec, err := recorder.New(recorder.Config{
-		Tree: m.tree.Tree, Journal: j, Interval: m.cfg.ChangeInterval, Watcher: m.cfg.Watcher, Logger: m.log.Named("recorder"),
+		Tree: m.tree.Tree, Journal: j, Interval: m.cfg.ChangeInterval, Watcher: m.cfg.Watcher, Rules: m.rules, Logger: m.log.Named("recorder"),
 	})
 	if err != nil {
 		return &monitor.Fatal{Err: err}

@@ -24,6 +24,7 @@ import (
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/marks"
 	"github.com/georep/georep/internal/mtree"
+	"github.com/georep/georep/internal/rules"
 	"github.com/georep/georep/internal/wire"
 	"github.com/georep/georep/internal/xattrs"
 )
@@ -50,7 +51,9 @@ type Config struct {
 	// WatchAuto ("" too): fanotify where the process and the kernel can,
 	// inotify otherwise.
 	Watcher string
-	Logger  hclog.Logger
+	// Rules leave paths out (nil: none): see excluded.
+	Rules  *rules.Rules
+	Logger hclog.Logger
 }
 
 // Event sources (Config.Watcher).
@@ -302,7 +305,7 @@ func (r *Recorder) watchTree(dirfd int, g gfid.GFID, seen map[gfid.GFID]bool) er
 			continue // not a directory, or gone
 		}
 		var st unix.Stat_t
-		if err := unix.Fstat(sub, &st); err != nil {
+		if err := unix.Fstat(sub, &st); err != nil || r.excluded(g, name, true) {
 			unix.Close(sub)
 			continue
 		}
@@ -622,6 +625,19 @@ func (r *Recorder) handle(e *event) error {
 // temporary file). docs/ARCHITECTURE.md says so; fanotify, the default
 // for root, has no such hole.
 func (r *Recorder) changedInode(e *event) (g gfid.GFID, fd int, ok bool) {
+	g, fd, ok = r.changedInode1(e)
+	if ok && r.excluded(e.dir, e.name, e.isDir()) && !r.indexed(g) {
+		// A change through a name the rules leave out, of an inode with
+		// no name in the tree (a hard link of an included file has one).
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return gfid.Zero, -1, false
+	}
+	return g, fd, ok
+}
+
+func (r *Recorder) changedInode1(e *event) (g gfid.GFID, fd int, ok bool) {
 	if e.obj != nil && !e.isDir() {
 		fd, err := r.in.open(e.obj)
 		if err != nil {
@@ -740,6 +756,9 @@ func (r *Recorder) created(dir gfid.GFID, name string) error {
 	defer n.close()
 	if there, err := n.look(); !there {
 		return err
+	}
+	if r.excluded(dir, name, n.sub >= 0) {
+		return nil
 	}
 	g, record, err := r.identify(n)
 	if !record {
@@ -1064,6 +1083,17 @@ func (r *Recorder) parentOf(g gfid.GFID) gfid.GFID {
 // removed records the removal of name from dir, which held g (known false
 // when the index did not know the name).
 func (r *Recorder) removed(dir gfid.GFID, name string, isDir bool, g gfid.GFID, known bool) error {
+	return r.remove(dir, name, isDir, g, known, false)
+}
+
+// remove is removed; away says the entry is still there, moved to a place
+// the rules leave out: a directory's subtree is forgotten all the same (it
+// is no longer the tree's), where a directory found still there otherwise
+// is one the recorder lost track of (a gap).
+func (r *Recorder) remove(dir gfid.GFID, name string, isDir bool, g gfid.GFID, known, away bool) error {
+	if !known && r.excluded(dir, name, isDir) {
+		return nil // never recorded
+	}
 	if !known {
 		// Never identified (made and removed before it was seen, or the
 		// crawl has not indexed it yet): let the slave's directory hold
@@ -1092,19 +1122,20 @@ func (r *Recorder) removed(dir gfid.GFID, name string, isDir bool, g gfid.GFID, 
 		if isDir && len(tx.Links(g)) == 0 {
 			// Gone from the tree (not found again elsewhere meanwhile,
 			// e.g. moved into a directory made after the move).
-			return r.forgetTree(tx, g)
+			return r.forgetTree(tx, g, away)
 		}
 		return nil
 	})
 }
 
-// forgetTree drops directory g's subtree from the index and the watches.
-// A directory that is still there (its events were taken for another's,
+// forgetTree drops directory g's subtree from the index and the watches
+// (away: moved to a place the rules leave out). A directory that is
+// still there otherwise (its events were taken for another's,
 // or for a removal they were not) is not forgotten: the recorder would
 // stop recording what changes in it. Where it is the recorder no longer
 // knows, so the segment is a gap, which a crawl closes.
-func (r *Recorder) forgetTree(tx *gfidx.Tx, g gfid.GFID) error {
-	if r.alive(g) {
+func (r *Recorder) forgetTree(tx *gfidx.Tx, g gfid.GFID, away bool) error {
+	if !away && r.alive(g) && !r.leftTree(g) {
 		r.log.Debug("a directory taken for removed is still there; marking a gap", "dir", g)
 		r.markGap("a directory the recorder took for removed is still in the tree")
 		return nil
@@ -1155,6 +1186,15 @@ func (r *Recorder) renamed(m pendingMove, to *event) error {
 		if (gfidx.Link{Parent: from.dir, Name: from.name}) == mr[0] && (gfidx.Link{Parent: to.dir, Name: to.name}) == mr[1] {
 			return nil // the second half of an exchange, recorded with the first
 		}
+	}
+	if r.excluded(to.dir, to.name, from.isDir()) {
+		// Moved to a name the rules leave out: gone from the tree.
+		return r.remove(from.dir, from.name, from.isDir(), m.g, m.known, true)
+	}
+	if !m.known && r.excluded(from.dir, from.name, from.isDir()) {
+		// Moved in from a name the rules leave out (never recorded):
+		// made here.
+		return r.created(to.dir, to.name)
 	}
 	if !m.known {
 		// The index never knew the old name: purge there, and take the
@@ -1210,7 +1250,7 @@ func (r *Recorder) renamed(m pendingMove, to *event) error {
 				return err
 			}
 			if from.isDir() && len(tx.Links(old)) == 0 {
-				if err := r.forgetTree(tx, old); err != nil {
+				if err := r.forgetTree(tx, old, false); err != nil {
 					return err
 				}
 			}

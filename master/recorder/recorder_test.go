@@ -15,6 +15,7 @@ import (
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/mtree"
+	"github.com/georep/georep/internal/rules"
 	"github.com/georep/georep/master/recorder"
 )
 
@@ -36,7 +37,9 @@ func watchers(t *testing.T, fn func(t *testing.T, watcher string)) {
 	}
 }
 
-func newRecorderFixture(t *testing.T, watcher string, prepare func(root string)) *recorderFixture {
+// newRecorderFixture starts a recorder on a new tree made by prepare,
+// with the rules rs (none by default).
+func newRecorderFixture(t *testing.T, watcher string, prepare func(root string), rs ...*rules.Rules) *recorderFixture {
 	t.Helper()
 	root, state := t.TempDir(), t.TempDir()
 	if prepare != nil {
@@ -55,7 +58,11 @@ func newRecorderFixture(t *testing.T, watcher string, prepare func(root string))
 		t.Fatal(err)
 	}
 	tree := &mtree.Tree{Root: r, NS: gfid.DefaultNamespace(), Idx: idx}
-	rec, err := recorder.New(recorder.Config{Tree: tree, Journal: j, Interval: 100 * time.Millisecond, Watcher: watcher})
+	cfg := recorder.Config{Tree: tree, Journal: j, Interval: 100 * time.Millisecond, Watcher: watcher}
+	if len(rs) > 0 {
+		cfg.Rules = rs[0]
+	}
+	rec, err := recorder.New(cfg)
 	if err != nil && watcher == recorder.WatchFanotify && unix.Geteuid() != 0 {
 		t.Skipf("fanotify needs CAP_SYS_ADMIN: %v", err)
 	}
