@@ -15,6 +15,7 @@ import (
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/monitor"
+	"github.com/georep/georep/internal/syncstatus"
 	"github.com/georep/georep/master/batch"
 	"github.com/georep/georep/master/recorder"
 )
@@ -114,13 +115,36 @@ func (m *Master) Run(ctx context.Context) (err error) {
 		}
 	}()
 	m.cleanXsync()
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	m.ctl.mu.Lock()
+	m.ctl.stop = stop
+	m.ctl.mu.Unlock()
+	defer func() {
+		m.ctl.mu.Lock()
+		m.ctl.stop = nil
+		m.ctl.mu.Unlock()
+	}()
 	return monitor.Run(ctx, monitor.Config{
 		Backoff: monitor.Backoff{Min: time.Second, Max: max(m.cfg.MaxBackoff, time.Second), Healthy: time.Minute},
 		OnFault: func(err error, in time.Duration) {
 			m.log.Error("recording pipeline faulty; restarting it", "error", err, "in", in)
 			m.cfg.Status.Fault(errors.New(err.Error()))
 		},
-	}, m.record)
+	}, func(ctx context.Context) error {
+		for {
+			err := m.record(ctx)
+			var re *errRestart
+			if !errors.As(err, &re) {
+				return err
+			}
+			// New rules: taken between pipelines, where nothing reads them.
+			if err := m.takeRules(); err != nil {
+				return &monitor.Fatal{Err: err}
+			}
+			m.log.Info("recording pipeline restarting for new settings")
+		}
+	})
 }
 
 // errPipeline marks a worker's fault that a new worker cannot mend but a
@@ -202,11 +226,21 @@ func (m *Master) record(ctx context.Context) error {
 			m.cfg.Status.Fault(errors.New(err.Error()))
 		},
 	}, func(ctx context.Context) error {
-		err := m.work(ctx, j, rec)
-		if err != nil && m.pipelineFault(err) {
-			return &monitor.Fatal{Err: &errPipeline{err}}
+		for {
+			err := m.work(ctx, j, rec)
+			var re *errRestart
+			if errors.As(err, &re) {
+				if re.kind == restartWorker {
+					m.log.Info("worker restarting for new settings", "sync_jobs", m.cfg.SyncJobs)
+					continue
+				}
+				return &monitor.Fatal{Err: err} // the pipeline restarts (see Run)
+			}
+			if err != nil && m.pipelineFault(err) {
+				return &monitor.Fatal{Err: &errPipeline{err}}
+			}
+			return err
 		}
-		return err
 	})
 	stopWork(nil)
 	<-watched
@@ -218,7 +252,10 @@ func (m *Master) record(ctx context.Context) error {
 		}
 	}
 	var pe *errPipeline
+	var re *errRestart
 	switch {
+	case errors.As(err, &re):
+		return re
 	case errors.As(err, &pe):
 		return pe.err
 	case err != nil:
@@ -317,6 +354,12 @@ func (m *Master) crawlFor(why string) {
 // resumes from the marks (see resumePlan), and follows the journal until
 // the session fails (it returns why) or ctx ends (it returns nil).
 func (m *Master) work(ctx context.Context, j *changelog.Journal, rec *recorder.Recorder) error {
+	if err := m.waitResumed(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	l, err := m.open(ctx)
 	if err != nil {
 		return err
@@ -331,6 +374,12 @@ func (m *Master) work(ctx context.Context, j *changelog.Journal, rec *recorder.R
 				return nil
 			}
 			return context.Cause(lctx)
+		}
+		if err := m.waitResumed(lctx); err != nil {
+			if lctx.Err() != nil {
+				continue
+			}
+			return err
 		}
 		did, err := f.step(lctx, m.cfg.BatchSize)
 		if err != nil {
@@ -358,6 +407,7 @@ func (m *Master) work(ctx context.Context, j *changelog.Journal, rec *recorder.R
 		case <-j.Notify():
 		case <-lctx.Done():
 		case <-time.After(idleAdvance):
+		case <-m.ctl.changed():
 		}
 	}
 }
@@ -408,6 +458,12 @@ func (m *Master) retry(ctx context.Context, what string, fn func() error) error 
 		var opErr *batch.OpError
 		if !errors.As(err, &opErr) {
 			return err
+		}
+		if attempt == m.cfg.Retries {
+			// Retried as a one-shot run would be before it gives up: a
+			// live session goes on, more slowly, and says so once.
+			m.cfg.Status.Event(syncstatus.EventBatchFailed, fmt.Sprintf("%s failed %d attempts; still retrying: %v", what, attempt, err),
+				map[string]any{"batch": what, "attempts": attempt, "error": err.Error(), "failures": opErr.FailureCount()})
 		}
 		m.log.Warn(what+" incomplete; retrying it whole", "attempt", attempt, "error", err, "in", delay)
 		select {

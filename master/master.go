@@ -129,7 +129,9 @@ type Master struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	sess sessionState
+	sess   sessionState
+	sessMu sync.Mutex // held while sess is written (see updateSession)
+	ctl    control    // pause, resume, stop and new settings (control.go)
 	// rules say what is replicated (nil: everything).
 	rules  *rules.Rules
 	conn   *grpc.ClientConn
@@ -200,6 +202,9 @@ type sessionState struct {
 	// Rules is what the last complete crawl replicated by (see
 	// rulesState): other rules now call for a crawl.
 	Rules string `json:"rules,omitempty"`
+	// Paused: `georep pause` stopped the shipping; a restart stays
+	// paused until `georep resume`.
+	Paused bool `json:"paused,omitempty"`
 }
 
 // Summary is the outcome of a one-shot run.
@@ -293,6 +298,12 @@ func New(cfg Config) (*Master, error) {
 		return nil, err
 	}
 	cfg.Status.SetIdentity(m.identity())
+	m.ctl.cur = settingsOf(m.cfg)
+	if m.sess.Paused {
+		m.ctl.paused = true
+		cfg.Status.SetPaused(true)
+		log.Info("the session is paused (georep resume ships again)")
+	}
 	return m, nil
 }
 
@@ -343,7 +354,22 @@ func (m *Master) loadSession() error {
 	return m.saveSession()
 }
 
+// updateSession changes the persisted session state: the worker and the
+// status socket's control ops (pause) both do.
+func (m *Master) updateSession(fn func(s *sessionState)) error {
+	m.sessMu.Lock()
+	defer m.sessMu.Unlock()
+	fn(&m.sess)
+	return m.saveSessionLocked()
+}
+
 func (m *Master) saveSession() error {
+	m.sessMu.Lock()
+	defer m.sessMu.Unlock()
+	return m.saveSessionLocked()
+}
+
+func (m *Master) saveSessionLocked() error {
 	data, err := json.MarshalIndent(m.sess, "", "  ")
 	if err != nil {
 		return err
@@ -568,8 +594,7 @@ func (m *Master) open(ctx context.Context) (*link, error) {
 			m.log.Warn("the slave tree is not the one this session synced before (its volume id changed); syncing it from scratch",
 				"was", m.sess.SlaveVolumeID, "now", vid)
 		}
-		m.sess.SlaveVolumeID = vid
-		if err := m.saveSession(); err != nil {
+		if err := m.updateSession(func(s *sessionState) { s.SlaveVolumeID = vid }); err != nil {
 			return nil, err
 		}
 	}

@@ -93,6 +93,6 @@ func (m *Master) rulesSynced() error {
 	if m.sess.Rules == m.rulesState() {
 		return nil
 	}
-	m.sess.Rules = m.rulesState()
-	return m.saveSession()
+	state := m.rulesState()
+	return m.updateSession(func(s *sessionState) { s.Rules = state })
 }

@@ -54,6 +54,16 @@ func Start(opts Options) (*Service, error) {
 	return s, nil
 }
 
+// SetControl lets the socket's clients pause, resume and stop the master
+// and change its settings through c (nil: no more).
+func (s *Service) SetControl(c Control) {
+	if c == nil {
+		s.srv.ctl.Store(nil)
+		return
+	}
+	s.srv.ctl.Store(&controlBox{c})
+}
+
 // SocketPath is where the service listens.
 func (s *Service) SocketPath() string { return s.srv.Path() }
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,6 +26,13 @@ import (
 //	{"op":"status"}                                      -> {"ok":true,"status":{...Snapshot}}
 //	{"op":"checkpoint-set","target":"2026-11-21T09:40:00Z"} -> {"ok":true,"checkpoint":{...}}
 //	{"op":"checkpoint-clear"}                            -> {"ok":true}
+//	{"op":"pause"} / {"op":"resume"} / {"op":"stop"}     -> {"ok":true,"message":"..."}
+//	{"op":"config-get"} / {"op":"config-get","key":"bwlimit"} -> {"ok":true,"config":{"bwlimit":"0",...}}
+//	{"op":"config-set","key":"bwlimit","value":"2048"}   -> {"ok":true,"message":"applied"}
+//	{"op":"config-reset","key":"bwlimit"}                -> {"ok":true,"message":"..."}
+//
+// The ops past the checkpoint's are carried out by the master's Control
+// (see Service.SetControl); until the master has set one they fail.
 //
 // A request that cannot be parsed or carried out gets {"ok":false,
 // "error":"..."} and changes nothing.
@@ -34,12 +42,44 @@ const (
 	OpStatus          = "status"
 	OpCheckpointSet   = "checkpoint-set"
 	OpCheckpointClear = "checkpoint-clear"
+	OpPause           = "pause"
+	OpResume          = "resume"
+	OpStop            = "stop"
+	OpConfigGet       = "config-get"
+	OpConfigSet       = "config-set"
+	OpConfigReset     = "config-reset"
+)
+
+// Control is what the socket lets a client do to a running master beyond
+// reading its status: pause, resume and stop it, read and change its
+// settings. Each method returns what to tell the client.
+type Control interface {
+	Pause() (string, error)
+	Resume() (string, error)
+	Stop() (string, error)
+	// ConfigGet returns the settings in force, all of them (key "") or
+	// one.
+	ConfigGet(key string) (map[string]string, error)
+	// ConfigSet validates, persists and, where the setting allows it,
+	// applies value; the message says whether it took effect or needs a
+	// restart.
+	ConfigSet(key, value string) (string, error)
+	ConfigReset(key string) (string, error)
+}
+
+// Limits of a config request.
+const (
+	maxKeyLen   = 64
+	maxValueLen = 16 << 10
 )
 
 // Request is one request on the socket.
 type Request struct {
 	Op     string    `json:"op"`
 	Target time.Time `json:"target,omitzero"`
+	// Key and Value: config-get (Key optional), config-set, config-reset.
+	Key   string `json:"key,omitempty"`
+	Value string `json:"value,omitempty"`
 }
 
 // Reply is the answer to one request.
@@ -48,6 +88,10 @@ type Reply struct {
 	Error      string      `json:"error,omitempty"`
 	Status     *Snapshot   `json:"status,omitempty"`
 	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
+	// Message says what a control op did.
+	Message string `json:"message,omitempty"`
+	// Config: config-get's settings, by key.
+	Config map[string]string `json:"config,omitempty"`
 }
 
 // Errors of the socket.
@@ -113,6 +157,16 @@ type Server struct {
 	lock *os.File // flock held while serving: one server per session
 	t    *Tracker
 	log  hclog.Logger
+	ctl  atomic.Pointer[controlBox]
+}
+
+type controlBox struct{ c Control }
+
+func (s *Server) control() Control {
+	if b := s.ctl.Load(); b != nil {
+		return b.c
+	}
+	return nil
 }
 
 // Listen opens the socket of the session in stateDir, mode 0600 (in a
@@ -283,7 +337,38 @@ func (s *Server) handle(line []byte) Reply {
 		s.log.Info("checkpoint cleared")
 		return Reply{OK: true}
 	}
-	return Reply{Error: fmt.Sprintf("unknown op %q", req.Op)} // ParseRequest lets none through
+	ctl := s.control()
+	if ctl == nil {
+		return Reply{Error: fmt.Sprintf("op %q: the master is still starting; try again in a moment", req.Op)}
+	}
+	var msg string
+	switch req.Op {
+	case OpPause:
+		msg, err = ctl.Pause()
+	case OpResume:
+		msg, err = ctl.Resume()
+	case OpStop:
+		msg, err = ctl.Stop()
+	case OpConfigSet:
+		msg, err = ctl.ConfigSet(req.Key, req.Value)
+	case OpConfigReset:
+		msg, err = ctl.ConfigReset(req.Key)
+	case OpConfigGet:
+		cfg, gerr := ctl.ConfigGet(req.Key)
+		if gerr != nil {
+			return Reply{Error: gerr.Error()}
+		}
+		return Reply{OK: true, Config: cfg}
+	default:
+		return Reply{Error: fmt.Sprintf("unknown op %q", req.Op)} // ParseRequest lets none through
+	}
+	if err != nil {
+		return Reply{Error: err.Error()}
+	}
+	if req.Op != OpConfigGet {
+		s.log.Info("control", "op", req.Op, "key", req.Key, "value", req.Value, "result", msg)
+	}
+	return Reply{OK: true, Message: msg}
 }
 
 // ParseRequest parses and validates one request line.
@@ -297,19 +382,51 @@ func ParseRequest(line []byte) (Request, error) {
 	if dec.More() {
 		return Request{}, errors.New("malformed request: more than one value on the line")
 	}
+	if req.Op != OpCheckpointSet && !req.Target.IsZero() {
+		return Request{}, fmt.Errorf("op %q takes no target", req.Op)
+	}
+	takesKey := req.Op == OpConfigGet || req.Op == OpConfigSet || req.Op == OpConfigReset
+	if !takesKey && req.Key != "" {
+		return Request{}, fmt.Errorf("op %q takes no key", req.Op)
+	}
+	if req.Op != OpConfigSet && req.Value != "" {
+		return Request{}, fmt.Errorf("op %q takes no value", req.Op)
+	}
 	switch req.Op {
-	case OpStatus, OpCheckpointClear:
-		if !req.Target.IsZero() {
-			return Request{}, fmt.Errorf("op %q takes no target", req.Op)
-		}
+	case OpStatus, OpCheckpointClear, OpPause, OpResume, OpStop:
 	case OpCheckpointSet:
 		if err := ValidTarget(req.Target); err != nil {
 			return Request{}, err
+		}
+	case OpConfigGet, OpConfigSet, OpConfigReset:
+		if req.Key == "" && req.Op != OpConfigGet {
+			return Request{}, fmt.Errorf("op %q needs a key", req.Op)
+		}
+		if err := ValidKey(req.Key); req.Key != "" && err != nil {
+			return Request{}, err
+		}
+		if len(req.Value) > maxValueLen {
+			return Request{}, fmt.Errorf("value of %q too long (%d bytes, at most %d)", req.Key, len(req.Value), maxValueLen)
 		}
 	default:
 		return Request{}, fmt.Errorf("unknown op %q", req.Op)
 	}
 	return req, nil
+}
+
+// ValidKey checks the form of a setting's name: lower-case letters,
+// digits and dashes, as the command's flags are named.
+func ValidKey(k string) error {
+	if k == "" || len(k) > maxKeyLen {
+		return fmt.Errorf("setting name %q: 1 to %d characters", k, maxKeyLen)
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' && i > 0) {
+			return fmt.Errorf("setting name %q: only a-z, 0-9 and '-' (not first)", k)
+		}
+	}
+	return nil
 }
 
 // ValidTarget checks a checkpoint target: after 1970 and before 2262 (the

@@ -219,7 +219,8 @@ func TestCheckpointWithoutMaster(t *testing.T) {
 
 func FuzzParseRequest(f *testing.F) {
 	for _, s := range []string{`{"op":"status"}`, `{"op":"checkpoint-set","target":"2026-11-21T09:39:00Z"}`,
-		`{"op":"checkpoint-clear"}`, `{"op":"x"}`, `{}`, `null`, `{"op":"checkpoint-set","target":"0001-01-01T00:00:00Z"}`} {
+		`{"op":"checkpoint-clear"}`, `{"op":"x"}`, `{}`, `null`, `{"op":"checkpoint-set","target":"0001-01-01T00:00:00Z"}`,
+		`{"op":"pause"}`, `{"op":"config-set","key":"bwlimit","value":"10"}`, `{"op":"config-get"}`, `{"op":"config-reset","key":"Bw"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
@@ -235,6 +236,17 @@ func FuzzParseRequest(f *testing.F) {
 		case OpCheckpointSet:
 			if ValidTarget(req.Target) != nil {
 				t.Fatalf("%q: invalid target accepted", line)
+			}
+		case OpPause, OpResume, OpStop:
+			if req.Key != "" || req.Value != "" || !req.Target.IsZero() {
+				t.Fatalf("%q: arguments on %s", line, req.Op)
+			}
+		case OpConfigGet, OpConfigSet, OpConfigReset:
+			if (req.Key != "" || req.Op != OpConfigGet) && ValidKey(req.Key) != nil {
+				t.Fatalf("%q: bad key accepted", line)
+			}
+			if req.Op != OpConfigSet && req.Value != "" || len(req.Value) > maxValueLen {
+				t.Fatalf("%q: bad value accepted", line)
 			}
 		default:
 			t.Fatalf("%q: op %q accepted", line, req.Op)

@@ -32,8 +32,8 @@ const (
 	// Faulty: the last attempt at a batch failed (Snapshot.Fault says
 	// why); the master retries it, and the next success clears it.
 	Faulty State = "Faulty"
-	// Paused is defined for pause/resume, which georep does not have yet:
-	// nothing sets it.
+	// Paused: `georep pause` stopped the shipping (the recorder still
+	// journals); `georep resume` continues from the marks.
 	Paused State = "Paused"
 	// Stopped: no master runs for the session; the figures are the last
 	// it persisted.

@@ -40,8 +40,33 @@ type Options struct {
 	// metrics' histogram), from the master's goroutine, without the
 	// tracker's lock held; it must not block.
 	OnBatch func(d time.Duration, err error)
+	// OnEvent, when set, is told of the session's turns (see the Event
+	// kinds), from the reporting goroutine, without the tracker's lock
+	// held; it must not block.
+	OnEvent func(kind, message string, details map[string]any)
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+}
+
+// Event kinds (Options.OnEvent).
+const (
+	// EventFaulty: the session became Faulty.
+	EventFaulty = "FAULTY"
+	// EventActive: the session is Active again after being Faulty.
+	EventActive = "ACTIVE"
+	// EventCheckpointCompleted: the checkpoint set completed.
+	EventCheckpointCompleted = "CHECKPOINT_COMPLETED"
+	// EventCrawlFinished: a hybrid crawl synced the whole tree.
+	EventCrawlFinished = "CRAWL_FINISHED"
+	// EventBatchFailed: a batch failed every attempt the master gives it
+	// before it waits longer (reported by the master through Event).
+	EventBatchFailed = "BATCH_FAILED"
+)
+
+// pendingEvent is an event to tell once the lock is released.
+type pendingEvent struct {
+	kind, msg string
+	details   map[string]any
 }
 
 // Tracker holds a running master's status. The master calls its report
@@ -61,6 +86,8 @@ type Tracker struct {
 	// counted: the fault now shown was counted in Failures by BatchDone
 	// (Fault does not count it again).
 	counted bool
+	// paused: the master ships nothing (State shows Paused unless Faulty).
+	paused bool
 	// persistMu serialises writes of the status file (never held with mu
 	// while waiting: mu is taken inside it, not the other way round).
 	persistMu sync.Mutex
@@ -167,9 +194,68 @@ func (t *Tracker) SessionOpen() {
 		return
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.snap.State, t.snap.Fault = Active, ""
+	prev := t.snap.State
+	t.snap.State, t.snap.Fault = t.running(), ""
 	t.dirty = true
+	ev := t.turnLocked(prev)
+	t.mu.Unlock()
+	t.tell(ev)
+}
+
+// running is the state of a session that works: Active, or Paused.
+func (t *Tracker) running() State {
+	if t.paused {
+		return Paused
+	}
+	return Active
+}
+
+// SetPaused says the master ships nothing more (true) or again (false).
+func (t *Tracker) SetPaused(p bool) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	t.paused = p
+	switch {
+	case p && (t.snap.State == Active || t.snap.State == Initializing):
+		t.snap.State = Paused
+	case !p && t.snap.State == Paused:
+		t.snap.State = Active
+	}
+	t.dirty = true
+	t.mu.Unlock()
+}
+
+// turnLocked is the event a change of state from prev is, if any.
+func (t *Tracker) turnLocked(prev State) *pendingEvent {
+	switch cur := t.snap.State; {
+	case cur == Faulty && prev != Faulty:
+		return &pendingEvent{kind: EventFaulty, msg: "the session is Faulty: " + t.snap.Fault, details: map[string]any{"fault": t.snap.Fault}}
+	case prev == Faulty && (cur == Active || cur == Paused):
+		return &pendingEvent{kind: EventActive, msg: "the session is " + string(cur) + " again"}
+	}
+	return nil
+}
+
+// tell hands events to OnEvent (nil ones skipped).
+func (t *Tracker) tell(evs ...*pendingEvent) {
+	if t.opts.OnEvent == nil {
+		return
+	}
+	for _, e := range evs {
+		if e != nil {
+			t.opts.OnEvent(e.kind, e.msg, e.details)
+		}
+	}
+}
+
+// Event reports an event the tracker cannot see itself (EventBatchFailed).
+func (t *Tracker) Event(kind, message string, details map[string]any) {
+	if t == nil {
+		return
+	}
+	t.tell(&pendingEvent{kind: kind, msg: message, details: details})
 }
 
 // Fault says the session cannot make progress, and why (cleared by the
@@ -179,7 +265,6 @@ func (t *Tracker) Fault(err error) {
 		return
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	// A fault is a failure (Faulty with FAILURES 0 said otherwise), once:
 	// a batch that failed counted itself already (BatchDone).
 	if t.counted {
@@ -187,8 +272,12 @@ func (t *Tracker) Fault(err error) {
 	} else {
 		t.snap.Totals.Failures++
 	}
+	prev := t.snap.State
 	t.snap.State, t.snap.Fault = Faulty, err.Error()
 	t.dirty = true
+	ev := t.turnLocked(prev)
+	t.mu.Unlock()
+	t.tell(ev)
 }
 
 // CrawlReason says why a hybrid crawl is about to run (it is shown with
@@ -293,18 +382,24 @@ func (t *Tracker) BatchEnded(d time.Duration, err error) {
 	}
 	cancelled := errors.Is(err, context.Canceled)
 	t.mu.Lock()
+	prev := t.snap.State
+	var crawled *pendingEvent
 	b := t.batch
 	t.batch = Batch{}
 	t.snap.Totals = t.snap.Totals.Add(Totals{FilesSynced: b.FilesSynced, BytesSynced: b.BytesSynced, Deletes: b.Deletes})
 	switch {
 	case err == nil:
 		if t.snap.State == Faulty || t.snap.State == Initializing {
-			t.snap.State, t.snap.Fault = Active, ""
+			t.snap.State, t.snap.Fault = t.running(), ""
 		}
 		t.counted = false
-		if p := t.snap.Progress; p != nil && t.snap.Crawl == HybridCrawl && !p.Listing {
+		if p := t.snap.Progress; p != nil && t.snap.Crawl == HybridCrawl && !p.Listing && !p.Finished {
 			p.Finished = true
 			p.FilesDone, p.BytesDone = p.FilesTotal, p.BytesTotal
+			took := t.opts.Now().Sub(p.Started)
+			crawled = &pendingEvent{kind: EventCrawlFinished,
+				msg:     fmt.Sprintf("the crawl finished: %d files (%d bytes) in %s", p.FilesTotal, p.BytesTotal, took.Round(time.Millisecond)),
+				details: map[string]any{"files": p.FilesTotal, "bytes": p.BytesTotal, "seconds": took.Seconds(), "reason": t.snap.CrawlReason}}
 		}
 	case !cancelled:
 		n := 1
@@ -317,10 +412,12 @@ func (t *Tracker) BatchEnded(d time.Duration, err error) {
 		t.counted = true
 	}
 	t.dirty = true
+	turn := t.turnLocked(prev)
 	t.mu.Unlock()
 	if t.opts.OnBatch != nil && !cancelled {
 		t.opts.OnBatch(d, err)
 	}
+	t.tell(turn, crawled)
 }
 
 // Synced says the slave holds everything up to stime (the stime mark
@@ -344,7 +441,15 @@ func (t *Tracker) Synced(stime time.Time) {
 		if err := saveCheckpoint(t.opts.StateDir, save); err != nil {
 			t.log.Error("persisting the checkpoint's completion", "error", err)
 		}
+		t.tellCheckpoint(save, stime)
 	}
+}
+
+// tellCheckpoint reports the completion of cp at stime.
+func (t *Tracker) tellCheckpoint(cp *Checkpoint, stime time.Time) {
+	t.tell(&pendingEvent{kind: EventCheckpointCompleted,
+		msg:     fmt.Sprintf("checkpoint %s completed", cp.Target.UTC().Format(time.RFC3339)),
+		details: map[string]any{"checkpoint": cp.Target.UTC().Format(time.RFC3339Nano), "stime": stime.UTC().Format(time.RFC3339Nano)}})
 }
 
 // completeLocked evaluates the checkpoint; true if it just completed.
@@ -367,12 +472,16 @@ func (t *Tracker) SetCheckpoint(target time.Time) (*Checkpoint, error) {
 	}
 	now := t.opts.Now()
 	cp := &Checkpoint{Target: target, SetAt: now, Identity: t.snap.Identity}
-	cp.evaluate(t.snap.Identity, t.snap.LastSynced, now)
+	done := cp.evaluate(t.snap.Identity, t.snap.LastSynced, now)
 	t.snap.Checkpoint = cp
 	save := *cp
+	stime := t.snap.LastSynced
 	t.mu.Unlock()
 	if err := saveCheckpoint(t.opts.StateDir, &save); err != nil {
 		return nil, err
+	}
+	if done {
+		t.tellCheckpoint(&save, stime)
 	}
 	return &save, nil
 }

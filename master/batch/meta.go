@@ -167,6 +167,11 @@ func (b *Batch) metaOp(g gfid.GFID) (*pb.MetaOp, error) {
 			keep = xattrs.IsACL
 		}
 		xs, err := list(keep)
+		if errors.Is(err, unix.ENOENT) {
+			// Removed or renamed between its lookup and the listing (the
+			// soak): gone from where it was found, as if not found.
+			return mtree.ErrGone
+		}
 		if err != nil {
 			return fmt.Errorf("batch: xattrs of %s: %w", g, err)
 		}
