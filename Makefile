@@ -13,7 +13,7 @@ BUF       := $(GOBIN)/buf
 TESTFLAGS ?=
 FUZZTIME  ?= 10s
 
-.PHONY: all build test test-short test-churn test-churn-small test-faults harness soak fuzz demo proto proto-check lint tools clean bench
+.PHONY: all build test test-short test-churn test-churn-small test-faults harness soak fuzz demo proto proto-check lint tools clean bench check-dist
 
 all: build
 
@@ -97,6 +97,8 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzUnmarshalSignature -fuzztime=$(FUZZTIME) ./syncer/delta/
 	$(GO) test -run=NONE -fuzz=FuzzParseRequest -fuzztime=$(FUZZTIME) ./internal/syncstatus/
 	$(GO) test -run=NONE -fuzz=FuzzRules -fuzztime=$(FUZZTIME) ./internal/rules/
+	$(GO) test -run=NONE -fuzz=FuzzLoad -fuzztime=$(FUZZTIME) ./internal/config/
+	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/bwsched/
 
 # georep vs rsync on the same workloads (BENCH_SCALE, RUNS, BENCH_OUT: see scripts/bench/main.go).
 bench: build
@@ -107,6 +109,13 @@ bench: build
 # master completing a checkpoint, and the status table.
 demo:
 	$(GO) run ./cmd/georep demo
+
+# What dist/ ships, checked with the tools that read it: the systemd units
+# (systemd-analyze verify), the alerting rules (promtool check rules and
+# test rules) and the completion scripts (bash/zsh/fish -n). Installs
+# missing tools with apt-get; skips one apt has no package for.
+check-dist:
+	bash scripts/check-dist.sh
 
 tools:
 	GOFLAGS=-mod=mod $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)

@@ -2,10 +2,18 @@ package master
 
 import (
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
+
+	"github.com/georep/georep/internal/atomicfile"
+	"github.com/georep/georep/internal/gfid"
+	"github.com/georep/georep/internal/marks"
 )
 
 // Settings are what a running live master can change without a restart of
@@ -271,4 +279,87 @@ func (m *Master) waitResumed(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// readSession reads the session state in stateDir (ErrNoSession when
+// there is none).
+func readSession(stateDir string) (sessionState, error) {
+	var s sessionState
+	data, err := os.ReadFile(filepath.Join(stateDir, "session.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return s, fmt.Errorf("%w in %s", ErrNoSession, stateDir)
+	}
+	if err != nil {
+		return s, fmt.Errorf("reading session file: %w", err)
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		return s, fmt.Errorf("session file in %s is corrupt: %w", stateDir, err)
+	}
+	return s, nil
+}
+
+// ErrNoSession: the state directory holds no session.
+var ErrNoSession = errors.New("no georep master session")
+
+// SetPausedOffline pauses (or resumes) the session in stateDir while no
+// master runs it: its next master starts paused (or not). The caller has
+// made sure no master runs (the status socket does not answer).
+func SetPausedOffline(stateDir string, paused bool) error {
+	s, err := readSession(stateDir)
+	if err != nil {
+		return err
+	}
+	s.Paused = paused
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(stateDir, "session.json"), append(data, '\n'), 0o600)
+}
+
+// DeleteSession removes the state of the session in stateDir (its
+// journal, gfid index, status, checkpoint and settings) while no master
+// runs it. Without resetSyncTime its identity and its marks on the master
+// root stay: a master started again for the same root and slave resumes
+// from the stime (a crawl compares what changed since). With it, the
+// session's marks on the master root (root) go too, and the next master
+// starts a new session: a full crawl. The caller has made sure no master
+// runs (the status socket does not answer).
+func DeleteSession(stateDir, root string, resetSyncTime bool) error {
+	s, err := readSession(stateDir)
+	if err != nil {
+		return err
+	}
+	if resetSyncTime {
+		id, err := hex.DecodeString(s.SessionID)
+		if err != nil || len(id) != 16 {
+			return fmt.Errorf("session file in %s holds a malformed session id", stateDir)
+		}
+		st := marks.NewStore(root, gfid.DefaultNamespace(), filepath.Join(stateDir, "marks.json"))
+		for _, k := range []marks.Key{marks.Stime(id), marks.EntryStime(id), marks.CrawlStart(id)} {
+			if err := st.Remove(k); err != nil {
+				return err
+			}
+		}
+		return os.RemoveAll(stateDir)
+	}
+	ents, err := os.ReadDir(stateDir)
+	if err != nil {
+		return fmt.Errorf("deleting session: %w", err)
+	}
+	for _, e := range ents {
+		switch e.Name() {
+		case "session.json", "marks.json":
+			continue // the identity, and marks the filesystem would not keep
+		}
+		if err := os.RemoveAll(filepath.Join(stateDir, e.Name())); err != nil {
+			return fmt.Errorf("deleting session: %w", err)
+		}
+	}
+	s.Paused, s.Rules = false, ""
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(stateDir, "session.json"), append(data, '\n'), 0o600)
 }

@@ -78,8 +78,12 @@ type Config struct {
 	IgnoreDeletes bool
 	// Compress sends file data zstd-compressed where that is smaller.
 	Compress bool
-	// BWLimit caps the file data sent, in bytes per second (0: no cap).
+	// BWLimit caps the file data sent, in bytes per second (0: no cap),
+	// unless Limiter is set.
 	BWLimit int64
+	// Limiter, when set, paces the file data sent (its limit may change
+	// while the master runs: package bwsched).
+	Limiter *rate.Limiter
 	// NoDataConn keeps all file data on the gRPC data streams: no data
 	// connection beside them (internal/bulkconn) for large files' bytes.
 	NoDataConn bool
@@ -625,7 +629,10 @@ func (m *Master) open(ctx context.Context) (*link, error) {
 			return bulkconn.Dial(ctx, slaveAddr, tlsCfg, tok)
 		}
 	}
-	if m.cfg.BWLimit > 0 {
+	switch {
+	case m.cfg.Limiter != nil:
+		sender.Limit = m.cfg.Limiter
+	case m.cfg.BWLimit > 0:
 		// A burst of one chunk: pacing is smooth at the scale of a chunk.
 		sender.Limit = rate.NewLimiter(rate.Limit(m.cfg.BWLimit), 256<<10)
 	}

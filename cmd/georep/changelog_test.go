@@ -156,7 +156,7 @@ func TestChangelogCmdErrors(t *testing.T) {
 	}{
 		{"no subcommand", []string{"changelog"}, 2, "missing subcommand"},
 		{"unknown subcommand", []string{"changelog", "list"}, 2, `unknown subcommand "list"`},
-		{"no state dir", []string{"changelog", "dump"}, 2, "--state-dir, or --root and --slave, is required"},
+		{"no state dir", []string{"changelog", "dump"}, 2, "--state-dir, or --root and --slave, or --config, is required"},
 		{"root without slave", []string{"changelog", "dump", "--root", dir}, 2, "is required"},
 		{"both", []string{"changelog", "dump", "--state-dir", dir, "--root", dir, "--slave", "127.0.0.1:9"}, 2, "not both"},
 		{"extra argument", []string{"changelog", "dump", "--state-dir", dir, "x"}, 2, "unexpected argument"},

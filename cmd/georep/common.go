@@ -13,6 +13,8 @@ import (
 	"runtime/pprof"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/georep/georep/internal/config"
 )
 
 // logOptions are the logging (and profiling) flags every long-running
@@ -105,32 +107,95 @@ func stateBase() string {
 }
 
 // sessionFlags name a master's session for the commands that inspect
-// one: its state directory, or its root and slave (from which the master
-// derived its default state directory).
+// or control one: its state directory, or its root and slave (from which
+// the master derived its default state directory), or its config file
+// (and the session's name, when the file has several).
 type sessionFlags struct {
 	stateDir, root, slave string
+	config, session       string
 }
 
 func (s *sessionFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.stateDir, "state-dir", "", "the master's state directory")
 	fs.StringVar(&s.root, "root", "", "the master's root, to derive its default state directory (with --slave)")
 	fs.StringVar(&s.slave, "slave", "", "the master's slave HOST:PORT, to derive its default state directory (with --root)")
+	fs.StringVar(&s.config, "config", "", "the master's config `FILE` (every session of it, or --session's)")
+	fs.StringVar(&s.session, "session", "", "the session of --config")
 }
 
 // dir returns the session's state directory; "" when none was named and
-// optional is set.
+// optional is set. A config file must name one session (see targets).
 func (s *sessionFlags) dir(optional bool) (string, error) {
-	switch {
-	case s.stateDir != "" && (s.root != "" || s.slave != ""):
-		return "", usageErr("give either --state-dir or --root and --slave, not both")
-	case s.stateDir != "":
-		return s.stateDir, nil
-	case s.root != "" && s.slave != "":
-		return defaultStateDir("master", s.root, ":"+s.slave), nil
-	case optional && s.root == "" && s.slave == "":
-		return "", nil
+	ts, err := s.targets(optional)
+	if err != nil || len(ts) == 0 {
+		return "", err
 	}
-	return "", usageErr("--state-dir, or --root and --slave, is required")
+	if len(ts) > 1 {
+		return "", usageErr("%s has %d sessions: name one with --session", s.config, len(ts))
+	}
+	return ts[0].stateDir, nil
+}
+
+// sessionTarget is one session the flags name.
+type sessionTarget struct {
+	name     string
+	stateDir string
+	// opts are its options when a config file or root and slave named it
+	// (nil for a bare state directory).
+	opts *masterOptions
+}
+
+// targets returns the sessions named: one, or every session of a config
+// file without --session; none when nothing was named and optional is
+// set.
+func (s *sessionFlags) targets(optional bool) ([]sessionTarget, error) {
+	named := 0
+	for _, v := range []bool{s.stateDir != "", s.root != "" || s.slave != "", s.config != ""} {
+		if v {
+			named++
+		}
+	}
+	switch {
+	case named > 1:
+		return nil, usageErr("give one of --state-dir, --root and --slave, or --config, not both")
+	case s.session != "" && s.config == "":
+		return nil, usageErr("--session needs --config")
+	case s.stateDir != "":
+		return []sessionTarget{{name: "", stateDir: s.stateDir}}, nil
+	case s.root != "" && s.slave != "":
+		o, err := loadMasterSession([]string{"--root", s.root, "--slave", s.slave}, "", io.Discard)
+		if err != nil {
+			// Settings that no longer check still leave the session found.
+			return []sessionTarget{{stateDir: defaultStateDir("master", s.root, ":"+s.slave)}}, nil
+		}
+		return []sessionTarget{{name: o.session, stateDir: o.stateDir, opts: &o}}, nil
+	case s.config != "":
+		names := []string{s.session}
+		if s.session == "" {
+			f, err := config.Load(s.config)
+			if err != nil {
+				return nil, configErr(err)
+			}
+			if names = f.Sessions(); len(names) == 1 {
+				names = []string{""}
+			}
+		}
+		var out []sessionTarget
+		for _, n := range names {
+			o, err := loadMasterSession([]string{"--config", s.config}, n, io.Discard)
+			if err != nil {
+				if n != "" {
+					return nil, fmt.Errorf("session %q: %w", n, err)
+				}
+				return nil, err
+			}
+			out = append(out, sessionTarget{name: o.session, stateDir: o.stateDir, opts: &o})
+		}
+		return out, nil
+	case optional && s.root == "" && s.slave == "":
+		return nil, nil
+	}
+	return nil, usageErr("--state-dir, or --root and --slave, or --config, is required")
 }
 
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {

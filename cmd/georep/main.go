@@ -1,10 +1,14 @@
 // Command georep replicates a directory tree from a master to a slave.
 //
-//	georep slave  --root DIR --listen HOST:PORT [--state-dir DIR] (--tls-dir DIR | --ca F --cert F --key F | --insecure)
-//	georep master --root DIR --slave HOST:PORT [--state-dir DIR] [--oneshot] [--sync-jobs N] [--metrics-addr HOST:PORT] (TLS flags | --insecure)
+//	georep slave  [--config FILE] --root DIR --listen HOST:PORT [--state-dir DIR] (--tls-dir DIR | --ca F --cert F --key F | --insecure)
+//	georep master [--config FILE [--session NAME]] --root DIR --slave HOST:PORT [--state-dir DIR] [--oneshot] [--sync-jobs N] [--metrics-addr HOST:PORT] (TLS flags | --insecure)
 //	georep cert init|issue --dir DIR ...
 //	georep status [--state-dir DIR | --root DIR --slave HOST:PORT] [--detail] [--json]
 //	georep checkpoint set [now|UNIX-TIME] | clear  [--state-dir DIR | --root DIR --slave HOST:PORT]
+//	georep pause|resume|stop [--config FILE [--session NAME] | --state-dir DIR | --root DIR --slave HOST:PORT]
+//	georep config get|set|reset [SESSION FLAGS] [KEY [VALUE...]]
+//	georep session delete [--reset-sync-time] [SESSION FLAGS]
+//	georep completion bash|zsh|fish
 //	georep trash list|restore --root SLAVE_ROOT ...
 //	georep demo
 //	georep version
@@ -42,8 +46,14 @@ func commands() []command {
 		{"changelog", "inspect a master's live changelog journal (dump)", runChangelogCmd},
 		{"status", "show a session's status (the running master's, or the last figures)", runStatusCmd},
 		{"checkpoint", "set or clear a checkpoint: has everything before T reached the slave?", runCheckpointCmd},
+		{"pause", "pause a session: the batch in flight finishes, nothing more ships; changes are journaled", runPauseCmd},
+		{"resume", "resume a paused session from its marks (no crawl)", runResumeCmd},
+		{"stop", "stop a running session's master cleanly", runStopCmd},
+		{"config", "get, set or reset a session's settings (applied live where they can be)", runConfigCmd},
+		{"session", "delete a session's state (delete [--reset-sync-time])", runSessionCmd},
 		{"trash", "list or restore what a slave with --trash kept of deletes and overwrites", runTrashCmd},
 		{"version", "print georep's version and its protocol version", runVersionCmd},
+		{"completion", "print a shell completion script (bash, zsh, fish)", runCompletionCmd},
 	}
 }
 

@@ -3,18 +3,25 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/georep/georep/internal/bwsched"
+	"github.com/georep/georep/internal/config"
+	"github.com/georep/georep/internal/events"
 	"github.com/georep/georep/internal/metrics"
 	"github.com/georep/georep/internal/syncstatus"
 	"github.com/georep/georep/master"
 	"github.com/georep/georep/master/recorder"
+	"github.com/hashicorp/go-hclog"
 )
 
 type masterOptions struct {
@@ -29,6 +36,9 @@ type masterOptions struct {
 	compress       bool
 	noDataConn     bool
 	bwlimit        int64 // KiB/s
+	// bwSchedule: --bwlimit-schedule rules (package bwsched), over the
+	// --bwlimit default.
+	bwSchedule     []string
 	changeInterval time.Duration
 	watcher        string
 	batchSize      int
@@ -41,10 +51,27 @@ type masterOptions struct {
 	excludes       []string
 	excludeFrom    []string
 	deleteExcluded bool
+	// Event hooks (package events).
+	eventCommand string
+	eventURL     string
+	eventHeaders []string
+	eventTimeout time.Duration
+	eventRetries int
+	// config: --config and --session; session is the session's name
+	// ("default" without a config file), args the command line it was
+	// built from (config set checks new values against it).
+	config  *configFlags
+	session string
+	args    []string
+	// cmdline: the flags given on the command line (they win over the
+	// config file and over `georep config set`).
+	cmdline map[string]bool
+	// values: every flag's value once all is in (config get).
+	values map[string]string
 }
 
-func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var o masterOptions
+// masterFlagSet registers every flag of `georep master` into o.
+func masterFlagSet(o *masterOptions, stderr io.Writer) *flag.FlagSet {
 	fs := newFlagSet("master", stderr)
 	fs.StringVar(&o.root, "root", "", "master root directory (required)")
 	fs.StringVar(&o.slave, "slave", "", "slave address HOST:PORT (required)")
@@ -73,14 +100,36 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.IntVar(&o.retries, "retries", master.DefaultRetries, "attempts at a failing batch before a one-shot run gives up")
 	fs.BoolVar(&o.compress, "compress", false, "compress file data (zstd) on the wire")
 	fs.BoolVar(&o.noDataConn, "no-data-conn", false, "send all file data on the gRPC streams, with no data connection beside them for large files")
-	fs.Int64Var(&o.bwlimit, "bwlimit", 0, "cap file data sent to this many KiB/s (0: no cap)")
+	fs.Int64Var(&o.bwlimit, "bwlimit", 0, "cap file data sent to this many KiB/s (0: no cap); with --bwlimit-schedule, the cap where no rule applies")
+	fs.Func("bwlimit-schedule", "cap file data by day and time: `RULE` like 'Mon-Fri 08:00-18:00 2MiB' (repeatable; the first rule that matches decides; local time)", func(s string) error {
+		if _, err := bwsched.ParseRule(s); err != nil {
+			return err
+		}
+		o.bwSchedule = append(o.bwSchedule, s)
+		return nil
+	})
+	fs.StringVar(&o.eventCommand, "event-command", "", "run `PROGRAM` on each event (Faulty, Active again, checkpoint completed, batch failed, crawl finished), the event as JSON on stdin")
+	fs.StringVar(&o.eventURL, "event-url", "", "POST each event as JSON to this http(s) `URL`")
+	fs.Func("event-header", "a header `'NAME: VALUE'` for --event-url (repeatable; e.g. an Authorization)", func(s string) error {
+		if _, _, ok := strings.Cut(s, ":"); !ok {
+			return errors.New("want NAME: VALUE")
+		}
+		o.eventHeaders = append(o.eventHeaders, s)
+		return nil
+	})
+	fs.DurationVar(&o.eventTimeout, "event-timeout", events.DefaultTimeout, "longest one delivery of an event may take")
+	fs.IntVar(&o.eventRetries, "event-retries", events.DefaultRetries, "attempts at delivering an event after the first fails (with back-off)")
 	o.tls.register(fs, "master")
 	fs.StringVar(&o.slaveName, "slave-name", "", "the name the slave's certificate must have (default: the host of --slave)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics (default: none)")
 	o.log.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
+	o.config = registerConfigFlags(fs, "master")
+	return fs
+}
+
+// validate checks the options once the command line, the config file and
+// the persisted settings are in.
+func (o *masterOptions) validate() error {
 	if o.root == "" || o.slave == "" {
 		return usageErr("--root and --slave are required")
 	}
@@ -113,9 +162,164 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if o.syncJobs < 1 || o.syncJobs > 64 {
 		return usageErr("--sync-jobs must be between 1 and 64")
 	}
-	if o.bwlimit < 0 {
-		return usageErr("--bwlimit must not be negative")
+	if o.bwlimit < 0 || o.bwlimit > bwsched.MaxLimit>>10 {
+		return usageErr("--bwlimit must be between 0 and %d KiB/s", bwsched.MaxLimit>>10)
 	}
+	if _, err := o.schedule(); err != nil {
+		return usageErr("--bwlimit-schedule: %v", err)
+	}
+	if _, err := o.eventConfig().check(); err != nil {
+		return usageErr("%v", err)
+	}
+	if hclog.LevelFromString(o.log.level) == hclog.NoLevel {
+		return usageErr("unknown log level %q", o.log.level)
+	}
+	return nil
+}
+
+// schedule is the bandwidth schedule of --bwlimit-schedule over --bwlimit.
+func (o *masterOptions) schedule() (*bwsched.Schedule, error) {
+	if len(o.bwSchedule) == 0 {
+		return bwsched.Fixed(o.bwlimit << 10), nil
+	}
+	def := "unlimited"
+	if o.bwlimit > 0 {
+		def = strconv.FormatInt(o.bwlimit<<10, 10)
+	}
+	return bwsched.Parse(o.bwSchedule, def, time.Local)
+}
+
+// eventHooks is the event hooks' configuration of the options.
+type eventHooks struct{ events.Config }
+
+func (o *masterOptions) eventConfig() eventHooks {
+	c := events.Config{URL: o.eventURL, Timeout: o.eventTimeout, Retries: o.eventRetries}
+	if o.eventCommand != "" {
+		c.Command = []string{o.eventCommand}
+	}
+	if len(o.eventHeaders) > 0 {
+		c.Headers = map[string]string{}
+		for _, h := range o.eventHeaders {
+			k, v, _ := strings.Cut(h, ":")
+			c.Headers[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return eventHooks{c}
+}
+
+// check validates the hooks; enabled is false when none is configured.
+func (h eventHooks) check() (enabled bool, err error) {
+	if !h.Enabled() {
+		if len(h.Headers) > 0 {
+			return false, errors.New("--event-header needs --event-url")
+		}
+		return false, nil
+	}
+	if err := h.Validate(); err != nil {
+		return false, fmt.Errorf("event hooks: %w", err)
+	}
+	return true, nil
+}
+
+func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var first masterOptions
+	fs := masterFlagSet(&first, stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	sessions := []string{first.config.session}
+	if first.config.path != "" && first.config.session == "" {
+		f, err := config.Load(first.config.path)
+		if err != nil {
+			return configErr(err)
+		}
+		if names := f.Sessions(); len(names) > 1 {
+			sessions = names
+		}
+	}
+	var opts []masterOptions
+	seen := map[string]string{}
+	for _, name := range sessions {
+		o, err := loadMasterSession(args, name, stderr)
+		if err != nil {
+			if len(sessions) > 1 {
+				return fmt.Errorf("session %q: %w", name, err)
+			}
+			return err
+		}
+		if prev, dup := seen[o.stateDir]; dup {
+			return usageErr("sessions %q and %q have the same state directory %s (same root and slave?)", prev, name, o.stateDir)
+		}
+		seen[o.stateDir] = name
+		if prev, dup := seen["metrics "+o.metricsAddr]; dup && o.metricsAddr != "" {
+			return usageErr("sessions %q and %q both serve metrics at %s: give each session its own metrics-addr", prev, name, o.metricsAddr)
+		}
+		seen["metrics "+o.metricsAddr] = name
+		opts = append(opts, o)
+	}
+	if len(opts) == 1 {
+		return runMasterSession(ctx, opts[0], stdout, stderr)
+	}
+	return runMasterSessions(ctx, opts, stdout, stderr)
+}
+
+// loadMasterSession builds the options of one session: the command line
+// (args), under it the config file's session (name; "" for a file with
+// one), and under the command line but over the file the settings
+// persisted in the session's state directory by `georep config set`;
+// then checks them.
+func loadMasterSession(args []string, name string, stderr io.Writer) (masterOptions, error) {
+	return buildMasterSession(args, name, stderr, nil)
+}
+
+// buildMasterSession is loadMasterSession with the persisted settings st
+// (nil: read from the state directory).
+func buildMasterSession(args []string, name string, stderr io.Writer, st *settings) (masterOptions, error) {
+	var o masterOptions
+	fs := masterFlagSet(&o, stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return o, err
+	}
+	o.args = args
+	o.cmdline = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.cmdline[f.Name] = true })
+	if name != "" {
+		o.config.session = name
+	}
+	if err := o.config.apply(fs); err != nil {
+		return o, err
+	}
+	o.session = o.config.session
+	if o.session == "" {
+		o.session = "default"
+		if o.config.path != "" {
+			if f, err := config.Load(o.config.path); err == nil && len(f.Sessions()) == 1 {
+				o.session = f.Sessions()[0]
+			}
+		}
+	}
+	if o.root == "" || o.slave == "" {
+		return o, usageErr("--root and --slave are required")
+	}
+	if o.stateDir == "" {
+		o.stateDir = defaultStateDir("master", o.root, ":"+o.slave)
+	}
+	if st == nil {
+		var err error
+		if st, err = loadSettings(o.stateDir); err != nil {
+			return o, err
+		}
+	}
+	if err := st.apply(fs, &o, o.cmdline); err != nil {
+		return o, err
+	}
+	o.values = map[string]string{}
+	fs.VisitAll(func(f *flag.Flag) { o.values[f.Name] = f.Value.String() })
+	return o, o.validate()
+}
+
+// runMasterSession runs one session: live, or once.
+func runMasterSession(ctx context.Context, o masterOptions, stdout, stderr io.Writer) error {
 	if !o.oneshot {
 		return runMasterLive(ctx, o, stderr)
 	}
@@ -123,23 +327,60 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return err
 }
 
+// runMasterSessions runs every session of a config file in this process,
+// each with its own recorder, state, status socket and status row: one
+// session's fault or stop does not end another's. It returns when all
+// have ended; its error joins theirs.
+func runMasterSessions(ctx context.Context, opts []masterOptions, stdout, stderr io.Writer) error {
+	errs := make([]error, len(opts))
+	var wg sync.WaitGroup
+	for i, o := range opts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := runMasterSession(ctx, o, stdout, stderr); err != nil {
+				errs[i] = fmt.Errorf("session %q: %w", o.session, err)
+				fmt.Fprintf(stderr, "georep master: session %q ended: %v\n", o.session, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // runMasterLive replicates until interrupted (SIGINT/SIGTERM end it
-// cleanly: the journal's open segment is committed first).
+// cleanly: the journal's open segment is committed first), or until
+// `georep stop`.
 func runMasterLive(ctx context.Context, o masterOptions, stderr io.Writer) error {
-	m, stop, err := newMasterFromOptions(o, stderr)
+	r, err := newMasterFromOptions(o, stderr)
 	if err != nil {
 		return err
 	}
-	err = m.Run(ctx)
-	stop(err)
+	r.svc.SetControl(&masterControl{m: r.m, bw: r.bw, log: r.log, o: o, stderr: stderr})
+	stopNotify := notifySystemd(ctx, o.log, stderr, "master", "replicating "+o.root+" to "+o.slave)
+	err = r.m.Run(ctx)
+	r.svc.SetControl(nil)
+	stopNotify()
+	r.stop(err)
 	return err
 }
 
+// masterRun is a master and what runs beside it.
+type masterRun struct {
+	m   *master.Master
+	log hclog.Logger
+	svc *syncstatus.Service
+	bw  *bwsched.Limiter
+	// stop ends them all; the run's error, if any, is the last fault the
+	// status keeps.
+	stop func(runErr error)
+}
+
 // newMasterFromOptions makes a master with what runs beside it: its
-// status (socket and persisted figures), metrics when asked, and a
-// progress bar when stderr is a terminal. The returned stop ends them all;
-// the run's error, if any, is the last fault the status keeps.
-func newMasterFromOptions(o masterOptions, stderr io.Writer) (m *master.Master, stop func(runErr error), err error) {
+// status (socket and persisted figures), its bandwidth schedule, its
+// event hooks, metrics when asked, and a progress bar when stderr is a
+// terminal.
+func newMasterFromOptions(o masterOptions, stderr io.Writer) (r *masterRun, err error) {
 	bar := newProgressBar(stderr)
 	logOut := stderr
 	if bar != nil {
@@ -147,14 +388,15 @@ func newMasterFromOptions(o masterOptions, stderr io.Writer) (m *master.Master, 
 	}
 	tlsCfg, err := o.tls.clientTLS(o.slave, o.slaveName)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	log, err := o.log.logger("master", logOut)
+	name := "master"
+	if o.session != "" && o.session != "default" {
+		name = "master." + o.session
+	}
+	log, err := o.log.logger(name, logOut)
 	if err != nil {
-		return nil, nil, err
-	}
-	if o.stateDir == "" {
-		o.stateDir = defaultStateDir("master", o.root, ":"+o.slave)
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -172,22 +414,66 @@ func newMasterFromOptions(o masterOptions, stderr io.Writer) (m *master.Master, 
 	cleanups = append(cleanups, func() { cancel(); wg.Wait() })
 	stopProfile, err := o.log.profile()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	cleanups = append(cleanups, stopProfile)
+	run := func(what string, fn func(ctx context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error(what+" stopped", "error", err)
+			}
+		}()
+	}
+
+	sched, err := o.schedule()
+	if err != nil {
+		return nil, err
+	}
+	bw := bwsched.NewLimiter(sched, nil)
+	run("bandwidth schedule", bw.Run)
 
 	var met *metrics.Metrics
-	sopts := syncstatus.Options{StateDir: o.stateDir, Master: masterName(o.root), Slave: o.slave, Logger: log}
+	sopts := syncstatus.Options{StateDir: o.stateDir, Master: masterName(o.root), Slave: o.slave, Name: o.session, Logger: log,
+		Bandwidth: func() *syncstatus.Bandwidth {
+			limit, next := bw.Current()
+			return &syncstatus.Bandwidth{Limit: limit, Next: next, Schedule: bw.Schedule().String()}
+		}}
+	if on, _ := o.eventConfig().check(); on {
+		d, err := events.New(o.eventConfig().Config, log.Named("events"))
+		if err != nil {
+			return nil, fmt.Errorf("event hooks: %w", err)
+		}
+		run("event hooks", d.Run)
+		root := o.root
+		if abs, err := filepath.Abs(root); err == nil {
+			root = abs
+		}
+		sopts.OnEvent = func(kind, msg string, details map[string]any) {
+			d.Emit(events.Event{Kind: events.Kind(kind), Session: o.session, MasterRoot: root, Slave: o.slave, Message: msg, Details: details})
+		}
+		sopts.Events = func() *syncstatus.EventCounts {
+			st := d.Stats()
+			c := &syncstatus.EventCounts{Emitted: st.Emitted}
+			for _, k := range []events.SinkStats{st.Command, st.URL} {
+				c.Delivered += k.Delivered
+				c.Failed += k.Failed
+				c.Dropped += k.Dropped
+			}
+			return c
+		}
+	}
 	if o.metricsAddr != "" {
 		met = metrics.New()
 		sopts.OnBatch = met.ObserveBatch
 	}
 	svc, err := syncstatus.Start(sopts)
 	if errors.Is(err, syncstatus.ErrRunning) {
-		return nil, nil, fmt.Errorf("a master is already running for this session (state dir %s)", o.stateDir)
+		return nil, fmt.Errorf("a master is already running for this session (state dir %s)", o.stateDir)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	cleanups = append(cleanups, func() {
 		if err := svc.Close(); err != nil {
@@ -196,44 +482,37 @@ func newMasterFromOptions(o masterOptions, stderr io.Writer) (m *master.Master, 
 	})
 	if met != nil {
 		if err := met.Watch(svc.Tracker.Snapshot); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		lis, err := net.Listen("tcp", o.metricsAddr)
 		if err != nil {
-			return nil, nil, fmt.Errorf("metrics: %w", err)
+			return nil, fmt.Errorf("metrics: %w", err)
 		}
 		log.Info("serving metrics", "url", "http://"+lis.Addr().String()+"/metrics")
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := metrics.Serve(ctx, lis, met.Handler()); err != nil {
-				log.Error("metrics stopped", "error", err)
-			}
-		}()
+		run("metrics", func(ctx context.Context) error { return metrics.Serve(ctx, lis, met.Handler()) })
 	}
 	if bar != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		run("progress bar", func(ctx context.Context) error {
 			bar.run(ctx, svc.Tracker.Snapshot)
-		}()
+			return nil
+		})
 	}
-	m, err = master.New(master.Config{
+	m, err := master.New(master.Config{
 		Root: o.root, Slave: o.slave, StateDir: o.stateDir, SyncJobs: o.syncJobs,
 		IgnoreDeletes: o.ignoreDeletes, Retries: o.retries, Logger: log,
-		Compress: o.compress, BWLimit: o.bwlimit * 1024, NoDataConn: o.noDataConn,
+		Compress: o.compress, Limiter: bw.RateLimiter(), NoDataConn: o.noDataConn,
 		ChangeInterval: o.changeInterval, BatchSize: o.batchSize, Watcher: o.watcher, MaxBackoff: o.maxBackoff,
 		TLS: tlsCfg, Insecure: o.tls.insecure, Status: svc.Tracker,
 		Excludes: o.excludes, ExcludeFrom: o.excludeFrom, DeleteExcluded: o.deleteExcluded,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	cleanups = append(cleanups, func() { m.Close() })
-	return m, func(runErr error) {
+	return &masterRun{m: m, log: log, svc: svc, bw: bw, stop: func(runErr error) {
 		svc.Tracker.Fault(runErr)
 		stopAll()
-	}, nil
+	}}, nil
 }
 
 // masterName is how the status table names a master: host:root.
@@ -249,14 +528,14 @@ func masterName(root string) string {
 }
 
 func runMasterOnce(ctx context.Context, o masterOptions, stdout, stderr io.Writer) (*master.Summary, error) {
-	m, stop, err := newMasterFromOptions(o, stderr)
+	r, err := newMasterFromOptions(o, stderr)
 	if err != nil {
 		return nil, err
 	}
-	sum, err := m.RunOnce(ctx)
+	sum, err := r.m.RunOnce(ctx)
 	// Stopped before the summary, so that the progress bar has its last
 	// word before it.
-	stop(err)
+	r.stop(err)
 	if err != nil {
 		return nil, err
 	}

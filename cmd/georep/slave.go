@@ -43,7 +43,11 @@ func runSlaveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.DurationVar(&o.trash.Keep, "trash-keep", slave.DefaultTrashKeep, "with --trash: prune what was kept longer ago than this (0: no age limit)")
 	fs.Var(&o.trashMaxSize, "trash-max-size", "with --trash: prune the oldest versions while the trash holds more than `SIZE` bytes (K, M, G, T or KiB...: 1024s; KB, MB...: 1000s; 0: no size limit)")
 	o.log.register(fs)
+	cfg := registerConfigFlags(fs, "slave")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.apply(fs); err != nil {
 		return err
 	}
 	if o.root == "" || o.listen == "" {
@@ -111,5 +115,6 @@ func runSlave(ctx context.Context, o slaveOptions, stderr io.Writer) error {
 	if o.ready != nil {
 		o.ready(lis.Addr().String())
 	}
+	defer notifySystemd(ctx, o.log, stderr, "slave", "serving "+o.root+" on "+lis.Addr().String())()
 	return s.Serve(ctx, lis, creds)
 }

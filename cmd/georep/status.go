@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/georep/georep/internal/bwsched"
 	"github.com/georep/georep/internal/syncstatus"
 )
 
@@ -39,15 +40,19 @@ func runStatusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // runStatus prints the status of the named session, or of every session
 // under the default state directories when none is named.
 func runStatus(ctx context.Context, o statusOptions, stdout io.Writer) error {
-	dir, err := o.session.dir(true)
+	ts, err := o.session.targets(true)
 	if err != nil {
 		return err
 	}
-	dirs := []string{dir}
+	var dirs []string
+	for _, t := range ts {
+		dirs = append(dirs, t.stateDir)
+	}
+	dir := strings.Join(dirs, ", ")
 	if o.base == "" {
 		o.base = stateBase()
 	}
-	if dir == "" {
+	if len(dirs) == 0 {
 		if dirs, err = filepath.Glob(filepath.Join(o.base, "master-*")); err != nil {
 			return err
 		}
@@ -98,9 +103,20 @@ func renderStatus(w io.Writer, snaps []*syncstatus.Snapshot, detail bool, loc *t
 		return
 	}
 	cols := []string{"MASTER", "SLAVE", "STATUS", "CRAWL STATUS", "LAST_SYNCED"}
+	named := false
+	for _, s := range snaps {
+		named = named || (s.Name != "" && s.Name != "default")
+	}
+	if named {
+		cols = append([]string{"SESSION"}, cols...)
+	}
 	rows := [][]string{cols}
 	for _, s := range snaps {
-		rows = append(rows, []string{orNA(s.Master), orNA(s.Slave), string(s.State), orNA(string(s.Crawl)), formatTime(s.LastSynced, loc)})
+		r := []string{orNA(s.Master), orNA(s.Slave), string(s.State), orNA(string(s.Crawl)), formatTime(s.LastSynced, loc)}
+		if named {
+			r = append([]string{orNA(s.Name)}, r...)
+		}
+		rows = append(rows, r)
 	}
 	// The dashes under the header span the table, as gluster's do.
 	widths := make([]int, len(cols))
@@ -155,7 +171,11 @@ func renderDetail(w io.Writer, s *syncstatus.Snapshot, loc *time.Location) {
 	if up := s.Uptime(); up > 0 {
 		uptime = up.Round(time.Second).String()
 	}
-	lines := [][2]string{
+	var lines [][2]string
+	if s.Name != "" && s.Name != "default" {
+		lines = append(lines, [2]string{"SESSION", s.Name})
+	}
+	lines = append(lines, [][2]string{
 		{"MASTER", orNA(s.Master)},
 		{"SLAVE", orNA(s.Slave)},
 		{"STATUS", string(s.State)},
@@ -170,7 +190,7 @@ func renderDetail(w io.Writer, s *syncstatus.Snapshot, loc *time.Location) {
 		{"CHECKPOINT TIME", cpTime},
 		{"CHECKPOINT COMPLETED", cpDone},
 		{"CHECKPOINT COMPLETION TIME", cpWhen},
-	}
+	}...)
 	if s.Fault != "" {
 		lines = append(lines, [2]string{strings.ToUpper(faultLabel(s)), s.Fault})
 	}
@@ -183,6 +203,16 @@ func renderDetail(w io.Writer, s *syncstatus.Snapshot, loc *time.Location) {
 	if s.Batch != nil && s.State != syncstatus.Stopped {
 		lines = append(lines, [2]string{"BATCH", fmt.Sprintf("running for %s: %s (for %s)",
 			s.Updated.Sub(s.Batch.Started).Round(time.Second), s.Batch.Phase, s.Updated.Sub(s.Batch.Since).Round(time.Second))})
+	}
+	if bw := s.Bandwidth; bw != nil && s.State != syncstatus.Stopped {
+		v := bwsched.FormatLimit(bw.Limit)
+		if !bw.Next.IsZero() {
+			v += ", changes at " + formatTime(bw.Next, loc)
+		}
+		lines = append(lines, [2]string{"BANDWIDTH", v}, [2]string{"BANDWIDTH SCHEDULE", bw.Schedule})
+	}
+	if ev := s.Events; ev != nil && s.State != syncstatus.Stopped {
+		lines = append(lines, [2]string{"EVENTS", fmt.Sprintf("%d emitted, %d delivered, %d failed, %d dropped", ev.Emitted, ev.Delivered, ev.Failed, ev.Dropped)})
 	}
 	for _, l := range lines {
 		fmt.Fprintf(w, "%-28s%s\n", l[0], l[1])

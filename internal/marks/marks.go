@@ -135,6 +135,32 @@ func (s *Store) Set(k Key, v []byte) error {
 	return fmt.Errorf("marks: writing %s on %s: %w", k, s.root, err)
 }
 
+// Remove removes mark k (from the root and the fallback file); an absent
+// mark is no error.
+func (s *Store) Remove(k Key) error {
+	err := unix.Removexattr(s.root, s.ns.Name(string(k)))
+	if err != nil && !errors.Is(err, unix.ENODATA) && !unsupported(err) {
+		return fmt.Errorf("marks: removing %s on %s: %w", k, s.root, err)
+	}
+	if s.fallback == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.load(); err != nil {
+		return err
+	}
+	if _, ok := s.file[k]; !ok {
+		return nil
+	}
+	delete(s.file, k)
+	data, err := json.Marshal(s.file)
+	if err != nil {
+		return fmt.Errorf("marks: encoding: %w", err)
+	}
+	return atomicfile.Write(s.fallback, data, 0o600)
+}
+
 // GetTime reads a time mark; an absent mark is (0, ErrNoMark).
 func (s *Store) GetTime(k Key) (int64, error) {
 	v, err := s.Get(k)

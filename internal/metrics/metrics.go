@@ -101,6 +101,9 @@ var (
 	descCrawl    = prometheus.NewDesc("georep_crawl_progress", "The last hybrid crawl's files and bytes, done and in all.", []string{"measure"}, nil)
 	descCkpt     = prometheus.NewDesc("georep_checkpoint_completed", "1 when the checkpoint is completed, 0 when not, -1 when invalid (absent without a checkpoint).", nil, nil)
 	descCkptTime = prometheus.NewDesc("georep_checkpoint_target_timestamp_seconds", "The checkpoint's target time.", nil, nil)
+	descBW       = prometheus.NewDesc("georep_bandwidth_limit_bytes_per_second", "The cap on file data now in force (0: none).", nil, nil)
+	descBWNext   = prometheus.NewDesc("georep_bandwidth_next_change_timestamp_seconds", "When the bandwidth schedule next changes the cap (absent: never).", nil, nil)
+	descEvents   = prometheus.NewDesc("georep_events_total", "Event hook deliveries, by result: delivered, failed (after its retries), dropped (queue full).", []string{"result"}, nil)
 )
 
 type statusCollector struct {
@@ -108,7 +111,7 @@ type statusCollector struct {
 }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFiles, descBytes, descDeletes, descFailures, descPending, descLag, descSynced, descStatus, descCrawl, descCkpt, descCkptTime} {
+	for _, d := range []*prometheus.Desc{descFiles, descBytes, descDeletes, descFailures, descPending, descLag, descSynced, descStatus, descCrawl, descCkpt, descCkptTime, descBW, descBWNext, descEvents} {
 		ch <- d
 	}
 }
@@ -159,5 +162,19 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descCkpt, v)
 		gauge(descCkptTime, float64(cp.Target.UnixNano())/1e9)
+	}
+	if bw := s.Bandwidth; bw != nil {
+		gauge(descBW, float64(bw.Limit))
+		if !bw.Next.IsZero() {
+			gauge(descBWNext, float64(bw.Next.UnixNano())/1e9)
+		}
+	}
+	if ev := s.Events; ev != nil {
+		for _, r := range []struct {
+			result string
+			n      uint64
+		}{{"delivered", ev.Delivered}, {"failed", ev.Failed}, {"dropped", ev.Dropped}} {
+			ch <- prometheus.MustNewConstMetric(descEvents, prometheus.CounterValue, float64(r.n), r.result)
+		}
 	}
 }

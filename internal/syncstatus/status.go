@@ -171,6 +171,9 @@ func (c Identity) Same(i Identity) bool {
 // `georep status --json`'s output, and (State aside) the persisted file.
 type Snapshot struct {
 	Version int `json:"version"`
+	// Name is the session's name in its master's config file ("" or
+	// "default" without one).
+	Name string `json:"name,omitempty"`
 	// Master is host:root, Slave the slave's address.
 	Master   string   `json:"master"`
 	Slave    string   `json:"slave"`
@@ -198,6 +201,29 @@ type Snapshot struct {
 	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
 	// Updated is when these figures were taken.
 	Updated time.Time `json:"updated"`
+	// Bandwidth is the cap on file data in force (nil: none configured,
+	// or not running).
+	Bandwidth *Bandwidth `json:"bandwidth,omitempty"`
+	// Events counts the event hooks' deliveries (nil: no hooks).
+	Events *EventCounts `json:"events,omitempty"`
+}
+
+// Bandwidth is the cap on file data now, and when it next changes.
+type Bandwidth struct {
+	// Limit is in bytes per second; 0 is no cap.
+	Limit int64 `json:"limit"`
+	// Next is when the schedule next changes the limit (zero: never).
+	Next time.Time `json:"next,omitzero"`
+	// Schedule is the schedule, as written.
+	Schedule string `json:"schedule"`
+}
+
+// EventCounts are the event hooks' figures since the start.
+type EventCounts struct {
+	Emitted   uint64 `json:"emitted"`
+	Delivered uint64 `json:"delivered"`
+	Failed    uint64 `json:"failed"`
+	Dropped   uint64 `json:"dropped"`
 }
 
 // BatchPhase is what the running batch does now.

@@ -33,9 +33,9 @@ type Batch struct {
 type Options struct {
 	StateDir string
 	// Master (host:root) and Slave (address) name the session in the
-	// table.
-	Master, Slave string
-	Logger        hclog.Logger
+	// table; Name is its name in a config file of several.
+	Master, Slave, Name string
+	Logger              hclog.Logger
 	// OnBatch, when set, is called at the end of every batch attempt (the
 	// metrics' histogram), from the master's goroutine, without the
 	// tracker's lock held; it must not block.
@@ -44,6 +44,10 @@ type Options struct {
 	// kinds), from the reporting goroutine, without the tracker's lock
 	// held; it must not block.
 	OnEvent func(kind, message string, details map[string]any)
+	// Bandwidth and Events, when set, give those figures of a snapshot
+	// (called with the tracker's lock held: they must not call it).
+	Bandwidth func() *Bandwidth
+	Events    func() *EventCounts
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -131,7 +135,7 @@ func NewTracker(opts Options) (*Tracker, error) {
 	}
 	now := opts.Now()
 	t.snap.Version = snapshotVersion
-	t.snap.Master, t.snap.Slave, t.snap.StateDir = opts.Master, opts.Slave, opts.StateDir
+	t.snap.Master, t.snap.Slave, t.snap.StateDir, t.snap.Name = opts.Master, opts.Slave, opts.StateDir, opts.Name
 	t.snap.State = Initializing
 	t.snap.Started = now
 	t.snap.Checkpoint = cp
@@ -148,6 +152,12 @@ func (t *Tracker) Snapshot() Snapshot {
 
 func (t *Tracker) snapshotLocked() Snapshot {
 	s := t.snap
+	if t.opts.Bandwidth != nil {
+		s.Bandwidth = t.opts.Bandwidth()
+	}
+	if t.opts.Events != nil {
+		s.Events = t.opts.Events()
+	}
 	s.Updated = t.opts.Now()
 	b := t.batch
 	s.Totals = s.Totals.Add(Totals{FilesSynced: b.FilesSynced, BytesSynced: b.BytesSynced, Deletes: b.Deletes})
