@@ -119,6 +119,8 @@ type Journal struct {
 
 	dir    string
 	notify chan struct{}
+	// subs are Subscribe's channels, each told like notify.
+	subs map[chan struct{}]struct{}
 
 	mu           sync.Mutex
 	lock         *os.File // the directory, flocked
@@ -617,6 +619,12 @@ func (j *Journal) commit(end int64, gap bool, reason string) error {
 	case j.notify <- struct{}{}:
 	default:
 	}
+	for c := range j.subs {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
 	return nil
 }
 
@@ -808,8 +816,26 @@ func (j *Journal) End(endNS int64) error {
 }
 
 // Notify returns a channel that receives (without blocking the committer;
-// it holds at most one signal) after every commit.
+// it holds at most one signal) after every commit. It is one channel: with
+// several consumers, each takes its own (Subscribe).
 func (j *Journal) Notify() <-chan struct{} { return j.notify }
+
+// Subscribe returns a channel of its own that receives as Notify's does,
+// for one of several consumers of the journal, until cancel.
+func (j *Journal) Subscribe() (c <-chan struct{}, cancel func()) {
+	ch := make(chan struct{}, 1)
+	j.mu.Lock()
+	if j.subs == nil {
+		j.subs = map[chan struct{}]struct{}{}
+	}
+	j.subs[ch] = struct{}{}
+	j.mu.Unlock()
+	return ch, func() {
+		j.mu.Lock()
+		delete(j.subs, ch)
+		j.mu.Unlock()
+	}
+}
 
 // Next returns the committed entries (segments, empty segments and gaps)
 // with End > after, oldest first, at most max of them (max <= 0: all). The

@@ -969,3 +969,36 @@ func FuzzIndexLine(f *testing.F) {
 		}
 	})
 }
+
+// Each subscriber of a journal is told of every commit on its own channel
+// (one Notify channel would be taken by one consumer only), until it
+// cancels.
+func TestJournalSubscribe(t *testing.T) {
+	j := openJournal(t, t.TempDir())
+	must(t, j.Begin(t0))
+	a, cancelA := j.Subscribe()
+	b, cancelB := j.Subscribe()
+	defer cancelB()
+	addN(t, j, 1)
+	rollover(t, j, t0+10, true)
+	for name, c := range map[string]<-chan struct{}{"a": a, "b": b, "notify": j.Notify()} {
+		select {
+		case <-c:
+		default:
+			t.Errorf("%s was not told of the commit", name)
+		}
+	}
+	cancelA()
+	addN(t, j, 1)
+	rollover(t, j, t0+20, true)
+	select {
+	case <-a:
+		t.Error("a cancelled subscriber was told")
+	default:
+	}
+	select {
+	case <-b:
+	default:
+		t.Error("b was not told of the second commit")
+	}
+}

@@ -137,7 +137,7 @@ func (f *follower) crawl(ctx context.Context) error {
 	f.stime, f.needCrawl, f.historyEnd = st, false, 0
 	f.m.cfg.Status.CrawlStarted(syncstatus.ChangelogCrawl)
 	f.m.prog.update(func() { f.m.prog.stime = st })
-	return f.j.Done(st.UnixNano())
+	return f.m.journalDone(f.j, st.UnixNano())
 }
 
 // idle moves the marks to what the journal covers when no segment waits

@@ -158,7 +158,11 @@ func (e *errPipeline) Unwrap() error { return e.err }
 // (and remembers to rebuild the index).
 func (m *Master) pipelineFault(err error) bool {
 	if errors.Is(err, gfidx.ErrCorrupt) {
-		m.indexDamaged.Store(true)
+		if m.cfg.Hub != nil {
+			m.cfg.Hub.markDamaged()
+		} else {
+			m.indexDamaged.Store(true)
+		}
 		return true
 	}
 	return false
@@ -170,6 +174,9 @@ func (m *Master) pipelineFault(err error) bool {
 // stops or a worker's fault needs a new pipeline (an error: Run restarts
 // it), or a fault no restart mends (monitor.Fatal).
 func (m *Master) record(ctx context.Context) error {
+	if m.cfg.Hub != nil {
+		return m.recordShared(ctx)
+	}
 	if m.indexDamaged.Load() {
 		if err := m.rebuildIndex(); err != nil {
 			return err
@@ -217,7 +224,43 @@ func (m *Master) record(ctx context.Context) error {
 		case <-wctx.Done():
 		}
 	}()
-	err = monitor.Run(wctx, monitor.Config{
+	err = m.superviseWorker(wctx, j, rec)
+	stopWork(nil)
+	<-watched
+	stopRec()
+	if recErr == nil {
+		// The watcher did not take the recorder's end: take it here.
+		if rerr := <-recDone; rerr != nil && ctx.Err() == nil {
+			recErr = fmt.Errorf("recorder: %w", rerr)
+		}
+	}
+	return pipelineEnd(ctx, err, recErr)
+}
+
+// pipelineEnd is what a recording pipeline's end says to Run: err is the
+// worker's monitor's, recErr why the recorder stopped (nil: it did not).
+func pipelineEnd(ctx context.Context, err, recErr error) error {
+	var pe *errPipeline
+	var re *errRestart
+	switch {
+	case errors.As(err, &re):
+		return re
+	case errors.As(err, &pe):
+		return pe.err
+	case err != nil:
+		return err // Fatal
+	case recErr != nil && ctx.Err() == nil:
+		return recErr
+	}
+	return nil
+}
+
+// superviseWorker runs the worker under its monitor while the recorder
+// runs (until ctx ends): a faulty worker is restarted, with back-off; one
+// restarted for new sync jobs at once; a fault that needs a new pipeline
+// (or new rules) ends it (monitor.Fatal).
+func (m *Master) superviseWorker(wctx context.Context, j *changelog.Journal, rec *recorder.Recorder) error {
+	return monitor.Run(wctx, monitor.Config{
 		Backoff: monitor.Backoff{Min: time.Second, Max: max(m.cfg.MaxBackoff, time.Second), Healthy: time.Minute},
 		OnFault: func(err error, in time.Duration) {
 			m.log.Error("worker faulty; restarting it", "error", err, "in", in)
@@ -242,50 +285,44 @@ func (m *Master) record(ctx context.Context) error {
 			return err
 		}
 	})
-	stopWork(nil)
-	<-watched
-	stopRec()
-	if recErr == nil {
-		// The watcher did not take the recorder's end: take it here.
-		if rerr := <-recDone; rerr != nil && ctx.Err() == nil {
-			recErr = fmt.Errorf("recorder: %w", rerr)
-		}
-	}
-	var pe *errPipeline
-	var re *errRestart
-	switch {
-	case errors.As(err, &re):
-		return re
-	case errors.As(err, &pe):
-		return pe.err
-	case err != nil:
-		return err // Fatal
-	case recErr != nil && ctx.Err() == nil:
-		return recErr
-	}
-	return nil
 }
 
-// openJournal opens the live journal in the state dir. A journal whose
-// index or files are damaged is moved aside (to changelog.damaged, with a
-// warning) and a new one begun: its history is lost, which the worker
-// sees as a gap since the stime and closes with a crawl.
+// recordShared is record for a session of a Hub: it attaches to the
+// root's shared recorder (starting it if none runs) and runs the worker
+// while it runs.
+func (m *Master) recordShared(ctx context.Context) error {
+	p, release, err := m.cfg.Hub.attach(ctx, m)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer release()
+	m.log.Info("recording changes with the root's shared recorder", "watcher", p.rec.Watcher())
+	wctx, stopWork := context.WithCancelCause(ctx)
+	var recErr error
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-p.done:
+			// p.err is written before done is closed.
+			recErr = fmt.Errorf("recorder: %w", p.err)
+			stopWork(recErr)
+		case <-wctx.Done():
+		}
+	}()
+	err = m.superviseWorker(wctx, p.j, p.rec)
+	stopWork(nil)
+	<-watched
+	return pipelineEnd(ctx, err, recErr)
+}
+
+// openJournal opens the live journal in the state dir (see the function
+// openJournal).
 func (m *Master) openJournal() (*changelog.Journal, error) {
-	dir := filepath.Join(m.cfg.StateDir, "changelog")
-	j, err := changelog.OpenJournal(dir)
-	if err == nil || !(errors.Is(err, changelog.ErrCorruptIndex) || errors.Is(err, changelog.ErrMalformed)) {
-		return j, err
-	}
-	aside := dir + ".damaged"
-	m.log.Warn("the journal is damaged; setting it aside and starting a new one (the next batch is a crawl)",
-		"error", err, "moved_to", aside)
-	if rerr := os.RemoveAll(aside); rerr != nil {
-		return nil, fmt.Errorf("removing an older damaged journal: %w", rerr)
-	}
-	if rerr := os.Rename(dir, aside); rerr != nil {
-		return nil, fmt.Errorf("setting a damaged journal aside: %w (it was: %v)", rerr, err)
-	}
-	return changelog.OpenJournal(dir)
+	return openJournal(filepath.Join(m.cfg.StateDir, "changelog"), m.log)
 }
 
 // rebuildIndex replaces a damaged gfid index with an empty one: the crawl
@@ -366,6 +403,8 @@ func (m *Master) work(ctx context.Context, j *changelog.Journal, rec *recorder.R
 	}
 	defer l.close()
 	lctx := l.ctx
+	notify, unsubscribe := j.Subscribe()
+	defer unsubscribe()
 	f := m.follow(j, l, rec.Sync)
 	lastIdle := time.Now()
 	for {
@@ -404,7 +443,7 @@ func (m *Master) work(ctx context.Context, j *changelog.Journal, rec *recorder.R
 			continue
 		}
 		select {
-		case <-j.Notify():
+		case <-notify:
 		case <-lctx.Done():
 		case <-time.After(idleAdvance):
 		case <-m.ctl.changed():
@@ -434,7 +473,7 @@ func (m *Master) advanceLive(ctx context.Context, j *changelog.Journal, t time.T
 		return err
 	}
 	m.prog.update(func() { m.prog.stime = t })
-	return j.Done(t.UnixNano())
+	return m.journalDone(j, t.UnixNano())
 }
 
 // retry runs one batch until it succeeds or fails otherwise than by ops

@@ -117,6 +117,10 @@ type Config struct {
 	// DeleteExcluded removes from the slave what the rules leave out
 	// (else the slave's copies of newly excluded entries stay).
 	DeleteExcluded bool
+	// Hub, when set, is the recorder, journal and gfid index this live
+	// session shares with the other sessions of its root in the process
+	// (NewHub, with the same root).
+	Hub *Hub
 }
 
 // RulesFile is the optional rules file in the master root: gitignore-style
@@ -267,6 +271,13 @@ func New(cfg Config) (*Master, error) {
 		return nil, fmt.Errorf("master state dir: %w", err)
 	}
 	ns := gfid.DefaultNamespace()
+	if h := cfg.Hub; h != nil {
+		root.Close()
+		if h.Root() != cfg.Root {
+			return nil, fmt.Errorf("master: the shared recorder is of %s, not of this session's root %s", h.Root(), cfg.Root)
+		}
+		return newMaster(cfg, log, h.tree)
+	}
 	idxPath := filepath.Join(cfg.StateDir, "gfid.db")
 	idx, err := gfidx.Open(idxPath)
 	if err != nil && !errors.Is(err, gfidx.ErrInUse) {
@@ -284,7 +295,15 @@ func New(cfg Config) (*Master, error) {
 		root.Close()
 		return nil, err
 	}
-	m := &Master{cfg: cfg, log: log, tree: &mtree.Source{Tree: &mtree.Tree{Root: root, NS: ns, Idx: idx}}}
+	return newMaster(cfg, log, &mtree.Tree{Root: root, NS: ns, Idx: idx})
+}
+
+// newMaster is New's end, with the tree open (root and index: the
+// session's own, or its Hub's).
+func newMaster(cfg Config, log hclog.Logger, tree *mtree.Tree) (*Master, error) {
+	m := &Master{cfg: cfg, log: log, tree: &mtree.Source{Tree: tree}}
+	root, ns := tree.Root, tree.NS
+	var err error
 	if m.rules, err = loadRules(root, cfg); err != nil {
 		m.Close()
 		return nil, err
@@ -323,6 +342,10 @@ func (m *Master) close() error {
 		errs = append(errs, m.conn.Close())
 	}
 	m.tree.ResetDirs()
+	if m.cfg.Hub != nil {
+		m.cfg.Hub.leave(m) // the index and root are the hub's
+		return errors.Join(errs...)
+	}
 	if m.tree.Idx != nil {
 		errs = append(errs, m.tree.Idx.Sync(), m.tree.Idx.Close())
 	}

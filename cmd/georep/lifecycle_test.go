@@ -95,7 +95,8 @@ func waitFile(t *testing.T, path, want string) {
 // TestProcessesSessionsLifecycle walks through running georep as a
 // service, as a new operator would: one master process runs the sessions
 // of a config file (one of them faulty: its slave is not there, which
-// stops no other), status shows a row each; pause, config set/get (bad
+// stops no other, not even the session whose root and recorder it
+// shares), status shows a row each; pause, config set/get (bad
 // values refused), a checkpoint whose completion reaches a webhook,
 // resume, stop of one session while the other goes on, SIGTERM, and
 // session delete.
@@ -131,7 +132,10 @@ name = "three"
 root = %q
 slave = "127.0.0.1:1"
 state-dir = %q
-`, hooks.URL, m1, a1, st("one"), m2, a2, st("two"), t.TempDir(), st("three"))
+`, hooks.URL, m1, a1, st("one"), m2, a2, st("two"), m1, st("three"))
+	// Sessions one and three share a root: one recorder for both (its
+	// state is under the state base).
+	t.Cleanup(func() { os.RemoveAll(defaultStateDir("root", m1)) })
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -153,6 +157,9 @@ state-dir = %q
 	waitFile(t, filepath.Join(s1, "a"), "one")
 	waitFile(t, filepath.Join(s2, "a"), "two")
 	hooks.wait(t, "FAULTY", "three") // its slave is not there; the others run
+	if n := strings.Count(errb.String(), "shared recorder started"); n != 1 {
+		t.Errorf("sessions one and three of one root: %d shared recorders started, want 1", n)
+	}
 
 	code, out := georepCmd(t, "status", "--config", cfg)
 	if code != 0 || !strings.Contains(out, "SESSION") || !strings.Contains(out, "one ") || !strings.Contains(out, "two ") || !strings.Contains(out, "Faulty") {

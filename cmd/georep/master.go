@@ -68,6 +68,9 @@ type masterOptions struct {
 	cmdline map[string]bool
 	// values: every flag's value once all is in (config get).
 	values map[string]string
+	// hub: the recorder this session shares with the others of its root
+	// in this process (nil: its own).
+	hub *master.Hub
 }
 
 // masterFlagSet registers every flag of `georep master` into o.
@@ -332,6 +335,15 @@ func runMasterSession(ctx context.Context, o masterOptions, stdout, stderr io.Wr
 // session's fault or stop does not end another's. It returns when all
 // have ended; its error joins theirs.
 func runMasterSessions(ctx context.Context, opts []masterOptions, stdout, stderr io.Writer) error {
+	hubs, err := sharedRecorders(opts, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, h := range hubs {
+			h.Close()
+		}
+	}()
 	errs := make([]error, len(opts))
 	var wg sync.WaitGroup
 	for i, o := range opts {
@@ -346,6 +358,53 @@ func runMasterSessions(ctx context.Context, opts []masterOptions, stdout, stderr
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// sharedRecorders gives the live sessions that replicate one root one
+// recorder (a master.Hub: one journal and gfid index, whose state is under
+// the default state base, by root), so that a root replicated to several
+// slaves is watched once.
+func sharedRecorders(opts []masterOptions, stderr io.Writer) ([]*master.Hub, error) {
+	byRoot := map[string][]int{}
+	var roots []string
+	for i, o := range opts {
+		if o.oneshot {
+			continue
+		}
+		root, err := filepath.Abs(o.root)
+		if err != nil {
+			return nil, err
+		}
+		if byRoot[root] == nil {
+			roots = append(roots, root)
+		}
+		byRoot[root] = append(byRoot[root], i)
+	}
+	var hubs []*master.Hub
+	for _, root := range roots {
+		idx := byRoot[root]
+		if len(idx) < 2 {
+			continue
+		}
+		first := opts[idx[0]]
+		log, err := first.log.logger("master.shared", stderr)
+		if err != nil {
+			return nil, err
+		}
+		h, err := master.NewHub(master.HubConfig{Root: root, StateDir: defaultStateDir("root", root),
+			Interval: first.changeInterval, Watcher: first.watcher, Logger: log})
+		if err != nil {
+			for _, h := range hubs {
+				h.Close()
+			}
+			return nil, err
+		}
+		hubs = append(hubs, h)
+		for _, i := range idx {
+			opts[i].hub = h
+		}
+	}
+	return hubs, nil
 }
 
 // runMasterLive replicates until interrupted (SIGINT/SIGTERM end it
@@ -503,7 +562,7 @@ func newMasterFromOptions(o masterOptions, stderr io.Writer) (r *masterRun, err 
 		Compress: o.compress, Limiter: bw.RateLimiter(), NoDataConn: o.noDataConn,
 		ChangeInterval: o.changeInterval, BatchSize: o.batchSize, Watcher: o.watcher, MaxBackoff: o.maxBackoff,
 		TLS: tlsCfg, Insecure: o.tls.insecure, Status: svc.Tracker,
-		Excludes: o.excludes, ExcludeFrom: o.excludeFrom, DeleteExcluded: o.deleteExcluded,
+		Excludes: o.excludes, ExcludeFrom: o.excludeFrom, DeleteExcluded: o.deleteExcluded, Hub: o.hub,
 	})
 	if err != nil {
 		return nil, err
