@@ -121,6 +121,7 @@ type entryReq struct {
 	reportOnly      bool
 	dataFollows     bool
 	checkCurrent    bool
+	adopt           bool // see pb.EntryOp.adopt
 	size, mtime     int64
 	xattrs          map[string][]byte
 }
@@ -152,7 +153,7 @@ const maxTarget = 4095
 
 // validateEntry checks an EntryOp completely before anything is touched.
 func validateEntry(op *pb.EntryOp, privileged bool) (*entryReq, error) {
-	r := &entryReq{typ: op.GetType(), mode: op.GetMode(), uid: op.GetUid(), gid: op.GetGid(), rdev: op.GetRdev()}
+	r := &entryReq{typ: op.GetType(), mode: op.GetMode(), uid: op.GetUid(), gid: op.GetGid(), rdev: op.GetRdev(), adopt: op.GetAdopt()}
 	typeBits := r.mode & unix.S_IFMT
 	switch r.typ {
 	case pb.EntryOpType_ENTRY_OP_TYPE_CREATE:
@@ -351,6 +352,11 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 		return failed(err)
 	}
 	wantFmt := wantType(r.typ, r.mode)
+	if r.adopt {
+		if err := s.adopt(c, pfd, r, wantFmt); err != nil {
+			return failed(err)
+		}
+	}
 	present, conflict, pst, err := c.clearName(pfd, r.parent, r.name, r.g, wantFmt)
 	if err != nil {
 		return failed(err)
@@ -376,6 +382,44 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 		return o
 	}
 	return s.create(c, pfd, r, res)
+}
+
+// adopt gives r's gfid to the entry at r's name when it carries none and
+// is of r's type (a pre-seeded replica: see pb.EntryOp.adopt), so that
+// ensure finds it present. Not adopted: a regular file with more than one
+// link (it could be a link a local user put there to a file elsewhere,
+// whose owner, mode and content the replica would then set), a symlink to
+// another target, a device of another number, or anything while the gfid
+// has an entry elsewhere on the slave (then that one is reused).
+func (s *Slave) adopt(c *dirCache, pfd int, r *entryReq, wantFmt uint32) error {
+	st, err := beneath.Lstat(pfd, r.name)
+	if err != nil {
+		return nil // nothing there (or it says so when made)
+	}
+	if _, err := s.tree.ns.GetAt(pfd, r.name); !errors.Is(err, gfid.ErrNoGFID) {
+		return nil // georep's already, or unreadable: the usual way
+	}
+	if st.Mode&unix.S_IFMT != wantFmt || len(c.tx.Links(r.g)) > 0 {
+		return nil
+	}
+	switch wantFmt {
+	case unix.S_IFREG:
+		if st.Nlink != 1 {
+			return nil
+		}
+	case unix.S_IFLNK:
+		if cur, err := readlinkAt(pfd, r.name); err != nil || cur != r.target {
+			return nil
+		}
+	case unix.S_IFCHR, unix.S_IFBLK:
+		if uint64(st.Rdev) != r.rdev {
+			return nil
+		}
+	}
+	if err := s.setGFID(pfd, r.name, r.parent, r.g, wantFmt); err != nil {
+		return fmt.Errorf("adopting %q: %w", r.name, err)
+	}
+	return c.tx.AddLink(r.g, gfidx.Link{Parent: r.parent, Name: r.name})
 }
 
 // ensurePresent is ensure when r's name already holds the gfid (pst is

@@ -34,6 +34,7 @@ type masterOptions struct {
 	ignoreDeletes  bool
 	retries        int
 	compress       bool
+	checksum       bool
 	noDataConn     bool
 	bwlimit        int64 // KiB/s
 	// bwSchedule: --bwlimit-schedule rules (package bwsched), over the
@@ -101,6 +102,7 @@ func masterFlagSet(o *masterOptions, stderr io.Writer) *flag.FlagSet {
 	})
 	fs.BoolVar(&o.deleteExcluded, "delete-excluded", false, "remove from the slave what the rules leave out (else the slave's copies of newly excluded entries stay)")
 	fs.IntVar(&o.retries, "retries", master.DefaultRetries, "attempts at a failing batch before a one-shot run gives up")
+	fs.BoolVar(&o.checksum, "checksum", false, "a crawl compares every file's content with the slave's copy (block hashes, then the blocks that differ) instead of taking same size and mtime for current")
 	fs.BoolVar(&o.compress, "compress", false, "compress file data (zstd) on the wire")
 	fs.BoolVar(&o.noDataConn, "no-data-conn", false, "send all file data on the gRPC streams, with no data connection beside them for large files")
 	fs.Int64Var(&o.bwlimit, "bwlimit", 0, "cap file data sent to this many KiB/s (0: no cap); with --bwlimit-schedule, the cap where no rule applies")
@@ -562,7 +564,7 @@ func newMasterFromOptions(o masterOptions, stderr io.Writer) (r *masterRun, err 
 		Compress: o.compress, Limiter: bw.RateLimiter(), NoDataConn: o.noDataConn,
 		ChangeInterval: o.changeInterval, BatchSize: o.batchSize, Watcher: o.watcher, MaxBackoff: o.maxBackoff,
 		TLS: tlsCfg, Insecure: o.tls.insecure, Status: svc.Tracker,
-		Excludes: o.excludes, ExcludeFrom: o.excludeFrom, DeleteExcluded: o.deleteExcluded, Hub: o.hub,
+		Excludes: o.excludes, ExcludeFrom: o.excludeFrom, DeleteExcluded: o.deleteExcluded, Hub: o.hub, Checksum: o.checksum,
 	})
 	if err != nil {
 		return nil, err

@@ -120,6 +120,9 @@ type Config struct {
 	// exclude, so the slave's copies of newly excluded entries go.
 	// Without it they stay (as rsync leaves excluded files alone).
 	DeleteExcluded bool
+	// Checksum: a crawl takes no file for current by its size and mtime;
+	// each one's content is compared (georep master --checksum).
+	Checksum bool
 	// SyncRecorder waits until the recorder has indexed every change made
 	// before the call (live kinds; nil for a one-shot).
 	SyncRecorder func(context.Context) error

@@ -184,6 +184,11 @@ func (b *Batch) entryTx(r *changelog.Record) error {
 // crawlEntry makes the op of a crawl's record: the tree as the crawl found
 // it (the batch claims no later time).
 func (b *Batch) crawlEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp) error {
+	// Into a slave that was not empty (pre-seeded: cp -a, a shipped disk),
+	// what is at the name already, with no gfid and of the type, is
+	// adopted rather than moved aside: its content is then found current
+	// (check_current) or sent as a delta, not again whole.
+	op.Adopt = r.Op != changelog.OpLink && !b.cfg.Shared.SlaveEmpty.Load()
 	switch r.Op {
 	case changelog.OpMkdir:
 		op.Mode, op.Uid, op.Gid = r.Mode, r.UID, r.GID
@@ -203,7 +208,13 @@ func (b *Batch) crawlEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp) er
 		// be current.
 		// A file changed since the last sync is not asked: its copy may
 		// have the size and mtime and not the content (see CrawlOptions).
-		if b.changedSinceSync(r) {
+		// With Checksum, nothing is taken for current by size and mtime:
+		// every file's content is compared (a delta: block hashes cross
+		// the link, and the blocks that differ).
+		if b.changedSinceSync(r) || b.cfg.Checksum {
+			if b.changed == nil {
+				b.changed = map[gfid.GFID]bool{}
+			}
 			b.changed[r.GFID] = true
 		} else if r.HasStat && !b.cfg.Shared.SlaveEmpty.Load() {
 			if dirfd, err := b.dir.get(tx, r.Parent); err == nil {

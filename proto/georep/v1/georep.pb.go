@@ -703,7 +703,14 @@ type EntryOp struct {
 	// (OpResult.extra_names/extra_gfids); the master removes, by gfid, what
 	// it no longer has anywhere (a name it merely moved since stays for the
 	// record that moves it).
-	ReportOnly    bool `protobuf:"varint,18,opt,name=report_only,json=reportOnly,proto3" json:"report_only,omitempty"`
+	ReportOnly bool `protobuf:"varint,18,opt,name=report_only,json=reportOnly,proto3" json:"report_only,omitempty"`
+	// CREATE, MKDIR, SYMLINK, MKNOD of a crawl into a slave that was not
+	// empty (a pre-seeded replica: cp -a, a shipped disk): an entry already
+	// at the name that carries no gfid, of the same type (a regular file
+	// with one link; a symlink with the same target; a device with the same
+	// number) is adopted: given the gfid instead of being moved aside, so
+	// that check_current (or the data's delta) finds its content there.
+	Adopt         bool `protobuf:"varint,19,opt,name=adopt,proto3" json:"adopt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -860,6 +867,13 @@ func (x *EntryOp) GetXattrs() []*Xattr {
 func (x *EntryOp) GetReportOnly() bool {
 	if x != nil {
 		return x.ReportOnly
+	}
+	return false
+}
+
+func (x *EntryOp) GetAdopt() bool {
+	if x != nil {
+		return x.Adopt
 	}
 	return false
 }
@@ -2573,7 +2587,7 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x11KeepAliveResponse\"8\n" +
 	"\x11EndSessionRequest\x12#\n" +
 	"\rsession_token\x18\x01 \x01(\fR\fsessionToken\"\x14\n" +
-	"\x12EndSessionResponse\"\xee\x03\n" +
+	"\x12EndSessionResponse\"\x84\x04\n" +
 	"\aEntryOp\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.georep.v1.EntryOpTypeR\x04type\x12\x12\n" +
 	"\x04gfid\x18\x02 \x01(\fR\x04gfid\x12\x18\n" +
@@ -2595,7 +2609,8 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\bmtime_ns\x18\x10 \x01(\x03R\amtimeNs\x12(\n" +
 	"\x06xattrs\x18\x11 \x03(\v2\x10.georep.v1.XattrR\x06xattrs\x12\x1f\n" +
 	"\vreport_only\x18\x12 \x01(\bR\n" +
-	"reportOnly\"\\\n" +
+	"reportOnly\x12\x14\n" +
+	"\x05adopt\x18\x13 \x01(\bR\x05adopt\"\\\n" +
 	"\x0fEntryOpsRequest\x12#\n" +
 	"\rsession_token\x18\x01 \x01(\fR\fsessionToken\x12$\n" +
 	"\x03ops\x18\x02 \x03(\v2\x12.georep.v1.EntryOpR\x03ops\"\x84\x02\n" +
