@@ -99,6 +99,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzRules -fuzztime=$(FUZZTIME) ./internal/rules/
 	$(GO) test -run=NONE -fuzz=FuzzLoad -fuzztime=$(FUZZTIME) ./internal/config/
 	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/bwsched/
+	$(GO) test -run=NONE -fuzz=FuzzDigestEntry -fuzztime=$(FUZZTIME) ./master/
 
 # georep vs rsync on the same workloads (BENCH_SCALE, RUNS, BENCH_OUT: see scripts/bench/main.go).
 bench: build

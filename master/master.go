@@ -120,6 +120,9 @@ type Config struct {
 	// Checksum: a crawl compares every file's content with the slave's
 	// copy (a delta), taking none for current by its size and mtime.
 	Checksum bool
+	// ComparePaths are files (paths from the root) a crawl compares by
+	// content: georep verify --repair's.
+	ComparePaths map[string]bool
 	// Hub, when set, is the recorder, journal and gfid index this live
 	// session shares with the other sessions of its root in the process
 	// (NewHub, with the same root).
@@ -694,7 +697,7 @@ func (m *Master) batchConfig(l *link, k batch.Kind, sync func(context.Context) e
 	c := batch.Config{
 		Tree: m.tree, Client: m.client, Token: m.token, Syncer: l.syn, Shared: &m.shared,
 		IgnoreDeletes: m.cfg.IgnoreDeletes, SyncRecorder: sync, Status: m.cfg.Status, Phase: m.phase,
-		Rules: m.rules, DeleteExcluded: m.cfg.DeleteExcluded, Checksum: m.cfg.Checksum,
+		Rules: m.rules, DeleteExcluded: m.cfg.DeleteExcluded, Checksum: m.cfg.Checksum, ComparePaths: m.cfg.ComparePaths,
 		Log: m.log,
 	}
 	if h := m.hook; h != nil {

@@ -92,6 +92,9 @@ type Slave struct {
 	// them (see stageDir).
 	dirTimes dirTimes
 
+	// digests is georep verify's pass (digest.go).
+	digests digestPasses
+
 	// closers are the goroutines closing replaced big files' old copies
 	// (see incoming.close); Close waits for them.
 	closers sync.WaitGroup
@@ -305,6 +308,7 @@ func (s *Slave) Close() error {
 
 func (s *Slave) close() error {
 	var errs []error
+	s.closeDigests()
 	s.bulk.Close()
 	s.closers.Wait()
 	if s.tree != nil && s.tree.idx != nil {

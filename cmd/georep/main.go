@@ -51,6 +51,7 @@ func commands() []command {
 		{"stop", "stop a running session's master cleanly", runStopCmd},
 		{"config", "get, set or reset a session's settings (applied live where they can be)", runConfigCmd},
 		{"session", "delete a session's state (delete [--reset-sync-time])", runSessionCmd},
+		{"verify", "compare master and slave by content (only digests cross the link); --repair mends what differs", runVerifyCmd},
 		{"trash", "list or restore what a slave with --trash kept of deletes and overwrites", runTrashCmd},
 		{"version", "print georep's version and its protocol version", runVersionCmd},
 		{"completion", "print a shell completion script (bash, zsh, fish)", runCompletionCmd},
@@ -89,9 +90,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		err := c.run(ctx, args[1:], stdout, stderr)
+		var ec *exitCode
 		switch {
 		case err == nil:
 			return 0
+		case errors.As(err, &ec):
+			if ec.err != nil {
+				fmt.Fprintf(stderr, "georep %s: %v\n", c.name, ec.err)
+			}
+			return ec.code
 		case errors.Is(err, flag.ErrHelp):
 			return 0
 		case errors.Is(err, errUsage):
@@ -105,6 +112,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	usage(stderr)
 	return 2
 }
+
+// exitCode is an error with its own exit status (georep verify: 1 for
+// differences, 2 for an error); err, if any, is printed.
+type exitCode struct {
+	code int
+	err  error
+}
+
+func (e *exitCode) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitCode) Unwrap() error { return e.err }
 
 func usageErr(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))

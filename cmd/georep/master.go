@@ -72,6 +72,8 @@ type masterOptions struct {
 	// hub: the recorder this session shares with the others of its root
 	// in this process (nil: its own).
 	hub *master.Hub
+	// comparePaths: files a one-shot compares by content (verify --repair).
+	comparePaths map[string]bool
 }
 
 // masterFlagSet registers every flag of `georep master` into o.
@@ -273,15 +275,18 @@ func runMasterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // one), and under the command line but over the file the settings
 // persisted in the session's state directory by `georep config set`;
 // then checks them.
-func loadMasterSession(args []string, name string, stderr io.Writer) (masterOptions, error) {
-	return buildMasterSession(args, name, stderr, nil)
+func loadMasterSession(args []string, name string, stderr io.Writer, more ...func(*flag.FlagSet)) (masterOptions, error) {
+	return buildMasterSession(args, name, stderr, nil, more...)
 }
 
 // buildMasterSession is loadMasterSession with the persisted settings st
 // (nil: read from the state directory).
-func buildMasterSession(args []string, name string, stderr io.Writer, st *settings) (masterOptions, error) {
+func buildMasterSession(args []string, name string, stderr io.Writer, st *settings, more ...func(*flag.FlagSet)) (masterOptions, error) {
 	var o masterOptions
 	fs := masterFlagSet(&o, stderr)
+	for _, f := range more {
+		f(fs) // a command's own flags beside the master's (verify)
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return o, err
 	}
@@ -564,7 +569,7 @@ func newMasterFromOptions(o masterOptions, stderr io.Writer) (r *masterRun, err 
 		Compress: o.compress, Limiter: bw.RateLimiter(), NoDataConn: o.noDataConn,
 		ChangeInterval: o.changeInterval, BatchSize: o.batchSize, Watcher: o.watcher, MaxBackoff: o.maxBackoff,
 		TLS: tlsCfg, Insecure: o.tls.insecure, Status: svc.Tracker,
-		Excludes: o.excludes, ExcludeFrom: o.excludeFrom, DeleteExcluded: o.deleteExcluded, Hub: o.hub, Checksum: o.checksum,
+		Excludes: o.excludes, ExcludeFrom: o.excludeFrom, DeleteExcluded: o.deleteExcluded, Hub: o.hub, Checksum: o.checksum, ComparePaths: o.comparePaths,
 	})
 	if err != nil {
 		return nil, err

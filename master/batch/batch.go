@@ -123,6 +123,10 @@ type Config struct {
 	// Checksum: a crawl takes no file for current by its size and mtime;
 	// each one's content is compared (georep master --checksum).
 	Checksum bool
+	// ComparePaths are files (paths from the root) a crawl compares by
+	// content, as Checksum does for all: what georep verify found to
+	// differ, for its repair.
+	ComparePaths map[string]bool
 	// SyncRecorder waits until the recorder has indexed every change made
 	// before the call (live kinds; nil for a one-shot).
 	SyncRecorder func(context.Context) error

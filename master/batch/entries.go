@@ -211,7 +211,7 @@ func (b *Batch) crawlEntry(tx *gfidx.Tx, r *changelog.Record, op *pb.EntryOp) er
 		// With Checksum, nothing is taken for current by size and mtime:
 		// every file's content is compared (a delta: block hashes cross
 		// the link, and the blocks that differ).
-		if b.changedSinceSync(r) || b.cfg.Checksum {
+		if b.changedSinceSync(r) || b.cfg.Checksum || b.compareByContent(tx, r) {
 			if b.changed == nil {
 				b.changed = map[gfid.GFID]bool{}
 			}

@@ -3,6 +3,7 @@ package batch
 import (
 	"errors"
 
+	"github.com/georep/georep/changelog"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/rules"
@@ -87,4 +88,23 @@ func (b *Batch) dataExcluded(g gfid.GFID) bool {
 		return nil
 	})
 	return ex
+}
+
+// compareByContent reports whether the crawl's file r is one of
+// Config.ComparePaths.
+func (b *Batch) compareByContent(tx *gfidx.Tx, r *changelog.Record) bool {
+	if len(b.cfg.ComparePaths) == 0 {
+		return false
+	}
+	p := r.Name
+	if r.Parent != gfid.Root {
+		dp, err := tx.Path(r.Parent)
+		if err != nil {
+			return false
+		}
+		if dp != "" && dp != "." {
+			p = dp + "/" + r.Name
+		}
+	}
+	return b.cfg.ComparePaths[p]
 }

@@ -2550,6 +2550,415 @@ func (*SetMarkResponse) Descriptor() ([]byte, []int) {
 	return file_georep_v1_georep_proto_rawDescGZIP(), []int{30}
 }
 
+type DigestBeginRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Compare trusted.* and security.* xattrs too (both ends privileged).
+	Privileged bool `protobuf:"varint,1,opt,name=privileged,proto3" json:"privileged,omitempty"`
+	// Read the slave's files at most this fast, in bytes per second (0: no
+	// limit).
+	RateLimit     int64 `protobuf:"varint,2,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DigestBeginRequest) Reset() {
+	*x = DigestBeginRequest{}
+	mi := &file_georep_v1_georep_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestBeginRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestBeginRequest) ProtoMessage() {}
+
+func (x *DigestBeginRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_v1_georep_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestBeginRequest.ProtoReflect.Descriptor instead.
+func (*DigestBeginRequest) Descriptor() ([]byte, []int) {
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DigestBeginRequest) GetPrivileged() bool {
+	if x != nil {
+		return x.Privileged
+	}
+	return false
+}
+
+func (x *DigestBeginRequest) GetRateLimit() int64 {
+	if x != nil {
+		return x.RateLimit
+	}
+	return 0
+}
+
+type DigestBeginResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pass, for DigestList.
+	Pass []byte `protobuf:"bytes,1,opt,name=pass,proto3" json:"pass,omitempty"`
+	// Whether trusted.* and security.* xattrs are compared: asked for and
+	// the slave privileged.
+	Privileged    bool `protobuf:"varint,2,opt,name=privileged,proto3" json:"privileged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DigestBeginResponse) Reset() {
+	*x = DigestBeginResponse{}
+	mi := &file_georep_v1_georep_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestBeginResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestBeginResponse) ProtoMessage() {}
+
+func (x *DigestBeginResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_v1_georep_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestBeginResponse.ProtoReflect.Descriptor instead.
+func (*DigestBeginResponse) Descriptor() ([]byte, []int) {
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *DigestBeginResponse) GetPass() []byte {
+	if x != nil {
+		return x.Pass
+	}
+	return nil
+}
+
+func (x *DigestBeginResponse) GetPrivileged() bool {
+	if x != nil {
+		return x.Privileged
+	}
+	return false
+}
+
+type DigestListRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Pass  []byte                 `protobuf:"bytes,1,opt,name=pass,proto3" json:"pass,omitempty"`
+	// The directory, relative to the root ("" the root), as the master
+	// names it.
+	Path []byte `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// Entries after this name (a previous page's last), at most max.
+	After         []byte `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	Max           uint32 `protobuf:"varint,4,opt,name=max,proto3" json:"max,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DigestListRequest) Reset() {
+	*x = DigestListRequest{}
+	mi := &file_georep_v1_georep_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestListRequest) ProtoMessage() {}
+
+func (x *DigestListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_v1_georep_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestListRequest.ProtoReflect.Descriptor instead.
+func (*DigestListRequest) Descriptor() ([]byte, []int) {
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *DigestListRequest) GetPass() []byte {
+	if x != nil {
+		return x.Pass
+	}
+	return nil
+}
+
+func (x *DigestListRequest) GetPath() []byte {
+	if x != nil {
+		return x.Path
+	}
+	return nil
+}
+
+func (x *DigestListRequest) GetAfter() []byte {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+func (x *DigestListRequest) GetMax() uint32 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+type DigestListResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False while the slave still hashes (the figures say how far it got).
+	Ready bool  `protobuf:"varint,1,opt,name=ready,proto3" json:"ready,omitempty"`
+	Files int64 `protobuf:"varint,2,opt,name=files,proto3" json:"files,omitempty"`
+	Bytes int64 `protobuf:"varint,3,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// The directory is not on the slave (or not a directory).
+	Absent bool `protobuf:"varint,4,opt,name=absent,proto3" json:"absent,omitempty"`
+	// The directory's digest (package digest).
+	Sum     []byte         `protobuf:"bytes,5,opt,name=sum,proto3" json:"sum,omitempty"`
+	Entries []*DigestEntry `protobuf:"bytes,6,rep,name=entries,proto3" json:"entries,omitempty"`
+	// More entries follow (ask again, after the last of these).
+	More          bool `protobuf:"varint,7,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DigestListResponse) Reset() {
+	*x = DigestListResponse{}
+	mi := &file_georep_v1_georep_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestListResponse) ProtoMessage() {}
+
+func (x *DigestListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_v1_georep_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestListResponse.ProtoReflect.Descriptor instead.
+func (*DigestListResponse) Descriptor() ([]byte, []int) {
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DigestListResponse) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *DigestListResponse) GetFiles() int64 {
+	if x != nil {
+		return x.Files
+	}
+	return 0
+}
+
+func (x *DigestListResponse) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *DigestListResponse) GetAbsent() bool {
+	if x != nil {
+		return x.Absent
+	}
+	return false
+}
+
+func (x *DigestListResponse) GetSum() []byte {
+	if x != nil {
+		return x.Sum
+	}
+	return nil
+}
+
+func (x *DigestListResponse) GetEntries() []*DigestEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *DigestListResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+type DigestEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          []byte                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Mode          uint32                 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	Uid           uint32                 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid           uint32                 `protobuf:"varint,4,opt,name=gid,proto3" json:"gid,omitempty"`
+	Size          int64                  `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	MtimeNs       int64                  `protobuf:"varint,6,opt,name=mtime_ns,json=mtimeNs,proto3" json:"mtime_ns,omitempty"`
+	Rdev          uint64                 `protobuf:"varint,7,opt,name=rdev,proto3" json:"rdev,omitempty"`
+	Target        []byte                 `protobuf:"bytes,8,opt,name=target,proto3" json:"target,omitempty"`
+	Content       []byte                 `protobuf:"bytes,9,opt,name=content,proto3" json:"content,omitempty"`
+	Xattrs        []byte                 `protobuf:"bytes,10,opt,name=xattrs,proto3" json:"xattrs,omitempty"`
+	LinkKey       []byte                 `protobuf:"bytes,11,opt,name=link_key,json=linkKey,proto3" json:"link_key,omitempty"`
+	Sub           []byte                 `protobuf:"bytes,12,opt,name=sub,proto3" json:"sub,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DigestEntry) Reset() {
+	*x = DigestEntry{}
+	mi := &file_georep_v1_georep_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestEntry) ProtoMessage() {}
+
+func (x *DigestEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_v1_georep_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestEntry.ProtoReflect.Descriptor instead.
+func (*DigestEntry) Descriptor() ([]byte, []int) {
+	return file_georep_v1_georep_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DigestEntry) GetName() []byte {
+	if x != nil {
+		return x.Name
+	}
+	return nil
+}
+
+func (x *DigestEntry) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *DigestEntry) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *DigestEntry) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *DigestEntry) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *DigestEntry) GetMtimeNs() int64 {
+	if x != nil {
+		return x.MtimeNs
+	}
+	return 0
+}
+
+func (x *DigestEntry) GetRdev() uint64 {
+	if x != nil {
+		return x.Rdev
+	}
+	return 0
+}
+
+func (x *DigestEntry) GetTarget() []byte {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *DigestEntry) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+func (x *DigestEntry) GetXattrs() []byte {
+	if x != nil {
+		return x.Xattrs
+	}
+	return nil
+}
+
+func (x *DigestEntry) GetLinkKey() []byte {
+	if x != nil {
+		return x.LinkKey
+	}
+	return nil
+}
+
+func (x *DigestEntry) GetSub() []byte {
+	if x != nil {
+		return x.Sub
+	}
+	return nil
+}
+
 var File_georep_v1_georep_proto protoreflect.FileDescriptor
 
 const file_georep_v1_georep_proto_rawDesc = "" +
@@ -2730,7 +3139,45 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x0eSetMarkRequest\x12#\n" +
 	"\rsession_token\x18\x01 \x01(\fR\fsessionToken\x12\x19\n" +
 	"\bstime_ns\x18\x02 \x01(\x03R\astimeNs\"\x11\n" +
-	"\x0fSetMarkResponse*\xad\x02\n" +
+	"\x0fSetMarkResponse\"S\n" +
+	"\x12DigestBeginRequest\x12\x1e\n" +
+	"\n" +
+	"privileged\x18\x01 \x01(\bR\n" +
+	"privileged\x12\x1d\n" +
+	"\n" +
+	"rate_limit\x18\x02 \x01(\x03R\trateLimit\"I\n" +
+	"\x13DigestBeginResponse\x12\x12\n" +
+	"\x04pass\x18\x01 \x01(\fR\x04pass\x12\x1e\n" +
+	"\n" +
+	"privileged\x18\x02 \x01(\bR\n" +
+	"privileged\"c\n" +
+	"\x11DigestListRequest\x12\x12\n" +
+	"\x04pass\x18\x01 \x01(\fR\x04pass\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\fR\x04path\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\fR\x05after\x12\x10\n" +
+	"\x03max\x18\x04 \x01(\rR\x03max\"\xc6\x01\n" +
+	"\x12DigestListResponse\x12\x14\n" +
+	"\x05ready\x18\x01 \x01(\bR\x05ready\x12\x14\n" +
+	"\x05files\x18\x02 \x01(\x03R\x05files\x12\x14\n" +
+	"\x05bytes\x18\x03 \x01(\x03R\x05bytes\x12\x16\n" +
+	"\x06absent\x18\x04 \x01(\bR\x06absent\x12\x10\n" +
+	"\x03sum\x18\x05 \x01(\fR\x03sum\x120\n" +
+	"\aentries\x18\x06 \x03(\v2\x16.georep.v1.DigestEntryR\aentries\x12\x12\n" +
+	"\x04more\x18\a \x01(\bR\x04more\"\x93\x02\n" +
+	"\vDigestEntry\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\fR\x04name\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x04 \x01(\rR\x03gid\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x03R\x04size\x12\x19\n" +
+	"\bmtime_ns\x18\x06 \x01(\x03R\amtimeNs\x12\x12\n" +
+	"\x04rdev\x18\a \x01(\x04R\x04rdev\x12\x16\n" +
+	"\x06target\x18\b \x01(\fR\x06target\x12\x18\n" +
+	"\acontent\x18\t \x01(\fR\acontent\x12\x16\n" +
+	"\x06xattrs\x18\n" +
+	" \x01(\fR\x06xattrs\x12\x19\n" +
+	"\blink_key\x18\v \x01(\fR\alinkKey\x12\x10\n" +
+	"\x03sub\x18\f \x01(\fR\x03sub*\xad\x02\n" +
 	"\vEntryOpType\x12\x1d\n" +
 	"\x19ENTRY_OP_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ENTRY_OP_TYPE_CREATE\x10\x01\x12\x17\n" +
@@ -2760,7 +3207,7 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x13ERROR_CODE_NO_SPACE\x10\x04\x12\x19\n" +
 	"\x15ERROR_CODE_PERMISSION\x10\x05\x12\x11\n" +
 	"\rERROR_CODE_IO\x10\x06\x12\x1c\n" +
-	"\x18ERROR_CODE_HASH_MISMATCH\x10\a2\xbd\x04\n" +
+	"\x18ERROR_CODE_HASH_MISMATCH\x10\a2\xd6\x05\n" +
 	"\fSlaveService\x12F\n" +
 	"\tHandshake\x12\x1b.georep.v1.HandshakeRequest\x1a\x1c.georep.v1.HandshakeResponse\x12F\n" +
 	"\tKeepAlive\x12\x1b.georep.v1.KeepAliveRequest\x1a\x1c.georep.v1.KeepAliveResponse\x12I\n" +
@@ -2770,7 +3217,10 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\aMetaOps\x12\x19.georep.v1.MetaOpsRequest\x1a\x1a.georep.v1.MetaOpsResponse\x12G\n" +
 	"\bSyncData\x12\x1a.georep.v1.SyncDataRequest\x1a\x1b.georep.v1.SyncDataResponse(\x010\x01\x12@\n" +
 	"\aGetMark\x12\x19.georep.v1.GetMarkRequest\x1a\x1a.georep.v1.GetMarkResponse\x12@\n" +
-	"\aSetMark\x12\x19.georep.v1.SetMarkRequest\x1a\x1a.georep.v1.SetMarkResponseB3Z1github.com/georep/georep/proto/georep/v1;georepv1b\x06proto3"
+	"\aSetMark\x12\x19.georep.v1.SetMarkRequest\x1a\x1a.georep.v1.SetMarkResponse\x12L\n" +
+	"\vDigestBegin\x12\x1d.georep.v1.DigestBeginRequest\x1a\x1e.georep.v1.DigestBeginResponse\x12I\n" +
+	"\n" +
+	"DigestList\x12\x1c.georep.v1.DigestListRequest\x1a\x1d.georep.v1.DigestListResponseB3Z1github.com/georep/georep/proto/georep/v1;georepv1b\x06proto3"
 
 var (
 	file_georep_v1_georep_proto_rawDescOnce sync.Once
@@ -2785,42 +3235,47 @@ func file_georep_v1_georep_proto_rawDescGZIP() []byte {
 }
 
 var file_georep_v1_georep_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_georep_v1_georep_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_georep_v1_georep_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_georep_v1_georep_proto_goTypes = []any{
-	(EntryOpType)(0),           // 0: georep.v1.EntryOpType
-	(OpStatus)(0),              // 1: georep.v1.OpStatus
-	(ErrorCode)(0),             // 2: georep.v1.ErrorCode
-	(*HandshakeRequest)(nil),   // 3: georep.v1.HandshakeRequest
-	(*HandshakeResponse)(nil),  // 4: georep.v1.HandshakeResponse
-	(*KeepAliveRequest)(nil),   // 5: georep.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),  // 6: georep.v1.KeepAliveResponse
-	(*EndSessionRequest)(nil),  // 7: georep.v1.EndSessionRequest
-	(*EndSessionResponse)(nil), // 8: georep.v1.EndSessionResponse
-	(*EntryOp)(nil),            // 9: georep.v1.EntryOp
-	(*EntryOpsRequest)(nil),    // 10: georep.v1.EntryOpsRequest
-	(*OpResult)(nil),           // 11: georep.v1.OpResult
-	(*EntryOpsResponse)(nil),   // 12: georep.v1.EntryOpsResponse
-	(*Xattr)(nil),              // 13: georep.v1.Xattr
-	(*MetaOp)(nil),             // 14: georep.v1.MetaOp
-	(*MetaOpsRequest)(nil),     // 15: georep.v1.MetaOpsRequest
-	(*MetaOpsResponse)(nil),    // 16: georep.v1.MetaOpsResponse
-	(*SyncDataRequest)(nil),    // 17: georep.v1.SyncDataRequest
-	(*BulkOpen)(nil),           // 18: georep.v1.BulkOpen
-	(*InlineFiles)(nil),        // 19: georep.v1.InlineFiles
-	(*DataOpen)(nil),           // 20: georep.v1.DataOpen
-	(*FileHeader)(nil),         // 21: georep.v1.FileHeader
-	(*FileChunk)(nil),          // 22: georep.v1.FileChunk
-	(*FileCopy)(nil),           // 23: georep.v1.FileCopy
-	(*FileEnd)(nil),            // 24: georep.v1.FileEnd
-	(*SyncDataResponse)(nil),   // 25: georep.v1.SyncDataResponse
-	(*FileResults)(nil),        // 26: georep.v1.FileResults
-	(*FileWant)(nil),           // 27: georep.v1.FileWant
-	(*FileResult)(nil),         // 28: georep.v1.FileResult
-	(*DataCommit)(nil),         // 29: georep.v1.DataCommit
-	(*GetMarkRequest)(nil),     // 30: georep.v1.GetMarkRequest
-	(*GetMarkResponse)(nil),    // 31: georep.v1.GetMarkResponse
-	(*SetMarkRequest)(nil),     // 32: georep.v1.SetMarkRequest
-	(*SetMarkResponse)(nil),    // 33: georep.v1.SetMarkResponse
+	(EntryOpType)(0),            // 0: georep.v1.EntryOpType
+	(OpStatus)(0),               // 1: georep.v1.OpStatus
+	(ErrorCode)(0),              // 2: georep.v1.ErrorCode
+	(*HandshakeRequest)(nil),    // 3: georep.v1.HandshakeRequest
+	(*HandshakeResponse)(nil),   // 4: georep.v1.HandshakeResponse
+	(*KeepAliveRequest)(nil),    // 5: georep.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),   // 6: georep.v1.KeepAliveResponse
+	(*EndSessionRequest)(nil),   // 7: georep.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),  // 8: georep.v1.EndSessionResponse
+	(*EntryOp)(nil),             // 9: georep.v1.EntryOp
+	(*EntryOpsRequest)(nil),     // 10: georep.v1.EntryOpsRequest
+	(*OpResult)(nil),            // 11: georep.v1.OpResult
+	(*EntryOpsResponse)(nil),    // 12: georep.v1.EntryOpsResponse
+	(*Xattr)(nil),               // 13: georep.v1.Xattr
+	(*MetaOp)(nil),              // 14: georep.v1.MetaOp
+	(*MetaOpsRequest)(nil),      // 15: georep.v1.MetaOpsRequest
+	(*MetaOpsResponse)(nil),     // 16: georep.v1.MetaOpsResponse
+	(*SyncDataRequest)(nil),     // 17: georep.v1.SyncDataRequest
+	(*BulkOpen)(nil),            // 18: georep.v1.BulkOpen
+	(*InlineFiles)(nil),         // 19: georep.v1.InlineFiles
+	(*DataOpen)(nil),            // 20: georep.v1.DataOpen
+	(*FileHeader)(nil),          // 21: georep.v1.FileHeader
+	(*FileChunk)(nil),           // 22: georep.v1.FileChunk
+	(*FileCopy)(nil),            // 23: georep.v1.FileCopy
+	(*FileEnd)(nil),             // 24: georep.v1.FileEnd
+	(*SyncDataResponse)(nil),    // 25: georep.v1.SyncDataResponse
+	(*FileResults)(nil),         // 26: georep.v1.FileResults
+	(*FileWant)(nil),            // 27: georep.v1.FileWant
+	(*FileResult)(nil),          // 28: georep.v1.FileResult
+	(*DataCommit)(nil),          // 29: georep.v1.DataCommit
+	(*GetMarkRequest)(nil),      // 30: georep.v1.GetMarkRequest
+	(*GetMarkResponse)(nil),     // 31: georep.v1.GetMarkResponse
+	(*SetMarkRequest)(nil),      // 32: georep.v1.SetMarkRequest
+	(*SetMarkResponse)(nil),     // 33: georep.v1.SetMarkResponse
+	(*DigestBeginRequest)(nil),  // 34: georep.v1.DigestBeginRequest
+	(*DigestBeginResponse)(nil), // 35: georep.v1.DigestBeginResponse
+	(*DigestListRequest)(nil),   // 36: georep.v1.DigestListRequest
+	(*DigestListResponse)(nil),  // 37: georep.v1.DigestListResponse
+	(*DigestEntry)(nil),         // 38: georep.v1.DigestEntry
 }
 var file_georep_v1_georep_proto_depIdxs = []int32{
 	0,  // 0: georep.v1.EntryOp.type:type_name -> georep.v1.EntryOpType
@@ -2849,27 +3304,32 @@ var file_georep_v1_georep_proto_depIdxs = []int32{
 	26, // 23: georep.v1.SyncDataResponse.results:type_name -> georep.v1.FileResults
 	28, // 24: georep.v1.FileResults.results:type_name -> georep.v1.FileResult
 	11, // 25: georep.v1.FileResult.result:type_name -> georep.v1.OpResult
-	3,  // 26: georep.v1.SlaveService.Handshake:input_type -> georep.v1.HandshakeRequest
-	5,  // 27: georep.v1.SlaveService.KeepAlive:input_type -> georep.v1.KeepAliveRequest
-	7,  // 28: georep.v1.SlaveService.EndSession:input_type -> georep.v1.EndSessionRequest
-	10, // 29: georep.v1.SlaveService.EntryOps:input_type -> georep.v1.EntryOpsRequest
-	15, // 30: georep.v1.SlaveService.MetaOps:input_type -> georep.v1.MetaOpsRequest
-	17, // 31: georep.v1.SlaveService.SyncData:input_type -> georep.v1.SyncDataRequest
-	30, // 32: georep.v1.SlaveService.GetMark:input_type -> georep.v1.GetMarkRequest
-	32, // 33: georep.v1.SlaveService.SetMark:input_type -> georep.v1.SetMarkRequest
-	4,  // 34: georep.v1.SlaveService.Handshake:output_type -> georep.v1.HandshakeResponse
-	6,  // 35: georep.v1.SlaveService.KeepAlive:output_type -> georep.v1.KeepAliveResponse
-	8,  // 36: georep.v1.SlaveService.EndSession:output_type -> georep.v1.EndSessionResponse
-	12, // 37: georep.v1.SlaveService.EntryOps:output_type -> georep.v1.EntryOpsResponse
-	16, // 38: georep.v1.SlaveService.MetaOps:output_type -> georep.v1.MetaOpsResponse
-	25, // 39: georep.v1.SlaveService.SyncData:output_type -> georep.v1.SyncDataResponse
-	31, // 40: georep.v1.SlaveService.GetMark:output_type -> georep.v1.GetMarkResponse
-	33, // 41: georep.v1.SlaveService.SetMark:output_type -> georep.v1.SetMarkResponse
-	34, // [34:42] is the sub-list for method output_type
-	26, // [26:34] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	38, // 26: georep.v1.DigestListResponse.entries:type_name -> georep.v1.DigestEntry
+	3,  // 27: georep.v1.SlaveService.Handshake:input_type -> georep.v1.HandshakeRequest
+	5,  // 28: georep.v1.SlaveService.KeepAlive:input_type -> georep.v1.KeepAliveRequest
+	7,  // 29: georep.v1.SlaveService.EndSession:input_type -> georep.v1.EndSessionRequest
+	10, // 30: georep.v1.SlaveService.EntryOps:input_type -> georep.v1.EntryOpsRequest
+	15, // 31: georep.v1.SlaveService.MetaOps:input_type -> georep.v1.MetaOpsRequest
+	17, // 32: georep.v1.SlaveService.SyncData:input_type -> georep.v1.SyncDataRequest
+	30, // 33: georep.v1.SlaveService.GetMark:input_type -> georep.v1.GetMarkRequest
+	32, // 34: georep.v1.SlaveService.SetMark:input_type -> georep.v1.SetMarkRequest
+	34, // 35: georep.v1.SlaveService.DigestBegin:input_type -> georep.v1.DigestBeginRequest
+	36, // 36: georep.v1.SlaveService.DigestList:input_type -> georep.v1.DigestListRequest
+	4,  // 37: georep.v1.SlaveService.Handshake:output_type -> georep.v1.HandshakeResponse
+	6,  // 38: georep.v1.SlaveService.KeepAlive:output_type -> georep.v1.KeepAliveResponse
+	8,  // 39: georep.v1.SlaveService.EndSession:output_type -> georep.v1.EndSessionResponse
+	12, // 40: georep.v1.SlaveService.EntryOps:output_type -> georep.v1.EntryOpsResponse
+	16, // 41: georep.v1.SlaveService.MetaOps:output_type -> georep.v1.MetaOpsResponse
+	25, // 42: georep.v1.SlaveService.SyncData:output_type -> georep.v1.SyncDataResponse
+	31, // 43: georep.v1.SlaveService.GetMark:output_type -> georep.v1.GetMarkResponse
+	33, // 44: georep.v1.SlaveService.SetMark:output_type -> georep.v1.SetMarkResponse
+	35, // 45: georep.v1.SlaveService.DigestBegin:output_type -> georep.v1.DigestBeginResponse
+	37, // 46: georep.v1.SlaveService.DigestList:output_type -> georep.v1.DigestListResponse
+	37, // [37:47] is the sub-list for method output_type
+	27, // [27:37] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_georep_v1_georep_proto_init() }
@@ -2898,7 +3358,7 @@ func file_georep_v1_georep_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_georep_v1_georep_proto_rawDesc), len(file_georep_v1_georep_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   31,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,14 +26,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SlaveService_Handshake_FullMethodName  = "/georep.v1.SlaveService/Handshake"
-	SlaveService_KeepAlive_FullMethodName  = "/georep.v1.SlaveService/KeepAlive"
-	SlaveService_EndSession_FullMethodName = "/georep.v1.SlaveService/EndSession"
-	SlaveService_EntryOps_FullMethodName   = "/georep.v1.SlaveService/EntryOps"
-	SlaveService_MetaOps_FullMethodName    = "/georep.v1.SlaveService/MetaOps"
-	SlaveService_SyncData_FullMethodName   = "/georep.v1.SlaveService/SyncData"
-	SlaveService_GetMark_FullMethodName    = "/georep.v1.SlaveService/GetMark"
-	SlaveService_SetMark_FullMethodName    = "/georep.v1.SlaveService/SetMark"
+	SlaveService_Handshake_FullMethodName   = "/georep.v1.SlaveService/Handshake"
+	SlaveService_KeepAlive_FullMethodName   = "/georep.v1.SlaveService/KeepAlive"
+	SlaveService_EndSession_FullMethodName  = "/georep.v1.SlaveService/EndSession"
+	SlaveService_EntryOps_FullMethodName    = "/georep.v1.SlaveService/EntryOps"
+	SlaveService_MetaOps_FullMethodName     = "/georep.v1.SlaveService/MetaOps"
+	SlaveService_SyncData_FullMethodName    = "/georep.v1.SlaveService/SyncData"
+	SlaveService_GetMark_FullMethodName     = "/georep.v1.SlaveService/GetMark"
+	SlaveService_SetMark_FullMethodName     = "/georep.v1.SlaveService/SetMark"
+	SlaveService_DigestBegin_FullMethodName = "/georep.v1.SlaveService/DigestBegin"
+	SlaveService_DigestList_FullMethodName  = "/georep.v1.SlaveService/DigestList"
 )
 
 // SlaveServiceClient is the client API for SlaveService service.
@@ -69,6 +71,14 @@ type SlaveServiceClient interface {
 	// SetMark makes everything applied so far durable on the slave (syncfs)
 	// and then records the mark on the slave root.
 	SetMark(ctx context.Context, in *SetMarkRequest, opts ...grpc.CallOption) (*SetMarkResponse, error)
+	// DigestBegin starts a pass of `georep verify` on the slave: it hashes
+	// its tree (package digest) in the background. No session: a verify
+	// reads only, and runs beside a live master's session. One pass at a
+	// time; a new one replaces it.
+	DigestBegin(ctx context.Context, in *DigestBeginRequest, opts ...grpc.CallOption) (*DigestBeginResponse, error)
+	// DigestList answers one directory of the pass: its digest and its
+	// entries', a page at a time (ready false while the slave still hashes).
+	DigestList(ctx context.Context, in *DigestListRequest, opts ...grpc.CallOption) (*DigestListResponse, error)
 }
 
 type slaveServiceClient struct {
@@ -162,6 +172,26 @@ func (c *slaveServiceClient) SetMark(ctx context.Context, in *SetMarkRequest, op
 	return out, nil
 }
 
+func (c *slaveServiceClient) DigestBegin(ctx context.Context, in *DigestBeginRequest, opts ...grpc.CallOption) (*DigestBeginResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DigestBeginResponse)
+	err := c.cc.Invoke(ctx, SlaveService_DigestBegin_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *slaveServiceClient) DigestList(ctx context.Context, in *DigestListRequest, opts ...grpc.CallOption) (*DigestListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DigestListResponse)
+	err := c.cc.Invoke(ctx, SlaveService_DigestList_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SlaveServiceServer is the server API for SlaveService service.
 // All implementations must embed UnimplementedSlaveServiceServer
 // for forward compatibility.
@@ -195,6 +225,14 @@ type SlaveServiceServer interface {
 	// SetMark makes everything applied so far durable on the slave (syncfs)
 	// and then records the mark on the slave root.
 	SetMark(context.Context, *SetMarkRequest) (*SetMarkResponse, error)
+	// DigestBegin starts a pass of `georep verify` on the slave: it hashes
+	// its tree (package digest) in the background. No session: a verify
+	// reads only, and runs beside a live master's session. One pass at a
+	// time; a new one replaces it.
+	DigestBegin(context.Context, *DigestBeginRequest) (*DigestBeginResponse, error)
+	// DigestList answers one directory of the pass: its digest and its
+	// entries', a page at a time (ready false while the slave still hashes).
+	DigestList(context.Context, *DigestListRequest) (*DigestListResponse, error)
 	mustEmbedUnimplementedSlaveServiceServer()
 }
 
@@ -228,6 +266,12 @@ func (UnimplementedSlaveServiceServer) GetMark(context.Context, *GetMarkRequest)
 }
 func (UnimplementedSlaveServiceServer) SetMark(context.Context, *SetMarkRequest) (*SetMarkResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SetMark not implemented")
+}
+func (UnimplementedSlaveServiceServer) DigestBegin(context.Context, *DigestBeginRequest) (*DigestBeginResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DigestBegin not implemented")
+}
+func (UnimplementedSlaveServiceServer) DigestList(context.Context, *DigestListRequest) (*DigestListResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DigestList not implemented")
 }
 func (UnimplementedSlaveServiceServer) mustEmbedUnimplementedSlaveServiceServer() {}
 func (UnimplementedSlaveServiceServer) testEmbeddedByValue()                      {}
@@ -383,6 +427,42 @@ func _SlaveService_SetMark_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SlaveService_DigestBegin_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DigestBeginRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SlaveServiceServer).DigestBegin(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SlaveService_DigestBegin_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SlaveServiceServer).DigestBegin(ctx, req.(*DigestBeginRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SlaveService_DigestList_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DigestListRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SlaveServiceServer).DigestList(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SlaveService_DigestList_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SlaveServiceServer).DigestList(ctx, req.(*DigestListRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SlaveService_ServiceDesc is the grpc.ServiceDesc for SlaveService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -417,6 +497,14 @@ var SlaveService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetMark",
 			Handler:    _SlaveService_SetMark_Handler,
+		},
+		{
+			MethodName: "DigestBegin",
+			Handler:    _SlaveService_DigestBegin_Handler,
+		},
+		{
+			MethodName: "DigestList",
+			Handler:    _SlaveService_DigestList_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
