@@ -61,6 +61,8 @@ type control struct {
 	stop    context.CancelFunc
 	// cur is the settings in force (as last applied or asked for).
 	cur Settings
+	// repair: paths a scrub found different, for the worker's next crawl.
+	repair map[string]bool
 }
 
 // changed returns a channel closed at the next change.

@@ -135,6 +135,7 @@ func (f *follower) crawl(ctx context.Context) error {
 		return err
 	}
 	f.stime, f.needCrawl, f.historyEnd = st, false, 0
+	f.m.cfg.ComparePaths = nil // a scrub's repair, if any, is done
 	f.m.cfg.Status.CrawlStarted(syncstatus.ChangelogCrawl)
 	f.m.prog.update(func() { f.m.prog.stime = st })
 	return f.m.journalDone(f.j, st.UnixNano())

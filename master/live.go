@@ -125,6 +125,16 @@ func (m *Master) Run(ctx context.Context) (err error) {
 		m.ctl.stop = nil
 		m.ctl.mu.Unlock()
 	}()
+	if m.cfg.ScrubEvery > 0 {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.scrubLoop(ctx)
+		}()
+		defer wg.Wait()
+		defer stop() // before the wait: the scrub ends with the run
+	}
 	return monitor.Run(ctx, monitor.Config{
 		Backoff: monitor.Backoff{Min: time.Second, Max: max(m.cfg.MaxBackoff, time.Second), Healthy: time.Minute},
 		OnFault: func(err error, in time.Duration) {
@@ -419,6 +429,18 @@ func (m *Master) work(ctx context.Context, j *changelog.Journal, rec *recorder.R
 				continue
 			}
 			return err
+		}
+		if paths := m.takeRepair(); paths != nil {
+			// What a scrub found different: a crawl compares those files
+			// by content (cleared once a crawl has run with them).
+			if m.cfg.ComparePaths == nil {
+				m.cfg.ComparePaths = map[string]bool{}
+			}
+			for p := range paths {
+				m.cfg.ComparePaths[p] = true
+			}
+			f.needCrawl = true
+			m.crawlFor(fmt.Sprintf("the scrub found %d differences on the slave", len(paths)))
 		}
 		did, err := f.step(lctx, m.cfg.BatchSize)
 		if err != nil {

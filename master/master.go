@@ -123,6 +123,15 @@ type Config struct {
 	// ComparePaths are files (paths from the root) a crawl compares by
 	// content: georep verify --repair's.
 	ComparePaths map[string]bool
+	// ScrubEvery, when set, has a live master verify its slave by content
+	// this often (see scrub.go), reading at most ScrubRate bytes a second
+	// on each end (0: no limit); ScrubReportOnly reports what differs
+	// without repairing it; ScrubQuick trusts the hashes of files unchanged
+	// since the last scrub.
+	ScrubEvery      time.Duration
+	ScrubRate       int64
+	ScrubReportOnly bool
+	ScrubQuick      bool
 	// Hub, when set, is the recorder, journal and gfid index this live
 	// session shares with the other sessions of its root in the process
 	// (NewHub, with the same root).

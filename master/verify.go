@@ -43,7 +43,12 @@ type VerifyConfig struct {
 	// directory (default 1<<20): a listing that goes on is an error, not
 	// memory spent for ever.
 	MaxDirEntries int
-	Logger        hclog.Logger
+	// Quick trusts the hashes of files unchanged since the last pass
+	// (inode, ctime and size): the slave's, and Cache here (nil: a full
+	// pass here).
+	Quick  bool
+	Cache  *digest.Cache
+	Logger hclog.Logger
 }
 
 // VerifyResult is what Verify found.
@@ -109,7 +114,7 @@ func Verify(ctx context.Context, cfg VerifyConfig) (*VerifyResult, error) {
 	defer conn.Close()
 	client := pb.NewSlaveServiceClient(conn)
 	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	begin, err := client.DigestBegin(bctx, &pb.DigestBeginRequest{Privileged: os.Geteuid() == 0, RateLimit: cfg.RateLimit})
+	begin, err := client.DigestBegin(bctx, &pb.DigestBeginRequest{Privileged: os.Geteuid() == 0, RateLimit: cfg.RateLimit, Quick: cfg.Quick})
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("slave %s: starting the verify: %w", cfg.Slave, err)
@@ -123,6 +128,10 @@ func Verify(ctx context.Context, cfg VerifyConfig) (*VerifyResult, error) {
 		err error
 	}
 	mine := make(chan built, 1)
+	var cache *digest.Cache
+	if cfg.Quick {
+		cache = cfg.Cache
+	}
 	hctx, stopHash := context.WithCancel(ctx)
 	defer stopHash()
 	go func() {
@@ -134,6 +143,7 @@ func Verify(ctx context.Context, cfg VerifyConfig) (*VerifyResult, error) {
 			Skip:  func(rel string, isDir bool) bool { return rs.Excluded(rel, isDir) },
 			Xattr: func(n string) bool { return xattrs.Replicated(n, priv) },
 			Limit: lim,
+			Cache: cache,
 		})
 		mine <- built{t, err}
 	}()

@@ -32,15 +32,20 @@ const (
 
 // digestPasses holds the pass in progress or done.
 type digestPasses struct {
-	mu   sync.Mutex
-	cur  *digestPass
-	wg   sync.WaitGroup
-	done bool // the slave closed: no more passes
+	begin sync.Mutex
+	mu    sync.Mutex
+	cur   *digestPass
+	// cache keeps the hashes of the last passes, for a quick one (used by
+	// one pass at a time: a new pass waits for the last to stop).
+	cache *digest.Cache
+	wg    sync.WaitGroup
+	done  bool // the slave closed: no more passes
 }
 
 type digestPass struct {
-	id     [16]byte
-	cancel context.CancelFunc
+	id      [16]byte
+	cancel  context.CancelFunc
+	stopped chan struct{} // closed when its goroutine is done
 
 	mu           sync.Mutex
 	ready        bool
@@ -56,21 +61,35 @@ func (s *Slave) DigestBegin(ctx context.Context, req *pb.DigestBeginRequest) (*p
 		return nil, statusInvalid("negative rate limit")
 	}
 	priv := req.GetPrivileged() && s.privileged
-	p := &digestPass{used: time.Now()}
+	p := &digestPass{used: time.Now(), stopped: make(chan struct{})}
 	if _, err := rand.Read(p.id[:]); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	pctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	d := &s.digests
+	d.begin.Lock() // one DigestBegin at a time: one pass uses the cache
+	defer d.begin.Unlock()
+	d.mu.Lock()
+	old := d.cur
+	d.cur = nil
+	d.mu.Unlock()
+	if old != nil {
+		old.cancel()
+		<-old.stopped
+	}
 	d.mu.Lock()
 	if d.done {
 		d.mu.Unlock()
 		cancel()
 		return nil, status.Error(codes.Unavailable, "the slave is stopping")
 	}
-	if old := d.cur; old != nil {
-		old.cancel()
+	if d.cache == nil {
+		d.cache = digest.NewCache()
+	}
+	cache := d.cache
+	if !req.GetQuick() {
+		cache = nil // a full pass reads everything (and leaves the cache as it was)
 	}
 	d.cur = p
 	d.wg.Add(1)
@@ -82,12 +101,14 @@ func (s *Slave) DigestBegin(ctx context.Context, req *pb.DigestBeginRequest) (*p
 	s.log.Info("verify: hashing the tree", "privileged_xattrs", priv, "rate_limit", req.GetRateLimit())
 	go func() {
 		defer d.wg.Done()
+		defer close(p.stopped)
 		defer cancel()
 		t0 := time.Now()
 		t, err := digest.Build(pctx, s.tree.root, digest.Options{
 			Skip:  func(rel string, isDir bool) bool { return rel == wire.ReservedName },
 			Xattr: func(n string) bool { return xattrs.Replicated(n, priv) },
 			Limit: lim,
+			Cache: cache,
 			Progress: func(files, bytes int64) {
 				p.mu.Lock()
 				p.files, p.bytes = files, bytes

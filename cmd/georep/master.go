@@ -35,6 +35,11 @@ type masterOptions struct {
 	retries        int
 	compress       bool
 	checksum       bool
+	// The scrub (master.Config.Scrub*).
+	scrubEvery      time.Duration
+	scrubRate       float64 // MiB/s
+	scrubReportOnly bool
+	scrubQuick      bool
 	noDataConn     bool
 	bwlimit        int64 // KiB/s
 	// bwSchedule: --bwlimit-schedule rules (package bwsched), over the
@@ -105,6 +110,10 @@ func masterFlagSet(o *masterOptions, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.deleteExcluded, "delete-excluded", false, "remove from the slave what the rules leave out (else the slave's copies of newly excluded entries stay)")
 	fs.IntVar(&o.retries, "retries", master.DefaultRetries, "attempts at a failing batch before a one-shot run gives up")
 	fs.BoolVar(&o.checksum, "checksum", false, "a crawl compares every file's content with the slave's copy (block hashes, then the blocks that differ) instead of taking same size and mtime for current")
+	fs.DurationVar(&o.scrubEvery, "scrub-every", 0, "live: verify the slave by content this often (0: never); what differs where nothing was in flight is reported and repaired")
+	fs.Float64Var(&o.scrubRate, "scrub-rate", 0, "live: the scrub reads each tree's files at most this many MiB/s (0: no limit)")
+	fs.BoolVar(&o.scrubReportOnly, "scrub-report-only", false, "live: the scrub reports what differs (status, metrics, an event) without repairing it")
+	fs.BoolVar(&o.scrubQuick, "scrub-quick", false, "live: the scrub trusts the hash of a file unchanged (inode, ctime, size) since the last scrub, on both ends; else it reads every file")
 	fs.BoolVar(&o.compress, "compress", false, "compress file data (zstd) on the wire")
 	fs.BoolVar(&o.noDataConn, "no-data-conn", false, "send all file data on the gRPC streams, with no data connection beside them for large files")
 	fs.Int64Var(&o.bwlimit, "bwlimit", 0, "cap file data sent to this many KiB/s (0: no cap); with --bwlimit-schedule, the cap where no rule applies")
@@ -157,6 +166,9 @@ func (o *masterOptions) validate() error {
 	}
 	if o.batchSize < 1 {
 		return usageErr("--changelog-batch-size must be at least 1")
+	}
+	if o.scrubEvery < 0 || (o.scrubEvery > 0 && o.scrubEvery < time.Second) || o.scrubRate < 0 {
+		return usageErr("--scrub-every must be 0 or at least 1s, --scrub-rate not negative")
 	}
 	if o.maxBackoff < time.Second || o.maxBackoff > time.Hour {
 		return usageErr("--max-backoff must be between 1s and 1h")
@@ -570,6 +582,7 @@ func newMasterFromOptions(o masterOptions, stderr io.Writer) (r *masterRun, err 
 		ChangeInterval: o.changeInterval, BatchSize: o.batchSize, Watcher: o.watcher, MaxBackoff: o.maxBackoff,
 		TLS: tlsCfg, Insecure: o.tls.insecure, Status: svc.Tracker,
 		Excludes: o.excludes, ExcludeFrom: o.excludeFrom, DeleteExcluded: o.deleteExcluded, Hub: o.hub, Checksum: o.checksum, ComparePaths: o.comparePaths,
+		ScrubEvery: o.scrubEvery, ScrubRate: int64(o.scrubRate * (1 << 20)), ScrubReportOnly: o.scrubReportOnly, ScrubQuick: o.scrubQuick,
 	})
 	if err != nil {
 		return nil, err

@@ -211,6 +211,24 @@ func renderDetail(w io.Writer, s *syncstatus.Snapshot, loc *time.Location) {
 		}
 		lines = append(lines, [2]string{"BANDWIDTH", v}, [2]string{"BANDWIDTH SCHEDULE", bw.Schedule})
 	}
+	if sc := s.Scrub; sc != nil {
+		v := "not yet"
+		switch {
+		case sc.Running:
+			v = "running since " + formatTime(sc.Started, loc)
+		case sc.Error != "":
+			v = "failed at " + formatTime(sc.Finished, loc) + ": " + sc.Error
+		case !sc.Finished.IsZero():
+			v = fmt.Sprintf("%s: %d files (%s), %d differences, %d in flight", formatTime(sc.Finished, loc), sc.Files, humanBytes(sc.Bytes), sc.Differences, sc.InFlight)
+			if sc.Repairing {
+				v += ", repairing"
+			}
+		}
+		if !sc.Next.IsZero() && !sc.Running && s.State != syncstatus.Stopped {
+			v += "; next " + formatTime(sc.Next, loc)
+		}
+		lines = append(lines, [2]string{"LAST SCRUB", v}, [2]string{"SCRUB DIFFERENCES", strconv.FormatInt(s.Totals.ScrubDifferences, 10) + " in " + strconv.FormatInt(s.Totals.Scrubs, 10) + " scrubs"})
+	}
 	if ev := s.Events; ev != nil && s.State != syncstatus.Stopped {
 		lines = append(lines, [2]string{"EVENTS", fmt.Sprintf("%d emitted, %d delivered, %d failed, %d dropped", ev.Emitted, ev.Delivered, ev.Failed, ev.Dropped)})
 	}

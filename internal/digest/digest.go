@@ -114,6 +114,7 @@ func DirSum(entries []Entry) Sum {
 type Tree struct {
 	Dirs         map[string]*Dir
 	Files, Bytes int64 // regular files hashed, and their bytes
+	Cached       int64 // regular files whose hash the cache gave
 }
 
 // Options say what Build reads.
@@ -127,6 +128,54 @@ type Options struct {
 	// Progress, when set, is told of the files and bytes hashed so far
 	// (after each file).
 	Progress func(files, bytes int64)
+	// Cache, when set, is trusted for a file whose inode, ctime and size
+	// are those it was hashed with (a quick scrub), and keeps what is
+	// hashed for the next Build.
+	Cache *Cache
+}
+
+// Cache keeps files' hashes by inode, with the ctime and size they were
+// hashed at: any write changes the ctime, so a hash is trusted only while
+// nothing wrote the file (a quick scrub; a full one reads everything).
+// Safe for one Build at a time.
+type Cache struct {
+	m   map[[2]uint64]cached
+	gen uint64
+}
+
+type cached struct {
+	ctime, size int64
+	sum         Sum
+	gen         uint64
+}
+
+// NewCache returns an empty cache.
+func NewCache() *Cache { return &Cache{m: map[[2]uint64]cached{}} }
+
+// Len is the number of hashes kept.
+func (c *Cache) Len() int { return len(c.m) }
+
+func (c *Cache) get(k [2]uint64, st *unix.Stat_t) (Sum, bool) {
+	e, ok := c.m[k]
+	if !ok || e.ctime != st.Ctim.Nano() || e.size != st.Size {
+		return Sum{}, false
+	}
+	e.gen = c.gen
+	c.m[k] = e
+	return e.sum, true
+}
+
+func (c *Cache) put(k [2]uint64, st *unix.Stat_t, s Sum) {
+	c.m[k] = cached{ctime: st.Ctim.Nano(), size: st.Size, sum: s, gen: c.gen}
+}
+
+// prune drops what the last Build did not see.
+func (c *Cache) prune() {
+	for k, e := range c.m {
+		if e.gen != c.gen {
+			delete(c.m, k)
+		}
+	}
 }
 
 // chunk is how much Build reads at a time (and waits on Limit for).
@@ -142,8 +191,14 @@ func Build(ctx context.Context, root *beneath.Root, o Options) (*Tree, error) {
 	if err != nil {
 		return nil, fmt.Errorf("digest: %w", err)
 	}
+	if o.Cache != nil {
+		o.Cache.gen++
+	}
 	if err := b.walk(ctx, fd, "", 0); err != nil {
 		return nil, err
+	}
+	if o.Cache != nil {
+		o.Cache.prune()
 	}
 	b.finish()
 	return b.t, nil
@@ -199,11 +254,19 @@ func (b *builder) walk(ctx context.Context, fd int, rel string, depth int) error
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFREG:
 			e.Size = st.Size
-			if err := b.hashFile(ctx, fd, name, p, &e.Content); err != nil {
-				if errors.Is(err, unix.ENOENT) {
-					continue
+			k := [2]uint64{st.Dev, st.Ino}
+			if s, ok := b.cached(k, &st); ok {
+				e.Content = s
+			} else {
+				if err := b.hashFile(ctx, fd, name, p, &e.Content); err != nil {
+					if errors.Is(err, unix.ENOENT) {
+						continue
+					}
+					return err
 				}
-				return err
+				if b.o.Cache != nil {
+					b.o.Cache.put(k, &st, e.Content)
+				}
 			}
 			if st.Nlink > 1 {
 				k := [2]uint64{st.Dev, st.Ino}
@@ -244,6 +307,18 @@ func (b *builder) walk(ctx context.Context, fd int, rel string, depth int) error
 		}
 	}
 	return nil
+}
+
+// cached is the cache's hash of the file, if it may be trusted.
+func (b *builder) cached(k [2]uint64, st *unix.Stat_t) (Sum, bool) {
+	if b.o.Cache == nil {
+		return Sum{}, false
+	}
+	s, ok := b.o.Cache.get(k, st)
+	if ok {
+		b.t.Cached++
+	}
+	return s, ok
 }
 
 // hashFile hashes name in dirfd into sum, reading at most Limit allows,

@@ -67,3 +67,32 @@ func TestBuildAndCompare(t *testing.T) {
 		t.Fatalf("a/b: diffs %v, descend %v", diffs, descend)
 	}
 }
+
+// A cache gives the hash of a file not written since, and not of one
+// written since (even with its size and mtime put back).
+func TestCache(t *testing.T) {
+	d := t.TempDir()
+	f := filepath.Join(d, "f")
+	os.WriteFile(f, []byte("one"), 0o644)
+	r, err := beneath.Open(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c := NewCache()
+	b1, err := Build(context.Background(), r, Options{Cache: c})
+	if err != nil || b1.Files != 1 || b1.Cached != 0 {
+		t.Fatalf("first: %+v %v", b1, err)
+	}
+	b2, _ := Build(context.Background(), r, Options{Cache: c})
+	if b2.Files != 0 || b2.Cached != 1 || b2.Dirs[""].Sum != b1.Dirs[""].Sum {
+		t.Fatalf("second: files %d cached %d", b2.Files, b2.Cached)
+	}
+	fi, _ := os.Stat(f)
+	os.WriteFile(f, []byte("two"), 0o644)
+	os.Chtimes(f, fi.ModTime(), fi.ModTime())
+	b3, _ := Build(context.Background(), r, Options{Cache: c})
+	if b3.Files != 1 || b3.Dirs[""].Sum == b1.Dirs[""].Sum {
+		t.Fatalf("after a write with size and mtime put back: files %d, same digest %v", b3.Files, b3.Dirs[""].Sum == b1.Dirs[""].Sum)
+	}
+}

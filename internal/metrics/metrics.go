@@ -103,6 +103,9 @@ var (
 	descCkptTime = prometheus.NewDesc("georep_checkpoint_target_timestamp_seconds", "The checkpoint's target time.", nil, nil)
 	descBW       = prometheus.NewDesc("georep_bandwidth_limit_bytes_per_second", "The cap on file data now in force (0: none).", nil, nil)
 	descBWNext   = prometheus.NewDesc("georep_bandwidth_next_change_timestamp_seconds", "When the bandwidth schedule next changes the cap (absent: never).", nil, nil)
+	descScrubs   = prometheus.NewDesc("georep_scrubs_total", "Scrubs finished (a verify of the slave by content beside replication).", nil, nil)
+	descScrubDif = prometheus.NewDesc("georep_scrub_differences_total", "Differences scrubs found on the slave where nothing was in flight (damage).", nil, nil)
+	descScrubAt  = prometheus.NewDesc("georep_scrub_last_finished_timestamp_seconds", "When the last scrub finished (absent before the first).", nil, nil)
 	descEvents   = prometheus.NewDesc("georep_events_total", "Event hook deliveries, by result: delivered, failed (after its retries), dropped (queue full).", []string{"result"}, nil)
 )
 
@@ -111,7 +114,7 @@ type statusCollector struct {
 }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFiles, descBytes, descDeletes, descFailures, descPending, descLag, descSynced, descStatus, descCrawl, descCkpt, descCkptTime, descBW, descBWNext, descEvents} {
+	for _, d := range []*prometheus.Desc{descFiles, descBytes, descDeletes, descFailures, descPending, descLag, descSynced, descStatus, descCrawl, descCkpt, descCkptTime, descBW, descBWNext, descEvents, descScrubs, descScrubDif, descScrubAt} {
 		ch <- d
 	}
 }
@@ -162,6 +165,13 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descCkpt, v)
 		gauge(descCkptTime, float64(cp.Target.UnixNano())/1e9)
+	}
+	if s.Scrub != nil || s.Totals.Scrubs > 0 {
+		counter(descScrubs, s.Totals.Scrubs)
+		counter(descScrubDif, s.Totals.ScrubDifferences)
+	}
+	if sc := s.Scrub; sc != nil && !sc.Finished.IsZero() {
+		gauge(descScrubAt, float64(sc.Finished.UnixNano())/1e9)
 	}
 	if bw := s.Bandwidth; bw != nil {
 		gauge(descBW, float64(bw.Limit))

@@ -88,15 +88,21 @@ type Totals struct {
 	// retried three times with one failing op counts three. A shutdown
 	// (cancellation) is none.
 	Failures int64 `json:"failures"`
+	// Scrubs counts finished scrubs, ScrubDifferences what they found
+	// (where nothing was in flight).
+	Scrubs           int64 `json:"scrubs,omitempty"`
+	ScrubDifferences int64 `json:"scrub_differences,omitempty"`
 }
 
 // Add returns t plus o.
 func (t Totals) Add(o Totals) Totals {
 	return Totals{
-		FilesSynced: t.FilesSynced + o.FilesSynced,
-		BytesSynced: t.BytesSynced + o.BytesSynced,
-		Deletes:     t.Deletes + o.Deletes,
-		Failures:    t.Failures + o.Failures,
+		FilesSynced:      t.FilesSynced + o.FilesSynced,
+		BytesSynced:      t.BytesSynced + o.BytesSynced,
+		Deletes:          t.Deletes + o.Deletes,
+		Failures:         t.Failures + o.Failures,
+		Scrubs:           t.Scrubs + o.Scrubs,
+		ScrubDifferences: t.ScrubDifferences + o.ScrubDifferences,
 	}
 }
 
@@ -206,6 +212,31 @@ type Snapshot struct {
 	Bandwidth *Bandwidth `json:"bandwidth,omitempty"`
 	// Events counts the event hooks' deliveries (nil: no hooks).
 	Events *EventCounts `json:"events,omitempty"`
+	// Scrub is the last scrub's outcome, or the one running (nil: no
+	// scrub configured).
+	Scrub *ScrubStatus `json:"scrub,omitempty"`
+}
+
+// ScrubStatus is what the scrub did last (or does now).
+type ScrubStatus struct {
+	Running  bool      `json:"running,omitempty"`
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+	Next     time.Time `json:"next,omitzero"`
+	// Files and Bytes hashed on the master; WireBytes the slave's answers.
+	Files     int64 `json:"files"`
+	Bytes     int64 `json:"bytes"`
+	WireBytes int64 `json:"wire_bytes"`
+	// Differences found where nothing was in flight (Examples: some of
+	// them, "KIND PATH"); InFlight: differences left for replication.
+	Differences int      `json:"differences"`
+	InFlight    int      `json:"in_flight"`
+	Examples    []string `json:"examples,omitempty"`
+	// Repairing: a crawl comparing those files by content was asked for.
+	Repairing  bool   `json:"repairing,omitempty"`
+	Quick      bool   `json:"quick,omitempty"`
+	ReportOnly bool   `json:"report_only,omitempty"`
+	Error      string `json:"error,omitempty"`
 }
 
 // Bandwidth is the cap on file data now, and when it next changes.

@@ -65,6 +65,9 @@ const (
 	// EventBatchFailed: a batch failed every attempt the master gives it
 	// before it waits longer (reported by the master through Event).
 	EventBatchFailed = "BATCH_FAILED"
+	// EventScrubDifferences: a scrub found the slave different from the
+	// master where nothing was in flight (reported by the master).
+	EventScrubDifferences = "SCRUB_DIFFERENCES"
 )
 
 // pendingEvent is an event to tell once the lock is released.
@@ -258,6 +261,22 @@ func (t *Tracker) tell(evs ...*pendingEvent) {
 			t.opts.OnEvent(e.kind, e.msg, e.details)
 		}
 	}
+}
+
+// Scrub reports the scrub's state (a running master with a scrub); the
+// differences are added to the totals when a scrub finishes.
+func (t *Tracker) Scrub(s ScrubStatus) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !s.Running && !s.Finished.IsZero() {
+		t.snap.Totals.ScrubDifferences += int64(s.Differences)
+		t.snap.Totals.Scrubs++
+	}
+	t.snap.Scrub = &s
+	t.dirty = true
 }
 
 // Event reports an event the tracker cannot see itself (EventBatchFailed).

@@ -2556,7 +2556,10 @@ type DigestBeginRequest struct {
 	Privileged bool `protobuf:"varint,1,opt,name=privileged,proto3" json:"privileged,omitempty"`
 	// Read the slave's files at most this fast, in bytes per second (0: no
 	// limit).
-	RateLimit     int64 `protobuf:"varint,2,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
+	RateLimit int64 `protobuf:"varint,2,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
+	// Trust the hash of a file the slave hashed before whose inode, ctime
+	// and size are unchanged (a quick scrub); else read everything.
+	Quick         bool `protobuf:"varint,3,opt,name=quick,proto3" json:"quick,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2603,6 +2606,13 @@ func (x *DigestBeginRequest) GetRateLimit() int64 {
 		return x.RateLimit
 	}
 	return 0
+}
+
+func (x *DigestBeginRequest) GetQuick() bool {
+	if x != nil {
+		return x.Quick
+	}
+	return false
 }
 
 type DigestBeginResponse struct {
@@ -3139,13 +3149,14 @@ const file_georep_v1_georep_proto_rawDesc = "" +
 	"\x0eSetMarkRequest\x12#\n" +
 	"\rsession_token\x18\x01 \x01(\fR\fsessionToken\x12\x19\n" +
 	"\bstime_ns\x18\x02 \x01(\x03R\astimeNs\"\x11\n" +
-	"\x0fSetMarkResponse\"S\n" +
+	"\x0fSetMarkResponse\"i\n" +
 	"\x12DigestBeginRequest\x12\x1e\n" +
 	"\n" +
 	"privileged\x18\x01 \x01(\bR\n" +
 	"privileged\x12\x1d\n" +
 	"\n" +
-	"rate_limit\x18\x02 \x01(\x03R\trateLimit\"I\n" +
+	"rate_limit\x18\x02 \x01(\x03R\trateLimit\x12\x14\n" +
+	"\x05quick\x18\x03 \x01(\bR\x05quick\"I\n" +
 	"\x13DigestBeginResponse\x12\x12\n" +
 	"\x04pass\x18\x01 \x01(\fR\x04pass\x12\x1e\n" +
 	"\n" +
