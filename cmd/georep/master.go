@@ -40,8 +40,8 @@ type masterOptions struct {
 	scrubRate       float64 // MiB/s
 	scrubReportOnly bool
 	scrubQuick      bool
-	noDataConn     bool
-	bwlimit        int64 // KiB/s
+	noDataConn      bool
+	bwlimit         int64 // KiB/s
 	// bwSchedule: --bwlimit-schedule rules (package bwsched), over the
 	// --bwlimit default.
 	bwSchedule     []string
