@@ -65,6 +65,24 @@ func (h *hookServer) wait(t *testing.T, kind, session string) map[string]any {
 	return nil
 }
 
+// syncBuffer is a bytes.Buffer a process writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // georepCmd runs georep with args and returns its exit status and output.
 func georepCmd(t *testing.T, args ...string) (int, string) {
 	t.Helper()
@@ -140,7 +158,7 @@ state-dir = %q
 		t.Fatal(err)
 	}
 	cmd := exec.Command(georepBin, "master", "--config", cfg)
-	var errb bytes.Buffer
+	var errb syncBuffer
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
