@@ -212,6 +212,9 @@ func exists(p string) bool {
 	return !errors.Is(err, fs.ErrNotExist)
 }
 
+// cpuNote explains the CPU rows of the latency tables.
+const cpuNote = "CPU: user + system seconds from start to stop of the session (the initial sync included); client / server: the georep master / slave, lsyncd with its rsyncs / the rsync daemon"
+
 // latency runs the wanted latency workloads.
 func (b *bench) latency(ctx context.Context) error {
 	s := b.cfg.scale
@@ -224,11 +227,13 @@ func (b *bench) latency(ctx context.Context) error {
 		w.row(fmt.Sprintf("not on the slave within %gs", l1Timeout.Seconds()), "")
 		w.row("initial sync s (untimed)", "")
 		w.row("CPU s, whole session", "")
+		w.row("CPU s, client / server", "")
 		if err := b.eachLive(ctx, w, func(t liveTool) error { return b.l1(ctx, w, t, n) }); err != nil {
 			return err
 		}
 		w.note("timed: from the return of close() on the master to the first poll of the slave path (every %s: read, compare bytes) that finds the same content; %s to %s of idle time (random, to sample every phase of a change-interval) before each file; a sample not seen within %gs counts as > %gs in the percentiles",
 			l1Poll, 200*time.Millisecond, 700*time.Millisecond, l1Timeout.Seconds(), l1Timeout.Seconds())
+		w.note(cpuNote)
 		b.done(w)
 	}
 	if b.want("L2") {
@@ -244,6 +249,7 @@ func (b *bench) latency(ctx context.Context) error {
 		w.row("trees equal at the end", "")
 		w.row("initial sync s (untimed)", "")
 		w.row("CPU s, whole session", "")
+		w.row("CPU s, client / server", "")
 		if err := b.eachLive(ctx, w, func(t liveTool) error { return b.l2(ctx, w, t, dur) }); err != nil {
 			return err
 		}
@@ -251,6 +257,7 @@ func (b *bench) latency(ctx context.Context) error {
 			l2Rate)
 		w.note("timed: from the return of the op's last syscall on the master to the first pass of the checker (a pass over all pending ops, then %s of sleep) that finds its effect on the slave: the file at its name with the op's content; and every name it had before gone (a rename's old name, …); for an unlink its names gone. A later state of the same file (e.g. a rename seen after an overwrite) also settles the earlier ops. Ops not settled within %gs count as > %gs in the percentiles",
 			l2Poll, l2Timeout.Seconds(), l2Timeout.Seconds())
+		w.note(cpuNote)
 		b.done(w)
 	}
 	if b.want("L3") {
@@ -263,11 +270,13 @@ func (b *bench) latency(ctx context.Context) error {
 		w.row("idle wire bytes/s before the rename (median)", "")
 		w.row("initial sync s (untimed)", "")
 		w.row("CPU s, whole session", "")
+		w.row("CPU s, client / server", "")
 		if err := b.eachLive(ctx, w, func(t liveTool) error { return b.l3(ctx, w, t, n) }); err != nil {
 			return err
 		}
 		w.note("timed: from the return of rename(2) on the master until a poll (every %s) finds the old name gone and the new one with exactly the %d names (no temp files), confirmed by a comparison of that directory with the master's (modes, sizes, mtimes, content). Wire: bytes both ways through the counting relay from just before the rename until then, and until it had carried nothing for %s (at most 5 s more); before each rename the replicator is left idle (1 s without traffic, at most 3 s), then its traffic over 1 s is counted (idle bytes/s)",
 			l3Poll, n, quietPeriod)
+		w.note(cpuNote)
 		b.done(w)
 	}
 	return nil
@@ -311,6 +320,8 @@ func (b *bench) session(ctx context.Context, w *latTable, t liveTool, tg target,
 func (w *latTable) finish(s *liveSession) {
 	s.stop()
 	w.set("CPU s, whole session", s.tool, "%.2f", s.cpu.Seconds())
+	// georep: master / slave; lsyncd: lsyncd with its rsyncs / the daemon
+	w.set("CPU s, client / server", s.tool, "%.2f / %.2f", s.cpuClient.Seconds(), s.cpuServer.Seconds())
 	if s.exit != "" {
 		w.note("%s: %s", s.tool, s.exit)
 	}

@@ -56,7 +56,10 @@ type liveSession struct {
 	start  time.Time
 	ready  time.Duration // start until the initial sync was seen complete
 	cpu    time.Duration // after stop: client + server (with reaped children)
-	exit   string        // after stop: how the client ended, if not cleanly
+	// after stop: each side's (with reaped children): the georep master
+	// and slave; lsyncd (with its rsyncs) and the rsync daemon
+	cpuClient, cpuServer time.Duration
+	exit                 string // after stop: how the client ended, if not cleanly
 }
 
 // newLiveTarget makes the dirs of one tool's session for workload id.
@@ -257,6 +260,11 @@ func (s *liveSession) stop() {
 		if p != nil {
 			if c := p.cpu(); c > 0 {
 				s.cpu += c
+				if p == s.client {
+					s.cpuClient = c
+				} else {
+					s.cpuServer = c
+				}
 			}
 		}
 	}

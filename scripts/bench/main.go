@@ -1,6 +1,8 @@
 // Command bench runs georep and rsync on the same workloads, in the same
-// run, and prints per-workload tables with ratios; and georep's live mode
-// and lsyncd on latency workloads (L1-L3, see latency.go).
+// run, and prints per-workload tables with ratios; georep with exclude
+// rules against georep on the included part alone (W6, see rules.go); and
+// georep's live mode and lsyncd on latency workloads (L1-L3, see
+// latency.go).
 //
 //	make bench                      # builds bin/georep, installs rsync if missing
 //	BENCH_SCALE=0.01 RUNS=3 make bench
@@ -16,13 +18,17 @@
 //	              owners, mtimes); default full when BENCH_SCALE <= 0.01.
 //	              W3/W4 (one big file) always compare content.
 //	BENCH_ONLY    comma-separated workloads to run, e.g. W1,W3 (W4 needs W3, W5 needs W1),
+//	              W6 (rules: what excluding half of a W1-sized tree costs),
 //	              L1,L2,L3 (latency: georep live vs lsyncd)
 //	BENCH_SYNC_JOBS  pass --sync-jobs N to the georep master
 //	BENCH_COMPRESS=1 pass --compress to georep and -z to rsync (if georep has --compress)
 //	BENCH_BWLIMIT=KIB pass --bwlimit KIB to georep and rsync (if georep has --bwlimit)
 //	GEOREP        georep binary, default bin/georep
 //	BENCH_GEOREP_LIVE_ARGS  more flags for the live georep master of L1-L3,
-//	              space-separated, e.g. "--change-interval 100ms"
+//	              space-separated, e.g. "--change-interval 100ms"; no shell
+//	              (no globbing, no variables): "--exclude *.tmp" passes *.tmp
+//	              as it is, and '...' or "..." group words (and are removed):
+//	              "--exclude '*.tmp' --exclude 'cache-*/'" works too
 //	LSYNCD        lsyncd binary for L1-L3; by default lsyncd from PATH, installed
 //	              with apt-get when missing (when that fails, its column says unavailable)
 //
@@ -131,9 +137,20 @@ func loadConfig(ctx context.Context) (config, error) {
 			c.only[strings.ToUpper(strings.TrimSpace(w))] = true
 		}
 	}
-	c.georepLive = strings.Fields(os.Getenv("BENCH_GEOREP_LIVE_ARGS"))
+	live, err := splitArgs(os.Getenv("BENCH_GEOREP_LIVE_ARGS"))
+	if err != nil {
+		return c, fmt.Errorf("BENCH_GEOREP_LIVE_ARGS: %v", err)
+	}
+	c.georepLive = live
 	if len(c.georepLive) > 0 {
-		c.notes = append(c.notes, "georep live master (L1-L3): "+strings.Join(c.georepLive, " "))
+		q := make([]string, len(live))
+		for i, a := range live {
+			q[i] = a
+			if strings.ContainsAny(a, " \t*?[]'\"$") {
+				q[i] = "'" + a + "'"
+			}
+		}
+		c.notes = append(c.notes, "georep live master (L1-L3): "+strings.Join(q, " "))
 	}
 	if g := os.Getenv("GEOREP"); g != "" {
 		c.georep = g
@@ -301,6 +318,12 @@ func (b *bench) run(ctx context.Context) error {
 		b.remove(src)
 	}
 
+	if b.want("W6") {
+		if err := b.w6(ctx, nFiles, nDirs); err != nil {
+			return err
+		}
+	}
+
 	if b.wantLatency() {
 		if err := b.latency(ctx); err != nil {
 			return err
@@ -434,7 +457,12 @@ func order(run int) []tool {
 }
 
 func (b *bench) newTarget(w *workload, t tool, run int) (target, error) {
-	tg := target{dir: filepath.Join(b.tmp, fmt.Sprintf("%s-%s-r%d", strings.ToLower(w.id), t, run))}
+	return b.newTargetNamed(w.id, t.String(), run)
+}
+
+// newTargetNamed makes the dirs of one run of workload id by name.
+func (b *bench) newTargetNamed(id, name string, run int) (target, error) {
+	tg := target{dir: filepath.Join(b.tmp, fmt.Sprintf("%s-%s-r%d", strings.ToLower(id), name, run))}
 	for _, d := range []string{tg.dst(), tg.sstate(), tg.mstate()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return tg, err
@@ -531,7 +559,8 @@ func (b *bench) remove(dirs ...string) {
 // benchBytes is about what a whole bench writes at BENCH_SCALE=1 and
 // RUNS=3, with room to spare (it scales with both): W1 and W1x2 (0.46 and
 // 0.92 GB a copy), W2 (0.23 GB) and W3 (1 GiB), nine copies each (three
-// tools, three runs), 24 GB in all.
+// tools, three runs), 24 GB; W6, its two sources (0.46 and 0.23 GB) and
+// twelve copies of 0.23 GB, 3.5 GB; 28 GB in all.
 const benchBytes = 40 << 30
 
 // fsTopdirFL is FS_TOPDIR_FL (chattr +T).
@@ -606,4 +635,43 @@ func (b *bench) incremental(ctx context.Context, w *workload, src string, target
 		}
 	}
 	return nil
+}
+
+// splitArgs splits s into words at white space, without a shell: no
+// globbing, no variables, no escapes. A '...' or "..." span is part of a
+// word, white space in it included, and the quotes are removed (so that
+// "--exclude '*.tmp'", written as for a shell, passes *.tmp).
+func splitArgs(s string) ([]string, error) {
+	var args []string
+	var cur strings.Builder
+	inWord := false
+	var quote rune
+	for _, r := range s {
+		switch {
+		case quote != 0:
+			if r == quote {
+				quote = 0
+			} else {
+				cur.WriteRune(r)
+			}
+		case r == '\'' || r == '"':
+			quote, inWord = r, true
+		case r == ' ' || r == '\t' || r == '\n':
+			if inWord {
+				args = append(args, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("%q: unterminated %c", s, quote)
+	}
+	if inWord {
+		args = append(args, cur.String())
+	}
+	return args, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -35,11 +36,12 @@ func (r runResult) brief() string {
 	} else {
 		parts = append(parts, fmt.Sprintf("cpu %.2fs", r.cpuMaster.Seconds()))
 	}
-	parts = append(parts, fmt.Sprintf("rss %.1f", mib(r.rssMaster)))
-	if r.rssSlave >= 0 {
-		parts = append(parts, fmt.Sprintf("/%.1f MiB", mib(r.rssSlave)))
-	} else {
-		parts = append(parts, "MiB")
+	switch {
+	case r.rssMaster < 0:
+	case r.rssSlave >= 0:
+		parts = append(parts, fmt.Sprintf("rss %.1f", mib(r.rssMaster)), fmt.Sprintf("/%.1f MiB", mib(r.rssSlave)))
+	default:
+		parts = append(parts, fmt.Sprintf("rss %.1f", mib(r.rssMaster)), "MiB")
 	}
 	if r.sentFiles >= 0 {
 		parts = append(parts, fmt.Sprintf("sent %d files (%d bytes)", r.sentFiles, r.sentBytes))
@@ -85,8 +87,7 @@ func maxInt(rs []runResult, f func(runResult) int64) int64 {
 
 // table renders the workload as a header, rows and notes.
 func (w *workload) table() (header []string, rows [][]string, notes []string) {
-	header = []string{"tool", "wall s (median)", "min-max s", "MB/s", "wire bytes", "RSS master MiB", "RSS slave MiB",
-		"CPU s master", "CPU s slave", "time / rsync-daemon"}
+	header = append(append([]string{"tool"}, statsHeader...), "time / rsync-daemon")
 	if w.throughputRatio {
 		header = append(header, "MB/s / rsync-daemon")
 	}
@@ -101,30 +102,7 @@ func (w *workload) table() (header []string, rows [][]string, notes []string) {
 			continue
 		}
 		med := medianDur(rs, wall)
-		lo, hi := rs[0].wall, rs[0].wall
-		for _, r := range rs {
-			lo, hi = min(lo, r.wall), max(hi, r.wall)
-		}
-		mbs := float64(w.payload) / 1e6 / med.Seconds()
-		row := []string{t.String(), fmt.Sprintf("%.3f", med.Seconds()), fmt.Sprintf("%.3f-%.3f", lo.Seconds(), hi.Seconds()),
-			fmt.Sprintf("%.1f", mbs)}
-		if wire := medianInt(rs, func(r runResult) int64 { return r.wire }); wire >= 0 {
-			row = append(row, commas(wire))
-		} else {
-			row = append(row, "-")
-		}
-		row = append(row, fmt.Sprintf("%.1f", mib(maxInt(rs, func(r runResult) int64 { return r.rssMaster }))))
-		if s := maxInt(rs, func(r runResult) int64 { return r.rssSlave }); s >= 0 {
-			row = append(row, fmt.Sprintf("%.1f", mib(s)))
-		} else {
-			row = append(row, "-")
-		}
-		row = append(row, fmt.Sprintf("%.2f", medianDur(rs, func(r runResult) time.Duration { return r.cpuMaster }).Seconds()))
-		if c := medianDur(rs, func(r runResult) time.Duration { return r.cpuSlave }); c >= 0 {
-			row = append(row, fmt.Sprintf("%.2f", c.Seconds()))
-		} else {
-			row = append(row, "-")
-		}
+		row := statsRow(t.String(), rs, w.payload)
 		if refWall > 0 {
 			ratio := med.Seconds() / refWall.Seconds()
 			row = append(row, fmt.Sprintf("%.2fx", ratio))
@@ -156,6 +134,55 @@ func (w *workload) table() (header []string, rows [][]string, notes []string) {
 	}
 	notes = append(notes, w.notes...)
 	return header, rows, notes
+}
+
+// statsHeader is the header of statsRow's cells.
+var statsHeader = []string{"wall s (median)", "min-max s", "MB/s", "wire bytes", "RSS master MiB", "RSS slave MiB",
+	"CPU s master", "CPU s slave"}
+
+// statsRow is a table row of name and the figures of its runs: median
+// wall with min-max, MB/s (payload / median wall; "-" for a payload of
+// 0), median wire bytes, peak RSS (max over runs), median CPU; "-" where a
+// figure does not apply (negative).
+func statsRow(name string, rs []runResult, payload int64) []string {
+	wall := func(r runResult) time.Duration { return r.wall }
+	med := medianDur(rs, wall)
+	lo, hi := rs[0].wall, rs[0].wall
+	for _, r := range rs {
+		lo, hi = min(lo, r.wall), max(hi, r.wall)
+	}
+	row := []string{name, fmt.Sprintf("%.3f", med.Seconds()), fmt.Sprintf("%.3f-%.3f", lo.Seconds(), hi.Seconds())}
+	if payload > 0 {
+		row = append(row, fmt.Sprintf("%.1f", float64(payload)/1e6/med.Seconds()))
+	} else {
+		row = append(row, "-")
+	}
+	if wire := medianInt(rs, func(r runResult) int64 { return r.wire }); wire >= 0 {
+		row = append(row, commas(wire))
+	} else {
+		row = append(row, "-")
+	}
+	for _, f := range []func(runResult) int64{
+		func(r runResult) int64 { return r.rssMaster },
+		func(r runResult) int64 { return r.rssSlave },
+	} {
+		if v := maxInt(rs, f); v >= 0 {
+			row = append(row, fmt.Sprintf("%.1f", mib(v)))
+		} else {
+			row = append(row, "-")
+		}
+	}
+	for _, f := range []func(runResult) time.Duration{
+		func(r runResult) time.Duration { return r.cpuMaster },
+		func(r runResult) time.Duration { return r.cpuSlave },
+	} {
+		if c := medianDur(rs, f); c >= 0 {
+			row = append(row, fmt.Sprintf("%.2f", c.Seconds()))
+		} else {
+			row = append(row, "-")
+		}
+	}
+	return row
 }
 
 // durableNote compares the tools once each copy is durable: rsync's wall
@@ -281,7 +308,13 @@ func machineInfo(cfg config) machine {
 	}
 	m.georep = cfg.georep
 	if out, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil {
-		m.georep += " (git " + strings.TrimSpace(string(out)) + ")"
+		if def, _ := filepath.Abs("bin/georep"); cfg.georep == def {
+			m.georep += " (git " + strings.TrimSpace(string(out)) + ")"
+		} else {
+			// GEOREP named another binary: what it was built from is not
+			// known here.
+			m.georep += " (named by GEOREP; the working tree is at git " + strings.TrimSpace(string(out)) + ")"
+		}
 	}
 	m.tmpfs = os.TempDir()
 	var st syscall.Statfs_t

@@ -38,6 +38,9 @@ func (t target) conf() string   { return filepath.Join(t.dir, "rsyncd") }
 // runOpts are per-workload options.
 type runOpts struct {
 	delta bool // W4: ask rsync for the delta algorithm (--no-whole-file)
+	// W6: more arguments for the georep master (its rules) and for rsync
+	// (the same patterns as --exclude); passed as they are, no shell.
+	georepArgs, rsyncArgs []string
 }
 
 // runResult is one timed run.
@@ -58,6 +61,9 @@ type runResult struct {
 	flush time.Duration
 	// georep only: peak anonymous RSS in KiB (see proc.anonMax).
 	anonMaster, anonSlave int64
+	// georep only: what the master wrote to stderr (its log at
+	// --log-level warn, so warnings and errors), the last 256 KiB.
+	masterLog string
 }
 
 func (b *bench) runTool(ctx context.Context, t tool, src string, tg target, o runOpts) (runResult, error) {
@@ -66,7 +72,7 @@ func (b *bench) runTool(ctx context.Context, t tool, src string, tg target, o ru
 	syncFS(b.tmp)
 	switch t {
 	case toolGeorep:
-		return b.runGeorep(ctx, src, tg)
+		return b.runGeorep(ctx, src, tg, o)
 	case toolRsyncd:
 		return b.runRsyncd(ctx, src, tg, o)
 	default:
@@ -109,7 +115,7 @@ func (b *bench) startSlave(ctx context.Context, tg target) (*proc, string, error
 	}
 }
 
-func (b *bench) runGeorep(ctx context.Context, src string, tg target) (runResult, error) {
+func (b *bench) runGeorep(ctx context.Context, src string, tg target, o runOpts) (runResult, error) {
 	res := runResult{sentFiles: -1, sentBytes: -1}
 	t0 := time.Now()
 	sl, addr, err := b.startSlave(ctx, tg)
@@ -125,6 +131,7 @@ func (b *bench) runGeorep(ctx context.Context, src string, tg target) (runResult
 	args := []string{"master", "--root", src, "--slave", rl.addr(), "--state-dir", tg.mstate(),
 		"--oneshot", "--log-level", "warn", "--insecure"}
 	args = append(args, b.cfg.georepExtra...)
+	args = append(args, o.georepArgs...)
 	m, merr := runTimed(ctx, b.cfg.georep, args...)
 	res.wire = rl.close(10 * time.Second)
 	serr := sl.stop(30 * time.Second)
@@ -139,6 +146,7 @@ func (b *bench) runGeorep(ctx context.Context, src string, tg target) (runResult
 	res.rssSlave = sl.maxRSS()
 	res.anonMaster, res.anonSlave = m.maxAnon(), sl.maxAnon()
 	res.cpuMaster, res.cpuSlave = m.cpu(), sl.cpu()
+	res.masterLog = m.stderr.String()
 	if mm := sentRE.FindStringSubmatch(m.stdout.String()); mm != nil {
 		res.sentFiles, _ = strconv.ParseInt(mm[1], 10, 64)
 		res.sentBytes, _ = strconv.ParseInt(mm[2], 10, 64)
@@ -153,6 +161,7 @@ func (b *bench) rsyncArgs(o runOpts) []string {
 	if o.delta {
 		args = append(args, "--no-whole-file")
 	}
+	args = append(args, o.rsyncArgs...)
 	return append(args, b.cfg.rsyncExtra...)
 }
 

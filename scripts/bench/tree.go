@@ -22,6 +22,30 @@ func seedFor(label string, n uint64) [32]byte {
 	return s
 }
 
+// fileGen is the sequence of files of the small-file trees (W1, W1x2,
+// W6): file i's size (1-8 KiB) and content depend only on i and nFiles.
+type fileGen struct {
+	sizes   *rand.Rand
+	content *rand.ChaCha8
+	buf     []byte
+}
+
+func newFileGen(nFiles int) *fileGen {
+	return &fileGen{
+		sizes:   rand.New(rand.NewPCG(1, 2)),
+		content: rand.NewChaCha8(seedFor("georep-bench-w1", uint64(nFiles))),
+		buf:     make([]byte, 8<<10),
+	}
+}
+
+// next is the next file's content (valid until the next call).
+func (g *fileGen) next() []byte {
+	n := 1<<10 + g.sizes.IntN(7<<10+1)
+	b := g.buf[:n]
+	_, _ = g.content.Read(b)
+	return b
+}
+
 // genSmallTree writes nFiles files of 1–8 KiB (deterministic sizes and
 // content) spread over nDirs directories, and returns the payload bytes.
 func genSmallTree(root string, nFiles, nDirs int) (int64, error) {
@@ -33,19 +57,15 @@ func genSmallTree(root string, nFiles, nDirs int) (int64, error) {
 			return 0, err
 		}
 	}
-	sizes := rand.New(rand.NewPCG(1, 2))
-	content := rand.NewChaCha8(seedFor("georep-bench-w1", uint64(nFiles)))
-	buf := make([]byte, 8<<10)
+	g := newFileGen(nFiles)
 	var total int64
 	for i := 0; i < nFiles; i++ {
-		n := 1<<10 + sizes.IntN(7<<10+1)
-		b := buf[:n]
-		_, _ = content.Read(b)
+		b := g.next()
 		name := filepath.Join(root, fmt.Sprintf("d%04d", i%nDirs), fmt.Sprintf("f%07d.dat", i))
 		if err := os.WriteFile(name, b, 0o644); err != nil {
 			return 0, err
 		}
-		total += int64(n)
+		total += int64(len(b))
 	}
 	return total, nil
 }
