@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/internal/beneath"
+	"github.com/georep/georep/internal/ftype"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/gfidx"
 	"github.com/georep/georep/internal/wire"
@@ -71,7 +72,7 @@ func (s *Slave) cannotHold(mode uint32) error {
 	if s.privileged {
 		why = "the slave runs as root without CAP_MKNOD, or its mknod of a device was refused"
 	}
-	return fmt.Errorf("%s not made: %s, and making a device node needs CAP_MKNOD: %w", typeName(mode&unix.S_IFMT), why, unix.EPERM)
+	return fmt.Errorf("%s not made: %s, and making a device node needs CAP_MKNOD: %w", ftype.Name(mode&unix.S_IFMT), why, unix.EPERM)
 }
 
 // codeOf maps an error to its wire class: the one place where Go errors
@@ -524,7 +525,7 @@ func dropStale(c *dirCache, h handle, st *unix.Stat_t, g gfid.GFID, wantFmt uint
 		// A gfid cannot change type; a directory of this gfid
 		// elsewhere cannot be dropped without its subtree (which may
 		// hold the parent of the new entry).
-		return invalidf("%s is a directory elsewhere on the slave, not a %s", g, typeName(wantFmt))
+		return invalidf("%s is a directory elsewhere on the slave, not a %s", g, ftype.Name(wantFmt))
 	default:
 		// A stale non-directory of this gfid (another type, or a
 		// symlink or device that is made anew): the index forgets it;
@@ -694,26 +695,6 @@ func (s *Slave) setGFID(dirfd int, name string, parent, g gfid.GFID, mode uint32
 		return nil
 	}
 	return err
-}
-
-func typeName(fmtBits uint32) string {
-	switch fmtBits {
-	case unix.S_IFREG:
-		return "regular file"
-	case unix.S_IFDIR:
-		return "directory"
-	case unix.S_IFLNK:
-		return "symlink"
-	case unix.S_IFIFO:
-		return "FIFO"
-	case unix.S_IFCHR:
-		return "character device"
-	case unix.S_IFBLK:
-		return "block device"
-	case unix.S_IFSOCK:
-		return "socket"
-	}
-	return fmt.Sprintf("file of type %o", fmtBits)
 }
 
 func readlinkAt(dirfd int, name string) (string, error) {

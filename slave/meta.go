@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/internal/beneath"
+	"github.com/georep/georep/internal/ftype"
 	"github.com/georep/georep/internal/gfid"
 	"github.com/georep/georep/internal/xattrs"
 	pb "github.com/georep/georep/proto/georep/v1"
@@ -184,7 +185,7 @@ func (s *Slave) applyMetaAt(h handle, st unix.Stat_t, r *metaReq) outcome {
 			keep = xattrs.IsACL
 			for n := range r.xattrs {
 				if !xattrs.IsACL(n) {
-					return failed(invalidf("%s: xattr %q on a %s", r.g, n, typeName(st.Mode&unix.S_IFMT)))
+					return failed(invalidf("%s: xattr %q on a %s", r.g, n, ftype.Name(st.Mode&unix.S_IFMT)))
 				}
 			}
 		}

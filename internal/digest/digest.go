@@ -31,6 +31,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/georep/georep/internal/beneath"
+	"github.com/georep/georep/internal/ftype"
 	"github.com/georep/georep/internal/xattrs"
 )
 
@@ -483,7 +484,7 @@ func Compare(dir string, m, s []Entry, ignore func(rel string, isDir bool) bool)
 			i++
 			j++
 			if a.Mode&unix.S_IFMT != b.Mode&unix.S_IFMT {
-				diffs = append(diffs, Diff{Path: p, Kind: Type, Detail: fmt.Sprintf("%s on the master, %s on the slave", typeName(a.Mode), typeName(b.Mode))})
+				diffs = append(diffs, Diff{Path: p, Kind: Type, Detail: fmt.Sprintf("%s on the master, %s on the slave", ftype.Name(a.Mode), ftype.Name(b.Mode))})
 				continue
 			}
 			if a.Content != b.Content || a.Size != b.Size {
@@ -531,24 +532,4 @@ func metaDetail(a, b *Entry) string {
 		parts = append(parts, fmt.Appendf(nil, "device %d, %d on the slave", a.Rdev, b.Rdev))
 	}
 	return string(bytes.Join(parts, []byte("; ")))
-}
-
-func typeName(mode uint32) string {
-	switch mode & unix.S_IFMT {
-	case unix.S_IFREG:
-		return "a file"
-	case unix.S_IFDIR:
-		return "a directory"
-	case unix.S_IFLNK:
-		return "a symlink"
-	case unix.S_IFIFO:
-		return "a FIFO"
-	case unix.S_IFSOCK:
-		return "a socket"
-	case unix.S_IFCHR:
-		return "a character device"
-	case unix.S_IFBLK:
-		return "a block device"
-	}
-	return fmt.Sprintf("type %o", mode&unix.S_IFMT)
 }
