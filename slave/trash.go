@@ -232,29 +232,36 @@ const (
 // has room again (see minFreeBytes) or the trash is empty; the op that
 // found it full is retried by the master.
 func (s *Slave) pruneForSpace(ctx context.Context) {
-	s.pruneBelow(ctx, minFreeBytes, minFreeShare)
+	s.pruneBelow(ctx, func(size int64) int64 { return max(minFreeBytes, int64(float64(size)*minFreeShare)) })
 }
 
-// freeWanted is the free space the pruner wants on a filesystem of size
-// bytes: the larger of floor and share of it, but never more than a tenth
-// of it (on a small filesystem a fixed floor would empty the trash for
-// nothing).
+// pruneReserve removes the oldest versions while less than the reserve
+// (freeWanted) is free: before an op finds the filesystem full.
+func (s *Slave) pruneReserve(ctx context.Context) {
+	s.pruneBelow(ctx, func(size int64) int64 { return freeWanted(size, reserveBytes, reserveShare) })
+}
+
+// freeWanted is the free space the pruner keeps in reserve on a
+// filesystem of size bytes: the larger of floor and share of it, but never
+// more than a tenth of it (on a small filesystem a fixed floor would empty
+// the trash for nothing). A filesystem found full (pruneForSpace) gets
+// more: as much as the trash can give, up to its floor.
 func freeWanted(size, floor int64, share float64) int64 {
 	return min(max(floor, int64(float64(size)*share)), size/10)
 }
 
-// pruneBelow removes the oldest versions while less than freeWanted of
-// the root's filesystem is free.
-func (s *Slave) pruneBelow(ctx context.Context, floor int64, share float64) {
+// pruneBelow removes the oldest versions while less than want(the
+// filesystem's size) is free.
+func (s *Slave) pruneBelow(ctx context.Context, want func(size int64) int64) {
 	t := s.tree.trash
 	t.pruneMu.Lock()
 	defer t.pruneMu.Unlock()
-	free := func() (avail, want int64) {
+	free := func() (avail, wanted int64) {
 		var fs unix.Statfs_t
 		if unix.Fstatfs(t.root.FD(), &fs) != nil {
 			return 0, 0
 		}
-		return int64(fs.Bavail) * fs.Bsize, freeWanted(int64(fs.Blocks)*fs.Bsize, floor, share)
+		return int64(fs.Bavail) * fs.Bsize, want(int64(fs.Blocks) * fs.Bsize)
 	}
 	if a, w := free(); a >= w {
 		return
@@ -1165,7 +1172,7 @@ func (s *Slave) pruneTrash(ctx context.Context) {
 		case <-t.short:
 			s.pruneForSpace(ctx)
 		case <-space.C:
-			s.pruneBelow(ctx, reserveBytes, reserveShare)
+			s.pruneReserve(ctx)
 			goto wait
 		}
 	}
