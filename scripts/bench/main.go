@@ -1,8 +1,10 @@
 // Command bench runs georep and rsync on the same workloads, in the same
 // run, and prints per-workload tables with ratios; georep with exclude
-// rules against georep on the included part alone (W6, see rules.go); and
-// georep's live mode and lsyncd on latency workloads (L1-L3, see
-// latency.go).
+// rules against georep on the included part alone (W6, see rules.go);
+// georep's first one-shot into a slave pre-seeded by cp -a against an
+// rsync no-op (W7), and georep verify of an unchanged tree (V1; both in
+// trust.go); and georep's live mode and lsyncd on latency workloads
+// (L1-L3, see latency.go).
 //
 //	make bench                      # builds bin/georep, installs rsync if missing
 //	BENCH_SCALE=0.01 RUNS=3 make bench
@@ -19,6 +21,10 @@
 //	              W3/W4 (one big file) always compare content.
 //	BENCH_ONLY    comma-separated workloads to run, e.g. W1,W3 (W4 needs W3, W5 needs W1),
 //	              W6 (rules: what excluding half of a W1-sized tree costs),
+//	              W7 (the W1 tree, cp -a to the slave, then georep's first one-shot
+//	              against an rsync no-op), V1 (georep verify of the W1 tree, unchanged
+//	              and with 10 files changed on the slave; against W1's georep copy
+//	              when W1 runs, else one made by a one-shot),
 //	              L1,L2,L3 (latency: georep live vs lsyncd)
 //	BENCH_SYNC_JOBS  pass --sync-jobs N to the georep master
 //	BENCH_COMPRESS=1 pass --compress to georep and -z to rsync (if georep has --compress)
@@ -254,22 +260,30 @@ func (b *bench) run(ctx context.Context) error {
 	s := b.cfg.scale
 	nFiles, nDirs := scaled(100000, s), scaled(1000, s)
 
-	// W1, kept for W5.
+	// W1's tree, kept for W5, V1 and W7; W1's copies, kept for W5 and V1.
 	var w1src string
 	var w1targets map[tool]target
 	var w1sum treeSum
-	if b.want("W1") || b.want("W5") {
+	var w1 *workload
+	if b.want("W1") || b.want("W5") || b.want("V1") || b.want("W7") {
 		w1src = filepath.Join(b.tmp, "w1-src")
 		b.progress("W1: generating %d files in %d dirs", nFiles, nDirs)
 		if _, err := genSmallTree(w1src, nFiles, nDirs); err != nil {
 			return err
 		}
-		w := &workload{id: "W1", title: fmt.Sprintf("%d files of 1-8 KiB in %d dirs, initial sync into an empty dir", nFiles, nDirs)}
+	}
+	if b.want("W1") || b.want("W5") {
+		w1 = &workload{id: "W1", title: fmt.Sprintf("%d files of 1-8 KiB in %d dirs, initial sync into an empty dir", nFiles, nDirs)}
 		var err error
-		if w1targets, w1sum, err = b.initialSync(ctx, w, w1src, true); err != nil {
+		if w1targets, w1sum, err = b.initialSync(ctx, w1, w1src, true); err != nil {
 			return err
 		}
-		b.done(w)
+		b.done(w1)
+	} else if w1src != "" {
+		var err error
+		if w1sum, err = summarize(w1src); err != nil {
+			return err
+		}
 	}
 
 	if b.want("W2") {
@@ -298,9 +312,23 @@ func (b *bench) run(ctx context.Context) error {
 			}
 		}
 		b.done(w)
-		for _, t := range w1targets {
-			b.remove(t.dir)
+	}
+
+	if b.want("V1") {
+		if err := b.v1setup(ctx, w1src, w1sum, w1, w1targets); err != nil {
+			return err
 		}
+	}
+	for _, t := range w1targets {
+		b.remove(t.dir)
+	}
+
+	if b.want("W7") {
+		if err := b.w7(ctx, w1src, w1sum); err != nil {
+			return err
+		}
+	}
+	if w1src != "" {
 		b.remove(w1src)
 	}
 
@@ -560,7 +588,8 @@ func (b *bench) remove(dirs ...string) {
 // RUNS=3, with room to spare (it scales with both): W1 and W1x2 (0.46 and
 // 0.92 GB a copy), W2 (0.23 GB) and W3 (1 GiB), nine copies each (three
 // tools, three runs), 24 GB; W6, its two sources (0.46 and 0.23 GB) and
-// twelve copies of 0.23 GB, 3.5 GB; 28 GB in all.
+// twelve copies of 0.23 GB, 3.5 GB; W7, six copies of W1's tree, 2.8 GB;
+// 31 GB in all.
 const benchBytes = 40 << 30
 
 // fsTopdirFL is FS_TOPDIR_FL (chattr +T).

@@ -9,7 +9,9 @@ import (
 )
 
 // relay is a TCP forwarder on 127.0.0.1 that counts the bytes it carries in
-// both directions. Between *net.TCPConn, io.Copy splices, so the relay
+// both directions, in all and each on its own (up: from the client that
+// connected to the relay to the server behind it, e.g. georep master to
+// slave; down: the server's answers). Between *net.TCPConn, io.Copy splices, so the relay
 // itself costs little CPU; but then a connection's bytes are only counted
 // when it closes. A live relay (newLiveRelay) copies through a buffer
 // instead and counts every chunk as it passes, so that the count can be
@@ -18,7 +20,9 @@ type relay struct {
 	ln     net.Listener
 	target string
 	live   bool
-	bytes  atomic.Int64
+	bytes  atomic.Int64 // both directions
+	up     atomic.Int64 // client -> server
+	down   atomic.Int64 // server -> client
 	last   atomic.Int64 // live: UnixNano of the last chunk carried
 	wg     sync.WaitGroup
 	mu     sync.Mutex
@@ -71,13 +75,19 @@ func (r *relay) quietFor(d, limit time.Duration) (int64, bool) {
 	}
 }
 
-// copyCounting copies src to dst through a buffer, counting each chunk.
-func (r *relay) copyCounting(dst, src net.Conn) {
+// split is count by direction: client to server (up), server to client
+// (down); with the same caveat as count.
+func (r *relay) split() (up, down int64) { return r.up.Load(), r.down.Load() }
+
+// copyCounting copies src to dst through a buffer, counting each chunk in
+// dir too.
+func (r *relay) copyCounting(dst, src net.Conn, dir *atomic.Int64) {
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			r.bytes.Add(int64(n))
+			dir.Add(int64(n))
 			r.last.Store(time.Now().UnixNano())
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
@@ -127,20 +137,21 @@ func (r *relay) pipe(c, s net.Conn) {
 	defer r.wg.Done()
 	var inner sync.WaitGroup
 	inner.Add(2)
-	half := func(dst, src net.Conn) {
+	half := func(dst, src net.Conn, dir *atomic.Int64) {
 		defer inner.Done()
 		if r.live {
-			r.copyCounting(dst, src)
+			r.copyCounting(dst, src, dir)
 		} else {
 			n, _ := io.Copy(dst, src)
 			r.bytes.Add(n)
+			dir.Add(n)
 		}
 		if tc, ok := dst.(*net.TCPConn); ok {
 			_ = tc.CloseWrite()
 		}
 	}
-	go half(s, c)
-	go half(c, s)
+	go half(s, c, &r.up)
+	go half(c, s, &r.down)
 	inner.Wait()
 	c.Close()
 	s.Close()

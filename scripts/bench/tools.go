@@ -54,6 +54,9 @@ type runResult struct {
 	sentFiles int64         // georep's own count; -1 for rsync
 	sentBytes int64
 	startup   time.Duration // slave/daemon start until ready (untimed)
+	// wireUp and wireDown split wire: master (rsync client) to slave
+	// (daemon), and back.
+	wireUp, wireDown int64
 	// flush is how long a syncfs of the destination took right after the
 	// run (untimed in wall): what rsync leaves to the kernel and georep
 	// does before it exits (0 for georep, which reports success only once
@@ -64,6 +67,8 @@ type runResult struct {
 	// georep only: what the master wrote to stderr (its log at
 	// --log-level warn, so warnings and errors), the last 256 KiB.
 	masterLog string
+	// georep only: the master's summary on stdout.
+	masterOut string
 }
 
 func (b *bench) runTool(ctx context.Context, t tool, src string, tg target, o runOpts) (runResult, error) {
@@ -134,6 +139,7 @@ func (b *bench) runGeorep(ctx context.Context, src string, tg target, o runOpts)
 	args = append(args, o.georepArgs...)
 	m, merr := runTimed(ctx, b.cfg.georep, args...)
 	res.wire = rl.close(10 * time.Second)
+	res.wireUp, res.wireDown = rl.split()
 	serr := sl.stop(30 * time.Second)
 	if merr != nil {
 		return res, fmt.Errorf("%v\n%s", merr, sl.report())
@@ -147,6 +153,7 @@ func (b *bench) runGeorep(ctx context.Context, src string, tg target, o runOpts)
 	res.anonMaster, res.anonSlave = m.maxAnon(), sl.maxAnon()
 	res.cpuMaster, res.cpuSlave = m.cpu(), sl.cpu()
 	res.masterLog = m.stderr.String()
+	res.masterOut = m.stdout.String()
 	if mm := sentRE.FindStringSubmatch(m.stdout.String()); mm != nil {
 		res.sentFiles, _ = strconv.ParseInt(mm[1], 10, 64)
 		res.sentBytes, _ = strconv.ParseInt(mm[2], 10, 64)
@@ -269,6 +276,7 @@ func (b *bench) runRsyncd(ctx context.Context, src string, tg target, o runOpts)
 	args := append(b.rsyncArgs(o), src+"/", "rsync://"+rl.addr()+"/dst/")
 	c, cerr := runTimed(ctx, b.cfg.rsync, args...)
 	res.wire = rl.close(10 * time.Second)
+	res.wireUp, res.wireDown = rl.split()
 	// The daemon exits non-zero on SIGTERM (rsync's "received SIGTERM"); its
 	// rusage still holds the children it reaped.
 	_ = d.stop(30 * time.Second)
