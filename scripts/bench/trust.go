@@ -343,6 +343,12 @@ func (w *verifyTable) table() (header []string, rows [][]string, notes []string)
 	if rs := w.runs[v1NoOp]; len(rs) > 0 {
 		notes = append(notes, fmt.Sprintf("the no-op one-shots: georep reported %s files sent (median)", commas(medianInt(rs, func(r runResult) int64 { return r.sentFiles }))))
 	}
+	for c := v1Col(0); c < numV1; c++ {
+		if rs := w.runs[c]; len(rs) > 0 {
+			notes = append(notes, fmt.Sprintf("%s: peak anonymous RSS master %.1f / slave %.1f MiB", c,
+				mib(maxInt(rs, func(r runResult) int64 { return r.anonMaster })), mib(maxInt(rs, func(r runResult) int64 { return r.anonSlave }))))
+		}
+	}
 	notes = append(notes, "verify: georep verify --root SRC --slave RELAY --state-dir MASTER-STATE --insecure --json --log-level warn, against a slave started (untimed) for each run; wall is verify's process, both trees hashed (SHA-256) in it; MB/s = tree bytes / wall; every verify exit status and report checked; the trees were read once, untimed, before the first run")
 	return header, rows, append(notes, w.notes...)
 }
