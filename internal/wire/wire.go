@@ -29,8 +29,11 @@ import (
 // FileChunk.bulk_length). Version 6: calls carry the token their
 // handshake answered (session_token), not the session id, so that a new
 // handshake fences off the calls of the one before; an op says which
-// other directory it took its entry from (OpResult.also_dirs).
-const ProtocolVersion = 6
+// other directory it took its entry from (OpResult.also_dirs). Version 7:
+// the master's unary calls (entry and metadata ops, digests, marks) are
+// compressed with zstd (rpccodec.Zstd); a slave of version 6 could not
+// read them.
+const ProtocolVersion = 7
 
 // ReservedName is the top-level name the slave keeps for itself (its
 // working directory, like GlusterFS's .glusterfs): a master neither
@@ -116,7 +119,8 @@ const CallTimeout = 5 * time.Minute
 // DialOptions are the gRPC options a master dials its slave with: the same
 // message limit both ways, so that neither end accepts (or builds) a
 // message the other would refuse, the same codec (rpccodec), and a
-// deadline on every unary call (CallTimeout).
+// deadline on every unary call (CallTimeout). Unary calls are compressed
+// (rpccodec.Zstd; the slave answers in kind); data streams are not.
 func DialOptions() []grpc.DialOption { return dialOptions(CallTimeout) }
 
 func dialOptions(callTimeout time.Duration) []grpc.DialOption {
@@ -129,7 +133,8 @@ func dialOptions(callTimeout time.Duration) []grpc.DialOption {
 	}
 }
 
-// callDeadline gives a unary call without a deadline one of d.
+// callDeadline gives a unary call without a deadline one of d, and
+// compresses every unary call (see DialOptions).
 func callDeadline(d time.Duration) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		if _, ok := ctx.Deadline(); !ok {
@@ -137,6 +142,6 @@ func callDeadline(d time.Duration) grpc.UnaryClientInterceptor {
 			ctx, cancel = context.WithTimeout(ctx, d)
 			defer cancel()
 		}
-		return invoker(ctx, method, req, reply, cc, opts...)
+		return invoker(ctx, method, req, reply, cc, append(opts, grpc.UseCompressor(rpccodec.Zstd))...)
 	}
 }
