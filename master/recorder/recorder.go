@@ -95,7 +95,10 @@ type Recorder struct {
 	// to), which the next rename, if it is that one, is not.
 	mirror    *[2]gfidx.Link
 	unwatched map[gfid.GFID]bool // directories a watch could not be added to
-	rescan    map[gfid.GFID]int  // directories to list again, with the tries so far
+	// movingIn: the entry being recorded was moved in from a place the
+	// rules leave out (see renamed).
+	movingIn bool
+	rescan   map[gfid.GFID]int // directories to list again, with the tries so far
 	// Xattr writes of our own whose IN_ATTRIB may still come: the state
 	// before the write, valid until the generation after next.
 	self map[gfid.GFID]selfWrite
@@ -758,6 +761,8 @@ func (r *Recorder) created(dir gfid.GFID, name string) error {
 		return err
 	}
 	if r.excluded(dir, name, n.sub >= 0) {
+		// Not recorded; its directory's mtime moved all the same.
+		r.addMeta(dir, r.parentOf(dir))
 		return nil
 	}
 	g, record, err := r.identify(n)
@@ -878,8 +883,10 @@ func (r *Recorder) knownGFID(n *newName, g gfid.GFID) (gfid.GFID, bool, error) {
 	if r.knows(g, link) {
 		// Recorded already (a directory's scan), or indexed by the
 		// crawl — which watches nothing: a directory it found before
-		// its event came in is watched here all the same.
-		if n.sub >= 0 && !r.in.watched(g) {
+		// its event came in is watched here all the same. Below a
+		// directory moved in from an excluded place (movingIn), every
+		// directory is listed again.
+		if n.sub >= 0 && (!r.in.watched(g) || r.movingIn) {
 			return g, false, r.adopt(n.takeSub(), n.dir, g)
 		}
 		return g, false, nil
@@ -910,7 +917,23 @@ func (r *Recorder) knownGFID(n *newName, g gfid.GFID) (gfid.GFID, bool, error) {
 // record indexes n as g's and records it as made, with its data or
 // metadata and its directory's; a new directory is then watched.
 func (r *Recorder) record(n *newName, g gfid.GFID) error {
-	if err := r.index(func(tx *gfidx.Tx) error { return tx.AddLink(g, n.link()) }); err != nil {
+	err := r.index(func(tx *gfidx.Tx) error {
+		if n.sub >= 0 {
+			// A directory has one name, this one: any other the index
+			// holds is where it was before a move the index did not
+			// follow. Kept, it would hide the directory's subtree from
+			// forgetTree (see there).
+			for _, l := range tx.Links(g) {
+				if l != n.link() {
+					if err := tx.RemoveLink(g, l); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return tx.AddLink(g, n.link())
+	})
+	if err != nil {
 		return err
 	}
 	rec := n.entryRecord(g)
@@ -1092,7 +1115,10 @@ func (r *Recorder) removed(dir gfid.GFID, name string, isDir bool, g gfid.GFID, 
 // is one the recorder lost track of (a gap).
 func (r *Recorder) remove(dir gfid.GFID, name string, isDir bool, g gfid.GFID, known, away bool) error {
 	if !known && r.excluded(dir, name, isDir) {
-		return nil // never recorded
+		// Never recorded; its directory's mtime moved all the same (the
+		// 30-minute soak with rules: directories kept stale mtimes).
+		r.addMeta(dir, r.parentOf(dir))
+		return nil
 	}
 	if !known {
 		// Never identified (made and removed before it was seen, or the
@@ -1119,12 +1145,21 @@ func (r *Recorder) remove(dir gfid.GFID, name string, isDir bool, g gfid.GFID, k
 		if err := tx.RemoveLink(g, gfidx.Link{Parent: dir, Name: name}); err != nil {
 			return err
 		}
-		if isDir && len(tx.Links(g)) == 0 {
-			// Gone from the tree (not found again elsewhere meanwhile,
-			// e.g. moved into a directory made after the move).
-			return r.forgetTree(tx, g, away)
+		if !isDir {
+			return nil
 		}
-		return nil
+		if others := tx.Links(g); len(others) > 0 {
+			if r.holdsAnyTx(tx, others, g) {
+				return nil // found again elsewhere meanwhile (moved into a directory made after the move)
+			}
+			// Stale names of a directory (it has one): see forgetTree.
+			for _, l := range others {
+				if err := tx.RemoveLink(g, l); err != nil {
+					return err
+				}
+			}
+		}
+		return r.forgetTree(tx, g, away)
 	})
 }
 
@@ -1152,8 +1187,21 @@ func (r *Recorder) forgetTree(tx *gfidx.Tx, g gfid.GFID, away bool) error {
 				if err := tx.RemoveLink(c.GFID, gfidx.Link{Parent: d, Name: c.Name}); err != nil {
 					return err
 				}
-				if len(tx.Links(c.GFID)) > 0 {
-					continue // lives on elsewhere
+				isDir := r.in.watched(c.GFID) || len(tx.Children(c.GFID)) > 0
+				if others := tx.Links(c.GFID); len(others) > 0 {
+					if !isDir || r.holdsAnyTx(tx, others, c.GFID) {
+						continue // lives on elsewhere
+					}
+					// A directory has one name: its other links are stale
+					// (the soak with rules: a directory the index also had
+					// at an old name outlived its move into an excluded
+					// one, watched, and what was made below it there was
+					// never recorded once it came back).
+					for _, l := range others {
+						if err := tx.RemoveLink(c.GFID, l); err != nil {
+							return err
+						}
+					}
 				}
 				if r.in.watched(c.GFID) {
 					r.in.unwatch(c.GFID)
@@ -1188,12 +1236,20 @@ func (r *Recorder) renamed(m pendingMove, to *event) error {
 		}
 	}
 	if r.excluded(to.dir, to.name, from.isDir()) {
-		// Moved to a name the rules leave out: gone from the tree.
+		// Moved to a name the rules leave out: gone from the tree. The
+		// directory it went to changed (its mtime) all the same.
+		r.addMeta(to.dir, r.parentOf(to.dir))
 		return r.remove(from.dir, from.name, from.isDir(), m.g, m.known, true)
 	}
 	if !m.known && r.excluded(from.dir, from.name, from.isDir()) {
 		// Moved in from a name the rules leave out (never recorded):
-		// made here.
+		// made here; the directory it left changed too. What is below
+		// it is listed again all the way down, even directories the
+		// index knows: what changed there while it was left out was
+		// not recorded.
+		r.addMeta(from.dir, r.parentOf(from.dir))
+		r.movingIn = true
+		defer func() { r.movingIn = false }()
 		return r.created(to.dir, to.name)
 	}
 	if !m.known {
@@ -1215,11 +1271,19 @@ func (r *Recorder) renamed(m pendingMove, to *event) error {
 		return r.removed(from.dir, from.name, from.isDir(), m.g, true)
 	}
 	st, err := beneath.Lstat(fd, to.name)
-	if err != nil {
-		// Gone again already: what left is the old name.
-		return r.removed(from.dir, from.name, from.isDir(), m.g, true)
+	gone := errors.Is(err, unix.ENOENT)
+	if err != nil && !gone {
+		return fmt.Errorf("stat %q: %w", to.name, err)
 	}
-	if g, gerr := r.t.GetGFID(fd, to.dir, to.name, &st); gerr != nil || g != m.g {
+	if gone {
+		// Moved on again (or removed) before this event was read: the
+		// rename is recorded all the same, and the events still queued
+		// (its next move, its removal) take it from there. Taken for a
+		// removal, a directory moved twice in a row (rename_ancestor
+		// under churn) was recorded removed while it lived on, and each
+		// such made its segment a gap, crawled whole.
+		st = unix.Stat_t{}
+	} else if g, gerr := r.t.GetGFID(fd, to.dir, to.name, &st); gerr != nil || g != m.g {
 		// An entry named by its name (no gfid xattr possible) or one
 		// swapped meanwhile: a removal and a creation.
 		if err := r.removed(from.dir, from.name, from.isDir(), m.g, true); err != nil {
@@ -1306,6 +1370,28 @@ func (r *Recorder) holds(dir gfid.GFID, name string, g gfid.GFID) bool {
 	}
 	got, err := r.t.GetGFID(fd, dir, name, &st)
 	return err == nil && got == g
+}
+
+// holdsAnyTx reports whether one of links holds g now (inside an index
+// transaction: the directories are opened through tx).
+func (r *Recorder) holdsAnyTx(tx *gfidx.Tx, links []gfidx.Link, g gfid.GFID) bool {
+	for _, l := range links {
+		fd, err := r.t.OpenDir(tx, l.Parent)
+		if err != nil {
+			continue
+		}
+		st, err := beneath.Lstat(fd, l.Name)
+		if err == nil {
+			var got gfid.GFID
+			got, err = r.t.GetGFID(fd, l.Parent, l.Name, &st)
+			if err == nil && got == g {
+				unix.Close(fd)
+				return true
+			}
+		}
+		unix.Close(fd)
+	}
+	return false
 }
 
 // exchanged records that m's entry and other, at to's name, swapped places
