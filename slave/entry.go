@@ -353,14 +353,26 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 		return failed(err)
 	}
 	wantFmt := wantType(r.typ, r.mode)
+	var (
+		present, conflict bool
+		pst               unix.Stat_t
+	)
 	if r.adopt {
-		if err := s.adopt(c, pfd, r, wantFmt); err != nil {
+		adopted, st, err := s.adopt(c, pfd, r, wantFmt)
+		if err != nil {
 			return failed(err)
 		}
+		// Adopted: the name holds the gfid now, as its lstat says (not
+		// looked up again: a pre-seeded tree of 100,000 files paid that
+		// twice over).
+		present, pst = adopted, st
 	}
-	present, conflict, pst, err := c.clearName(pfd, r.parent, r.name, r.g, wantFmt)
-	if err != nil {
-		return failed(err)
+	if !present {
+		var err error
+		present, conflict, pst, err = c.clearName(pfd, r.parent, r.name, r.g, wantFmt)
+		if err != nil {
+			return failed(err)
+		}
 	}
 	if present && r.typ == pb.EntryOpType_ENTRY_OP_TYPE_MKNOD {
 		if st, err := beneath.Lstat(pfd, r.name); err == nil && uint64(st.Rdev) != r.rdev {
@@ -392,35 +404,35 @@ func (s *Slave) ensure(c *dirCache, r *entryReq) outcome {
 // whose owner, mode and content the replica would then set), a symlink to
 // another target, a device of another number, or anything while the gfid
 // has an entry elsewhere on the slave (then that one is reused).
-func (s *Slave) adopt(c *dirCache, pfd int, r *entryReq, wantFmt uint32) error {
-	st, err := beneath.Lstat(pfd, r.name)
+func (s *Slave) adopt(c *dirCache, pfd int, r *entryReq, wantFmt uint32) (adopted bool, st unix.Stat_t, err error) {
+	st, err = beneath.Lstat(pfd, r.name)
 	if err != nil {
-		return nil // nothing there (or it says so when made)
+		return false, st, nil // nothing there (or it says so when made)
 	}
 	if _, err := s.tree.ns.GetAt(pfd, r.name); !errors.Is(err, gfid.ErrNoGFID) {
-		return nil // georep's already, or unreadable: the usual way
+		return false, st, nil // georep's already, or unreadable: the usual way
 	}
 	if st.Mode&unix.S_IFMT != wantFmt || len(c.tx.Links(r.g)) > 0 {
-		return nil
+		return false, st, nil
 	}
 	switch wantFmt {
 	case unix.S_IFREG:
 		if st.Nlink != 1 {
-			return nil
+			return false, st, nil
 		}
 	case unix.S_IFLNK:
 		if cur, err := readlinkAt(pfd, r.name); err != nil || cur != r.target {
-			return nil
+			return false, st, nil
 		}
 	case unix.S_IFCHR, unix.S_IFBLK:
 		if uint64(st.Rdev) != r.rdev {
-			return nil
+			return false, st, nil
 		}
 	}
 	if err := s.setGFID(pfd, r.name, r.parent, r.g, wantFmt); err != nil {
-		return fmt.Errorf("adopting %q: %w", r.name, err)
+		return false, st, fmt.Errorf("adopting %q: %w", r.name, err)
 	}
-	return c.tx.AddLink(r.g, gfidx.Link{Parent: r.parent, Name: r.name})
+	return true, st, c.tx.AddLink(r.g, gfidx.Link{Parent: r.parent, Name: r.name})
 }
 
 // ensurePresent is ensure when r's name already holds the gfid (pst is
