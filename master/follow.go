@@ -29,6 +29,9 @@ type follower struct {
 	// caughtUp: the journal was drained once since the last crawl (the
 	// log says so once).
 	caughtUp bool
+	// window: the last crawl's walk, whose journal the batches after it
+	// read for what moved meanwhile (see movedSet).
+	window *movedWindow
 }
 
 // follow resumes from the marks (see resumePlan) in the session l.
@@ -111,7 +114,18 @@ func (f *follower) step(ctx context.Context, max int) (bool, error) {
 		}
 	}
 	end := time.Unix(0, segs[len(segs)-1].End)
-	if err := m.liveBatch(ctx, f.l, segs, f.sync); err != nil {
+	var moved *movedSet
+	if w := f.window; w != nil {
+		deep, shallow, err := m.movedIn(segs, w.to)
+		if err != nil {
+			return true, err
+		}
+		moved = &movedSet{deep: deep, shallow: shallow, o: w.o}
+		if !moved.empty() {
+			m.log.Debug("entries moved while the crawl walked: reconciled after the replay", "directories", len(deep), "other_dirs", len(shallow))
+		}
+	}
+	if err := m.liveBatch(ctx, f.l, segs, f.sync, moved); err != nil {
 		if errors.Is(err, batch.ErrJournalDamaged) && ctx.Err() == nil {
 			// A segment that cannot be read is a gap: what it held is found
 			// by a crawl (never retried for ever).
@@ -122,6 +136,9 @@ func (f *follower) step(ctx context.Context, max int) (bool, error) {
 		}
 		return true, err
 	}
+	if f.window != nil && segs[len(segs)-1].End >= f.window.to {
+		f.window = nil // the walk's time is replayed and reconciled
+	}
 	if f.needCrawl {
 		return true, nil // the crawl advances the marks
 	}
@@ -130,11 +147,11 @@ func (f *follower) step(ctx context.Context, max int) (bool, error) {
 
 // crawl crawls the whole tree beside the recorder and applies it.
 func (f *follower) crawl(ctx context.Context) error {
-	st, err := f.m.liveCrawl(ctx, f.l, f.sync, f.stime)
+	st, window, err := f.m.liveCrawl(ctx, f.l, f.sync, f.stime)
 	if err != nil {
 		return err
 	}
-	f.stime, f.needCrawl, f.historyEnd = st, false, 0
+	f.stime, f.needCrawl, f.historyEnd, f.window = st, false, 0, window
 	f.m.cfg.ComparePaths = nil // a scrub's repair, if any, is done
 	f.m.cfg.Status.CrawlStarted(syncstatus.ChangelogCrawl)
 	f.m.prog.update(func() { f.m.prog.stime = st })

@@ -539,8 +539,9 @@ func (m *Master) retry(ctx context.Context, what string, fn func() error) error 
 // liveCrawl crawls the whole tree beside the recorder and applies what it
 // found, comparing by content the files changed since the stime since (see
 // changedSince); the marks move to the crawl's start.
-func (m *Master) liveCrawl(ctx context.Context, l *link, sync func(context.Context) error, since time.Time) (time.Time, error) {
+func (m *Master) liveCrawl(ctx context.Context, l *link, sync func(context.Context) error, since time.Time) (time.Time, *movedWindow, error) {
 	var stime time.Time
+	var window *movedWindow
 	defer m.watchBatch("crawl")()
 	err := m.retry(ctx, "crawl", func() error {
 		stime = time.Now()
@@ -549,6 +550,7 @@ func (m *Master) liveCrawl(ctx context.Context, l *link, sync func(context.Conte
 		if err != nil {
 			return err
 		}
+		walked := time.Now()
 		defer os.Remove(journal)
 		o, err := m.changedSince(since)
 		if err != nil {
@@ -558,21 +560,22 @@ func (m *Master) liveCrawl(ctx context.Context, l *link, sync func(context.Conte
 		if err := b.Run(ctx); err != nil {
 			return err
 		}
+		window = &movedWindow{to: walked.UnixNano(), o: o}
 		st := b.Stats()
 		m.log.Info("crawl applied", "files", crawl.Files, "dirs", crawl.Dirs, "data_files", st.Files,
 			"bytes_sent", st.BytesSent, "not_made", st.NotMade, "took", time.Since(stime).Round(time.Millisecond))
 		return nil
 	})
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, nil, err
 	}
 	if err := m.advance(ctx, stime); err != nil {
-		return time.Time{}, err
+		return time.Time{}, nil, err
 	}
 	if err := m.rulesSynced(); err != nil {
-		return time.Time{}, err
+		return time.Time{}, nil, err
 	}
-	return stime, nil
+	return stime, window, nil
 }
 
 // reconcile crawls the directories a changelog batch (prev) touched, each
@@ -581,17 +584,36 @@ func (m *Master) liveCrawl(ctx context.Context, l *link, sync func(context.Conte
 // themselves; directories the slave made from an op are crawled whole;
 // directories the slave's ops used beyond those they named are reconciled
 // too: a few rounds at most, as deep as the slave's copy lags.
-func (m *Master) reconcile(ctx context.Context, l *link, sync func(context.Context) error, prev *batch.Batch) (batch.Stats, error) {
-	var total batch.Stats
-	syncFn := func() error { return sync(ctx) }
-	done := map[gfid.GFID]int{}
-	reconciled := map[gfid.GFID]bool{}
-	dirs := prev.Touched()
+func (m *Master) reconcile(ctx context.Context, l *link, sync func(context.Context) error, prev *batch.Batch, moved *movedSet) (batch.Stats, error) {
 	deep := prev.Made() // made empty on the slave by the replay or the last round: crawled whole
 	// Moved in from an excluded place: crawled whole, by content.
 	compareAll := len(prev.MovedIn()) > 0
 	deep = append(deep, prev.MovedIn()...)
-	base := prev.Synced()
+	dirs := prev.Touched()
+	if !moved.empty() {
+		// Moved while the last crawl walked (see movedSet).
+		deep = append(deep, moved.deep...)
+		dirs = append(dirs, moved.shallow...)
+	}
+	return m.reconcileDirs(ctx, l, sync, dirs, deep, prev.Synced(), func(b *batch.Batch, round int) {
+		switch {
+		case compareAll && round == 0:
+			b.CompareAll()
+		case !moved.empty():
+			b.CompareChangedSince(moved.o)
+		}
+	})
+}
+
+// reconcileDirs crawls dirs, each alone, and deep, whole, and applies what
+// it found, in rounds: a directory the slave turns out to lack is made by
+// reconciling its parent first (see reconcile). tune, if set, adjusts each
+// round's batch before it runs.
+func (m *Master) reconcileDirs(ctx context.Context, l *link, sync func(context.Context) error, dirs, deep []gfid.GFID, base syncstatus.Batch, tune func(b *batch.Batch, round int)) (batch.Stats, error) {
+	var total batch.Stats
+	syncFn := func() error { return sync(ctx) }
+	done := map[gfid.GFID]int{}
+	reconciled := map[gfid.GFID]bool{}
 	for round := 0; len(dirs)+len(deep) > 0; round++ {
 		for _, g := range dirs {
 			reconciled[g] = true
@@ -611,9 +633,8 @@ func (m *Master) reconcile(ctx context.Context, l *link, sync func(context.Conte
 		// The status tracker hears of one batch: the counts go on from
 		// the replay's (and the earlier rounds').
 		b := batch.NewReconcile(m.batchConfig(l, batch.Reconcile, sync), journal, base)
-		if compareAll {
-			b.CompareAll()
-			compareAll = false
+		if tune != nil {
+			tune(b, round)
 		}
 		err = b.Run(ctx)
 		os.Remove(journal)
@@ -686,7 +707,7 @@ func (m *Master) parentsFirst(dirs []gfid.GFID) []gfid.GFID {
 
 // liveBatch applies journal segments as one batch: replayed as recorded,
 // then the directories it touched reconciled.
-func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segment, sync func(context.Context) error) error {
+func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segment, sync func(context.Context) error, moved *movedSet) error {
 	var paths []string
 	for _, s := range segs {
 		if s.Path != "" {
@@ -721,7 +742,7 @@ func (m *Master) liveBatch(ctx context.Context, l *link, segs []changelog.Segmen
 		// found its entry gone, moved on, or its directory not made yet
 		// on the slave; what one batch left out, its reconciliation
 		// brings, and a later change is reconciled by a later batch.
-		q, err := m.reconcile(ctx, l, sync, b)
+		q, err := m.reconcile(ctx, l, sync, b, moved)
 		if err != nil {
 			return err
 		}

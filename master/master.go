@@ -178,6 +178,9 @@ type Master struct {
 	// (batch.Config.Hook): the live path's deterministic harness changes
 	// the tree there.
 	hook func(ctx context.Context, k batch.Kind, at batch.Point) error
+	// walkHook, set by tests before Run, is called by a live crawl
+	// before it lists each directory (its path relative to the root).
+	walkHook func(path string)
 }
 
 // phase says what the running batch now does ("" when it ended).
@@ -790,7 +793,7 @@ func (m *Master) crawl(stime time.Time, recorderSync func() error) (CrawlStats, 
 
 // liveXsync is a crawl beside the recorder (see xsync.live).
 func (m *Master) liveXsync(recorderSync func() error) *xsync {
-	return &xsync{t: m.tree, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]uint64{}, live: true, sync: recorderSync, st: m.cfg.Status, rules: m.rules}
+	return &xsync{t: m.tree, log: m.log, hard: map[gfid.GFID]uint64{}, pending: map[gfid.GFID]uint64{}, live: true, sync: recorderSync, st: m.cfg.Status, rules: m.rules, beforeList: m.walkHook}
 }
 
 // crawlJournal runs walk (a crawl by x) into a new XSYNC journal in the

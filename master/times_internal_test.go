@@ -57,7 +57,7 @@ func TestBatchSetsTimesRecordedAfterSegmentEnd(t *testing.T) {
 	}
 	defer l.close()
 	segs := []changelog.Segment{{Start: end.Add(-time.Second).UnixNano(), End: end.UnixNano(), Path: seg}}
-	if err := m.liveBatch(ctx, l, segs, nil); err != nil {
+	if err := m.liveBatch(ctx, l, segs, nil, nil); err != nil {
 		t.Fatalf("batch: %v", err)
 	}
 	var st unix.Stat_t

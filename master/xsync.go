@@ -93,6 +93,10 @@ type xsync struct {
 	// not listed.
 	rules *rules.Rules
 
+	// beforeList, when set (tests), is called with a directory's path
+	// before the crawl lists it.
+	beforeList func(path string)
+
 	warnedDerived bool
 	// pending index links, flushed in large transactions.
 	links []pendingLink
@@ -314,6 +318,9 @@ func (x *xsync) crawlDirs(dirs []gfid.GFID) error {
 func (x *xsync) crawlDir(dirfd int, g gfid.GFID, isRoot bool, path string) error {
 	if x.visited != nil {
 		x.visited[g] = true
+	}
+	if x.beforeList != nil {
+		x.beforeList(path)
 	}
 	names, err := listDir(dirfd)
 	if errors.Is(err, unix.ENOENT) {

@@ -438,6 +438,11 @@ func (b *Batch) MovedIn() []gfid.GFID { return b.movedIn }
 // CompareAll has a crawl's batch compare every file by content, never
 // taking the slave's copy for current on its size and mtime (but a file
 // whose only change is the write of its own gfid: see stampedOnly).
+// CompareChangedSince has a reconciliation's files compared as a live
+// crawl's are (see CrawlOptions): by content where changed since
+// o.ChangedSince.
+func (b *Batch) CompareChangedSince(o CrawlOptions) *Batch { return b.crawlOptions(o) }
+
 func (b *Batch) CompareAll() *Batch {
 	b.changedSince = math.MinInt64
 	b.changed = map[gfid.GFID]bool{}
