@@ -93,11 +93,10 @@ func (c countingConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
-// TestUnaryCallsCompressed: the master's unary calls go zstd-compressed,
-// the slave reads them and answers, and a run of alike entry ops (a crawl
-// of a pre-seeded slave: 93 bytes an op uncompressed) takes a fraction of
-// its size on the wire.
-func TestUnaryCallsCompressed(t *testing.T) {
+// echoClient serves echoSlave on loopback and dials it as a master does
+// (DialOptions), counting the bytes the client writes.
+func echoClient(t *testing.T) (pb.SlaveServiceClient, *atomic.Int64) {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +104,7 @@ func TestUnaryCallsCompressed(t *testing.T) {
 	srv := grpc.NewServer(ServerOptions(nil)...)
 	pb.RegisterSlaveServiceServer(srv, echoSlave{})
 	go srv.Serve(lis)
-	defer srv.Stop()
+	t.Cleanup(srv.Stop)
 	var sent atomic.Int64
 	dial := func(ctx context.Context, addr string) (net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
@@ -118,8 +117,16 @@ func TestUnaryCallsCompressed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	client := pb.NewSlaveServiceClient(conn)
+	t.Cleanup(func() { conn.Close() })
+	return pb.NewSlaveServiceClient(conn), &sent
+}
+
+// TestUnaryCallsCompressed: the master's unary calls go zstd-compressed,
+// the slave reads them and answers, and a run of alike entry ops (a crawl
+// of a pre-seeded slave: 93 bytes an op uncompressed) takes a fraction of
+// its size on the wire.
+func TestUnaryCallsCompressed(t *testing.T) {
+	client, sent := echoClient(t)
 
 	req := &pb.EntryOpsRequest{SessionToken: make([]byte, 16)}
 	parent := []byte("0123456789abcdef")
@@ -152,30 +159,9 @@ func TestUnaryCallsCompressed(t *testing.T) {
 // receive limit (a peer's zip bomb: 80 MiB of zeros in a few KiB) is
 // refused, not decompressed whole.
 func TestCompressedBombRefused(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer(ServerOptions(nil)...)
-	pb.RegisterSlaveServiceServer(srv, echoSlave{})
-	go srv.Serve(lis)
-	defer srv.Stop()
-	var sent atomic.Int64
-	dial := func(ctx context.Context, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return nil, err
-		}
-		return countingConn{c, &sent}, nil
-	}
-	conn, err := grpc.NewClient(lis.Addr().String(), append(DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(dial))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := pb.NewSlaveServiceClient(conn)
+	client, sent := echoClient(t)
 	req := &pb.EntryOpsRequest{Ops: []*pb.EntryOp{{Target: make([]byte, MaxMessage+16<<20)}}}
-	_, err = client.EntryOps(context.Background(), req, grpc.MaxCallSendMsgSize(1<<30))
+	_, err := client.EntryOps(context.Background(), req, grpc.MaxCallSendMsgSize(1<<30))
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("a message expanding past %d bytes: %v, want ResourceExhausted", MaxMessage, err)
 	}

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -85,39 +84,6 @@ func churnDirs(t *testing.T, root string, rng *rand.Rand, ops int) {
 			os.WriteFile(filepath.Join(dst, fmt.Sprintf("f%d", i%7)), []byte("x"), 0o644)
 		}
 	}
-}
-
-// recordsAllowGaps waits like records, and returns what was committed,
-// gaps or not (a gap is a crawl's to close; this test is about what
-// comes after).
-func (f *recorderFixture) recordsAllowGaps() []changelog.Record {
-	f.t.Helper()
-	t0 := time.Now().UnixNano()
-	deadline := time.Now().Add(20 * time.Second)
-	for f.j.Covered() <= t0 {
-		if time.Now().After(deadline) {
-			f.t.Fatal("the recorder did not roll over within 20 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	segs, err := f.j.Next(f.after, 0)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	var out []changelog.Record
-	for _, s := range segs {
-		f.after = s.End
-		if s.Path == "" {
-			continue
-		}
-		if _, err := changelog.ReadFile(s.Path, func(r changelog.Record) error {
-			out = append(out, r)
-			return nil
-		}); err != nil {
-			f.t.Fatal(err)
-		}
-	}
-	return out
 }
 
 // probeIncluded makes a file in every directory the rules include and
